@@ -1,0 +1,1 @@
+"""Contracts on what was extracted (pandera) and business-rule suites (Great Expectations)."""

@@ -1,0 +1,171 @@
+"""Configuration: a TOML file (``recon.toml``) overridden by ``RECON_*`` environment variables.
+
+Secrets (the Zuora client secret, database passwords) come only from the environment or the
+file and are wrapped in :class:`Secret`, whose ``repr``/``str`` never reveal the value, so a
+stray log line or a report cannot leak them. URLs are shown through :func:`redact_url`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from extract.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "recon.toml"
+
+
+class Secret:
+    """A string that refuses to be printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value or None
+
+    def get(self) -> str | None:
+        """The real value, for the one place that must send it (the OAuth request)."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return self._value is not None
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret(None)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``; anything else unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything recon needs to know about its surroundings. Field names are the TOML keys."""
+
+    zuora_base_url: str = "http://127.0.0.1:8808"
+    zuora_client_id: str = "recon"
+    zuora_client_secret: Secret = field(default_factory=lambda: Secret(None))
+    tenant_tz: str = "America/Los_Angeles"
+    local_database_url: str = "duckdb:///data/local.duckdb"
+    data_dir: Path = Path("data")
+
+    def describe(self) -> dict[str, str]:
+        """A printable view with secrets masked (for ``recon config show`` and reports)."""
+        return {
+            "zuora_base_url": self.zuora_base_url,
+            "zuora_client_id": self.zuora_client_id,
+            "zuora_client_secret": "set" if self.zuora_client_secret else "not set",
+            "tenant_tz": self.tenant_tz,
+            "local_database_url": redact_url(self.local_database_url),
+            "data_dir": str(self.data_dir),
+        }
+
+
+# TOML layout: section -> key -> Settings field
+_TOML_KEYS: dict[tuple[str, str], str] = {
+    ("zuora", "base_url"): "zuora_base_url",
+    ("zuora", "client_id"): "zuora_client_id",
+    ("zuora", "client_secret"): "zuora_client_secret",
+    ("zuora", "client_secret_file"): "_secret_file",
+    ("zuora", "tenant_tz"): "tenant_tz",
+    ("local", "database_url"): "local_database_url",
+    ("paths", "data_dir"): "data_dir",
+}
+ENV_VARS: dict[str, str] = {
+    "RECON_ZUORA_BASE_URL": "zuora_base_url",
+    "RECON_ZUORA_CLIENT_ID": "zuora_client_id",
+    "RECON_ZUORA_CLIENT_SECRET": "zuora_client_secret",
+    "RECON_TENANT_TZ": "tenant_tz",
+    "RECON_LOCAL_DATABASE_URL": "local_database_url",
+    "RECON_DATA_DIR": "data_dir",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "zuora_client_secret":
+        return Secret(str(value) if value is not None else None)
+    if name == "data_dir":
+        return Path(str(value))
+    if not isinstance(value, str):
+        raise ConfigError(f"config key for {name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults ← TOML file ← environment ← explicit overrides (CLI flags).
+
+    ``config_file`` None means ``$RECON_CONFIG`` or ``./recon.toml`` when it exists; a path
+    that was asked for explicitly and does not exist is an error, not a silent default.
+    """
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    path = config_file or env.get("RECON_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (from --config or RECON_CONFIG)")
+        try:
+            doc = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from e
+        for section, table in doc.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{p}: top-level key {section!r} must be a [section]")
+            for key, value in table.items():
+                target = _TOML_KEYS.get((section, key))
+                if target is None:
+                    known = ", ".join(f"{s}.{k}" for s, k in _TOML_KEYS)
+                    raise ConfigError(f"{p}: unknown key {section}.{key} (known: {known})")
+                if not target.startswith("_"):
+                    values[target] = value
+        secret_file = doc.get("zuora", {}).get("client_secret_file")
+        if secret_file:
+            values["zuora_client_secret"] = Path(secret_file).read_text().strip()
+    for var, target in ENV_VARS.items():
+        if env.get(var):
+            values[target] = env[var]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(Settings)}
+    settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items() if k in known})
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Fail early, naming the setting, rather than deep inside a night's run."""
+    try:
+        ZoneInfo(settings.tenant_tz)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError(
+            f"tenant_tz {settings.tenant_tz!r} is not an IANA time zone (e.g. America/Los_Angeles)"
+        ) from e
+    scheme = urlsplit(settings.local_database_url).scheme
+    if scheme not in ("duckdb", "postgresql", "postgres"):
+        raise ConfigError(
+            f"local_database_url {redact_url(settings.local_database_url)!r} must start with "
+            "duckdb:/// or postgresql://"
+        )

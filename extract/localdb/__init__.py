@@ -1,0 +1,1 @@
+"""The local (CustomersDot) database: schema from the catalogue, and connections."""

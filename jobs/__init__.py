@@ -1,0 +1,1 @@
+"""Top floor: the CLI, the scheduler, run history and repair apply."""

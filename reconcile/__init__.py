@@ -1,0 +1,1 @@
+"""Normalise, diff, cross-object rules and repair plans."""
