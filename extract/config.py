@@ -143,8 +143,17 @@ def load_settings(
                 if not target.startswith("_"):
                     values[target] = value
         secret_file = doc.get("zuora", {}).get("client_secret_file")
-        if secret_file:
-            values["zuora_client_secret"] = Path(secret_file).read_text().strip()
+        if secret_file and not env.get("RECON_ZUORA_CLIENT_SECRET"):
+            if not isinstance(secret_file, str):
+                raise ConfigError(f"{p}: zuora.client_secret_file must be a path string")
+            sp = Path(secret_file)
+            sp = sp if sp.is_absolute() else p.parent / sp
+            try:
+                values["zuora_client_secret"] = sp.read_text().strip()
+            except OSError as e:
+                raise ConfigError(
+                    f"{p}: zuora.client_secret_file {sp} cannot be read ({e.strerror})"
+                ) from e
     for var, target in ENV_VARS.items():
         if env.get(var):
             values[target] = env[var]

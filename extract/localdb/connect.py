@@ -23,12 +23,17 @@ from extract.localdb import schema
 
 
 def _duckdb_path(url: str) -> str:
-    """``duckdb:///abs/path`` → ``/abs/path``; ``duckdb://rel/path`` → ``rel/path``;
-    ``duckdb:///:memory:`` → in-memory."""
+    """SQLAlchemy's convention: ``duckdb:///rel/path`` is relative to the working directory,
+    ``duckdb:////abs/path`` is absolute, ``duckdb:///:memory:`` is in memory."""
     rest = url[len("duckdb://"):]
-    if rest in ("", ":memory:", "/:memory:"):
-        return ":memory:"
-    return rest
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return ":memory:" if rest in ("", ":memory:") else rest
+
+
+def duckdb_url(path: str | Path) -> str:
+    """The ``duckdb://`` URL of a file path (absolute paths get the fourth slash)."""
+    return f"duckdb:///{path}"
 
 
 class LocalDB:
@@ -124,7 +129,7 @@ class LocalDB:
 
     def read_table(self, table: str) -> pl.DataFrame:
         cols = [c.name for c in schema.table_columns(table)]
-        return self.query(f"SELECT {', '.join(cols)} FROM {table}")  # noqa: S608
+        return self.query(f"SELECT {', '.join(cols)} FROM {table}")
 
     # -- schema ----------------------------------------------------------------------------
     def init_schema(self) -> list[str]:
@@ -161,18 +166,20 @@ class LocalDB:
             self._duck.register("_recon_load", df.to_arrow())
             try:
                 self._duck.execute(
-                    f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _recon_load"  # noqa: S608
+                    f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _recon_load"
                 )
             finally:
                 self._duck.unregister("_recon_load")
             return df.height
         assert self._pg is not None
         buf = io.BytesIO()
-        df.write_csv(buf, include_header=False, null_value="\\N",
+        # PostgreSQL CSV: an unquoted empty field is NULL, a quoted "" is an empty string,
+        # so no sentinel can collide with real data.
+        df.write_csv(buf, include_header=False, null_value="", quote_style="non_numeric",
                      datetime_format="%Y-%m-%d %H:%M:%S%.f")
         with self._pg.cursor() as cur:
             with cur.copy(
-                f"COPY {table} ({col_list}) FROM STDIN (FORMAT csv, NULL '\\N')"
+                f"COPY {table} ({col_list}) FROM STDIN (FORMAT csv)"
             ) as copy:
                 copy.write(buf.getvalue())
         return df.height

@@ -124,8 +124,8 @@ def ddl(dialect: str) -> list[str]:
     stmts = [object_table_ddl(s, dialect) for s in OBJECTS]
     stmts += [local_table_ddl(t, dialect) for t in LOCAL_TABLES]
     if dialect == "postgres":
-        for table, cols in INDEXES:
-            name = f"ix_{table}_{'_'.join(cols)}"
+        for i, (table, cols) in enumerate(INDEXES):
+            name = f"ix{i:02d}_{table}"[:63]
             stmts.append(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(cols)})")
         for table, col, ref_table, ref_col in FOREIGN_KEYS:
             name = f"fk_{table}_{col}"

@@ -1,0 +1,72 @@
+"""Project typed Zuora rows onto their local table: what a *correct* sync writes.
+
+Used by the generator (to build the clean local copy) and by the repair planner (to compute
+the "after" values of an upsert), so both agree by construction. Rules, all read from the
+catalogue:
+
+* decimals are rounded half-up (Zuora's default rounding, domain.md §1.9) to the local
+  column's scale; integer columns holding Zuora decimals (mrr, quantity, …) round to 0 places;
+* strings are truncated to ``Field.truncate`` where the local column is shorter than Zuora's;
+* REF columns store the *local* surrogate id of the referenced row (seed 001), looked up in
+  the referenced local table by its Zuora id;
+* local-only columns are left to the caller (surrogate ids, created_at/updated_at stamps).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from extract.catalog.model import Field, ObjectSpec, ZType
+
+
+def _value_sql(f: Field, src: str) -> str:
+    col = f'{src}."{f.name}"'
+    if f.ztype is ZType.DECIMAL and f.scale is not None:
+        return f"CAST(ROUND({col}, {f.scale}) AS {f.local_type})"
+    if f.truncate:
+        return f"left({col}, {f.truncate})"
+    return f"CAST({col} AS {f.local_type})" if f.local_type else col
+
+
+def local_select_sql(spec: ObjectSpec, src: str = "z") -> tuple[str, list[str]]:
+    """SELECT list and JOINs that turn relation ``src`` (typed Zuora rows) into local rows.
+
+    Returns (sql, ref_tables): the caller must expose each referenced local table under its
+    own name (a view or a registered frame)."""
+    cols, joins, refs = [], [], []
+    for i, f in enumerate(spec.stored_fields):
+        if f.ref is not None:
+            alias = f"r{i}"
+            joins.append(
+                f'LEFT JOIN {f.ref.table} {alias} ON {alias}.{f.ref.key_column} = {src}."{f.name}"'
+            )
+            cols.append(f"{alias}.{f.ref.column} AS {f.column}")
+            refs.append(f.ref.table)
+        else:
+            cols.append(f"{_value_sql(f, src)} AS {f.column}")
+    sql = f"SELECT {', '.join(cols)} FROM {spec.name} {src} " + " ".join(joins)
+    return sql, refs
+
+
+def to_local(spec: ObjectSpec, typed: pl.DataFrame,
+             refs: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """Local rows for ``typed`` (same order), without the local-only columns."""
+    sql, needed = local_select_sql(spec)
+    con = duckdb.connect()
+    try:
+        con.register(spec.name, typed.to_arrow())
+        for table in set(needed):
+            if refs is None or table not in refs:
+                raise ValueError(f"{spec.name} needs local table {table} to resolve references")
+            con.register(table, refs[table].to_arrow())
+        # keep the input order: joins may reorder rows
+        con.register("_order", pl.DataFrame({"Id": typed["Id"],
+                                              "_pos": range(typed.height)}).to_arrow())
+        ordered = (
+            f"SELECT q.* EXCLUDE (_pos) FROM (SELECT t.*, o._pos FROM ({sql}) t "
+            f"JOIN _order o ON o.Id = t.{spec.key_column}) q ORDER BY _pos"
+        )
+        return con.sql(ordered).pl()
+    finally:
+        con.close()

@@ -1,0 +1,119 @@
+"""The dataset directory: the Zuora sandbox's input and the generator's output.
+
+Layout (documented in README "Dataset format")::
+
+    DIR/zuora/<Object>.jsonl     one file per catalogue object, JSON Lines, Zuora field names,
+                                 values as Zuora sends them (dateTimes with the tenant offset);
+                                 <Object>.parquet is accepted instead
+    DIR/tenant.json              tenant metadata: time zone, seed, counts
+    DIR/labels.parquet           ground truth of injected drift (never read by the pipeline)
+    DIR/local.duckdb             the local side, when no --db was given
+
+Readers return *raw* frames (every column a string) so the typing and its rejects happen in
+one place (``extract.values``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from extract.catalog import OBJECTS, ObjectSpec
+from extract.errors import DatasetError
+
+ZUORA_DIR = "zuora"
+TENANT_FILE = "tenant.json"
+LABELS_FILE = "labels.parquet"
+
+
+def object_path(root: Path, spec: ObjectSpec) -> Path:
+    return Path(root) / ZUORA_DIR / f"{spec.name}.jsonl"
+
+
+def _sample_keys(path: Path, limit: int = 1000) -> set[str]:
+    keys: set[str] = set()
+    with path.open() as fh:
+        for i, line in enumerate(fh):
+            if i >= limit:
+                break
+            if line.strip():
+                try:
+                    keys.update(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DatasetError(f"{path}: line {i + 1} is not JSON: {e}") from e
+    return keys
+
+
+def read_object(root: Path, spec: ObjectSpec) -> pl.DataFrame:
+    """The raw rows of one object (all columns strings, catalogue order)."""
+    jsonl = object_path(root, spec)
+    parquet = jsonl.with_suffix(".parquet")
+    schema = {f.name: pl.String for f in spec.fields}
+    if jsonl.is_file():
+        unknown = _sample_keys(jsonl) - set(schema)
+        if unknown:
+            raise DatasetError(
+                f"{jsonl}: fields {sorted(unknown)} are not {spec.name} fields in the catalogue"
+            )
+        if jsonl.stat().st_size == 0:
+            return pl.DataFrame(schema=schema)
+        return pl.read_ndjson(jsonl, schema=schema)
+    if parquet.is_file():
+        df = pl.read_parquet(parquet)
+        unknown = set(df.columns) - set(schema)
+        if unknown:
+            raise DatasetError(
+                f"{parquet}: columns {sorted(unknown)} are not {spec.name} fields in the catalogue"
+            )
+        return df.select(
+            [pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, pl.String).alias(c)
+             for c in schema]
+        )
+    raise DatasetError(
+        f"dataset {root} has no {spec.name} file: expected {jsonl} or {parquet}"
+    )
+
+
+def write_object(root: Path, spec: ObjectSpec, rendered: pl.DataFrame, append: bool = False) -> int:
+    """Write (or append) rendered rows as JSON Lines; null fields are omitted like ZOQL does."""
+    path = object_path(root, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "ab" if append else "wb"
+    with path.open(mode) as fh:
+        if rendered.height:
+            fh.write(_ndjson_without_nulls(rendered))
+    return rendered.height
+
+
+def _ndjson_without_nulls(df: pl.DataFrame) -> bytes:
+    text = df.write_ndjson()
+    # polars writes "Field":null; Zuora omits null fields. Drop them textually (keys are
+    # catalogue names, so the pattern cannot occur inside a value).
+    import re
+
+    text = re.sub(r',"[A-Za-z0-9_]+":null', "", text)
+    text = re.sub(r'\{"[A-Za-z0-9_]+":null,', "{", text)
+    return text.encode()
+
+
+def read_tenant(root: Path) -> dict:
+    path = Path(root) / TENANT_FILE
+    if not path.is_file():
+        raise DatasetError(f"dataset {root} has no {TENANT_FILE}; was it made by the generator?")
+    return json.loads(path.read_text())
+
+
+def write_tenant(root: Path, meta: dict) -> None:
+    Path(root).mkdir(parents=True, exist_ok=True)
+    (Path(root) / TENANT_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def present_objects(root: Path) -> list[ObjectSpec]:
+    out = []
+    for spec in OBJECTS:
+        p = object_path(root, spec)
+        if p.is_file() or p.with_suffix(".parquet").is_file():
+            out.append(spec)
+    return out

@@ -1,0 +1,1 @@
+"""Realistic Zuora tenant + local copy generator with labelled drift (``recon sandbox generate``)."""

@@ -1,0 +1,153 @@
+"""Orchestrates a generated tenant: catalog once, then accounts in chunks (bounded memory),
+each chunk built clean, drifted by the scenarios, written out and dropped.
+
+Determinism: every random stream is seeded from (seed, purpose, chunk), so a seed gives the
+same dataset whatever the chunk size's effect on wall time... as long as the chunk size is
+the same (it is part of the stream layout and recorded in tenant.json).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from extract import dataset
+from extract.catalog import get
+from extract.localdb.connect import connect, duckdb_url
+from extract.sandbox.generate import drift
+from extract.sandbox.generate.catalog import build_catalog
+from extract.sandbox.generate.drift.base import World
+from extract.sandbox.generate.ids import IdFactory
+from extract.sandbox.generate.local import (
+    CATALOG_OBJECTS,
+    COPY_OBJECTS,
+    LocalCounters,
+    build_accounts_local,
+    build_orders,
+    build_people,
+    project_copy,
+)
+from extract.sandbox.generate.tenant import (
+    Counters,
+    build_accounts,
+    build_subscriptions,
+    finalize_account_status,
+)
+from extract.values import render_frame
+
+DEFAULT_AS_OF = dt.date(2026, 11, 1)
+DEFAULT_CHUNK = 20_000
+LOCAL_ORDER = (
+    "zuora_local_products", "zuora_local_product_rate_plans",
+    "zuora_local_product_rate_plan_charges", "zuora_local_product_rate_plan_charge_tiers",
+    "billing_account_contacts", "billing_accounts", "customers", "billing_account_memberships",
+    "zuora_local_subscriptions", "zuora_local_rate_plans", "zuora_local_rate_plan_charges",
+    "zuora_local_rate_plan_charge_tiers", "orders",
+)
+
+
+@dataclass
+class Options:
+    accounts: int
+    seed: int = 1
+    drift: float = 0.0
+    d26: float = 0.02
+    as_of: dt.date = DEFAULT_AS_OF
+    tz: str = "America/Los_Angeles"
+    chunk: int = DEFAULT_CHUNK
+    scenarios: tuple[str, ...] | None = None  # None = all
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=dict)  # Zuora objects
+    local_counts: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _rng(seed: int, *purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *purpose])
+
+
+def build_catalog_frames(seed: int) -> dict[str, pl.DataFrame]:
+    rng = _rng(seed, 0)
+    return build_catalog(IdFactory(rng), rng)
+
+
+def build_world(opts: Options, chunk_no: int, n_accounts: int, catalog: dict[str, pl.DataFrame],
+                counters: Counters, lcounters: LocalCounters) -> World:
+    """One clean chunk (catalog included so rules and joins see it; written only once)."""
+    rng = _rng(opts.seed, 1, chunk_no)
+    ids = IdFactory(rng)
+    accounts, contacts, acct = build_accounts(n_accounts, ids, rng, counters, opts.as_of, opts.tz)
+    z = build_subscriptions(acct, catalog["_plans"], ids, rng, counters, opts.as_of, opts.tz)
+    accounts = finalize_account_status(accounts, z["Subscription"], rng)
+    zuora = {k: v for k, v in catalog.items() if not k.startswith("_")}
+    zuora.update({k: v for k, v in z.items() if not k.startswith("_")})
+    zuora["Account"], zuora["Contact"] = accounts, contacts
+    local = build_accounts_local(accounts, contacts, lcounters, rng)
+    local.update(build_people(accounts, contacts, local["billing_accounts"], lcounters, rng))
+    names = COPY_OBJECTS + (CATALOG_OBJECTS if chunk_no == 0 else ())
+    local.update(project_copy(zuora, names, rng))
+    local["orders"] = build_orders(zuora, local, lcounters, rng, opts.as_of)
+    return World(zuora=zuora, local=local, rng=_rng(opts.seed, 2, chunk_no), ids=ids,
+                 counters=lcounters, tz=opts.tz, as_of=opts.as_of, has_catalog=chunk_no == 0)
+
+
+def generate(opts: Options, out: Path, db_url: str | None = None,
+             progress: Callable[[str], None] | None = None) -> Summary:
+    """Write a dataset to ``out`` and its local side to ``db_url`` (default: out/local.duckdb)."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if db_url is None:
+        db_file = (out / "local.duckdb").resolve()
+        db_file.unlink(missing_ok=True)  # a fresh tenant replaces the old local side
+        db_url = duckdb_url(db_file)
+    catalog = build_catalog_frames(opts.seed)
+    counters, lcounters = Counters(), LocalCounters()
+    summary = Summary()
+    labels: list[pl.DataFrame] = []
+    first = True
+    with connect(db_url) as db:
+        db.init_schema()
+        chunks = range(0, opts.accounts, opts.chunk)
+        for chunk_no, start in enumerate(chunks):
+            n = min(opts.chunk, opts.accounts - start)
+            world = build_world(opts, chunk_no, n, catalog, counters, lcounters)
+            drift.apply(world, opts.drift, opts.d26, opts.scenarios)
+            labels.append(world.label_frame())
+            for name, frame in world.zuora.items():
+                if get(name).group == "catalog" and not first:
+                    continue
+                dataset.write_object(out, get(name), render_frame(get(name), frame, opts.tz),
+                                     append=not first)
+                summary.counts[name] = summary.counts.get(name, 0) + frame.height
+            with db.transaction():
+                for table in LOCAL_ORDER:
+                    if table in world.local:
+                        summary.local_counts[table] = summary.local_counts.get(table, 0) + \
+                            db.load(table, world.local[table])
+            first = False
+            if progress:
+                progress(f"chunk {chunk_no + 1}/{len(chunks)}: {start + n} accounts")
+            del world
+        db.reset_identities()
+    label_frame = pl.concat(labels) if labels else pl.DataFrame()
+    label_frame.write_parquet(out / dataset.LABELS_FILE)
+    summary.labels = dict(label_frame.group_by("scenario").len().sort("scenario").iter_rows())
+    summary.seconds = time.perf_counter() - t0
+    dataset.write_tenant(out, {
+        "generator": "recon sandbox generate", "accounts": opts.accounts, "seed": opts.seed,
+        "drift": opts.drift, "d26": opts.d26, "as_of": opts.as_of.isoformat(),
+        "tenant_tz": opts.tz, "chunk": opts.chunk, "counts": summary.counts,
+        "local_counts": summary.local_counts, "labels": summary.labels,
+    })
+    return summary

@@ -1,0 +1,82 @@
+"""Normalisation before comparison, as DuckDB SQL generated from the catalogue.
+
+Every compared field of both sides is turned into one canonical text value, so that
+representation-only differences (domain.md D26: "" vs NULL, ``Flat Fee`` vs ``FlatFee``,
+``Canceled`` vs ``Cancelled``, e-mail case, decimal scale, a tenant-zone offset vs naive UTC)
+compare equal and every real difference does not. The same text is what findings show as
+"Zuora value" and "local value", so a person sees exactly what was compared.
+
+Both sides are expected as relations in one DuckDB connection: the Zuora side under the Zuora
+object names (typed by ``extract.values``), the local side under the local table names.
+"""
+
+from __future__ import annotations
+
+from extract.catalog import Field, Norm, ObjectSpec, ZType
+
+
+def canonical(field: Field, expr: str) -> str:
+    """SQL turning ``expr`` (either side's value of ``field``) into canonical text."""
+    match field.norm:
+        case Norm.CUSTOM:
+            out = f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
+            if field.truncate:
+                out = f"left({out}, {field.truncate})"
+        case Norm.EMAIL:
+            out = f"NULLIF(LOWER(TRIM(CAST({expr} AS VARCHAR))), '')"
+        case Norm.ENUM:
+            squashed = f"LOWER(regexp_replace(TRIM(CAST({expr} AS VARCHAR)), '[\\s_-]+', '', 'g'))"
+            out = f"NULLIF(replace({squashed}, 'canceled', 'cancelled'), '')"
+        case Norm.MULTISELECT:
+            parts = (f"list_sort(list_filter(list_transform(string_split(CAST({expr} AS VARCHAR),"
+                     " ';'), lambda t: LOWER(TRIM(t))), lambda t: t <> ''))")
+            out = f"NULLIF(array_to_string({parts}, ';'), '')"
+        case Norm.DATETIME_UTC:
+            out = f"strftime(date_trunc('second', CAST({expr} AS TIMESTAMP)), '%Y-%m-%dT%H:%M:%SZ')"
+        case Norm.DATE:
+            out = f"CAST(CAST({expr} AS DATE) AS VARCHAR)"
+        case Norm.DECIMAL:
+            scale = field.scale if field.scale is not None else 9
+            out = (f"CAST(CAST(ROUND(CAST({expr} AS DECIMAL(38,9)), {scale}) AS "
+                   f"DECIMAL(38,{scale})) AS VARCHAR)")
+        case Norm.INTEGER:
+            out = f"CAST(CAST(ROUND(CAST({expr} AS DECIMAL(38,9))) AS BIGINT) AS VARCHAR)"
+        case Norm.BOOL:
+            out = f"CAST(CAST({expr} AS BOOLEAN) AS VARCHAR)"
+        case _:
+            if field.ztype is ZType.INT:
+                out = f"CAST(CAST({expr} AS BIGINT) AS VARCHAR)"
+            elif field.truncate:
+                out = f"left(CAST({expr} AS VARCHAR), {field.truncate})"
+            else:
+                out = f"CAST({expr} AS VARCHAR)"
+    return out
+
+
+def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None) -> str:
+    """``key`` + canonical compared fields of the Zuora side, restricted to the rows the local
+    copy is meant to hold (``ObjectSpec.zuora_scope``)."""
+    fields = spec.compared_fields if fields is None else fields
+    cols = ['z."Id" AS key'] + [f'{canonical(f, f"z.{_q(f.name)}")} AS {_q(f.name)}'
+                                for f in fields]
+    where = f" WHERE {spec.zuora_scope}" if spec.zuora_scope else ""
+    return f"SELECT {', '.join(cols)} FROM {spec.name} z{where}"
+
+
+def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None) -> str:
+    """``key`` + canonical compared fields of the local table; REF columns are followed to the
+    referenced row's Zuora id so both sides compare Zuora ids."""
+    fields = spec.compared_fields if fields is None else fields
+    cols, joins = [f"l.{spec.key_column} AS key"], []
+    for i, f in enumerate(fields):
+        if f.ref is not None:
+            alias = f"r{i}"
+            joins.append(f"LEFT JOIN {f.ref.table} {alias} ON {alias}.{f.ref.column} = l.{f.column}")
+            cols.append(f"{canonical(f, f'{alias}.{f.ref.key_column}')} AS {_q(f.name)}")
+        else:
+            cols.append(f"{canonical(f, f'l.{f.column}')} AS {_q(f.name)}")
+    return f"SELECT {', '.join(cols)} FROM {spec.table} l " + " ".join(joins)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'

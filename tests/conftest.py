@@ -1,0 +1,127 @@
+"""Shared fixtures: throwaway PostgreSQL databases/schemas and DuckDB files.
+
+PostgreSQL is found, in order, at ``$RECON_TEST_PG_DSN`` (a DSN to a database on a server where
+the user may CREATE DATABASE), at ``postgresql://postgres@127.0.0.1:5432/postgres``, or by
+starting a private server with the ``pgserver`` package (a dev dependency). Tests never touch an
+existing database: the session gets a fresh ``recon_test_<hex>`` database, dropped at the end,
+and every test gets its own schema in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+HOW_TO = (
+    "set RECON_TEST_PG_DSN to a PostgreSQL DSN whose user may CREATE DATABASE "
+    "(e.g. postgresql://postgres@127.0.0.1:5432/postgres), run a server at that default "
+    "address, or install the dev extras (pip install -e '.[dev]') for pgserver"
+)
+
+
+def _to_url(params: dict[str, object]) -> str:
+    """libpq parameters → a ``postgresql://`` URL (what ``extract.localdb.connect`` accepts).
+
+    Everything but the database name goes into the query string, which libpq accepts for any
+    parameter, so socket directories and ``options`` need no special casing.
+    """
+    params = {k: str(v) for k, v in params.items() if v is not None}
+    dbname = params.pop("dbname", "")
+    query = urlencode(params, quote_via=quote)
+    return f"postgresql:///{quote(dbname, safe='')}" + (f"?{query}" if query else "")
+
+
+def _reachable(dsn: str) -> str | None:
+    """None when ``dsn`` accepts a connection, else the reason it does not."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return None
+    except Exception as e:  # any driver or DSN error means "not usable"
+        return f"{type(e).__name__}: {e}".strip()
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required in CI: {message}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {message}; {HOW_TO}")
+
+
+@contextlib.contextmanager
+def _admin_dsn(tmp_dir: Path) -> Iterator[str]:
+    """A DSN on which CREATE DATABASE works, starting a private server if necessary."""
+    explicit = os.environ.get("RECON_TEST_PG_DSN")
+    if explicit:
+        # Asked for explicitly: do not quietly test against some other server instead.
+        reason = _reachable(explicit)
+        if reason is not None:
+            pytest.fail(f"RECON_TEST_PG_DSN is set but unusable: {reason}", pytrace=False)
+        yield explicit
+        return
+    reason = _reachable(DEFAULT_ADMIN_DSN)
+    if reason is None:
+        yield DEFAULT_ADMIN_DSN
+        return
+    try:
+        import pgserver
+
+        server = pgserver.get_server(tmp_dir, cleanup_mode="stop")
+    except Exception as e:
+        _unavailable(f"{DEFAULT_ADMIN_DSN}: {reason}; pgserver: {type(e).__name__}: {e}")
+        return
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for this test session (dropped afterwards)."""
+    with _admin_dsn(tmp_path_factory.mktemp("pgserver")) as admin:
+        dbname = f"recon_test_{secrets.token_hex(6)}"
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        try:
+            yield _to_url({**conninfo_to_dict(admin), "dbname": dbname})
+        finally:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(dbname)
+                    )
+                )
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> Iterator[str]:
+    """URL of ``pg_dsn`` whose ``search_path`` is a fresh schema of this test's own, so tables
+    created through it (``extract.localdb.connect``) are private to the test."""
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    params = conninfo_to_dict(pg_dsn)
+    options = " ".join(filter(None, [str(params.get("options") or ""),
+                                     f"-csearch_path={schema}"]))
+    try:
+        yield _to_url({**params, "options": options})
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema)))
+
+
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    """URL of a not-yet-existing DuckDB file private to this test."""
+    # duckdb:/// followed by the absolute path: absolute under either URL convention
+    return f"duckdb:///{(tmp_path / 'local.duckdb').as_posix()}"

@@ -1,0 +1,194 @@
+"""extract.config: file → environment → overrides, validation, and secrets that never print.
+
+Every test passes ``env=`` explicitly and runs in an empty directory, so neither the real
+environment nor a ``recon.toml`` lying in the working tree can change the outcome.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extract.config import ENV_VARS, Secret, Settings, load_settings, redact_url
+from extract.errors import ConfigError
+
+FULL_TOML = """
+[zuora]
+base_url = "https://rest.test.zuora.example"
+client_id = "file-client"
+client_secret = "file-secret"
+tenant_tz = "Europe/Berlin"
+
+[local]
+database_url = "postgresql://recon:file-pw@db.example:5432/cdot"
+
+[paths]
+data_dir = "/srv/recon"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "recon.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_file_or_env() -> None:
+    assert load_settings(env={}) == Settings()
+
+
+def test_toml_keys_map_to_settings(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, FULL_TOML, "custom.toml"), env={})
+    assert s.zuora_base_url == "https://rest.test.zuora.example"
+    assert s.zuora_client_id == "file-client"
+    assert s.zuora_client_secret.get() == "file-secret"
+    assert s.tenant_tz == "Europe/Berlin"
+    assert s.local_database_url == "postgresql://recon:file-pw@db.example:5432/cdot"
+    assert s.data_dir == Path("/srv/recon")
+
+
+def test_recon_toml_in_working_directory_is_found(tmp_path: Path) -> None:
+    write(tmp_path, '[zuora]\nclient_id = "from-cwd"\n')
+    assert load_settings(env={}).zuora_client_id == "from-cwd"
+
+
+def test_recon_config_env_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[zuora]\nclient_id = "via-env"\n', "elsewhere.toml")
+    assert load_settings(env={"RECON_CONFIG": str(path)}).zuora_client_id == "via-env"
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    env = {
+        "RECON_ZUORA_BASE_URL": "http://env:1",
+        "RECON_ZUORA_CLIENT_ID": "env-client",
+        "RECON_ZUORA_CLIENT_SECRET": "env-secret",
+        "RECON_TENANT_TZ": "UTC",
+        "RECON_LOCAL_DATABASE_URL": "duckdb:///tmp/env.duckdb",
+        "RECON_DATA_DIR": "env-data",
+    }
+    assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
+    s = load_settings(write(tmp_path, FULL_TOML), env=env)
+    assert s.zuora_base_url == "http://env:1"
+    assert s.zuora_client_id == "env-client"
+    assert s.zuora_client_secret.get() == "env-secret"
+    assert s.tenant_tz == "UTC"
+    assert s.local_database_url == "duckdb:///tmp/env.duckdb"
+    assert s.data_dir == Path("env-data")
+
+
+def test_explicit_overrides_beat_env_and_none_means_not_given(tmp_path: Path) -> None:
+    s = load_settings(
+        write(tmp_path, FULL_TOML),
+        env={"RECON_ZUORA_CLIENT_ID": "env-client", "RECON_TENANT_TZ": "UTC"},
+        zuora_client_id="flag-client",
+        tenant_tz=None,
+    )
+    assert s.zuora_client_id == "flag-client"
+    assert s.tenant_tz == "UTC"
+
+
+def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_settings(missing, env={})
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_settings(env={"RECON_CONFIG": str(missing)})
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[zuora\nbase_url = 1"), env={})
+
+
+def test_unknown_key_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[zuora]\nbase_ulr = "http://typo"\n')
+    with pytest.raises(ConfigError, match=r"zuora\.base_ulr"):
+        load_settings(path, env={})
+
+
+def test_key_outside_a_section_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        load_settings(write(tmp_path, 'base_url = "http://x"\n'), env={})
+
+
+def test_non_string_value_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="zuora_base_url"):
+        load_settings(write(tmp_path, "[zuora]\nbase_url = 8808\n"), env={})
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "../../etc/passwd", "PST8PDTX"])
+def test_bad_time_zone_names_the_setting(tmp_path: Path, tz: str) -> None:
+    with pytest.raises(ConfigError, match="tenant_tz"):
+        load_settings(env={"RECON_TENANT_TZ": tz})
+    with pytest.raises(ConfigError, match="tenant_tz"):
+        load_settings(write(tmp_path, f'[zuora]\ntenant_tz = "{tz}"\n'), env={})
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@h/db", "sqlite:///x.db", "data/local.duckdb"])
+def test_bad_database_url_scheme_names_the_setting_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="local_database_url") as err:
+        load_settings(env={"RECON_LOCAL_DATABASE_URL": url})
+    assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["duckdb:///data/x.duckdb", "postgresql://u@h/db", "postgres://u:p@h:5433/db"]
+)
+def test_supported_database_urls_are_accepted(url: str) -> None:
+    assert load_settings(env={"RECON_LOCAL_DATABASE_URL": url}).local_database_url == url
+
+
+def test_secret_never_reveals_its_value() -> None:
+    secret = Secret("s3cr3t-value")
+    assert secret.get() == "s3cr3t-value"
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", format(secret)):
+        assert "s3cr3t-value" not in shown
+    assert bool(secret) and not Secret(None) and not Secret("")
+
+
+def test_settings_repr_and_describe_hide_secrets() -> None:
+    s = load_settings(
+        env={
+            "RECON_ZUORA_CLIENT_SECRET": "s3cr3t-value",
+            "RECON_LOCAL_DATABASE_URL": "postgresql://recon:db-pa55@db.example/cdot",
+        }
+    )
+    assert s.zuora_client_secret.get() == "s3cr3t-value"
+    described = s.describe()
+    assert described["zuora_client_secret"] == "set"
+    assert described["local_database_url"] == "postgresql://recon:***@db.example/cdot"
+    for text in (repr(s), str(s), str(described)):
+        assert "s3cr3t-value" not in text
+    assert "db-pa55" not in str(described)
+    assert load_settings(env={}).describe()["zuora_client_secret"] == "not set"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://recon:pa55@db.example:5432/cdot",
+         "postgresql://recon:***@db.example:5432/cdot"),
+        ("postgresql://recon:p%40ss@db/cdot?sslmode=require",
+         "postgresql://recon:***@db/cdot?sslmode=require"),
+        ("postgresql://recon@db/cdot", "postgresql://recon@db/cdot"),
+        ("duckdb:///data/local.duckdb", "duckdb:///data/local.duckdb"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_client_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
+    secret_file = tmp_path / "zuora-secret"
+    secret_file.write_text("from-file\n")
+    path = write(tmp_path, f'[zuora]\nclient_secret_file = "{secret_file.as_posix()}"\n')
+    assert load_settings(path, env={}).zuora_client_secret.get() == "from-file"
+    # the environment still wins over the file
+    env = {"RECON_ZUORA_CLIENT_SECRET": "from-env"}
+    assert load_settings(path, env=env).zuora_client_secret.get() == "from-env"

@@ -1,0 +1,33 @@
+"""Small generated worlds for tests, built once per process and copied per test."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+from extract.sandbox.generate.drift.base import World
+from extract.sandbox.generate.local import LocalCounters
+from extract.sandbox.generate.run import Options, build_catalog_frames, build_world
+from extract.sandbox.generate.tenant import Counters
+
+ACCOUNTS = 600
+SEED = 11
+
+
+@functools.lru_cache(maxsize=4)
+def _clean(accounts: int, seed: int) -> World:
+    opts = Options(accounts=accounts, seed=seed)
+    return build_world(opts, 0, accounts, build_catalog_frames(seed), Counters(),
+                       LocalCounters(billing_account=1, contact=1, customer=1, membership=1,
+                                     order=1))
+
+
+def fresh_world(accounts: int = ACCOUNTS, seed: int = SEED) -> World:
+    """A clean world nobody else mutates (frames are immutable; containers are copied)."""
+    base = _clean(accounts, seed)
+    w = copy.copy(base)
+    w.zuora, w.local = dict(base.zuora), dict(base.local)
+    w.claimed_names, w.claimed_accounts, w.labels = set(), set(), []
+    w.counters = copy.copy(base.counters)
+    w.rng = copy.deepcopy(base.rng)
+    return w
