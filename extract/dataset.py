@@ -61,7 +61,8 @@ def read_object(root: Path, spec: ObjectSpec) -> pl.DataFrame:
             return pl.DataFrame(schema=schema)
         return pl.read_ndjson(jsonl, schema=schema)
     if parquet.is_file():
-        df = pl.read_parquet(parquet)
+        parts = [parquet, *sorted(parquet.parent.glob(f"{spec.name}.part*.parquet"))]
+        df = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
         unknown = set(df.columns) - set(schema)
         if unknown:
             raise DatasetError(
@@ -76,26 +77,27 @@ def read_object(root: Path, spec: ObjectSpec) -> pl.DataFrame:
     )
 
 
-def write_object(root: Path, spec: ObjectSpec, rendered: pl.DataFrame, append: bool = False) -> int:
-    """Write (or append) rendered rows as JSON Lines; null fields are omitted like ZOQL does."""
+def write_object(root: Path, spec: ObjectSpec, rendered: pl.DataFrame, append: bool = False,
+                 fmt: str = "jsonl") -> int:
+    """Write (or append) rendered rows. JSON Lines keep null fields as ``null`` (readers treat
+    null and absent alike; the sandbox server omits them in API responses, as ZOQL does).
+    Parquet (``fmt="parquet"``) is the compact choice for large tenants; appending to it
+    writes a numbered part file next to the first."""
     path = object_path(root, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "ab" if append else "wb"
-    with path.open(mode) as fh:
+    if fmt == "parquet":
+        target = path.with_suffix(".parquet")
+        if append and target.exists():
+            part = 1
+            while (target.parent / f"{spec.name}.part{part}.parquet").exists():
+                part += 1
+            target = target.parent / f"{spec.name}.part{part}.parquet"
+        rendered.write_parquet(target)
+        return rendered.height
+    with path.open("ab" if append else "wb") as fh:
         if rendered.height:
-            fh.write(_ndjson_without_nulls(rendered))
+            rendered.write_ndjson(fh)
     return rendered.height
-
-
-def _ndjson_without_nulls(df: pl.DataFrame) -> bytes:
-    text = df.write_ndjson()
-    # polars writes "Field":null; Zuora omits null fields. Drop them textually (keys are
-    # catalogue names, so the pattern cannot occur inside a value).
-    import re
-
-    text = re.sub(r',"[A-Za-z0-9_]+":null', "", text)
-    text = re.sub(r'\{"[A-Za-z0-9_]+":null,', "{", text)
-    return text.encode()
 
 
 def read_tenant(root: Path) -> dict:

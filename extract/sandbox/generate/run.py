@@ -1,9 +1,9 @@
 """Orchestrates a generated tenant: catalog once, then accounts in chunks (bounded memory),
 each chunk built clean, drifted by the scenarios, written out and dropped.
 
-Determinism: every random stream is seeded from (seed, purpose, chunk), so a seed gives the
-same dataset whatever the chunk size's effect on wall time... as long as the chunk size is
-the same (it is part of the stream layout and recorded in tenant.json).
+Determinism: every random stream is seeded from (seed, purpose, chunk number), so the same
+seed and chunk size give the same dataset byte for byte. The chunk size is part of that
+layout and is recorded in tenant.json.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Options:
     tz: str = "America/Los_Angeles"
     chunk: int = DEFAULT_CHUNK
     scenarios: tuple[str, ...] | None = None  # None = all
+    fmt: str = "jsonl"  # or "parquet"
 
 
 @dataclass
@@ -128,7 +129,7 @@ def generate(opts: Options, out: Path, db_url: str | None = None,
                 if get(name).group == "catalog" and not first:
                     continue
                 dataset.write_object(out, get(name), render_frame(get(name), frame, opts.tz),
-                                     append=not first)
+                                     append=not first, fmt=opts.fmt)
                 summary.counts[name] = summary.counts.get(name, 0) + frame.height
             with db.transaction():
                 for table in LOCAL_ORDER:
@@ -147,7 +148,7 @@ def generate(opts: Options, out: Path, db_url: str | None = None,
     dataset.write_tenant(out, {
         "generator": "recon sandbox generate", "accounts": opts.accounts, "seed": opts.seed,
         "drift": opts.drift, "d26": opts.d26, "as_of": opts.as_of.isoformat(),
-        "tenant_tz": opts.tz, "chunk": opts.chunk, "counts": summary.counts,
+        "tenant_tz": opts.tz, "chunk": opts.chunk, "format": opts.fmt, "counts": summary.counts,
         "local_counts": summary.local_counts, "labels": summary.labels,
     })
     return summary

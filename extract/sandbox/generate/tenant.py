@@ -563,12 +563,10 @@ def build_subscriptions(acct: pl.DataFrame, plans: pl.DataFrame, ids: IdFactory,
     # ---- tiers -----------------------------------------------------------------------------
     tier_src = plans.select("prpc_id", "currency", "tier", "starting_unit", "ending_unit",
                             "price_cents", "old_price_cents", "charge_model")
-    tiers = (seg.select("Id", "prpc_id", "currency", "beff_booked", "CreatedDate", "UpdatedDate",
-                        "CreatedById", "UpdatedById")
-             if "beff_booked" in seg.columns else
-             seg.join(lch.select("ChargeNumber", "add_eff"), on="ChargeNumber").select(
-                 "Id", "prpc_id", "currency", "add_eff", "CreatedDate", "UpdatedDate",
-                 "CreatedById", "UpdatedById"))
+    # prices are copied from the catalog when the charge was booked (its first boundary)
+    tiers = seg.join(lch.select("ChargeNumber", "add_eff"), on="ChargeNumber").select(
+        "Id", "prpc_id", "currency", "add_eff", "CreatedDate", "UpdatedDate", "CreatedById",
+        "UpdatedById")
     tiers = tiers.rename({"Id": "RatePlanChargeId"}).join(
         tier_src, on=["prpc_id", "currency"])
     tiers = tiers.with_columns(

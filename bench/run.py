@@ -1,0 +1,62 @@
+"""Benchmarks (``make bench``): never part of the test suite.
+
+Generator: a 100,000-account tenant (≈1M subscription versions), wall time and peak RSS, with
+the machine's size, so figures in issue notes come from here and not from memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def bench_generate(accounts: int, fmt: str, out_root: Path) -> dict:
+    out = out_root / f"tenant-{accounts}"
+    cmd = [sys.executable, "-m", "jobs.cli", "-q", "sandbox", "generate", "--accounts",
+           str(accounts), "--seed", "7", "--drift", "0.01", "--format", fmt, "--out", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    meta = json.loads((out / "tenant.json").read_text())
+    rows = sum(meta["counts"].values())
+    return {
+        "bench": "sandbox generate", "accounts": accounts, "format": fmt,
+        "wall_s": round(wall, 1), "peak_rss_mib": round(peak_kib / 1024),
+        "zuora_rows": rows, "rows_per_s": round(rows / wall),
+        "subscription_versions": meta["counts"]["Subscription"],
+        "charges": meta["counts"]["RatePlanCharge"], "tiers": meta["counts"]["RatePlanChargeTier"],
+        "labels": sum(v for k, v in meta["labels"].items() if k != "D26"),
+        "dataset_mib": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--accounts", type=int, default=100_000)
+    p.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
+    p.add_argument("--keep", help="directory to keep the generated tenant in")
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
+        root = Path(args.keep) if args.keep else Path(tmp)
+        result = bench_generate(args.accounts, args.format, root)
+    for k, v in result.items():
+        print(f"  {k:>22}: {v:,}" if isinstance(v, int) else f"  {k:>22}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

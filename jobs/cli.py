@@ -1,0 +1,186 @@
+"""``recon``: the command line. Exit codes: 0 clean, 1 drift found (when asked to fail on
+drift), 2 error. Quiet by default (cron-friendly); progress goes to stderr only on a terminal
+or with ``--progress``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from extract.config import Settings, load_settings, redact_url
+from extract.errors import ReconError
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if getattr(args, "progress", False) or (sys.stderr.isatty() and not args.quiet):
+        return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
+    return None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+# -- recon config ---------------------------------------------------------------------------
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(json.dumps(_settings(args).describe(), indent=2))
+    return EXIT_OK
+
+
+# -- recon db init --------------------------------------------------------------------------
+def cmd_db_init(args: argparse.Namespace) -> int:
+    from extract.localdb import schema
+    from extract.localdb.connect import connect
+
+    if args.print:
+        print(schema.render(args.dialect))
+        return EXIT_OK
+    url = args.db or _settings(args).local_database_url
+    with connect(url) as db:
+        tables = db.init_schema()
+    if not args.quiet:
+        print(f"local schema ready on {redact_url(url)}: {len(tables)} tables")
+    return EXIT_OK
+
+
+# -- recon sandbox generate -----------------------------------------------------------------
+def _print_summary(summary, out: Path, db_url: str | None) -> None:
+    from extract.catalog import OBJECTS
+
+    width = max(len(o.name) for o in OBJECTS)
+    print(f"tenant written to {out} in {summary.seconds:.1f}s")
+    print(f"local side: {redact_url(db_url) if db_url else out / 'local.duckdb'}")
+    print(f"  {'Zuora object':<{width}}  {'rows':>10}   local table")
+    for spec in OBJECTS:
+        local = summary.local_counts.get(spec.table, 0)
+        print(f"  {spec.name:<{width}}  {summary.counts.get(spec.name, 0):>10,}   "
+              f"{spec.table} ({local:,})")
+    for table in ("customers", "billing_account_memberships", "orders"):
+        print(f"  {'':<{width}}  {'':>10}   {table} ({summary.local_counts.get(table, 0):,})")
+    total = sum(v for k, v in summary.labels.items() if k != "D26")
+    print(f"labelled drift: {total:,} expected findings "
+          f"({', '.join(f'{k}:{v}' for k, v in summary.labels.items())})")
+    print(f"labels: {out / 'labels.parquet'}")
+
+
+def cmd_sandbox_generate(args: argparse.Namespace) -> int:
+    from extract.sandbox.generate.run import Options, generate
+
+    settings = _settings(args)
+    opts = Options(
+        accounts=args.accounts, seed=args.seed, drift=args.drift, d26=args.d26,
+        as_of=args.as_of, tz=args.tenant_tz or settings.tenant_tz, chunk=args.chunk,
+        scenarios=tuple(args.scenario) if args.scenario else None, fmt=args.format,
+    )
+    if opts.accounts <= 0:
+        raise ReconError("--accounts must be a positive number of accounts")
+    if not 0 <= opts.drift <= 0.5:
+        raise ReconError("--drift is a fraction of subscriptions between 0 and 0.5")
+    summary = generate(opts, Path(args.out), args.db, progress=_progress(args))
+    if not args.quiet:
+        _print_summary(summary, Path(args.out), args.db)
+    return EXIT_OK
+
+
+# -- recon demo -----------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded defaults. For now: generate a small drifted tenant and
+    summarise it; later floors extend it to extract → validate → reconcile → report."""
+    out = Path(args.data_dir or _settings(args).data_dir) / "demo"
+    args.out, args.db, args.scenario, args.chunk, args.format = out, None, None, 20_000, "jsonl"
+    args.tenant_tz = None
+    return cmd_sandbox_generate(args)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from e
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="recon",
+        description="Reconcile a local copy of Zuora Billing data against Zuora (the source "
+        "of truth): extract, validate, diff, report and repair.",
+        epilog="Configuration: recon.toml (or --config / RECON_CONFIG) and RECON_* "
+        "environment variables; see README. Exit codes: 0 ok, 1 drift found (with "
+        "--fail-on-drift), 2 error.",
+    )
+    p.add_argument("--config", help="TOML config file (default: $RECON_CONFIG or ./recon.toml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--progress", action="store_true", help="progress on stderr even in cron")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    cfg = sub.add_parser("config", help="show the effective configuration (secrets masked)")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    cfg_sub.add_parser("show", help="print settings as JSON").set_defaults(func=cmd_config_show)
+
+    db = sub.add_parser("db", help="local database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    init = db_sub.add_parser("init", help="create the local schema (idempotent)")
+    init.add_argument("--db", help="local database URL (default: config local.database_url)")
+    init.add_argument("--print", action="store_true", help="print the DDL instead")
+    init.add_argument("--dialect", choices=("postgres", "duckdb"), default="postgres",
+                      help="dialect for --print")
+    init.set_defaults(func=cmd_db_init)
+
+    sb = sub.add_parser("sandbox", help="the Zuora sandbox: tenant generator")
+    sb_sub = sb.add_subparsers(dest="sandbox_command", required=True)
+    gen = sb_sub.add_parser("generate", help="generate a Zuora tenant and its local copy with "
+                            "labelled drift")
+    _generate_args(gen)
+    gen.add_argument("--out", required=True, help="dataset directory to write")
+    gen.add_argument("--db", help="local database URL (default: DuckDB file in --out)")
+    gen.add_argument("--tenant-tz", help="tenant time zone (default: config tenant_tz)")
+    gen.add_argument("--chunk", type=int, default=20_000,
+                     help="accounts generated per chunk (memory bound)")
+    gen.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
+                     help="Zuora-side file format (Parquet is smaller for large tenants)")
+    gen.add_argument("--scenario", action="append",
+                     help="only this drift scenario (repeatable), e.g. --scenario D11")
+    gen.set_defaults(func=cmd_sandbox_generate)
+
+    demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
+    _generate_args(demo, accounts=2_000, drift=0.02)
+    demo.add_argument("--data-dir", help="where to write (default: config data_dir)")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def _generate_args(p: argparse.ArgumentParser, accounts: int = 1_000, drift: float = 0.0) -> None:
+    p.add_argument("--accounts", type=int, default=accounts, help="number of Zuora accounts")
+    p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same tenant)")
+    p.add_argument("--drift", type=float, default=drift,
+                   help="fraction of subscriptions that get drift, spread over D01–D25")
+    p.add_argument("--d26", type=float, default=0.02,
+                   help="rate of normalisation-only differences (must not be reported)")
+    p.add_argument("--as-of", type=_date, default=dt.date(2026, 11, 1),
+                   help="the tenant's 'today' (fixed by default, for reproducibility)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ReconError as e:
+        print(f"recon: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("recon: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `recon … | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
