@@ -6,6 +6,7 @@ import copy
 import functools
 
 from extract.sandbox.generate.drift.base import World
+from extract.sandbox.generate.ids import IdFactory
 from extract.sandbox.generate.local import LocalCounters
 from extract.sandbox.generate.run import Options, build_catalog_frames, build_world
 from extract.sandbox.generate.tenant import Counters
@@ -30,4 +31,5 @@ def fresh_world(accounts: int = ACCOUNTS, seed: int = SEED) -> World:
     w.claimed_names, w.claimed_accounts, w.labels = set(), set(), []
     w.counters = copy.copy(base.counters)
     w.rng = copy.deepcopy(base.rng)
+    w.ids = IdFactory(w.rng)  # ids drawn by scenarios come from this world's own stream
     return w

@@ -98,7 +98,8 @@ def build_world(opts: Options, chunk_no: int, n_accounts: int, catalog: dict[str
     names = COPY_OBJECTS + (CATALOG_OBJECTS if chunk_no == 0 else ())
     local.update(project_copy(zuora, names, rng))
     local["orders"] = build_orders(zuora, local, lcounters, rng, opts.as_of)
-    return World(zuora=zuora, local=local, rng=_rng(opts.seed, 2, chunk_no), ids=ids,
+    drift_rng = _rng(opts.seed, 2, chunk_no)
+    return World(zuora=zuora, local=local, rng=drift_rng, ids=IdFactory(drift_rng),
                  counters=lcounters, tz=opts.tz, as_of=opts.as_of, has_catalog=chunk_no == 0)
 
 

@@ -261,7 +261,7 @@ def build_subscriptions(acct: pl.DataFrame, plans: pl.DataFrame, ids: IdFactory,
                                                               ("Offline", .05)), n),
         "opp": rng.random(n) < 0.6, "notes_kind": rng.random(n),
         "cancel_u": rng.random(n), "cancel_at_end": rng.random(n) < 0.5,
-        "m_mid": np.minimum(rng.poisson(0.9, n), 3), "transfer": rng.random(n) < 0.015,
+        "m_mid": np.minimum(rng.poisson(0.9, n), 3), "transfer": rng.random(n) < 0.03,
     }).with_columns(pl.col("S").cast(pl.Date))
     counters.subscription += n
     counters.namespace += n * 7 + 7
@@ -310,7 +310,10 @@ def build_subscriptions(acct: pl.DataFrame, plans: pl.DataFrame, ids: IdFactory,
         .when(pl.col("t") < 0.85).then(pl.lit("NewProduct"))
         .otherwise(pl.lit("TermsAndConditions")),
     ).filter(pl.col("eff") <= pl.col("span_end"))
-    mids = (mids.join(ren.select("sub", "eff", hit=pl.lit(True)), on=["sub", "eff"], how="left")
+    # A change on a renewal's booking day or effective day would make segment order and
+    # version order disagree (a zero-length or backwards segment): move it out of the way.
+    ren_days = pl.concat([ren.select("sub", "eff"), ren.select("sub", eff="booked")]).unique()
+    mids = (mids.join(ren_days.with_columns(hit=pl.lit(True)), on=["sub", "eff"], how="left")
             .filter(pl.col("hit").is_null()).unique(["sub", "eff"], keep="first", maintain_order=True)
             .select("sub", "eff", booked=pl.col("eff"), etype="etype", mult="mult"))
     canc = subs.filter("cancel").select(

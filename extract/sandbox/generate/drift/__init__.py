@@ -29,7 +29,7 @@ def count_for(world: World, rate: float, n_scenarios: int) -> int:
 def apply(world: World, rate: float, d26_rate: float, only: tuple[str, ...] | None = None) -> None:
     chosen = [s for s in sorted(SCENARIOS) if only is None or s in only]
     n = count_for(world, rate, len(chosen))
-    for sid in chosen:
+    for sid in chosen if n else ():
         SCENARIOS[sid](world, n)
     if d26_rate > 0 and (only is None or "D26" in only):
         normalisation.apply_d26(world, d26_rate)

@@ -62,8 +62,10 @@ class World:
     def claim_names(self, eligible: Iterable[str], n: int) -> list[str]:
         """Up to ``n`` subscription names from ``eligible`` that no scenario has touched; their
         owner accounts are claimed too (account scenarios must not disturb them)."""
+        if n <= 0:
+            return []
         pool = sorted(set(eligible) - self.claimed_names)
-        if not pool or n <= 0:
+        if not pool:
             return []
         pick = [pool[i] for i in self.rng.choice(len(pool), size=min(n, len(pool)),
                                                  replace=False)]
@@ -75,6 +77,8 @@ class World:
 
     def claim_accounts(self, eligible: Iterable[str], n: int) -> list[str]:
         """Up to ``n`` Zuora account ids, unclaimed, whose subscriptions are unclaimed too."""
+        if n <= 0:
+            return []
         subs = self.zuora["Subscription"]
         busy = set(subs.filter(pl.col("Name").is_in(sorted(self.claimed_names)))["AccountId"])
         pool = sorted(set(eligible) - self.claimed_accounts - busy)
