@@ -31,7 +31,9 @@ def diff(zuora: dict[str, pl.DataFrame], local: dict[str, pl.DataFrame]) -> pl.D
         for spec in OBJECTS:
             if spec.name not in zuora or spec.table not in local:
                 continue
-            z, lo = zuora_side_sql(spec), local_side_sql(spec)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE zs AS {zuora_side_sql(spec)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE ls AS {local_side_sql(spec)}")
+            z, lo = "SELECT * FROM zs", "SELECT * FROM ls"
             miss = con.sql(f"SELECT key FROM ({z}) EXCEPT SELECT key FROM ({lo})").pl()
             orph = con.sql(f"SELECT key FROM ({lo}) EXCEPT SELECT key FROM ({z})").pl()
             for frame, kind in ((miss, "missing_in_local"), (orph, "orphaned_in_local")):

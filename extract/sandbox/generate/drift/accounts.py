@@ -26,7 +26,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from extract.sandbox.generate.drift.base import Scenario, World
+from extract.sandbox.generate.drift.base import Scenario, World, split
 from extract.sandbox.generate.tenant import COUNTRY, ENTITY, FIRST, LAST, SUFFIX, WORD_A, WORD_B
 
 CITIES = {
@@ -43,11 +43,6 @@ GRACE_DAYS = 6
 
 
 # -- small shared helpers (also used by drift/catalog.py) ----------------------------------------
-def new_ids(world: World, k: int) -> list[str]:
-    """``k`` fresh Zuora-style ids from the world's scenario id stream."""
-    return world.ids.new(k).to_list()
-
-
 def past(world: World, lo_days: int, hi_days: int) -> dt.datetime:
     """A naive-UTC instant between ``lo_days`` and ``hi_days`` days before the as-of date.
     Scenarios date their Zuora edits at least a few days back, outside the callout grace
@@ -85,11 +80,6 @@ def append(frame: pl.DataFrame, rows: list[dict]) -> pl.DataFrame:
     if not rows:
         return frame
     return pl.concat([frame, pl.DataFrame(rows, schema=frame.schema)])
-
-
-def split(n: int, parts: int) -> list[int]:
-    """``n`` instances spread round-robin over ``parts`` variants (the first get the rest)."""
-    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
 def _email(col: str) -> pl.Expr:
@@ -284,7 +274,7 @@ def d17_local_orphan_billing_account(world: World, n: int) -> None:
     bas, cons, mems = [], [], []
     # Variant A: unreferenced sandbox account.
     for _ in range(k_free):
-        zid, cid = new_ids(world, 2)
+        zid, cid = world.new_ids(2)
         ba_id = int(world.counters.take("billing_account", 1)[0])
         contact_id = int(world.counters.take("contact", 1)[0])
         cur = _pick(world, ("USD", "USD", "EUR", "GBP"))
@@ -311,7 +301,7 @@ def d17_local_orphan_billing_account(world: World, n: int) -> None:
     for r in rows.iter_rows(named=True):
         a = acc.filter(pl.col("Id") == r["zid"]).row(0, named=True)
         c = con_z.filter(pl.col("Id") == r["sold"]).row(0, named=True)
-        zid, cid = new_ids(world, 2)
+        zid, cid = world.new_ids(2)
         ba_id = int(world.counters.take("billing_account", 1)[0])
         contact_id = int(world.counters.take("contact", 1)[0])
         created = past(world, 30, 600)
@@ -528,7 +518,7 @@ def _older_value(world: World, fld: str, a: dict) -> str | None:
                 if v != cur:
                     return v
         case "CrmId":
-            return "001" + new_ids(world, 1)[0][:10].upper()
+            return "001" + world.new_ids(1)[0][:10].upper()
         case "Status":
             return "Active" if cur == "Canceled" else "Canceled"
         case "Entity__c":

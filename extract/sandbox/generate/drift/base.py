@@ -93,6 +93,10 @@ class World:
         return pick
 
     # -- helpers -------------------------------------------------------------------------
+    def new_ids(self, k: int) -> list[str]:
+        """``k`` fresh Zuora-style ids from this world's scenario stream."""
+        return self.ids.new(k).to_list()
+
     def latest(self) -> pl.DataFrame:
         s = self.zuora["Subscription"]
         return s.filter(pl.col("Version") == pl.col("Version").max().over("Name"))
@@ -160,3 +164,27 @@ class World:
 
 
 Scenario = Callable[[World, int], None]
+
+
+def split(n: int, parts: int) -> list[int]:
+    """``n`` instances spread over ``parts`` variants (earlier variants take the remainder)."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def patch_rows(frame: pl.DataFrame, key: str, rows: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the columns of ``rows`` set (NULLs included) on every row whose ``key``
+    appears in ``rows`` (``rows`` has unique keys; ``frame`` may repeat them, e.g. all versions
+    of a Name). Column order and dtypes of ``frame`` are kept."""
+    cols = [c for c in rows.columns if c != key]
+    if not cols or rows.height == 0:
+        return frame
+    tagged = rows.select(
+        pl.col(key).cast(frame.schema[key]),
+        *[pl.col(c).cast(frame.schema[c]).alias(f"__new_{c}") for c in cols],
+        __hit=pl.lit(True),
+    )
+    out = frame.join(tagged, on=key, how="left", maintain_order="left")
+    return out.with_columns(
+        [pl.when(pl.col("__hit")).then(pl.col(f"__new_{c}")).otherwise(pl.col(c)).alias(c)
+         for c in cols]
+    ).select(frame.columns)

@@ -18,8 +18,8 @@ from decimal import Decimal
 import polars as pl
 
 from extract.sandbox.generate.catalog import CURRENCIES, FOREVER, FX
-from extract.sandbox.generate.drift.accounts import append, new_ids, past, patch, split
-from extract.sandbox.generate.drift.base import Scenario, World
+from extract.sandbox.generate.drift.accounts import append, past, patch
+from extract.sandbox.generate.drift.base import Scenario, World, split
 from extract.sandbox.generate.tenant import USERS
 
 CAP = 3  # the catalog is a few dozen rows: a handful of changes per variant is plenty
@@ -131,7 +131,7 @@ def _add_plan(world: World, nums: _Numbers, product_id: str, name: str, web_dire
     """Add a plan with ``charges`` (template charge row, tiers by currency) to Zuora; return
     the new ids by object."""
     z = world.zuora
-    (prp_id,) = new_ids(world, 1)
+    (prp_id,) = world.new_ids(1)
     plan = {"Id": prp_id, "ProductId": product_id, "Name": name,
             "Description": f"{name}.", "EffectiveStartDate": start,
             "EffectiveEndDate": FOREVER, "ProductRatePlanNumber": nums.take("PRP"),
@@ -140,13 +140,13 @@ def _add_plan(world: World, nums: _Numbers, product_id: str, name: str, web_dire
            "ProductRatePlanChargeTier": []}
     charge_rows, tier_rows = [], []
     for charge, tiers in charges:
-        (cid,) = new_ids(world, 1)
+        (cid,) = world.new_ids(1)
         charge_rows.append({**charge, "Id": cid, "ProductRatePlanId": prp_id,
                             "ProductRatePlanChargeNumber": nums.take("PRPC"), **_audit(created)})
         out["ProductRatePlanCharge"].append(cid)
         for cur in CURRENCIES:
             for t in tiers[cur]:
-                (tid,) = new_ids(world, 1)
+                (tid,) = world.new_ids(1)
                 tier_rows.append({**t, "Id": tid, "ProductRatePlanChargeId": cid,
                                   "Currency": cur, **_audit(created)})
                 out["ProductRatePlanChargeTier"].append(tid)
@@ -196,7 +196,7 @@ def _new_unclassified(world: World, k: int, nums: _Numbers) -> None:
     existing = set(z["Product"]["Name"])
     names = [p for p in NEW_PRODUCTS if p[0] not in existing][:k]
     for pname, usd in names:
-        (pid,) = new_ids(world, 1)
+        (pid,) = world.new_ids(1)
         created = past(world, 7, 60)
         start = created.date() + dt.timedelta(days=1)
         z["Product"] = append(z["Product"], [{

@@ -29,8 +29,7 @@ import math
 import polars as pl
 
 from extract.catalog.objects import ORDER_METADATA
-from extract.sandbox.generate.drift.base import Scenario, World
-from extract.sandbox.generate.ids import IdFactory
+from extract.sandbox.generate.drift.base import Scenario, World, patch_rows, split
 
 # GitLab metadata a freshly created (callout) order row does not have yet.
 _FRESH_METADATA = {c: None for c in ORDER_METADATA if c not in (
@@ -38,26 +37,8 @@ _FRESH_METADATA = {c: None for c in ORDER_METADATA if c not in (
 
 
 # -- private helpers ---------------------------------------------------------------------------
-def _assign(frame: pl.DataFrame, key: str, patch: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with the columns of ``patch`` set (NULLs included) on the rows whose ``key``
-    appears in ``patch`` (unique keys); column order and dtypes are kept."""
-    cols = [c for c in patch.columns if c != key]
-    if not cols or patch.height == 0:
-        return frame
-    tagged = patch.select(
-        pl.col(key).cast(frame.schema[key]),
-        *[pl.col(c).cast(frame.schema[c]).alias(f"__new_{c}") for c in cols],
-        __hit=pl.lit(True),
-    )
-    out = frame.join(tagged, on=key, how="left", maintain_order="left")
-    return out.with_columns(
-        [pl.when(pl.col("__hit")).then(pl.col(f"__new_{c}")).otherwise(pl.col(c)).alias(c)
-         for c in cols]
-    ).select(frame.columns)
-
-
 def _patch_orders(world: World, patch: pl.DataFrame) -> None:
-    world.local["orders"] = _assign(world.local["orders"], "id", patch)
+    world.local["orders"] = patch_rows(world.local["orders"], "id", patch)
 
 
 def _append_orders(world: World, rows: pl.DataFrame) -> None:
@@ -107,19 +88,6 @@ def _previous_owner(world: World) -> pl.DataFrame:
             .join(_billing_account_ids(world), left_on="old_account",
                   right_on="zuora_account_id", how="inner")
             .rename({"ba_id": "old_ba_id"}))
-
-
-def _fresh_ids(world: World, n: int) -> list[str]:
-    """Zuora-style ids from the scenario stream (``world.ids`` is shared generation state)."""
-    return IdFactory(world.rng).new(n).to_list()
-
-
-def _split(n: int, parts: int) -> list[int]:
-    """``n`` spread over ``parts`` variants, earlier variants first."""
-    base = [n // parts] * parts
-    for i in range(n % parts):
-        base[i] += 1
-    return base
 
 
 # -- scenarios ---------------------------------------------------------------------------------
@@ -284,9 +252,9 @@ def d12_shared_namespace(world: World, n: int) -> None:
     if not moves:
         return
     mv = pl.DataFrame(moves)
-    world.zuora["Subscription"] = _assign(world.zuora["Subscription"], "Name", mv.select(
+    world.zuora["Subscription"] = patch_rows(world.zuora["Subscription"], "Name", mv.select(
         Name="name", GitLabNamespaceId__c="ns", GitLabNamespaceName__c="ns_name"))
-    world.local["zuora_local_subscriptions"] = _assign(
+    world.local["zuora_local_subscriptions"] = patch_rows(
         world.local["zuora_local_subscriptions"], "name",
         mv.select("name", git_lab_namespace_id__c="ns", git_lab_namespace_name__c="ns_name"))
     _patch_orders(world, mv.select(id="order_id", gl_namespace_id="ns",
@@ -390,7 +358,7 @@ def d15_unknown_subscription(world: World, n: int) -> None:
     if not accounts:
         return
     new_ids = world.counters.take("order", len(accounts)).tolist()
-    sub_ids = _fresh_ids(world, len(accounts))
+    sub_ids = world.new_ids(len(accounts))
     members = world.local["billing_account_memberships"]
     templates = orders.sort("id")
     rows = []
@@ -447,7 +415,7 @@ def d25_namespace_metadata(world: World, n: int) -> None:
     * A self-managed order still carrying a ``gl_namespace_id`` after a SaaS → self-managed
       switch (Zuora has no namespace) → human.
     """
-    k_name, k_sm = _split(n, 2)
+    k_name, k_sm = split(n, 2)
     orders = _single_orders(world)
     named = orders.filter(pl.col("z_ns_id").is_not_null()
                           & (pl.col("gl_namespace_id") == pl.col("z_ns_id"))

@@ -11,7 +11,7 @@ import polars as pl
 
 from extract.catalog import get
 from extract.catalog.orders import DERIVED_COLUMNS, PAID_STATUSES
-from extract.sandbox.generate.drift.base import Scenario, World
+from extract.sandbox.generate.drift.base import Scenario, World, patch_rows
 from extract.sandbox.generate.local import derive_orders
 from extract.sandbox.generate.tenant import USERS
 
@@ -62,14 +62,6 @@ def _claim_alternating(world: World, first: Iterable[str], second: Iterable[str]
     return first_pick, second_pick
 
 
-def _patch(frame: pl.DataFrame, key: str, rows: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with the columns of ``rows`` replaced (NULLs included) where ``key`` matches."""
-    if rows.height == 0:
-        return frame
-    rows = rows.select([pl.col(c).cast(frame.schema[c]) for c in rows.columns])
-    return frame.update(rows, on=key, include_nulls=True)
-
-
 def _label_changes(world: World, sid: str, obj: str, before: pl.DataFrame,
                    after: pl.DataFrame, side: str, action: str, detail: str) -> None:
     """A field_mismatch label for every compared field of ``obj`` whose value differs between
@@ -99,21 +91,21 @@ def _flip_yes_no(value: str | None) -> str:
 
 # -- scenarios ---------------------------------------------------------------------------------
 def d01_missing_local_version(world: World, n: int) -> None:
-    """A version the local copy never received (a missed Order Processed callout): an older,
-    non-latest version so the order and the latest pointer stay right."""
-    subs = world.zuora["Subscription"]
-    mids = subs.filter((pl.col("Version") > 1) & ~pl.col("IsLatestVersion"))
-    for name in world.claim_names(mids["Name"].unique(), n):
-        vid = mids.filter(pl.col("Name") == name).sample(1, seed=int(world.rng.integers(1e9)))[
-            "Id"].item()
-        tree = world.subtree_ids([vid], "local")
-        world.label_subtree("D01", [vid], "missing_in_local", "auto", "zuora",
-                            detail=f"version of {name} missing locally")
-        world.drop_local("zuora_local_rate_plan_charge_tiers", "zuora_id",
-                         tree["RatePlanChargeTier"])
-        world.drop_local("zuora_local_rate_plan_charges", "zuora_id", tree["RatePlanCharge"])
-        world.drop_local("zuora_local_rate_plans", "zuora_id", tree["RatePlan"])
-        world.drop_local("zuora_local_subscriptions", "zuora_id", [vid])
+    """A version the local copy never received (a missed Order Processed callout, an
+    amendment-only notification under Orders Harmonization): an older, non-latest version, so
+    the order and the latest pointer stay right. All picked subtrees are dropped in one pass."""
+    mids = world.zuora["Subscription"].filter((pl.col("Version") > 1) & ~pl.col("IsLatestVersion"))
+    names = world.claim_names(mids["Name"].unique(), n)
+    vids = [row["Id"] for row in _one_each(world, mids, names, "Name")]
+    if not vids:
+        return
+    tree = world.subtree_ids(vids, "local")
+    world.label_subtree("D01", vids, "missing_in_local", "auto", "zuora",
+                        detail="subscription version missing locally (missed callout)")
+    world.drop_local("zuora_local_rate_plan_charge_tiers", "zuora_id", tree["RatePlanChargeTier"])
+    world.drop_local("zuora_local_rate_plan_charges", "zuora_id", tree["RatePlanCharge"])
+    world.drop_local("zuora_local_rate_plans", "zuora_id", tree["RatePlan"])
+    world.drop_local("zuora_local_subscriptions", "zuora_id", vids)
 
 
 def d03_local_orphan_version(world: World, n: int) -> None:
@@ -157,7 +149,7 @@ def d03_local_orphan_version(world: World, n: int) -> None:
                         detail="version deleted in Zuora (order deleted, subscription rolled "
                         "back); the local copy still holds it")
     tree = world.subtree_ids(deleted, "zuora")
-    world.zuora["Subscription"] = _patch(subs, "Id", update)
+    world.zuora["Subscription"] = patch_rows(subs, "Id", update)
     _label_changes(world, sid, "Subscription", before,
                    world.zuora["Subscription"].filter(pl.col("Id").is_in(prev_ids)), "zuora",
                    "auto", "previous version became the latest again after the rollback")
@@ -237,9 +229,9 @@ def d04_field_drift(world: World, n: int) -> None:
         return
     ids = [r["Id"] for r in rows]
     before = subs.filter(pl.col("Id").is_in(ids))
-    out = _patch(subs, "Id", pl.DataFrame(rows))
+    out = patch_rows(subs, "Id", pl.DataFrame(rows))
     for vals in fields.values():
-        out = _patch(out, "Id", pl.DataFrame(vals))
+        out = patch_rows(out, "Id", pl.DataFrame(vals))
     world.zuora["Subscription"] = out
     _label_changes(world, sid, "Subscription", before, out.filter(pl.col("Id").is_in(ids)),
                    "zuora", "auto", "field changed in Zuora outside an Order (no callout)")
@@ -394,7 +386,7 @@ def d09_several_latest_versions(world: World, n: int) -> None:
                            "version": [r["top"] for r in rows]})
     keys = update["zuora_id"].to_list()
     before = subs.filter(pl.col("zuora_id").is_in(keys))
-    world.local[SUBS] = _patch(subs, "zuora_id", update)
+    world.local[SUBS] = patch_rows(subs, "zuora_id", update)
     _label_changes(world, sid, "Subscription", before,
                    world.local[SUBS].filter(pl.col("zuora_id").is_in(keys)), "local", "auto",
                    "older version carries the newest version number locally")
