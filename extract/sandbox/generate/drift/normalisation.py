@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from extract.catalog import get
 from extract.sandbox.generate.drift.base import World
 
 D = "D26"
@@ -24,67 +25,50 @@ def _free_versions(world: World) -> pl.DataFrame:
     return world.zuora["Subscription"].filter(~pl.col("Name").is_in(sorted(world.claimed_names)))
 
 
+def _vary(world: World, obj: str, candidates: pl.DataFrame, rate: float, field: str,
+          local_value: pl.Expr, detail: str) -> None:
+    """Rewrite ``field`` on a sample of ``candidates`` (Zuora rows of ``obj``) into another
+    spelling of the same value on the local side, and label it as must-not-report."""
+    spec = get(obj)
+    keys = _sample(world, candidates, "Id", rate)
+    world.update_local(spec.table, spec.key_column, keys,
+                       **{spec.field(field).column: local_value})
+    world.label(D, obj, keys, "none", "none", field=field, detail=detail)
+
+
 def apply_d26(world: World, rate: float) -> None:
     subs = _free_versions(world)
-    # "" vs NULL on custom fields (both directions)
-    nulls = subs.filter(pl.col("TurnOnCloudLicensing__c").is_null())
-    keys = _sample(world, nulls, "Id", rate)
-    world.update_local("zuora_local_subscriptions", "zuora_id", keys,
-                       turn_on_cloud_licensing__c=pl.lit(""))
-    world.label(D, "Subscription", keys, "none", "none", field="TurnOnCloudLicensing__c",
-                detail="Zuora NULL vs local empty string on a custom field")
-    empties = subs.filter(pl.col("GitLabNamespaceId__c") == "")
-    keys = _sample(world, empties, "Id", rate)
-    world.update_local("zuora_local_subscriptions", "zuora_id", keys,
-                       git_lab_namespace_id__c=pl.lit(None, pl.String))
-    world.label(D, "Subscription", keys, "none", "none", field="GitLabNamespaceId__c",
-                detail="Zuora empty string vs local NULL on a custom field")
-    # Status spelling
-    pending = subs.filter(pl.col("Status") == "Pending Activation")
-    keys = _sample(world, pending, "Id", max(rate, 0.5))
-    world.update_local("zuora_local_subscriptions", "zuora_id", keys,
-                       status=pl.lit("PendingActivation"))
-    world.label(D, "Subscription", keys, "none", "none", field="Status",
-                detail="'Pending Activation' vs 'PendingActivation'")
-    # Tier PriceFormat spelling, charge type spelling
-    free_ids = subs["Id"].implode()
-    charges = world.zuora["RatePlanCharge"].filter(pl.col("SubscriptionId").is_in(free_ids))
+    charges = world.zuora["RatePlanCharge"].filter(
+        pl.col("SubscriptionId").is_in(subs["Id"].implode()))
     tiers = world.zuora["RatePlanChargeTier"].filter(
         pl.col("RatePlanChargeId").is_in(charges["Id"].implode()))
-    keys = _sample(world, tiers, "Id", rate)
-    world.update_local("zuora_local_rate_plan_charge_tiers", "zuora_id", keys,
-                       price_format=pl.col("price_format").str.replace(" ", ""))
-    world.label(D, "RatePlanChargeTier", keys, "none", "none", field="PriceFormat",
-                detail="'Per Unit' vs 'PerUnit'")
-    onetime = charges.filter(pl.col("ChargeType") == "OneTime")
-    keys = _sample(world, onetime, "Id", max(rate, 0.2))
-    world.update_local("zuora_local_rate_plan_charges", "zuora_id", keys,
-                       charge_type=pl.lit("One-Time"))
-    world.label(D, "RatePlanCharge", keys, "none", "none", field="ChargeType",
-                detail="'OneTime' vs 'One-Time' (the ZOQL filter spelling)")
-    # E-mail case and whitespace
     accounts = world.zuora["Account"].filter(
         ~pl.col("Id").is_in(sorted(world.claimed_accounts)))
     contacts = world.zuora["Contact"].filter(
         pl.col("Id").is_in(pl.concat([accounts["BillToId"], accounts["SoldToId"]]).implode()))
-    keys = _sample(world, contacts, "Id", rate)
-    world.update_local("billing_account_contacts", "zuora_contact_id", keys,
-                       work_email=" " + pl.col("work_email").str.to_uppercase() + " ")
-    world.label(D, "Contact", keys, "none", "none", field="WorkEmail",
-                detail="e-mail case and surrounding whitespace")
-    # Account status 'Canceled' vs 'Cancelled'
-    canceled = accounts.filter(pl.col("Status") == "Canceled")
-    keys = _sample(world, canceled, "Id", max(rate, 0.5))
-    world.update_local("billing_accounts", "zuora_account_id", keys,
-                       zuora_account_status=pl.lit("Cancelled"))
-    world.label(D, "Account", keys, "none", "none", field="Status",
-                detail="account 'Canceled' vs 'Cancelled'")
-    # Multiselect order on the catalog cache
+    variations = [
+        ("Subscription", subs.filter(pl.col("TurnOnCloudLicensing__c").is_null()), rate,
+         "TurnOnCloudLicensing__c", pl.lit(""),
+         "Zuora NULL vs local empty string on a custom field"),
+        ("Subscription", subs.filter(pl.col("GitLabNamespaceId__c") == ""), rate,
+         "GitLabNamespaceId__c", pl.lit(None, pl.String),
+         "Zuora empty string vs local NULL on a custom field"),
+        ("Subscription", subs.filter(pl.col("Status") == "Pending Activation"), max(rate, 0.5),
+         "Status", pl.lit("PendingActivation"), "'Pending Activation' vs 'PendingActivation'"),
+        ("RatePlanChargeTier", tiers, rate, "PriceFormat",
+         pl.col("price_format").str.replace(" ", ""), "'Per Unit' vs 'PerUnit'"),
+        ("RatePlanCharge", charges.filter(pl.col("ChargeType") == "OneTime"), max(rate, 0.2),
+         "ChargeType", pl.lit("One-Time"), "'OneTime' vs 'One-Time' (the ZOQL filter spelling)"),
+        ("Contact", contacts, rate, "WorkEmail",
+         " " + pl.col("work_email").str.to_uppercase() + " ",
+         "e-mail case and surrounding whitespace"),
+        ("Account", accounts.filter(pl.col("Status") == "Canceled"), max(rate, 0.5), "Status",
+         pl.lit("Cancelled"), "account 'Canceled' vs 'Cancelled'"),
+    ]
     if world.has_catalog and "zuora_local_products" in world.local:
-        multi = world.zuora["Product"].filter(pl.col("Tier__c").str.contains(";"))
-        keys = _sample(world, multi, "Id", 1.0)[:2]
-        world.update_local(
-            "zuora_local_products", "zuora_id", keys,
-            tier__c=pl.col("tier__c").str.split(";").list.reverse().list.join(" ; "))
-        world.label(D, "Product", keys, "none", "none", field="Tier__c",
-                    detail="multiselect values in another order and spacing")
+        multi = world.zuora["Product"].filter(pl.col("Tier__c").str.contains(";")).head(2)
+        variations.append(("Product", multi, 1.0, "Tier__c",
+                           pl.col("tier__c").str.split(";").list.reverse().list.join(" ; "),
+                           "multiselect values in another order and spacing"))
+    for obj, candidates, r, field, value, detail in variations:
+        _vary(world, obj, candidates, r, field, value, detail)

@@ -47,6 +47,18 @@ def _append_orders(world: World, rows: pl.DataFrame) -> None:
     world.local["orders"] = pl.concat([orders, rows], how="vertical")
 
 
+def _repoint_accounts(world: World, sid: str, hit: pl.DataFrame, account: str, ba: str,
+                      what: str) -> None:
+    """Point the orders in ``hit`` at account column ``account`` / billing account ``ba`` and
+    label both order columns (D10 and D24 differ only in which wrong account they use)."""
+    _patch_orders(world, hit.select("id", zuora_account_id=account, billing_account_id=ba))
+    for r in hit.iter_rows(named=True):
+        text = what.format(id=r["id"], account=r[account], ba=r[ba], z_account=r["z_account"])
+        for col in ("zuora_account_id", "billing_account_id"):
+            world.label(sid, "orders", [r["subscription_name"]], "rule_violation", "auto",
+                        field=col, rule=sid, detail=f"{text}: re-point {col}")
+
+
 def _single_orders(world: World) -> pl.DataFrame:
     """Non-trial orders of names that have exactly one order (the clean shape), with the
     latest Zuora version's facts (``z_*``) joined on."""
@@ -130,14 +142,9 @@ def d10_moved_account(world: World, n: int) -> None:
     if not picks:
         return
     hit = orders.filter(pl.col("subscription_name").is_in(picks)).sort("subscription_name")
-    _patch_orders(world, hit.select("id", zuora_account_id="old_account",
-                                    billing_account_id="old_ba_id"))
-    for r in hit.iter_rows(named=True):
-        what = (f"order {r['id']} still on pre-transfer account {r['old_account']} "
-                f"(billing account {r['old_ba_id']}); Zuora latest AccountId {r['z_account']}")
-        for col in ("zuora_account_id", "billing_account_id"):
-            world.label("D10", "orders", [r["subscription_name"]], "rule_violation", "auto",
-                        field=col, rule="D10", detail=f"{what}: re-point {col}")
+    _repoint_accounts(world, "D10", hit, "old_account", "old_ba_id",
+                      "order {id} still on pre-transfer account {account} (billing account "
+                      "{ba}); Zuora latest AccountId {z_account}")
 
 
 def d11_duplicate_orders(world: World, n: int) -> None:
@@ -394,14 +401,9 @@ def d24_invoice_owner_as_owner(world: World, n: int) -> None:
     if not picks:
         return
     hit = orders.filter(pl.col("subscription_name").is_in(picks)).sort("subscription_name")
-    _patch_orders(world, hit.select("id", zuora_account_id="z_invoice_owner",
-                                    billing_account_id="ba_id"))
-    for r in hit.iter_rows(named=True):
-        what = (f"order {r['id']} on invoice owner {r['z_invoice_owner']} (billing account "
-                f"{r['ba_id']}); subscription owner is {r['z_account']}")
-        for col in ("zuora_account_id", "billing_account_id"):
-            world.label("D24", "orders", [r["subscription_name"]], "rule_violation", "auto",
-                        field=col, rule="D24", detail=f"{what}: re-point {col}")
+    _repoint_accounts(world, "D24", hit, "z_invoice_owner", "ba_id",
+                      "order {id} on invoice owner {account} (billing account {ba}); "
+                      "subscription owner is {z_account}")
 
 
 _STALE_PREFIX = ("legacy", "old", "team", "acme-eng", "platform")
