@@ -88,6 +88,32 @@ def cmd_sandbox_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from extract.sandbox.server import serve
+
+    settings = _settings(args)
+    serve(args.data, port=args.port, tenant_tz=args.tenant_tz, faults=args.faults,
+          client_id=settings.zuora_client_id,
+          client_secret=settings.zuora_client_secret.get() or "sandbox-secret")
+    return EXIT_OK
+
+
+# -- recon extract --------------------------------------------------------------------------
+def cmd_extract(args: argparse.Namespace) -> int:
+    from extract.extractor import run_extract
+
+    manifest = run_extract(_settings(args), args.mode, progress=_progress(args),
+                           allow_empty=tuple(args.allow_empty or ()),
+                           lag=dt.timedelta(hours=args.lag_hours))
+    if not args.quiet:
+        total = sum(int(v.get("rows", 0)) for v in manifest.zuora.values())
+        local = sum(int(v.get("rows", 0)) for v in manifest.local.values())
+        print(f"snapshot {manifest.run_id} complete ({manifest.mode}): {total:,} Zuora rows in "
+              f"{len(manifest.zuora)} objects, {local:,} local rows in {len(manifest.local)} "
+              f"tables, {manifest.duration_s or 0:.1f}s")
+    return EXIT_OK
+
+
 # -- recon demo -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults. For now: generate a small drifted tenant and
@@ -147,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--scenario", action="append",
                      help="only this drift scenario (repeatable), e.g. --scenario D11")
     gen.set_defaults(func=cmd_sandbox_generate)
+
+    srv = sb_sub.add_parser("serve", help="serve a dataset over Zuora's API shapes (loopback)")
+    srv.add_argument("--data", required=True, help="dataset directory (see README)")
+    srv.add_argument("--port", type=int, default=8808)
+    srv.add_argument("--tenant-tz", help="tenant time zone (default: the dataset's)")
+    srv.add_argument("--faults", help="fault spec, e.g. aqua_file:truncate_csv:1,oauth:429:2")
+    srv.set_defaults(func=cmd_sandbox_serve)
+
+    ex = sub.add_parser("extract", help="export Zuora and the local tables into a snapshot")
+    ex.add_argument("--mode", choices=("full", "incremental"), default="full")
+    ex.add_argument("--allow-empty", action="append", metavar="OBJECT",
+                    help="accept a zero-row export of OBJECT (repeatable)")
+    ex.add_argument("--lag-hours", type=float, default=2.0,
+                    help="incremental upper bound: now minus this many hours")
+    ex.set_defaults(func=cmd_extract)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
     _generate_args(demo, accounts=2_000, drift=0.02)

@@ -1,0 +1,98 @@
+"""Typed frames → what each API sends (docs/zuora-api.md §4.1), via ``extract.values``.
+
+- ZOQL (``/v1/action/query``): JSON records, dateTimes ``2021-07-15T08:42:54.000-07:00``,
+  null fields omitted.
+- Object Query: camelCase JSON, dateTimes ``2025-03-25T06:26:14-07:00``, nulls omitted unless
+  ``includeNullFields``.
+- AQuA CSV: ``Object.Field`` headers; dateTimes in the tenant offset (a tenant-zone midnight
+  written date-only, as Zuora does) or, with ``dateTimeUtc``, ``...+0000``; rendered and
+  streamed chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+
+import polars as pl
+
+from extract.catalog import ObjectSpec, ZType
+from extract.values import render_frame
+
+CSV_CHUNK_ROWS = 50_000
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # dateTimeUtc: "+0000" [S-AQ]
+
+
+def _json_numbers(spec: ObjectSpec, rendered: pl.DataFrame) -> pl.DataFrame:
+    """Decimals as JSON numbers (as Zuora's JSON APIs send them), not strings."""
+    casts = [pl.col(f.name).cast(pl.Float64) for f in spec.fields
+             if f.ztype is ZType.DECIMAL and f.name in rendered.columns]
+    return rendered.with_columns(casts) if casts else rendered
+
+
+def records(spec: ObjectSpec, typed: pl.DataFrame, tz: str, style: str,
+            names: dict[str, str] | None = None, include_nulls: bool = False) -> list[dict]:
+    """JSON-ready records; ``names`` renames fields (Object Query's camelCase)."""
+    rendered = render_frame(spec, typed, tz, style)
+    rendered = _json_numbers(spec, rendered).select(
+        [c for c in typed.columns if c in rendered.columns])
+    if names:
+        rendered = rendered.rename({c: names[c] for c in rendered.columns if c in names})
+    rows = rendered.to_dicts()
+    if include_nulls:
+        return rows
+    return [{k: v for k, v in r.items() if v is not None} for r in rows]
+
+
+def camel(name: str) -> str:
+    """Zuora's Object Query spelling: ``TermStartDate`` → ``termStartDate``, ``MRR`` → ``mRR``."""
+    return name[:1].lower() + name[1:]
+
+
+def _aqua_frame(spec: ObjectSpec, typed: pl.DataFrame, tz: str, utc: bool) -> pl.DataFrame:
+    rendered = render_frame(spec, typed, tz, "aqua")
+    dts = [f.name for f in spec.fields
+           if f.ztype is ZType.DATETIME and f.name in typed.columns]
+    if dts:
+        exprs = []
+        for name in dts:
+            c = pl.col(name).dt.replace_time_zone("UTC")
+            if utc:
+                exprs.append(c.dt.strftime(UTC_FORMAT).alias(name))
+            else:
+                local = c.dt.convert_time_zone(tz)
+                exprs.append(
+                    pl.when(local.dt.time() == dt.time(0))
+                    .then(local.dt.strftime("%Y-%m-%d"))
+                    .otherwise(local.dt.strftime("%Y-%m-%dT%H:%M:%S%:z")).alias(name))
+        rendered = rendered.with_columns(typed.select(exprs))
+    return rendered
+
+
+def csv_chunks(spec: ObjectSpec, typed: pl.DataFrame, names: list[str], tz: str, *,
+               utc: bool, labels: bool = True, deleted: tuple[str, str] | None = None,
+               null: str = "", chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """The AQuA CSV of ``typed`` (its ``names`` columns, in that order), chunk by chunk.
+
+    ``deleted`` = (column, "Boolean"|"Numeric"): a first column from the boolean ``_deleted``
+    column of ``typed``."""
+    header = [f"{spec.name}.{n}" if labels else f"{spec.name}: {n}" for n in names]
+    if deleted is not None:
+        header.insert(0, f"{spec.name}.{deleted[0]}" if labels else
+                      f"{spec.name}: {deleted[0]}")
+    buf = io.StringIO()
+    pl.DataFrame(schema={h: pl.String for h in header}).write_csv(buf)
+    yield buf.getvalue().encode()
+    for start in range(0, typed.height, chunk_rows):
+        part = typed.slice(start, chunk_rows)
+        out = _aqua_frame(spec, part.select(names), tz, utc).select(names)
+        if deleted is not None:
+            flag = part["_deleted"]
+            col = (flag.cast(pl.Int8).cast(pl.String) if deleted[1].lower() == "numeric"
+                   else flag.cast(pl.String))
+            out = out.insert_column(0, col.alias("_deleted"))
+        out.columns = header
+        buf = io.BytesIO()
+        out.write_csv(buf, include_header=False, null_value=null)
+        yield buf.getvalue()
