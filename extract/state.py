@@ -1,0 +1,119 @@
+"""recon's own state: a small DuckDB file, ``DATA/state.duckdb``.
+
+Each floor owns its tables and declares them with :func:`register_table`; opening the state
+creates whatever is missing (``CREATE TABLE IF NOT EXISTS``), so adding a table later needs no
+migration step. The extractor's table is ``extract_hwm``: one row per Zuora object with the
+high-water mark of the last *complete* snapshot and that snapshot's run id. It is written only
+after a snapshot has been renamed complete (:meth:`StateDB.set_hwms`, one transaction), so a
+failed run can never advance a mark.
+
+DuckDB allows one writing process per file; connections are short-lived (open, do, close).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from extract.errors import ReconError
+
+STATE_FILE = "state.duckdb"
+
+_TABLES: dict[str, str] = {}
+
+
+class StateError(ReconError):
+    """recon's state file cannot be opened or written."""
+
+
+def register_table(name: str, ddl: str) -> None:
+    """Declare a state table (``ddl`` must be ``CREATE TABLE IF NOT EXISTS name (...)``)."""
+    if "IF NOT EXISTS" not in ddl.upper():
+        raise ValueError(f"state table {name}: DDL must be idempotent (IF NOT EXISTS)")
+    _TABLES[name] = ddl
+
+
+register_table("extract_hwm", """
+CREATE TABLE IF NOT EXISTS extract_hwm (
+  object      VARCHAR PRIMARY KEY,   -- Zuora object name
+  hwm         TIMESTAMP NOT NULL,    -- UTC, naive: next incremental starts here (inclusive)
+  run_id      VARCHAR NOT NULL,      -- the complete snapshot that covers up to hwm
+  mode        VARCHAR NOT NULL,      -- full | incremental
+  updated_at  TIMESTAMP NOT NULL     -- UTC, when this row was written
+)""")
+
+
+@dataclass(frozen=True)
+class Mark:
+    object: str
+    hwm: dt.datetime  # aware, UTC
+    run_id: str
+    mode: str
+
+
+def state_path(data_dir: Path | str) -> Path:
+    return Path(data_dir) / STATE_FILE
+
+
+def _naive_utc(t: dt.datetime) -> dt.datetime:
+    if t.tzinfo is None:
+        return t
+    return t.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+class StateDB:
+    """Open with ``with StateDB(data_dir) as st: ...``."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.path = state_path(data_dir)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.Error as e:
+            raise StateError(f"cannot open recon state {self.path}: {e}") from e
+        for ddl in _TABLES.values():
+            self.con.execute(ddl)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- high-water marks ------------------------------------------------------------------
+    def hwms(self) -> dict[str, Mark]:
+        rows = self.con.execute(
+            "SELECT object, hwm, run_id, mode FROM extract_hwm ORDER BY object").fetchall()
+        return {o: Mark(o, h.replace(tzinfo=dt.UTC), r, m) for o, h, r, m in rows}
+
+    def set_hwms(self, run_id: str, mode: str, hwms: dict[str, dt.datetime]) -> None:
+        """Record the marks of one complete snapshot, all or nothing."""
+        now = _naive_utc(dt.datetime.now(dt.UTC))
+        with self.transaction() as con:
+            for obj, hwm in hwms.items():
+                con.execute(
+                    "INSERT OR REPLACE INTO extract_hwm VALUES (?, ?, ?, ?, ?)",
+                    [obj, _naive_utc(hwm), run_id, mode, now],
+                )
+
+    def clear_hwms(self) -> None:
+        """Forget every mark: the next incremental run becomes a full one."""
+        self.con.execute("DELETE FROM extract_hwm")
