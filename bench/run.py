@@ -1,7 +1,9 @@
 """Benchmarks (``make bench``): never part of the test suite.
 
-Generator: a 100,000-account tenant (≈1M subscription versions), wall time and peak RSS, with
-the machine's size, so figures in issue notes come from here and not from memory.
+Generator: a 100,000-account tenant (≈1M subscription versions), wall time and peak RSS.
+Extract: the same tenant served by the sandbox, local side in PostgreSQL: full extract wall
+time, records/s, API calls, peak RSS; incremental after 0.1% changes; local export rows/s.
+Figures in issue notes come from here, with the machine's size.
 """
 
 from __future__ import annotations
@@ -48,13 +50,20 @@ def main() -> int:
     p.add_argument("--accounts", type=int, default=100_000)
     p.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
     p.add_argument("--keep", help="directory to keep the generated tenant in")
+    p.add_argument("--skip-extract", action="store_true", help="generator benchmark only")
     args = p.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
-        result = bench_generate(args.accounts, args.format, root)
-    for k, v in result.items():
-        print(f"  {k:>22}: {v:,}" if isinstance(v, int) else f"  {k:>22}: {v}")
+        results = [bench_generate(args.accounts, args.format, root)]
+        if not args.skip_extract:
+            from extract_bench import bench_extract
+
+            results.append(bench_extract(root / f"tenant-{args.accounts}", root / "work"))
+        for result in results:
+            for k, v in result.items():
+                print(f"  {k:>26}: {v:,}" if isinstance(v, int) else f"  {k:>26}: {v}")
+            print()
     return 0
 
 

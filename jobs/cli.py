@@ -116,12 +116,41 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 # -- recon demo -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded defaults. For now: generate a small drifted tenant and
-    summarise it; later floors extend it to extract → validate → reconcile → report."""
-    out = Path(args.data_dir or _settings(args).data_dir) / "demo"
-    args.out, args.db, args.scenario, args.chunk, args.format = out, None, None, 20_000, "jsonl"
-    args.tenant_tz = None
-    return cmd_sandbox_generate(args)
+    """The main job on the embedded defaults: generate a drifted tenant, serve it from the
+    Zuora sandbox (in-process, real HTTP on loopback), extract a complete snapshot from it
+    and from the local DuckDB. Later floors add validate → reconcile → report."""
+    from dataclasses import replace
+
+    from extract.config import Secret
+    from extract.extractor import run_extract
+    from extract.localdb.connect import duckdb_url
+    from extract.sandbox.generate.run import Options, generate
+    from extract.sandbox.server import SandboxServer
+
+    settings = _settings(args)
+    data = Path(args.data_dir or settings.data_dir)
+    tenant = data / "demo"
+    progress = _progress(args)
+    opts = Options(accounts=args.accounts, seed=args.seed, drift=args.drift, d26=args.d26,
+                   as_of=args.as_of, tz=settings.tenant_tz)
+    summary = generate(opts, tenant, progress=progress)
+    if not args.quiet:
+        _print_summary(summary, tenant, None)
+    secret = "demo-sandbox-secret"
+    with SandboxServer(tenant, client_id=settings.zuora_client_id, client_secret=secret) as srv:
+        srv.store.preload()
+        run_settings = replace(settings, zuora_base_url=srv.url,
+                               zuora_client_secret=Secret(secret),
+                               local_database_url=duckdb_url((tenant / "local.duckdb").resolve()),
+                               data_dir=data)
+        manifest = run_extract(run_settings, "full", progress=progress)
+    if not args.quiet:
+        zrows = sum(int(v.get("rows", 0)) for v in manifest.zuora.values())
+        lrows = sum(int(v.get("rows", 0)) for v in manifest.local.values())
+        print(f"\nZuora sandbox served {tenant} at {srv.url}; extracted {zrows:,} Zuora rows "
+              f"and {lrows:,} local rows in {manifest.duration_s or 0:.1f}s")
+        print(f"snapshot: {data / 'snapshots' / manifest.run_id}")
+    return EXIT_OK
 
 
 def _date(text: str) -> dt.date:

@@ -78,3 +78,27 @@ def test_generate_prints_summary_and_rejects_bad_input(tmp_path: Path, capsys) -
 def test_argument_errors_exit_2(bad: list[str], tmp_path: Path) -> None:
     r = run("sandbox", "generate", "--out", str(tmp_path), *bad)
     assert r.returncode == 2
+
+
+def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--data-dir", str(tmp_path), "--accounts", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "snapshot:" in out
+    manifests = list((tmp_path / "snapshots").glob("*/manifest.json"))
+    assert len(manifests) == 1
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["zuora"]["Subscription"]["rows"] > 0
+    assert "demo-sandbox-secret" not in manifests[0].read_text()
+
+
+def test_extract_without_a_zuora_exits_2_naming_the_cause(tmp_path: Path) -> None:
+    r = run("extract", cwd=tmp_path, env={
+        "RECON_ZUORA_BASE_URL": "http://127.0.0.1:9", "RECON_ZUORA_CLIENT_SECRET": "x",
+        "RECON_LOCAL_DATABASE_URL": f"duckdb:///{tmp_path / 'l.duckdb'}",
+        "RECON_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "recon: error:" in r.stderr and "Traceback" not in r.stderr
+    assert not list((tmp_path / "data" / "snapshots").glob("*/manifest.json")) or all(
+        json.loads(p.read_text())["status"] != "complete"
+        for p in (tmp_path / "data" / "snapshots").glob("*/manifest.json"))
