@@ -66,6 +66,9 @@ class Settings:
     tenant_tz: str = "America/Los_Angeles"
     local_database_url: str = "duckdb:///data/local.duckdb"
     data_dir: Path = Path("data")
+    extract_mode: str = "incremental"  # what `recon extract` does when --mode is not given
+    extract_full_every_days: int = 7  # …but a full export at least this often
+    extract_lag_hours: float = 2.0  # incremental upper bound: now − lag
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (for ``recon config show`` and reports)."""
@@ -76,6 +79,9 @@ class Settings:
             "tenant_tz": self.tenant_tz,
             "local_database_url": redact_url(self.local_database_url),
             "data_dir": str(self.data_dir),
+            "extract_mode": self.extract_mode,
+            "extract_full_every_days": str(self.extract_full_every_days),
+            "extract_lag_hours": str(self.extract_lag_hours),
         }
 
 
@@ -88,6 +94,9 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("zuora", "tenant_tz"): "tenant_tz",
     ("local", "database_url"): "local_database_url",
     ("paths", "data_dir"): "data_dir",
+    ("extract", "mode"): "extract_mode",
+    ("extract", "full_every_days"): "extract_full_every_days",
+    ("extract", "lag_hours"): "extract_lag_hours",
 }
 ENV_VARS: dict[str, str] = {
     "RECON_ZUORA_BASE_URL": "zuora_base_url",
@@ -96,6 +105,9 @@ ENV_VARS: dict[str, str] = {
     "RECON_TENANT_TZ": "tenant_tz",
     "RECON_LOCAL_DATABASE_URL": "local_database_url",
     "RECON_DATA_DIR": "data_dir",
+    "RECON_EXTRACT_MODE": "extract_mode",
+    "RECON_EXTRACT_FULL_EVERY_DAYS": "extract_full_every_days",
+    "RECON_EXTRACT_LAG_HOURS": "extract_lag_hours",
 }
 
 
@@ -104,6 +116,12 @@ def _coerce(name: str, value: Any) -> Any:
         return Secret(str(value) if value is not None else None)
     if name == "data_dir":
         return Path(str(value))
+    if name in ("extract_full_every_days", "extract_lag_hours"):
+        kind = int if name == "extract_full_every_days" else float
+        try:
+            return kind(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from e
     if not isinstance(value, str):
         raise ConfigError(f"config key for {name!r} must be a string, got {type(value).__name__}")
     return value
@@ -172,6 +190,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"tenant_tz {settings.tenant_tz!r} is not an IANA time zone (e.g. America/Los_Angeles)"
         ) from e
+    if settings.extract_mode not in ("full", "incremental"):
+        raise ConfigError(
+            f"extract mode {settings.extract_mode!r} must be 'full' or 'incremental'")
+    if settings.extract_full_every_days < 1 or settings.extract_lag_hours < 0:
+        raise ConfigError("extract.full_every_days must be >= 1 and extract.lag_hours >= 0")
     scheme = urlsplit(settings.local_database_url).scheme
     if scheme not in ("duckdb", "postgresql", "postgres"):
         raise ConfigError(

@@ -51,8 +51,10 @@ from extract.snapshot import (
     SnapshotWriter,
     find_complete,
     latest_complete,
+    list_snapshots,
     mark_interrupted,
     new_run_id,
+    parse_utc,
     run_lock,
     utc_iso,
 )
@@ -243,6 +245,27 @@ def check_not_suspect(rows: dict[str, int], previous: Snapshot | None,
 # ------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------
+def choose_mode(settings: Settings, requested: str | None = None,
+                now: dt.datetime | None = None) -> str:
+    """The mode a run should use: ``requested`` when given (a person asked), else the
+    configured default, except that an incremental default becomes ``full`` when no complete
+    full snapshot is younger than ``extract_full_every_days`` — deletions older than Zuora's
+    30-day deleted-record window are only found by a full export."""
+    if requested:
+        return requested
+    if settings.extract_mode == "full":
+        return "full"
+    now = now or dt.datetime.now(dt.UTC)
+    fulls = [s for s in list_snapshots(settings.data_dir)
+             if s.complete and s.manifest.mode == "full"]
+    if not fulls:
+        return "full"
+    last = max(parse_utc(s.manifest.finished_at) or parse_utc(s.manifest.started_at)
+               or dt.datetime.min.replace(tzinfo=dt.UTC) for s in fulls)
+    return "full" if now - last >= dt.timedelta(days=settings.extract_full_every_days) \
+        else "incremental"
+
+
 def run_extract(settings: Settings, mode: str = "full", *, progress: Progress | None = None,
                 allow_empty: Iterable[str] = (), lag: dt.timedelta = DEFAULT_LAG,
                 options: ExtractOptions | None = None) -> Manifest:

@@ -100,11 +100,13 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
 # -- recon extract --------------------------------------------------------------------------
 def cmd_extract(args: argparse.Namespace) -> int:
-    from extract.extractor import run_extract
+    from extract.extractor import choose_mode, run_extract
 
-    manifest = run_extract(_settings(args), args.mode, progress=_progress(args),
+    settings = _settings(args)
+    lag = args.lag_hours if args.lag_hours is not None else settings.extract_lag_hours
+    manifest = run_extract(settings, choose_mode(settings, args.mode), progress=_progress(args),
                            allow_empty=tuple(args.allow_empty or ()),
-                           lag=dt.timedelta(hours=args.lag_hours))
+                           lag=dt.timedelta(hours=lag))
     if not args.quiet:
         total = sum(int(v.get("rows", 0)) for v in manifest.zuora.values())
         local = sum(int(v.get("rows", 0)) for v in manifest.local.values())
@@ -211,11 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     srv.set_defaults(func=cmd_sandbox_serve)
 
     ex = sub.add_parser("extract", help="export Zuora and the local tables into a snapshot")
-    ex.add_argument("--mode", choices=("full", "incremental"), default="full")
+    ex.add_argument("--mode", choices=("full", "incremental"),
+                    help="default: config extract.mode (incremental), with a full export at "
+                    "least every extract.full_every_days (7)")
     ex.add_argument("--allow-empty", action="append", metavar="OBJECT",
                     help="accept a zero-row export of OBJECT (repeatable)")
-    ex.add_argument("--lag-hours", type=float, default=2.0,
-                    help="incremental upper bound: now minus this many hours")
+    ex.add_argument("--lag-hours", type=float,
+                    help="incremental upper bound: now minus this many hours "
+                    "(default: config extract.lag_hours, 2)")
     ex.set_defaults(func=cmd_extract)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")

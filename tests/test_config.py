@@ -71,6 +71,9 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_TENANT_TZ": "UTC",
         "RECON_LOCAL_DATABASE_URL": "duckdb:///tmp/env.duckdb",
         "RECON_DATA_DIR": "env-data",
+        "RECON_EXTRACT_MODE": "full",
+        "RECON_EXTRACT_FULL_EVERY_DAYS": "3",
+        "RECON_EXTRACT_LAG_HOURS": "0.5",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -80,6 +83,14 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert s.tenant_tz == "UTC"
     assert s.local_database_url == "duckdb:///tmp/env.duckdb"
     assert s.data_dir == Path("env-data")
+    assert (s.extract_mode, s.extract_full_every_days, s.extract_lag_hours) == ("full", 3, 0.5)
+
+
+def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="extract mode"):
+        load_settings(None, env={"RECON_EXTRACT_MODE": "sometimes"})
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_settings(None, env={"RECON_EXTRACT_LAG_HOURS": "two"})
 
 
 def test_explicit_overrides_beat_env_and_none_means_not_given(tmp_path: Path) -> None:
