@@ -66,7 +66,11 @@ def bench_extract(tenant: Path, work: Path) -> dict:
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
-        server.stdout.readline()  # "serving …" is printed once the dataset is loaded
+        for line in server.stdout:  # "… serving …" is printed once the dataset is loaded
+            if "serving" in line:
+                break
+        else:
+            raise SystemExit("the sandbox exited before serving")
         full_wall, full_rss = _run_measured(
             [sys.executable, "-m", "jobs.cli", "-q", "extract", "--mode", "full"], env)
         manifests = sorted((work / "snapshots").glob("*/manifest.json"))
