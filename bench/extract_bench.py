@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,15 +32,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Linux keeps ru_maxrss across execve, so a child forked from this (large) process would
+# report our high-water mark. A small launcher process forks the measured command instead and
+# reports that child's own peak.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _run_measured(cmd: list[str], env: dict) -> tuple[float, int]:
-    """(wall seconds, peak RSS MiB) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed with {os.waitstatus_to_exitcode(status)}")
-    return wall, round(usage.ru_maxrss / 1024)
+    """(wall seconds, peak RSS MiB) of one command, measured in its own process."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        t0 = time.perf_counter()
+        code = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, *cmd], env=env).returncode
+        wall = time.perf_counter() - t0
+        if code != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed with {code}")
+        return wall, round(int(open(rss.name).read()) / 1024)
 
 
 def load_postgres(tenant: Path, dbname: str) -> str:
