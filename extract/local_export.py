@@ -16,8 +16,10 @@ Both produce the same Arrow types, from the catalogue (``extract.localdb.schema`
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,21 @@ def _select(table: str, cast: bool) -> str:
     return ", ".join(c.name for c in cols)
 
 
+@contextlib.contextmanager
+def _table_sink(db: LocalDB, table: str, path: Path) -> Iterator[ParquetSink]:
+    """A Parquet sink for one table's export: closed when the block succeeds, aborted (no
+    partial file) and re-raised as a LocalDatabaseError naming the table when it fails."""
+    sink = ParquetSink(path, table_schema(table))
+    try:
+        yield sink
+        sink.close()
+    except Exception as e:
+        sink.abort()
+        raise LocalDatabaseError(
+            f"local export of {table} from {redact_url(db.url)} failed: "
+            f"{type(e).__name__}: {e}") from e
+
+
 def _export_postgres(db: LocalDB, tables: list[str], out_dir: Path) -> list[TableExport]:
     conn = db.raw
     results = []
@@ -97,31 +114,22 @@ def _export_postgres(db: LocalDB, tables: list[str], out_dir: Path) -> list[Tabl
             started = time.monotonic()
             schema_ = table_schema(table)
             path = out_dir / f"{table}.parquet"
-            sink = ParquetSink(path, schema_)
-            try:
-                with conn.cursor() as cur, cur.copy(
-                    f"COPY (SELECT {_select(table, cast=False)} FROM {table}) "
-                    "TO STDOUT (FORMAT csv, HEADER false)"
-                ) as copy:
-                    stream = IterStream(iter(copy))
-                    reader = pacsv.open_csv(
-                        stream,
-                        read_options=pacsv.ReadOptions(
-                            column_names=schema_.names, block_size=BLOCK, use_threads=False),
-                        convert_options=pacsv.ConvertOptions(
-                            column_types={f.name: f.type for f in schema_},
-                            true_values=["t", "true"], false_values=["f", "false"],
-                            strings_can_be_null=True, quoted_strings_can_be_null=False),
-                    ) if not stream.empty() else None
-                    if reader is not None:
-                        for batch in reader:
-                            sink.write(batch)
-                sink.close()
-            except Exception as e:
-                sink.abort()
-                raise LocalDatabaseError(
-                    f"local export of {table} from {redact_url(db.url)} failed: "
-                    f"{type(e).__name__}: {e}") from e
+            with _table_sink(db, table, path) as sink, conn.cursor() as cur, cur.copy(
+                f"COPY (SELECT {_select(table, cast=False)} FROM {table}) "
+                "TO STDOUT (FORMAT csv, HEADER false)"
+            ) as copy:
+                stream = IterStream(iter(copy))
+                reader = pacsv.open_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(
+                        column_names=schema_.names, block_size=BLOCK, use_threads=False),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={f.name: f.type for f in schema_},
+                        true_values=["t", "true"], false_values=["f", "false"],
+                        strings_can_be_null=True, quoted_strings_can_be_null=False),
+                ) if not stream.empty() else None
+                for batch in reader or ():
+                    sink.write(batch)
             results.append(_finish(table, path, started))
     return results
 
@@ -134,18 +142,10 @@ def _export_duckdb(db: LocalDB, tables: list[str], out_dir: Path) -> list[TableE
         for table in tables:
             started = time.monotonic()
             path = out_dir / f"{table}.parquet"
-            sink = ParquetSink(path, table_schema(table))
-            try:
+            with _table_sink(db, table, path) as sink:
                 rel = con.sql(f"SELECT {_select(table, cast=True)} FROM {table}")
-                reader = _arrow_reader(rel)
-                for batch in reader:
+                for batch in _arrow_reader(rel):
                     sink.write(batch)
-                sink.close()
-            except Exception as e:
-                sink.abort()
-                raise LocalDatabaseError(
-                    f"local export of {table} from {redact_url(db.url)} failed: "
-                    f"{type(e).__name__}: {e}") from e
             results.append(_finish(table, path, started))
     finally:
         con.execute("COMMIT")
