@@ -44,7 +44,8 @@ REJECT_SCHEMA = {
 DT_FORMATS = {
     "zoql": "%Y-%m-%dT%H:%M:%S%.3f%:z",  # ZOQL query, CRUD, dataset files
     "object_query": "%Y-%m-%dT%H:%M:%S%:z",  # Object Query: no milliseconds
-    "aqua": "%Y-%m-%dT%H:%M:%S%:z",  # AQuA CSV (tenant offset)
+    "aqua": "%Y-%m-%dT%H:%M:%S%:z",  # AQuA CSV (tenant offset; midnight written date-only)
+    "aqua_utc": "%Y-%m-%dT%H:%M:%S%z",  # AQuA CSV with dateTimeUtc ("+0000", UNCONFIRMED)
 }
 
 
@@ -135,8 +136,15 @@ def render_expr(field: Field, tenant_tz: str, style: str = "zoql") -> pl.Expr:
     col = pl.col(field.name)
     match field.ztype:
         case ZType.DATETIME:
-            out = (col.dt.replace_time_zone("UTC").dt.convert_time_zone(tenant_tz)
-                   .dt.strftime(DT_FORMATS[style]))
+            utc = col.dt.replace_time_zone("UTC")
+            if style == "aqua_utc":
+                out = utc.dt.strftime(DT_FORMATS[style])
+            else:
+                local = utc.dt.convert_time_zone(tenant_tz)
+                out = local.dt.strftime(DT_FORMATS[style])
+                if style == "aqua":  # AQuA writes a value at exact tenant midnight date-only
+                    out = (pl.when(local.dt.time() == pl.time(0))
+                           .then(local.dt.strftime("%Y-%m-%d")).otherwise(out))
         case ZType.DATE:
             out = col.dt.strftime("%Y-%m-%d")
         case ZType.DECIMAL:

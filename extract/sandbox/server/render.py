@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Iterator
 
@@ -21,7 +20,6 @@ from extract.catalog import ObjectSpec, ZType
 from extract.values import render_frame
 
 CSV_CHUNK_ROWS = 50_000
-UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # dateTimeUtc: "+0000" [S-AQ]
 
 
 def _json_numbers(spec: ObjectSpec, rendered: pl.DataFrame) -> pl.DataFrame:
@@ -50,26 +48,6 @@ def camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def _aqua_frame(spec: ObjectSpec, typed: pl.DataFrame, tz: str, utc: bool) -> pl.DataFrame:
-    rendered = render_frame(spec, typed, tz, "aqua")
-    dts = [f.name for f in spec.fields
-           if f.ztype is ZType.DATETIME and f.name in typed.columns]
-    if dts:
-        exprs = []
-        for name in dts:
-            c = pl.col(name).dt.replace_time_zone("UTC")
-            if utc:
-                exprs.append(c.dt.strftime(UTC_FORMAT).alias(name))
-            else:
-                local = c.dt.convert_time_zone(tz)
-                exprs.append(
-                    pl.when(local.dt.time() == dt.time(0))
-                    .then(local.dt.strftime("%Y-%m-%d"))
-                    .otherwise(local.dt.strftime("%Y-%m-%dT%H:%M:%S%:z")).alias(name))
-        rendered = rendered.with_columns(typed.select(exprs))
-    return rendered
-
-
 def csv_chunks(spec: ObjectSpec, typed: pl.DataFrame, names: list[str], tz: str, *,
                utc: bool, labels: bool = True, deleted: tuple[str, str] | None = None,
                null: str = "", chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
@@ -86,7 +64,8 @@ def csv_chunks(spec: ObjectSpec, typed: pl.DataFrame, names: list[str], tz: str,
     yield buf.getvalue().encode()
     for start in range(0, typed.height, chunk_rows):
         part = typed.slice(start, chunk_rows)
-        out = _aqua_frame(spec, part.select(names), tz, utc).select(names)
+        out = render_frame(spec, part.select(names), tz, "aqua_utc" if utc else "aqua").select(
+            names)
         if deleted is not None:
             flag = part["_deleted"]
             col = (flag.cast(pl.Int8).cast(pl.String) if deleted[1].lower() == "numeric"
