@@ -46,6 +46,10 @@ _JSON = {"Accept": "application/json"}
 _TRACK_ID_BAD = re.compile(r"[^\x21-\x7e]|[:;\"']")
 
 
+MISSING_SECRET = ("no Zuora client secret configured: set zuora.client_secret (or "
+                  "zuora.client_secret_file) or RECON_ZUORA_CLIENT_SECRET")
+
+
 # ------------------------------------------------------------------------------------------
 # Errors
 # ------------------------------------------------------------------------------------------
@@ -248,9 +252,7 @@ class ZuoraClient:
     ) -> None:
         secret = client_secret if isinstance(client_secret, Secret) else Secret(client_secret)
         if not secret:
-            raise ZuoraAuthError(
-                "no Zuora client secret configured: set zuora.client_secret (or "
-                "zuora.client_secret_file) or RECON_ZUORA_CLIENT_SECRET", route="oauth")
+            raise ZuoraAuthError(MISSING_SECRET, route="oauth")
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._secret = secret

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from extract.aqua import DELETED_FLAG, AquaExporter, AquaOptions, ExportQuery, Window
 from extract.catalog import OBJECTS, ObjectSpec
-from extract.client import RetryPolicy, ZuoraClient
+from extract.client import MISSING_SECRET, RetryPolicy, ZuoraClient
 from extract.config import Settings
 from extract.errors import ReconError
 from extract.local_export import export_local
@@ -279,8 +279,7 @@ def run_extract(settings: Settings, mode: str = "full", *, progress: Progress | 
     if lag < dt.timedelta(0):
         raise ExtractError(f"lag must not be negative (got {lag})")
     if not settings.zuora_client_secret:
-        raise ExtractError("no Zuora client secret configured: set zuora.client_secret (or "
-                           "zuora.client_secret_file) or RECON_ZUORA_CLIENT_SECRET")
+        raise ExtractError(MISSING_SECRET)  # before any snapshot directory exists
     opt = options or ExtractOptions()
     say = progress or (lambda _msg: None)
     data_dir = Path(settings.data_dir)

@@ -104,8 +104,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     lag = args.lag_hours if args.lag_hours is not None else settings.extract_lag_hours
+    from extract.catalog import get
+
+    # --allow-empty A --allow-empty B or --allow-empty A,B (what the suspect-export error says)
+    allow = tuple(o.strip() for v in args.allow_empty or () for o in v.split(",") if o.strip())
+    for name in allow:
+        get(name)  # a typo must fail loudly, not silently allow nothing
     manifest = run_extract(settings, choose_mode(settings, args.mode), progress=_progress(args),
-                           allow_empty=tuple(args.allow_empty or ()),
+                           allow_empty=allow,
                            lag=dt.timedelta(hours=lag))
     if not args.quiet:
         total = sum(int(v.get("rows", 0)) for v in manifest.zuora.values())
@@ -217,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: config extract.mode (incremental), with a full export at "
                     "least every extract.full_every_days (7)")
     ex.add_argument("--allow-empty", action="append", metavar="OBJECT",
-                    help="accept a zero-row export of OBJECT (repeatable)")
+                    help="accept a zero-row export of OBJECT (repeatable or comma-separated)")
     ex.add_argument("--lag-hours", type=float,
                     help="incremental upper bound: now minus this many hours "
                     "(default: config extract.lag_hours, 2)")

@@ -102,3 +102,14 @@ def test_extract_without_a_zuora_exits_2_naming_the_cause(tmp_path: Path) -> Non
     assert not list((tmp_path / "data" / "snapshots").glob("*/manifest.json")) or all(
         json.loads(p.read_text())["status"] != "complete"
         for p in (tmp_path / "data" / "snapshots").glob("*/manifest.json"))
+
+
+def test_extract_allow_empty_takes_a_comma_list_and_rejects_unknown_objects(tmp_path: Path) -> None:
+    """The suspect-export error tells people to pass `--allow-empty A,B`; that must work, and
+    a misspelt object must fail instead of silently allowing nothing."""
+    env = {"RECON_ZUORA_BASE_URL": "http://127.0.0.1:9", "RECON_ZUORA_CLIENT_SECRET": "x",
+           "RECON_LOCAL_DATABASE_URL": f"duckdb:///{tmp_path / 'l.duckdb'}",
+           "RECON_DATA_DIR": str(tmp_path / "data")}
+    r = run("extract", "--allow-empty", "Contact,Acount", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "Acount" in r.stderr
+    assert not (tmp_path / "data" / "snapshots").exists()  # refused before any work
