@@ -114,6 +114,3 @@ class StateDB:
                     [obj, _naive_utc(hwm), run_id, mode, now],
                 )
 
-    def clear_hwms(self) -> None:
-        """Forget every mark: the next incremental run becomes a full one."""
-        self.con.execute("DELETE FROM extract_hwm")

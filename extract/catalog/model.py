@@ -163,12 +163,6 @@ class ObjectSpec:
         except KeyError:
             raise CatalogError(f"{self.name} has no field {name!r} in the catalogue") from None
 
-    def field_for_column(self, column: str) -> Field:
-        for f in self.fields:
-            if f.column == column:
-                return f
-        raise CatalogError(f"{self.table} has no column {column!r} mapped to a {self.name} field")
-
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
@@ -181,15 +175,6 @@ class ObjectSpec:
     def compared_fields(self) -> list[Field]:
         """Fields the diff compares: stored locally, Zuora-owned, not the key."""
         return [f for f in self.fields if f.compared and f.name != "Id"]
-
-    @property
-    def local_columns(self) -> list[str]:
-        cols = []
-        if self.local_pk != self.key_column:
-            cols.append(self.local_pk)
-        cols += [f.column for f in self.fields if f.column is not None]
-        cols += [c.name for c in self.extra_columns if c.name != self.local_pk]
-        return cols
 
 
 @dataclass(frozen=True)

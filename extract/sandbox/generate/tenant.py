@@ -87,10 +87,6 @@ def _instant(day: pl.Expr, seconds: pl.Expr, tz: str) -> pl.Expr:
     return (midnight + pl.duration(seconds=seconds)).dt.replace_time_zone(None)
 
 
-def _local_day(ts: pl.Expr, tz: str) -> pl.Expr:
-    return ts.dt.replace_time_zone("UTC").dt.convert_time_zone(tz).dt.date()
-
-
 def _decimal_from_cents(cents: pl.Expr) -> pl.Expr:
     a = cents.abs()
     text = (pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
@@ -609,8 +605,3 @@ def finalize_account_status(accounts: pl.DataFrame, subscription: pl.DataFrame,
                           & pl.Series(rng.random(accounts.height) < 0.5)))
     return accounts.with_columns(Status=pl.when(cand["flip"]).then(pl.lit("Canceled"))
                                  .otherwise(pl.col("Status")))
-
-
-def local_day(ts: pl.Expr, tz: str) -> pl.Expr:
-    """Calendar day of a UTC instant in the tenant zone (public helper for scenarios)."""
-    return _local_day(ts, tz)

@@ -44,10 +44,6 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(status=status, body=dumps(obj), headers=dict(headers or {}))
 
 
-def raw_json_response(body: bytes, status: int = 200) -> Response:
-    return Response(status=status, body=body)
-
-
 def new_id() -> str:
     """A Zuora-looking 32-character lowercase hex id."""
     return uuid.uuid4().hex

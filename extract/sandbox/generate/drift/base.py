@@ -127,12 +127,6 @@ class World:
             [pl.when(hit).then(expr).otherwise(pl.col(col)).alias(col)
              for col, expr in values.items()])
 
-    def update_zuora(self, obj: str, ids: Iterable[str], **values: pl.Expr) -> None:
-        hit = pl.col("Id").is_in(list(ids))
-        self.zuora[obj] = self.zuora[obj].with_columns(
-            [pl.when(hit).then(expr).otherwise(pl.col(col)).alias(col)
-             for col, expr in values.items()])
-
     def drop_local(self, table: str, key_col: str, keys: Iterable) -> None:
         self.local[table] = self.local[table].filter(~pl.col(key_col).is_in(list(keys)))
 
