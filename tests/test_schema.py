@@ -434,6 +434,9 @@ def test_reset_identities_lets_inserts_without_id_follow_loaded_rows(pg: LocalDB
 
 
 def test_reset_identities_is_harmless_on_duckdb(duckdb_url: str) -> None:
+    """DuckDB has no identities: the call must neither fail nor touch loaded rows."""
     with connect(duckdb_url) as conn:
         conn.init_schema()
+        conn.load("customers", pl.DataFrame({"id": [7], "email": ["a@example.com"]}))
         conn.reset_identities()
+        assert conn.query("SELECT id, email FROM customers").rows() == [(7, "a@example.com")]
