@@ -29,12 +29,15 @@ def _value_sql(f: Field, src: str) -> str:
     return f"CAST({col} AS {f.local_type})" if f.local_type else col
 
 
-def local_select_sql(spec: ObjectSpec, src: str = "z") -> tuple[str, list[str]]:
-    """SELECT list and JOINs that turn relation ``src`` (typed Zuora rows) into local rows.
+def local_select_sql(spec: ObjectSpec, src: str = "z",
+                     passthrough: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """SELECT list and JOINs that turn relation ``src`` (typed Zuora rows) into local rows;
+    ``passthrough`` columns of ``src`` are carried along unchanged.
 
     Returns (sql, ref_tables): the caller must expose each referenced local table under its
     own name (a view or a registered frame)."""
-    cols, joins, refs = [], [], []
+    cols = [f"{src}.{c}" for c in passthrough]
+    joins, refs = [], []
     for i, f in enumerate(spec.stored_fields):
         if f.ref is not None:
             alias = f"r{i}"
@@ -52,21 +55,15 @@ def local_select_sql(spec: ObjectSpec, src: str = "z") -> tuple[str, list[str]]:
 def to_local(spec: ObjectSpec, typed: pl.DataFrame,
              refs: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
     """Local rows for ``typed`` (same order), without the local-only columns."""
-    sql, needed = local_select_sql(spec)
+    sql, needed = local_select_sql(spec, passthrough=("_pos",))
     con = duckdb.connect()
     try:
-        con.register(spec.name, typed.to_arrow())
+        con.register(spec.name, typed.with_row_index("_pos").to_arrow())
         for table in set(needed):
             if refs is None or table not in refs:
                 raise ValueError(f"{spec.name} needs local table {table} to resolve references")
             con.register(table, refs[table].to_arrow())
-        # keep the input order: joins may reorder rows
-        con.register("_order", pl.DataFrame({"Id": typed["Id"],
-                                              "_pos": range(typed.height)}).to_arrow())
-        ordered = (
-            f"SELECT q.* EXCLUDE (_pos) FROM (SELECT t.*, o._pos FROM ({sql}) t "
-            f"JOIN _order o ON o.Id = t.{spec.key_column}) q ORDER BY _pos"
-        )
-        return con.sql(ordered).pl()
+        # joins may reorder rows: restore the input order
+        return con.sql(f"SELECT * EXCLUDE (_pos) FROM ({sql}) ORDER BY _pos").pl()
     finally:
         con.close()
