@@ -15,7 +15,9 @@ one place (``extract.values``).
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +34,11 @@ def object_path(root: Path, spec: ObjectSpec) -> Path:
     return Path(root) / ZUORA_DIR / f"{spec.name}.jsonl"
 
 
-def _sample_keys(path: Path, limit: int = 1000) -> set[str]:
+BLOCK_BYTES = 64 << 20  # JSON Lines text parsed at a time: a multi-GB file is never whole
+
+
+def _check_fields(path: Path, spec: ObjectSpec, limit: int = 1000) -> None:
+    """Fields of the first ``limit`` lines must be catalogue fields of ``spec``."""
     keys: set[str] = set()
     with path.open() as fh:
         for i, line in enumerate(fh):
@@ -43,38 +49,56 @@ def _sample_keys(path: Path, limit: int = 1000) -> set[str]:
                     keys.update(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise DatasetError(f"{path}: line {i + 1} is not JSON: {e}") from e
-    return keys
+    unknown = keys - set(spec.field_names)
+    if unknown:
+        raise DatasetError(
+            f"{path}: fields {sorted(unknown)} are not {spec.name} fields in the catalogue")
 
 
-def read_object(root: Path, spec: ObjectSpec) -> pl.DataFrame:
-    """The raw rows of one object (all columns strings, catalogue order)."""
+def _jsonl_blocks(path: Path, schema: dict[str, pl.DataType]) -> Iterator[pl.DataFrame]:
+    rest = b""
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(BLOCK_BYTES)
+            data = rest + block
+            if block:
+                cut = data.rfind(b"\n") + 1
+                data, rest = data[:cut], data[cut:]
+            if data.strip():
+                yield pl.read_ndjson(io.BytesIO(data), schema=schema)
+            if not block:
+                return
+
+
+def iter_object(root: Path, spec: ObjectSpec) -> Iterator[pl.DataFrame]:
+    """The raw rows of one object block by block (all columns strings, catalogue order), so
+    a large dataset can be typed without holding its text whole."""
     jsonl = object_path(root, spec)
     parquet = jsonl.with_suffix(".parquet")
     schema = {f.name: pl.String for f in spec.fields}
     if jsonl.is_file():
-        unknown = _sample_keys(jsonl) - set(schema)
-        if unknown:
-            raise DatasetError(
-                f"{jsonl}: fields {sorted(unknown)} are not {spec.name} fields in the catalogue"
-            )
-        if jsonl.stat().st_size == 0:
-            return pl.DataFrame(schema=schema)
-        return pl.read_ndjson(jsonl, schema=schema)
-    if parquet.is_file():
-        parts = [parquet, *sorted(parquet.parent.glob(f"{spec.name}.part*.parquet"))]
-        df = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+        _check_fields(jsonl, spec)
+        yield from _jsonl_blocks(jsonl, schema)
+        return
+    if not parquet.is_file():
+        raise DatasetError(
+            f"dataset {root} has no {spec.name} file: expected {jsonl} or {parquet}")
+    for part in [parquet, *sorted(parquet.parent.glob(f"{spec.name}.part*.parquet"))]:
+        df = pl.read_parquet(part)
         unknown = set(df.columns) - set(schema)
         if unknown:
             raise DatasetError(
-                f"{parquet}: columns {sorted(unknown)} are not {spec.name} fields in the catalogue"
-            )
-        return df.select(
-            [pl.col(c).cast(pl.String) if c in df.columns else pl.lit(None, pl.String).alias(c)
-             for c in schema]
-        )
-    raise DatasetError(
-        f"dataset {root} has no {spec.name} file: expected {jsonl} or {parquet}"
-    )
+                f"{part}: columns {sorted(unknown)} are not {spec.name} fields in the catalogue")
+        yield df.select([pl.col(c).cast(pl.String) if c in df.columns
+                         else pl.lit(None, pl.String).alias(c) for c in schema])
+
+
+def read_object(root: Path, spec: ObjectSpec) -> pl.DataFrame:
+    """The raw rows of one object (all columns strings, catalogue order)."""
+    parts = list(iter_object(root, spec))
+    if not parts:
+        return pl.DataFrame(schema={f.name: pl.String for f in spec.fields})
+    return pl.concat(parts, how="vertical")
 
 
 def write_object(root: Path, spec: ObjectSpec, rendered: pl.DataFrame, append: bool = False,

@@ -9,10 +9,7 @@ Mutations are queued and applied in one set-based step on the next read, so a bu
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,6 @@ import polars as pl
 
 from extract import dataset
 from extract.catalog import BY_NAME, ObjectSpec, ZType
-from extract.errors import DatasetError
 from extract.sandbox.server.wire import SandboxError, new_id
 from extract.values import dtype_of, empty_frame, parse_expr, parse_frame
 
@@ -70,13 +66,8 @@ class Store:
     def _load(self, spec: ObjectSpec) -> pl.DataFrame:
         """Typed frame of one object, read in blocks so the raw strings of a multi-GB file
         are never all in memory; low-cardinality text columns are kept as Categorical."""
-        jsonl = dataset.object_path(self.root, spec)
-        if jsonl.is_file():
-            parts = [self._typed(spec, raw) for raw in _ndjson_blocks(jsonl, spec)]
-            df = (pl.concat(parts, how="vertical", rechunk=False) if parts
-                  else empty_frame(spec))
-        else:
-            df = self._typed(spec, dataset.read_object(self.root, spec))
+        parts = [self._typed(spec, raw) for raw in dataset.iter_object(self.root, spec)]
+        df = pl.concat(parts, how="vertical", rechunk=False) if parts else empty_frame(spec)
         self._deleted[spec.name] = 0
         return _compact(spec, df).with_columns(
             pl.lit(None, pl.Datetime("us")).alias(DELETED_AT))
@@ -254,46 +245,6 @@ class Store:
             df = df.update(upd, on="Id", include_nulls=True)
         self._deleted[spec.name] = int(df[DELETED_AT].is_not_null().sum())
         return df
-
-
-
-BLOCK_BYTES = 64 << 20
-SAMPLE_LINES = 1000
-
-
-def _ndjson_blocks(path: Path, spec: ObjectSpec) -> Iterator[pl.DataFrame]:
-    """Raw (all-string) frames of a JSON Lines file, ~64 MB of text at a time; fields the
-    catalogue does not declare are an error naming the file and fields (as
-    ``extract.dataset.read_object``)."""
-    schema = {f.name: pl.String for f in spec.fields}
-    with path.open("rb") as fh:
-        keys: set[str] = set()
-        for i, line in enumerate(fh):
-            if i >= SAMPLE_LINES:
-                break
-            if line.strip():
-                try:
-                    keys.update(json.loads(line))
-                except ValueError as e:
-                    raise DatasetError(f"{path}: line {i + 1} is not JSON: {e}") from e
-        unknown = keys - set(schema)
-        if unknown:
-            raise DatasetError(
-                f"{path}: fields {sorted(unknown)} are not {spec.name} fields in the catalogue")
-        fh.seek(0)
-        rest = b""
-        while True:
-            block = fh.read(BLOCK_BYTES)
-            data = rest + block
-            if block:
-                cut = data.rfind(b"\n") + 1
-                data, rest = data[:cut], data[cut:]
-            else:
-                rest = b""
-            if data.strip():
-                yield pl.read_ndjson(io.BytesIO(data), schema=schema)
-            if not block:
-                return
 
 
 def _compact(spec: ObjectSpec, df: pl.DataFrame) -> pl.DataFrame:
