@@ -69,6 +69,8 @@ class Settings:
     extract_mode: str = "incremental"  # what `recon extract` does when --mode is not given
     extract_full_every_days: int = 7  # …but a full export at least this often
     extract_lag_hours: float = 2.0  # incremental upper bound: now − lag
+    reconcile_grace_hours: float = 2.0  # Zuora changes this recent are "pending", not drift
+    validate_max_volume_drop: float = 0.2  # fraction of rows an object may lose between runs
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (for ``recon config show`` and reports)."""
@@ -82,6 +84,8 @@ class Settings:
             "extract_mode": self.extract_mode,
             "extract_full_every_days": str(self.extract_full_every_days),
             "extract_lag_hours": str(self.extract_lag_hours),
+            "reconcile_grace_hours": str(self.reconcile_grace_hours),
+            "validate_max_volume_drop": str(self.validate_max_volume_drop),
         }
 
 
@@ -97,6 +101,8 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("extract", "mode"): "extract_mode",
     ("extract", "full_every_days"): "extract_full_every_days",
     ("extract", "lag_hours"): "extract_lag_hours",
+    ("reconcile", "grace_hours"): "reconcile_grace_hours",
+    ("validate", "max_volume_drop"): "validate_max_volume_drop",
 }
 ENV_VARS: dict[str, str] = {
     "RECON_ZUORA_BASE_URL": "zuora_base_url",
@@ -108,6 +114,8 @@ ENV_VARS: dict[str, str] = {
     "RECON_EXTRACT_MODE": "extract_mode",
     "RECON_EXTRACT_FULL_EVERY_DAYS": "extract_full_every_days",
     "RECON_EXTRACT_LAG_HOURS": "extract_lag_hours",
+    "RECON_RECONCILE_GRACE_HOURS": "reconcile_grace_hours",
+    "RECON_VALIDATE_MAX_VOLUME_DROP": "validate_max_volume_drop",
 }
 
 
@@ -116,7 +124,8 @@ def _coerce(name: str, value: Any) -> Any:
         return Secret(str(value) if value is not None else None)
     if name == "data_dir":
         return Path(str(value))
-    if name in ("extract_full_every_days", "extract_lag_hours"):
+    if name in ("extract_full_every_days", "extract_lag_hours", "reconcile_grace_hours",
+                "validate_max_volume_drop"):
         kind = int if name == "extract_full_every_days" else float
         try:
             return kind(value)
@@ -195,6 +204,10 @@ def validate(settings: Settings) -> None:
             f"extract mode {settings.extract_mode!r} must be 'full' or 'incremental'")
     if settings.extract_full_every_days < 1 or settings.extract_lag_hours < 0:
         raise ConfigError("extract.full_every_days must be >= 1 and extract.lag_hours >= 0")
+    if settings.reconcile_grace_hours < 0:
+        raise ConfigError("reconcile.grace_hours must be >= 0")
+    if not 0 < settings.validate_max_volume_drop <= 1:
+        raise ConfigError("validate.max_volume_drop must be a fraction in (0, 1]")
     scheme = urlsplit(settings.local_database_url).scheme
     if scheme not in ("duckdb", "postgresql", "postgres"):
         raise ConfigError(
