@@ -74,6 +74,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_EXTRACT_MODE": "full",
         "RECON_EXTRACT_FULL_EVERY_DAYS": "3",
         "RECON_EXTRACT_LAG_HOURS": "0.5",
+        "RECON_RECONCILE_GRACE_HOURS": "6",
+        "RECON_VALIDATE_MAX_VOLUME_DROP": "0.05",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -84,6 +86,7 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert s.local_database_url == "duckdb:///tmp/env.duckdb"
     assert s.data_dir == Path("env-data")
     assert (s.extract_mode, s.extract_full_every_days, s.extract_lag_hours) == ("full", 3, 0.5)
+    assert (s.reconcile_grace_hours, s.validate_max_volume_drop) == (6.0, 0.05)
 
 
 def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
@@ -91,6 +94,10 @@ def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
         load_settings(None, env={"RECON_EXTRACT_MODE": "sometimes"})
     with pytest.raises(ConfigError, match="must be a number"):
         load_settings(None, env={"RECON_EXTRACT_LAG_HOURS": "two"})
+    with pytest.raises(ConfigError, match="grace_hours"):
+        load_settings(None, env={"RECON_RECONCILE_GRACE_HOURS": "-1"})
+    with pytest.raises(ConfigError, match="max_volume_drop"):
+        load_settings(None, env={"RECON_VALIDATE_MAX_VOLUME_DROP": "1.5"})
 
 
 def test_explicit_overrides_beat_env_and_none_means_not_given(tmp_path: Path) -> None:
