@@ -12,11 +12,18 @@ object names (typed by ``extract.values``), the local side under the local table
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from extract.catalog import Field, Norm, ObjectSpec, ZType
 
+Render = Callable[[Field, str], str]
 
-def canonical(field: Field, expr: str) -> str:
-    """SQL turning ``expr`` (either side's value of ``field``) into canonical text."""
+
+def typed(field: Field, expr: str) -> str:
+    """SQL turning ``expr`` (either side's value of ``field``) into its canonical *typed*
+    value: the same DuckDB type on both sides, equal exactly when the two values mean the same
+    thing. Hashing and comparing typed values is much cheaper than comparing text, so the diff
+    uses these and renders text (:func:`display`) only for the rows that differ."""
     match field.norm:
         case Norm.CUSTOM:
             out = f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
@@ -32,20 +39,19 @@ def canonical(field: Field, expr: str) -> str:
                      " ';'), lambda t: LOWER(TRIM(t))), lambda t: t <> ''))")
             out = f"NULLIF(array_to_string({parts}, ';'), '')"
         case Norm.DATETIME_UTC:
-            out = f"strftime(date_trunc('second', CAST({expr} AS TIMESTAMP)), '%Y-%m-%dT%H:%M:%SZ')"
+            out = f"date_trunc('second', CAST({expr} AS TIMESTAMP))"
         case Norm.DATE:
-            out = f"CAST(CAST({expr} AS DATE) AS VARCHAR)"
+            out = f"CAST({expr} AS DATE)"
         case Norm.DECIMAL:
             scale = field.scale if field.scale is not None else 9
-            out = (f"CAST(CAST(ROUND(CAST({expr} AS DECIMAL(38,9)), {scale}) AS "
-                   f"DECIMAL(38,{scale})) AS VARCHAR)")
+            out = f"CAST(ROUND(CAST({expr} AS DECIMAL(38,9)), {scale}) AS DECIMAL(38,{scale}))"
         case Norm.INTEGER:
-            out = f"CAST(CAST(ROUND(CAST({expr} AS DECIMAL(38,9))) AS BIGINT) AS VARCHAR)"
+            out = f"CAST(ROUND(CAST({expr} AS DECIMAL(38,9))) AS BIGINT)"
         case Norm.BOOL:
-            out = f"CAST(CAST({expr} AS BOOLEAN) AS VARCHAR)"
+            out = f"CAST({expr} AS BOOLEAN)"
         case _:
             if field.ztype is ZType.INT:
-                out = f"CAST(CAST({expr} AS BIGINT) AS VARCHAR)"
+                out = f"CAST({expr} AS BIGINT)"
             elif field.truncate:
                 out = f"left(CAST({expr} AS VARCHAR), {field.truncate})"
             else:
@@ -53,17 +59,33 @@ def canonical(field: Field, expr: str) -> str:
     return out
 
 
-def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None) -> str:
+def display(field: Field, expr: str) -> str:
+    """SQL rendering a :func:`typed` value as the text findings show (and the oracle compares):
+    dateTimes as ISO-8601 UTC with a ``Z``, everything else as DuckDB's text of the value."""
+    if field.norm is Norm.DATETIME_UTC:
+        return f"strftime({expr}, '%Y-%m-%dT%H:%M:%SZ')"
+    return f"CAST({expr} AS VARCHAR)"
+
+
+def canonical(field: Field, expr: str) -> str:
+    """SQL turning ``expr`` (either side's value of ``field``) into canonical text."""
+    return display(field, typed(field, expr))
+
+
+def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
+                   value: Render = canonical) -> str:
     """``key`` + canonical compared fields of the Zuora side, restricted to the rows the local
-    copy is meant to hold (``ObjectSpec.zuora_scope``)."""
+    copy is meant to hold (``ObjectSpec.zuora_scope``). ``value`` is :func:`canonical` (text)
+    or :func:`typed`."""
     fields = spec.compared_fields if fields is None else fields
-    cols = ['z."Id" AS key'] + [f'{canonical(f, f"z.{_q(f.name)}")} AS {_q(f.name)}'
+    cols = ['z."Id" AS key'] + [f'{value(f, f"z.{_q(f.name)}")} AS {_q(f.name)}'
                                 for f in fields]
     where = f" WHERE {spec.zuora_scope}" if spec.zuora_scope else ""
     return f"SELECT {', '.join(cols)} FROM {spec.name} z{where}"
 
 
-def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None) -> str:
+def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
+                   value: Render = canonical) -> str:
     """``key`` + canonical compared fields of the local table; REF columns are followed to the
     referenced row's Zuora id so both sides compare Zuora ids."""
     fields = spec.compared_fields if fields is None else fields
@@ -72,9 +94,9 @@ def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None) -> str:
         if f.ref is not None:
             alias = f"r{i}"
             joins.append(f"LEFT JOIN {f.ref.table} {alias} ON {alias}.{f.ref.column} = l.{f.column}")
-            cols.append(f"{canonical(f, f'{alias}.{f.ref.key_column}')} AS {_q(f.name)}")
+            cols.append(f"{value(f, f'{alias}.{f.ref.key_column}')} AS {_q(f.name)}")
         else:
-            cols.append(f"{canonical(f, f'l.{f.column}')} AS {_q(f.name)}")
+            cols.append(f"{value(f, f'l.{f.column}')} AS {_q(f.name)}")
     return f"SELECT {', '.join(cols)} FROM {spec.table} l " + " ".join(joins)
 
 

@@ -15,14 +15,22 @@ DERIVED_COLUMNS = (
     "start_date", "end_date", "quantity", "amendment_type",
 )
 
-_PAID = ", ".join(f"'{s}'" for s in PAID_STATUSES)
-
 LATEST_SQL = """
 SELECT * FROM Subscription
 QUALIFY row_number() OVER (PARTITION BY Name ORDER BY Version DESC, UpdatedDate DESC) = 1
 """
 
-DERIVED_ORDERS_SQL = f"""
+
+def derived_orders_sql(statuses: tuple[str, ...] | None = PAID_STATUSES) -> str:
+    """The derivation for names whose latest version has one of ``statuses`` (``None``: every
+    name). The generator writes orders for paid names only; the reconciler compares an
+    existing order against the derivation whatever its subscription's status."""
+    where = "" if statuses is None else (
+        "WHERE l.Status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
+    return _DERIVED_TEMPLATE.replace("{where}", where)
+
+
+_DERIVED_TEMPLATE = f"""
 WITH latest AS ({LATEST_SQL}),
 base AS (
     SELECT rp.SubscriptionId, rp.Id AS rate_plan_id, rp.ProductRatePlanId, rp.AmendmentType
@@ -54,5 +62,6 @@ FROM latest l
 LEFT JOIN base b ON b.SubscriptionId = l.Id
 LEFT JOIN seats s ON s.RatePlanId = b.rate_plan_id
 LEFT JOIN billing_accounts ba ON ba.zuora_account_id = l.AccountId
-WHERE l.Status IN ({_PAID})
+{{where}}
 """
+DERIVED_ORDERS_SQL = derived_orders_sql()

@@ -1,0 +1,227 @@
+"""What the diff alone does not know about a row difference, filled in set-wise.
+
+* context for drill-down: the subscription name and Zuora account a row belongs to, found by
+  walking the catalogue's parent edges (tier → charge → rate plan → subscription) on the side
+  that has the row;
+* the Zuora ``UpdatedDate`` that decides the grace window;
+* the action (domain.md §5): orphans of a subscription that vanished from Zuora (D15), orphan
+  billing accounts still referenced (D17) and catalog rows still referenced (D23) need a
+  person; every other row difference is repaired from Zuora (auto);
+* a severity, the drift it most likely is (``drift_id``), and an explanation.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from extract.catalog import OBJECTS, Norm, ObjectSpec, get
+from reconcile.diff import AUDIT_FIELDS, HIGH_FIELDS
+from reconcile.findings import sql_text
+
+DIFF_KINDS = "('missing_in_local', 'orphaned_in_local', 'field_mismatch')"
+
+
+def _chain(spec: ObjectSpec) -> list[tuple[str, ObjectSpec]]:
+    out, cur = [], spec
+    while cur.parent is not None:
+        fld, parent = cur.parent
+        nxt = get(parent)
+        out.append((fld, nxt))
+        cur = nxt
+    return out
+
+
+def _context_sql(spec: ObjectSpec, side: str) -> str:
+    """``key, subscription_name, account_id, updated`` for this object's finding keys on one
+    side (``zuora`` or ``local``)."""
+    z = side == "zuora"
+    key = '"Id"' if z else spec.key_column
+    rel = f'zuora."{spec.name}"' if z else f"local.{spec.table}"
+    joins, alias, cur = [], "t0", spec
+    sub_alias = "t0" if spec.name == "Subscription" else None
+    for i, (fld, parent) in enumerate(_chain(spec), start=1):
+        child_col = f'"{fld}"' if z else cur.field(fld).column
+        pkey = '"Id"' if z else parent.key_column
+        prel = f'zuora."{parent.name}"' if z else f"local.{parent.table}"
+        joins.append(f"LEFT JOIN {prel} t{i} ON t{i}.{pkey} = {alias}.{child_col}")
+        alias, cur = f"t{i}", parent
+        if parent.name == "Subscription":
+            sub_alias = alias
+    sub = get("Subscription")
+    if sub_alias:
+        name = f'{sub_alias}."Name"' if z else f"{sub_alias}.{sub.field('Name').column}"
+        acct = f'{sub_alias}."AccountId"' if z else f"{sub_alias}.{sub.field('AccountId').column}"
+    elif spec.name == "Account":
+        name, acct = "NULL", f"t0.{key}"
+    elif spec.name == "Contact":
+        name = "NULL"
+        acct = 't0."AccountId"' if z else f"t0.{spec.field('AccountId').column}"
+    else:
+        name, acct = "NULL", "NULL"
+    updated = 't0."UpdatedDate"' if z and "UpdatedDate" in spec.field_names else "NULL"
+    return (f"SELECT CAST(t0.{key} AS VARCHAR) AS key, {name} AS subscription_name, "
+            f"{acct} AS account_id, CAST({updated} AS TIMESTAMP) AS updated "
+            f"FROM {rel} t0 {' '.join(joins)} "
+            f"WHERE CAST(t0.{key} AS VARCHAR) IN (SELECT key FROM findings WHERE object = "
+            f"{sql_text(spec.name)} AND kind IN {DIFF_KINDS})")
+
+
+def _set_context(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
+    obj = sql_text(spec.name)
+    for side, kinds in (("zuora", "('missing_in_local', 'field_mismatch')"),
+                        ("local", "('orphaned_in_local')")):
+        con.execute(f"""
+            UPDATE findings f SET subscription_name = c.subscription_name,
+                                  account_id = c.account_id, zuora_updated = c.updated
+            FROM ({_context_sql(spec, side)}) c
+            WHERE f.object = {obj} AND f.kind IN {kinds} AND f.key = c.key""")
+
+
+def _referenced_sql(spec: ObjectSpec) -> str | None:
+    """SQL predicate on ``f.key`` (an orphan's Zuora id): is the local row still used?"""
+    if spec.name == "Account":
+        return ("EXISTS (SELECT 1 FROM local.billing_accounts ba WHERE ba.zuora_account_id = "
+                "f.key AND (ba.id IN (SELECT billing_account_id FROM local.orders) OR ba.id IN "
+                "(SELECT billing_account_id FROM local.billing_account_memberships)))")
+    if spec.name == "Contact":
+        return ("EXISTS (SELECT 1 FROM local.billing_account_contacts c JOIN "
+                "local.billing_accounts ba ON ba.id = c.billing_account_id WHERE "
+                "c.zuora_contact_id = f.key AND ba.zuora_account_id NOT IN (SELECT Id FROM "
+                "zuora.Account) AND (ba.id IN (SELECT billing_account_id FROM local.orders) OR "
+                "ba.id IN (SELECT billing_account_id FROM local.billing_account_memberships)))")
+    plans = "(SELECT product_rate_plan_id FROM local.zuora_local_rate_plans)"
+    if spec.name == "ProductRatePlan":
+        return f"f.key IN {plans}"
+    if spec.name == "ProductRatePlanCharge":
+        return (f"EXISTS (SELECT 1 FROM local.{spec.table} x WHERE x.{spec.key_column} = f.key "
+                f"AND x.{spec.field('ProductRatePlanId').column} IN {plans})")
+    if spec.name == "ProductRatePlanChargeTier":
+        ch = get("ProductRatePlanCharge")
+        return (f"EXISTS (SELECT 1 FROM local.{spec.table} x JOIN local.{ch.table} c ON "
+                f"c.{ch.key_column} = x.{spec.field('ProductRatePlanChargeId').column} WHERE "
+                f"x.{spec.key_column} = f.key AND c.{ch.field('ProductRatePlanId').column} "
+                f"IN {plans})")
+    if spec.name == "Product":
+        prp = get("ProductRatePlan")
+        return (f"EXISTS (SELECT 1 FROM local.{prp.table} x WHERE "
+                f"x.{prp.field('ProductId').column} = f.key AND x.{prp.key_column} IN {plans})")
+    return None
+
+
+def _field_case(spec: ObjectSpec, what: str) -> str:
+    """CASE over ``f.field`` giving severity (``what='severity'``) or drift id."""
+    arms = []
+    for fld in spec.compared_fields:
+        if what == "severity":
+            val = ("low" if fld.name in AUDIT_FIELDS else
+                   "high" if fld.name in HIGH_FIELDS else "medium")
+        else:
+            val = _field_drift(spec, fld.name, fld.norm)
+        arms.append(f"WHEN '{fld.name}' THEN '{val}'")
+    default = "'medium'" if what == "severity" else "NULL"
+    return f"CASE f.field {' '.join(arms)} ELSE {default} END" if arms else default
+
+
+def _field_drift(spec: ObjectSpec, name: str, norm: Norm) -> str:
+    if spec.group == "catalog":
+        return "D22"
+    if spec.name == "Account":
+        return "D18" if name in ("BillToId", "SoldToId") else "D21"
+    if spec.name == "Contact":
+        return "D19"
+    if name == "Version":
+        return "D09"
+    if name == "IsLastSegment":
+        return "D08"
+    if name in ("Status", "CancelledDate"):
+        return "D07"
+    if norm is Norm.DATE:
+        return "D05"
+    if norm in (Norm.DECIMAL, Norm.INTEGER):
+        return "D06"
+    return "D04"
+
+
+def annotate(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill context, action, severity, drift id and explanation of the diff's findings."""
+    z_names = "(SELECT name FROM z_versions)"
+    for spec in OBJECTS:
+        obj = sql_text(spec.name)
+        _set_context(con, spec)
+        ref = _referenced_sql(spec)
+        subtree = spec.group == "subscriptions"
+        human_orphan = (f"f.subscription_name IS NULL OR f.subscription_name NOT IN {z_names}"
+                        if subtree else ref if ref is not None else "false")
+        orphan_drift = {
+            "subscriptions": f"CASE WHEN {human_orphan} THEN 'D15' ELSE 'D03' END",
+            "catalog": f"CASE WHEN {human_orphan} THEN 'D23' ELSE 'D22' END",
+        }.get(spec.group, "'D17'" if spec.name == "Account" else
+              "CASE WHEN f.key IN (SELECT zuora_contact_id FROM local.billing_account_contacts "
+              "c JOIN local.billing_accounts ba ON ba.id = c.billing_account_id WHERE "
+              "ba.zuora_account_id NOT IN (SELECT Id FROM zuora.Account)) THEN 'D17' "
+              "ELSE 'D18' END")
+        missing_drift = {"subscriptions": "'D01'", "catalog": "'D22'"}.get(
+            spec.group, "'D16'" if spec.name == "Account" else
+            "CASE WHEN f.account_id IN (SELECT zuora_account_id FROM local.billing_accounts) "
+            "THEN 'D18' ELSE 'D16' END")
+        orphan_sev = ("'high'" if spec.name in ("Subscription", "Account") else
+                      "'low'" if spec.group == "catalog" else "'medium'")
+        what = sql_text(spec.name)
+        ctx = ("CASE WHEN f.subscription_name IS NOT NULL THEN ' of subscription ' || "
+               "f.subscription_name ELSE '' END")
+        con.execute(f"""
+            UPDATE findings f SET
+              action = CASE WHEN f.kind = 'orphaned_in_local' AND ({human_orphan})
+                            THEN 'human' ELSE 'auto' END,
+              drift_id = CASE f.kind WHEN 'orphaned_in_local' THEN {orphan_drift}
+                                     WHEN 'missing_in_local' THEN {missing_drift}
+                                     ELSE {_field_case(spec, 'drift')} END,
+              severity = CASE f.kind
+                  WHEN 'field_mismatch' THEN {_field_case(spec, 'severity')}
+                  WHEN 'orphaned_in_local' THEN
+                       CASE WHEN ({human_orphan}) THEN 'high' ELSE {orphan_sev} END
+                  ELSE {orphan_sev} END
+            WHERE f.object = {obj} AND f.kind IN {DIFF_KINDS}""")
+        con.execute(f"""
+            UPDATE findings f SET explanation = CASE f.kind
+              WHEN 'missing_in_local' THEN
+                   format('{{}} {{}}{{}} exists in Zuora but not in the local copy: insert it '
+                          'from Zuora', {what}, f.key, {ctx})
+              WHEN 'orphaned_in_local' THEN CASE
+                   WHEN f.action = 'auto' THEN
+                        format('{{}} {{}}{{}} is in the local copy but not in Zuora''s export '
+                               '(deleted or rolled back in Zuora): delete the local row',
+                               {what}, f.key, {ctx})
+                   WHEN f.drift_id = 'D15' THEN
+                        format('{{}} {{}}{{}}: no version of this subscription exists in Zuora '
+                               'any more; report, do not delete or revoke (a person decides)',
+                               {what}, f.key, {ctx})
+                   WHEN f.drift_id = 'D23' THEN
+                        format('{{}} {{}} was deleted from the Zuora catalog while local '
+                               'subscriptions reference its plan: keep it, report', {what},
+                               f.key)
+                   ELSE format('{{}} {{}} does not exist in Zuora but local orders or '
+                               'memberships still use it: a person decides', {what}, f.key)
+                   END
+              ELSE format('{{}} {{}}{{}}: {{}} is {{}} in Zuora but {{}} locally{{}}: update '
+                          'from Zuora', {what}, f.key, {ctx}, f.field,
+                          coalesce(f.zuora_value, 'empty'), coalesce(f.local_value, 'empty'),
+                          CASE WHEN f.drift_id = 'D05' THEN ' (one day off: a time-zone '
+                               || 'conversion bug if many rows share the offset)'
+                               ELSE '' END)
+              END
+            WHERE f.object = {obj} AND f.kind IN {DIFF_KINDS}""")
+
+
+def add_quarantined(con: duckdb.DuckDBPyConnection) -> None:
+    """One finding per quarantined row: it was left out of the comparison, so it is reported
+    as quarantined (with the failed check), never as missing or orphaned."""
+    con.execute("""
+        INSERT INTO findings BY NAME (
+        SELECT object, key, 'quarantined' AS kind, min("column") AS field,
+               'human' AS action, 'medium' AS severity,
+               format('{} row {} ({} side) failed its contract ({}): left out of the comparison '
+                      'until the data is fixed', object, key, min(side),
+                      string_agg(DISTINCT "check" || ' on ' || "column", ', ')) AS explanation,
+               min(value) AS local_value
+        FROM main.quarantine GROUP BY object, key)""")

@@ -1,0 +1,168 @@
+"""One reconciliation of one complete snapshot: diff, rules, annotation, grace, history.
+
+Writes ``DATA/runs/<run_id>/drift.parquet`` (the output contract, README "Drift output"),
+``object_stats.parquet``, ``field_stats.parquet`` and ``summary.json``, and the same drift
+rows into recon's state table ``drift``. The run id is the snapshot's run id: one nightly run
+is one extract, one validation, one reconciliation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from extract.snapshot import Snapshot, latest_complete, snapshots_dir
+from extract.state import StateDB
+from reconcile import annotate, history
+from reconcile.diff import diff_all
+from reconcile.findings import FINDINGS_DDL, insert
+from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db
+from reconcile.rules import PREPARE_SQL, RULES, prepare
+
+RUNS = "runs"
+
+
+def run_dir(data_dir: Path | str, run_id: str) -> Path:
+    return Path(data_dir) / RUNS / run_id
+
+
+@dataclass
+class ReconcileResult:
+    run_id: str
+    path: Path  # the run directory
+    drift: pl.DataFrame  # this run's rows (resolved ones included)
+    object_stats: pl.DataFrame
+    field_stats: pl.DataFrame
+    summary: dict[str, Any]
+    previous_run: str | None
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def open(self) -> pl.DataFrame:
+        """Findings that are drift now (not resolved, not pending)."""
+        return self.drift.filter(pl.col("status").is_in(["new", "persisting"]))
+
+
+def resolve_snapshot(data_dir: Path | str, run_id: str | None) -> Snapshot:
+    """The snapshot to reconcile: ``run_id``'s, or the latest complete one. A failed or
+    partial snapshot is refused by name."""
+    if run_id is None:
+        snap = latest_complete(data_dir)
+        if snap is None:
+            raise ReconcileError(f"no complete snapshot under {snapshots_dir(data_dir)}; run "
+                                 "`recon extract` first")
+        return snap
+    from extract.snapshot import open_snapshot
+
+    for candidate in (snapshots_dir(data_dir) / run_id,
+                      snapshots_dir(data_dir) / f"{run_id}.failed"):
+        if (candidate / "manifest.json").is_file():
+            return open_snapshot(candidate)
+    raise ReconcileError(f"no snapshot {run_id!r} under {snapshots_dir(data_dir)}")
+
+
+def _read_quarantine(data_dir: Path | str, run_id: str) -> pl.DataFrame | None:
+    qdir = run_dir(data_dir, run_id) / "quarantine"
+    files = sorted(qdir.glob("*.parquet")) if qdir.is_dir() else []
+    return pl.concat([pl.read_parquet(p) for p in files], how="diagonal_relaxed") if files \
+        else None
+
+
+def _summary(drift: pl.DataFrame) -> dict[str, Any]:
+    open_ = drift.filter(pl.col("status") != "resolved")
+
+    def counts(frame: pl.DataFrame, col: str) -> dict[str, int]:
+        return {str(k): int(v) for k, v in frame.group_by(col).len().sort(col).iter_rows()}
+
+    drifting = open_.filter(pl.col("status") != "pending")
+    return {
+        "findings": open_.height,
+        "drift": drifting.height,
+        "by_status": counts(drift, "status"),
+        "by_kind": counts(drifting, "kind"),
+        "by_action": counts(drifting, "action"),
+        "by_severity": counts(drifting, "severity"),
+        "by_object": counts(drifting, "object"),
+        "by_rule": counts(drifting.filter(pl.col("rule").is_not_null()), "rule"),
+    }
+
+
+def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours: float = 2.0,
+                       quarantine: pl.DataFrame | None = None,
+                       progress: Callable[[str], None] | None = None,
+                       threads: int | None = None) -> ReconcileResult:
+    """Reconcile ``snapshot`` (refused unless complete) and record the run."""
+    t0 = time.perf_counter()
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    say = progress or (lambda _msg: None)
+    if quarantine is None:
+        quarantine = _read_quarantine(data_dir, snapshot.run_id)
+    db: SnapshotDB = open_snapshot_db(snapshot, quarantine, threads=threads)
+    timings: dict[str, float] = {}
+    try:
+        con = db.con
+        con.execute(FINDINGS_DDL)
+        say("diff")
+        t = time.perf_counter()
+        object_stats, field_stats = diff_all(con)
+        timings["diff"] = time.perf_counter() - t
+        say("rules")
+        t = time.perf_counter()
+        prepare(con, db.as_of.isoformat(sep=" "))
+        for sql in PREPARE_SQL:
+            con.execute(sql)
+        for rule in RULES:
+            try:
+                con.execute(insert(rule.sql()))
+            except Exception as e:  # a broken rule must name itself, not fail anonymously
+                raise ReconcileError(f"rule {rule.id} ({rule.title}) failed: {e}") from e
+            timings[f"rule {rule.id}"] = time.perf_counter() - t
+        timings["rules"] = time.perf_counter() - t
+        t = time.perf_counter()
+        annotate.annotate(con)
+        annotate.add_quarantined(con)
+        timings["annotate"] = time.perf_counter() - t
+        grace_start = (db.as_of - dt.timedelta(hours=grace_hours)).isoformat(sep=" ")
+        with StateDB(data_dir) as state:
+            drift, prev = history.with_history(con, state, snapshot.run_id, grace_start)
+            drift = drift.sort("object", "kind", "key", "field", nulls_last=True)
+            summary = _summary(drift)
+            seconds = round(time.perf_counter() - t0, 3)
+            run = {
+                "run_id": snapshot.run_id, "as_of": db.as_of,
+                "snapshot_mode": snapshot.manifest.mode, "started_at": started,
+                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                "duration_s": seconds, "grace_hours": float(grace_hours),
+                "previous_run": prev, "findings": summary["findings"], "summary": summary,
+            }
+            out = run_dir(data_dir, snapshot.run_id)
+            out.mkdir(parents=True, exist_ok=True)
+            _write(out / "drift.parquet", drift)
+            _write(out / "object_stats.parquet", object_stats)
+            _write(out / "field_stats.parquet", field_stats)
+            (out / "summary.json").write_text(json.dumps(
+                {**run, "as_of": db.as_of.isoformat() + "Z", "started_at":
+                 started.isoformat() + "Z", "finished_at": run["finished_at"].isoformat() + "Z",
+                 "quarantined_rows": db.quarantined, "timings": timings},
+                indent=2, sort_keys=True, default=str) + "\n")
+            history.store(state, snapshot.run_id, drift, run, object_stats)
+    finally:
+        db.close()
+    return ReconcileResult(snapshot.run_id, out, drift, object_stats, field_stats, summary,
+                           prev, seconds, timings)
+
+
+def _write(path: Path, frame: pl.DataFrame) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,114 @@
+"""Findings across runs, in recon's state (``DATA/state.duckdb``).
+
+A finding's identity (its ``fingerprint``) is what it is about, not what the values are:
+object, key, kind, rule, field. Against the previous reconciled run:
+
+* not open there → ``new`` (``first_seen_run`` = this run);
+* open there → ``persisting`` (open for two runs or more), ``first_seen_run`` carried over;
+* open there and absent now → a ``resolved`` row in this run (with the run that resolved it);
+* in the grace window → ``pending`` whatever its history (``first_seen_run`` still kept).
+
+Statuses are computed from the stored rows of the previous run, never from counters, so
+reconciling a run again replaces its rows and gives the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from extract.state import StateDB, register_table
+from reconcile.findings import DRIFT_SCHEMA
+
+_DRIFT_COLS = ", ".join(
+    f"{c} {'TIMESTAMP' if c == 'zuora_updated' else 'VARCHAR'}" for c in DRIFT_SCHEMA)
+
+register_table("drift", f"CREATE TABLE IF NOT EXISTS drift ({_DRIFT_COLS})")
+register_table("reconcile_runs", """
+CREATE TABLE IF NOT EXISTS reconcile_runs (
+  run_id        VARCHAR PRIMARY KEY,  -- = the snapshot's run id
+  as_of         TIMESTAMP NOT NULL,   -- UTC instant the Zuora data is as of
+  snapshot_mode VARCHAR,
+  started_at    TIMESTAMP NOT NULL,
+  finished_at   TIMESTAMP NOT NULL,
+  duration_s    DOUBLE NOT NULL,
+  grace_hours   DOUBLE NOT NULL,
+  previous_run  VARCHAR,              -- the reconciled run statuses were computed against
+  findings      BIGINT NOT NULL,      -- open findings (new + persisting + pending)
+  summary       VARCHAR NOT NULL      -- JSON counts (kind, action, status, severity, object)
+)""")
+register_table("reconcile_object_stats", """
+CREATE TABLE IF NOT EXISTS reconcile_object_stats (
+  run_id VARCHAR, object VARCHAR, "table" VARCHAR, zuora_rows BIGINT, local_rows BIGINT,
+  matched BIGINT, only_zuora BIGINT, only_local BIGINT, unequal BIGINT,
+  columns_unequal BIGINT, seconds DOUBLE
+)""")
+
+FINGERPRINT = ("md5(concat_ws('|', object, key, kind, coalesce(rule, ''), "
+               "coalesce(field, '')))")
+
+
+def previous_run(state: StateDB, run_id: str) -> str | None:
+    row = state.con.execute(
+        "SELECT max(run_id) FROM reconcile_runs WHERE run_id < ?", [run_id]).fetchone()
+    return row[0] if row else None
+
+
+def with_history(con: duckdb.DuckDBPyConnection, state: StateDB, run_id: str,
+                 grace_start: str) -> tuple[pl.DataFrame, str | None]:
+    """This run's drift rows (statuses and first-seen filled, resolved rows added) from the
+    temporary ``findings`` table of ``con`` and the previous run stored in ``state``."""
+    prev = previous_run(state, run_id)
+    before = (state.con.sql(
+        "SELECT fingerprint, first_seen_run, object, key, kind, rule, field, zuora_value, "
+        "local_value, severity, action, explanation, drift_id, subscription_name, account_id, "
+        "zuora_updated, evidence FROM drift WHERE run_id = ? AND status <> 'resolved'",
+        params=[prev]).pl() if prev else None)
+    schema = {c: t for c, t in DRIFT_SCHEMA.items() if c not in ("run_id", "status")}
+    before = before if before is not None else pl.DataFrame(schema={
+        k: v for k, v in schema.items()})
+    con.register("_before", before.to_arrow())
+    try:
+        out = con.sql(f"""
+            WITH cur AS (SELECT *, {FINGERPRINT} AS fingerprint FROM findings)
+            SELECT '{run_id}' AS run_id, c.object, c.key, c.kind, c.rule, c.field,
+                   c.zuora_value, c.local_value, c.severity, c.action,
+                   CASE WHEN c.zuora_updated >= TIMESTAMP '{grace_start}' THEN 'pending'
+                        WHEN b.fingerprint IS NOT NULL THEN 'persisting' ELSE 'new' END
+                       AS status,
+                   coalesce(b.first_seen_run, '{run_id}') AS first_seen_run, c.explanation,
+                   c.drift_id, c.subscription_name, c.account_id, c.zuora_updated,
+                   c.evidence, c.fingerprint
+            FROM cur c LEFT JOIN _before b USING (fingerprint)
+            UNION ALL
+            SELECT '{run_id}', b.object, b.key, b.kind, b.rule, b.field, b.zuora_value,
+                   b.local_value, b.severity, b.action, 'resolved', b.first_seen_run,
+                   'resolved in this run: ' || b.explanation, b.drift_id, b.subscription_name,
+                   b.account_id, b.zuora_updated, b.evidence, b.fingerprint
+            FROM _before b WHERE b.fingerprint NOT IN (SELECT fingerprint FROM cur)""").pl()
+    finally:
+        con.unregister("_before")
+    return out.select([pl.col(c).cast(t) for c, t in DRIFT_SCHEMA.items()]), prev
+
+
+def store(state: StateDB, run_id: str, drift: pl.DataFrame, run: dict[str, Any],
+          object_stats: pl.DataFrame) -> None:
+    """Replace this run's rows in one transaction (re-running a run is idempotent)."""
+    with state.transaction() as con:
+        con.execute("DELETE FROM drift WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM reconcile_runs WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM reconcile_object_stats WHERE run_id = ?", [run_id])
+        con.register("_d", drift.to_arrow())
+        con.execute("INSERT INTO drift BY NAME SELECT * FROM _d")
+        con.unregister("_d")
+        con.register("_s", object_stats.with_columns(run_id=pl.lit(run_id)).to_arrow())
+        con.execute("INSERT INTO reconcile_object_stats BY NAME SELECT * FROM _s")
+        con.unregister("_s")
+        cols = list(run)
+        con.execute(
+            f"INSERT INTO reconcile_runs ({', '.join(cols)}) VALUES "
+            f"({', '.join('?' for _ in cols)})",
+            [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in run.values()])

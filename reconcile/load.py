@@ -1,0 +1,144 @@
+"""A complete snapshot as one DuckDB connection: views over its Parquet files, nothing copied.
+
+Schemas (so the two sides can never be confused and every query says which it reads):
+
+=========  ==========================================================================
+``zuora``  one view per catalogue object, named like the Zuora object (``Subscription``)
+``local``  one view per local table (``zuora_local_subscriptions``, ``orders``, …)
+``derive`` the catalog as the *derivation* of order columns needs it: Zuora's catalog plus
+           the rows only the local cache still has (a plan deleted from Zuora while
+           subscriptions use it, D23, must not make every order on it look stale)
+=========  ==========================================================================
+
+``search_path`` is ``zuora,local`` so catalogue SQL written with bare names (the diff's
+normalisation, the Contact scope) resolves to the right side. Rows quarantined by the contracts
+(issue 5) are hidden from both sides of their object here, and listed in ``quarantine``, so the
+diff reports them as quarantined, never as missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from extract.catalog import LOCAL_TABLES, OBJECTS, get
+from extract.errors import ReconError
+from extract.localdb.schema import all_tables
+from extract.snapshot import Snapshot, parse_utc
+
+QUARANTINE_SCHEMA = {"side": pl.String, "object": pl.String, "table": pl.String,
+                     "key": pl.String, "column": pl.String, "check": pl.String,
+                     "value": pl.String, "severity": pl.String}
+
+
+class ReconcileError(ReconError):
+    """The reconciler cannot run on what it was given (a failed, partial or unreadable
+    snapshot); nothing is reconciled."""
+
+
+@dataclass
+class SnapshotDB:
+    """An open snapshot: the connection, the snapshot, and the instant its data is as of."""
+
+    con: duckdb.DuckDBPyConnection
+    snapshot: Snapshot
+    as_of: dt.datetime  # naive UTC: when the Zuora export started
+    quarantined: int
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def check_reconcilable(snapshot: Snapshot) -> None:
+    """Refuse anything but a complete snapshot whose files are all present: an empty or partial
+    export must never look like "everything was deleted"."""
+    m = snapshot.manifest
+    if not snapshot.complete:
+        why = f" ({m.error_type}: {m.error})" if m.error else ""
+        raise ReconcileError(
+            f"snapshot {snapshot.path.name} is {m.status or 'incomplete'}{why}; only complete "
+            "snapshots are reconciled — run `recon extract` again")
+    missing = [str(p) for p in
+               [snapshot.zuora_path(o.name) for o in OBJECTS]
+               + [snapshot.local_path(t) for t in all_tables()] if not p.is_file()]
+    if missing:
+        raise ReconcileError(
+            f"snapshot {snapshot.run_id} is partial: {len(missing)} file(s) missing, e.g. "
+            f"{missing[0]}; not reconciled")
+    for rel, meta in m.files.items():
+        p = snapshot.path / rel
+        if p.is_file() and p.stat().st_size != meta.get("bytes", p.stat().st_size):
+            raise ReconcileError(f"snapshot {snapshot.run_id}: {rel} does not have the size its "
+                                 "manifest records (truncated or overwritten); not reconciled")
+
+
+def snapshot_time(snapshot: Snapshot) -> dt.datetime:
+    """The instant the snapshot's Zuora data is as of (naive UTC)."""
+    m = snapshot.manifest
+    t = parse_utc(m.started_at) or parse_utc(m.finished_at)
+    if t is None:
+        raise ReconcileError(f"snapshot {snapshot.run_id}: manifest has no start time")
+    return t.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def open_snapshot_db(snapshot: Snapshot, quarantine: pl.DataFrame | None = None, *,
+                     threads: int | None = None, memory_limit: str | None = None) -> SnapshotDB:
+    check_reconcilable(snapshot)
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET preserve_insertion_order = false")
+    q = quarantine if quarantine is not None else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    q = q.select([pl.col(c).cast(t) if c in q.columns else pl.lit(None, t).alias(c)
+                  for c, t in QUARANTINE_SCHEMA.items()])
+    con.register("_q", q.to_arrow())
+    con.execute("CREATE TABLE quarantine AS SELECT * FROM _q")
+    con.unregister("_q")
+    hidden = {r[0] for r in con.execute("SELECT DISTINCT object FROM quarantine").fetchall()}
+    for schema in ("zuora", "local", "derive"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    for spec in OBJECTS:
+        src = f"read_parquet({_lit(snapshot.zuora_path(spec.name))})"
+        where = (f' WHERE "Id" NOT IN (SELECT key FROM main.quarantine WHERE object = '
+                 f"'{spec.name}')" if spec.name in hidden else "")
+        con.execute(f'CREATE VIEW zuora."{spec.name}" AS SELECT * FROM {src}{where}')
+    local_only = {t.name: t for t in LOCAL_TABLES}
+    for table in all_tables():
+        src = f"read_parquet({_lit(snapshot.local_path(table))})"
+        where = ""
+        spec = next((o for o in OBJECTS if o.table == table), None)
+        if spec is not None and spec.name in hidden:
+            where = (f" WHERE CAST({spec.key_column} AS VARCHAR) NOT IN (SELECT key FROM "
+                     f"main.quarantine WHERE object = '{spec.name}')")
+        elif table in local_only and table in hidden:
+            pk = local_only[table].pk
+            where = (f" WHERE CAST({pk} AS VARCHAR) NOT IN (SELECT key FROM main.quarantine WHERE "
+                     f"object = '{table}')")
+        con.execute(f"CREATE VIEW local.{table} AS SELECT * FROM {src}{where}")
+    _derive_views(con)
+    con.execute("SET search_path = 'zuora,local'")
+    return SnapshotDB(con, snapshot, snapshot_time(snapshot), q.height)
+
+
+def _derive_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Catalog relations for the order derivation: Zuora first, the local cache for plans and
+    products Zuora no longer exports."""
+    for obj in ("Product", "ProductRatePlan"):
+        spec = get(obj)
+        cols = [f for f in spec.stored_fields]
+        z = ", ".join(f'"{f.name}"' for f in cols)
+        lo = ", ".join(f'{f.column} AS "{f.name}"' for f in cols)
+        con.execute(
+            f'CREATE VIEW derive."{obj}" AS SELECT {z} FROM zuora."{obj}" UNION ALL '
+            f"SELECT {lo} FROM local.{spec.table} WHERE {spec.key_column} NOT IN "
+            f'(SELECT "Id" FROM zuora."{obj}")')

@@ -1,0 +1,9 @@
+"""Cross-object rules (domain.md §5), each a named DuckDB query producing findings."""
+
+from reconcile.rules import accounts, catalog, orders, subscriptions
+from reconcile.rules.base import Rule, prepare
+
+RULES: list[Rule] = [*subscriptions.RULES, *orders.RULES, *accounts.RULES, *catalog.RULES]
+PREPARE_SQL = [orders.PREPARE]
+
+__all__ = ["PREPARE_SQL", "RULES", "Rule", "prepare"]

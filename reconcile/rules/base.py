@@ -1,0 +1,93 @@
+"""What a cross-object rule is, and the shared relations every rule reads.
+
+A rule is a named, documented DuckDB query whose rows are findings (``reconcile.findings``
+columns, by name). Its id is the drift it detects in domain.md §5 (``D02``, ``D11``, …). Rules
+read the snapshot views (``zuora.*``, ``local.*``) and the helper relations built once per run
+by :func:`prepare`, so each rule states only its own logic.
+
+Helper relations (temporary tables):
+
+==============  ===========================================================================
+``run_ctx``     ``as_of`` (snapshot instant, UTC) and ``as_of_date``
+``z_latest``    Zuora's latest version per subscription Name (max Version), every column
+``z_versions``  every Zuora version: name, id, version, account_id
+``l_versions``  every local version: name, id, version
+``derived``     what each order's Zuora-derived columns should be (``extract.catalog.orders``),
+                for every name whatever its status; catalog facts fall back to the local cache
+``nt_orders``   non-trial orders (trial orders are local-only and never checked against Zuora)
+``order_names`` per subscription name: number of non-trial orders, known to Zuora or not
+==============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+
+from extract.catalog import get
+from extract.catalog.orders import derived_orders_sql
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One cross-object rule. ``sql`` returns finding rows; ``id`` is its domain.md §5 id."""
+
+    id: str
+    title: str
+    sql: Callable[[], str]
+    doc: str = ""
+
+
+def col(obj: str, field: str) -> str:
+    """The local column of a Zuora field (rules speak the catalogue, not guessed names)."""
+    column = get(obj).field(field).column
+    assert column is not None, f"{obj}.{field} is not stored locally"
+    return column
+
+
+def email(expr: str) -> str:
+    """An e-mail compared the way people are matched: trimmed, lower-case, '' = NULL."""
+    return f"NULLIF(LOWER(TRIM({expr})), '')"
+
+
+def ns(expr: str) -> str:
+    """A namespace id compared as text, blank = NULL (custom fields may hold '')."""
+    return f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
+
+
+def prepare(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
+    """Build the helper relations the rules share (see module doc). ``as_of`` is an ISO UTC
+    timestamp literal."""
+    s = "zuora_local_subscriptions"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE run_ctx AS
+                    SELECT TIMESTAMP '{as_of}' AS as_of, CAST(TIMESTAMP '{as_of}' AS DATE)
+                    AS as_of_date""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE z_latest AS
+                   SELECT * FROM zuora.Subscription
+                   QUALIFY row_number() OVER (PARTITION BY Name
+                                              ORDER BY Version DESC, UpdatedDate DESC) = 1""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE z_versions AS
+                   SELECT Name AS name, Id AS id, Version AS version, AccountId AS account_id
+                   FROM zuora.Subscription""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE l_versions AS
+                    SELECT {col('Subscription', 'Name')} AS name,
+                           {col('Subscription', 'Id')} AS id,
+                           {col('Subscription', 'Version')} AS version
+                    FROM local.{s}""")
+    con.execute("SET search_path = 'derive,zuora,local'")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE derived AS {derived_orders_sql(None)}")
+    finally:
+        con.execute("SET search_path = 'zuora,local'")
+    con.execute("""CREATE OR REPLACE TEMP TABLE nt_orders AS
+                   SELECT * FROM local.orders WHERE NOT coalesce(trial, false)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE order_names AS
+                   SELECT o.subscription_name, count(*) AS n,
+                          bool_or(z.Name IS NOT NULL) AS known
+                   FROM nt_orders o
+                   LEFT JOIN (SELECT DISTINCT name AS Name FROM z_versions) z
+                          ON z.Name = o.subscription_name
+                   WHERE o.subscription_name IS NOT NULL
+                   GROUP BY o.subscription_name""")

@@ -1,0 +1,83 @@
+"""Rules on the product catalog cache (seed 004, L9): classification and dangling references.
+"""
+
+from __future__ import annotations
+
+from extract.catalog import get
+from reconcile.rules.base import Rule, col
+
+
+def _allowed(field: str) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in get("Product").field(field).enum) + "]"
+
+
+def _values(expr: str) -> str:
+    return (f"list_filter(list_transform(string_split(coalesce({expr}, ''), ';'), "
+            "lambda t: lower(trim(t))), lambda t: t <> '')")
+
+
+def d22_sql() -> str:
+    """Current plans CustomersDot cannot classify: the product's Category, Tier__c or
+    DeploymentType__c missing (Base Products and Add On Services need both), the plan's
+    WebDirect__c missing, a value outside the seed-004 enums, or a base product with several
+    tiers or deployments. Deciding what a new plan is needs a config/code change (human)."""
+    tiers, deps = _values("p.Tier__c"), _values("p.DeploymentType__c")
+    reasons = [
+        ("p.Id IS NULL", "its product is not in the catalog"),
+        ("p.Id IS NOT NULL AND p.Category IS NULL", "product Category is empty"),
+        (f"p.Category IN ('Base Products', 'Add On Services') AND len({tiers}) = 0",
+         "product Tier__c is empty"),
+        (f"p.Category IN ('Base Products', 'Add On Services') AND len({deps}) = 0",
+         "product DeploymentType__c is empty"),
+        ("prp.WebDirect__c IS NULL", "plan WebDirect__c is empty"),
+        (f"len(list_filter({tiers}, lambda t: NOT list_contains({_allowed('Tier__c')}, t))) > 0",
+         "product Tier__c has a value outside the allowed tiers"),
+        (f"len(list_filter({deps}, lambda t: NOT list_contains("
+         f"{_allowed('DeploymentType__c')}, t))) > 0",
+         "product DeploymentType__c has a value outside the allowed deployment types"),
+        (f"p.Category = 'Base Products' AND (len({tiers}) > 1 OR len({deps}) > 1)",
+         "a base product must have exactly one tier and one deployment type"),
+    ]
+    why = ", ".join(f"CASE WHEN {cond} THEN '{text}' END" for cond, text in reasons)
+    return f"""
+    WITH c AS (
+        SELECT prp.Id, prp.Name, p.Name AS product, prp.UpdatedDate,
+               list_filter([{why}], lambda x: x IS NOT NULL) AS reasons
+        FROM zuora.ProductRatePlan prp
+        LEFT JOIN zuora.Product p ON p.Id = prp.ProductId
+        WHERE coalesce(prp.EffectiveEndDate, DATE '9999-12-31') > (SELECT as_of_date FROM run_ctx))
+    SELECT 'ProductRatePlan' AS object, Id AS key, 'rule_violation' AS kind, 'D22' AS rule,
+           'human' AS action, 'medium' AS severity, 'D22' AS drift_id,
+           format('plan ''{{}}'' of product ''{{}}'' cannot be classified ({{}}): CustomersDot '
+                  'cannot tell what it sells; classify it in Zuora or in configuration',
+                  Name, coalesce(product, '?'), array_to_string(reasons, '; ')) AS explanation,
+           UpdatedDate AS zuora_updated
+    FROM c WHERE len(reasons) > 0"""
+
+
+def d23_sql() -> str:
+    """Local subscription rate plans referencing a product rate plan absent from Zuora's
+    catalog export. A retired plan (past EffectiveEndDate) still exported is normal: old
+    subscriptions keep what they bought."""
+    rp_prp = col("RatePlan", "ProductRatePlanId")
+    rp_sub = col("RatePlan", "SubscriptionId")
+    return f"""
+    SELECT 'ProductRatePlan' AS object, rp.{rp_prp} AS key, 'rule_violation' AS kind,
+           'D23' AS rule, 'human' AS action, 'medium' AS severity, 'D23' AS drift_id,
+           format('{{}} local subscription rate plan(s) on {{}} version(s) reference plan {{}}{{}}, '
+                  'which is absent from the Zuora catalog export: keep the cached rows, never '
+                  'delete subscription data; report', count(*), count(DISTINCT rp.{rp_sub}),
+                  rp.{rp_prp}, coalesce(' (''' || any_value(cache.name) || ''' in the local '
+                  || 'cache)', ' (not in the local cache either)')) AS explanation,
+           json_object('rate_plans', count(*)) AS evidence
+    FROM local.zuora_local_rate_plans rp
+    LEFT JOIN local.zuora_local_product_rate_plans cache
+           ON cache.{col('ProductRatePlan', 'Id')} = rp.{rp_prp}
+    WHERE rp.{rp_prp} NOT IN (SELECT Id FROM zuora.ProductRatePlan)
+    GROUP BY rp.{rp_prp}"""
+
+
+RULES = [
+    Rule("D22", "current plan without a complete, consistent classification", d22_sql),
+    Rule("D23", "subscription rate plans reference a plan absent from the catalog", d23_sql),
+]
