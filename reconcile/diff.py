@@ -81,7 +81,7 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
         SELECT {obj} AS object, key,
                CASE WHEN missing THEN 'missing_in_local' ELSE 'orphaned_in_local' END AS kind
         FROM _dk WHERE missing OR orphan"""))
-    unequal = con.execute("SELECT count(*) FROM _dk WHERE NOT missing AND NOT orphan").fetchone()[0]
+    unequal = con.execute("SELECT count(*) FROM _dk WHERE NOT missing AND NOT orphan").fetchall()[0][0]
     field_stats = pl.DataFrame(schema=FIELD_STATS_SCHEMA)
     if unequal and fields:
         keys = "(SELECT key FROM _dk WHERE NOT missing AND NOT orphan)"
@@ -122,7 +122,7 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
     counts = con.execute("""
         SELECT (SELECT count(*) FROM _zh), (SELECT count(*) FROM _lh),
                (SELECT count(*) FILTER (WHERE missing) FROM _dk),
-               (SELECT count(*) FILTER (WHERE orphan) FROM _dk)""").fetchone()
+               (SELECT count(*) FILTER (WHERE orphan) FROM _dk)""").fetchall()[0]
     zrows, lrows, only_z, only_l = (int(x) for x in counts)
     stats = ObjectStats(spec.name, spec.table, zrows, lrows, zrows - only_z, only_z, only_l,
                         int(unequal), field_stats.height, round(time.perf_counter() - t0, 3))

@@ -53,7 +53,7 @@ FINGERPRINT = ("md5(concat_ws('|', object, key, kind, coalesce(rule, ''), "
 
 def previous_run(state: StateDB, run_id: str) -> str | None:
     row = state.con.execute(
-        "SELECT max(run_id) FROM reconcile_runs WHERE run_id < ?", [run_id]).fetchone()
+        "SELECT max(run_id) FROM reconcile_runs WHERE run_id < ?", [run_id]).fetchall()[0]
     return row[0] if row else None
 
 
