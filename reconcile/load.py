@@ -62,7 +62,7 @@ def check_reconcilable(snapshot: Snapshot) -> None:
     export must never look like "everything was deleted"."""
     m = snapshot.manifest
     if not snapshot.complete:
-        why = f" ({m.error_type}: {m.error})" if m.error else ""
+        why = f" ({m.error_type + ': ' if m.error_type else ''}{m.error})" if m.error else ""
         raise ReconcileError(
             f"snapshot {snapshot.path.name} is {m.status or 'incomplete'}{why}; only complete "
             "snapshots are reconciled — run `recon extract` again")
