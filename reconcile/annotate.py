@@ -39,7 +39,17 @@ def _context_sql(spec: ObjectSpec, side: str) -> str:
     rel = f'zuora."{spec.name}"' if z else f"local.{spec.table}"
     joins, alias, cur = [], "t0", spec
     sub_alias = "t0" if spec.name == "Subscription" else None
-    for i, (fld, parent) in enumerate(_chain(spec), start=1):
+    chain = _chain(spec)
+    # A shortcut where the row carries its subscription (charges, rate plans): one join
+    # instead of a walk through millions of parent rows.
+    for i, (_fld, parent) in enumerate(chain):
+        if "SubscriptionId" in parent.field_names and parent.name != "Subscription" \
+                and i + 1 < len(chain):
+            chain = [*chain[:i + 1], ("SubscriptionId", get("Subscription"))]
+            break
+    if "SubscriptionId" in spec.field_names:
+        chain = [("SubscriptionId", get("Subscription"))]
+    for i, (fld, parent) in enumerate(chain, start=1):
         child_col = f'"{fld}"' if z else cur.field(fld).column
         pkey = '"Id"' if z else parent.key_column
         prel = f'zuora."{parent.name}"' if z else f"local.{parent.table}"

@@ -120,6 +120,11 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         prepare(con, db.as_of.isoformat(sep=" "))
         for sql in PREPARE_SQL:
             con.execute(sql)
+        timings["prepare"] = time.perf_counter() - t
+        t = time.perf_counter()
+        annotate.annotate(con)  # rules may narrow their work to annotated diff findings
+        timings["annotate"] = time.perf_counter() - t
+        t = time.perf_counter()
         for rule in RULES:
             try:
                 con.execute(insert(rule.sql()))
@@ -127,10 +132,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                 raise ReconcileError(f"rule {rule.id} ({rule.title}) failed: {e}") from e
             timings[f"rule {rule.id}"] = time.perf_counter() - t
         timings["rules"] = time.perf_counter() - t
-        t = time.perf_counter()
-        annotate.annotate(con)
         annotate.add_quarantined(con)
-        timings["annotate"] = time.perf_counter() - t
         grace_start = (db.as_of - dt.timedelta(hours=grace_hours)).isoformat(sep=" ")
         with StateDB(data_dir) as state:
             drift, prev = history.with_history(con, state, snapshot.run_id, grace_start)

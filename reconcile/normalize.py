@@ -16,14 +16,29 @@ from collections.abc import Callable
 
 from extract.catalog import Field, Norm, ObjectSpec, ZType
 
-Render = Callable[[Field, str], str]
+Render = Callable[[Field, str, str | None], str]
 
 
-def typed(field: Field, expr: str) -> str:
+# The SQL type a Zuora-side column has in a snapshot (extract/values.py).
+ZUORA_SQL_TYPES = {ZType.ID: "VARCHAR", ZType.STR: "VARCHAR", ZType.DATETIME: "TIMESTAMP",
+                   ZType.DATE: "DATE", ZType.DECIMAL: "DECIMAL(38,9)", ZType.INT: "BIGINT",
+                   ZType.BOOL: "BOOLEAN"}
+_INTEGER_TYPES = ("INTEGER", "BIGINT", "SMALLINT")
+_SQUASH = "replace(replace(replace(replace(replace(TRIM({e}), ' ', ''), '_', ''), '-', ''), " \
+          "chr(9), ''), chr(10), '')"
+
+
+def typed(field: Field, expr: str, source: str | None = None) -> str:
     """SQL turning ``expr`` (either side's value of ``field``) into its canonical *typed*
     value: the same DuckDB type on both sides, equal exactly when the two values mean the same
     thing. Hashing and comparing typed values is much cheaper than comparing text, so the diff
-    uses these and renders text (:func:`display`) only for the rows that differ."""
+    uses these and renders text (:func:`display`) only for the rows that differ.
+
+    ``source`` is the SQL type ``expr`` already has, when known: casts that would not change
+    anything are left out (they cost real time on millions of rows). DuckDB's casts to a
+    smaller decimal scale or to an integer round half away from zero, which is Zuora's half-up.
+    """
+    src = (source or "").upper()
     match field.norm:
         case Norm.CUSTOM:
             out = f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
@@ -32,7 +47,7 @@ def typed(field: Field, expr: str) -> str:
         case Norm.EMAIL:
             out = f"NULLIF(LOWER(TRIM(CAST({expr} AS VARCHAR))), '')"
         case Norm.ENUM:
-            squashed = f"LOWER(regexp_replace(TRIM(CAST({expr} AS VARCHAR)), '[\\s_-]+', '', 'g'))"
+            squashed = "LOWER(" + _SQUASH.format(e=f"CAST({expr} AS VARCHAR)") + ")"
             out = f"NULLIF(replace({squashed}, 'canceled', 'cancelled'), '')"
         case Norm.MULTISELECT:
             parts = (f"list_sort(list_filter(list_transform(string_split(CAST({expr} AS VARCHAR),"
@@ -41,17 +56,28 @@ def typed(field: Field, expr: str) -> str:
         case Norm.DATETIME_UTC:
             out = f"date_trunc('second', CAST({expr} AS TIMESTAMP))"
         case Norm.DATE:
-            out = f"CAST({expr} AS DATE)"
+            out = expr if src == "DATE" else f"CAST({expr} AS DATE)"
         case Norm.DECIMAL:
             scale = field.scale if field.scale is not None else 9
-            out = f"CAST(ROUND(CAST({expr} AS DECIMAL(38,9)), {scale}) AS DECIMAL(38,{scale}))"
+            if src == "DECIMAL(38,9)":  # 128-bit arithmetic is slow: 64-bit when it fits
+                out = (f"coalesce(CAST(TRY_CAST({expr} AS DECIMAL(18,9)) AS DECIMAL(18,{scale}))"
+                       f", CAST({expr} AS DECIMAL(38,{scale})))")
+            else:
+                inner = expr if src.startswith("DECIMAL") else f"CAST({expr} AS DECIMAL(38,9))"
+                out = f"CAST({inner} AS DECIMAL(38,{scale}))"
         case Norm.INTEGER:
-            out = f"CAST(ROUND(CAST({expr} AS DECIMAL(38,9))) AS BIGINT)"
+            if src == "DECIMAL(38,9)":
+                out = (f"coalesce(CAST(TRY_CAST({expr} AS DECIMAL(18,9)) AS BIGINT), "
+                       f"CAST({expr} AS BIGINT))")
+            else:
+                inner = expr if src.startswith("DECIMAL") or src in _INTEGER_TYPES \
+                    else f"CAST({expr} AS DECIMAL(38,9))"
+                out = f"CAST({inner} AS BIGINT)"
         case Norm.BOOL:
-            out = f"CAST({expr} AS BOOLEAN)"
+            out = expr if src == "BOOLEAN" else f"CAST({expr} AS BOOLEAN)"
         case _:
             if field.ztype is ZType.INT:
-                out = f"CAST({expr} AS BIGINT)"
+                out = expr if src == "BIGINT" else f"CAST({expr} AS BIGINT)"
             elif field.truncate:
                 out = f"left(CAST({expr} AS VARCHAR), {field.truncate})"
             else:
@@ -67,9 +93,9 @@ def display(field: Field, expr: str) -> str:
     return f"CAST({expr} AS VARCHAR)"
 
 
-def canonical(field: Field, expr: str) -> str:
+def canonical(field: Field, expr: str, source: str | None = None) -> str:
     """SQL turning ``expr`` (either side's value of ``field``) into canonical text."""
-    return display(field, typed(field, expr))
+    return display(field, typed(field, expr, source))
 
 
 def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
@@ -78,8 +104,9 @@ def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
     copy is meant to hold (``ObjectSpec.zuora_scope``). ``value`` is :func:`canonical` (text)
     or :func:`typed`."""
     fields = spec.compared_fields if fields is None else fields
-    cols = ['z."Id" AS key'] + [f'{value(f, f"z.{_q(f.name)}")} AS {_q(f.name)}'
-                                for f in fields]
+    cols = ['z."Id" AS key'] + [
+        f'{value(f, f"z.{_q(f.name)}", ZUORA_SQL_TYPES[f.ztype])} AS {_q(f.name)}'
+        for f in fields]
     where = f" WHERE {spec.zuora_scope}" if spec.zuora_scope else ""
     return f"SELECT {', '.join(cols)} FROM {spec.name} z{where}"
 
@@ -96,7 +123,7 @@ def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
             joins.append(f"LEFT JOIN {f.ref.table} {alias} ON {alias}.{f.ref.column} = l.{f.column}")
             cols.append(f"{value(f, f'{alias}.{f.ref.key_column}')} AS {_q(f.name)}")
         else:
-            cols.append(f"{value(f, f'l.{f.column}')} AS {_q(f.name)}")
+            cols.append(f"{value(f, f'l.{f.column}', f.local_type)} AS {_q(f.name)}")
     return f"SELECT {', '.join(cols)} FROM {spec.table} l " + " ".join(joins)
 
 

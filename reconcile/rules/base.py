@@ -9,7 +9,8 @@ Helper relations (temporary tables):
 
 ==============  ===========================================================================
 ``run_ctx``     ``as_of`` (snapshot instant, UTC) and ``as_of_date``
-``z_latest``    Zuora's latest version per subscription Name (max Version), every column
+``z_latest``    Zuora's latest version per subscription Name (max Version), the columns
+                rules read (``extract.catalog.orders.LATEST_COLUMNS``)
 ``z_versions``  every Zuora version: name, id, version, account_id
 ``l_versions``  every local version: name, id, version
 ``derived``     what each order's Zuora-derived columns should be (``extract.catalog.orders``),
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import duckdb
 
 from extract.catalog import get
-from extract.catalog.orders import derived_orders_sql
+from extract.catalog.orders import LATEST_SQL, derived_orders_sql
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,7 @@ def prepare(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
     con.execute(f"""CREATE OR REPLACE TEMP TABLE run_ctx AS
                     SELECT TIMESTAMP '{as_of}' AS as_of, CAST(TIMESTAMP '{as_of}' AS DATE)
                     AS as_of_date""")
-    con.execute("""CREATE OR REPLACE TEMP TABLE z_latest AS
-                   SELECT * FROM zuora.Subscription
-                   QUALIFY row_number() OVER (PARTITION BY Name
-                                              ORDER BY Version DESC, UpdatedDate DESC) = 1""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE z_latest AS {LATEST_SQL}")
     con.execute("""CREATE OR REPLACE TEMP TABLE z_versions AS
                    SELECT Name AS name, Id AS id, Version AS version, AccountId AS account_id
                    FROM zuora.Subscription""")

@@ -32,7 +32,12 @@ def d09_sql() -> str:
 def d08_sql() -> str:
     """Local segment and tier integrity (Z8/Z12 on the local copy, L3): within one version and
     one charge number exactly one last segment and it is the highest; segments contiguous;
-    every charge has a tier; every tier belongs to a local charge."""
+    every charge has a tier; every tier belongs to a local charge.
+
+    Only subscriptions with a row difference in their subtree are checked: rows equal to
+    Zuora's have Zuora's structure (Z8/Z12 hold there, the Zuora contracts check it), so
+    corruption always shows as a differing, missing or extra row first. This runs after the
+    diff's findings are annotated with their subscription."""
     ch = "local.zuora_local_rate_plan_charges"
     tiers = "local.zuora_local_rate_plan_charge_tiers"
     c = {f: col("RatePlanCharge", f) for f in (
@@ -40,8 +45,12 @@ def d08_sql() -> str:
         "EffectiveStartDate", "EffectiveEndDate")}
     t_charge = col("RatePlanChargeTier", "RatePlanChargeId")
     t_id = col("RatePlanChargeTier", "Id")
+    suspect = (f"{c['SubscriptionId']} IN (SELECT id FROM l_versions WHERE name IN "
+               "(SELECT subscription_name FROM findings WHERE object IN ('RatePlan', "
+               "'RatePlanCharge', 'RatePlanChargeTier', 'Subscription')))")
     return f"""
-    WITH g AS (
+    WITH ch AS (SELECT * FROM {ch} WHERE {suspect}),
+    g AS (
         SELECT {c['Id']} AS id, {c['SubscriptionId']} AS sid, {c['Segment']} AS seg,
                {c['IsLastSegment']} AS last, {c['EffectiveEndDate']} AS e,
                max({c['Segment']}) OVER w AS max_seg,
@@ -49,7 +58,7 @@ def d08_sql() -> str:
                lead({c['EffectiveStartDate']}) OVER (PARTITION BY {c['SubscriptionId']},
                     {c['ChargeNumber']} ORDER BY {c['Segment']}) AS next_start,
                {c['ChargeNumber']} AS cn
-        FROM {ch} WINDOW w AS (PARTITION BY {c['SubscriptionId']}, {c['ChargeNumber']})),
+        FROM ch WINDOW w AS (PARTITION BY {c['SubscriptionId']}, {c['ChargeNumber']})),
     problems AS (
         SELECT 'RatePlanCharge' AS object, id AS key, sid,
                format('charge {{}} segment {{}} is flagged last but segment {{}} is the highest '
@@ -68,12 +77,13 @@ def d08_sql() -> str:
         SELECT 'RatePlanCharge', ch.{c['Id']}, ch.{c['SubscriptionId']},
                format('charge {{}} segment {{}} has no tier row', ch.{c['ChargeNumber']},
                       ch.{c['Segment']})
-        FROM {ch} ch WHERE NOT EXISTS (SELECT 1 FROM {tiers} t WHERE t.{t_charge} = ch.{c['Id']})
+        FROM ch WHERE NOT EXISTS (SELECT 1 FROM {tiers} t WHERE t.{t_charge} = ch.{c['Id']})
         UNION ALL
         SELECT 'RatePlanChargeTier', t.{t_id}, NULL,
                format('tier belongs to charge {{}}, which the local copy does not hold',
                       t.{t_charge})
-        FROM {tiers} t WHERE t.{t_charge} NOT IN (SELECT {c['Id']} FROM {ch}))
+        FROM {tiers} t WHERE t.{t_charge} IN (SELECT key FROM findings WHERE object =
+                                               'RatePlanCharge' AND kind = 'missing_in_local'))
     SELECT p.object, p.key, 'rule_violation' AS kind, 'D08' AS rule, 'auto' AS action,
            'medium' AS severity, 'D08' AS drift_id,
            string_agg(p.why, '; ') || ': replace the version subtree from Zuora' AS explanation,
