@@ -71,6 +71,10 @@ class Settings:
     extract_lag_hours: float = 2.0  # incremental upper bound: now − lag
     reconcile_grace_hours: float = 2.0  # Zuora changes this recent are "pending", not drift
     validate_max_volume_drop: float = 0.2  # fraction of rows an object may lose between runs
+    repair_max_change_fraction: float = 0.05  # apply refuses to touch more of a table (--force)
+    repair_max_plan_age_hours: float = 24.0  # apply refuses an older plan
+    repair_batch_size: int = 1000  # operations per transaction
+    repair_auto: bool = False  # the nightly job applies auto repairs when every guard passes
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (for ``recon config show`` and reports)."""
@@ -86,6 +90,10 @@ class Settings:
             "extract_lag_hours": str(self.extract_lag_hours),
             "reconcile_grace_hours": str(self.reconcile_grace_hours),
             "validate_max_volume_drop": str(self.validate_max_volume_drop),
+            "repair_max_change_fraction": str(self.repair_max_change_fraction),
+            "repair_max_plan_age_hours": str(self.repair_max_plan_age_hours),
+            "repair_batch_size": str(self.repair_batch_size),
+            "repair_auto": str(self.repair_auto).lower(),
         }
 
 
@@ -103,6 +111,10 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("extract", "lag_hours"): "extract_lag_hours",
     ("reconcile", "grace_hours"): "reconcile_grace_hours",
     ("validate", "max_volume_drop"): "validate_max_volume_drop",
+    ("repair", "max_change_fraction"): "repair_max_change_fraction",
+    ("repair", "max_plan_age_hours"): "repair_max_plan_age_hours",
+    ("repair", "batch_size"): "repair_batch_size",
+    ("repair", "auto"): "repair_auto",
 }
 ENV_VARS: dict[str, str] = {
     "RECON_ZUORA_BASE_URL": "zuora_base_url",
@@ -116,6 +128,10 @@ ENV_VARS: dict[str, str] = {
     "RECON_EXTRACT_LAG_HOURS": "extract_lag_hours",
     "RECON_RECONCILE_GRACE_HOURS": "reconcile_grace_hours",
     "RECON_VALIDATE_MAX_VOLUME_DROP": "validate_max_volume_drop",
+    "RECON_REPAIR_MAX_CHANGE_FRACTION": "repair_max_change_fraction",
+    "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "repair_max_plan_age_hours",
+    "RECON_REPAIR_BATCH_SIZE": "repair_batch_size",
+    "RECON_REPAIR_AUTO": "repair_auto",
 }
 
 
@@ -124,9 +140,17 @@ def _coerce(name: str, value: Any) -> Any:
         return Secret(str(value) if value is not None else None)
     if name == "data_dir":
         return Path(str(value))
+    if name == "repair_auto":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"repair.auto must be true or false, got {value!r}")
+        return text in ("true", "1", "yes")
     if name in ("extract_full_every_days", "extract_lag_hours", "reconcile_grace_hours",
-                "validate_max_volume_drop"):
-        kind = int if name == "extract_full_every_days" else float
+                "validate_max_volume_drop", "repair_max_change_fraction",
+                "repair_max_plan_age_hours", "repair_batch_size"):
+        kind = int if name in ("extract_full_every_days", "repair_batch_size") else float
         try:
             return kind(value)
         except (TypeError, ValueError) as e:
@@ -208,6 +232,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("reconcile.grace_hours must be >= 0")
     if not 0 < settings.validate_max_volume_drop <= 1:
         raise ConfigError("validate.max_volume_drop must be a fraction in (0, 1]")
+    if not 0 < settings.repair_max_change_fraction <= 1:
+        raise ConfigError("repair.max_change_fraction must be a fraction in (0, 1]")
+    if settings.repair_max_plan_age_hours <= 0 or settings.repair_batch_size < 1:
+        raise ConfigError("repair.max_plan_age_hours must be > 0 and repair.batch_size >= 1")
     scheme = urlsplit(settings.local_database_url).scheme
     if scheme not in ("duckdb", "postgresql", "postgres"):
         raise ConfigError(

@@ -76,6 +76,10 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_EXTRACT_LAG_HOURS": "0.5",
         "RECON_RECONCILE_GRACE_HOURS": "6",
         "RECON_VALIDATE_MAX_VOLUME_DROP": "0.05",
+        "RECON_REPAIR_MAX_CHANGE_FRACTION": "0.1",
+        "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "6",
+        "RECON_REPAIR_BATCH_SIZE": "50",
+        "RECON_REPAIR_AUTO": "true",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -87,6 +91,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert s.data_dir == Path("env-data")
     assert (s.extract_mode, s.extract_full_every_days, s.extract_lag_hours) == ("full", 3, 0.5)
     assert (s.reconcile_grace_hours, s.validate_max_volume_drop) == (6.0, 0.05)
+    assert (s.repair_max_change_fraction, s.repair_max_plan_age_hours, s.repair_batch_size,
+            s.repair_auto) == (0.1, 6.0, 50, True)
 
 
 def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
@@ -96,6 +102,8 @@ def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
         load_settings(None, env={"RECON_EXTRACT_LAG_HOURS": "two"})
     with pytest.raises(ConfigError, match="grace_hours"):
         load_settings(None, env={"RECON_RECONCILE_GRACE_HOURS": "-1"})
+    with pytest.raises(ConfigError, match="repair.auto"):
+        load_settings(None, env={"RECON_REPAIR_AUTO": "sometimes"})
     with pytest.raises(ConfigError, match="max_volume_drop"):
         load_settings(None, env={"RECON_VALIDATE_MAX_VOLUME_DROP": "1.5"})
 
