@@ -3,6 +3,7 @@
 Generator: a 100,000-account tenant (≈1M subscription versions), wall time and peak RSS.
 Extract: the same tenant served by the sandbox, local side in PostgreSQL: full extract wall
 time, records/s, API calls, peak RSS; incremental after 0.1% changes; local export rows/s.
+Reconcile: every object and rule on the full snapshot (target < 30 s, < 4 GB on 2 cores).
 Figures in issue notes come from here, with the machine's size.
 """
 
@@ -60,6 +61,9 @@ def main() -> int:
             from extract_bench import bench_extract
 
             results.append(bench_extract(root / f"tenant-{args.accounts}", root / "work"))
+            from reconcile_bench import bench_reconcile
+
+            results.append(bench_reconcile(root / "work"))
         for result in results:
             for k, v in result.items():
                 print(f"  {k:>26}: {v:,}" if isinstance(v, int) else f"  {k:>26}: {v}")
