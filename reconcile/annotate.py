@@ -99,7 +99,7 @@ def _referenced_sql(spec: ObjectSpec) -> str | None:
                 "c.zuora_contact_id = f.key AND ba.zuora_account_id NOT IN (SELECT Id FROM "
                 "zuora.Account) AND (ba.id IN (SELECT billing_account_id FROM local.orders) OR "
                 "ba.id IN (SELECT billing_account_id FROM local.billing_account_memberships)))")
-    plans = "(SELECT product_rate_plan_id FROM local.zuora_local_rate_plans)"
+    plans = "(SELECT id FROM referenced_plans)"
     if spec.name == "ProductRatePlan":
         return f"f.key IN {plans}"
     if spec.name == "ProductRatePlanCharge":
@@ -154,7 +154,7 @@ def _field_drift(spec: ObjectSpec, name: str, norm: Norm) -> str:
 
 def annotate(con: duckdb.DuckDBPyConnection) -> None:
     """Fill context, action, severity, drift id and explanation of the diff's findings."""
-    z_names = "(SELECT name FROM z_versions)"
+    z_names = "(SELECT name FROM z_names)"
     for spec in OBJECTS:
         obj = sql_text(spec.name)
         _set_context(con, spec)

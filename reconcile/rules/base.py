@@ -15,6 +15,8 @@ Helper relations (temporary tables):
 ``l_versions``  every local version: name, id, version
 ``derived``     what each order's Zuora-derived columns should be (``extract.catalog.orders``),
                 for every name whatever its status; catalog facts fall back to the local cache
+``z_names``     every subscription name Zuora knows
+``referenced_plans`` product rate plans the local subscription copy uses
 ``nt_orders``   non-trial orders (trial orders are local-only and never checked against Zuora)
 ``order_names`` per subscription name: number of non-trial orders, known to Zuora or not
 ==============  ===========================================================================
@@ -74,11 +76,18 @@ def prepare(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
                            {col('Subscription', 'Id')} AS id,
                            {col('Subscription', 'Version')} AS version
                     FROM local.{s}""")
+    # the derivation's own latest-version window then runs over one row per name
+    con.execute("CREATE OR REPLACE VIEW derive.Subscription AS SELECT * FROM z_latest")
     con.execute("SET search_path = 'derive,zuora,local'")
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE derived AS {derived_orders_sql(None)}")
     finally:
         con.execute("SET search_path = 'zuora,local'")
+    con.execute("""CREATE OR REPLACE TEMP TABLE z_names AS
+                   SELECT DISTINCT name FROM z_versions""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE referenced_plans AS
+                    SELECT DISTINCT {col('RatePlan', 'ProductRatePlanId')} AS id
+                    FROM local.zuora_local_rate_plans""")
     con.execute("""CREATE OR REPLACE TEMP TABLE nt_orders AS
                    SELECT * FROM local.orders WHERE NOT coalesce(trial, false)""")
     con.execute("""CREATE OR REPLACE TEMP TABLE order_names AS
