@@ -41,11 +41,7 @@ def typed(field: Field, expr: str, source: str | None = None) -> str:
     src = (source or "").upper()
     match field.norm:
         case Norm.CUSTOM:
-            v = expr if src == "VARCHAR" or src.startswith("VARCHAR(") else \
-                f"CAST({expr} AS VARCHAR)"
-            # TRIM only when there is something to trim (it copies every string it touches)
-            out = (f"CASE WHEN starts_with({v}, ' ') OR ends_with({v}, ' ') "
-                   f"THEN NULLIF(TRIM({v}), '') ELSE NULLIF({v}, '') END")
+            out = f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
             if field.truncate:
                 out = f"left({out}, {field.truncate})"
         case Norm.EMAIL:
