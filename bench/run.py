@@ -4,6 +4,7 @@ Generator: a 100,000-account tenant (≈1M subscription versions), wall time and
 Extract: the same tenant served by the sandbox, local side in PostgreSQL: full extract wall
 time, records/s, API calls, peak RSS; incremental after 0.1% changes; local export rows/s.
 Reconcile: every object and rule on the full snapshot (target < 30 s, < 4 GB on 2 cores).
+Diff: one 1M-row, 40-column table pair vs a bare DuckDB hash compare and datacompy (polars).
 Figures in issue notes come from here, with the machine's size.
 """
 
@@ -52,6 +53,7 @@ def main() -> int:
     p.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
     p.add_argument("--keep", help="directory to keep the generated tenant in")
     p.add_argument("--skip-extract", action="store_true", help="generator benchmark only")
+    p.add_argument("--skip-diff", action="store_true", help="no 1M-row diff benchmark")
     args = p.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
@@ -64,6 +66,10 @@ def main() -> int:
             from reconcile_bench import bench_reconcile
 
             results.append(bench_reconcile(root / "work"))
+        if not args.skip_diff:
+            from diff_bench import bench_diff
+
+            results.append(bench_diff())
         for result in results:
             for k, v in result.items():
                 print(f"  {k:>26}: {v:,}" if isinstance(v, int) else f"  {k:>26}: {v}")
