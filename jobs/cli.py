@@ -171,7 +171,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: generate a drifted tenant, serve it from the
     Zuora sandbox (in-process, real HTTP on loopback), extract a complete snapshot from it
-    and from the local DuckDB, then reconcile it. Later floors add validate → report."""
+    and from the local DuckDB, validate it, then reconcile it. Later floors add the report."""
     from dataclasses import replace
 
     from extract.config import Secret
@@ -203,12 +203,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nZuora sandbox served {tenant} at {srv.url}; extracted {zrows:,} Zuora rows "
               f"and {lrows:,} local rows in {manifest.duration_s or 0:.1f}s")
         print(f"snapshot: {data / 'snapshots' / manifest.run_id}")
+    from expectations.validate import validate_snapshot
     from reconcile.engine import reconcile_snapshot, resolve_snapshot
 
+    snap = resolve_snapshot(data, manifest.run_id)
+    if progress:
+        progress("validate")
+    checks = validate_snapshot(snap, data, settings=replace(settings, data_dir=data))
+    if not args.quiet:
+        res = checks.results
+        bad = res.filter(res["outcome"] != "passed")
+        print(f"validated: {res.height} checks, {bad.height} not passed, "
+              f"{checks.quarantined} rows quarantined")
     if progress:
         progress("reconcile")
-    result = reconcile_snapshot(resolve_snapshot(data, manifest.run_id), data,
-                                grace_hours=settings.reconcile_grace_hours, progress=progress)
+    result = reconcile_snapshot(snap, data, grace_hours=settings.reconcile_grace_hours,
+                                progress=progress)
     if not args.quiet:
         print()
         print_reconcile(result)
@@ -282,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="incremental upper bound: now minus this many hours "
                     "(default: config extract.lag_hours, 2)")
     ex.set_defaults(func=cmd_extract)
+
+    from jobs import validate_cmd
+
+    validate_cmd.add_parser(sub)
 
     rec = sub.add_parser("reconcile", help="diff a complete snapshot and apply the rules")
     rec.add_argument("--run", help="snapshot run id (default: the latest complete snapshot)")

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from expectations.quarantine import read_quarantine
 from extract.snapshot import Snapshot, latest_complete, snapshots_dir
 from extract.state import StateDB
 from reconcile import annotate, history
@@ -70,13 +71,6 @@ def resolve_snapshot(data_dir: Path | str, run_id: str | None) -> Snapshot:
     raise ReconcileError(f"no snapshot {run_id!r} under {snapshots_dir(data_dir)}")
 
 
-def _read_quarantine(data_dir: Path | str, run_id: str) -> pl.DataFrame | None:
-    qdir = run_dir(data_dir, run_id) / "quarantine"
-    files = sorted(qdir.glob("*.parquet")) if qdir.is_dir() else []
-    return pl.concat([pl.read_parquet(p) for p in files], how="diagonal_relaxed") if files \
-        else None
-
-
 def _summary(drift: pl.DataFrame) -> dict[str, Any]:
     open_ = drift.filter(pl.col("status") != "resolved")
 
@@ -104,8 +98,8 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     say = progress or (lambda _msg: None)
-    if quarantine is None:
-        quarantine = _read_quarantine(data_dir, snapshot.run_id)
+    if quarantine is None:  # what the contracts quarantined for this run (expectations)
+        quarantine = read_quarantine(data_dir, snapshot.run_id)
     db: SnapshotDB = open_snapshot_db(snapshot, quarantine, threads=threads)
     timings: dict[str, float] = {}
     try:

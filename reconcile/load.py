@@ -25,14 +25,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from expectations.quarantine import QUARANTINE_SCHEMA
 from extract.catalog import LOCAL_TABLES, OBJECTS, get
 from extract.errors import ReconError
 from extract.localdb.schema import all_tables
 from extract.snapshot import Snapshot, parse_utc
-
-QUARANTINE_SCHEMA = {"side": pl.String, "object": pl.String, "table": pl.String,
-                     "key": pl.String, "column": pl.String, "check": pl.String,
-                     "value": pl.String, "severity": pl.String}
 
 
 class ReconcileError(ReconError):
