@@ -27,7 +27,8 @@ def bench_reconcile(work: Path) -> dict:
         int(v["rows"]) for v in manifest["local"].values())
     timings = summary.get("timings", {})
     return {
-        "bench": "recon reconcile (all objects and rules)", "rows_both_sides": rows,
+        "bench": "recon reconcile (all objects and rules)", "snapshot": str(snaps[0]),
+        "rows_both_sides": rows,
         "wall_s": round(wall, 1), "peak_rss_mib": rss,
         "diff_s": round(timings.get("diff", 0), 1), "rules_s": round(timings.get("rules", 0), 1),
         "annotate_s": round(timings.get("annotate", 0), 1), "findings": summary["findings"],
