@@ -167,6 +167,27 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- recon repair plan ----------------------------------------------------------------------
+def cmd_repair_plan(args: argparse.Namespace) -> int:
+    from reconcile.engine import resolve_snapshot, run_dir
+    from reconcile.repair.plan import build_plan, summary_text, write_plan
+
+    settings = _settings(args)
+    run = args.run or resolve_snapshot(settings.data_dir, None).run_id
+    plan = build_plan(settings.data_dir, run, only=args.only,
+                      local_database_url=settings.local_database_url)
+    out = Path(args.out) if args.out else run_dir(settings.data_dir, plan["run_id"]) / (
+        f"repair-plan{'-' + args.only if args.only else ''}.json")
+    write_plan(plan, out)
+    text = summary_text(plan)
+    out.with_suffix(".txt").write_text(text + "\n")
+    if not args.quiet:
+        print(text)
+        print(f"plan: {out}")
+        print(f"review it, then: recon repair apply {out} (dry run) and --yes to write")
+    return EXIT_OK
+
+
 # -- recon demo -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: generate a drifted tenant, serve it from the
@@ -305,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--fail-on-drift", action="store_true",
                      help="exit 1 when drift (auto or human findings) exists")
     rec.set_defaults(func=cmd_reconcile)
+
+    from jobs.repair.cli import add_parser as add_repair_parser
+
+    repair_sub = add_repair_parser(sub)
+    rplan = repair_sub.add_parser("plan", help="plan repairs of a reconciled run (writes only "
+                                  "the plan file)")
+    rplan.add_argument("--run", help="run id (default: the latest complete snapshot)")
+    rplan.add_argument("--only", metavar="OBJECT|RULE",
+                       help="only findings of this object, local table or rule (e.g. D11)")
+    rplan.add_argument("--out", metavar="PLAN",
+                       help="plan file (default: DATA/runs/<run>/repair-plan.json)")
+    rplan.set_defaults(func=cmd_repair_plan)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
     _generate_args(demo, accounts=2_000, drift=0.02)
