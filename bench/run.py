@@ -4,6 +4,7 @@ Generator: a 100,000-account tenant (≈1M subscription versions), wall time and
 Extract: the same tenant served by the sandbox, local side in PostgreSQL: full extract wall
 time, records/s, API calls, peak RSS; incremental after 0.1% changes; local export rows/s.
 Reconcile: every object and rule on the full snapshot (target < 30 s, < 4 GB on 2 cores).
+Repair: plan and apply of the 1% drift's auto findings on PostgreSQL (ops/s).
 Validate: contracts (target < 10% of the reconcile time) and GX business rules, same snapshot.
 Diff: one 1M-row, 40-column table pair vs a bare DuckDB hash compare and datacompy (polars).
 Figures in issue notes come from here, with the machine's size.
@@ -71,6 +72,9 @@ def main() -> int:
             from validate_bench import bench_validate
 
             results.append(bench_validate(Path(rec["snapshot"]), reconcile_s=rec["wall_s"]))
+            from repair_bench import bench_repair
+
+            results.append(bench_repair(root / "work", Path(rec["snapshot"]).name))
         if not args.skip_diff:
             from diff_bench import bench_diff
 
