@@ -75,6 +75,9 @@ class Settings:
     repair_max_plan_age_hours: float = 24.0  # apply refuses an older plan
     repair_batch_size: int = 1000  # operations per transaction
     repair_auto: bool = False  # the nightly job applies auto repairs when every guard passes
+    # Zuora ids in reports link through this template ({object}, {id}); "" = no links
+    report_zuora_url_template: str = "https://www.zuora.com/platform/{object}/{id}"
+    report_trend_runs: int = 14  # runs shown in report trends and sparklines
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (for ``recon config show`` and reports)."""
@@ -94,6 +97,8 @@ class Settings:
             "repair_max_plan_age_hours": str(self.repair_max_plan_age_hours),
             "repair_batch_size": str(self.repair_batch_size),
             "repair_auto": str(self.repair_auto).lower(),
+            "report_zuora_url_template": self.report_zuora_url_template,
+            "report_trend_runs": str(self.report_trend_runs),
         }
 
 
@@ -115,6 +120,8 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("repair", "max_plan_age_hours"): "repair_max_plan_age_hours",
     ("repair", "batch_size"): "repair_batch_size",
     ("repair", "auto"): "repair_auto",
+    ("report", "zuora_url_template"): "report_zuora_url_template",
+    ("report", "trend_runs"): "report_trend_runs",
 }
 ENV_VARS: dict[str, str] = {
     "RECON_ZUORA_BASE_URL": "zuora_base_url",
@@ -132,6 +139,8 @@ ENV_VARS: dict[str, str] = {
     "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "repair_max_plan_age_hours",
     "RECON_REPAIR_BATCH_SIZE": "repair_batch_size",
     "RECON_REPAIR_AUTO": "repair_auto",
+    "RECON_REPORT_ZUORA_URL_TEMPLATE": "report_zuora_url_template",
+    "RECON_REPORT_TREND_RUNS": "report_trend_runs",
 }
 
 
@@ -149,8 +158,9 @@ def _coerce(name: str, value: Any) -> Any:
         return text in ("true", "1", "yes")
     if name in ("extract_full_every_days", "extract_lag_hours", "reconcile_grace_hours",
                 "validate_max_volume_drop", "repair_max_change_fraction",
-                "repair_max_plan_age_hours", "repair_batch_size"):
-        kind = int if name in ("extract_full_every_days", "repair_batch_size") else float
+                "repair_max_plan_age_hours", "repair_batch_size", "report_trend_runs"):
+        kind = int if name in ("extract_full_every_days", "repair_batch_size",
+                               "report_trend_runs") else float
         try:
             return kind(value)
         except (TypeError, ValueError) as e:
@@ -236,6 +246,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError("repair.max_change_fraction must be a fraction in (0, 1]")
     if settings.repair_max_plan_age_hours <= 0 or settings.repair_batch_size < 1:
         raise ConfigError("repair.max_plan_age_hours must be > 0 and repair.batch_size >= 1")
+    if settings.report_trend_runs < 1:
+        raise ConfigError("report.trend_runs must be >= 1")
+    template = settings.report_zuora_url_template
+    if template and not template.startswith(("https://", "http://")):
+        raise ConfigError("report.zuora_url_template must be an http(s) URL with {object} and "
+                          "{id}, or empty for no links")
     scheme = urlsplit(settings.local_database_url).scheme
     if scheme not in ("duckdb", "postgresql", "postgres"):
         raise ConfigError(

@@ -80,6 +80,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "6",
         "RECON_REPAIR_BATCH_SIZE": "50",
         "RECON_REPAIR_AUTO": "true",
+        "RECON_REPORT_ZUORA_URL_TEMPLATE": "https://zuora.example.com/{object}/{id}",
+        "RECON_REPORT_TREND_RUNS": "7",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -93,6 +95,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert (s.reconcile_grace_hours, s.validate_max_volume_drop) == (6.0, 0.05)
     assert (s.repair_max_change_fraction, s.repair_max_plan_age_hours, s.repair_batch_size,
             s.repair_auto) == (0.1, 6.0, 50, True)
+    assert (s.report_zuora_url_template, s.report_trend_runs) == (
+        "https://zuora.example.com/{object}/{id}", 7)
 
 
 def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
