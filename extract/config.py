@@ -78,6 +78,16 @@ class Settings:
     # Zuora ids in reports link through this template ({object}, {id}); "" = no links
     report_zuora_url_template: str = "https://www.zuora.com/platform/{object}/{id}"
     report_trend_runs: int = 14  # runs shown in report trends and sparklines
+    # cron expressions (minute hour day month weekday) in schedule_timezone; "" disables a job
+    schedule_timezone: str = "UTC"
+    schedule_nightly: str = "30 2 * * *"
+    schedule_catalog: str = "0 6 * * *"
+    schedule_full: str = "0 4 * * 0"
+    jobs_retries: int = 2  # extra attempts after a transient failure
+    jobs_retry_delay_s: float = 30.0  # first backoff; doubles per attempt
+    jobs_misfire_grace_hours: float = 6.0  # a tick missed by less than this still runs (once)
+    alerts_webhook_url: Secret = field(default_factory=lambda: Secret(None))  # Slack-compatible
+    alerts_new_drift_threshold: int = 1  # alert when a run has at least this many new findings
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (for ``recon config show`` and reports)."""
@@ -99,6 +109,15 @@ class Settings:
             "repair_auto": str(self.repair_auto).lower(),
             "report_zuora_url_template": self.report_zuora_url_template,
             "report_trend_runs": str(self.report_trend_runs),
+            "schedule_timezone": self.schedule_timezone,
+            "schedule_nightly": self.schedule_nightly,
+            "schedule_catalog": self.schedule_catalog,
+            "schedule_full": self.schedule_full,
+            "jobs_retries": str(self.jobs_retries),
+            "jobs_retry_delay_s": str(self.jobs_retry_delay_s),
+            "jobs_misfire_grace_hours": str(self.jobs_misfire_grace_hours),
+            "alerts_webhook_url": "set" if self.alerts_webhook_url else "not set",
+            "alerts_new_drift_threshold": str(self.alerts_new_drift_threshold),
         }
 
 
@@ -122,6 +141,15 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("repair", "auto"): "repair_auto",
     ("report", "zuora_url_template"): "report_zuora_url_template",
     ("report", "trend_runs"): "report_trend_runs",
+    ("schedule", "timezone"): "schedule_timezone",
+    ("schedule", "nightly"): "schedule_nightly",
+    ("schedule", "catalog"): "schedule_catalog",
+    ("schedule", "full"): "schedule_full",
+    ("jobs", "retries"): "jobs_retries",
+    ("jobs", "retry_delay_s"): "jobs_retry_delay_s",
+    ("jobs", "misfire_grace_hours"): "jobs_misfire_grace_hours",
+    ("alerts", "webhook_url"): "alerts_webhook_url",
+    ("alerts", "new_drift_threshold"): "alerts_new_drift_threshold",
 }
 ENV_VARS: dict[str, str] = {
     "RECON_ZUORA_BASE_URL": "zuora_base_url",
@@ -141,11 +169,20 @@ ENV_VARS: dict[str, str] = {
     "RECON_REPAIR_AUTO": "repair_auto",
     "RECON_REPORT_ZUORA_URL_TEMPLATE": "report_zuora_url_template",
     "RECON_REPORT_TREND_RUNS": "report_trend_runs",
+    "RECON_SCHEDULE_TIMEZONE": "schedule_timezone",
+    "RECON_SCHEDULE_NIGHTLY": "schedule_nightly",
+    "RECON_SCHEDULE_CATALOG": "schedule_catalog",
+    "RECON_SCHEDULE_FULL": "schedule_full",
+    "RECON_JOBS_RETRIES": "jobs_retries",
+    "RECON_JOBS_RETRY_DELAY_S": "jobs_retry_delay_s",
+    "RECON_JOBS_MISFIRE_GRACE_HOURS": "jobs_misfire_grace_hours",
+    "RECON_ALERTS_WEBHOOK_URL": "alerts_webhook_url",
+    "RECON_ALERTS_NEW_DRIFT_THRESHOLD": "alerts_new_drift_threshold",
 }
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name == "zuora_client_secret":
+    if name in ("zuora_client_secret", "alerts_webhook_url"):
         return Secret(str(value) if value is not None else None)
     if name == "data_dir":
         return Path(str(value))
@@ -158,9 +195,12 @@ def _coerce(name: str, value: Any) -> Any:
         return text in ("true", "1", "yes")
     if name in ("extract_full_every_days", "extract_lag_hours", "reconcile_grace_hours",
                 "validate_max_volume_drop", "repair_max_change_fraction",
-                "repair_max_plan_age_hours", "repair_batch_size", "report_trend_runs"):
+                "repair_max_plan_age_hours", "repair_batch_size", "report_trend_runs",
+                "jobs_retries", "jobs_retry_delay_s", "jobs_misfire_grace_hours",
+                "alerts_new_drift_threshold"):
         kind = int if name in ("extract_full_every_days", "repair_batch_size",
-                               "report_trend_runs") else float
+                               "report_trend_runs", "jobs_retries",
+                               "alerts_new_drift_threshold") else float
         try:
             return kind(value)
         except (TypeError, ValueError) as e:
@@ -248,6 +288,24 @@ def validate(settings: Settings) -> None:
         raise ConfigError("repair.max_plan_age_hours must be > 0 and repair.batch_size >= 1")
     if settings.report_trend_runs < 1:
         raise ConfigError("report.trend_runs must be >= 1")
+    try:
+        ZoneInfo(settings.schedule_timezone)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError(f"schedule.timezone {settings.schedule_timezone!r} is not an IANA "
+                          "time zone (UTC is the safe choice: no DST double or skipped runs)"
+                          ) from e
+    for job in ("nightly", "catalog", "full"):
+        expr = getattr(settings, f"schedule_{job}")
+        if expr and len(expr.split()) != 5:
+            raise ConfigError(f"schedule.{job} {expr!r} must be a 5-field cron expression "
+                              "(minute hour day month weekday) or empty to disable the job")
+    if settings.jobs_retries < 0 or settings.jobs_retry_delay_s < 0 \
+            or settings.jobs_misfire_grace_hours <= 0:
+        raise ConfigError("jobs.retries and jobs.retry_delay_s must be >= 0 and "
+                          "jobs.misfire_grace_hours > 0")
+    hook = settings.alerts_webhook_url.get()
+    if hook and not hook.startswith(("https://", "http://")):
+        raise ConfigError("alerts.webhook_url must be an http(s) URL")
     template = settings.report_zuora_url_template
     if template and not template.startswith(("https://", "http://")):
         raise ConfigError("report.zuora_url_template must be an http(s) URL with {object} and "

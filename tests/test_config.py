@@ -6,6 +6,8 @@ environment nor a ``recon.toml`` lying in the working tree can change the outcom
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,15 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_REPAIR_AUTO": "true",
         "RECON_REPORT_ZUORA_URL_TEMPLATE": "https://zuora.example.com/{object}/{id}",
         "RECON_REPORT_TREND_RUNS": "7",
+        "RECON_SCHEDULE_TIMEZONE": "Europe/Berlin",
+        "RECON_SCHEDULE_NIGHTLY": "15 1 * * *",
+        "RECON_SCHEDULE_CATALOG": "",
+        "RECON_SCHEDULE_FULL": "0 5 * * 6",
+        "RECON_JOBS_RETRIES": "4",
+        "RECON_JOBS_RETRY_DELAY_S": "1.5",
+        "RECON_JOBS_MISFIRE_GRACE_HOURS": "2",
+        "RECON_ALERTS_WEBHOOK_URL": "https://hooks.example.com/T000/B000/XXXX",
+        "RECON_ALERTS_NEW_DRIFT_THRESHOLD": "10",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -97,6 +108,11 @@ def test_env_overrides_file(tmp_path: Path) -> None:
             s.repair_auto) == (0.1, 6.0, 50, True)
     assert (s.report_zuora_url_template, s.report_trend_runs) == (
         "https://zuora.example.com/{object}/{id}", 7)
+    assert (s.schedule_timezone, s.schedule_nightly, s.schedule_full, s.jobs_retries,
+            s.jobs_retry_delay_s, s.jobs_misfire_grace_hours, s.alerts_new_drift_threshold) == (
+        "Europe/Berlin", "15 1 * * *", "0 5 * * 6", 4, 1.5, 2.0, 10)
+    assert s.alerts_webhook_url.get() == "https://hooks.example.com/T000/B000/XXXX"
+    assert "XXXX" not in json.dumps(s.describe()), "a webhook URL is a secret"
 
 
 def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
@@ -106,6 +122,10 @@ def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
         load_settings(None, env={"RECON_EXTRACT_LAG_HOURS": "two"})
     with pytest.raises(ConfigError, match="grace_hours"):
         load_settings(None, env={"RECON_RECONCILE_GRACE_HOURS": "-1"})
+    with pytest.raises(ConfigError, match="5-field cron"):
+        load_settings(None, env={"RECON_SCHEDULE_NIGHTLY": "every night"})
+    with pytest.raises(ConfigError, match="schedule.timezone"):
+        load_settings(None, env={"RECON_SCHEDULE_TIMEZONE": "Mars/Olympus"})
     with pytest.raises(ConfigError, match="repair.auto"):
         load_settings(None, env={"RECON_REPAIR_AUTO": "sometimes"})
     with pytest.raises(ConfigError, match="max_volume_drop"):
