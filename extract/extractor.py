@@ -291,6 +291,16 @@ def run_extract(settings: Settings, mode: str = "full", *, progress: Progress | 
         return _Run(settings, mode, opt, say, data_dir, specs, allow, lag).run()
 
 
+def scope_of(opt: ExtractOptions) -> str:
+    """What a snapshot made with ``opt`` covers (see ``Manifest.scope``)."""
+    if opt.objects is None and opt.local_tables is None:
+        return "all"
+    catalog = {o.name for o in OBJECTS if o.group == "catalog"}
+    if opt.objects is not None and set(opt.objects) == catalog:
+        return "catalog"
+    return "partial"
+
+
 class _Run:
     def __init__(self, settings: Settings, mode: str, opt: ExtractOptions, say: Progress,
                  data_dir: Path, specs: list[ObjectSpec], allow: tuple[str, ...],
@@ -303,7 +313,7 @@ class _Run:
         self.writer = SnapshotWriter(data_dir, self.run_id)
         self.manifest = Manifest(
             run_id=self.run_id, mode=mode, requested_mode=mode, started_at=utc_iso(self.started),
-            tenant_tz=settings.tenant_tz, lag_s=lag.total_seconds())
+            tenant_tz=settings.tenant_tz, lag_s=lag.total_seconds(), scope=scope_of(opt))
         self.stage = "setup"
         self.client: ZuoraClient | None = None
         self.exporter: AquaExporter | None = None
@@ -327,7 +337,10 @@ class _Run:
     def _run(self) -> Manifest:
         m, opt = self.manifest, self.opt
         self.stage = "plan"
-        previous = latest_complete(self.data_dir)
+        previous = latest_complete(self.data_dir, m.scope)
+        if m.scope != "all" and m.mode != "full":
+            raise ExtractError(f"a {m.scope} extract is always full (incremental marks belong "
+                               "to the complete snapshots)")
         p = plan(m.mode, self.specs, self.data_dir, self.started, self.lag,
                  opt.deleted_retention)
         m.mode, m.note = p.mode, p.note
@@ -409,6 +422,8 @@ class _Run:
         path = self.writer.complete(m)
         self.say(f"snapshot complete: {path}")
         self.stage = "state"
+        if m.scope != "all":  # marks belong to complete snapshots only (incremental bases)
+            return m
         try:
             with StateDB(self.data_dir) as st:
                 st.set_hwms(self.run_id, m.mode, p.hwms)

@@ -104,6 +104,10 @@ class Manifest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # relpath -> bytes, sha256
     error: str | None = None
     error_type: str | None = None
+    # "all": every catalogue object and local table (nightly, full); "catalog": the product
+    # catalog only (the daily catalog job). Only "all" snapshots are bases for incremental
+    # extracts and the default for `recon reconcile`.
+    scope: str = "all"
 
     @property
     def complete(self) -> bool:
@@ -289,10 +293,10 @@ def list_snapshots(data_dir: Path | str) -> list[Snapshot]:
     return out
 
 
-def latest_complete(data_dir: Path | str) -> Snapshot | None:
-    """The newest complete snapshot, or None. Never a failed, partial or running one: the
-    directory name must be the bare run id *and* the manifest must say ``complete``."""
-    done = [s for s in list_snapshots(data_dir) if s.complete]
+def latest_complete(data_dir: Path | str, scope: str = "all") -> Snapshot | None:
+    """The newest complete snapshot of ``scope``, or None. Never a failed, partial or running
+    one: the directory name must be the bare run id *and* the manifest must say ``complete``."""
+    done = [s for s in list_snapshots(data_dir) if s.complete and s.manifest.scope == scope]
     return max(done, key=lambda s: s.run_id) if done else None
 
 

@@ -13,6 +13,7 @@ DuckDB allows one writing process per file; connections are short-lived (open, d
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ _TABLES: dict[str, str] = {}
 
 class StateError(ReconError):
     """recon's state file cannot be opened or written."""
+
+
+class StateLockTimeout(StateError):
+    """Another process kept the state file open for writing longer than we waited (DuckDB
+    allows one writing process per file). Transient: the nightly job retries it."""
 
 
 def register_table(name: str, ddl: str) -> None:
@@ -69,13 +75,26 @@ def _naive_utc(t: dt.datetime) -> dt.datetime:
 class StateDB:
     """Open with ``with StateDB(data_dir) as st: ...``."""
 
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, wait_s: float = 30.0) -> None:
         self.path = state_path(data_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path))
-        except duckdb.Error as e:
-            raise StateError(f"cannot open recon state {self.path}: {e}") from e
+        deadline = time.monotonic() + wait_s
+        delay = 0.05
+        while True:
+            try:
+                self.con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as e:  # another process holds the file's write lock
+                if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+                    if "lock" in str(e).lower():
+                        raise StateLockTimeout(
+                            f"recon state {self.path} stayed locked by another process for "
+                            f"{wait_s:.0f}s: {e}") from e
+                    raise StateError(f"cannot open recon state {self.path}: {e}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except duckdb.Error as e:
+                raise StateError(f"cannot open recon state {self.path}: {e}") from e
         for ddl in _TABLES.values():
             self.con.execute(ddl)
 

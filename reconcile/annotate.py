@@ -152,10 +152,10 @@ def _field_drift(spec: ObjectSpec, name: str, norm: Norm) -> str:
     return "D04"
 
 
-def annotate(con: duckdb.DuckDBPyConnection) -> None:
+def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = None) -> None:
     """Fill context, action, severity, drift id and explanation of the diff's findings."""
     z_names = "(SELECT name FROM z_names)"
-    for spec in OBJECTS:
+    for spec in objects if objects is not None else OBJECTS:
         obj = sql_text(spec.name)
         _set_context(con, spec)
         ref = _referenced_sql(spec)

@@ -25,8 +25,8 @@ from extract.state import StateDB
 from reconcile import annotate, history
 from reconcile.diff import diff_all
 from reconcile.findings import FINDINGS_DDL, insert
-from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db
-from reconcile.rules import PREPARE_SQL, RULES, prepare
+from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db, scope_objects
+from reconcile.rules import CATALOG_RULES, PREPARE_SQL, RULES, prepare
 
 RUNS = "runs"
 
@@ -54,8 +54,9 @@ class ReconcileResult:
 
 
 def resolve_snapshot(data_dir: Path | str, run_id: str | None) -> Snapshot:
-    """The snapshot to reconcile: ``run_id``'s, or the latest complete one. A failed or
-    partial snapshot is refused by name."""
+    """The snapshot to reconcile: ``run_id``'s, or the latest complete one (of every object;
+    catalog-only snapshots are named explicitly). A failed or partial snapshot is refused by
+    name."""
     if run_id is None:
         snap = latest_complete(data_dir)
         if snap is None:
@@ -107,19 +108,21 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         con.execute(FINDINGS_DDL)
         say("diff")
         t = time.perf_counter()
-        object_stats, field_stats = diff_all(con)
+        scope = snapshot.manifest.scope
+        objects = scope_objects(snapshot)
+        object_stats, field_stats = diff_all(con, objects)
         timings["diff"] = time.perf_counter() - t
         say("rules")
         t = time.perf_counter()
-        prepare(con, db.as_of.isoformat(sep=" "))
-        for sql in PREPARE_SQL:
+        prepare(con, db.as_of.isoformat(sep=" "), scope)
+        for sql in PREPARE_SQL if scope == "all" else ():
             con.execute(sql)
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
-        annotate.annotate(con)  # rules may narrow their work to annotated diff findings
+        annotate.annotate(con, objects)  # rules may narrow their work to annotated findings
         timings["annotate"] = time.perf_counter() - t
         t = time.perf_counter()
-        for rule in RULES:
+        for rule in RULES if scope == "all" else CATALOG_RULES:
             try:
                 con.execute(insert(rule.sql()))
             except Exception as e:  # a broken rule must name itself, not fail anonymously
@@ -129,7 +132,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         annotate.add_quarantined(con)
         grace_start = (db.as_of - dt.timedelta(hours=grace_hours)).isoformat(sep=" ")
         with StateDB(data_dir) as state:
-            drift, prev = history.with_history(con, state, snapshot.run_id, grace_start)
+            drift, prev = history.with_history(con, state, snapshot.run_id, grace_start, scope)
             drift = drift.sort("object", "kind", "key", "field", nulls_last=True)
             summary = _summary(drift)
             seconds = round(time.perf_counter() - t0, 3)
@@ -139,6 +142,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                 "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 "duration_s": seconds, "grace_hours": float(grace_hours),
                 "previous_run": prev, "findings": summary["findings"], "summary": summary,
+                "scope": scope,
             }
             out = run_dir(data_dir, snapshot.run_id)
             out.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,12 @@ CREATE TABLE IF NOT EXISTS reconcile_runs (
   grace_hours   DOUBLE NOT NULL,
   previous_run  VARCHAR,              -- the reconciled run statuses were computed against
   findings      BIGINT NOT NULL,      -- open findings (new + persisting + pending)
-  summary       VARCHAR NOT NULL      -- JSON counts (kind, action, status, severity, object)
+  summary       VARCHAR NOT NULL,     -- JSON counts (kind, action, status, severity, object)
+  scope         VARCHAR DEFAULT 'all' -- all | catalog: history compares runs of one scope
 )""")
+# state files made before the scope column existed
+register_table("reconcile_runs_scope", "ALTER TABLE reconcile_runs ADD COLUMN IF NOT EXISTS "
+               "scope VARCHAR DEFAULT 'all'")
 register_table("reconcile_object_stats", """
 CREATE TABLE IF NOT EXISTS reconcile_object_stats (
   run_id VARCHAR, object VARCHAR, "table" VARCHAR, zuora_rows BIGINT, local_rows BIGINT,
@@ -51,17 +55,20 @@ FINGERPRINT = ("md5(concat_ws('|', object, key, kind, coalesce(rule, ''), "
                "coalesce(field, '')))")
 
 
-def previous_run(state: StateDB, run_id: str) -> str | None:
-    row = state.con.execute(
-        "SELECT max(run_id) FROM reconcile_runs WHERE run_id < ?", [run_id]).fetchall()[0]
-    return row[0] if row else None
+def previous_run(state: StateDB, run_id: str, scope: str = "all") -> str | None:
+    """The reconciled run this one's statuses are computed against: the latest earlier run
+    of the same scope (a catalog-only run never resolves a nightly run's findings)."""
+    rows = state.con.execute(
+        "SELECT max(run_id) FROM reconcile_runs WHERE run_id < ? AND coalesce(scope, 'all') = ?",
+        [run_id, scope]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def with_history(con: duckdb.DuckDBPyConnection, state: StateDB, run_id: str,
-                 grace_start: str) -> tuple[pl.DataFrame, str | None]:
+                 grace_start: str, scope: str = "all") -> tuple[pl.DataFrame, str | None]:
     """This run's drift rows (statuses and first-seen filled, resolved rows added) from the
     temporary ``findings`` table of ``con`` and the previous run stored in ``state``."""
-    prev = previous_run(state, run_id)
+    prev = previous_run(state, run_id, scope)
     before = (state.con.sql(
         "SELECT fingerprint, first_seen_run, object, key, kind, rule, field, zuora_value, "
         "local_value, severity, action, explanation, drift_id, subscription_name, account_id, "

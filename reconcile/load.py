@@ -54,6 +54,19 @@ def _lit(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def scope_objects(snapshot: Snapshot) -> list:
+    """The catalogue objects a snapshot covers (``Manifest.scope``)."""
+    if snapshot.manifest.scope == "catalog":
+        return [o for o in OBJECTS if o.group == "catalog"]
+    return list(OBJECTS)
+
+
+def scope_tables(snapshot: Snapshot) -> list[str]:
+    if snapshot.manifest.scope == "catalog":
+        return [o.table for o in scope_objects(snapshot)] + ["zuora_local_rate_plans"]
+    return all_tables()
+
+
 def check_reconcilable(snapshot: Snapshot) -> None:
     """Refuse anything but a complete snapshot whose files are all present: an empty or partial
     export must never look like "everything was deleted"."""
@@ -63,9 +76,12 @@ def check_reconcilable(snapshot: Snapshot) -> None:
         raise ReconcileError(
             f"snapshot {snapshot.path.name} is {m.status or 'incomplete'}{why}; only complete "
             "snapshots are reconciled — run `recon extract` again")
+    if m.scope not in ("all", "catalog"):
+        raise ReconcileError(f"snapshot {snapshot.run_id} covers only part of the catalogue "
+                             f"(scope {m.scope!r}); it cannot be reconciled")
     missing = [str(p) for p in
-               [snapshot.zuora_path(o.name) for o in OBJECTS]
-               + [snapshot.local_path(t) for t in all_tables()] if not p.is_file()]
+               [snapshot.zuora_path(o.name) for o in scope_objects(snapshot)]
+               + [snapshot.local_path(t) for t in scope_tables(snapshot)] if not p.is_file()]
     if missing:
         raise ReconcileError(
             f"snapshot {snapshot.run_id} is partial: {len(missing)} file(s) missing, e.g. "
@@ -104,13 +120,13 @@ def open_snapshot_db(snapshot: Snapshot, quarantine: pl.DataFrame | None = None,
     hidden = {r[0] for r in con.execute("SELECT DISTINCT object FROM quarantine").fetchall()}
     for schema in ("zuora", "local", "derive"):
         con.execute(f"CREATE SCHEMA {schema}")
-    for spec in OBJECTS:
+    for spec in scope_objects(snapshot):
         src = f"read_parquet({_lit(snapshot.zuora_path(spec.name))})"
         where = (f' WHERE "Id" NOT IN (SELECT key FROM main.quarantine WHERE object = '
                  f"'{spec.name}')" if spec.name in hidden else "")
         con.execute(f'CREATE VIEW zuora."{spec.name}" AS SELECT * FROM {src}{where}')
     local_only = {t.name: t for t in LOCAL_TABLES}
-    for table in all_tables():
+    for table in scope_tables(snapshot):
         src = f"read_parquet({_lit(snapshot.local_path(table))})"
         where = ""
         spec = next((o for o in OBJECTS if o.table == table), None)

@@ -82,10 +82,11 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
         con.register("_drift", drift.to_arrow())
         con.execute("CREATE TEMP TABLE findings AS SELECT * FROM _drift")
         con.execute("CREATE TEMP TABLE auto AS SELECT * FROM findings WHERE action = 'auto'")
-        prepare(con, db.as_of.isoformat(sep=" "))
-        for sql in PREPARE_SQL:
+        scope = snap.manifest.scope
+        prepare(con, db.as_of.isoformat(sep=" "), scope)
+        for sql in PREPARE_SQL if scope == "all" else ():
             con.execute(sql)
-        parts = [f"SELECT {OP_COLUMNS} FROM ({q})" for q in all_steps_sql(stamp)]
+        parts = [f"SELECT {OP_COLUMNS} FROM ({q})" for q in all_steps_sql(stamp, scope)]
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
         ops = con.sql(
             f"SELECT row_number() OVER (ORDER BY CASE step {order} END, grp, ord, tbl, "

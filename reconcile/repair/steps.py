@@ -295,15 +295,18 @@ def people_sql(now: str) -> str:
                       WHERE m.customer_id = c.id AND m.billing_account_id = ba.id)"""
 
 
-def all_steps_sql(now: str) -> list[str]:
-    """Every operation query, in step order."""
+def all_steps_sql(now: str, scope: str = "all") -> list[str]:
+    """Every operation query, in step order (a catalog-only snapshot: the catalog step)."""
     out: list[str] = []
-    for group in ("catalog", "accounts", "subscriptions"):
+    for group in ("catalog",) if scope == "catalog" else ("catalog", "accounts",
+                                                           "subscriptions"):
         for spec in (o for o in OBJECTS if o.group == group):
             out.append(inserts_sql(spec, now))
             if (u := updates_sql(spec)) is not None:
                 out.append(u)
             out.append(deletes_sql(spec))
+    if scope == "catalog":
+        return out
     out.append(account_refs_sql())
     out.append(order_columns_sql("references", ("subscription_id", "zuora_account_id",
                                                 "billing_account_id")))

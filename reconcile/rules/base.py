@@ -60,13 +60,18 @@ def ns(expr: str) -> str:
     return f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
 
 
-def prepare(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
+def prepare(con: duckdb.DuckDBPyConnection, as_of: str, scope: str = "all") -> None:
     """Build the helper relations the rules share (see module doc). ``as_of`` is an ISO UTC
-    timestamp literal."""
+    timestamp literal. A catalog-only snapshot gets only what catalog rules read."""
     s = "zuora_local_subscriptions"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE run_ctx AS
                     SELECT TIMESTAMP '{as_of}' AS as_of, CAST(TIMESTAMP '{as_of}' AS DATE)
                     AS as_of_date""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE referenced_plans AS
+                    SELECT DISTINCT {col('RatePlan', 'ProductRatePlanId')} AS id
+                    FROM local.zuora_local_rate_plans""")
+    if scope == "catalog":
+        return
     con.execute(f"CREATE OR REPLACE TEMP TABLE z_latest AS {LATEST_SQL}")
     con.execute("""CREATE OR REPLACE TEMP TABLE z_versions AS
                    SELECT Name AS name, Id AS id, Version AS version, AccountId AS account_id
@@ -85,9 +90,6 @@ def prepare(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
         con.execute("SET search_path = 'zuora,local'")
     con.execute("""CREATE OR REPLACE TEMP TABLE z_names AS
                    SELECT DISTINCT name FROM z_versions""")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE referenced_plans AS
-                    SELECT DISTINCT {col('RatePlan', 'ProductRatePlanId')} AS id
-                    FROM local.zuora_local_rate_plans""")
     con.execute("""CREATE OR REPLACE TEMP TABLE nt_orders AS
                    SELECT * FROM local.orders WHERE NOT coalesce(trial, false)""")
     con.execute("""CREATE OR REPLACE TEMP TABLE order_names AS
