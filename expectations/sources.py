@@ -61,8 +61,13 @@ class Source(Protocol):
     def register(self, con: duckdb.DuckDBPyConnection) -> None: ...
 
 
-def names() -> list[tuple[str, str]]:
-    """Every (side, name) a source holds: Zuora objects, then local tables."""
+def names(scope: str = "all") -> list[tuple[str, str]]:
+    """Every (side, name) a source holds: Zuora objects, then local tables. A catalog-only
+    snapshot (``Manifest.scope``) holds the catalog and the local rate plans referencing it."""
+    if scope == "catalog":
+        specs = [s for s in OBJECTS if s.group == "catalog"]
+        return ([(ZUORA, s.name) for s in specs] + [(LOCAL, s.table) for s in specs]
+                + [(LOCAL, "zuora_local_rate_plans")])
     return [(ZUORA, s.name) for s in OBJECTS] + [(LOCAL, t) for t in local_schema.all_tables()]
 
 
@@ -74,6 +79,7 @@ class SnapshotSource:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.path = snapshot.path
+        self.scope = snapshot.manifest.scope
 
     def _file(self, side: str, name: str) -> Path:
         p = self.snapshot.zuora_path(name) if side == ZUORA else self.snapshot.local_path(name)
@@ -116,7 +122,7 @@ class SnapshotSource:
         return snapshot_row_counts(self.snapshot)
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
-        for side, name in names():
+        for side, name in names(self.scope):
             con.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS "
                         f"SELECT * FROM read_parquet({_literal(str(self._file(side, name)))})")
 
@@ -124,7 +130,7 @@ class SnapshotSource:
 def snapshot_row_counts(snapshot: Snapshot) -> dict[tuple[str, str], int]:
     """Rows per object from the Parquet footers (no data read); missing files are left out."""
     out = {}
-    for side, name in names():
+    for side, name in names(snapshot.manifest.scope):
         p = snapshot.zuora_path(name) if side == ZUORA else snapshot.local_path(name)
         if p.is_file():
             out[(side, name)] = pq.read_metadata(p).num_rows

@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_reconcile)
 
     from jobs.repair.cli import add_parser as add_repair_parser
+    from jobs.run_cmd import add_parsers as add_job_parsers
+
+    add_job_parsers(sub)
 
     repair_sub = add_repair_parser(sub)
     rplan = repair_sub.add_parser("plan", help="plan repairs of a reconciled run (writes only "

@@ -138,9 +138,10 @@ def _check(stop: threading.Event, step: str) -> None:
                          "written so far are consistent")
 
 
-def run_steps(job: str, settings: Settings, *, stop: threading.Event,
-              progress: Progress) -> dict[str, Any]:
-    """The steps of one attempt. Returns status, counts, report path, snapshot run."""
+def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: Progress,
+              extract_options: Any = None) -> dict[str, Any]:
+    """The steps of one attempt. Returns status, counts, report path, snapshot run.
+    ``extract_options`` (``ExtractOptions``) tunes the extractor (tests shrink its retries)."""
     import polars as pl
 
     from expectations.validate import validate_snapshot
@@ -150,7 +151,10 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event,
 
     data = Path(settings.data_dir)
     scope = "catalog" if job == "catalog" else "all"
-    options = catalog_extract_options() if scope == "catalog" else ExtractOptions()
+    options = extract_options or ExtractOptions()
+    if scope == "catalog":
+        cat = catalog_extract_options()
+        options = replace(options, objects=cat.objects, local_tables=cat.local_tables)
     mode = {"full": "full", "catalog": "full"}.get(job) or choose_mode(settings, None)
     progress(f"extract ({mode}{', catalog only' if scope == 'catalog' else ''})")
     manifest = run_extract(settings, mode, progress=progress, options=options)

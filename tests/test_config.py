@@ -7,7 +7,6 @@ environment nor a ``recon.toml`` lying in the working tree can change the outcom
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
