@@ -20,7 +20,8 @@ import polars as pl
 from extract.catalog.model import Field, ObjectSpec, ZType
 
 
-def _value_sql(f: Field, src: str) -> str:
+def value_sql(f: Field, src: str) -> str:
+    """SQL: the local value a correct sync writes for Zuora field ``f`` of row ``src``."""
     col = f'{src}."{f.name}"'
     if f.ztype is ZType.DECIMAL and f.scale is not None:
         return f"CAST(ROUND({col}, {f.scale}) AS {f.local_type})"
@@ -47,7 +48,7 @@ def local_select_sql(spec: ObjectSpec, src: str = "z",
             cols.append(f"{alias}.{f.ref.column} AS {f.column}")
             refs.append(f.ref.table)
         else:
-            cols.append(f"{_value_sql(f, src)} AS {f.column}")
+            cols.append(f"{value_sql(f, src)} AS {f.column}")
     sql = f"SELECT {', '.join(cols)} FROM {spec.name} {src} " + " ".join(joins)
     return sql, refs
 

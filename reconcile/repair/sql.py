@@ -8,7 +8,8 @@ planner cannot know (the local surrogate id of a row an earlier step inserts) is
 
 from __future__ import annotations
 
-from extract.catalog import Field, ObjectSpec, ZType
+from extract.catalog import Field, ObjectSpec
+from extract.catalog.project import value_sql
 from extract.localdb.schema import table_columns
 
 
@@ -39,14 +40,9 @@ def local_row_json(table: str, alias: str, columns: list[str] | None = None) -> 
 
 
 def projected(f: Field, src: str = "z") -> str:
-    """SQL: the local value a correct sync writes for Zuora field ``f`` of row ``src``
-    (same rules as ``extract.catalog.project``: half-up to the local scale, truncation)."""
-    col = f'{src}."{f.name}"'
-    if f.ztype is ZType.DECIMAL and f.scale is not None:
-        return f"CAST(ROUND({col}, {f.scale}) AS {f.local_type})"
-    if f.truncate:
-        return f"left({col}, {f.truncate})"
-    return f"CAST({col} AS {f.local_type})" if f.local_type else col
+    """SQL: the local value a correct sync writes (``extract.catalog.project``'s rules: the
+    generator and the repair agree by construction)."""
+    return value_sql(f, src)
 
 
 def projected_json(f: Field, src: str = "z") -> str:
