@@ -334,6 +334,11 @@ def mark_interrupted(data_dir: Path | str) -> list[Path]:
     return out
 
 
+class ExtractBusy(SnapshotError):
+    """Another extract holds the data directory's lock (e.g. the catalog job while the nightly
+    runs). Transient: the job retries it after a backoff."""
+
+
 @contextlib.contextmanager
 def run_lock(data_dir: Path | str) -> Iterator[None]:
     """Exclusive per data directory: a second extract fails fast instead of interleaving."""
@@ -344,7 +349,7 @@ def run_lock(data_dir: Path | str) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SnapshotError(
+            raise ExtractBusy(
                 f"another extract is running on {root} (lock {root / '.lock'} is held)"
             ) from None
         yield

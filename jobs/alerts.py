@@ -20,7 +20,8 @@ log = logging.getLogger("recon.alerts")
 
 def payload(kind: str, job: str, run_id: str | None, status: str, counts: dict[str, Any],
             report_path: str | None, detail: str = "") -> dict[str, Any]:
-    icon = {"failed": ":rotating_light:", "drift": ":warning:", "overdue": ":hourglass:"}.get(
+    icon = {"failed": ":rotating_light:", "drift": ":warning:", "overdue": ":hourglass:",
+            "missed": ":hourglass:"}.get(
         kind, ":information_source:")
     text = f"{icon} recon {job}: {kind}" + (f" — run {run_id}" if run_id else "") + (
         f" ({detail})" if detail else "")

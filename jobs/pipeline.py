@@ -28,6 +28,7 @@ import requests
 from extract.client import ZuoraRateLimitError, ZuoraServerError
 from extract.config import Settings
 from extract.errors import ReconError
+from extract.snapshot import ExtractBusy
 from extract.state import StateDB, StateLockTimeout
 from jobs import alerts, runs
 from jobs.locks import job_lock
@@ -35,7 +36,7 @@ from jobs.locks import job_lock
 log = logging.getLogger("recon.jobs")
 Progress = Callable[[str], None]
 TRANSIENT = (ZuoraRateLimitError, ZuoraServerError, requests.ConnectionError,
-             requests.Timeout, StateLockTimeout, ConnectionError, TimeoutError)
+             requests.Timeout, StateLockTimeout, ExtractBusy, ConnectionError, TimeoutError)
 
 
 class JobAborted(ReconError):
@@ -113,9 +114,10 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                     sleep(delay)
                     attempt, trig, run_id = attempt + 1, "retry", runs.new_run_id(job)
                     continue
-                alerts.send(settings, alerts.payload("failed", job, run_id, "failed",
-                                                     {"attempt": attempt}, None,
-                                                     f"{type(e).__name__}: {e}"[:300]))
+                if not isinstance(e, JobAborted):  # a deploy's SIGTERM pages nobody
+                    alerts.send(settings, alerts.payload("failed", job, run_id, "failed",
+                                                         {"attempt": attempt}, None,
+                                                         f"{type(e).__name__}: {e}"[:300]))
                 return JobResult(run_id, job, "failed", attempt, error=e)
             status = out["status"]
             with StateDB(settings.data_dir) as st:
@@ -149,6 +151,7 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
     from reconcile.repair.plan import build_plan, write_plan
 
+    _check(stop, "extract")
     data = Path(settings.data_dir)
     scope = "catalog" if job == "catalog" else "all"
     options = extract_options or ExtractOptions()

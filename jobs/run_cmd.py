@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from extract.config import Settings, load_settings
 from extract.state import StateDB
@@ -65,7 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     progress = (lambda m: print(f"  {m}", file=sys.stderr, flush=True)) if (
         args.progress or (sys.stderr.isatty() and not args.quiet)) else None
-    result = run_job(args.job, settings, trigger="manual", day=args.date, progress=progress)
+    trigger = "schedule" if args.scheduled else "manual"
+    result = run_job(args.job, settings, trigger=trigger, day=args.date, progress=progress)
     if not args.quiet or result.status == "failed":
         c = result.counts
         line = (f"{args.job} run {result.run_id}: {result.status}"
@@ -115,50 +115,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def overdue(settings: Settings, state: StateDB, now: dt.datetime | None = None
-            ) -> list[dict[str, Any]]:
-    """Per scheduled job: its last success, its most recent tick, and whether it is overdue
-    (no success since a tick older than the misfire grace)."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    now = now or dt.datetime.now(dt.UTC)
-    tz = ZoneInfo(settings.schedule_timezone)
-    grace = dt.timedelta(hours=settings.jobs_misfire_grace_hours)
-    out = []
-    for job in runs.JOBS:
-        expr = getattr(settings, f"schedule_{job}")
-        last = runs.last_success(state, job)
-        tick = None
-        if expr:
-            trig = CronTrigger.from_crontab(expr, timezone=tz)
-            # the latest fire time before now: walk forward from a week back
-            t = trig.get_next_fire_time(None, now - dt.timedelta(days=8))
-            while t is not None and t <= now:
-                tick, t = t, trig.get_next_fire_time(t, t + dt.timedelta(seconds=1))
-        done = last["finished_at"].replace(tzinfo=dt.UTC) if last else None
-        is_overdue = bool(tick and now - tick > grace and (done is None or done < tick))
-        out.append({"job": job, "schedule": expr or "(disabled)", "last_tick": tick,
-                    "last_success": done, "last_run": last["run_id"] if last else None,
-                    "overdue": is_overdue})
-    return out
-
-
 def cmd_status(args: argparse.Namespace) -> int:
+    """The same schedule arithmetic as the scheduler (``jobs.scheduler.describe_schedule``), so
+    `recon status` and the scheduler's overdue alerts always agree."""
     from jobs import alerts
+    from jobs.scheduler import describe_schedule
 
     settings = _settings(args)
-    with StateDB(settings.data_dir) as st:
-        rows = overdue(settings, st)
-    print(f"{'JOB':<8} {'SCHEDULE':<14} {'LAST SUCCESS (UTC)':<20} {'LAST RUN':<40} STATE")
+    rows = describe_schedule(settings)
+    print(f"{'JOB':<8} {'SCHEDULE':<14} {'PREVIOUS TICK (UTC)':<20} {'LAST SUCCESS (UTC)':<20} "
+          f"{'LAST RUN':<40} STATE")
     for r in rows:
-        last = r["last_success"].strftime("%Y-%m-%d %H:%M") if r["last_success"] else "never"
+        last = r["last_success"]
+        done = last["finished_at"].strftime("%Y-%m-%d %H:%M") if last else "never"
+        tick = r["previous_tick_utc"].strftime("%Y-%m-%d %H:%M") if r["previous_tick_utc"] \
+            else "-"
         state = "OVERDUE" if r["overdue"] else "ok"
-        print(f"{r['job']:<8} {r['schedule']:<14} {last:<20} {r['last_run'] or '-':<40} "
-              f"{state}")
+        print(f"{r['job']:<8} {r['cron']:<14} {tick:<20} {done:<20} "
+              f"{(last['run_id'] if last else '-'):<40} {state}")
         if r["overdue"] and args.alert:
             alerts.send(settings, alerts.payload(
-                "overdue", r["job"], r["last_run"], "overdue", {}, None,
-                f"no success since the tick of {r['last_tick']:%Y-%m-%d %H:%M %Z}"))
+                "overdue", r["job"], last["run_id"] if last else None, "overdue", {}, None,
+                f"no success since the tick of {tick} UTC"))
     return 1 if any(r["overdue"] for r in rows) else 0
 
 
@@ -176,6 +154,9 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--date", type=_date,
                      help="the date this run is for (idempotency key; default: today, UTC)")
     run.add_argument("--fail-on-drift", action="store_true", help="exit 1 when drift was found")
+    run.add_argument("--scheduled", action="store_true",
+                     help="this is a scheduled tick (cron, CronJob): a second run for the same "
+                     "job and date is a recorded no-op")
     run.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")
     run.set_defaults(func=cmd_run)
 
