@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup chromium test lint demo bench clean
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -16,7 +16,19 @@ setup: $(VENV)/.installed
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup
+# Headless Chromium for the report tests (Debian's package): installed only when it is
+# missing and this machine can (root with apt-get); otherwise the tests say why they skip
+# (under CI=true they fail instead).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium for the report tests (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	    || echo "could not install chromium; the report's browser tests will say so"; \
+	fi
+
+test: setup chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

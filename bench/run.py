@@ -6,6 +6,7 @@ time, records/s, API calls, peak RSS; incremental after 0.1% changes; local expo
 Reconcile: every object and rule on the full snapshot (target < 30 s, < 4 GB on 2 cores).
 Repair: plan and apply of the 1% drift's auto findings on PostgreSQL (ops/s).
 Validate: contracts (target < 10% of the reconcile time) and GX business rules, same snapshot.
+Report: size and generation time for 100,000 findings, first render in headless Chromium.
 Diff: one 1M-row, 40-column table pair vs a bare DuckDB hash compare and datacompy (polars).
 Figures in issue notes come from here, with the machine's size.
 """
@@ -75,6 +76,9 @@ def main() -> int:
             from repair_bench import bench_repair
 
             results.append(bench_repair(root / "work", Path(rec["snapshot"]).name))
+        from report_bench import bench_report
+
+        results.append(bench_report())
         if not args.skip_diff:
             from diff_bench import bench_diff
 

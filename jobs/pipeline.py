@@ -34,6 +34,8 @@ from jobs import alerts, runs
 from jobs.locks import job_lock
 
 log = logging.getLogger("recon.jobs")
+# The attempt being run in this thread, for steps that record it (the report's header).
+_attempt = threading.local()
 Progress = Callable[[str], None]
 TRANSIENT = (ZuoraRateLimitError, ZuoraServerError, requests.ConnectionError,
              requests.Timeout, StateLockTimeout, ExtractBusy, ConnectionError, TimeoutError)
@@ -102,6 +104,7 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
             with StateDB(settings.data_dir) as st:
                 runs.start(st, run_id, job, key, trig, when, attempt)
             try:
+                _attempt.run_id = run_id
                 out = do_steps(job, settings, stop=stop, progress=say)
             except Exception as e:  # recorded, alerted, maybe retried — never lost
                 with StateDB(settings.data_dir) as st:
@@ -197,7 +200,8 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
 def _report(settings: Settings, run_id: str) -> str | None:
     from reports import build_report
 
-    paths = build_report(settings.data_dir, run_id, settings=settings)
+    paths = build_report(settings.data_dir, run_id, settings=settings,
+                         job_run_id=getattr(_attempt, "run_id", None))
     return str(paths.html)
 
 

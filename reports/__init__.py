@@ -1,1 +1,14 @@
-"""HTML and JSON drift reports."""
+"""Drift reports: one self-contained HTML page per run and its JSON twin.
+
+``build_report(data_dir, run_id=None, *, settings)`` is the API (``recon report`` and the
+nightly pipeline call it); see ``reports.build``. Modules: ``collect`` gathers a run's files and
+state, ``model`` turns them into the report's data, ``json_out`` writes ``report.json`` and the
+page's data island, ``html`` renders the page (``assets/`` holds its CSS and JS), ``svg`` draws
+the charts, ``chromium`` drives headless Chromium for tests and benchmarks.
+"""
+
+from reports.build import ReportPaths, build_report
+from reports.errors import ReportError, RunNotFound
+from reports.model import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "ReportError", "ReportPaths", "RunNotFound", "build_report"]

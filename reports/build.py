@@ -1,0 +1,90 @@
+"""``build_report``: collect → model → ``report.json`` + ``report.html``, for one run.
+
+Called by ``recon report`` and by the nightly pipeline as a plain function: quiet (prints
+nothing), read-only on everything but its two output files, and it raises only typed
+:class:`reports.errors.ReportError` (or another :class:`ReconError`) on bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from extract.config import Settings
+from reports import html, json_out
+from reports.collect import collect, run_dir
+from reports.errors import ReportError
+from reports.model import build_model
+
+HTML_FILE = "report.html"
+JSON_FILE = "report.json"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where a report was written, and what it says."""
+
+    run_id: str
+    html: Path
+    json: Path
+    banner: str  # CLEAN | DRIFT | ERROR | PARTIAL
+    label: str  # "DRIFT (12)", "PARTIAL — NOT RECONCILED", …
+    exit_code: int  # 0 CLEAN, 1 DRIFT, 2 ERROR or PARTIAL (what --fail-on-drift returns)
+    findings: int  # rows of drift.parquet (resolved included)
+    open_findings: int  # new + persisting
+    html_bytes: int
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)  # the tiles' numbers (report.json)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: Settings,
+                 out_dir: Path | str | None = None, mask_pii: bool = False,
+                 build_plan: bool = True, read_applies: bool = False,
+                 job_run_id: str | None = None, now: dt.datetime | None = None) -> ReportPaths:
+    """Write ``report.html`` and ``report.json`` for ``run_id`` (default: the newest run,
+    failed extracts included) into ``out_dir`` (default ``DATA/runs/<run_id>/``).
+
+    ``build_plan``: when the run has no saved ``repair-plan.json``, build one in memory
+    (read-only) to show what a repair would do. ``read_applies``: also read this run's repair
+    applies from the local database's audit (off by default: the report then needs nothing
+    but recon's own files). ``mask_pii``: mask e-mail addresses (reports that leave the team).
+    ``job_run_id``: the ``job_runs`` attempt this report belongs to (the nightly pipeline
+    passes its own, so the header shows its trigger while the attempt is still running).
+    """
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    data_dir = Path(data_dir)
+    collected = collect(data_dir, run_id, settings=settings, build_plan=build_plan,
+                        read_applies=read_applies, job_run_id=job_run_id)
+    timings["collect"] = time.perf_counter() - t0
+    out = Path(out_dir) if out_dir is not None else run_dir(data_dir, collected.run_id)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"cannot create report directory {out}: {e.strerror}") from e
+    t = time.perf_counter()
+    model, findings = build_model(collected, settings, out_dir=out, mask_pii=mask_pii,
+                                  generated_at=now)
+    timings["model"] = time.perf_counter() - t
+    t = time.perf_counter()
+    json_path = json_out.write_report_json(model, findings, out / JSON_FILE)
+    timings["json"] = time.perf_counter() - t
+    t = time.perf_counter()
+    page = html.render(model, findings, json_out.island(model, findings))
+    html_path = out / HTML_FILE
+    tmp = out / f".{HTML_FILE}.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, html_path)
+    timings["html"] = time.perf_counter() - t
+    st = model["status"]
+    return ReportPaths(
+        run_id=collected.run_id, html=html_path, json=json_path, banner=st["banner"],
+        label=st["label"], exit_code=st["exit_code"], findings=findings.height,
+        open_findings=model["summary"]["drift"] or 0, html_bytes=html_path.stat().st_size,
+        summary=model["summary"],
+        seconds=round(time.perf_counter() - t0, 3), timings=timings)

@@ -1,0 +1,314 @@
+"""Gather everything one run's report shows, read-only, from the files and state recon wrote.
+
+Sources (README "Drift output", "Validation", "Repair plans"): the run directory
+(``drift.parquet``, ``object_stats.parquet``, ``field_stats.parquet``, ``summary.json``,
+``quarantine/``, ``repair-plan.json``), the snapshot's manifest (complete or ``.failed``) and
+recon's state (``reconcile_runs``, ``check_results``, and the jobs layer's ``job_runs`` when it
+exists). Nothing here writes: a report must be safe to build at any time, even while another
+run is going, and on a run that never got as far as reconciling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from expectations.quarantine import QUARANTINE_SCHEMA, read_quarantine
+from expectations.results import RESULT_SCHEMA
+from extract.config import Settings
+from extract.snapshot import FAILED_SUFFIX, Snapshot, list_snapshots, open_snapshot, snapshots_dir
+from extract.state import state_path
+from reconcile.findings import DRIFT_SCHEMA
+from reports.errors import ReportError, RunNotFound
+
+RUNS = "runs"
+PLAN_FILE = "repair-plan.json"
+
+
+@dataclass
+class Collected:
+    """The raw inputs of one report (frames and dicts as the writers left them)."""
+
+    data_dir: Path
+    run_id: str
+    snapshot: Snapshot | None  # complete or failed; None when it was deleted or never written
+    reconciled: bool  # drift.parquet and summary.json exist for this run
+    drift: pl.DataFrame
+    object_stats: pl.DataFrame
+    field_stats: pl.DataFrame
+    summary: dict[str, Any]  # summary.json ({} when not reconciled)
+    checks: pl.DataFrame  # check_results of this run (RESULT_SCHEMA)
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA
+    recon_runs: list[dict[str, Any]]  # reconcile_runs rows up to this run, newest last
+    last_clean_run: str | None
+    snapshots: list[Snapshot]  # every finished snapshot up to this run, oldest first
+    job: dict[str, Any] | None  # this run's job_runs row (latest attempt), if the table exists
+    jobs: dict[str, dict[str, Any]]  # run_id -> latest job_runs row, for trends
+    plan: dict[str, Any] | None
+    plan_source: str  # "file" | "memory" | ""
+    plan_error: str | None
+    applies: pl.DataFrame | None  # repair applies of this run (local database), when read
+    applies_error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what could not be read, and why
+
+
+def run_dir(data_dir: Path, run_id: str) -> Path:
+    return data_dir / RUNS / run_id
+
+
+def known_runs(data_dir: Path) -> list[str]:
+    """Run ids with a trace on disk (snapshots, complete or failed, and run directories)."""
+    ids: set[str] = set()
+    root = snapshots_dir(data_dir)
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file():
+                ids.add(p.name.removesuffix(FAILED_SUFFIX))
+    runs = data_dir / RUNS
+    if runs.is_dir():
+        ids.update(p.name for p in runs.iterdir()
+                   if p.is_dir() and not p.name.startswith(".")
+                   and ((p / "summary.json").is_file() or (p / "drift.parquet").is_file()))
+    return sorted(ids)
+
+
+def resolve_run(data_dir: Path, run_id: str | None) -> str:
+    """``run_id`` if anything of it exists, else the newest run (failed extracts included: the
+    morning report of a night whose extract failed must say so, not show the night before)."""
+    runs = known_runs(data_dir)
+    if run_id is None:
+        if not runs:
+            raise RunNotFound(f"no run under {data_dir} (no snapshot, no reconciled run); run "
+                              "`recon extract` and `recon reconcile` first")
+        return runs[-1]
+    if run_id not in runs and not _in_state(data_dir, run_id):
+        raise RunNotFound(f"no run {run_id!r} under {data_dir} (no snapshot, run directory or "
+                          "state row); `recon report` without --run picks the newest")
+    return run_id
+
+
+def _in_state(data_dir: Path, run_id: str) -> bool:
+    with open_state(data_dir) as con:
+        if con is None:
+            return False
+        tables = _tables(con)
+        for table in ("reconcile_runs", "job_runs"):
+            if table in tables and con.sql(f"SELECT count(*) FROM {table} WHERE run_id = $r",
+                                           params={"r": run_id}).fetchall()[0][0]:
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def open_state(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """recon's state, read-only (None when there is none yet). A writer holding the file (the
+    nightly run closing a step) is waited for briefly; in the same process, where DuckDB
+    refuses a second configuration of one file, a plain connection shares the open one."""
+    path = state_path(data_dir)
+    if not path.is_file():
+        yield None
+        return
+    con = None
+    last: Exception | None = None
+    for attempt in range(20):
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            break
+        except duckdb.Error as e:
+            last = e
+            if "different configuration" in str(e):
+                try:
+                    con = duckdb.connect(str(path))
+                    break
+                except duckdb.Error as e2:
+                    last = e2
+            time.sleep(0.05 * (attempt + 1))
+    if con is None:
+        raise ReportError(f"recon state {path} cannot be read (another process holds it?): "
+                          f"{type(last).__name__}")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables"
+                                  ).fetchall()}
+
+
+def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    if not path.is_file():
+        return pl.DataFrame(schema=schema) if schema else pl.DataFrame()
+    try:
+        return pl.read_parquet(path)
+    except Exception as e:  # a truncated file must name itself, not crash anonymously
+        raise ReportError(f"{path} cannot be read ({type(e).__name__}: {e}); re-run "
+                          "`recon reconcile` for this run") from e
+
+
+def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
+    for candidate in (snapshots_dir(data_dir) / run_id,
+                      snapshots_dir(data_dir) / f"{run_id}{FAILED_SUFFIX}"):
+        if (candidate / "manifest.json").is_file():
+            return open_snapshot(candidate)
+    return None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict]:
+    return con.sql(sql, params=params).pl().to_dicts()
+
+
+def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str | None = None,
+                 snapshot_started: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"recon_runs": [], "last_clean": None, "checks": None, "job": None,
+                           "jobs": {}}
+    with open_state(data_dir) as con:
+        if con is None:
+            return out
+        tables = _tables(con)
+        p = {"r": run_id, "n": trend_runs}
+        if "reconcile_runs" in tables:
+            rows = _rows(con, "SELECT * FROM (SELECT * FROM reconcile_runs WHERE run_id <= $r "
+                              "ORDER BY run_id DESC LIMIT $n) ORDER BY run_id", p)
+            for r in rows:
+                r["summary"] = json.loads(r["summary"]) if r.get("summary") else {}
+            out["recon_runs"] = rows
+            clean = con.sql(
+                "SELECT max(run_id) FROM reconcile_runs WHERE run_id <= $r AND "
+                "coalesce(TRY_CAST(json_extract(summary, '$.drift') AS BIGINT), 1) = 0",
+                params={"r": run_id}).fetchall()
+            out["last_clean"] = clean[0][0] if clean else None
+        if "check_results" in tables:
+            out["checks"] = con.sql("SELECT * FROM check_results WHERE run_id = $r ORDER BY "
+                                    "checked_at", params={"r": run_id}).pl()
+        if "job_runs" in tables:
+            out["jobs"], out["job"] = _jobs(con.sql("SELECT * FROM job_runs").pl(), run_id,
+                                            job_run_id, snapshot_started)
+    return out
+
+
+def _jobs(jobs: pl.DataFrame, run_id: str, job_run_id: str | None,
+          snapshot_started: str | None) -> tuple[dict[str, dict[str, Any]], dict | None]:
+    """The jobs layer's attempts (``job_runs``) by the snapshot run they produced, and this
+    run's attempt: the one named ``job_run_id``, else the latest attempt whose
+    ``snapshot_run`` (or ``run_id``) is this run, else a still-running attempt that started
+    before this run's snapshot (the pipeline writing its report mid-run). Columns the table
+    may lack are tolerated."""
+    if "run_id" not in jobs.columns:
+        return {}, None
+    order = [c for c in ("started_at", "attempt") if c in jobs.columns]
+    rows = jobs.sort(order, nulls_last=False).to_dicts() if order else jobs.to_dicts()
+    by_run: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_run[str(row.get("snapshot_run") or row["run_id"])] = row  # the latest wins
+    if job_run_id:
+        named = [r for r in rows if r["run_id"] == job_run_id]
+        if named:
+            by_run[run_id] = named[-1]
+            return by_run, named[-1]
+    job = by_run.get(run_id)
+    if job is None and snapshot_started:
+        start = dt.datetime.fromisoformat(snapshot_started.replace("Z", "+00:00")) \
+            .astimezone(dt.UTC).replace(tzinfo=None)
+        running = [r for r in rows if r.get("status") == "running" and not r.get("snapshot_run")
+                   and isinstance(r.get("started_at"), dt.datetime) and r["started_at"] <= start]
+        if running:
+            job = running[-1]
+            by_run[run_id] = job
+    return by_run, job
+
+
+def _plan(data_dir: Path, run_id: str, snapshot: Snapshot | None,
+          reconciled: bool, build: bool) -> tuple[dict[str, Any] | None, str, str | None]:
+    """The run's saved repair plan, else one built in memory (read-only), else why not."""
+    path = run_dir(data_dir, run_id) / PLAN_FILE
+    if path.is_file():
+        try:
+            plan = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            return None, "", f"{path} cannot be read ({type(e).__name__})"
+        if plan.get("run_id") == run_id:
+            return plan, "file", None
+    if not reconciled:
+        return None, "", "the run was not reconciled, so there is nothing to repair"
+    if snapshot is None or not snapshot.complete:
+        return None, "", "the run's snapshot is not available to plan from"
+    if not build:
+        return None, "", f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
+    from extract.errors import ReconError
+    from reconcile.repair.plan import build_plan
+
+    try:
+        return build_plan(data_dir, run_id), "memory", None
+    except ReconError as e:
+        return None, "", f"a plan could not be built: {e}"
+
+
+def _applies(settings: Settings, run_id: str) -> tuple[pl.DataFrame | None, str | None]:
+    """Repair applies of this run from the local database's audit (best effort: the report
+    must not fail because the local database is down)."""
+    try:
+        from jobs.repair.apply import list_applies
+
+        frame = list_applies(settings)
+    except Exception as e:  # noqa: BLE001 - any driver error means "not available"
+        return None, f"repair history could not be read ({type(e).__name__})"
+    if frame.height and "run_id" in frame.columns:
+        frame = frame.filter(pl.col("run_id") == run_id)
+    return frame, None
+
+
+def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
+            build_plan: bool = True, read_applies: bool = False,
+            job_run_id: str | None = None) -> Collected:
+    """Everything the report of ``run_id`` (default: the newest run) needs."""
+    data_dir = Path(data_dir)
+    rid = resolve_run(data_dir, run_id)
+    snap = _snapshot(data_dir, rid)
+    rdir = run_dir(data_dir, rid)
+    reconciled = (rdir / "drift.parquet").is_file() and (rdir / "summary.json").is_file()
+    drift = _read_parquet(rdir / "drift.parquet", DRIFT_SCHEMA) if reconciled else \
+        pl.DataFrame(schema=DRIFT_SCHEMA)
+    missing = [c for c in DRIFT_SCHEMA if c not in drift.columns]
+    if missing:
+        raise ReportError(f"{rdir / 'drift.parquet'} lacks columns {missing}: written by an "
+                          "older recon? re-run `recon reconcile --run " + rid + "`")
+    summary: dict[str, Any] = {}
+    if reconciled:
+        try:
+            summary = json.loads((rdir / "summary.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ReportError(f"{rdir / 'summary.json'} cannot be read: {e}") from e
+    state = _state_parts(data_dir, rid, settings.report_trend_runs, job_run_id,
+                         snap.manifest.started_at if snap else None)
+    checks = state["checks"] if state["checks"] is not None else pl.DataFrame(schema=RESULT_SCHEMA)
+    try:
+        quarantine = read_quarantine(data_dir, rid)
+    except Exception as e:  # noqa: BLE001
+        raise ReportError(f"quarantine files of run {rid} cannot be read: {e}") from e
+    snaps = [s for s in list_snapshots(data_dir) if s.run_id <= rid]
+    plan, plan_source, plan_error = _plan(data_dir, rid, snap, reconciled, build_plan)
+    applies, applies_error = _applies(settings, rid) if read_applies else (None, None)
+    return Collected(
+        data_dir=data_dir, run_id=rid, snapshot=snap, reconciled=reconciled,
+        drift=drift.select(list(DRIFT_SCHEMA)),
+        object_stats=_read_parquet(rdir / "object_stats.parquet") if reconciled
+        else pl.DataFrame(),
+        field_stats=_read_parquet(rdir / "field_stats.parquet") if reconciled
+        else pl.DataFrame(),
+        summary=summary, checks=checks,
+        quarantine=quarantine if quarantine.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
+        recon_runs=state["recon_runs"], last_clean_run=state["last_clean"],
+        snapshots=snaps[-settings.report_trend_runs:], job=state["job"], jobs=state["jobs"],
+        plan=plan, plan_source=plan_source, plan_error=plan_error, applies=applies,
+        applies_error=applies_error)

@@ -1,0 +1,708 @@
+"""The report as data: one JSON-ready dict (``report.json`` without its findings rows) and the
+findings frame, computed from :class:`reports.collect.Collected` with polars.
+
+Renderers (``reports.html``, ``reports.json_out``) only format what is here, so the HTML page
+and its JSON twin cannot disagree. Every count is computed from ``drift.parquet`` itself, not
+copied from ``summary.json``, so a test can hold the report to the file it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from extract.catalog import OBJECTS
+from extract.config import Settings
+from reports.collect import Collected
+from reports.words import DRIFT_TITLES, SOURCE_WORDS, check_words
+
+SCHEMA_VERSION = 1
+SEVERITY_ORDER = ("critical", "high", "medium", "low")
+STATUS_ORDER = ("new", "persisting", "pending", "resolved")
+OPEN = ("new", "persisting")  # drift now (pending is in the grace window, resolved is gone)
+ERROR_JOB_STATUSES = ("failed", "error", "crashed", "timeout", "timed_out")
+BANNERS = ("CLEAN", "DRIFT", "ERROR", "PARTIAL")
+PARTIAL_LABEL = "PARTIAL — NOT RECONCILED"
+UNKNOWN_UNLESS_RECONCILED = (
+    "drift", "new", "persisting", "pending", "resolved", "missing_locally", "orphaned_locally",
+    "field_drift", "rule_violations", "auto", "human", "quarantined_findings", "needs_a_person")
+TOP_DRILL = 25  # subscriptions / accounts listed for drill-down
+FIELD_SAMPLES = 3  # before → after samples per field in the per-field table
+RULE_EXAMPLES = 3
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def utc_iso(value: Any) -> str | None:
+    """Any timestamp recon stores (naive UTC, aware, or ISO text) as ``…Z`` text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def local_time(iso: str | None, tz: str) -> str | None:
+    """``iso`` (UTC) in the tenant's zone, with the zone's abbreviation (PST/PDT)."""
+    if not iso or "T" not in iso:
+        return None
+    t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ZoneInfo(tz))
+    return t.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _counts(frame: pl.DataFrame, col: str, order: tuple[str, ...] = ()) -> dict[str, int]:
+    got = {str(k): int(v) for k, v in frame.group_by(col).len().iter_rows() if k is not None}
+    keys = [k for k in order if k in got] + sorted(k for k in got if k not in order)
+    return {k: got[k] for k in keys}
+
+
+def _git_sha() -> str | None:
+    """The checkout's commit, read from ``.git`` (no subprocess; None when installed)."""
+    git = Path(__file__).resolve().parents[1] / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head[:12]
+        ref = head[5:]
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()[:12]
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except OSError:
+        return None
+    return None
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("recon")
+    except Exception:  # not installed (a bare checkout on sys.path)
+        return "unknown"
+
+
+def _db_kind(url: str) -> str:
+    """What the local database is, never where: no host, user or password in a report."""
+    return "PostgreSQL" if url.startswith(("postgresql:", "postgres:")) else "DuckDB file"
+
+
+# -- findings --------------------------------------------------------------------------------
+def prepare_findings(drift: pl.DataFrame, *, mask_pii: bool = False) -> pl.DataFrame:
+    """The run's findings in reading order (new before persisting before pending before
+    resolved, then severity, object, kind, key), timestamps as UTC text."""
+    sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    st = {s: i for i, s in enumerate(STATUS_ORDER)}
+    out = drift.with_columns(
+        pl.col("zuora_updated").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("zuora_updated"),
+        pl.col("status").replace_strict(st, default=9, return_dtype=pl.Int32).alias("_st"),
+        pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32).alias("_sev"),
+    ).sort(["_st", "_sev", "object", "kind", "key", "field"], nulls_last=True,
+           maintain_order=True).drop("_st", "_sev")
+    if mask_pii:
+        out = out.with_columns([mask_emails(pl.col(c)).alias(c) for c in
+                                ("key", "zuora_value", "local_value", "explanation", "evidence")])
+    return out
+
+
+def mask_emails(expr: pl.Expr) -> pl.Expr:
+    """``jane.doe@example.com`` → ``j***@example.com`` (datacompy's hide_sensitive_columns,
+    for reports that leave the team)."""
+    return expr.str.replace_all(r"([A-Za-z0-9])[A-Za-z0-9._%+\-]*@", "${1}***@")
+
+
+def summary_numbers(c: Collected, f: pl.DataFrame) -> dict[str, Any]:
+    """The tiles' numbers, all from the findings and stats of this run."""
+    open_ = f.filter(pl.col("status").is_in(OPEN))
+    stats = c.object_stats
+    by_kind = _counts(open_, "kind")
+    checks = c.checks
+    failed = checks.filter(pl.col("outcome") == "failed")
+    plan = c.plan or {}
+
+    def tot(col: str) -> int | None:
+        return int(stats[col].sum()) if c.reconciled and col in stats.columns else None
+
+    out = {
+        "findings_rows": f.height,  # every row of drift.parquet, resolved ones included
+        "drift": open_.height,  # open findings: new + persisting
+        "new": int((f["status"] == "new").sum()),
+        "persisting": int((f["status"] == "persisting").sum()),
+        "pending": int((f["status"] == "pending").sum()),
+        "resolved": int((f["status"] == "resolved").sum()),
+        "by_status": _counts(f, "status", STATUS_ORDER),
+        "by_kind": by_kind,
+        "by_severity": _counts(open_, "severity", SEVERITY_ORDER),
+        "by_action": _counts(open_, "action", ("auto", "human")),
+        "by_object": _counts(open_, "object"),
+        "objects_compared": stats.height if c.reconciled else None,
+        "rows_zuora": tot("zuora_rows"),
+        "rows_local": tot("local_rows"),
+        "matched": tot("matched"),
+        "missing_locally": by_kind.get("missing_in_local", 0),
+        "orphaned_locally": by_kind.get("orphaned_in_local", 0),
+        "field_drift": by_kind.get("field_mismatch", 0),
+        "rows_with_field_drift": tot("unequal"),
+        "rule_violations": by_kind.get("rule_violation", 0) + by_kind.get("duplicate_local", 0),
+        "auto": int((open_["action"] == "auto").sum()),
+        "human": int((open_["action"] == "human").sum()),
+        "quarantined_rows": int(c.quarantine.height),
+        "quarantined_findings": by_kind.get("quarantined", 0),
+        "checks": checks.height,
+        "validation_failures": failed.height,
+        "validation_failures_error": int((failed["severity"] == "error").sum()),
+        "validation_errors": int((checks["outcome"] == "error").sum()),
+        "repair_operations": len(plan.get("operations", [])) if plan else None,
+        "repair_groups": (plan.get("summary") or {}).get("groups") if plan else None,
+        "needs_a_person": int((open_["action"] == "human").sum()),
+    }
+    if not c.reconciled:  # nothing was compared: unknown, never "0 differences"
+        out.update({k: None for k in UNKNOWN_UNLESS_RECONCILED})
+    return out
+
+
+# -- header and status -------------------------------------------------------------------------
+def _job_duration(job: dict[str, Any] | None) -> float | None:
+    if not job or not job.get("started_at") or not job.get("finished_at"):
+        return None
+    try:
+        a, b = (dt.datetime.fromisoformat(str(job[k]).replace("Z", "+00:00"))
+                for k in ("started_at", "finished_at"))
+        a, b = (t.replace(tzinfo=t.tzinfo or dt.UTC) for t in (a, b))
+        return round((b - a).total_seconds(), 1)
+    except ValueError:
+        return None
+
+
+def run_header(c: Collected, settings: Settings, rel: Any) -> dict[str, Any]:
+    m = c.snapshot.manifest if c.snapshot else None
+    s = c.summary
+    job = c.job or {}
+    tz = settings.tenant_tz
+    aqua = (m.aqua if m else {}) or {}
+    zuora_asof = utc_iso(aqua.get("submitted_at") or (m.started_at if m else None))
+    hwm = min(m.hwms.values()) if m and m.hwms else None
+    earlier = [r["run_id"] for r in c.recon_runs if r["run_id"] < c.run_id]
+    prev = s.get("previous_run") or (earlier[-1] if earlier else None)
+    started = utc_iso(job.get("started_at")) or utc_iso(m.started_at if m else None) or \
+        utc_iso(s.get("started_at"))
+    finished = utc_iso(job.get("finished_at")) or utc_iso(s.get("finished_at")) or \
+        utc_iso(m.finished_at if m else None)
+    duration = _job_duration(c.job)
+    if duration is None and started and finished:
+        duration = round((dt.datetime.fromisoformat(finished.replace("Z", "+00:00"))
+                          - dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
+                          ).total_seconds(), 1)
+    validated = c.checks["checked_at"].max() if c.checks.height else None
+
+    def t(iso: str | None) -> dict[str, str | None]:
+        return {"utc": iso, "local": local_time(iso, tz)}
+
+    return {
+        "run_id": c.run_id,
+        "job": job.get("job") or ("nightly" if c.job else None),
+        "trigger": job.get("trigger") or "manual",
+        "job_status": job.get("status"),
+        "attempt": job.get("attempt"),
+        "scheduled_for": t(utc_iso(job.get("scheduled_for"))),
+        "error_class": job.get("error_class"),
+        "error_message": job.get("error_message"),
+        "job_counts": _json_obj(job.get("counts")),
+        "started": t(started), "finished": t(finished), "duration_s": duration,
+        "tenant_tz": tz,
+        "snapshot": {
+            "status": m.status if m else None,
+            "mode": m.mode if m else s.get("snapshot_mode"),
+            "requested_mode": m.requested_mode if m else None,
+            "error": m.error if m else None, "error_type": m.error_type if m else None,
+            "path": rel(c.snapshot.path) if c.snapshot else None,
+            "dir": c.snapshot.path.as_posix() if c.snapshot else None,
+            "extract_s": m.duration_s if m else None,
+            "track_id": m.track_id if m else None,
+            "base_run_id": m.base_run_id if m else None,
+        },
+        "data_as_of": {
+            "zuora": {**t(zuora_asof), "aqua_job_ids": list(aqua.get("job_ids") or []),
+                      "window_upper_bound": t(utc_iso(hwm)) if hwm else None,
+                      "mode": m.mode if m else None},
+            "local": {**t(utc_iso(m.started_at if m else None)),
+                      "export_s": aqua.get("local_export_s")},
+            "reconciled_as_of": t(utc_iso(s.get("as_of"))),
+        },
+        "validated": t(utc_iso(validated)),
+        "reconciled": t(utc_iso(s.get("finished_at"))),
+        "reconcile_s": s.get("duration_s"),
+        "grace_hours": s.get("grace_hours"),
+        "previous_run": prev,
+        "previous_report": rel(c.data_dir / "runs" / prev / "report.html") if prev and (
+            c.data_dir / "runs" / prev / "report.html").is_file() else None,
+        "last_clean_run": c.last_clean_run,
+        "run_dir": (c.data_dir / "runs" / c.run_id).as_posix() if c.reconciled else None,
+    }
+
+
+def _json_obj(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        out = json.loads(value)
+        return out if isinstance(out, dict) else {"value": out}
+    except (TypeError, ValueError):
+        return {"value": str(value)}
+
+
+def status_banner(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
+    """Exactly one of CLEAN, DRIFT (n), ERROR, PARTIAL — NOT RECONCILED, with why. A run whose
+    extract failed, or that stopped before the reconciler, never reads as "0 differences"."""
+    m = c.snapshot.manifest if c.snapshot else None
+    job = c.job or {}
+    reasons: list[str] = []
+    if not c.reconciled or (c.snapshot is not None and not c.snapshot.complete):
+        if m is not None and not c.snapshot.complete:  # type: ignore[union-attr]
+            reasons.append(f"the extract failed ({m.error_type or 'error'}): "
+                           f"{m.error or 'no error recorded'}")
+        elif m is None:
+            reasons.append("no snapshot of this run exists (the extract never finished "
+                           "writing one, or it was removed)")
+        else:
+            stop = c.checks.filter((pl.col("outcome").is_in(["failed", "error"]))
+                                   & (pl.col("severity") == "error"))
+            if stop.height:
+                reasons.append(f"validation stopped the run: {stop.height} error-severity "
+                               "check(s) failed")
+                reasons += [str(x) for x in stop["message"].head(5).to_list() if x]
+            else:
+                reasons.append("the snapshot is complete but was not reconciled")
+        if job.get("error_message"):
+            reasons.append(f"job {job.get('status') or ''}: {job.get('error_class') or ''} "
+                           f"{job['error_message']}".strip())
+        return {"banner": "PARTIAL", "label": PARTIAL_LABEL, "icon": "◐", "reasons": reasons,
+                "exit_code": 2,
+                "text": "Not reconciled: these numbers are not a comparison. Nothing here "
+                        "means zero differences."}
+    errs = c.checks.filter(pl.col("outcome") == "error")
+    if str(job.get("status") or "").lower() in ERROR_JOB_STATUSES:
+        reasons.append(f"the job failed after reconciling: {job.get('error_class') or ''} "
+                       f"{job.get('error_message') or ''}".strip())
+    if errs.height:
+        reasons.append(f"{errs.height} check(s) could not run (an error, not bad data)")
+        reasons += [str(x) for x in errs["message"].head(5).to_list() if x]
+    n = numbers["drift"]
+    if reasons:
+        return {"banner": "ERROR", "label": "ERROR", "icon": "✖", "reasons": reasons,
+                "exit_code": 2, "text": f"Reconciled with {n:,} open findings, but part of "
+                                        "the run failed."}
+    pending = numbers["pending"]
+    if n:
+        return {"banner": "DRIFT", "label": f"DRIFT ({n:,})", "icon": "▲", "reasons": [],
+                "exit_code": 1,
+                "text": f"{n:,} open findings ({numbers['new']:,} new, "
+                        f"{numbers['persisting']:,} persisting); {numbers['auto']:,} the repair "
+                        f"may fix, {numbers['human']:,} need a person"
+                        + (f"; {pending:,} pending in the grace window" if pending else "")
+                        + "."}
+    return {"banner": "CLEAN", "label": "CLEAN", "icon": "✔", "reasons": [], "exit_code": 0,
+            "text": "Every compared row and rule agrees with Zuora"
+                    + (f"; {pending:,} change(s) pending in the grace window" if pending
+                       else "") + "."}
+
+
+# -- per object, per field, per rule -------------------------------------------------------------
+def objects_table(c: Collected, f: pl.DataFrame, trend: dict[str, list[int]]) -> list[dict]:
+    specs = {o.name: o for o in OBJECTS}
+    open_ = f.filter(pl.col("status").is_in(OPEN))
+    per = f.group_by("object").agg(
+        open=pl.col("status").is_in(OPEN).sum(),
+        new=(pl.col("status") == "new").sum(),
+        pending=(pl.col("status") == "pending").sum(),
+        resolved=(pl.col("status") == "resolved").sum(),
+        auto=((pl.col("action") == "auto") & pl.col("status").is_in(OPEN)).sum(),
+        human=((pl.col("action") == "human") & pl.col("status").is_in(OPEN)).sum(),
+    )
+    counts = {r["object"]: r for r in per.to_dicts()}
+    dup = c.quarantine.filter(pl.col("check").is_in(["unique", "field_uniqueness"])) \
+        .group_by("object").agg(pl.col("key").n_unique().alias("n"))
+    dups = dict(dup.iter_rows())
+    m = c.snapshot.manifest if c.snapshot else None
+    rows: list[dict] = []
+    stats = c.object_stats.to_dicts() if c.reconciled else []
+    seen = set()
+    for s in stats:
+        spec = specs.get(s["object"])
+        seen.add(s["object"])
+        k = counts.get(s["object"], {})
+        rows.append({
+            "object": s["object"], "table": s.get("table"),
+            "key": f"Id → {spec.key_column}" if spec else None,
+            "zuora_rows": s["zuora_rows"], "local_rows": s["local_rows"],
+            "matched": s["matched"], "only_zuora": s["only_zuora"],
+            "only_local": s["only_local"], "unequal": s["unequal"],
+            "equal": s["matched"] - s["unequal"],
+            "columns_compared": len(spec.compared_fields) if spec else None,
+            "columns_unequal": s["columns_unequal"],
+            "duplicates": dups.get(s["object"], 0),
+            "seconds": s.get("seconds"),
+            "findings": int(k.get("open", 0)), "new": int(k.get("new", 0)),
+            "pending": int(k.get("pending", 0)), "resolved": int(k.get("resolved", 0)),
+            "auto": int(k.get("auto", 0)), "human": int(k.get("human", 0)),
+            "zuora_object": spec is not None,
+            "trend": trend.get(s["object"], []),
+        })
+    for obj in sorted(set(open_["object"].to_list()) | set(counts) - seen):
+        if obj in seen:
+            continue
+        k = counts.get(obj, {})
+        local = (m.local.get(obj) or {}).get("rows") if m else None
+        rows.append({
+            "object": obj, "table": obj, "key": "natural key (local-only table)",
+            "zuora_rows": None, "local_rows": local, "matched": None, "only_zuora": None,
+            "only_local": None, "unequal": None, "equal": None, "columns_compared": None,
+            "columns_unequal": None, "duplicates": dups.get(obj, 0), "seconds": None,
+            "findings": int(k.get("open", 0)), "new": int(k.get("new", 0)),
+            "pending": int(k.get("pending", 0)), "resolved": int(k.get("resolved", 0)),
+            "auto": int(k.get("auto", 0)), "human": int(k.get("human", 0)),
+            "zuora_object": False, "trend": trend.get(obj, []),
+        })
+    return rows
+
+
+def fields_table(c: Collected, f: pl.DataFrame) -> list[dict]:
+    if not c.reconciled or c.field_stats.height == 0:
+        return []
+    specs = {o.name: o for o in OBJECTS}
+    matched = dict(c.object_stats.select("object", "matched").iter_rows())
+    samples = (f.filter((pl.col("kind") == "field_mismatch") & (pl.col("status") != "resolved"))
+               .group_by("object", "field", maintain_order=True)
+               .head(FIELD_SAMPLES)
+               .select("object", "field", "key", "local_value", "zuora_value", "drift_id"))
+    by_field: dict[tuple[str, str], list[dict]] = {}
+    for r in samples.to_dicts():
+        by_field.setdefault((r["object"], r["field"]), []).append(
+            {"key": r["key"], "before": r["local_value"], "after": r["zuora_value"],
+             "drift_id": r["drift_id"]})
+    out = []
+    for r in c.field_stats.sort(["object", "unequal"], descending=[False, True]).to_dicts():
+        spec = specs.get(r["object"])
+        fld = None
+        if spec is not None:
+            try:
+                fld = spec.field(r["field"])
+            except Exception:
+                fld = None
+        m = matched.get(r["object"]) or 0
+        out.append({
+            "object": r["object"], "field": r["field"],
+            "column": fld.column if fld else None,
+            "zuora_type": str(fld.ztype) if fld else None,
+            "local_type": fld.local_type if fld else None,
+            "tolerance": str(fld.norm) if fld else None,
+            "owner": str(fld.owner) if fld else None,
+            "unequal": r["unequal"], "pct_unequal": round(100 * r["unequal"] / m, 4) if m else None,
+            "null_vs_value": r["null_vs_value"],
+            "max_abs_diff": r.get("max_abs_diff"),
+            "samples": by_field.get((r["object"], r["field"]), []),
+        })
+    return out
+
+
+def rules_table(c: Collected, f: pl.DataFrame) -> list[dict]:
+    """The drift catalogue view: one row per cross-object rule or likely drift id."""
+    if f.height == 0:
+        return []
+    from reconcile.rules import RULES
+
+    titles = {r.id: r.title for r in RULES}
+    g = f.with_columns(
+        code=pl.coalesce("rule", "drift_id", pl.lit("—")),
+        is_rule=pl.col("rule").is_not_null(),
+    )
+    sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    agg = g.group_by("code", "is_rule").agg(
+        open=pl.col("status").is_in(OPEN).sum(),
+        new=(pl.col("status") == "new").sum(),
+        persisting=(pl.col("status") == "persisting").sum(),
+        pending=(pl.col("status") == "pending").sum(),
+        resolved=(pl.col("status") == "resolved").sum(),
+        auto=((pl.col("action") == "auto") & pl.col("status").is_in(OPEN)).sum(),
+        human=((pl.col("action") == "human") & pl.col("status").is_in(OPEN)).sum(),
+        severity=pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32).min(),
+        objects=pl.col("object").unique().sort(),
+        kinds=pl.col("kind").unique().sort(),
+        examples=pl.col("key").filter(pl.col("status") != "resolved").head(RULE_EXAMPLES),
+    ).sort(["open", "code"], descending=[True, False])
+    out = []
+    for r in agg.to_dicts():
+        code = r["code"]
+        out.append({
+            "code": code, "is_rule": r["is_rule"],
+            "title": (titles.get(code) if r["is_rule"] else None) or DRIFT_TITLES.get(code, ""),
+            "drift_title": DRIFT_TITLES.get(code, ""),
+            "open": r["open"], "new": r["new"], "persisting": r["persisting"],
+            "pending": r["pending"], "resolved": r["resolved"], "auto": r["auto"],
+            "human": r["human"],
+            "severity": SEVERITY_ORDER[r["severity"]] if r["severity"] < len(SEVERITY_ORDER)
+            else None,
+            "objects": r["objects"], "kinds": r["kinds"], "examples": r["examples"],
+            "filter": (f"rule={code}" if r["is_rule"] else f"rule=-&drift={code}"),
+            "command": (f"recon repair plan --run {c.run_id} --only {code}"
+                        if r["auto"] else None),
+        })
+    return out
+
+
+def drill_lists(f: pl.DataFrame) -> dict[str, list[dict]]:
+    """The subscriptions and accounts with the most open findings (drill-down entry points)."""
+    sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    live = f.filter(pl.col("status") != "resolved").with_columns(
+        _sev=pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32))
+
+    def top(col: str) -> list[dict]:
+        g = (live.filter(pl.col(col).is_not_null()).group_by(col)
+             .agg(findings=pl.len(), objects=pl.col("object").unique().sort(),
+                  human=(pl.col("action") == "human").sum(), sev=pl.col("_sev").min(),
+                  other=pl.col("account_id" if col == "subscription_name"
+                               else "subscription_name").drop_nulls().unique().sort().head(3))
+             .sort(["findings", col], descending=[True, False]).head(TOP_DRILL))
+        return [{"id": r[col], "findings": r["findings"], "objects": r["objects"],
+                 "human": r["human"], "other": r["other"],
+                 "severity": SEVERITY_ORDER[r["sev"]] if r["sev"] < 4 else None}
+                for r in g.to_dicts()]
+
+    return {"subscriptions": top("subscription_name"), "accounts": top("account_id"),
+            "subscription_count": live["subscription_name"].drop_nulls().n_unique(),
+            "account_count": live["account_id"].drop_nulls().n_unique()}
+
+
+# -- validation, repair ---------------------------------------------------------------------------
+def validation_section(c: Collected, mask_pii: bool) -> dict[str, Any]:
+    ch = c.checks
+    if mask_pii and ch.height:
+        ch = ch.with_columns(
+            pl.col("sample_values").list.eval(mask_emails(pl.element())),
+            pl.col("sample_keys").list.eval(mask_emails(pl.element())),
+            mask_emails(pl.col("message")).alias("message"))
+
+    def rows(frame: pl.DataFrame) -> list[dict]:
+        out = []
+        for r in frame.to_dicts():
+            where = f"{r['object'] or ''}{'.' + r['column'] if r['column'] else ''}"
+            total, n = r["total_count"], r["failing_count"]
+            words = (f"{n:,} of {total:,} rows ({r['failing_pct'] or 0:.3g}%) of {where} break "
+                     f"“{r['rule']}”" if total else
+                     f"{where}: “{r['rule']}” fails" + (f" for {n:,} rows" if n else ""))
+            out.append({
+                "source": r["source"], "source_words": SOURCE_WORDS.get(r["source"], r["source"]),
+                "suite": r["suite"], "object": r["object"], "column": r["column"],
+                "rule": r["rule"], "severity": r["severity"], "outcome": r["outcome"],
+                "failing_count": n, "failing_pct": r["failing_pct"], "total_count": total,
+                "sample_keys": list(r["sample_keys"] or []),
+                "sample_values": list(r["sample_values"] or []),
+                "message": r["message"], "words": words if r["outcome"] == "failed" else
+                (r["message"] or "the check could not run"),
+            })
+        return out
+
+    failed = ch.filter(pl.col("outcome") == "failed").sort(
+        ["severity", "failing_count"], descending=[False, True])
+    errors = ch.filter(pl.col("outcome") == "error")
+    suites = (ch.group_by("source", "suite")
+              .agg(total=pl.len(), passed=(pl.col("outcome") == "passed").sum(),
+                   failed=(pl.col("outcome") == "failed").sum(),
+                   errors=(pl.col("outcome") == "error").sum())
+              .sort("source", "suite").to_dicts()) if ch.height else []
+    q = c.quarantine
+    if mask_pii and q.height:
+        q = q.with_columns(mask_emails(pl.col("key")), mask_emails(pl.col("value")))
+    groups = []
+    if q.height:
+        agg = (q.group_by("side", "object", "table", "column", "check", "severity")
+               .agg(rows=pl.len(), keys=pl.col("key").n_unique(),
+                    sample_keys=pl.col("key").head(3), sample_values=pl.col("value").head(3))
+               .sort("rows", descending=True))
+        for r in agg.to_dicts():
+            groups.append({**r, "why": check_words(r["check"])})
+    status = ("not_run" if ch.height == 0 else "error" if errors.height else
+              "failed" if failed.filter(pl.col("severity") == "error").height else
+              "warnings" if failed.height else "passed")
+    return {"status": status, "checks": ch.height,
+            "passed": int((ch["outcome"] == "passed").sum()), "failed_count": failed.height,
+            "error_count": errors.height, "failed": rows(failed), "errors": rows(errors),
+            "suites": suites, "quarantine": {"rows": q.height, "groups": groups}}
+
+
+def repair_section(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
+    plan = c.plan
+    applies = []
+    if c.applies is not None and c.applies.height:
+        for r in c.applies.to_dicts():
+            applies.append({k: (utc_iso(v) if isinstance(v, dt.datetime) else v)
+                            for k, v in r.items() if k not in ("plan_path", "host", "pid",
+                                                               "os_user")})
+    base = {"source": c.plan_source, "error": c.plan_error, "applies": applies,
+            "applies_error": c.applies_error, "needs_a_person": numbers["needs_a_person"]}
+    if not plan:
+        return {**base, "available": False}
+    s = plan.get("summary") or {}
+    steps = []
+    for key, ops in (s.get("by_step_table") or {}).items():
+        step, _, table = key.partition("/")
+        steps.append({"step": step, "table": table, "insert": ops.get("insert", 0),
+                      "update": ops.get("update", 0), "delete": ops.get("delete", 0)})
+    samples = []
+    for key, items in (s.get("samples") or {}).items():
+        table, _, op = key.rpartition(".")
+        for it in items:
+            before, after = it.get("before") or {}, it.get("after") or {}
+            cols = sorted(set(before) | set(after))
+            changed = [{"column": col, "before": _txt(before.get(col)),
+                        "after": _txt(after.get(col))}
+                       for col in cols if before.get(col) != after.get(col) or op != "update"]
+            samples.append({"table": table, "op": op, "key": _txt(it.get("key")),
+                            "reason": it.get("reason"), "changes": changed[:12],
+                            "more": max(0, len(changed) - 12)})
+    return {**base, "available": True, "plan_id": plan.get("plan_id"),
+            "created_at": plan.get("created_at"), "validation": plan.get("validation"),
+            "snapshot_complete": plan.get("snapshot_complete"), "only": plan.get("only"),
+            "operations": s.get("operations", len(plan.get("operations", []))),
+            "groups": s.get("groups"), "steps": steps, "samples": samples,
+            "needs_a_person_by": s.get("needs_a_person") or {},
+            "not_planned": (plan.get("not_planned") or [])[:200],
+            "not_planned_count": len(plan.get("not_planned") or []),
+            "commands": [f"recon repair plan --run {c.run_id}",
+                         f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json  "
+                         "# dry run: writes nothing",
+                         f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json --yes"]}
+
+
+def _txt(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, dict | list):
+        return json.dumps(v, sort_keys=True, default=str)
+    return str(v)
+
+
+# -- trends ---------------------------------------------------------------------------------------
+def trends(c: Collected, settings: Settings, rel: Any) -> dict[str, Any]:
+    """The last ``report_trend_runs`` runs (reconciled or not): findings by status and object,
+    extract volumes, durations, and the run index."""
+    recon = {r["run_id"]: r for r in c.recon_runs}
+    snaps = {s.run_id: s for s in c.snapshots}
+    ids = sorted(set(recon) | set(snaps) | {c.run_id})[-settings.report_trend_runs:]
+    runs = []
+    objects: set[str] = set()
+    rules: set[str] = set()
+    for rid in ids:
+        r = recon.get(rid)
+        s = snaps.get(rid)
+        m = s.manifest if s else None
+        summ = (r or {}).get("summary") or {}
+        job = c.jobs.get(rid) or {}
+        by_obj = {k: int(v) for k, v in (summ.get("by_object") or {}).items()}
+        by_rule = {k: int(v) for k, v in (summ.get("by_rule") or {}).items()}
+        objects.update(by_obj)
+        rules.update(by_rule)
+        reconciled = r is not None
+        drift = int(summ.get("drift", 0)) if reconciled else None
+        if not reconciled:
+            banner = "PARTIAL"
+        elif str(job.get("status") or "").lower() in ERROR_JOB_STATUSES:
+            banner = "ERROR"
+        else:
+            banner = "DRIFT" if drift else "CLEAN"
+        report = c.data_dir / "runs" / rid / "report.html"
+        runs.append({
+            "run_id": rid, "banner": banner, "reconciled": reconciled,
+            "snapshot_status": m.status if m else None, "mode": m.mode if m else None,
+            "error": m.error if m and not s.complete else None,
+            "started": utc_iso(m.started_at if m else (r or {}).get("started_at")),
+            "zuora_rows": sum(int(v.get("rows", 0)) for v in m.zuora.values()) if m else None,
+            "local_rows": sum(int(v.get("rows", 0)) for v in m.local.values()) if m else None,
+            "volumes": {k: int(v.get("rows", 0)) for k, v in m.zuora.items()} if m else {},
+            "extract_s": m.duration_s if m else None,
+            "reconcile_s": (r or {}).get("duration_s"),
+            "job_s": _job_duration(job or None), "trigger": job.get("trigger"),
+            "job_status": job.get("status"),
+            "drift": drift, "by_status": summ.get("by_status") or {}, "by_object": by_obj,
+            "by_rule": by_rule,
+            "report": rel(report) if (report.is_file() or rid == c.run_id) else None,
+            "current": rid == c.run_id,
+        })
+    return {"runs": runs, "objects": sorted(objects), "rules": sorted(rules)}
+
+
+def object_trend(tr: dict[str, Any]) -> dict[str, list[int]]:
+    """Open findings per object over the reconciled runs of the window (sparklines)."""
+    rec = [r for r in tr["runs"] if r["reconciled"]]
+    return {o: [r["by_object"].get(o, 0) for r in rec] for o in tr["objects"]}
+
+
+# -- the whole model --------------------------------------------------------------------------------
+def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bool = False,
+                generated_at: dt.datetime | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
+    """(model, findings): everything the renderers need."""
+    now = generated_at or dt.datetime.now(dt.UTC)
+
+    def rel(p: Path | str) -> str:
+        return Path(os.path.relpath(Path(p).resolve(), out_dir.resolve())).as_posix()
+
+    f = prepare_findings(c.drift, mask_pii=mask_pii)
+    numbers = summary_numbers(c, f)
+    tr = trends(c, settings, rel)
+    rdir = c.data_dir / "runs" / c.run_id
+    artifacts = {name: rel(rdir / name) for name in (
+        "drift.parquet", "object_stats.parquet", "field_stats.parquet", "summary.json",
+        "repair-plan.json") if (rdir / name).is_file()}
+    if (rdir / "quarantine").is_dir():
+        artifacts["quarantine/"] = rel(rdir / "quarantine")
+    if c.snapshot:
+        artifacts["snapshot"] = rel(c.snapshot.path)
+        artifacts["manifest.json"] = rel(c.snapshot.path / "manifest.json")
+    described = settings.describe()
+    specs = {o.name: {"table": o.table, "key_column": o.key_column, "zuora": True}
+             for o in OBJECTS}
+    model = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": utc_iso(now),
+        "generator": {"recon_version": _version(), "git_sha": _git_sha(),
+                      "host": socket.gethostname(),
+                      "config_hash": hashlib.sha256(json.dumps(
+                          described, sort_keys=True).encode()).hexdigest()[:12]},
+        "settings": {"tenant_tz": settings.tenant_tz,
+                     "grace_hours": c.summary.get("grace_hours",
+                                                  settings.reconcile_grace_hours),
+                     "trend_runs": settings.report_trend_runs,
+                     "zuora_url_template": settings.report_zuora_url_template,
+                     "local_database": _db_kind(settings.local_database_url),
+                     "mask_pii": mask_pii},
+        "run": run_header(c, settings, rel),
+        "status": status_banner(c, numbers),
+        "summary": numbers,
+        "objects": objects_table(c, f, object_trend(tr)),
+        "fields": fields_table(c, f),
+        "rules": rules_table(c, f),
+        "drill": drill_lists(f),
+        "validation": validation_section(c, mask_pii),
+        "repair": repair_section(c, numbers),
+        "trends": tr,
+        "artifacts": artifacts,
+        "catalogue": specs,
+        "drift_titles": DRIFT_TITLES,
+        "notes": c.notes,
+    }
+    return model, f

@@ -1,0 +1,88 @@
+"""Plain words for codes: drift ids, kinds, checks, statuses. The report is read by people who
+did not write the reconciler; every code it shows comes with a sentence from here.
+
+The drift titles restate domain.md §5 (the catalogue of drift the generator injects and the
+reconciler reports), so a finding's ``drift_id`` can be read without the document at hand.
+"""
+
+from __future__ import annotations
+
+DRIFT_TITLES: dict[str, str] = {
+    "D01": "Missing local subscription version",
+    "D02": "Order / latest pointer on an older version",
+    "D03": "Local orphan version (deleted or rolled back in Zuora)",
+    "D04": "Field drift on a version (custom fields changed outside an order)",
+    "D05": "Date off by one day (time zone)",
+    "D06": "Decimal / rounding drift",
+    "D07": "Status drift (e.g. a missed cancellation)",
+    "D08": "Segment / tier corruption in the local copy",
+    "D09": "Zero or several local latest versions",
+    "D10": "Subscription moved to another billing account",
+    "D11": "Duplicate local orders for one subscription name",
+    "D12": "Several active subscriptions on one namespace",
+    "D13": "Paid Zuora subscription without a local order",
+    "D14": "Order with nil or stale Zuora-derived columns",
+    "D15": "Local order references a subscription unknown to Zuora",
+    "D16": "Billing account missing locally",
+    "D17": "Local billing account orphan",
+    "D18": "Bill-To / Sold-To reference drift",
+    "D19": "Contact detail / e-mail drift",
+    "D20": "User linked to the wrong billing account via e-mail",
+    "D21": "Account field / status drift",
+    "D22": "Product catalog drift",
+    "D23": "Catalog row retired in Zuora but referenced locally",
+    "D24": "Subscription owner vs invoice owner confusion",
+    "D25": "Namespace name / id metadata drift",
+    "D26": "Normalisation-only difference (not drift)",
+}
+
+KIND_WORDS: dict[str, str] = {
+    "missing_in_local": "missing locally (in Zuora, not in the local copy)",
+    "orphaned_in_local": "orphaned locally (in the local copy, not in Zuora)",
+    "field_mismatch": "field differs",
+    "duplicate_local": "duplicated locally",
+    "rule_violation": "breaks a cross-object rule",
+    "quarantined": "quarantined (row failed its contract; not compared)",
+}
+
+STATUS_WORDS: dict[str, str] = {
+    "new": "new in this run",
+    "persisting": "open since an earlier run",
+    "pending": "in the grace window (a change may still be in flight)",
+    "resolved": "gone since the previous run",
+}
+
+ACTION_WORDS: dict[str, str] = {
+    "auto": "the repair job may fix it from Zuora",
+    "human": "needs a person (never repaired automatically)",
+}
+
+# quarantine checks and pandera / contract rule names -> why a row was set aside
+CHECK_WORDS: dict[str, str] = {
+    "not_null": "a required value is empty",
+    "not_nullable": "a required value is empty",
+    "max_length": "the value is longer than the local column allows",
+    "str_length": "the value's length is outside what the column allows",
+    "enum": "the value is not one of the allowed values",
+    "isin": "the value is not one of the allowed values",
+    "unique": "the key appears more than once",
+    "field_uniqueness": "the key appears more than once",
+    "shape": "columns and types must match the contract",
+    "volume": "the row count must not drop sharply between runs",
+}
+
+SOURCE_WORDS: dict[str, str] = {
+    "pandera": "contract",
+    "gx": "business rule",
+    "volume": "volume",
+    "extract": "extract rejects",
+}
+
+
+def check_words(check: str | None) -> str:
+    """Why a check fails, in words; ``parse:<type>`` is a value the extractor could not type."""
+    if not check:
+        return ""
+    if check.startswith("parse:"):
+        return f"the value could not be read as {check.split(':', 1)[1]}"
+    return CHECK_WORDS.get(check, check.replace("_", " "))
