@@ -324,22 +324,24 @@ def test_jobs_are_declared_from_config_with_a_generous_grace(tmp_path: Path) -> 
 
 
 # -- the real pipeline under the scheduler ----------------------------------------------------
-def test_the_scheduler_runs_the_real_nightly_job_against_the_sandbox(tmp_path: Path) -> None:
+@pytest.mark.postgres
+def test_the_scheduler_runs_the_real_nightly_job_against_the_sandbox(tmp_path: Path,
+                                                                     pg_url: str) -> None:
     """One tick of the real nightly job (extract over HTTP from the sandbox → validate →
-    reconcile → repair plan → report) fired by APScheduler and recorded in job_runs."""
+    reconcile → repair plan → report) with a PostgreSQL local database, fired by APScheduler
+    and recorded in job_runs."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 
-    from extract.localdb.connect import duckdb_url
     from extract.sandbox.generate.run import Options, generate
     from extract.sandbox.server import SandboxServer
 
     tenant, data = tmp_path / "tenant", tmp_path / "data"
-    generate(Options(accounts=60, seed=3), tenant)
+    generate(Options(accounts=60, seed=3), tenant, db_url=pg_url)
     secret = "sandbox-secret-never-recorded"
     tick = (dt.datetime.now(UTC) + dt.timedelta(seconds=1)).replace(microsecond=0)
     with SandboxServer(tenant, client_id="recon", client_secret=secret) as srv:
         settings = settings_for(data, zuora_base_url=srv.url, zuora_client_secret=Secret(secret),
-                                local_database_url=duckdb_url((tenant / "local.duckdb").resolve()))
+                                local_database_url=pg_url)
         stop, done = threading.Event(), threading.Event()
         sched = sch.build_scheduler(settings, stop=stop, catch_up=False,
                                     trigger_factory=lambda job, expr, tz: DateTrigger(tick))
