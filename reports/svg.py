@@ -87,10 +87,14 @@ def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float | None]
         if len(labels) <= 16 or i % max(1, len(labels) // 8) == 0:
             out.append(f'<text x="{x + bw * 0.35:.1f}" y="{height - bottom + 14}" '
                        f'text-anchor="middle" class="axis">{_e(lab)}</text>')
-    out.append("</svg>")
-    legend = "".join(f'<span class="key"><i style="background:{colors[k]}"></i>{_e(k)}</span>'
-                     for k in series)
-    return f'<figure><figcaption>{_e(title)}</figcaption>{"".join(out)}' \
+    return _figure(title, out, {k: colors[k] for k in series})
+
+
+def _figure(title: str, svg: list[str], colors: dict[str, str]) -> str:
+    """Close the chart's SVG and wrap it with its caption and legend (one key per series)."""
+    legend = "".join(f'<span class="key"><i style="background:{c}"></i>{_e(k)}</span>'
+                     for k, c in colors.items())
+    return f'<figure><figcaption>{_e(title)}</figcaption>{"".join(svg)}</svg>' \
            f'<div class="legend">{legend}</div></figure>'
 
 
@@ -134,8 +138,4 @@ def lines(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, t
         if len(labels) <= 16 or i % max(1, len(labels) // 8) == 0:
             out.append(f'<text x="{left + i * step:.1f}" y="{height - bottom + 14}" '
                        f'text-anchor="middle" class="axis">{_e(lab)}</text>')
-    out.append("</svg>")
-    legend = "".join(f'<span class="key"><i style="background:{colors[k]}"></i>{_e(k)}</span>'
-                     for k in series)
-    return f'<figure><figcaption>{_e(title)}</figcaption>{"".join(out)}' \
-           f'<div class="legend">{legend}</div></figure>'
+    return _figure(title, out, {k: colors[k] for k in series})
