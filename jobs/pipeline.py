@@ -228,7 +228,3 @@ def catalog_extract_options() -> Any:
     specs = [o for o in OBJECTS if o.group == "catalog"]
     return ExtractOptions(objects=tuple(o.name for o in specs),
                           local_tables=[o.table for o in specs] + ["zuora_local_rate_plans"])
-
-
-def with_data_dir(settings: Settings, data_dir: Path) -> Settings:
-    return replace(settings, data_dir=data_dir)

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from expectations.quarantine import read_quarantine
-from extract.snapshot import Snapshot, latest_complete, snapshots_dir
+from extract.snapshot import Snapshot, latest_complete, open_snapshot, snapshots_dir
 from extract.state import StateDB
 from reconcile import annotate, history
 from reconcile.diff import diff_all
@@ -63,8 +63,6 @@ def resolve_snapshot(data_dir: Path | str, run_id: str | None) -> Snapshot:
             raise ReconcileError(f"no complete snapshot under {snapshots_dir(data_dir)}; run "
                                  "`recon extract` first")
         return snap
-    from extract.snapshot import open_snapshot
-
     for candidate in (snapshots_dir(data_dir) / run_id,
                       snapshots_dir(data_dir) / f"{run_id}.failed"):
         if (candidate / "manifest.json").is_file():

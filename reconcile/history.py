@@ -75,8 +75,7 @@ def with_history(con: duckdb.DuckDBPyConnection, state: StateDB, run_id: str,
         "zuora_updated, evidence FROM drift WHERE run_id = ? AND status <> 'resolved'",
         params=[prev]).pl() if prev else None)
     schema = {c: t for c, t in DRIFT_SCHEMA.items() if c not in ("run_id", "status")}
-    before = before if before is not None else pl.DataFrame(schema={
-        k: v for k, v in schema.items()})
+    before = before if before is not None else pl.DataFrame(schema=schema)
     con.register("_before", before.to_arrow())
     try:
         out = con.sql(f"""

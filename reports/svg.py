@@ -62,13 +62,7 @@ def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float | None]
     left, bottom, right, head = 56, 40, 10, 14
     plot_w, plot_h = width - left - right, height - bottom - head
     bw = plot_w / len(labels)
-    out = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} '
-           f'{height}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
-    for frac in (0, 0.5, 1):
-        y = head + plot_h * (1 - frac)
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
-                   f'class="grid"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
-                   f'class="axis">{_e(_fmt(top * frac))}{_e(unit)}</text>')
+    out = _axes(title, width, height, left, right, head, plot_h, top, unit)
     for i, lab in enumerate(labels):
         x = left + i * bw + bw * 0.15
         y = head + plot_h
@@ -88,6 +82,19 @@ def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float | None]
             out.append(f'<text x="{x + bw * 0.35:.1f}" y="{height - bottom + 14}" '
                        f'text-anchor="middle" class="axis">{_e(lab)}</text>')
     return _figure(title, out, {k: colors[k] for k in series})
+
+
+def _axes(title: str, width: int, height: int, left: float, right: float, head: float,
+          plot_h: float, top: float, unit: str = "") -> list[str]:
+    """The opening of a chart's SVG: its title and three horizontal grid lines with labels."""
+    out = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} '
+           f'{height}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
+    for frac in (0, 0.5, 1):
+        y = head + plot_h * (1 - frac)
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                   f'class="grid"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
+                   f'class="axis">{_e(_fmt(top * frac))}{_e(unit)}</text>')
+    return out
 
 
 def _figure(title: str, svg: list[str], colors: dict[str, str]) -> str:
@@ -110,13 +117,7 @@ def lines(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, t
     plot_w, plot_h = width - left - right, height - bottom - head
     step = plot_w / max(len(labels) - 1, 1)
     colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(series)}
-    out = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} '
-           f'{height}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
-    for frac in (0, 0.5, 1):
-        y = head + plot_h * (1 - frac)
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
-                   f'class="grid"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
-                   f'class="axis">{_e(_fmt(top * frac))}</text>')
+    out = _axes(title, width, height, left, right, head, plot_h, top)
     for k, s in series.items():
         seg: list[str] = []
         for i, v in enumerate(s):
