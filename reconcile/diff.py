@@ -70,9 +70,9 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
     zside = zuora_side_sql(spec, fields, typed)
     lside = local_side_sql(spec, fields, typed)
     # One pass per side for the hashes, and the local values of differing rows kept on the
-    # way: Zuora's (key, hash) is the (small) build side, the local side streams through it.
-    # Only the Zuora side is read a second time, for the few keys that differ.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _zh AS {_hash_sql(zside, fields)}")
+    # way: Zuora's (key, hash) is the (small) build side of the join, computed inline, and the
+    # local side streams through it. Only the Zuora side is read a second time, for the few
+    # keys that differ (keeping all of its values in the build side costs more than that).
     names = ", ".join(f'"{f.name}"' for f in fields) or "0"
     lvals = "".join(f', l."{f.name}" AS "l_{f.name}"' for f in fields)
     con.execute("SET disabled_optimizers = 'build_side_probe_side'")
@@ -82,7 +82,7 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
             SELECT coalesce(z.key, l.key) AS key, z.key IS NULL AS orphan,
                    l.key IS NULL AS missing{lvals}
             FROM (SELECT *, hash({names}) AS h FROM ({lside})) l
-            FULL JOIN _zh z ON z.key = l.key
+            FULL JOIN ({_hash_sql(zside, fields)}) z ON z.key = l.key
             WHERE z.h IS DISTINCT FROM l.h""")
     finally:
         con.execute("RESET disabled_optimizers")
@@ -95,13 +95,13 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
         "SELECT count(*) FROM _dk WHERE NOT missing AND NOT orphan").fetchall()[0][0]
     field_stats = pl.DataFrame(schema=FIELD_STATS_SCHEMA)
     if unequal and fields:
+        differing = "SELECT key FROM _dk WHERE NOT missing AND NOT orphan"
         zcols = ", ".join(f'z."{f.name}" AS "z_{f.name}"' for f in fields)
         lcols = ", ".join(f'd."l_{f.name}"' for f in fields)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _mm AS
             SELECT z.key, {zcols}, {lcols}
-            FROM (SELECT * FROM ({zside}) WHERE key IN
-                  (SELECT key FROM _dk WHERE NOT missing AND NOT orphan)) z
+            FROM ({zuora_side_sql(spec, fields, typed, only_ids=differing)}) z
             JOIN _dk d ON d.key = z.key""")
         parts = []
         for f in fields:
@@ -125,19 +125,20 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
                    CASE WHEN day_shift IS NOT NULL
                         THEN json_object('day_shift', day_shift) END AS evidence
             FROM _fm"""))
-        field_stats = con.sql(f"""
+        field_stats = pl.DataFrame(con.execute(f"""
             SELECT {obj} AS object, field, count(*) AS unequal,
                    count(*) FILTER (WHERE null_vs_value) AS null_vs_value,
                    CAST(max(TRY_CAST(delta AS DOUBLE)) AS VARCHAR) AS max_abs_diff
-            FROM _fm GROUP BY field ORDER BY field""").pl()
+            FROM _fm GROUP BY field ORDER BY field""").fetchall(),
+            schema=FIELD_STATS_SCHEMA, orient="row")  # a few rows: no Arrow round trip
     counts = con.execute(f"""
-        SELECT (SELECT count(*) FROM _zh), (SELECT count(*) FROM local.{spec.table}),
+        SELECT (SELECT count(*) FROM ({zside})), (SELECT count(*) FROM local.{spec.table}),
                (SELECT count(*) FILTER (WHERE missing) FROM _dk),
                (SELECT count(*) FILTER (WHERE orphan) FROM _dk)""").fetchall()[0]
     zrows, lrows, only_z, only_l = (int(x) for x in counts)
     stats = ObjectStats(spec.name, spec.table, zrows, lrows, zrows - only_z, only_z, only_l,
                         int(unequal), field_stats.height, round(time.perf_counter() - t0, 3))
-    for t in ("_zh", "_dk", "_mm", "_fm"):
+    for t in ("_dk", "_mm", "_fm"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return stats, field_stats
 
