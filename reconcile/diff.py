@@ -1,9 +1,17 @@
 """Row and field differences per catalogue object, keyed by Zuora Id, hash first.
 
-For each object both sides are normalised to canonical *typed* values (``normalize.typed``)
-and hashed per key in one pass; only keys whose hash differs (or that exist on one side) are
-looked at again, and only those rows are rendered field by field. With 1% of rows changed
-the detail pass touches 1% of the rows, so the cost stays close to a bare hash compare.
+Two levels, so that the expensive part runs on few rows:
+
+1. **Hash what is stored.** Each side is hashed per key over its compared fields *aligned*
+   (``normalize.aligned``: cast to Zuora's type, not normalised). On the Zuora side that is
+   the column itself, so this pass costs what a bare hash compare costs. Equal aligned
+   values are equal after normalisation too (a tested property of the catalogue), so a row
+   whose hashes match is settled. Fields whose normalisation routinely changes the value
+   (:data:`HASH_NORMALISED`) or whose cast could lose information are hashed normalised.
+2. **Normalise the candidates.** Keys present on one side only are findings at once. Keys
+   whose hashes differ are candidates: their Zuora values are read again, both sides are
+   normalised (``normalize.typed``) and compared field by field. A candidate equal after
+   normalisation was a representation-only difference (D26) and yields nothing.
 
 A row missing locally or orphaned locally is one finding; a row present on both sides gives
 one ``field_mismatch`` per differing field with both values as canonical text (what the
@@ -20,12 +28,25 @@ import polars as pl
 
 from extract.catalog import OBJECTS, Field, Norm, ObjectSpec, ZType
 from reconcile.findings import insert, sql_text
-from reconcile.normalize import display, local_side_sql, typed, zuora_side_sql
+from reconcile.normalize import (
+    ZUORA_SQL_TYPES,
+    aligned,
+    display,
+    local_side_sql,
+    typed,
+    zuora_side_sql,
+)
 
 AUDIT_FIELDS = ("CreatedById", "CreatedDate", "UpdatedById", "UpdatedDate")
 # Fields whose drift changes what a customer is entitled to or billed: high severity.
 HIGH_FIELDS = ("Status", "AccountId", "InvoiceOwnerId", "CancelledDate", "SubscriptionEndDate",
                "TermEndDate", "Quantity", "Price", "BillToId", "SoldToId", "Currency")
+
+# Fields hashed normalised rather than aligned: their normalisation routinely changes
+# Zuora's own value (INTEGER rounds Zuora's decimals to the local integer column: measured,
+# 14% of RatePlanCharge rows would become candidates) or the local spelling routinely differs
+# (e-mail case, multiselect order). Every other field is hashed as stored.
+HASH_NORMALISED = frozenset({Norm.INTEGER, Norm.EMAIL, Norm.MULTISELECT})
 
 OBJECT_STATS_SCHEMA = {
     "object": pl.String, "table": pl.String, "zuora_rows": pl.Int64, "local_rows": pl.Int64,
@@ -57,6 +78,15 @@ def _hash_sql(side_sql: str, fields: list[Field]) -> str:
     return f"SELECT key, hash({cols}) AS h FROM ({side_sql})"
 
 
+def _local_source(f: Field) -> str | None:
+    """The SQL type the local side gives ``f`` (a followed reference: the referenced id)."""
+    return None if f.ref is not None else f.local_type
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _numeric(f: Field) -> bool:
     return f.norm in (Norm.DECIMAL, Norm.INTEGER) or f.ztype in (ZType.INT, ZType.DECIMAL)
 
@@ -67,12 +97,24 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
     statistics. ``fields`` defaults to the catalogue's compared fields."""
     t0 = time.perf_counter()
     fields = spec.compared_fields if fields is None else fields
-    zside = zuora_side_sql(spec, fields, typed)
-    lside = local_side_sql(spec, fields, typed)
-    # One pass per side for the hashes, and the local values of differing rows kept on the
-    # way: Zuora's (key, hash) is the (small) build side of the join, computed inline, and the
-    # local side streams through it. Only the Zuora side is read a second time, for the few
-    # keys that differ (keeping all of its values in the build side costs more than that).
+    # Hash what each side holds, cast to a common type but not normalised (``aligned``): on
+    # the Zuora side that is the column itself, so the hash pass costs what a raw compare
+    # costs. A field whose cast could lose information is hashed normalised on both sides.
+    raw = {f.name for f in fields if f.norm not in HASH_NORMALISED
+           and aligned(f, "x", _local_source(f)) is not None}
+
+    def zvalue(f: Field, expr: str, source: str | None = None) -> str:
+        return expr if f.name in raw else typed(f, expr, source)
+
+    def lvalue(f: Field, expr: str, source: str | None = None) -> str:
+        return (aligned(f, expr, source) or expr) if f.name in raw else typed(f, expr, source)
+
+    zside = zuora_side_sql(spec, fields, zvalue)
+    lside = local_side_sql(spec, fields, lvalue)
+    # One pass per side for the hashes, and the local values of the candidate rows kept on
+    # the way: Zuora's (key, hash) is the (small) build side of the join, computed inline,
+    # and the local side streams through it. Only the Zuora side is read a second time, for
+    # the few candidate keys (keeping all of its values in the build side costs more).
     names = ", ".join(f'"{f.name}"' for f in fields) or "0"
     lvals = "".join(f', l."{f.name}" AS "l_{f.name}"' for f in fields)
     con.execute("SET disabled_optimizers = 'build_side_probe_side'")
@@ -91,13 +133,19 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
         SELECT {obj} AS object, key,
                CASE WHEN missing THEN 'missing_in_local' ELSE 'orphaned_in_local' END AS kind
         FROM _dk WHERE missing OR orphan"""))
-    unequal = con.execute(
+    candidates = con.execute(
         "SELECT count(*) FROM _dk WHERE NOT missing AND NOT orphan").fetchall()[0][0]
     field_stats = pl.DataFrame(schema=FIELD_STATS_SCHEMA)
-    if unequal and fields:
+    unequal = 0
+    if candidates and fields:
+        # Normalise the candidates only: Zuora's values read again for those keys, the
+        # local ones from what the hash pass kept. Rows equal after normalisation were
+        # representation-only differences (D26) and produce nothing.
         differing = "SELECT key FROM _dk WHERE NOT missing AND NOT orphan"
         zcols = ", ".join(f'z."{f.name}" AS "z_{f.name}"' for f in fields)
-        lcols = ", ".join(f'd."l_{f.name}"' for f in fields)
+        lcols = ", ".join(
+            (typed(f, "d." + _q("l_" + f.name), ZUORA_SQL_TYPES[f.ztype]) if f.name in raw
+             else "d." + _q("l_" + f.name)) + " AS " + _q("l_" + f.name) for f in fields)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _mm AS
             SELECT z.key, {zcols}, {lcols}
@@ -125,12 +173,14 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
                    CASE WHEN day_shift IS NOT NULL
                         THEN json_object('day_shift', day_shift) END AS evidence
             FROM _fm"""))
-        field_stats = pl.DataFrame(con.execute(f"""
+        rows = con.execute(f"""
             SELECT {obj} AS object, field, count(*) AS unequal,
                    count(*) FILTER (WHERE null_vs_value) AS null_vs_value,
                    CAST(max(TRY_CAST(delta AS DOUBLE)) AS VARCHAR) AS max_abs_diff
-            FROM _fm GROUP BY field ORDER BY field""").fetchall(),
-            schema=FIELD_STATS_SCHEMA, orient="row")  # a few rows: no Arrow round trip
+            FROM _fm GROUP BY field ORDER BY field""").fetchall()
+        # a few rows: no Arrow round trip
+        field_stats = pl.DataFrame(rows, schema=FIELD_STATS_SCHEMA, orient="row")
+        unequal = con.execute("SELECT count(DISTINCT key) FROM _fm").fetchall()[0][0]
     counts = con.execute(f"""
         SELECT (SELECT count(*) FROM ({zside})), (SELECT count(*) FROM local.{spec.table}),
                (SELECT count(*) FILTER (WHERE missing) FROM _dk),

@@ -12,6 +12,7 @@ object names (typed by ``extract.values``), the local side under the local table
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from extract.catalog import Field, Norm, ObjectSpec, ZType
@@ -83,6 +84,26 @@ def typed(field: Field, expr: str, source: str | None = None) -> str:
             else:
                 out = f"CAST({expr} AS VARCHAR)"
     return out
+
+
+def aligned(field: Field, expr: str, source: str | None = None) -> str | None:
+    """SQL casting ``expr`` to the Zuora side's type of ``field`` *without* normalising it,
+    or None when that cast could lose information (a decimal with more than 9 places).
+
+    Why: :func:`typed` is a function of this value on both sides (it casts to the same base
+    type first, or the cast is exact), so two rows whose aligned values are equal are equal
+    after normalisation too. The diff hashes aligned values, which costs about what a raw
+    compare costs (the Zuora side is already in its type: no expression at all), and
+    normalises only the rows whose aligned hashes differ: the real differences plus the
+    representation-only ones (D26), which normalisation then discards."""
+    target = ZUORA_SQL_TYPES[field.ztype]
+    src = (source or "").upper().replace(" ", "")
+    if src == target or (target == "VARCHAR" and src.startswith("VARCHAR")):
+        return expr
+    m = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", src)
+    if m and not (int(m[2]) <= 9 and int(m[1]) - int(m[2]) <= 29):
+        return None  # DECIMAL(38,9) cannot hold it exactly
+    return f"CAST({expr} AS {target})"
 
 
 def display(field: Field, expr: str) -> str:
