@@ -28,7 +28,7 @@ pandera itself, and a test asserts both engines find exactly the same failures).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -276,6 +276,7 @@ class RowCheck:
     #          values that fail are looked up in the rows.
     kind: str = "count"
     probe: pl.Expr | None = None
+    limit: int | None = None  # max_length: the VARCHAR(n) limit, for footer proofs
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,21 +308,22 @@ class Contract:
         """The declared polars type of every column, as pandera resolved the model."""
         return {n: col.dtype.type for n, col in self.model.to_schema().columns.items()}
 
-    def needed_columns(self, proven_not_null: set[str] | frozenset[str] = frozenset()
-                       ) -> list[str]:
-        """Columns the row checks read (plus the key): the rest need not be loaded. A column
-        whose only rule is not_null and that is ``proven_not_null`` (Parquet statistics say
-        it has no NULL) need not be loaded either."""
-        cols = {self.key} | {c for chk in self.checks for c in chk.column.split(",")
-                             if not (chk.rule == "not_null" and c in proven_not_null)}
+    def needed_columns(self, proven_not_null: set[str] | frozenset[str] = frozenset(),
+                       settled: Collection[RowCheck] = ()) -> list[str]:
+        """Columns the row checks read: the rest need not be loaded. Not loaded either: a
+        column whose only rule is not_null and that is ``proven_not_null`` (Parquet
+        statistics say it has no NULL), and the columns of ``settled`` checks (proven by the
+        file's column profile, :func:`settled_by_profile`). The key is read only for its own
+        rules: :func:`check_rows` asks for it (:class:`KeyNeeded`) when a failing row must
+        be named."""
+        cols = {c for chk in self.checks if chk not in settled
+                and not (chk.rule == "not_null" and chk.column in proven_not_null)
+                for c in chk.column.split(",")}
         return [c for c in self.columns if c in cols]
 
-    def not_null_only(self) -> list[str]:
-        """Columns whose only row rule is not_null (other than the key)."""
-        rules: dict[str, set[str]] = {}
-        for chk in self.checks:
-            rules.setdefault(chk.column, set()).add(chk.rule)
-        return [c for c, r in rules.items() if r == {"not_null"} and c != self.key]
+    def not_null_columns(self) -> list[str]:
+        """Columns with a not_null rule: the ones Parquet statistics may prove."""
+        return [chk.column for chk in self.checks if chk.rule == "not_null"]
 
 
 def _detail(name: str, stats: dict[str, Any]) -> str:
@@ -362,7 +364,8 @@ def compile_checks(model: type[pa.DataFrameModel]) -> tuple[RowCheck, ...]:
                     and stats.get("exact_value") is None:
                 # A string has at least as many bytes as characters: max bytes <= n proves it.
                 probe = c.str.len_bytes().max().fill_null(0) <= stats["max_value"]
-                out.append(RowCheck(name, rule, fail, text, detail, "proof", probe))
+                out.append(RowCheck(name, rule, fail, text, detail, "proof", probe,
+                                    limit=stats["max_value"]))
             elif chk.name == "str_length":
                 out.append(RowCheck(name, rule, fail, text, detail))
             else:
@@ -406,6 +409,35 @@ def contract(side: str, name: str) -> Contract:
 def model(side: str, name: str) -> type[pa.DataFrameModel]:
     """The declared DataFrameModel of a Zuora object (``side="zuora"``) or local table."""
     return contract(side, name).model
+
+
+def settled_by_profile(c: Contract, profile: dict[str, Any] | None) -> set[RowCheck]:
+    """The row checks of ``c`` that a file's column profile (``extract.profile``, written by
+    the extractor into the Parquet footer) proves passed without reading a row: a
+    ``VARCHAR(n)`` limit when the longest value has at most n bytes, an enum rule when every
+    distinct value meets it, a key's uniqueness when its values have as many distinct hashes
+    as there are values. These are the same proofs the aggregate pass makes from the rows
+    (:func:`compile_checks`); a check the profile cannot prove is run on the rows as usual
+    (which also finds the failing rows)."""
+    if not profile:
+        return set()
+    lengths = profile.get("max_bytes") or {}
+    values = profile.get("distinct") or {}
+    keys = profile.get("unique") or {}
+    out = set()
+    for chk in c.checks:
+        if chk.rule == "max_length" and chk.kind == "proof" and chk.limit is not None:
+            if chk.column in lengths and (lengths[chk.column] or 0) <= chk.limit:
+                out.add(chk)
+        elif chk.rule == "unique" and chk.kind == "proof":
+            k = keys.get(chk.column)
+            if k is not None and k["count"] == k["distinct_hashes"]:
+                out.add(chk)
+        elif chk.kind == "values" and values.get(chk.column) is not None:
+            seen = pl.DataFrame({chk.column: values[chk.column]}, schema={chk.column: pl.String})
+            if seen.filter(chk.fail).height == 0:  # the same rule the rows' values would meet
+                out.add(chk)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,6 +511,11 @@ def shape_results(c: Contract, failures: list[ShapeFailure], run_id: str) -> lis
 # ---------------------------------------------------------------------------------------------
 # Rows: the compiled checks, one parallel pass per frame
 # ---------------------------------------------------------------------------------------------
+class KeyNeeded(Exception):  # noqa: N818 - a request, not an error a user sees
+    """:func:`check_rows` found failing rows in a frame loaded without its key column:
+    load it with the key and run again (clean data never pays for reading the key)."""
+
+
 @dataclass
 class RowOutcome:
     results: list[CheckResult]
@@ -541,20 +578,24 @@ def _fail_exprs(c: Contract, exempt: dict[str, pl.Series] | None) -> list[pl.Exp
 
 def check_rows(c: Contract, frame: pl.DataFrame, run_id: str,
                rejects: pl.DataFrame | None = None,
-               proven_not_null: set[str] | frozenset[str] = frozenset()) -> RowOutcome:
+               proven_not_null: set[str] | frozenset[str] = frozenset(),
+               settled: Collection[RowCheck] = (), rows: int | None = None) -> RowOutcome:
     """Run the compiled row checks of ``c`` on ``frame``: one result per rule, quarantine rows
     for every failing (row, column, rule), and the Zuora duplicate-key failures that must stop
     the run. ``rejects`` (the snapshot's unparseable values for this object) are quarantined
     whole, with their raw value. not_null on a ``proven_not_null`` column passes without
-    reading it (the caller knows from the Parquet statistics; ``frame`` may lack it)."""
+    reading it (the caller knows from the Parquet statistics; ``frame`` may lack it), and so
+    does every ``settled`` check (proven by the file's column profile). ``rows``: the row
+    count, when ``frame`` holds no column (everything proven)."""
     exempt: dict[str, pl.Series] = {}
     results: list[CheckResult] = []
     quarantine: list[pl.DataFrame] = []
-    total = frame.height
+    total = frame.height if rows is None else rows
     if rejects is not None and rejects.height:
-        results, quarantine, exempt = _rejects(c, rejects, frame.height, run_id)
-    proven = [chk for chk in c.checks if chk.rule == "not_null" and chk.column in proven_not_null
-              and chk.column not in exempt]
+        results, quarantine, exempt = _rejects(c, rejects, total, run_id)
+    proven = [chk for chk in c.checks
+              if (chk.rule == "not_null" and chk.column in proven_not_null
+                  and chk.column not in exempt) or chk in settled]
     results += [CheckResult(run_id, "pandera", c.name, c.label, chk.column, chk.rule, "error",
                             "passed", 0, 0.0, total) for chk in proven]
     c = replace(c, checks=tuple(chk for chk in c.checks if chk not in proven))
@@ -573,6 +614,9 @@ def check_rows(c: Contract, frame: pl.DataFrame, run_id: str,
             mask = pl.col(distinct.name).is_in(bad_values.implode()) if bad_values.len() else None
         else:
             mask = fail if probe[0] else None
+        if mask is not None and c.key not in frame.columns:
+            raise KeyNeeded(f"{c.label}: {chk.column} breaks '{chk.detail}'; the key names "
+                            "the rows")
         bad = frame.lazy().filter(mask).select(
             key=pl.col(c.key).cast(pl.String), value=chk.value).collect() \
             if mask is not None else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 import polars as pl
@@ -27,6 +27,7 @@ from extract import dataset
 from extract.catalog import OBJECTS
 from extract.errors import DatasetError
 from extract.localdb import schema as local_schema
+from extract.profile import read_profile
 from extract.snapshot import MANIFEST, Snapshot, SnapshotError
 from extract.values import REJECT_SCHEMA, parse_frame
 
@@ -55,6 +56,10 @@ class Source(Protocol):
     def rejects(self, obj: str) -> pl.DataFrame: ...
 
     def null_free(self, side: str, name: str, columns: list[str]) -> set[str]: ...
+
+    def profile(self, side: str, name: str) -> dict[str, Any] | None: ...
+
+    def rows(self, side: str, name: str) -> int: ...
 
     def row_counts(self) -> dict[tuple[str, str], int]: ...
 
@@ -118,6 +123,14 @@ class SnapshotSource:
                 out.add(col)
         return out
 
+    def profile(self, side: str, name: str) -> dict[str, Any] | None:
+        """The column profile the extractor wrote into the file's footer (None when the file
+        has none, e.g. a snapshot from before profiles: every rule is then read)."""
+        return read_profile(self._file(side, name))
+
+    def rows(self, side: str, name: str) -> int:
+        return pq.read_metadata(self._file(side, name)).num_rows
+
     def row_counts(self) -> dict[tuple[str, str], int]:
         return snapshot_row_counts(self.snapshot)
 
@@ -169,6 +182,12 @@ class DatasetSource:
 
     def null_free(self, side: str, name: str, columns: list[str]) -> set[str]:
         return set()  # in memory: checking the frame costs nothing worth saving
+
+    def profile(self, side: str, name: str) -> dict[str, Any] | None:
+        return None  # no file, no footer: every rule runs on the rows
+
+    def rows(self, side: str, name: str) -> int:
+        return self.frames[(side, name)].height
 
     def row_counts(self) -> dict[tuple[str, str], int]:
         return {k: v.height for k, v in self.frames.items()}

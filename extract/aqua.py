@@ -54,6 +54,7 @@ from extract.client import (
     jitter,
     retrying,
 )
+from extract.profile import zuora_enums, zuora_keys
 from extract.snapshot import IterStream, ParquetSink
 from extract.values import REJECT_SCHEMA, empty_frame, parse_frame
 
@@ -459,7 +460,8 @@ class AquaExporter:
         schema = empty_frame(q.spec).to_arrow().schema
         if q.deleted:
             schema = schema.append(pa.field(DELETED_FLAG, pa.bool_()))
-        sink = ParquetSink(result.path, schema)
+        sink = ParquetSink(result.path, schema, unique=zuora_keys(q.name),
+                           enums=zuora_enums(q.name))
         rejects: list[pl.DataFrame] = []
         rows = deleted = nbytes = 0
         hashes: list[str] = []

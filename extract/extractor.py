@@ -45,7 +45,15 @@ from extract.client import MISSING_SECRET, RetryPolicy, ZuoraClient
 from extract.config import Settings
 from extract.errors import ReconError
 from extract.local_export import export_local
+from extract.profile import (
+    merged_profile,
+    profile_metadata,
+    read_profile,
+    unique_counts,
+    zuora_keys,
+)
 from extract.snapshot import (
+    ROW_GROUP_ROWS,
     Manifest,
     Snapshot,
     SnapshotWriter,
@@ -174,7 +182,13 @@ def merge_object(base_path: Path, delta_path: Path, out_path: Path) -> tuple[int
     ids = delta.select("Id")
     kept = pl.scan_parquet(base_path).join(ids, on="Id", how="anti")
     upserts = delta.filter(~pl.col(DELETED_FLAG)).drop(DELETED_FLAG)
-    pl.concat([kept, upserts], how="vertical").sink_parquet(out_path, compression="zstd")
+    merged = pl.concat([kept, upserts], how="vertical")
+    # The merged file's column profile (extract.profile): lengths and values bounded by the
+    # two files' (it holds a subset of their rows), the key measured on the merged keys.
+    rows, unique = unique_counts(merged, zuora_keys(base_path.stem))
+    profile = merged_profile(read_profile(base_path), read_profile(delta_path), rows, unique)
+    merged.sink_parquet(out_path, compression="zstd", row_group_size=ROW_GROUP_ROWS,
+                        metadata=profile_metadata(profile))
     counts = delta.select(
         (~pl.col(DELETED_FLAG)).sum().alias("up"), pl.col(DELETED_FLAG).sum().alias("del"),
     ).collect().row(0)

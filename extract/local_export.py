@@ -31,6 +31,7 @@ from extract.config import redact_url
 from extract.errors import LocalDatabaseError
 from extract.localdb import schema
 from extract.localdb.connect import LocalDB, connect
+from extract.profile import local_enums, local_keys
 from extract.snapshot import IterStream, ParquetSink, sha256_file
 
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)", re.I)
@@ -92,7 +93,8 @@ def _select(table: str, cast: bool) -> str:
 def _table_sink(db: LocalDB, table: str, path: Path) -> Iterator[ParquetSink]:
     """A Parquet sink for one table's export: closed when the block succeeds, aborted (no
     partial file) and re-raised as a LocalDatabaseError naming the table when it fails."""
-    sink = ParquetSink(path, table_schema(table))
+    sink = ParquetSink(path, table_schema(table), unique=local_keys(table),
+                       enums=local_enums(table))
     try:
         yield sink
         sink.close()

@@ -31,7 +31,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from extract.errors import ReconError
+from extract.profile import Profiler
 
 SNAPSHOTS = "snapshots"
 MANIFEST = "manifest.json"
@@ -427,25 +428,49 @@ class IterStream(io.RawIOBase):
         return b"".join(parts)
 
 
+ROW_GROUP_ROWS = 65_536  # rows per row group of the files recon writes
+
+
 class ParquetSink:
     """Appends Arrow batches to one Parquet file with a fixed schema; ``close()`` returns
-    the rows written. Nothing is held beyond the current row group."""
+    the rows written. Batches are gathered into row groups of :data:`ROW_GROUP_ROWS` rows
+    (small row groups read slowly) and nothing is held beyond the current one but the
+    column profile (``extract.profile``: a number per string column, the values of enum
+    columns, a hash per key value), which ``close()`` writes into the footer for validation.
+    ``unique``: the keys to profile; ``enums``: the columns whose values to keep."""
 
-    def __init__(self, path: Path, schema: pa.Schema, compression: str = "zstd") -> None:
+    def __init__(self, path: Path, schema: pa.Schema, compression: str = "zstd",
+                 unique: Iterable[Sequence[str]] = (), enums: Iterable[str] = ()) -> None:
         self.path = Path(path)
         self.schema = schema
         self.rows = 0
         self._writer = pq.ParquetWriter(self.path, schema, compression=compression)
+        self._profile = Profiler(schema, unique, enums)
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         if table.num_rows == 0:
             return
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
-        self._writer.write_table(table.select(self.schema.names).cast(self.schema))
+        self._pending.append(table.select(self.schema.names).cast(self.schema))
+        self._pending_rows += table.num_rows
         self.rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        group = pa.concat_tables(self._pending).combine_chunks()
+        self._pending, self._pending_rows = [], 0
+        self._profile.update(group)
+        self._writer.write_table(group, row_group_size=max(group.num_rows, 1))
 
     def close(self) -> int:
+        self._flush()
+        self._writer.add_key_value_metadata(self._profile.metadata())
         self._writer.close()
         return self.rows
 

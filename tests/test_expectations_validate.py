@@ -139,7 +139,11 @@ def test_contracts_pass_on_a_generated_dataset(tmp_path: Path) -> None:
 
 
 # -- snapshots ---------------------------------------------------------------------------------
-def test_snapshot_validation_quarantines_rejects_and_bad_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profiles", [False, True], ids=["rows", "profiles"])
+def test_snapshot_validation_quarantines_rejects_and_bad_rows(tmp_path: Path,
+                                                              profiles: bool) -> None:
+    """The same failures whether the rules run on the rows or start from the extractor's
+    column profiles (which must then send the failing rules to the rows)."""
     zuora, local = world_frames()
     subs = zuora["Subscription"]
     key = subs["Id"][3]
@@ -156,7 +160,7 @@ def test_snapshot_validation_quarantines_rejects_and_bad_rows(tmp_path: Path) ->
     rejects = {"Subscription": pl.DataFrame(
         {"object": ["Subscription"], "key": [key], "field": ["TermStartDate"],
          "value": ["2021-13-01"], "rule": ["parse:d"]}, schema=REJECT_SCHEMA)}
-    snap = write_snapshot(tmp_path, z, loc, rejects=rejects)
+    snap = write_snapshot(tmp_path, z, loc, rejects=rejects, profiles=profiles)
     r = validate_snapshot(snap, tmp_path, settings=settings(tmp_path), gx=False)
     assert r.run_id == snap.run_id and r.quarantined == 3 and r.failed and not r.errors
     q = read_quarantine(tmp_path, snap.run_id)
@@ -202,12 +206,52 @@ def test_wrong_shape_in_a_snapshot_stops_the_run(tmp_path: Path) -> None:
     assert stored.height == 4 and e.value.result is not None and e.value.result.exit_code == 1
 
 
-def test_duplicated_zuora_key_in_a_snapshot_stops_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profiles", [False, True], ids=["rows", "profiles"])
+def test_duplicated_zuora_key_in_a_snapshot_stops_the_run(tmp_path: Path,
+                                                          profiles: bool) -> None:
     zuora, local = world_frames()
     rp = zuora["RatePlan"]
-    snap = write_snapshot(tmp_path, dict(zuora, RatePlan=pl.concat([rp, rp.tail(2)])), local)
+    snap = write_snapshot(tmp_path, dict(zuora, RatePlan=pl.concat([rp, rp.tail(2)])), local,
+                          profiles=profiles)
     with pytest.raises(ContractError, match=r"RatePlan\.Id: 2 key value\(s\).*rule: unique"):
         validate_snapshot(snap, tmp_path, settings=settings(tmp_path), gx=False)
+
+
+def test_profiles_settle_clean_rules_without_reading_and_send_failing_ones_to_the_rows(
+        tmp_path: Path) -> None:
+    """A snapshot written as the extractor writes it: the clean rules are proven from the
+    footers (no column is read for them), and an over-long value, an unknown enum value and
+    a duplicated local key are still found row by row, exactly as without profiles."""
+    from expectations import sources
+    from expectations.validate import contract_rows
+
+    zuora, local = world_frames()
+    subs, tiers = zuora["Subscription"], local["zuora_local_rate_plan_charge_tiers"]
+    z = dict(zuora, Subscription=subs.with_columns(
+        Status=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("Bogus")).otherwise("Status"),
+        Name=pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("x" * 300)).otherwise("Name")))
+    loc = dict(local, zuora_local_rate_plan_charge_tiers=pl.concat([tiers, tiers.head(1)]))
+    found = {}
+    for profiles in (False, True):
+        snap = write_snapshot(tmp_path / str(profiles), z, loc, profiles=profiles)
+        r = validate_snapshot(snap, tmp_path / str(profiles), settings=settings(tmp_path),
+                              gx=False)
+        found[profiles] = sorted(
+            read_quarantine(tmp_path / str(profiles), snap.run_id)
+            .select("object", "key", "column", "check", "value").rows(), key=str)
+        failed = r.results.filter(pl.col("outcome") == "failed")
+        assert sorted(failed.select("object", "column", "rule").rows()) == [
+            ("Subscription", "Name", "max_length"), ("Subscription", "Status", "enum"),
+            ("zuora_local_rate_plan_charge_tiers", "zuora_id", "unique")]
+    assert found[True] == found[False] and len(found[True]) == 4  # 2 rows share the key
+    src = sources.SnapshotSource(snap)  # the profiled one
+    c = ct.contract("zuora", "RatePlanCharge")
+    settled = ct.settled_by_profile(c, src.profile("zuora", "RatePlanCharge"))
+    proven = src.null_free("zuora", "RatePlanCharge", c.not_null_columns())
+    assert c.needed_columns(proven, settled) == []  # clean: nothing to read
+    outcome, _ = contract_rows(src, "zuora", "RatePlanCharge", "r")
+    assert {x.outcome for x in outcome.results} == {"passed"}
+    assert len(outcome.results) == len(c.checks)
 
 
 # -- volume ----------------------------------------------------------------------------------
