@@ -22,7 +22,10 @@ validation at no data cost. The row-level checks of the same model are then comp
 polars expressions (:func:`compile_checks` reads ``Model.to_schema()``) and evaluated in one
 parallel pass per frame, because pandera's own row checks cost seconds per million rows
 (``bench/validate_bench.py`` measures both; ``engine="pandera"`` in :func:`row_failures` runs
-pandera itself, and a test asserts both engines find exactly the same failures).
+pandera itself, and a test asserts both engines find exactly the same failures). Before any
+row is read, the rules the file's footer already proves are set aside: NOT NULL from Parquet
+statistics, lengths, enum values and key uniqueness from the extractor's column profile
+(:func:`settled_by_profile`, ``extract.profile``); a rule they cannot prove runs on the rows.
 """
 
 from __future__ import annotations

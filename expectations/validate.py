@@ -202,9 +202,10 @@ def contract_rows(src: sources.Source, side: str, name: str, run_id: str
     """The row checks of one frame; returns the outcome and the seconds spent loading.
 
     Only what no cheaper proof settles is read: NOT NULL rules the Parquet statistics
-    prove, and length and key rules the extractor's column profile proves
+    prove, and length, enum and key rules the extractor's column profile proves
     (:func:`expectations.contracts.settled_by_profile`), pass without a row being loaded;
-    the remaining rules' columns are read (with the key, to name failing rows)."""
+    the remaining rules' columns are read, and the key column too once a rule fails (it
+    names the quarantined rows)."""
     c = ct.contract(side, name)
     t = time.perf_counter()
     proven = src.null_free(side, name, c.not_null_columns())
