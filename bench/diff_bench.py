@@ -360,7 +360,7 @@ def _child_recon(zpath: str, lpath: str) -> dict:
     con = duckdb.connect()
     _views(con, zpath, lpath)
     con.execute(FINDINGS_DDL)
-    stats, field_stats = diff_object(con, bench_spec())
+    stats, field_stats = diff_object(con, bench_spec(), zuora_file=Path(zpath))
     findings = con.execute("SELECT count(*) FROM findings").fetchone()[0]
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     kinds = dict(con.execute("SELECT kind, count(*) FROM findings GROUP BY kind").fetchall())

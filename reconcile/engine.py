@@ -108,7 +108,8 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         t = time.perf_counter()
         scope = snapshot.manifest.scope
         objects = scope_objects(snapshot)
-        object_stats, field_stats = diff_all(con, objects)
+        object_stats, field_stats = diff_all(
+            con, objects, {s.name: snapshot.zuora_path(s.name) for s in objects})
         timings["diff"] = time.perf_counter() - t
         say("rules")
         t = time.perf_counter()

@@ -120,11 +120,13 @@ def canonical(field: Field, expr: str, source: str | None = None) -> str:
 
 
 def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
-                   value: Render = canonical, only_ids: str | None = None) -> str:
+                   value: Render = canonical, only_ids: str | None = None,
+                   relation: str | None = None) -> str:
     """``key`` + canonical compared fields of the Zuora side, restricted to the rows the local
     copy is meant to hold (``ObjectSpec.zuora_scope``). ``value`` is :func:`canonical` (text)
     or :func:`typed`. ``only_ids``: a query of Ids to keep; the filter sits under the
-    normalisation, so only those rows are normalised."""
+    normalisation, so only those rows are normalised. ``relation``: where the Zuora rows
+    are (default: the object's view)."""
     fields = spec.compared_fields if fields is None else fields
     cols = ['z."Id" AS key'] + [
         f'{value(f, f"z.{_q(f.name)}", ZUORA_SQL_TYPES[f.ztype])} AS {_q(f.name)}'
@@ -132,7 +134,7 @@ def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
     conds = ([spec.zuora_scope] if spec.zuora_scope else []) + (
         [f'z."Id" IN ({only_ids})'] if only_ids else [])
     where = f" WHERE {' AND '.join(f'({c})' for c in conds)}" if conds else ""
-    return f"SELECT {', '.join(cols)} FROM {spec.name} z{where}"
+    return f"SELECT {', '.join(cols)} FROM {relation or spec.name} z{where}"
 
 
 def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,

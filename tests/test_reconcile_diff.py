@@ -3,6 +3,8 @@ these tests pin the property that makes that exact, and its edges."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -80,7 +82,7 @@ SPEC = ObjectSpec(
 )
 
 
-def _diff(zuora_rows: list[str], local_rows: list[str]):
+def _diff(zuora_rows: list[str], local_rows: list[str], zuora_file: Path | None = None):
     con = duckdb.connect()
     con.execute("CREATE SCHEMA zuora")
     con.execute("CREATE SCHEMA local")
@@ -92,11 +94,15 @@ def _diff(zuora_rows: list[str], local_rows: list[str]):
                 "start_date DATE)")
     for r in zuora_rows:
         con.execute(f'INSERT INTO zuora."Thing" VALUES ({r})')
+    if zuora_file is not None:  # the engine's way: a view over the snapshot's file
+        con.execute(f"COPY zuora.\"Thing\" TO '{zuora_file}' (FORMAT parquet)")
+        con.execute('DROP TABLE zuora."Thing"')
+        con.execute(f"CREATE VIEW zuora.\"Thing\" AS SELECT * FROM read_parquet('{zuora_file}')")
     for r in local_rows:
         con.execute(f"INSERT INTO local.things VALUES ({r})")
     con.execute("SET search_path = 'zuora,local'")
     con.execute(FINDINGS_DDL)
-    stats, fields = diff_object(con, SPEC)
+    stats, fields = diff_object(con, SPEC, zuora_file=zuora_file)
     found = con.execute("SELECT key, kind, field, zuora_value, local_value FROM findings "
                         "ORDER BY key, field").fetchall()
     return stats, fields, found
@@ -118,17 +124,20 @@ def test_representation_only_differences_are_candidates_that_vanish(local: str) 
     assert stats.matched == 1
 
 
-def test_real_differences_next_to_representation_ones_are_found() -> None:
+@pytest.mark.parametrize("from_file", [False, True], ids=["view", "file"])
+def test_real_differences_next_to_representation_ones_are_found(tmp_path: Path,
+                                                                 from_file: bool) -> None:
     """Quantity is hashed normalised (its local column keeps 12 places), the rest aligned;
     the local copy keeps 12 places, so a 13th-place difference is not one, a 1st-place one
-    is."""
+    is. The candidates' Zuora values are the same read through the view or from the file."""
     stats, fields, found = _diff(
         [Z1, "'b', NULL, 'Active', 10, 1, DATE '2024-01-01'",
          "'d', NULL, 'Active', 1, 1.000000001, DATE '2024-01-01'"],
         ["'a', ' web ', 'Cancelled', 1.50, 2.1, DATE '2024-01-02'",
          "'b', '', 'Active', 10.00, 1, DATE '2024-01-01'",
          "'c', NULL, 'Active', 1, 1, DATE '2024-01-01'",
-         "'d', NULL, 'Active', 1, 1.0000000010004, DATE '2024-01-01'"])
+         "'d', NULL, 'Active', 1, 1.0000000010004, DATE '2024-01-01'"],
+        zuora_file=tmp_path / "Thing.parquet" if from_file else None)
     assert found == [
         ("a", "field_mismatch", "Quantity", "2.000000000000", "2.100000000000"),
         ("a", "field_mismatch", "StartDate", "2024-01-01", "2024-01-02"),
