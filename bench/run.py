@@ -63,9 +63,9 @@ def main() -> int:
         root = Path(args.keep) if args.keep else Path(tmp)
         results = []
         if not args.skip_diff:
-            # First, on a quiet machine: after the tenant benches PostgreSQL keeps working in
-            # the background (checkpoints, autovacuum of what the extract and repair wrote),
-            # which slowed the sub-second diff runs by up to 30% (load average 1.7 at start).
+            # First, while the machine is quiet: its sub-second runs are the most sensitive
+            # to load, and the tenant benches leave the machine busy for a while (when it ran
+            # last: load average 1.7 at its start, every run 20-30% slower).
             from diff_bench import bench_diff
 
             results.append(bench_diff())
