@@ -46,6 +46,7 @@ from expectations.results import CheckResult, pct
 from extract.catalog import LOCAL_TABLES, OBJECTS, Field, LocalTable, Norm, ObjectSpec, ZType
 from extract.local_export import arrow_type
 from extract.localdb import schema as local_schema
+from extract.profile import key_hashes
 from extract.values import dtype_of
 
 ZUORA, LOCAL = "zuora", "local"
@@ -353,8 +354,7 @@ def compile_checks(model: type[pa.DataFrameModel]) -> tuple[RowCheck, ...]:
             # Equal values hash equally, so distinct hashes == non-NULL rows proves there is
             # no duplicate (a hash collision only sends us to the exact check).
             out.append(RowCheck(name, "unique", c.is_not_null() & c.is_duplicated(), text,
-                                "unique", "proof",
-                                c.drop_nulls().hash().n_unique() == c.count()))
+                                "unique", "proof", _hashes_unique((name,))))
         for chk in col.checks:
             if chk.name not in CHECKS:
                 raise ValueError(f"{model.__name__}.{name}: check {chk.name!r} has no compiled "
@@ -380,9 +380,16 @@ def compile_checks(model: type[pa.DataFrameModel]) -> tuple[RowCheck, ...]:
         out.append(RowCheck(",".join(cols), "unique", key.is_duplicated(),
                             pl.concat_str([pl.col(x).cast(pl.String) for x in cols],
                                           separator="|", ignore_nulls=False),
-                            f"unique ({', '.join(cols)})", "proof",
-                            key.hash().n_unique() == pl.len()))
+                            f"unique ({', '.join(cols)})", "proof", _hashes_unique(cols)))
     return tuple(out)
+
+
+def _hashes_unique(key: Iterable[str]) -> pl.Expr:
+    """True when a key's values have as many distinct hashes as values: no duplicate (a hash
+    collision only sends the rule to the exact check). The extractor's column profile counts
+    the same hashes (``extract.profile.key_hashes``), so its proof is this one."""
+    h = key_hashes(tuple(key))
+    return h.n_unique() == h.len()
 
 
 @functools.cache

@@ -46,12 +46,13 @@ def key_name(key: Sequence[str]) -> str:
     return ",".join(key)
 
 
-def _hashes(frame: pl.DataFrame, key: Key) -> pl.Series:
-    """The hashes the contracts compare (``expectations.contracts.compile_checks``): a single
-    column's non-NULL values, or the struct of a key's columns on every row."""
+def key_hashes(key: Sequence[str]) -> pl.Expr:
+    """The hashes a key's uniqueness is proven on, here and by the contracts
+    (``expectations.contracts.compile_checks``): a single column's non-NULL values, or the
+    struct of a key's columns on every row. Unique when ``n_unique() == len()``."""
     if len(key) == 1:
-        return frame.get_column(key[0]).drop_nulls().hash()
-    return frame.select(pl.struct(list(key)).hash()).to_series()
+        return pl.col(key[0]).drop_nulls().hash()
+    return pl.struct(list(key)).hash()
 
 
 def _max_bytes(column: pa.ChunkedArray) -> int | None:
@@ -103,7 +104,7 @@ class Profiler:
             frame = pl.from_arrow(table.select(sorted({c for k in self._keys for c in k})))
             assert isinstance(frame, pl.DataFrame)
             for k in self._keys:
-                self._hashes[k].append(_hashes(frame, k))
+                self._hashes[k].append(frame.select(key_hashes(k)).to_series())
 
     def result(self) -> dict[str, Any]:
         """The profile as JSON-able data."""
@@ -121,7 +122,7 @@ class Profiler:
 
     def metadata(self) -> dict[str, str]:
         """The footer key-value metadata holding the profile."""
-        return {PROFILE_KEY: json.dumps(self.result(), separators=(",", ":"))}
+        return profile_metadata(self.result())
 
 
 def profile_frame(frame: pl.DataFrame, unique: Iterable[Sequence[str]] = (),
@@ -160,7 +161,7 @@ def unique_counts(frame: pl.LazyFrame, unique: Iterable[Sequence[str]]
     keys = [tuple(k) for k in unique if k]
     exprs: list[pl.Expr] = [pl.len().alias("rows")]
     for k in keys:
-        h = pl.col(k[0]).drop_nulls().hash() if len(k) == 1 else pl.struct(list(k)).hash()
+        h = key_hashes(k)
         exprs += [h.len().alias(f"n:{key_name(k)}"), h.n_unique().alias(f"d:{key_name(k)}")]
     row = frame.select(exprs).collect().row(0, named=True)
     return int(row["rows"]), {key_name(k): {"count": int(row[f"n:{key_name(k)}"]),

@@ -35,6 +35,7 @@ from reconcile.normalize import (
     ZUORA_SQL_TYPES,
     aligned,
     display,
+    ident,
     local_side_sql,
     typed,
     zuora_side_sql,
@@ -84,10 +85,6 @@ def _hash_sql(side_sql: str, fields: list[Field]) -> str:
 def _local_source(f: Field) -> str | None:
     """The SQL type the local side gives ``f`` (a followed reference: the referenced id)."""
     return None if f.ref is not None else f.local_type
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _numeric(f: Field) -> bool:
@@ -152,8 +149,8 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
                  zuora_side_sql(spec, fields, typed, only_ids=differing))
         zcols = ", ".join(f'z."{f.name}" AS "z_{f.name}"' for f in fields)
         lcols = ", ".join(
-            (typed(f, "d." + _q("l_" + f.name), ZUORA_SQL_TYPES[f.ztype]) if f.name in raw
-             else "d." + _q("l_" + f.name)) + " AS " + _q("l_" + f.name) for f in fields)
+            (typed(f, "d." + ident("l_" + f.name), ZUORA_SQL_TYPES[f.ztype]) if f.name in raw
+             else "d." + ident("l_" + f.name)) + " AS " + ident("l_" + f.name) for f in fields)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _mm AS
             SELECT z.key, {zcols}, {lcols}

@@ -129,7 +129,7 @@ def zuora_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
     are (default: the object's view)."""
     fields = spec.compared_fields if fields is None else fields
     cols = ['z."Id" AS key'] + [
-        f'{value(f, f"z.{_q(f.name)}", ZUORA_SQL_TYPES[f.ztype])} AS {_q(f.name)}'
+        f'{value(f, f"z.{ident(f.name)}", ZUORA_SQL_TYPES[f.ztype])} AS {ident(f.name)}'
         for f in fields]
     conds = ([spec.zuora_scope] if spec.zuora_scope else []) + (
         [f'z."Id" IN ({only_ids})'] if only_ids else [])
@@ -147,11 +147,12 @@ def local_side_sql(spec: ObjectSpec, fields: list[Field] | None = None,
         if f.ref is not None:
             alias = f"r{i}"
             joins.append(f"LEFT JOIN {f.ref.table} {alias} ON {alias}.{f.ref.column} = l.{f.column}")
-            cols.append(f"{value(f, f'{alias}.{f.ref.key_column}')} AS {_q(f.name)}")
+            cols.append(f"{value(f, f'{alias}.{f.ref.key_column}')} AS {ident(f.name)}")
         else:
-            cols.append(f"{value(f, f'l.{f.column}', f.local_type)} AS {_q(f.name)}")
+            cols.append(f"{value(f, f'l.{f.column}', f.local_type)} AS {ident(f.name)}")
     return f"SELECT {', '.join(cols)} FROM {spec.table} l " + " ".join(joins)
 
 
-def _q(name: str) -> str:
-    return f'"{name}"'
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
