@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium test lint demo bench clean
+.PHONY: setup chromium test test-fast lint demo bench clean
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -28,9 +28,20 @@ chromium:
 	    || echo "could not install chromium; the report's browser tests will say so"; \
 	fi
 
+# The suite runs on pytest-xdist workers (tests/conftest.py gives each its own PostgreSQL
+# database, temporary directories and TCP port range). --dist loadfile keeps every test file on
+# one worker, so a module-scoped fixture (a generated tenant, the demo, a report's three runs) is
+# built once, not once per worker. `make test TEST_WORKERS=0` runs it serially.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: setup chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The inner loop: everything but the tests marked slow (under 2 minutes on 2 cores).
+test-fast: setup
+	$(PYTEST) -m "not slow"
 
 demo: setup
 	$(BIN)/recon demo

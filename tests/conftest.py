@@ -3,15 +3,22 @@
 PostgreSQL is found, in order, at ``$RECON_TEST_PG_DSN`` (a DSN to a database on a server where
 the user may CREATE DATABASE), at ``postgresql://postgres@127.0.0.1:5432/postgres``, or by
 starting a private server with the ``pgserver`` package (a dev dependency). Tests never touch an
-existing database: the session gets a fresh ``recon_test_<hex>`` database, dropped at the end,
-and every test gets its own schema in it.
+existing database: the session gets a fresh ``recon_test_<worker>_<hex>`` database, dropped at
+the end, and every test gets its own schema in it.
+
+Under pytest-xdist (``make test`` runs ``-n 2``) every worker is a session of its own, so each
+worker has its own database (the worker id is in its name), its own temporary directories
+(``tmp_path`` lives under the worker's base directory) and its own TCP port range
+(:func:`free_port`), disjoint from the other workers' and from the kernel's ephemeral ports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -27,6 +34,46 @@ HOW_TO = (
     "(e.g. postgresql://postgres@127.0.0.1:5432/postgres), run a server at that default "
     "address, or install the dev extras (pip install -e '.[dev]') for pgserver"
 )
+
+
+def worker_index() -> int:
+    """0 for the controller or a serial run, N for xdist worker ``gwN``."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+# Per-worker TCP port ranges below Linux's ephemeral range (32768-60999), so a port handed out
+# here is never the kernel's pick for some client socket, and two workers never probe the same
+# port. The start inside the range is random: separate test sessions on one machine (several
+# checkouts, CI) rarely meet, and a port found busy is skipped anyway.
+PORT_BASE, PORT_SPAN = 20000, 1000
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now and was not handed out before in this session,
+    from this worker's own range (for servers that need a fixed ``--port``, e.g. a private
+    PostgreSQL started with pg_ctl; servers that can bind port 0 should do that instead)."""
+    low = PORT_BASE + worker_index() * PORT_SPAN
+    start = random.randrange(PORT_SPAN)
+    for i in range(PORT_SPAN):
+        port = low + (start + i) % PORT_SPAN
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {low}-{low + PORT_SPAN - 1}")
+
+
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> int:
+    """A free TCP port from this worker's range (see :func:`free_port`)."""
+    return free_port()
 
 
 def _to_url(params: dict[str, object]) -> str:
@@ -86,9 +133,13 @@ def _admin_dsn(tmp_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database for this test session (dropped afterwards)."""
+    """URL of a fresh, empty PostgreSQL database for this test session (dropped afterwards).
+
+    Session scope means one database per xdist worker: workers never share tables, advisory
+    locks (PostgreSQL scopes them to a database) or schemas."""
     with _admin_dsn(tmp_path_factory.mktemp("pgserver")) as admin:
-        dbname = f"recon_test_{secrets.token_hex(6)}"
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        dbname = f"recon_test_{worker}_{secrets.token_hex(6)}"
         with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from extract.config import ENV_VARS, Secret, Settings, load_settings, redact_url
+from extract.config import ENV_VARS, Secret, load_settings, redact_url
 from extract.errors import ConfigError
 
 FULL_TOML = """
@@ -40,8 +40,41 @@ def write(tmp_path: Path, text: str, name: str = "recon.toml") -> Path:
     return path
 
 
+# The defaults README's settings table documents, written out by hand: a changed default must
+# change README (and this table) too, not pass because the code agrees with itself.
+DOCUMENTED_DEFAULTS = {
+    "zuora_base_url": "http://127.0.0.1:8808",
+    "zuora_client_id": "recon",
+    "zuora_client_secret": "not set",
+    "tenant_tz": "America/Los_Angeles",
+    "local_database_url": "duckdb:///data/local.duckdb",
+    "data_dir": "data",
+    "extract_mode": "incremental",
+    "extract_full_every_days": "7",
+    "extract_lag_hours": "2.0",
+    "reconcile_grace_hours": "2.0",
+    "validate_max_volume_drop": "0.2",
+    "repair_max_change_fraction": "0.05",
+    "repair_max_plan_age_hours": "24.0",
+    "repair_batch_size": "1000",
+    "repair_auto": "false",
+    "schedule_timezone": "UTC",
+    "schedule_nightly": "30 2 * * *",
+    "schedule_catalog": "0 6 * * *",
+    "schedule_full": "0 4 * * 0",
+    "jobs_retries": "2",
+    "jobs_retry_delay_s": "30.0",
+    "jobs_misfire_grace_hours": "6.0",
+    "alerts_webhook_url": "not set",
+    "alerts_new_drift_threshold": "1",
+}
+
+
 def test_defaults_without_any_file_or_env() -> None:
-    assert load_settings(env={}) == Settings()
+    s = load_settings(env={})  # the working directory is empty: no recon.toml either
+    shown = s.describe()
+    assert {k: shown.get(k) for k in DOCUMENTED_DEFAULTS} == DOCUMENTED_DEFAULTS
+    assert s.data_dir == Path("data") and s.zuora_client_secret.get() is None
 
 
 def test_toml_keys_map_to_settings(tmp_path: Path) -> None:

@@ -369,8 +369,12 @@ def test_object_query_paging_and_cursor(srv, http, data_dir):
         assert [s["orderBy"]["field"] for s in state] == ["UpdatedDate", "Id"]
     assert pages == -(-want.height // 37)
     assert len({r["id"] for r in seen}) == want.height == len(seen)
-    keys = [(r["updatedDate"], r["id"]) for r in seen]
-    assert keys == sorted(keys, reverse=True) or len(keys) == want.height
+    # Newest first by UpdatedDate then Id (both DESC, as the cursor says): compare instants, not
+    # strings (offsets differ across DST), and the exact order the tenant's data implies.
+    keys = [(dt.datetime.fromisoformat(r["updatedDate"]), r["id"]) for r in seen]
+    assert keys == sorted(keys, reverse=True)
+    assert [r["id"] for r in seen] == want.sort(["UpdatedDate", "Id"], descending=True)[
+        "Id"].to_list()
     rec = seen[0]
     assert "accountNumber" in rec and "AccountNumber" not in rec
     assert rec["updatedDate"][19:] in ("-07:00", "-08:00") and "." not in rec["updatedDate"]
