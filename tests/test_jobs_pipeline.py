@@ -252,8 +252,23 @@ def test_cli_run_exit_codes(env, tmp_path: Path) -> None:
     assert "nightly run nightly-" in out.stdout and SECRET not in out.stdout + out.stderr
     runs_out = subprocess.run([*cmd, "runs"], capture_output=True, text=True, env=e)
     assert runs_out.returncode == 0 and "drift" in runs_out.stdout
-    status = subprocess.run([*cmd, "status"], capture_output=True, text=True, env=e)
-    assert "nightly" in status.stdout
+    # `recon status` exits 0 when no job is overdue and 1 when one is; the schedules are set so
+    # the answer does not depend on the time of day the test runs at ("" disables a job).
+    def status(schedule: str) -> tuple[subprocess.CompletedProcess, dict[str, list[str]]]:
+        sched = tmp_path / "status.toml"
+        sched.write_text(cfg.read_text() + schedule)
+        out = subprocess.run([sys.executable, "-m", "jobs.cli", "--config", str(sched), "status"],
+                             capture_output=True, text=True, env=e)
+        return out, {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+
+    ok, rows = status('[schedule]\nnightly = "* * * * *"\ncatalog = ""\nfull = ""\n')
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert set(rows) == {"nightly"} and rows["nightly"][-1] == "ok", ok.stdout
+    late, rows = status('[schedule]\nnightly = ""\ncatalog = "0 0 1 1 *"\nfull = ""\n'
+                        '[jobs]\nmisfire_grace_hours = 0.01\n')
+    assert late.returncode == 1, late.stdout + late.stderr
+    assert set(rows) == {"catalog"} and rows["catalog"][-1] == "OVERDUE", late.stdout
+    assert "never" in rows["catalog"], late.stdout  # no catalog run ever succeeded
     bad = subprocess.run([*cmd, "run", "nightly"], capture_output=True, text=True,
                          env={**e, "RECON_ZUORA_CLIENT_SECRET": "nope"})
     assert bad.returncode == 2 and "failed" in bad.stderr and "nope" not in bad.stderr
