@@ -105,6 +105,19 @@ TABLES: dict[str, tuple[str, list[tuple]]] = {
             ("s7v10", "A-S00000007", 10, "acc_owner_2", "acc_owner_2", "Active", D(2026, 4, 1),
              D(2027, 4, 1), None, D(2027, 4, 1), True, None, None,
              T(2026, 4, 1, 9), T(2026, 4, 1, 9)),
+            # A-S8: an add-on bought as its own subscription (domain.md D12: "legitimately
+            # add-on subscriptions"): paid, but no base plan, hence no plan, seats or amendment.
+            ("s8v1", "A-S00000008", 1, "acc_owner_1", "acc_owner_1", "Active", D(2026, 5, 1),
+             D(2027, 5, 1), None, D(2027, 5, 1), True, None, None,
+             T(2026, 5, 1, 17), T(2026, 5, 1, 17)),
+            # A-S9: Suspended (domain.md §1.3: Active → Suspended → Resume → Active), still a
+            # paid subscription with an order.
+            ("s9v1", "A-S00000009", 1, "acc_owner_1", "acc_owner_1", "Expired", D(2026, 2, 10),
+             D(2027, 2, 10), None, D(2027, 2, 10), False, None, None,
+             T(2026, 2, 10, 17), T(2026, 9, 1, 17)),
+            ("s9v2", "A-S00000009", 2, "acc_owner_1", "acc_owner_1", "Suspended",
+             D(2026, 2, 10), D(2027, 2, 10), None, D(2027, 2, 10), True, None, None,
+             T(2026, 9, 1, 17), T(2026, 9, 1, 17)),
         ]),
     "RatePlan": ("Id VARCHAR, SubscriptionId VARCHAR, ProductRatePlanId VARCHAR, "
                  "AmendmentType VARCHAR, Name VARCHAR", [
@@ -126,6 +139,9 @@ TABLES: dict[str, tuple[str, list[tuple]]] = {
                       "Premium SaaS"),
                      ("rp_s7v10_base", "s7v10", "prp_ultimate_1y", "NewProduct",
                       "Ultimate SaaS"),
+                     ("rp_s8v1_addon", "s8v1", "prp_storage", None, "Storage"),
+                     ("rp_s9v1_base", "s9v1", "prp_premium_1y", None, "Premium SaaS"),
+                     ("rp_s9v2_base", "s9v2", "prp_premium_1y", None, "Premium SaaS"),
                  ]),
     "RatePlanCharge": (
         "Id VARCHAR, RatePlanId VARCHAR, ChargeNumber VARCHAR, Segment BIGINT, Version BIGINT, "
@@ -163,18 +179,24 @@ TABLES: dict[str, tuple[str, list[tuple]]] = {
              None, True, D(2024, 5, 1), None),
             ("c14", "rp_s4v1_base", "C-00000042", 1, 1, "Recurring", "Per Unit Pricing",
              Decimal("50"), True, D(2024, 5, 1), None),
-            ("c15", "rp_s5v1_base", "C-00000051", 1, 1, "Recurring", "Per Unit Pricing",
-             Decimal("3"), True, D(2026, 9, 1), D(2027, 9, 1)),
+            # (A-S5, a Draft, has no charge yet)
             ("c16", "rp_s6v1_base", "C-00000061", 1, 1, "Recurring", "Per Unit Pricing",
              Decimal("4"), True, D(2026, 9, 2), D(2027, 9, 2)),
             ("c17", "rp_s7v9_base", "C-00000071", 1, 9, "Recurring", "Per Unit Pricing",
              Decimal("7"), True, D(2025, 4, 1), D(2026, 4, 1)),
             ("c18", "rp_s7v10_base", "C-00000072", 1, 1, "Recurring", "Per Unit Pricing",
              Decimal("8"), True, D(2026, 4, 1), D(2027, 4, 1)),
+            ("c19", "rp_s8v1_addon", "C-00000081", 1, 1, "Recurring", "Per Unit Pricing",
+             Decimal("2"), True, D(2026, 5, 1), D(2027, 5, 1)),
+            ("c20", "rp_s9v1_base", "C-00000091", 1, 1, "Recurring", "Per Unit Pricing",
+             Decimal("20"), True, D(2026, 2, 10), D(2027, 2, 10)),
+            ("c21", "rp_s9v2_base", "C-00000091", 1, 2, "Recurring", "Per Unit Pricing",
+             Decimal("20"), True, D(2026, 2, 10), D(2027, 2, 10)),
         ]),
 }
 
-PAID = ["A-S00000001", "A-S00000002", "A-S00000003", "A-S00000004", "A-S00000007"]
+PAID = ["A-S00000001", "A-S00000002", "A-S00000003", "A-S00000004", "A-S00000007",
+        "A-S00000008", "A-S00000009"]
 
 
 def _derive(statuses: tuple[str, ...] | None | str = "default") -> dict[str, dict]:
@@ -206,8 +228,8 @@ def _column(derived: dict[str, dict], col: str) -> dict[str, object]:
 
 
 def test_one_order_per_paid_subscription(derived: dict[str, dict]) -> None:
-    """PAID, L4: Active and Cancelled latest versions have an order; Draft and Pending
-    Activation (A-S5, A-S6) do not."""
+    """PAID, L4: Active, Cancelled and Suspended latest versions have an order (an add-on-only
+    subscription too); Draft and Pending Activation (A-S5, A-S6) do not."""
     assert sorted(derived) == PAID
 
 
@@ -215,14 +237,17 @@ def test_every_status_when_asked() -> None:
     """The reconciler checks an existing order whatever its subscription's status: with no
     status filter every name is derived, each from its latest version (Z1)."""
     rows = _derive(None)
-    assert {n: (r["subscription_id"], r["latest_status"]) for n, r in sorted(rows.items())} == {
-        "A-S00000001": ("s1v3", "Active"),
-        "A-S00000002": ("s2v2", "Cancelled"),
-        "A-S00000003": ("s3v2", "Cancelled"),
-        "A-S00000004": ("s4v1", "Active"),
-        "A-S00000005": ("s5v1", "Draft"),
-        "A-S00000006": ("s6v1", "Pending Activation"),
-        "A-S00000007": ("s7v10", "Active"),
+    assert {n: (r["subscription_id"], r["latest_status"], r["quantity"])
+            for n, r in sorted(rows.items())} == {
+        "A-S00000001": ("s1v3", "Active", 40),
+        "A-S00000002": ("s2v2", "Cancelled", 5),
+        "A-S00000003": ("s3v2", "Cancelled", 13),
+        "A-S00000004": ("s4v1", "Active", 50),
+        "A-S00000005": ("s5v1", "Draft", None),  # no charge yet: still derived
+        "A-S00000006": ("s6v1", "Pending Activation", 4),
+        "A-S00000007": ("s7v10", "Active", 8),
+        "A-S00000008": ("s8v1", "Active", None),
+        "A-S00000009": ("s9v2", "Suspended", 20),
     }
 
 
@@ -231,7 +256,8 @@ def test_subscription_id_is_the_latest_version(derived: dict[str, dict]) -> None
     9 of A-S7 which sorts after 10 as text)."""
     assert _column(derived, "subscription_id") == {
         "A-S00000001": "s1v3", "A-S00000002": "s2v2", "A-S00000003": "s3v2",
-        "A-S00000004": "s4v1", "A-S00000007": "s7v10",
+        "A-S00000004": "s4v1", "A-S00000007": "s7v10", "A-S00000008": "s8v1",
+        "A-S00000009": "s9v2",
     }
 
 
@@ -241,7 +267,8 @@ def test_zuora_account_id_is_the_latest_owner(derived: dict[str, dict]) -> None:
     assert _column(derived, "zuora_account_id") == {
         "A-S00000001": "acc_owner_2", "A-S00000002": "acc_owner_1",
         "A-S00000003": "acc_unsynced", "A-S00000004": "acc_owner_2",
-        "A-S00000007": "acc_owner_2",
+        "A-S00000007": "acc_owner_2", "A-S00000008": "acc_owner_1",
+        "A-S00000009": "acc_owner_1",
     }
 
 
@@ -250,18 +277,19 @@ def test_billing_account_id_is_the_local_row_of_that_owner(derived: dict[str, di
     owner with no local billing account (D16 reports that separately)."""
     assert _column(derived, "billing_account_id") == {
         "A-S00000001": 102, "A-S00000002": 101, "A-S00000003": None,
-        "A-S00000004": 102, "A-S00000007": 102,
+        "A-S00000004": 102, "A-S00000007": 102, "A-S00000008": 101, "A-S00000009": 101,
     }
 
 
 def test_product_rate_plan_id_is_the_latest_base_plan(derived: dict[str, dict]) -> None:
     """L5, seed 004 / domain.md §1.8: the latest version's rate plan whose product is a Base
     Product (A-S1's v3 add-on sorts first and is not it; A-S1 and A-S7 changed plan across
-    versions)."""
+    versions); none for an add-on-only subscription (A-S8)."""
     assert _column(derived, "product_rate_plan_id") == {
         "A-S00000001": "prp_premium_1y", "A-S00000002": "prp_premium_1y",
         "A-S00000003": "prp_ultimate_1y", "A-S00000004": "prp_dedicated",
-        "A-S00000007": "prp_ultimate_1y",
+        "A-S00000007": "prp_ultimate_1y", "A-S00000008": None,
+        "A-S00000009": "prp_premium_1y",
     }
 
 
@@ -271,7 +299,8 @@ def test_start_date_is_the_latest_term_start(derived: dict[str, dict]) -> None:
     assert _column(derived, "start_date") == {
         "A-S00000001": D(2026, 1, 15), "A-S00000002": D(2026, 2, 1),
         "A-S00000003": D(2026, 3, 1), "A-S00000004": D(2024, 5, 1),
-        "A-S00000007": D(2026, 4, 1),
+        "A-S00000007": D(2026, 4, 1), "A-S00000008": D(2026, 5, 1),
+        "A-S00000009": D(2026, 2, 10),
     }
 
 
@@ -282,17 +311,18 @@ def test_end_date_is_the_cancellation_when_cancelled(derived: dict[str, dict]) -
     assert _column(derived, "end_date") == {
         "A-S00000001": D(2027, 1, 15), "A-S00000002": D(2026, 8, 15),
         "A-S00000003": D(2027, 1, 10), "A-S00000004": None,
-        "A-S00000007": D(2027, 4, 1),
+        "A-S00000007": D(2027, 4, 1), "A-S00000008": D(2027, 5, 1),
+        "A-S00000009": D(2027, 2, 10),
     }
 
 
 def test_quantity_is_the_last_seat_segment(derived: dict[str, dict]) -> None:
     """SEAT: the base plan's per-unit charge on its LAST segment of the latest version (A-S1:
     segment 3 = 40, not segment 1 = 10, not the add-on's 3; A-S4: the per-unit Users charge,
-    not the flat fee); HALF: 12.5 seats become 13."""
+    not the flat fee; A-S8 has no base plan, so no seats); HALF: 12.5 seats become 13."""
     assert _column(derived, "quantity") == {
         "A-S00000001": 40, "A-S00000002": 5, "A-S00000003": 13, "A-S00000004": 50,
-        "A-S00000007": 8,
+        "A-S00000007": 8, "A-S00000008": None, "A-S00000009": 20,
     }
 
 
@@ -302,4 +332,5 @@ def test_amendment_type_is_the_latest_base_plans(derived: dict[str, dict]) -> No
     assert _column(derived, "amendment_type") == {
         "A-S00000001": "Renewal", "A-S00000002": "Cancellation",
         "A-S00000003": "UpdateProduct", "A-S00000004": None, "A-S00000007": "NewProduct",
+        "A-S00000008": None, "A-S00000009": None,
     }
