@@ -51,8 +51,10 @@ def typed(field: Field, expr: str, source: str | None = None) -> str:
             squashed = "LOWER(" + _SQUASH.format(e=f"CAST({expr} AS VARCHAR)") + ")"
             out = f"NULLIF(replace({squashed}, 'canceled', 'cancelled'), '')"
         case Norm.MULTISELECT:
-            parts = (f"list_sort(list_filter(list_transform(string_split(CAST({expr} AS VARCHAR),"
-                     " ';'), lambda t: LOWER(TRIM(t))), lambda t: t <> ''))")
+            # a set: order, blanks, empty items and repeated values do not matter
+            parts = (f"list_sort(list_distinct(list_filter(list_transform(string_split("
+                     f"CAST({expr} AS VARCHAR), ';'), lambda t: LOWER(TRIM(t))), "
+                     "lambda t: t <> '')))")
             out = f"NULLIF(array_to_string({parts}, ';'), '')"
         case Norm.DATETIME_UTC:
             out = f"date_trunc('second', CAST({expr} AS TIMESTAMP))"

@@ -14,13 +14,12 @@ import re
 import polars as pl
 import pytest
 from oracle import diff
-from worlds import fresh_world
+from worlds import derive_orders, fresh_world
 
 from extract.catalog.objects import ORDER_METADATA
 from extract.catalog.orders import DERIVED_COLUMNS
 from extract.sandbox.generate.drift.base import World
 from extract.sandbox.generate.drift.orders import SCENARIOS
-from extract.sandbox.generate.local import derive_orders
 
 DIFF_KINDS = ("missing_in_local", "orphaned_in_local", "field_mismatch")
 

@@ -11,12 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 from oracle import diff
-from worlds import fresh_world
+from worlds import derive_orders, fresh_world
 
 from extract.catalog.orders import DERIVED_COLUMNS
 from extract.sandbox.generate.drift.base import World
 from extract.sandbox.generate.drift.subscriptions import SCENARIOS
-from extract.sandbox.generate.local import derive_orders
 
 N = 12
 DIFF_KINDS = ("missing_in_local", "orphaned_in_local", "field_mismatch")

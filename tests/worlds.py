@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import functools
 
+import duckdb
+import polars as pl
+
+from extract.catalog.orders import DERIVED_ORDERS_SQL
 from extract.sandbox.generate.drift.base import World
 from extract.sandbox.generate.ids import IdFactory
 from extract.sandbox.generate.local import LocalCounters
@@ -33,3 +37,17 @@ def fresh_world(accounts: int = ACCOUNTS, seed: int = SEED) -> World:
     w.rng = copy.deepcopy(base.rng)
     w.ids = IdFactory(w.rng)  # ids drawn by scenarios come from this world's own stream
     return w
+
+
+def derive_orders(zuora: dict[str, pl.DataFrame], billing_accounts: pl.DataFrame) -> pl.DataFrame:
+    """The reconciler's order derivation (``extract.catalog.orders``) run over a world's Zuora
+    side: one row per paid subscription name (L5). The generator does not use it (it writes
+    orders from its own facts), so a test comparing the two checks each against the other."""
+    con = duckdb.connect()
+    try:
+        for name in ("Subscription", "RatePlan", "RatePlanCharge", "Product", "ProductRatePlan"):
+            con.register(name, zuora[name].to_arrow())
+        con.register("billing_accounts", billing_accounts.select("id", "zuora_account_id").to_arrow())
+        return con.sql(DERIVED_ORDERS_SQL + " ORDER BY subscription_name").pl()
+    finally:
+        con.close()

@@ -1,9 +1,12 @@
 """The local (CustomersDot) side of a generated tenant, as a correct sync would have left it.
 
 Zuora-copy tables come from the catalogue's projection (``extract.catalog.project``), so the
-clean local copy equals Zuora after normalisation by construction; orders come from the one
-declared derivation (``extract.catalog.orders``); customers, memberships, local metadata and
-trial orders (local only, L10) are generated here.
+clean local copy equals Zuora after normalisation by construction; orders are written from the
+generator's own facts about each subscription (``tenant._order_facts``: the version it made
+latest, the owner, term, cancellation, base plan and seats it booked), deliberately NOT from
+the reconciler's derivation (``extract.catalog.orders``), so that the tests comparing the two
+can catch a bug in either; customers, memberships, local metadata and trial orders (local
+only, L10) are generated here.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import polars as pl
 
 from extract.catalog import get
-from extract.catalog.orders import DERIVED_ORDERS_SQL
 from extract.catalog.project import to_local
 
+# The orders columns the catalogue declares Owner.DERIVED (objects.ORDERS), in label order.
+DERIVED_ORDER_COLUMNS = (
+    "subscription_id", "zuora_account_id", "billing_account_id", "product_rate_plan_id",
+    "start_date", "end_date", "quantity", "amendment_type",
+)
 CATALOG_OBJECTS = ("Product", "ProductRatePlan", "ProductRatePlanCharge",
                    "ProductRatePlanChargeTier")
 COPY_OBJECTS = ("Subscription", "RatePlan", "RatePlanCharge", "RatePlanChargeTier")
@@ -106,22 +112,27 @@ def build_people(accounts: pl.DataFrame, contacts: pl.DataFrame, billing_account
     return {"customers": customers, "billing_account_memberships": mem}
 
 
-def derive_orders(zuora: dict[str, pl.DataFrame], billing_accounts: pl.DataFrame) -> pl.DataFrame:
-    """The Zuora-derived columns of one order per paid subscription name (L5)."""
-    con = duckdb.connect()
-    try:
-        for name in ("Subscription", "RatePlan", "RatePlanCharge", "Product", "ProductRatePlan"):
-            con.register(name, zuora[name].to_arrow())
-        con.register("billing_accounts", billing_accounts.select("id", "zuora_account_id").to_arrow())
-        return con.sql(DERIVED_ORDERS_SQL + " ORDER BY subscription_name").pl()
-    finally:
-        con.close()
+def order_columns(facts: pl.DataFrame, billing_accounts: pl.DataFrame) -> pl.DataFrame:
+    """The Zuora-derived columns of an order (L5) for each version row of ``facts`` taken as
+    its subscription's latest: the generator's facts as order columns, the owner's local
+    billing account looked up in the billing accounts this generator wrote."""
+    ba = billing_accounts.select("zuora_account_id", billing_account_id="id")
+    return facts.join(ba, left_on="AccountId", right_on="zuora_account_id",
+                      how="left", maintain_order="left").select(
+        subscription_name="Name", subscription_id="Id", zuora_account_id="AccountId",
+        billing_account_id=pl.col("billing_account_id").cast(pl.Int64),
+        product_rate_plan_id="product_rate_plan_id", start_date="TermStartDate",
+        end_date="end_date", quantity=pl.col("seats").cast(pl.Int32),
+        amendment_type="amendment_type", latest_status="Status", namespace_id="namespace_id",
+        namespace_name="namespace_name")
 
 
-def build_orders(zuora: dict[str, pl.DataFrame], local: dict[str, pl.DataFrame],
+def build_orders(facts: pl.DataFrame, local: dict[str, pl.DataFrame],
                  counters: LocalCounters, rng: np.random.Generator,
                  as_of: dt.date) -> pl.DataFrame:
-    derived = derive_orders(zuora, local["billing_accounts"])
+    """One order per paid subscription name (L4) from its latest version's facts, plus trials."""
+    latest = facts.filter(pl.col("is_latest") & pl.col("paid")).sort("Name")
+    derived = order_columns(latest, local["billing_accounts"])
     n = derived.height
     sold_customer = (local["billing_accounts"].select("id", "sold_to_contact_id")
                      .join(local["billing_account_contacts"].select(

@@ -97,10 +97,11 @@ def build_world(opts: Options, chunk_no: int, n_accounts: int, catalog: dict[str
     local.update(build_people(accounts, contacts, local["billing_accounts"], lcounters, rng))
     names = COPY_OBJECTS + (CATALOG_OBJECTS if chunk_no == 0 else ())
     local.update(project_copy(zuora, names, rng))
-    local["orders"] = build_orders(zuora, local, lcounters, rng, opts.as_of)
+    local["orders"] = build_orders(z["_order_facts"], local, lcounters, rng, opts.as_of)
     drift_rng = _rng(opts.seed, 2, chunk_no)
     return World(zuora=zuora, local=local, rng=drift_rng, ids=IdFactory(drift_rng),
-                 counters=lcounters, tz=opts.tz, as_of=opts.as_of, has_catalog=chunk_no == 0)
+                 counters=lcounters, tz=opts.tz, as_of=opts.as_of, has_catalog=chunk_no == 0,
+                 order_facts=z["_order_facts"])
 
 
 def generate(opts: Options, out: Path, db_url: str | None = None,

@@ -586,7 +586,54 @@ def build_subscriptions(acct: pl.DataFrame, plans: pl.DataFrame, ids: IdFactory,
         "RatePlanChargeTier": tier,
         "_subs": subs.select("sub", "Name", "deployment", "product_key", "edu", "kind", "cancel"),
         "_owner_final": ver.filter("is_latest").select("owner", "Status"),
+        "_order_facts": _order_facts(ver, rp, lkeys, bounds, acct_ids),
     }
+
+
+ORDER_FACT_SCHEMA = {
+    "Name": pl.String, "Id": pl.String, "Version": pl.Int64, "is_latest": pl.Boolean,
+    "paid": pl.Boolean, "Status": pl.String, "AccountId": pl.String,
+    "TermStartDate": pl.Date, "TermEndDate": pl.Date, "CancelledDate": pl.Date,
+    "end_date": pl.Date, "product_rate_plan_id": pl.String, "seats": pl.Int64,
+    "amendment_type": pl.String, "namespace_id": pl.String, "namespace_name": pl.String,
+}
+
+
+def _order_facts(ver: pl.DataFrame, rp: pl.DataFrame, lkeys: pl.DataFrame, bounds: pl.DataFrame,
+                 acct_ids: pl.Series) -> pl.DataFrame:
+    """What each version this generator booked means for its subscription's order, from the
+    generator's own scenario facts (never by deriving them back from the Zuora frames, which
+    would share the reconciler's derivation and hide its bugs): the owner it moved the
+    subscription to, the term it set, the cancellation it booked (the order ends then, else at
+    the term end), the base plan it sold, the amendment it recorded on that plan and the seats
+    its last seat event set. One row per version (``ORDER_FACT_SCHEMA``); the latest row of a
+    paid (booked live: Active or Cancelled) subscription is its clean order, and a scenario
+    that deletes the latest version (D03) reads what the previous one means."""
+    base = rp.filter(pl.col("plan_no") == 0).select(
+        "sub", "Version", product_rate_plan_id="prp_id", amendment_type="AmendmentType")
+    seat_charge = lkeys.filter((pl.col("plan_no") == 0)
+                               & (pl.col("charge_model") == "Per Unit Pricing")).select(
+        "sub", "ChargeNumber")
+    # seats in force at a version: the quantity of the last seat boundary booked up to it
+    seats = (bounds.select("ChargeNumber", "bversion", "qty").join(seat_charge, on="ChargeNumber")
+             .join(ver.select("sub", "Version"), on="sub")
+             .filter(pl.col("bversion") <= pl.col("Version"))
+             .sort("sub", "Version", "ChargeNumber", "bversion")
+             .group_by("sub", "Version", maintain_order=True)
+             .agg(seats=pl.col("qty").filter(pl.col("ChargeNumber") == pl.col("ChargeNumber")
+                                             .first()).last()))
+    booked_cancel = pl.col("is_latest") & pl.col("cancel")
+    return (ver.join(base, on=["sub", "Version"], how="left")
+            .join(seats, on=["sub", "Version"], how="left")
+            .with_columns(
+                paid=pl.col("kind") == "live",
+                AccountId=acct_ids.gather(ver["owner"]),
+                end_date=pl.when(booked_cancel).then(pl.col("CancelledDate"))
+                .otherwise(pl.col("TermEndDate")),
+                namespace_id=pl.col("GitLabNamespaceId__c"),
+                namespace_name=pl.col("GitLabNamespaceName__c"))
+            .select([pl.col(c).cast(t) for c, t in ORDER_FACT_SCHEMA.items()])
+            .sort("Name", "Version"))
 
 
 def finalize_account_status(accounts: pl.DataFrame, subscription: pl.DataFrame,

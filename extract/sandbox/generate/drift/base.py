@@ -54,6 +54,10 @@ class World:
     tz: str
     as_of: dt.date
     has_catalog: bool = True  # catalog scenarios run only where the catalog lives
+    # The generator's own facts per subscription version (tenant.ORDER_FACT_SCHEMA): what the
+    # order of a name would be with that version as its latest. Scenarios read it instead of
+    # deriving orders from Zuora (the reconciler's derivation is what the labels check).
+    order_facts: pl.DataFrame | None = None
     claimed_names: set[str] = field(default_factory=set)
     claimed_accounts: set[str] = field(default_factory=set)
     labels: list[pl.DataFrame] = field(default_factory=list)

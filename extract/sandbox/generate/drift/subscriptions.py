@@ -10,9 +10,8 @@ from decimal import Decimal
 import polars as pl
 
 from extract.catalog import get
-from extract.catalog.orders import DERIVED_COLUMNS, PAID_STATUSES
 from extract.sandbox.generate.drift.base import Scenario, World, patch_rows
-from extract.sandbox.generate.local import derive_orders
+from extract.sandbox.generate.local import DERIVED_ORDER_COLUMNS, order_columns
 from extract.sandbox.generate.tenant import USERS
 
 SUBS = "zuora_local_subscriptions"
@@ -122,8 +121,10 @@ def d03_local_orphan_version(world: World, n: int) -> None:
     canceled = world.zuora["Account"].filter(pl.col("Status") == "Canceled")["Id"].implode()
     prev = subs.select("Name", pl.col("Version") + 1, prev_id="Id", prev_account="AccountId",
                        prev_cancelled="CancelledDate")
+    assert world.order_facts is not None, "D03 needs the generator's order facts"
+    paid = world.order_facts.filter("paid")["Name"].unique().implode()
     cand = (world.latest()
-            .filter((pl.col("Version") >= 2) & pl.col("Status").is_in(PAID_STATUSES)
+            .filter((pl.col("Version") >= 2) & pl.col("Name").is_in(paid)
                     & (pl.col("UpdatedDate") < now - dt.timedelta(hours=2))
                     & pl.col("Name").is_in(_order_names(world).implode()))
             .join(prev, on=["Name", "Version"])
@@ -157,19 +158,22 @@ def d03_local_orphan_version(world: World, n: int) -> None:
     world.drop_zuora("RatePlanCharge", tree["RatePlanCharge"])
     world.drop_zuora("RatePlan", tree["RatePlan"])
     world.drop_zuora("Subscription", deleted)
-    # The order still points at the deleted version; its other Zuora-derived columns are
-    # stale wherever the rolled-back latest version derives differently.
+    # The order still says what the deleted version booked; it is stale in every column where
+    # the version that is latest again (with the status the rollback gave it) books another
+    # order: the generator's facts about that version, not a derivation from Zuora.
     names = picked["Name"].to_list()
-    scoped = {**world.zuora,
-              "Subscription": world.zuora["Subscription"].filter(pl.col("Name").is_in(names))}
-    derived = derive_orders(scoped, world.local["billing_accounts"])
+    rolled_back = (world.order_facts.join(update.select("Id", new_status="Status"), on="Id")
+                   .with_columns(Status=pl.col("new_status"),
+                                 end_date=pl.when(pl.col("new_status") == "Cancelled")
+                                 .then(pl.col("CancelledDate")).otherwise(pl.col("TermEndDate"))))
+    expected = order_columns(rolled_back, world.local["billing_accounts"])
     orders = world.local["orders"].filter(~pl.col("trial").fill_null(False)
                                           & pl.col("subscription_name").is_in(names))
-    derived = derived.select("subscription_name", *[pl.col(c).cast(orders.schema[c])
-                                                    for c in DERIVED_COLUMNS])
-    both = orders.select("subscription_name", *DERIVED_COLUMNS).join(
-        derived, on="subscription_name", suffix="__zuora")
-    for col in DERIVED_COLUMNS:
+    expected = expected.select("subscription_name", *[pl.col(c).cast(orders.schema[c])
+                                                      for c in DERIVED_ORDER_COLUMNS])
+    both = orders.select("subscription_name", *DERIVED_ORDER_COLUMNS).join(
+        expected, on="subscription_name", suffix="__zuora")
+    for col in DERIVED_ORDER_COLUMNS:
         keys = both.filter(pl.col(col).ne_missing(pl.col(f"{col}__zuora")))[
             "subscription_name"].sort()
         rule = "D02" if col == "subscription_id" else "D14"
