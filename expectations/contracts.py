@@ -8,8 +8,9 @@ local table, generated from the catalogue, and a fast way to run them on million
   ``INTEGER`` → Int32, ``DECIMAL(18,2)`` → Decimal(18, 2), …); ``strict``: no other column;
 * NULL rules: Zuora side, fields Zuora always fills or the local copy cannot store NULL in;
   local side, the column's ``NOT NULL``;
-* string lengths: the seed schema's ``VARCHAR(n)`` (a longer Zuora value cannot be stored
-  locally; fields the local copy truncates on purpose, such as ``Notes``, are exempt);
+* string lengths: the seed schema's ``VARCHAR(n)`` on the local side and for Zuora ids; a
+  Zuora string longer than its local column is valid in Zuora and becomes a finding for a
+  person (``Field.misfit_sql``), not a contract failure;
 * enums: Zuora side exactly ``Field.enum`` (custom fields may also be ``""``, which means
   NULL; multiselect fields are ``;``-separated members); local side, any spelling that
   normalises to a member the way ``reconcile.normalize`` compares (``PendingActivation``,
@@ -222,8 +223,10 @@ def zuora_columns(spec: ObjectSpec) -> list[ColumnSpec]:
     out = []
     for f in spec.fields:
         checks = _enum_checks(f, ZUORA)
-        if f.ztype in (ZType.STR, ZType.ID) and not f.truncate:
+        if f.ztype is ZType.ID:  # a longer string is not a Zuora id at all
             checks += _length_check(f.max_length)
+        # A Zuora string longer than the local VARCHAR is valid in Zuora: not a contract
+        # failure but a finding for a person (``Field.misfit_sql``, reconcile.annotate).
         out.append(ColumnSpec(
             name=f.name, dtype=dtype_of(f),
             # Zuora always fills it, or the local copy has nowhere to put a NULL.

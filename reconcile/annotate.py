@@ -7,14 +7,23 @@
 * the action (domain.md §5): orphans of a subscription that vanished from Zuora (D15), orphan
   billing accounts still referenced (D17) and catalog rows still referenced (D23) need a
   person; every other row difference is repaired from Zuora (auto);
-* a severity, the drift it most likely is (``drift_id``), and an explanation.
+* a severity, the drift it most likely is (``drift_id``), and an explanation;
+* values valid in Zuora that the local column cannot hold (``Field.misfit_sql``: longer than
+  its VARCHAR, a NUL byte, more integer digits than its DECIMAL, outside its integer type):
+  the column's finding needs a person (never auto: a repair would have to cut the value), and
+  a missing row whose NOT NULL column cannot hold its value is not inserted (a person widens
+  the column first); a nullable one is inserted with NULL there;
+* date attribution: D05 (time zone) only for a difference of exactly ±1 day; any other date
+  difference is D07 when the subscription's status or cancellation differs too (a missed
+  cancellation moves its end dates by months), otherwise it has no drift id and says by how
+  many days it differs.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from extract.catalog import OBJECTS, Norm, ObjectSpec, get
+from extract.catalog import OBJECTS, Field, Norm, ObjectSpec, get
 from reconcile.diff import AUDIT_FIELDS, HIGH_FIELDS
 from reconcile.findings import sql_text
 
@@ -146,7 +155,7 @@ def _field_drift(spec: ObjectSpec, name: str, norm: Norm) -> str:
     if name in ("Status", "CancelledDate"):
         return "D07"
     if norm is Norm.DATE:
-        return "D05"
+        return "D05"  # until _attribute_dates looks at the size of the difference
     if norm in (Norm.DECIMAL, Norm.INTEGER):
         return "D06"
     return "D04"
@@ -176,9 +185,6 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
             "THEN 'D18' ELSE 'D16' END")
         orphan_sev = ("'high'" if spec.name in ("Subscription", "Account") else
                       "'low'" if spec.group == "catalog" else "'medium'")
-        what = sql_text(spec.name)
-        ctx = ("CASE WHEN f.subscription_name IS NOT NULL THEN ' of subscription ' || "
-               "f.subscription_name ELSE '' END")
         con.execute(f"""
             UPDATE findings f SET
               action = CASE WHEN f.kind = 'orphaned_in_local' AND ({human_orphan})
@@ -192,6 +198,11 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
                        CASE WHEN ({human_orphan}) THEN 'high' ELSE {orphan_sev} END
                   ELSE {orphan_sev} END
             WHERE f.object = {obj} AND f.kind IN {DIFF_KINDS}""")
+    _attribute_dates(con)
+    for spec in objects if objects is not None else OBJECTS:
+        obj, what = sql_text(spec.name), sql_text(spec.name)
+        ctx = ("CASE WHEN f.subscription_name IS NOT NULL THEN ' of subscription ' || "
+               "f.subscription_name ELSE '' END")
         con.execute(f"""
             UPDATE findings f SET explanation = CASE f.kind
               WHEN 'missing_in_local' THEN
@@ -218,9 +229,105 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
                           coalesce(f.zuora_value, 'empty'), coalesce(f.local_value, 'empty'),
                           CASE WHEN f.drift_id = 'D05' THEN ' (one day off: a time-zone '
                                || 'conversion bug if many rows share the offset)'
+                               WHEN {_DAYS} IS NOT NULL THEN
+                                    format(' (date differs by {{}} days{{}})', abs({_DAYS}),
+                                           CASE WHEN f.drift_id = 'D07' THEN ': the '
+                                                || 'subscription''s status or cancellation '
+                                                || 'differs too' ELSE '' END)
                                ELSE '' END)
               END
             WHERE f.object = {obj} AND f.kind IN {DIFF_KINDS}""")
+        _misfits(con, spec)
+
+
+# The day difference the diff recorded for a date field (local − Zuora), or NULL.
+_DAYS = "TRY_CAST(json_extract_string(f.evidence, '$.day_shift') AS BIGINT)"
+# Fields whose difference shows the subscription's status or cancellation differs (D07).
+_STATUS_FIELDS = "('Status', 'CancelledDate')"
+
+
+def _attribute_dates(con: duckdb.DuckDBPyConnection) -> None:
+    """D05 only for a date exactly ±1 day off (domain.md §5 D05: |Δ| = 1). Any other date
+    difference takes the drift of a cause visible on the same row or subscription — its
+    status or cancellation date differs: D07 (a missed cancellation moves end dates by
+    months) — and otherwise no drift id (the explanation gives the number of days)."""
+    con.execute(f"""
+        UPDATE findings f SET drift_id = CASE
+            WHEN abs({_DAYS}) = 1 THEN 'D05'
+            WHEN EXISTS (SELECT 1 FROM findings s
+                         WHERE s.object = 'Subscription' AND s.kind = 'field_mismatch'
+                           AND s.field IN {_STATUS_FIELDS}
+                           AND (s.key = f.key AND f.object = 'Subscription'
+                                OR s.subscription_name = f.subscription_name))
+                 THEN 'D07'
+            END
+        WHERE f.kind = 'field_mismatch' AND f.drift_id = 'D05'""")
+
+
+def misfit_fields(spec: ObjectSpec) -> list[tuple[Field, str]]:
+    """The stored fields of ``spec`` whose Zuora value may not fit the local column, with the
+    SQL (over ``z``, the Zuora row) saying why one does not (``Field.misfit_sql``)."""
+    out = []
+    for f in spec.stored_fields:
+        why = f.misfit_sql(f'z."{f.name}"')
+        if why is not None and f.name != "Id":
+            out.append((f, why))
+    return out
+
+
+def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
+    """Findings on values valid in Zuora that the local column cannot hold (issue 13):
+
+    * a differing column: ``human``, no drift id, says why and how to widen the column; the
+      planner leaves that column alone and updates the row's other columns;
+    * a missing row: a NOT NULL column that cannot hold Zuora's value makes the insert a
+      person's (``human``, never planned); a nullable one is inserted with NULL there (the
+      explanation says so; the next run reports the column)."""
+    fields = misfit_fields(spec)
+    if not fields:
+        return
+    obj = sql_text(spec.name)
+    rel = f'zuora."{spec.name}"'
+    for f, why in fields:
+        con.execute(f"""
+            UPDATE findings f SET action = 'human', drift_id = NULL,
+              explanation = format('{{}} {{}}{{}}: {{}} in Zuora does not fit the local column '
+                                   '{{}}.{{}} ({{}}); the snapshot keeps Zuora''s value, the '
+                                   'repair leaves this column alone: widen the column (README '
+                                   '"Values that do not fit locally") and re-run', f.object,
+                                   f.key, CASE WHEN f.subscription_name IS NOT NULL THEN
+                                   ' of subscription ' || f.subscription_name ELSE '' END,
+                                   f.field, '{spec.table}', '{f.column}', m.why),
+              evidence = json_object('misfit', m.why, 'table', '{spec.table}',
+                                     'column', '{f.column}', 'local_type', '{f.local_type}')
+            FROM (SELECT z."Id" AS key, {why} AS why FROM {rel} z
+                  WHERE z."Id" IN (SELECT key FROM findings WHERE object = {obj}
+                                   AND kind = 'field_mismatch' AND field = '{f.name}')) m
+            WHERE f.object = {obj} AND f.kind = 'field_mismatch' AND f.field = '{f.name}'
+              AND f.key = m.key AND m.why IS NOT NULL""")
+    items = ", ".join(
+        f"CASE WHEN ({why}) IS NOT NULL THEN {{'column': '{f.column}', 'why': {why}, "
+        f"'nullable': {'true' if f.nullable else 'false'}}} END" for f, why in fields)
+    con.execute(f"""
+        UPDATE findings f SET
+          action = CASE WHEN m.blocked THEN 'human' ELSE f.action END,
+          explanation = f.explanation || CASE WHEN m.blocked
+              THEN format(' — not inserted: Zuora''s value does not fit NOT NULL {{}}; widen '
+                          'the column (README "Values that do not fit locally") and re-run',
+                          m.which)
+              ELSE format(' — inserted with NULL in {{}}: Zuora''s value does not fit '
+                          '(a person widens the column)', m.which) END,
+          evidence = json_object('misfit', m.which, 'table', '{spec.table}')
+        FROM (SELECT key, bool_or(NOT x.nullable) AS blocked,
+                     string_agg('{spec.table}.' || x.column || ' (' || x.why || ')', ', '
+                                ORDER BY x.column) AS which
+              FROM (SELECT z."Id" AS key,
+                           unnest(list_filter([{items}], lambda x: x IS NOT NULL)) AS x
+                    FROM {rel} z
+                    WHERE z."Id" IN (SELECT key FROM findings WHERE object = {obj}
+                                     AND kind = 'missing_in_local'))
+              GROUP BY key) m
+        WHERE f.object = {obj} AND f.kind = 'missing_in_local' AND f.key = m.key""")
 
 
 def add_quarantined(con: duckdb.DuckDBPyConnection) -> None:

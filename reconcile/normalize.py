@@ -43,8 +43,6 @@ def typed(field: Field, expr: str, source: str | None = None) -> str:
     match field.norm:
         case Norm.CUSTOM:
             out = f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
-            if field.truncate:
-                out = f"left({out}, {field.truncate})"
         case Norm.EMAIL:
             out = f"NULLIF(LOWER(TRIM(CAST({expr} AS VARCHAR))), '')"
         case Norm.ENUM:
@@ -69,20 +67,21 @@ def typed(field: Field, expr: str, source: str | None = None) -> str:
                 inner = expr if src.startswith("DECIMAL") else f"CAST({expr} AS DECIMAL(38,9))"
                 out = f"CAST({inner} AS DECIMAL(38,{scale}))"
         case Norm.INTEGER:
+            # HUGEINT on both sides: a Zuora decimal may have up to 29 integer digits
+            # (DECIMAL(38,9)), beyond BIGINT; such a value must compare unequal to the local
+            # one, not stop the diff (it does not fit the local column: a finding for a person).
             if src == "DECIMAL(38,9)":
                 out = (f"coalesce(CAST(TRY_CAST({expr} AS DECIMAL(18,9)) AS BIGINT), "
-                       f"CAST({expr} AS BIGINT))")
+                       f"CAST({expr} AS HUGEINT))")
             else:
                 inner = expr if src.startswith("DECIMAL") or src in _INTEGER_TYPES \
                     else f"CAST({expr} AS DECIMAL(38,9))"
-                out = f"CAST({inner} AS BIGINT)"
+                out = f"CAST({inner} AS HUGEINT)"
         case Norm.BOOL:
             out = expr if src == "BOOLEAN" else f"CAST({expr} AS BOOLEAN)"
         case _:
             if field.ztype is ZType.INT:
                 out = expr if src == "BIGINT" else f"CAST({expr} AS BIGINT)"
-            elif field.truncate:
-                out = f"left(CAST({expr} AS VARCHAR), {field.truncate})"
             else:
                 out = f"CAST({expr} AS VARCHAR)"
     return out

@@ -57,12 +57,14 @@ def test_enums_lengths_and_null_rules_come_from_the_catalogue() -> None:
     sub = ct.model("zuora", "Subscription").to_schema().columns
     status = get("Subscription").field("Status")
     assert [(c.name, c.statistics) for c in sub["Status"].checks] == [
-        ("isin", {"allowed_values": list(status.enum)}),
-        ("str_length", {"min_value": None, "max_value": 18, "exact_value": None})]
+        ("isin", {"allowed_values": list(status.enum)})]
+    assert [(c.name, c.statistics) for c in sub["AccountId"].checks] == [
+        ("str_length", {"min_value": None, "max_value": 64, "exact_value": None})]
     assert not sub["Revision"].nullable  # Zuora always fills it, though it is not stored
     assert not sub["TermStartDate"].nullable  # the local column is NOT NULL
     assert sub["TermEndDate"].nullable
-    assert not [c for c in sub["Notes"].checks if c.name == "str_length"]  # truncated locally
+    # a Zuora string longer than its local column is a finding for a person, not a failure
+    assert not [c for c in sub["Notes"].checks if c.name == "str_length"]
     local = ct.model("local", "zuora_local_subscriptions").to_schema().columns
     assert [c.name for c in local["status"].checks] == ["str_length", "enum_normalised"]
     charge = ct.model("local", "zuora_local_rate_plan_charges").to_schema().columns
@@ -129,17 +131,21 @@ def test_bad_values_are_quarantined_with_key_column_check_and_value() -> None:
     subs = zuora["Subscription"]
     ids = subs["Id"].head(3).to_list()
     bad = subs.with_columns(
-        Name=pl.when(pl.col("Id") == ids[0]).then(pl.lit("x" * 256)).otherwise("Name"),
+        # a string longer than its local column is valid in Zuora (a finding, issue 13); an id
+        # longer than the local column is not an id at all
+        InvoiceOwnerId=pl.when(pl.col("Id") == ids[0]).then(pl.lit("x" * 65))
+        .otherwise("InvoiceOwnerId"),
         Status=pl.when(pl.col("Id") == ids[1]).then(pl.lit("Actve")).otherwise("Status"),
         AccountId=pl.when(pl.col("Id") == ids[2]).then(None).otherwise("AccountId"))
     out = failures("zuora", "Subscription", bad)
-    assert failed(out) == {("Name", "max_length", 1), ("Status", "enum", 1),
+    assert failed(out) == {("InvoiceOwnerId", "max_length", 1), ("Status", "enum", 1),
                            ("AccountId", "not_null", 1)}
     q = out.quarantine
     assert q.schema == pl.Schema(QUARANTINE_SCHEMA)
     assert sorted(q.select("side", "object", "table", "key", "column", "check", "value")
                   .rows()) == sorted([
-                      ("zuora", "Subscription", None, ids[0], "Name", "max_length", "x" * 256),
+                      ("zuora", "Subscription", None, ids[0], "InvoiceOwnerId", "max_length",
+                       "x" * 65),
                       ("zuora", "Subscription", None, ids[1], "Status", "enum", "Actve"),
                       ("zuora", "Subscription", None, ids[2], "AccountId", "not_null", None)])
     assert set(q["severity"]) == {"error"}

@@ -59,6 +59,41 @@ _VARCHAR = re.compile(r"VARCHAR\((\d+)\)")
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 
 
+_INTEGER_TYPES = ("SMALLINT", "INTEGER", "BIGINT")
+
+
+def misfit_sql(local_type: str, expr: str, *, text: bool) -> str | None:
+    """SQL: why ``expr`` — a value valid in Zuora — cannot be stored in a local column of
+    ``local_type``, or NULL when it can. None when no value of that type can misfit.
+
+    One rule, declared once, read by the diff's annotation and the repair planner (issue
+    13): recon never cuts, rounds away integer digits or drops a byte to make a value fit.
+    The reasons, in the words findings use:
+
+    * ``NUL byte``: a string holding 0x00 (PostgreSQL's text types cannot store it);
+    * ``longer than VARCHAR(n)``: more characters than the column holds;
+    * ``more digits than DECIMAL(p,s)``: more integer digits than the column holds after
+      rounding half-up to its scale (extra decimal places alone are rounding, never a
+      misfit: domain.md §1.9);
+    * ``outside the range of INTEGER`` (``SMALLINT``, ``BIGINT``): after rounding half-up.
+
+    DuckDB's ``TRY_CAST`` to a smaller decimal or an integer rounds half away from zero
+    (Zuora's half-up) and yields NULL exactly when the rounded value does not fit."""
+    t = local_type.upper().replace(" ", "")
+    if text:
+        m = _VARCHAR.fullmatch(t)
+        arms = [f"WHEN contains({expr}, chr(0)) THEN 'NUL byte'"]
+        if m:
+            arms.append(f"WHEN length({expr}) > {m.group(1)} THEN 'longer than {t}'")
+        return f"CASE {' '.join(arms)} END"
+    m = _DECIMAL.fullmatch(t)
+    if m or t in _INTEGER_TYPES:
+        what = f"more digits than {t}" if m else f"outside the range of {t}"
+        return (f"CASE WHEN {expr} IS NOT NULL AND TRY_CAST({expr} AS {t}) IS NULL "
+                f"THEN '{what}' END")
+    return None
+
+
 @dataclass(frozen=True)
 class Ref:
     """A local column that stores a local surrogate id instead of the Zuora id: the value is
@@ -83,7 +118,6 @@ class Field:
     compare: bool = True  # False: stored but not compared (e.g. volatile values)
     owner: Owner = Owner.ZUORA
     ref: Ref | None = None
-    truncate: int | None = None  # local column keeps only the first N characters
     zuora_required: bool = False  # Zuora always populates it
 
     @property
@@ -94,7 +128,7 @@ class Field:
     @property
     def scale(self) -> int | None:
         """Decimal places the local column keeps (None when it is not a decimal/integer)."""
-        if self.local_type in ("INTEGER", "BIGINT"):
+        if self.local_type in _INTEGER_TYPES:
             return 0
         m = _DECIMAL.fullmatch(self.local_type or "")
         return int(m.group(2)) if m else None
@@ -102,6 +136,15 @@ class Field:
     @property
     def stored(self) -> bool:
         return self.column is not None
+
+    def misfit_sql(self, expr: str) -> str | None:
+        """SQL: why Zuora's value ``expr`` (typed as the snapshot types it) cannot be stored
+        in this field's local column, or NULL when it can; None when no value can misfit
+        (not stored, a reference, a date, a boolean). See :func:`misfit_sql`."""
+        if not self.stored or self.ref is not None or self.local_type is None:
+            return None
+        return misfit_sql(self.local_type, expr,
+                          text=self.ztype in (ZType.STR, ZType.ID))
 
     @property
     def compared(self) -> bool:

@@ -298,7 +298,7 @@ SUBSCRIPTION = ObjectSpec(
         _custom("MarketplaceAgreementId__c", "marketplace_agreement_id__c", 255),
         _custom("MarketplaceOfferId__c", "marketplace_offer_id__c", 255),
         _custom("MarketplaceFeePercentage__c", "marketplace_fee_percentage__c", 255),
-        Field("Notes", ZType.STR, "notes", "VARCHAR(500)", norm=Norm.CUSTOM, truncate=500),
+        Field("Notes", ZType.STR, "notes", "VARCHAR(500)", norm=Norm.CUSTOM),
         *_audit(),
         # Extracted for rules (latest version, terms, currency), not stored locally.
         _only("Revision", ZType.STR, required=True),

@@ -6,7 +6,11 @@ catalogue:
 
 * decimals are rounded half-up (Zuora's default rounding, domain.md §1.9) to the local
   column's scale; integer columns holding Zuora decimals (mrr, quantity, …) round to 0 places;
-* strings are truncated to ``Field.truncate`` where the local column is shorter than Zuora's;
+* a Zuora value that does not fit its local column (``Field.misfit_sql``: longer than the
+  VARCHAR, a NUL byte, more integer digits than the DECIMAL, outside the integer type) is
+  never cut or wrapped: the projected value is NULL, and the reconciler reports the column to
+  a person (the planner leaves it alone on an update and writes NULL on an insert only where
+  the column allows it);
 * REF columns store the *local* surrogate id of the referenced row (seed 001), looked up in
   the referenced local table by its Zuora id;
 * local-only columns are left to the caller (surrogate ids, created_at/updated_at stamps).
@@ -24,10 +28,11 @@ def value_sql(f: Field, src: str) -> str:
     """SQL: the local value a correct sync writes for Zuora field ``f`` of row ``src``."""
     col = f'{src}."{f.name}"'
     if f.ztype is ZType.DECIMAL and f.scale is not None:
-        return f"CAST(ROUND({col}, {f.scale}) AS {f.local_type})"
-    if f.truncate:
-        return f"left({col}, {f.truncate})"
-    return f"CAST({col} AS {f.local_type})" if f.local_type else col
+        value = f"TRY_CAST(ROUND({col}, {f.scale}) AS {f.local_type})"
+    else:
+        value = f"CAST({col} AS {f.local_type})" if f.local_type else col
+    misfit = f.misfit_sql(col)
+    return value if misfit is None else f"CASE WHEN ({misfit}) IS NULL THEN {value} END"
 
 
 def local_select_sql(spec: ObjectSpec, src: str = "z",

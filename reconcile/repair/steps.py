@@ -76,12 +76,22 @@ def inserts_sql(spec: ObjectSpec, now: str) -> str:
            {insert_json(spec, 'z', skip_refs=skip_refs, extra=extra)} AS after,
            a.explanation AS reason, [a.fingerprint] AS findings, 1 AS ord
     FROM auto a JOIN zuora."{spec.name}" z ON z."Id" = a.key
-    WHERE a.object = '{spec.name}' AND a.kind = 'missing_in_local'"""
+    WHERE a.object = '{spec.name}' AND a.kind = 'missing_in_local'{_insertable(spec)}"""
+
+
+def _insertable(spec: ObjectSpec) -> str:
+    """SQL conjuncts: Zuora row ``z`` fits every NOT NULL local column (a nullable column
+    that cannot hold its value is written NULL by the projection; a NOT NULL one stops the
+    insert: annotate made that finding a person's, this guards an older drift file)."""
+    return "".join(f" AND ({why}) IS NULL" for f in spec.stored_fields
+                   if not f.nullable and (why := f.misfit_sql(f'z."{f.name}"')) is not None)
 
 
 def updates_sql(spec: ObjectSpec) -> str | None:
     """Rows on both sides with differing fields: set those columns to Zuora's projected value
-    (one operation per row; REF columns are re-pointed in the references step)."""
+    (one operation per row; REF columns are re-pointed in the references step). A column
+    whose Zuora value the local column cannot hold is left alone (``Field.misfit_sql``; its
+    finding is a person's) while the row's other columns are updated."""
     fields = [f for f in spec.compared_fields if f.ref is None]
     if not fields:
         return None
@@ -93,6 +103,7 @@ def updates_sql(spec: ObjectSpec) -> str | None:
         f'FROM auto a JOIN zuora."{spec.name}" z ON z."Id" = a.key '
         f"JOIN local.{spec.table} l ON CAST(l.{spec.key_column} AS VARCHAR) = a.key "
         f"WHERE a.object = '{spec.name}' AND a.kind = 'field_mismatch' AND a.field = '{f.name}'"
+        + (f" AND ({why}) IS NULL" if (why := f.misfit_sql(f'z."{f.name}"')) else "")
         for f in fields)
     return f"""
     SELECT '{_step(spec)}' AS step, any_value(grp) AS grp, '{spec.table}' AS tbl,

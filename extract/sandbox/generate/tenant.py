@@ -421,7 +421,7 @@ def build_subscriptions(acct: pl.DataFrame, plans: pl.DataFrame, ids: IdFactory,
             "Renewal_Subscription__c__c": pl.when(pl.col("n_ren_v") > 0).then(
                 pl.col("Name")).otherwise(None),
             "Notes": pl.when(pl.col("notes_kind") < 0.01).then(
-                pl.lit("Migrated from legacy billing. " * 20))
+                pl.lit("Migrated from legacy billing. " * 16))  # 480 characters: fits VARCHAR(500)
             .when(pl.col("notes_kind") < 0.05).then(pl.lit("Sales-assisted; see <SFDC> & PO #42"))
             .otherwise(None),
         },
