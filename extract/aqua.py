@@ -139,11 +139,19 @@ def zoql_datetime(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+def zoql_string(value: str) -> str:
+    """A value inside a quoted ZOQL literal (backslash escapes, as Zuora reads them)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
 @dataclass(frozen=True)
 class ExportQuery:
     spec: ObjectSpec
     window: Window | None = None  # None = full export (no WHERE)
     deleted: bool = False  # ask for deleted rows (forceExport); incremental only
+    # incremental: records asked for by key whatever their UpdatedDate (the base snapshot's
+    # quarantined keys, until they parse or a full export settles them)
+    keys: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -156,7 +164,9 @@ class ExportQuery:
             if self.window.start is not None:
                 conds.append(f"UpdatedDate >= '{zoql_datetime(self.window.start)}'")
             conds.append(f"UpdatedDate < '{zoql_datetime(self.window.end)}'")
-            text += " where " + " and ".join(conds)
+            # ZOQL: "and" binds tighter than "or"
+            text += " where " + " or ".join([" and ".join(conds)] + [
+                f"Id = '{zoql_string(k)}'" for k in self.keys])
         return text
 
     def body(self) -> dict[str, Any]:

@@ -241,6 +241,15 @@ class Store:
             for name in values if held else ():  # a new value replaces the raw bytes
                 held.pop(name, None)
 
+    def set_raw(self, obj: str, id: str, field: str, value: bytes,  # noqa: A002
+                **fields: Any) -> None:
+        """Make Zuora send ``value`` — exact bytes, valid or not — for ``field`` on the AQuA
+        file route (the typed value becomes NULL); ``fields`` as in :meth:`update` (which
+        bumps ``UpdatedDate`` unless given)."""
+        self.update(obj, id, **{field: None, **fields})
+        with self._lock(obj):
+            self._raw.setdefault(obj, {}).setdefault(id, {})[field] = value
+
     def delete(self, obj: str, id: str) -> None:  # noqa: A002 - the contract
         """Soft delete: gone from queries, exported as deleted by AQuA for 30 days."""
         now = utcnow()
