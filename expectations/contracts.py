@@ -666,17 +666,26 @@ def _rejects(c: Contract, rejects: pl.DataFrame, total: int, run_id: str
     """Extractor rejects of one Zuora object → results (source ``extract``), quarantine rows
     and, per field, the keys whose NULL is explained by the reject."""
     results = []
+    if "location" not in rejects.columns:  # snapshots written before rejects named places
+        rejects = rejects.with_columns(location=pl.lit(None, pl.String))
     for (field, rule), part in rejects.group_by(["field", "rule"], maintain_order=True):
         sample = part.head(SAMPLE)
         n = part.height
+        # A warning: each record is quarantined (left out, reported `quarantined`) and the
+        # run goes on; the share check (expectations.quarantine) is the error when too many.
         results.append(CheckResult(
-            run_id, "extract", "rejects", c.label, str(field), str(rule), "error", "failed", n,
-            pct(n, total), total, sample["key"].to_list(), sample["value"].to_list(),
-            f"{c.label}.{field}: {n:,} value(s) could not be typed (rule: {rule}); quarantined"))
+            run_id, "extract", "rejects", c.label, str(field), str(rule), "warning", "failed",
+            n, pct(n, total), total, sample["key"].to_list(), sample["value"].to_list(),
+            f"{c.label}.{field}: {n:,} value(s) are not valid Zuora values (rule: {rule}); "
+            "their records are quarantined"))
+    # A record whose key is unreadable is named by where it sits in its file.
+    value = pl.col("value").cast(pl.String)
     q = rejects.select(
         side=pl.lit(c.side), object=pl.lit(c.object), table=pl.lit(None, pl.String),
         key=pl.col("key").cast(pl.String), column=pl.col("field"), check=pl.col("rule"),
-        value=pl.col("value").cast(pl.String), severity=pl.lit("error"))
+        value=pl.when(pl.col("key").is_null() & pl.col("location").is_not_null())
+        .then(pl.format("{} (at {})", value, pl.col("location"))).otherwise(value),
+        severity=pl.lit("error"))
     exempt = {str(f): part["key"].cast(pl.String)
               for (f,), part in rejects.group_by(["field"])}
     return results, [q], exempt

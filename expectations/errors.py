@@ -30,3 +30,9 @@ class VolumeError(ValidationError):
     """An object lost more rows than ``validate.max_volume_drop`` allows since the previous
     complete snapshot: most likely a broken export, and repairing from it would delete good
     local rows."""
+
+
+class QuarantineError(ValidationError):
+    """More than ``validate.max_quarantine_share`` of an object's Zuora records were
+    quarantined: a few bad records are set aside and the run goes on, but this many means
+    the extract (or Zuora) is broken, and nothing may be planned from it."""

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import polars as pl
 
+from expectations.results import CheckResult, pct
+
 RUNS = "runs"
 QUARANTINE = "quarantine"
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
@@ -105,3 +107,48 @@ def exclude_quarantined(frame: pl.DataFrame, quarantine: pl.DataFrame, side: str
     if mine["key"].null_count():
         hit = hit | key.is_null()
     return frame.filter(~hit)
+
+
+SHARE_RULE = "max_quarantine_share"
+
+
+def quarantined_records(quarantine: pl.DataFrame, side: str, obj: str) -> tuple[int, list[str]]:
+    """(records of ``obj`` quarantined on ``side``, a sample of their keys). A record whose
+    key could not be read (key NULL; the value names where it sits) counts once per place."""
+    mine = quarantine.filter((pl.col("side") == side) & (pl.col("object") == obj))
+    keys = mine["key"].drop_nulls().unique().sort()
+    unkeyed = unreadable_records(mine)
+    return keys.len() + unkeyed, keys.head(5).to_list()
+
+
+def unreadable_records(quarantine: pl.DataFrame) -> int:
+    """Records quarantined without a readable key: one per place (``… (at file F record
+    N)``) — a record with several bad values is still one record."""
+    unkeyed = quarantine.filter(pl.col("key").is_null())["value"]
+    if unkeyed.len() == 0:
+        return 0
+    return unkeyed.str.extract(r"\(at ([^()]*)\)$", 1).fill_null(unkeyed).n_unique()
+
+
+def share_results(quarantine: pl.DataFrame, rows: dict[str, int], max_share: float,
+                  run_id: str) -> list[CheckResult]:
+    """One error-severity result per Zuora object: failed when more than ``max_share`` of
+    its records are quarantined (``rows``: the records it has, quarantined ones included).
+    Within the share the run goes on without them (each is reported ``quarantined``);
+    beyond it, the extract itself is suspect: no plan, and the run stops with an alert."""
+    out = []
+    for obj, total in rows.items():
+        n, sample = quarantined_records(quarantine, "zuora", obj)
+        if n == 0:
+            out.append(CheckResult(run_id, "quarantine", "quarantine", obj, None, SHARE_RULE,
+                                   "error", "passed", 0, 0.0, total))
+            continue
+        share = n / total if total else 1.0
+        failed = share > max_share
+        msg = (f"{obj}: {n:,} of {total:,} records quarantined ({100 * share:.2f}%; limit "
+               f"{100 * max_share:g}%)" + ("" if failed else "; left out and reported as "
+                                           "quarantined, the rest goes on"))
+        out.append(CheckResult(run_id, "quarantine", "quarantine", obj, None, SHARE_RULE,
+                               "error", "failed" if failed else "passed", n, pct(n, total),
+                               total, sample, [], msg))
+    return out

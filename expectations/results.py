@@ -22,7 +22,7 @@ import polars as pl
 
 from extract.state import StateDB, register_table
 
-SOURCES = ("pandera", "gx", "volume", "extract")
+SOURCES = ("pandera", "gx", "volume", "extract", "quarantine")
 SEVERITIES = ("error", "warning")
 OUTCOMES = ("passed", "failed", "error")
 SAMPLE_SIZE = 5  # keys and values kept per result: enough to look one up, bounded for the report

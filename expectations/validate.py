@@ -11,7 +11,9 @@ Order, and why:
    ``Id`` stops the run (:class:`ContractError`): which copy is Zuora's is unknowable.
 3. **Volume** against the previous complete snapshot: a Zuora object that lost more than
    ``validate.max_volume_drop`` of its rows stops the run (:class:`VolumeError`) after every
-   result has been recorded (so the report shows what else was wrong).
+   result has been recorded (so the report shows what else was wrong). Likewise a Zuora
+   object with more than ``validate.max_quarantine_share`` of its records quarantined
+   (:class:`QuarantineError`): a few bad records are set aside, many mean a broken extract.
 4. **Business rules** (GX suites on derived views), on the whole extract, quarantined rows
    included (a rule is about the data set; a quarantined row's other columns are still data).
 
@@ -29,8 +31,14 @@ import polars as pl
 
 from expectations import contracts as ct
 from expectations import sources
-from expectations.errors import ContractError, VolumeError
-from expectations.quarantine import empty_quarantine, quarantine_dir, write_quarantine
+from expectations.errors import ContractError, QuarantineError, VolumeError
+from expectations.quarantine import (
+    empty_quarantine,
+    quarantine_dir,
+    share_results,
+    unreadable_records,
+    write_quarantine,
+)
 from expectations.results import CheckResult, results_frame, store_results
 from expectations.volume import blocking_drops, previous_complete, volume_results
 from extract.config import Settings
@@ -158,6 +166,10 @@ def _validate(src: sources.Source, data_dir: Path, settings: Settings, run_id: s
         out.fatal = _listing("duplicated Zuora keys (the run stops)", fatal)
         _finish(out, results, data_dir, t0)
         raise ContractError(out.fatal, out)
+    shares = share_results(q, _zuora_records(src, scope, q),
+                           settings.validate_max_quarantine_share, run_id)
+    results += shares
+    too_many = [r for r in shares if r.outcome == "failed"]
 
     # 3. volume -----------------------------------------------------------------------------
     t = time.perf_counter()
@@ -186,14 +198,40 @@ def _validate(src: sources.Source, data_dir: Path, settings: Settings, run_id: s
             con.close()
         out.timings["gx_s"] = time.perf_counter() - t
 
+    fatal_parts = []
     if drops:
-        out.fatal = _listing(
+        fatal_parts.append(_listing(
             f"volume sanity failed (more than {settings.validate_max_volume_drop:.0%} of the "
             f"rows gone since snapshot {out.previous_run_id}); nothing may be repaired from "
-            "this snapshot", [r.message or "" for r in drops])
+            "this snapshot", [r.message or "" for r in drops]))
+    if too_many:
+        fatal_parts.append(_listing(
+            f"too many records quarantined (more than "
+            f"{settings.validate_max_quarantine_share:.2%} of an object): nothing may be "
+            f"repaired from this snapshot. Look at {quarantine_dir(data_dir, run_id)} (a "
+            "broken export, a changed Zuora field type?); raise validate.max_quarantine_share"
+            " (RECON_VALIDATE_MAX_QUARANTINE_SHARE) only if Zuora really holds these bad "
+            "records", [r.message or "" for r in too_many]))
+    out.fatal = "\n".join(fatal_parts) or None
     _finish(out, results, data_dir, t0)
-    if out.fatal:
-        raise VolumeError(out.fatal, out)
+    if drops:
+        raise VolumeError(out.fatal or "", out)
+    if too_many:
+        raise QuarantineError(out.fatal or "", out)
+    return out
+
+
+def _zuora_records(src: sources.Source, scope: str, quarantine: pl.DataFrame
+                   ) -> dict[str, int]:
+    """Records per Zuora object for the quarantine share: the rows extracted plus the
+    records whose key could not be read (they are in the quarantine, not in the rows)."""
+    out = {}
+    for side, name in sources.names(scope):
+        if side != ct.ZUORA:
+            continue
+        unkeyed = unreadable_records(quarantine.filter(
+            (pl.col("side") == side) & (pl.col("object") == name)))
+        out[name] = src.rows(side, name) + unkeyed
     return out
 
 
@@ -212,8 +250,12 @@ def contract_rows(src: sources.Source, side: str, name: str, run_id: str
     settled = ct.settled_by_profile(c, src.profile(side, name))
     rejects = src.rejects(name) if side == ct.ZUORA else None
     columns = c.needed_columns(proven, settled)
-    if rejects is not None and rejects.height and c.key not in columns:
-        columns = [c.key, *columns]  # rejects exempt their keys from NOT NULL
+    if rejects is not None and rejects.height:
+        # rejects exempt their keys from NOT NULL on the columns they name, which are then
+        # not proven by the statistics (their NULLs are the rejects' doing): read them
+        named = set(rejects["field"].unique()) & set(src.schema(side, name).names())
+        columns = [*dict.fromkeys([c.key, *columns, *(n for n in sorted(named)
+                                                      if n in c.not_null_columns())])]
     frame = src.frame(side, name, columns) if columns else pl.DataFrame()
     load = time.perf_counter() - t
     rows = src.rows(side, name)

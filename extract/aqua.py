@@ -22,11 +22,19 @@ file 404 (purged)                           the whole job is resubmitted (the wi
 truncated / non-rectangular CSV, rows ≠     the file is downloaded again (bounded), then the
 ``recordCount``, connection dropped         job is resubmitted; finally :class:`AquaFileError`
 header ≠ the catalogue's fields             :class:`AquaFileError` at once (schema problem)
+a value that is not a valid Zuora value     the record is quarantined (a reject naming key,
+(not UTF-8, "1.5" in an integer field, an   field, rule and the raw bytes escaped; the file
+unparsable number or date, out of range)    and record number when the key is unreadable);
+                                            never retried: downloading again changes nothing
 ==========================================  ===============================================
 
-Files are streamed (``requests`` ``iter_content`` → pyarrow's streaming CSV reader) in
-blocks, each block typed by the catalogue (``extract.values.parse_frame``) and appended to
-the object's Parquet file; values that fail typing go to the rejects file, never dropped.
+Retries are for transport faults only (framing, counts, connections). Files are streamed
+(``requests`` ``iter_content`` → pyarrow's streaming CSV reader) in blocks, every column read
+as raw bytes (so one undecodable value cannot fail the file), each block decoded and typed by
+the catalogue (``extract.values.decode_utf8`` and ``parse_frame``) and appended to the
+object's Parquet file; values that fail go to the rejects file, never dropped. NUL bytes
+inside values are Zuora data and are kept exactly. A record whose key cannot be read is not
+written (it has no identity); its reject names the file and the record number instead.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ from extract.client import (
 )
 from extract.profile import zuora_enums, zuora_keys
 from extract.snapshot import IterStream, ParquetSink
-from extract.values import REJECT_SCHEMA, empty_frame, parse_frame
+from extract.values import LOCATION, REJECT_SCHEMA, decode_utf8, empty_frame, parse_frame
 
 DELETED_COLUMN = "IsDeleted"  # the deleted column we ask AQuA for (incremental mode)
 DELETED_FLAG = "_deleted"  # its name in the delta Parquet files
@@ -131,11 +139,19 @@ def zoql_datetime(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+def zoql_string(value: str) -> str:
+    """A value inside a quoted ZOQL literal (backslash escapes, as Zuora reads them)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
 @dataclass(frozen=True)
 class ExportQuery:
     spec: ObjectSpec
     window: Window | None = None  # None = full export (no WHERE)
     deleted: bool = False  # ask for deleted rows (forceExport); incremental only
+    # incremental: records asked for by key whatever their UpdatedDate (the base snapshot's
+    # quarantined keys, until they parse or a full export settles them)
+    keys: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -148,7 +164,9 @@ class ExportQuery:
             if self.window.start is not None:
                 conds.append(f"UpdatedDate >= '{zoql_datetime(self.window.start)}'")
             conds.append(f"UpdatedDate < '{zoql_datetime(self.window.end)}'")
-            text += " where " + " and ".join(conds)
+            # ZOQL: "and" binds tighter than "or"
+            text += " where " + " or ".join([" and ".join(conds)] + [
+                f"Id = '{zoql_string(k)}'" for k in self.keys])
         return text
 
     def body(self) -> dict[str, Any]:
@@ -463,23 +481,24 @@ class AquaExporter:
         sink = ParquetSink(result.path, schema, unique=zuora_keys(q.name),
                            enums=zuora_enums(q.name))
         rejects: list[pl.DataFrame] = []
-        rows = deleted = nbytes = 0
+        rows = deleted = nbytes = records = 0
         hashes: list[str] = []
         try:
             for file_id in file_ids:
-                r, d, b, h = self._stream_one(q, file_id, sink, rejects, job_id)
-                rows, deleted, nbytes = rows + r, deleted + d, nbytes + b
+                n, r, d, b, h = self._stream_one(q, file_id, sink, rejects, job_id)
+                records, rows, deleted, nbytes = records + n, rows + r, deleted + d, nbytes + b
                 hashes.append(h)
-            if expected is not None and rows != expected:
+            if expected is not None and records != expected:
                 raise _Again(AquaFileError(
-                    f"{q.name}: the result file has {rows} rows but Zuora reported "
+                    f"{q.name}: the result file has {records} rows but Zuora reported "
                     f"recordCount {expected} (truncated download?)", objects=(q.name,),
                     job_id=job_id, retryable=True))
             sink.close()
         except BaseException:
             sink.abort()
             raise
-        rej = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECT_SCHEMA)
+        rej = pl.concat(rejects, how="vertical") if rejects else pl.DataFrame(
+            schema=REJECT_SCHEMA)
         result.rows, result.deleted_rows, result.bytes = rows, deleted, result.bytes + nbytes
         result.csv_sha256 = hashes
         result.rejects = rej.height
@@ -488,7 +507,9 @@ class AquaExporter:
             rej.write_parquet(result.rejects_path)
 
     def _stream_one(self, q: ExportQuery, file_id: str, sink: ParquetSink,
-                    rejects: list[pl.DataFrame], job_id: str) -> tuple[int, int, int, str]:
+                    rejects: list[pl.DataFrame], job_id: str
+                    ) -> tuple[int, int, int, int, str]:
+        """(records read, rows written, deleted rows, bytes, sha256) of one result file."""
         path = self.opt.file_route.format(id=file_id)
         what = f"{q.name}: file {file_id}"
         try:
@@ -506,8 +527,8 @@ class AquaExporter:
         except ZuoraServerError as e:
             raise _Again(AquaFileError(f"{what}: {e}", objects=(q.name,), job_id=job_id,
                                        retryable=True)) from None
-        stream = IterStream(resp.iter_content(chunk_size=1 << 16), strip_nul=True)
-        rows = deleted = 0
+        stream = IterStream(resp.iter_content(chunk_size=1 << 16))
+        rows = deleted = records = 0
         try:
             if stream.empty():
                 raise _Again(AquaFileError(f"{what} is empty (not even a header line)",
@@ -518,15 +539,15 @@ class AquaExporter:
                                                use_threads=False),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=_all_strings(q), strings_can_be_null=True,
+                    column_types=_all_bytes(q), strings_can_be_null=True,
                     quoted_strings_can_be_null=False, null_values=[""],
-                    check_utf8=True, auto_dict_encode=False),
+                    auto_dict_encode=False),
             )
             header = reader.schema.names
             self._check_header(q, header, what, job_id)
             for batch in reader:
-                r, d = self._write_block(q, batch, sink, rejects)
-                rows, deleted = rows + r, deleted + d
+                r, d = self._write_block(q, batch, sink, rejects, f"file {file_id}", records)
+                rows, deleted, records = rows + r, deleted + d, records + batch.num_rows
         except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
                 requests.Timeout) as e:
             self._event(f"{what}: connection lost after {stream.bytes} bytes")
@@ -546,7 +567,7 @@ class AquaExporter:
             raise _Again(AquaFileError(
                 f"{what}: truncated CSV (the last line is not terminated by a newline)",
                 objects=(q.name,), job_id=job_id, retryable=True))
-        return rows, deleted, stream.bytes, stream.sha256.hexdigest()
+        return records, rows, deleted, stream.bytes, stream.sha256.hexdigest()
 
     def _check_header(self, q: ExportQuery, header: list[str], what: str, job_id: str) -> None:
         want = q.expected_header
@@ -567,19 +588,28 @@ class AquaExporter:
             objects=(q.name,), job_id=job_id)
 
     def _write_block(self, q: ExportQuery, batch: pa.RecordBatch, sink: ParquetSink,
-                     rejects: list[pl.DataFrame]) -> tuple[int, int]:
+                     rejects: list[pl.DataFrame], source: str, before: int) -> tuple[int, int]:
+        """Decode, type and write one block of raw CSV records; ``before`` records of the
+        same file came earlier (record numbers in rejects count from 1 after the header)."""
         if batch.num_rows == 0:
             return 0, 0
         raw = pl.from_arrow(batch)
         assert isinstance(raw, pl.DataFrame)
-        raw = raw.with_columns(pl.all().cast(pl.String))
         names = ([DELETED_FLAG] if q.deleted else []) + q.spec.field_names
         raw.columns = names
-        parsed = parse_frame(q.spec, raw.select(q.spec.field_names), self.tz)
+        where = pl.select(pl.format(f"{source} record {{}}", pl.int_range(
+            before + 1, before + raw.height + 1, dtype=pl.Int64))).to_series().alias(LOCATION)
+        dec = decode_utf8(q.spec, raw, names, where)
+        text = dec.frame.with_columns(where)
+        if dec.rejects.height:
+            rejects.append(dec.rejects)
+        if dec.unreadable_key.any():  # no identity: the reject names file and record
+            text = text.filter(~dec.unreadable_key)
+        parsed = parse_frame(q.spec, text.select([*q.spec.field_names, LOCATION]), self.tz)
         typed = parsed.frame
         deleted = 0
         if q.deleted:
-            flag = raw[DELETED_FLAG].str.strip_chars().str.to_lowercase().is_in(["true", "1"])
+            flag = text[DELETED_FLAG].str.strip_chars().str.to_lowercase().is_in(["true", "1"])
             typed = typed.with_columns(flag.alias(DELETED_FLAG))
             deleted = int(flag.sum())
         if parsed.rejects.height:
@@ -592,10 +622,11 @@ class AquaExporter:
         self.progress(msg)
 
 
-def _all_strings(q: ExportQuery) -> dict[str, pa.DataType]:
-    """Every column read as text (typing is the catalogue's job, not pyarrow's guess)."""
+def _all_bytes(q: ExportQuery) -> dict[str, pa.DataType]:
+    """Every column read as raw bytes (decoding and typing are the catalogue's job, per
+    value, not pyarrow's, which fails a whole file on one undecodable byte)."""
     names = q.expected_header
-    return {n: pa.string() for n in names + [n.split(".", 1)[1] for n in names]}
+    return {n: pa.binary() for n in names + [n.split(".", 1)[1] for n in names]}
 
 
 def _int_or_none(v: Any) -> int | None:

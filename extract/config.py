@@ -71,6 +71,8 @@ class Settings:
     extract_lag_hours: float = 2.0  # incremental upper bound: now − lag
     reconcile_grace_hours: float = 2.0  # Zuora changes this recent are "pending", not drift
     validate_max_volume_drop: float = 0.2  # fraction of rows an object may lose between runs
+    # fraction of an object's Zuora records that may be quarantined before the run stops
+    validate_max_quarantine_share: float = 0.01
     repair_max_change_fraction: float = 0.05  # apply refuses to touch more of a table (--force)
     repair_max_plan_age_hours: float = 24.0  # apply refuses an older plan
     repair_batch_size: int = 1000  # operations per transaction
@@ -103,6 +105,7 @@ class Settings:
             "extract_lag_hours": str(self.extract_lag_hours),
             "reconcile_grace_hours": str(self.reconcile_grace_hours),
             "validate_max_volume_drop": str(self.validate_max_volume_drop),
+            "validate_max_quarantine_share": str(self.validate_max_quarantine_share),
             "repair_max_change_fraction": str(self.repair_max_change_fraction),
             "repair_max_plan_age_hours": str(self.repair_max_plan_age_hours),
             "repair_batch_size": str(self.repair_batch_size),
@@ -135,6 +138,7 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     ("extract", "lag_hours"): "extract_lag_hours",
     ("reconcile", "grace_hours"): "reconcile_grace_hours",
     ("validate", "max_volume_drop"): "validate_max_volume_drop",
+    ("validate", "max_quarantine_share"): "validate_max_quarantine_share",
     ("repair", "max_change_fraction"): "repair_max_change_fraction",
     ("repair", "max_plan_age_hours"): "repair_max_plan_age_hours",
     ("repair", "batch_size"): "repair_batch_size",
@@ -163,6 +167,7 @@ ENV_VARS: dict[str, str] = {
     "RECON_EXTRACT_LAG_HOURS": "extract_lag_hours",
     "RECON_RECONCILE_GRACE_HOURS": "reconcile_grace_hours",
     "RECON_VALIDATE_MAX_VOLUME_DROP": "validate_max_volume_drop",
+    "RECON_VALIDATE_MAX_QUARANTINE_SHARE": "validate_max_quarantine_share",
     "RECON_REPAIR_MAX_CHANGE_FRACTION": "repair_max_change_fraction",
     "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "repair_max_plan_age_hours",
     "RECON_REPAIR_BATCH_SIZE": "repair_batch_size",
@@ -194,7 +199,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"repair.auto must be true or false, got {value!r}")
         return text in ("true", "1", "yes")
     if name in ("extract_full_every_days", "extract_lag_hours", "reconcile_grace_hours",
-                "validate_max_volume_drop", "repair_max_change_fraction",
+                "validate_max_volume_drop", "validate_max_quarantine_share",
+                "repair_max_change_fraction",
                 "repair_max_plan_age_hours", "repair_batch_size", "report_trend_runs",
                 "jobs_retries", "jobs_retry_delay_s", "jobs_misfire_grace_hours",
                 "alerts_new_drift_threshold"):
@@ -282,6 +288,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("reconcile.grace_hours must be >= 0")
     if not 0 < settings.validate_max_volume_drop <= 1:
         raise ConfigError("validate.max_volume_drop must be a fraction in (0, 1]")
+    if not 0 <= settings.validate_max_quarantine_share <= 1:
+        raise ConfigError("validate.max_quarantine_share must be a fraction in [0, 1]")
     if not 0 < settings.repair_max_change_fraction <= 1:
         raise ConfigError("repair.max_change_fraction must be a fraction in (0, 1]")
     if settings.repair_max_plan_age_hours <= 0 or settings.repair_batch_size < 1:

@@ -11,10 +11,20 @@ Layout (documented in README "Dataset format")::
 
 Readers return *raw* frames (every column a string) so the typing and its rejects happen in
 one place (``extract.values``).
+
+JSON Lines are UTF-8 text. A record may carry values JSON cannot spell — bytes that are not
+UTF-8, exactly as Zuora might send them on the wire — in a ``"$raw"`` member: an object
+mapping field names to the value's bytes in base64 (``{"Id": "…", "$raw": {"Name":
+"QWNtZf8="}}``); a field named there takes those bytes instead of its JSON value. The sandbox
+serves them byte for byte on the AQuA file route (its JSON APIs send the typed value);
+readers here give the text when the bytes are UTF-8 and NULL otherwise, and keep the bytes
+in a ``$raw`` column of base64 strings (only when some record has them).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 from collections.abc import Iterator
@@ -28,6 +38,7 @@ from extract.errors import DatasetError
 ZUORA_DIR = "zuora"
 TENANT_FILE = "tenant.json"
 LABELS_FILE = "labels.parquet"
+RAW = "$raw"  # a record's raw-bytes member (field -> base64 of the exact bytes)
 
 
 def object_path(root: Path, spec: ObjectSpec) -> Path:
@@ -37,26 +48,60 @@ def object_path(root: Path, spec: ObjectSpec) -> Path:
 BLOCK_BYTES = 64 << 20  # JSON Lines text parsed at a time: a multi-GB file is never whole
 
 
+def _line_text(path: Path, number: int, line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(
+            f"{path}: line {number} is not UTF-8 text (byte {e.start + 1}: "
+            f"{line[e.start:e.start + 1]!r}); JSON Lines are UTF-8 — carry raw bytes in a "
+            f'"{RAW}" member (field -> base64), see README "Dataset format"') from None
+
+
+def _check_line(path: Path, number: int, line: bytes, spec: ObjectSpec) -> set[str]:
+    """The keys of one JSON line; raises :class:`DatasetError` naming file and line when it
+    is not UTF-8, not a JSON object, or carries a ``$raw`` member that is not field -> base64."""
+    try:
+        rec = json.loads(_line_text(path, number, line))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: line {number} is not JSON: {e}") from e
+    if not isinstance(rec, dict):
+        raise DatasetError(f"{path}: line {number} is not a JSON object")
+    raw = rec.get(RAW)
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise DatasetError(f'{path}: line {number}: "{RAW}" must map field names to base64')
+        for name, value in raw.items():
+            if name not in spec.field_names:
+                raise DatasetError(f'{path}: line {number}: "{RAW}" names {name!r}, which is '
+                                   f"not a {spec.name} field in the catalogue")
+            try:
+                base64.b64decode(str(value), validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise DatasetError(f'{path}: line {number}: "{RAW}".{name} is not base64: '
+                                   f"{e}") from None
+    return set(rec) - {RAW}
+
+
 def _check_fields(path: Path, spec: ObjectSpec, limit: int = 1000) -> None:
     """Fields of the first ``limit`` lines must be catalogue fields of ``spec``."""
     keys: set[str] = set()
-    with path.open() as fh:
+    with path.open("rb") as fh:
         for i, line in enumerate(fh):
             if i >= limit:
                 break
             if line.strip():
-                try:
-                    keys.update(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{path}: line {i + 1} is not JSON: {e}") from e
+                keys.update(_check_line(path, i + 1, line, spec))
     unknown = keys - set(spec.field_names)
     if unknown:
         raise DatasetError(
             f"{path}: fields {sorted(unknown)} are not {spec.name} fields in the catalogue")
 
 
-def _jsonl_blocks(path: Path, schema: dict[str, pl.DataType]) -> Iterator[pl.DataFrame]:
+def _jsonl_blocks(path: Path, spec: ObjectSpec, schema: dict[str, pl.DataType]
+                  ) -> Iterator[pl.DataFrame]:
     rest = b""
+    line0 = 0  # lines before this block, for error messages
     with path.open("rb") as fh:
         while True:
             block = fh.read(BLOCK_BYTES)
@@ -65,9 +110,45 @@ def _jsonl_blocks(path: Path, schema: dict[str, pl.DataType]) -> Iterator[pl.Dat
                 cut = data.rfind(b"\n") + 1
                 data, rest = data[:cut], data[cut:]
             if data.strip():
-                yield pl.read_ndjson(io.BytesIO(data), schema=schema)
+                try:
+                    yield pl.read_ndjson(io.BytesIO(data), schema=schema)
+                except pl.exceptions.PolarsError as e:
+                    _explain_block(path, spec, data, line0)  # raises naming the line
+                    last = line0 + data.count(b"\n")
+                    raise DatasetError(f"{path}: lines {line0 + 1}–{last} cannot be read: "
+                                       f"{e}") from e
+                line0 += data.count(b"\n")
             if not block:
                 return
+
+
+def _explain_block(path: Path, spec: ObjectSpec, data: bytes, line0: int) -> None:
+    """A block polars refused: find the first bad line (the error path only)."""
+    for i, line in enumerate(data.split(b"\n")):
+        if line.strip():
+            _check_line(path, line0 + i + 1, line, spec)
+
+
+def _apply_raw(df: pl.DataFrame, spec: ObjectSpec) -> pl.DataFrame:
+    """Fields named in ``$raw`` take their bytes as text when UTF-8, else NULL; the ``$raw``
+    column stays (base64 per field) for the sandbox, or goes when no record has one."""
+    raw = df.get_column(RAW)
+    if raw.null_count() == df.height:
+        return df.drop(RAW)
+    fields = [f.name for f in spec.fields]
+    texts = {name: [None if v is None else _utf8_or_none(base64.b64decode(v))
+                     for v in raw.struct.field(name).to_list()] for name in fields
+             if raw.struct.field(name).null_count() < df.height}
+    return df.with_columns([
+        pl.when(raw.struct.field(name).is_not_null()).then(pl.Series(vals, dtype=pl.String))
+        .otherwise(pl.col(name)).alias(name) for name, vals in texts.items()])
+
+
+def _utf8_or_none(value: bytes) -> str | None:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def iter_object(root: Path, spec: ObjectSpec) -> Iterator[pl.DataFrame]:
@@ -78,7 +159,9 @@ def iter_object(root: Path, spec: ObjectSpec) -> Iterator[pl.DataFrame]:
     schema = {f.name: pl.String for f in spec.fields}
     if jsonl.is_file():
         _check_fields(jsonl, spec)
-        yield from _jsonl_blocks(jsonl, schema)
+        with_raw = {**schema, RAW: pl.Struct(dict(schema))}
+        for df in _jsonl_blocks(jsonl, spec, with_raw):  # type: ignore[arg-type]
+            yield _apply_raw(df, spec)
         return
     if not parquet.is_file():
         raise DatasetError(

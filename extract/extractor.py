@@ -72,6 +72,9 @@ from extract.values import empty_frame
 MODES = ("full", "incremental")
 DEFAULT_LAG = dt.timedelta(hours=2)
 DELETED_RETENTION = dt.timedelta(days=29)  # Zuora keeps deleted records 30 days; 1 day spare
+# Quarantined keys an incremental query asks for by name; beyond this the object is exported
+# whole (a ZOQL statement has a length limit, and so many bad records need a full look).
+MAX_REREQUESTED_KEYS = 200
 
 Progress = Callable[[str], None]
 
@@ -165,10 +168,27 @@ def plan(mode: str, specs: list[ObjectSpec], data_dir: Path, now: dt.datetime,
             p.hwms[s.name] = end
             continue
         start = mark.hwm
-        p.queries.append(ExportQuery(s, Window(start, max(start, end)), deleted=True))
+        keys = quarantined_keys(base, s.name)
+        if len(keys) > MAX_REREQUESTED_KEYS:  # too many to ask for by key: export it whole
+            p.queries.append(ExportQuery(s))
+            p.hwms[s.name] = end
+            continue
+        p.queries.append(ExportQuery(s, Window(start, max(start, end)), deleted=True,
+                                     keys=keys))
         p.merge.add(s.name)
         p.hwms[s.name] = max(start, end)
     return p
+
+
+def quarantined_keys(base: Snapshot, obj: str) -> tuple[str, ...]:
+    """The keys ``base`` holds quarantined for ``obj`` (its rejects): an incremental run asks
+    for them again by key, whatever their UpdatedDate, until they parse (or are deleted); a
+    record whose key could not be read cannot be asked for — a full export settles it."""
+    path = base.rejects_path(obj)
+    if not path.is_file():
+        return ()
+    keys = pl.read_parquet(path, columns=["key"])["key"].drop_nulls().unique().sort()
+    return tuple(keys.to_list())
 
 
 # ------------------------------------------------------------------------------------------
@@ -197,17 +217,20 @@ def merge_object(base_path: Path, delta_path: Path, out_path: Path) -> tuple[int
 
 def merge_rejects(base: Path | None, delta_rejects: Path | None, delta_path: Path,
                   out_path: Path) -> int:
-    """Rejects of rows the delta did not touch carry over; the delta's own rejects replace
-    the rest. Returns the number written (no file when there are none)."""
+    """Rejects of rows the delta did not touch carry over (the base's quarantine markers,
+    and its records with unreadable keys, which no delta can name); the delta's own rejects
+    replace the rest: a re-requested key that parses now leaves the quarantine, one that
+    still does not is quarantined again with today's value. Returns the number written (no
+    file when there are none)."""
     parts = []
     if base is not None and base.is_file():
         ids = pl.scan_parquet(delta_path).select(pl.col("Id").alias("key"))
-        parts.append(pl.scan_parquet(base).join(ids, on="key", how="anti"))
+        parts.append(pl.scan_parquet(base).join(ids, on="key", how="anti", nulls_equal=False))
     if delta_rejects is not None and delta_rejects.is_file():
         parts.append(pl.scan_parquet(delta_rejects))
     if not parts:
         return 0
-    rej = pl.concat(parts).collect()
+    rej = pl.concat(parts, how="diagonal_relaxed").collect()
     if rej.height:
         rej.write_parquet(out_path)
     return rej.height

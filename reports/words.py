@@ -69,6 +69,8 @@ CHECK_WORDS: dict[str, str] = {
     "field_uniqueness": "the key appears more than once",
     "shape": "columns and types must match the contract",
     "volume": "the row count must not drop sharply between runs",
+    "utf8": "the value's bytes are not UTF-8 text (shown escaped)",
+    "max_quarantine_share": "at most a small share of an object's records may be quarantined",
 }
 
 SOURCE_WORDS: dict[str, str] = {
@@ -76,6 +78,7 @@ SOURCE_WORDS: dict[str, str] = {
     "gx": "business rule",
     "volume": "volume",
     "extract": "extract rejects",
+    "quarantine": "quarantine share",
 }
 
 

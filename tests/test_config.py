@@ -110,6 +110,7 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_EXTRACT_LAG_HOURS": "0.5",
         "RECON_RECONCILE_GRACE_HOURS": "6",
         "RECON_VALIDATE_MAX_VOLUME_DROP": "0.05",
+        "RECON_VALIDATE_MAX_QUARANTINE_SHARE": "0.25",
         "RECON_REPAIR_MAX_CHANGE_FRACTION": "0.1",
         "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "6",
         "RECON_REPAIR_BATCH_SIZE": "50",
@@ -135,7 +136,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert s.local_database_url == "duckdb:///tmp/env.duckdb"
     assert s.data_dir == Path("env-data")
     assert (s.extract_mode, s.extract_full_every_days, s.extract_lag_hours) == ("full", 3, 0.5)
-    assert (s.reconcile_grace_hours, s.validate_max_volume_drop) == (6.0, 0.05)
+    assert (s.reconcile_grace_hours, s.validate_max_volume_drop,
+            s.validate_max_quarantine_share) == (6.0, 0.05, 0.25)
     assert (s.repair_max_change_fraction, s.repair_max_plan_age_hours, s.repair_batch_size,
             s.repair_auto) == (0.1, 6.0, 50, True)
     assert (s.report_zuora_url_template, s.report_trend_runs) == (
@@ -162,6 +164,9 @@ def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
         load_settings(None, env={"RECON_REPAIR_AUTO": "sometimes"})
     with pytest.raises(ConfigError, match="max_volume_drop"):
         load_settings(None, env={"RECON_VALIDATE_MAX_VOLUME_DROP": "1.5"})
+    with pytest.raises(ConfigError, match="max_quarantine_share"):
+        load_settings(None, env={"RECON_VALIDATE_MAX_QUARANTINE_SHARE": "-0.1"})
+    assert load_settings(None, env={}).validate_max_quarantine_share == 0.01  # the default
 
 
 def test_explicit_overrides_beat_env_and_none_means_not_given(tmp_path: Path) -> None:

@@ -104,7 +104,9 @@ def test_recon_validate_in_its_own_process(tmp_path: Path) -> None:
                         str(FIXTURES / "bad_values")], capture_output=True, text=True, env=env,
                        cwd=tmp_path)
     assert r.returncode == 1, r.stderr
-    assert r.stderr == ""
+    # bad_values quarantines more than 1% of three objects: the share check stops the run
+    assert r.stderr.startswith("recon: validation stops the run: too many records quarantined")
+    assert "Traceback" not in r.stderr
     assert "Subscription.Status" in r.stdout and "9 quarantined" in r.stdout
     assert (tmp_path / "state.duckdb").is_file()
     assert (tmp_path / "runs").is_dir()
@@ -159,7 +161,8 @@ def test_snapshot_validation_quarantines_rejects_and_bad_rows(tmp_path: Path,
             segment=pl.when(pl.int_range(pl.len()) == 9).then(None).otherwise("segment")))
     rejects = {"Subscription": pl.DataFrame(
         {"object": ["Subscription"], "key": [key], "field": ["TermStartDate"],
-         "value": ["2021-13-01"], "rule": ["parse:d"]}, schema=REJECT_SCHEMA)}
+         "value": ["2021-13-01"], "rule": ["parse:d"], "location": ["file f1 record 4"]},
+        schema=REJECT_SCHEMA)}
     snap = write_snapshot(tmp_path, z, loc, rejects=rejects, profiles=profiles)
     r = validate_snapshot(snap, tmp_path, settings=settings(tmp_path), gx=False)
     assert r.run_id == snap.run_id and r.quarantined == 3 and r.failed and not r.errors
@@ -298,3 +301,44 @@ def test_volume_limit_is_configurable_and_local_drops_only_warn(tmp_path: Path) 
     r = validate_snapshot(snap2, tmp_path / "b", gx=False,
                           settings=settings(tmp_path / "b", validate_max_volume_drop=0.5))
     assert not r.results.filter(pl.col("source") == "volume")["outcome"].is_in(["failed"]).any()
+
+
+def _subscription_rejects(keys: list[str]) -> dict[str, pl.DataFrame]:
+    return {"Subscription": pl.DataFrame(
+        {"object": "Subscription", "key": keys, "field": "Version",
+         "value": "1.5", "rule": "parse:int", "location": [f"file f1 record {i + 1}"
+                                                          for i in range(len(keys))]},
+        schema=REJECT_SCHEMA)}
+
+
+@pytest.mark.parametrize("share", [0.01, 0.5])
+def test_quarantine_share_decides_whether_the_run_may_be_repaired(tmp_path: Path,
+                                                                  share: float) -> None:
+    """A few invalid Zuora values quarantine their records and the run goes on (the reject
+    result is a warning, nothing error-severity fails, so repairs may be planned); more
+    than validate.max_quarantine_share of an object stops the run with an error-severity
+    check the repair guards read."""
+    from dataclasses import replace
+
+    from expectations.errors import QuarantineError
+    from jobs.repair.guards import failed_checks
+
+    zuora, local = world_frames()
+    subs = zuora["Subscription"]
+    bad = subs["Id"].head(max(2, int(subs.height * 0.05))).to_list()  # 5% of Subscription
+    zuora = dict(zuora, Subscription=subs.with_columns(  # the extractor nulls what it rejects
+        Version=pl.when(pl.col("Id").is_in(bad)).then(None).otherwise("Version")))
+    snap = write_snapshot(tmp_path, zuora, local, rejects=_subscription_rejects(bad))
+    s = replace(settings(tmp_path), validate_max_quarantine_share=share)
+    if share == 0.5:
+        r = validate_snapshot(snap, tmp_path, settings=s, gx=False)
+        assert r.quarantined == len(bad) and not r.blocking
+        assert failed_checks(tmp_path, snap.run_id) == []
+        rej = r.results.filter(pl.col("source") == "extract")
+        assert rej["severity"].to_list() == ["warning"] and rej["failing_count"][0] == len(bad)
+        return
+    with pytest.raises(QuarantineError, match=r"Subscription: [\d,]+ of [\d,]+ records quarantined"):
+        validate_snapshot(snap, tmp_path, settings=s, gx=False)
+    failed = failed_checks(tmp_path, snap.run_id)
+    assert len(failed) == 1 and failed[0].startswith(
+        "quarantine Subscription max_quarantine_share: failed"), failed

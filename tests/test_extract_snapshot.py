@@ -236,16 +236,35 @@ def test_values_that_fail_typing_go_to_rejects_never_dropped(tmp_path: Path) -> 
     res = _export_with(_product_csv([GOOD, bad]), tmp_path, 2)
     typed = pl.read_parquet(res.path).sort("Id")
     assert typed["Id"].to_list() == ["p1", "p2"]  # the row is kept...
-    assert typed["Name"][0] == "Premium"  # NUL bytes stripped
+    assert typed["Name"][0] == "Pre\0mium"  # a NUL byte is Zuora data: kept exactly
     assert typed["UpdatedDate"][0] == dt.datetime(2026, 11, 1, 9, 30)
     assert typed["EffectiveStartDate"][1] is None  # ...with the bad value null
     rej = pl.read_parquet(res.rejects_path).sort("field")
     assert res.rejects == 2
     assert rej.to_dicts() == [
         {"object": "Product", "key": "p2", "field": "EffectiveStartDate",
-         "value": "2026-13-45", "rule": "parse:d"},
+         "value": "2026-13-45", "rule": "parse:d", "location": "file f1 record 2"},
         {"object": "Product", "key": "p2", "field": "UpdatedDate", "value": "soon",
-         "rule": "parse:dt"},
+         "rule": "parse:dt", "location": "file f1 record 2"},
+    ]
+
+
+def test_undecodable_bytes_quarantine_the_record_not_the_file(tmp_path: Path) -> None:
+    """One Name that is not UTF-8 (and one record whose key is not) costs that record, not
+    the object: the file is read once, the rest arrives, the rejects name the record."""
+    body = _product_csv([GOOD, GOOD | {"Id": "p2"}, GOOD | {"Id": "p3"}])
+    body = body.replace(b"p2,Pre\0mium", b"p2,Pre\xffmium").replace(b"p3,", b"p\xfe3,")
+    res = _export_with(body, tmp_path, 3)
+    assert res.downloads == 1
+    typed = pl.read_parquet(res.path).sort("Id")
+    assert typed["Id"].to_list() == ["p1", "p2"]  # p\xfe3 has no identity: not written
+    assert typed["Name"].to_list() == ["Pre\0mium", None]
+    rej = pl.read_parquet(res.rejects_path).sort("field").to_dicts()
+    assert rej == [
+        {"object": "Product", "key": None, "field": "Id", "value": "p\\xfe3",
+         "rule": "utf8", "location": "file f1 record 3"},
+        {"object": "Product", "key": "p2", "field": "Name", "value": "Pre\\xffmium",
+         "rule": "utf8", "location": "file f1 record 2"},
     ]
 
 

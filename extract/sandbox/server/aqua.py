@@ -268,7 +268,7 @@ class Aqua:
         assert b.parsed is not None and b.frame is not None
         chunks = render.csv_chunks(b.parsed.spec, b.frame, b.parsed.names, self.store.tz,
                                    utc=job.utc, labels=job.labels, deleted=b.deleted,
-                                   null=job.null)
+                                   null=job.null, raw=self.store.raw_bytes(b.parsed.spec.name))
         resp = Response(content_type="text/csv;charset=UTF-8",
                         headers={"Content-Disposition": f'attachment; filename="{file_id}.csv"'})
         if fault is not None and fault.kind == "truncate_csv":

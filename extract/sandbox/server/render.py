@@ -48,13 +48,39 @@ def camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
+def csv_field(value: bytes | None, null: str = "") -> bytes:
+    """One CSV field as Zuora (and polars) quote it: NULL is the null replacement, an empty
+    string ``""``, a value with a comma, quote, CR or LF quoted with quotes doubled; every
+    other byte (NULs, bytes that are not UTF-8) as is."""
+    if value is None:
+        return null.encode()
+    if value == b"" or any(c in value for c in (b",", b'"', b"\n", b"\r")):
+        return b'"' + value.replace(b'"', b'""') + b'"'
+    return value
+
+
+def _raw_rows(out: pl.DataFrame, names: list[str], ids: list[str],
+              raw: dict[str, dict[str, bytes]], null: str) -> bytes:
+    """CSV lines of rows holding raw bytes (a few; sandbox equipment): each field is its
+    raw bytes when the dataset gave some, else the rendered text."""
+    lines = []
+    for row, id_ in zip(out.iter_rows(), ids, strict=True):
+        held = raw.get(id_, {})
+        cells = [held[n] if n in held else (None if v is None else str(v).encode())
+                 for n, v in zip(names, row, strict=True)]
+        lines.append(b",".join(csv_field(c, null) for c in cells) + b"\n")
+    return b"".join(lines)
+
+
 def csv_chunks(spec: ObjectSpec, typed: pl.DataFrame, names: list[str], tz: str, *,
                utc: bool, labels: bool = True, deleted: tuple[str, str] | None = None,
-               null: str = "", chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+               null: str = "", chunk_rows: int = CSV_CHUNK_ROWS,
+               raw: dict[str, dict[str, bytes]] | None = None) -> Iterator[bytes]:
     """The AQuA CSV of ``typed`` (its ``names`` columns, in that order), chunk by chunk.
 
     ``deleted`` = (column, "Boolean"|"Numeric"): a first column from the boolean ``_deleted``
-    column of ``typed``."""
+    column of ``typed``. ``raw`` (Id -> field -> bytes, the dataset's ``$raw`` values): those
+    fields are sent as exactly those bytes, CSV-quoted (rows without any go through polars)."""
     header = [f"{spec.name}.{n}" if labels else f"{spec.name}: {n}" for n in names]
     if deleted is not None:
         header.insert(0, f"{spec.name}.{deleted[0]}" if labels else
@@ -72,6 +98,16 @@ def csv_chunks(spec: ObjectSpec, typed: pl.DataFrame, names: list[str], tz: str,
                    else flag.cast(pl.String))
             out = out.insert_column(0, col.alias("_deleted"))
         out.columns = header
+        held = None
+        if raw and "Id" in names:
+            held = part["Id"].cast(pl.String).is_in(pl.Series(list(raw), dtype=pl.String)
+                                                    .implode())
+            special = out.filter(held)
+            ids = part.filter(held)["Id"].cast(pl.String).to_list()
+            out = out.filter(~held)
         buf = io.BytesIO()
         out.write_csv(buf, include_header=False, null_value=null)
         yield buf.getvalue()
+        if held is not None and ids:
+            cols = (["_deleted"] if deleted is not None else []) + names
+            yield _raw_rows(special, cols, ids, raw or {}, null)

@@ -8,6 +8,7 @@ Mutations are queued and applied in one set-based step on the next read, so a bu
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import threading
 from decimal import Decimal
@@ -19,7 +20,7 @@ import polars as pl
 from extract import dataset
 from extract.catalog import BY_NAME, ObjectSpec, ZType
 from extract.sandbox.server.wire import SandboxError, new_id
-from extract.values import dtype_of, empty_frame, parse_expr, parse_frame
+from extract.values import dtype_of, empty_frame, escape_bytes, parse_expr, parse_frame
 
 DELETED_AT = "_deleted_at"  # UTC naive; null for live records
 DEFAULT_TZ = "America/Los_Angeles"
@@ -55,6 +56,8 @@ class Store:
         self._deleted: dict[str, int] = {}  # object -> rows with _deleted_at set
         self._updates: dict[str, dict[str, dict[str, Any]]] = {}  # obj -> id -> fields
         self._inserts: dict[str, list[dict[str, Any]]] = {}
+        # obj -> typed Id -> field -> the exact bytes the AQuA file route sends (dataset $raw)
+        self._raw: dict[str, dict[str, dict[str, bytes]]] = {}
         self.objects = [s.name for s in dataset.present_objects(self.root)]
         if not self.objects:
             raise SandboxError(f"{self.root} holds no Zuora objects (expected {self.root}/zuora/"
@@ -73,13 +76,44 @@ class Store:
             pl.lit(None, pl.Datetime("us")).alias(DELETED_AT))
 
     def _typed(self, spec: ObjectSpec, raw: pl.DataFrame) -> pl.DataFrame:
+        """Type one block; a field given as raw bytes (``$raw``) is typed from its text when
+        it parses (NULL otherwise: it exists to be served byte for byte, good or bad) and
+        its bytes are kept for the AQuA file route."""
+        held: set[tuple[str, str]] = set()
+        if dataset.RAW in raw.columns:
+            raw, held = self._hold_raw(spec, raw)
         parsed = parse_frame(spec, raw, self.tz)
-        if parsed.rejects.height:
-            r = parsed.rejects.row(0, named=True)
+        rejects = parsed.rejects
+        if held and rejects.height:
+            rejects = rejects.filter(~pl.struct("key", "field").map_elements(
+                lambda r: (r["key"], r["field"]) in held, return_dtype=pl.Boolean))
+        if rejects.height:
+            r = rejects.row(0, named=True)
             raise SandboxError(
-                f"{self.root}: {parsed.rejects.height} {spec.name} value(s) do not parse, "
+                f"{self.root}: {rejects.height} {spec.name} value(s) do not parse, "
                 f"e.g. {r['key']}.{r['field']}={r['value']!r} ({r['rule']})")
         return parsed.frame
+
+    def _hold_raw(self, spec: ObjectSpec, raw: pl.DataFrame
+                  ) -> tuple[pl.DataFrame, set[tuple[str, str]]]:
+        """Keep the ``$raw`` bytes of a block per (Id, field); a key that is not UTF-8 gets
+        its escaped text as the sandbox's own Id (it is served as the raw bytes)."""
+        mine = self._raw.setdefault(spec.name, {})
+        held: set[tuple[str, str]] = set()
+        rows = raw.with_row_index("_i").filter(pl.col(dataset.RAW).is_not_null())
+        ids = raw["Id"].to_list()
+        for i, rec in zip(rows["_i"].to_list(), rows[dataset.RAW].to_list(), strict=True):
+            fields = {k: base64.b64decode(v) for k, v in rec.items() if v is not None}
+            if "Id" in fields:
+                ids[i] = escape_bytes(fields["Id"])
+            mine[ids[i]] = fields
+            held.update((ids[i], k) for k in fields)
+        return raw.drop(dataset.RAW).with_columns(pl.Series("Id", ids, dtype=pl.String)), held
+
+    def raw_bytes(self, obj: str) -> dict[str, dict[str, bytes]]:
+        """Id -> field -> the exact bytes the AQuA file route sends for that value."""
+        self.frame(obj)
+        return self._raw.get(obj, {})
 
     def _lock(self, obj: str) -> threading.RLock:
         spec_of(obj)
@@ -203,6 +237,18 @@ class Store:
             if not self._live_id(obj, id):
                 raise SandboxError(f"{obj} {id!r} does not exist (or was deleted)")
             self._updates.setdefault(obj, {}).setdefault(id, {}).update(values)
+            held = self._raw.get(obj, {}).get(id)
+            for name in values if held else ():  # a new value replaces the raw bytes
+                held.pop(name, None)
+
+    def set_raw(self, obj: str, id: str, field: str, value: bytes,  # noqa: A002
+                **fields: Any) -> None:
+        """Make Zuora send ``value`` — exact bytes, valid or not — for ``field`` on the AQuA
+        file route (the typed value becomes NULL); ``fields`` as in :meth:`update` (which
+        bumps ``UpdatedDate`` unless given)."""
+        self.update(obj, id, **{field: None, **fields})
+        with self._lock(obj):
+            self._raw.setdefault(obj, {}).setdefault(id, {})[field] = value
 
     def delete(self, obj: str, id: str) -> None:  # noqa: A002 - the contract
         """Soft delete: gone from queries, exported as deleted by AQuA for 30 days."""

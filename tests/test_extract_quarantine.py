@@ -1,0 +1,70 @@
+"""Quarantine across incremental extracts, through the sandbox over HTTP: a record whose value
+is not a valid Zuora value replaces its base row with a quarantine marker (the row with that
+value NULL, plus its reject) — never the stale base value, never a deletion — and is asked
+for again by key on every incremental run until it parses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+from extract_support import SECRET, base_dataset, fast_options, next_second, settings
+
+from extract.extractor import run_extract
+from extract.sandbox.server import SandboxServer
+from extract.snapshot import find_complete
+
+LAG0 = dt.timedelta(0)
+
+
+def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_path: Path
+                                                                         ) -> None:
+    data = tmp_path / "data"
+    with SandboxServer(base_dataset(), client_secret=SECRET, job_step_delay=0.01) as srv:
+        s = settings(srv.url, data)
+        full = run_extract(s, "full", lag=LAG0, options=fast_options())
+        base = find_complete(data, full.run_id)
+        assert base is not None
+        acct = base.read_zuora("Account").sort("Id").row(0, named=True)
+        key, old_name, updated = acct["Id"], acct["Name"], acct["UpdatedDate"]
+        assert old_name
+
+        # Zuora now sends an Account Name that is not UTF-8 (a real change: UpdatedDate moves)
+        next_second()
+        srv.store.set_raw("Account", key, "Name", b"Acme \xff Corp")
+        next_second()
+        inc = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        snap = find_complete(data, inc.run_id)
+        assert snap is not None and inc.mode == "incremental"
+        assert inc.zuora["Account"]["downloads"] == 1  # a value is not a transport fault
+        row = snap.read_zuora("Account").filter(pl.col("Id") == key)
+        assert row.height == 1 and row["Name"][0] is None  # the marker: not stale, not gone
+        rej = snap.read_rejects("Account").to_dicts()
+        assert [(r["key"], r["field"], r["value"], r["rule"]) for r in rej] == [
+            (key, "Name", "Acme \\xff Corp", "utf8")]
+        assert snap.manifest.zuora["Account"]["rows"] == base.manifest.zuora["Account"]["rows"]
+
+        # nothing changes in Zuora: the key is asked for again and stays quarantined
+        next_second()
+        again = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        assert f"Id = '{key}'" in again.zuora["Account"]["query"]
+        snap2 = find_complete(data, again.run_id)
+        assert snap2 is not None
+        assert snap2.read_rejects("Account")["key"].to_list() == [key]
+        assert snap2.read_zuora("Account").filter(pl.col("Id") == key)["Name"][0] is None
+
+        # Zuora's value is repaired without moving UpdatedDate (outside every window): only
+        # the request by key finds it, and the record leaves the quarantine
+        srv.store.update("Account", key, Name="Acme Corp", UpdatedDate=updated)
+        next_second()
+        fixed = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        snap3 = find_complete(data, fixed.run_id)
+        assert snap3 is not None
+        assert snap3.read_zuora("Account").filter(pl.col("Id") == key)["Name"][0] == "Acme Corp"
+        assert snap3.read_rejects("Account").height == 0
+        assert fixed.zuora["Account"]["rejects"] == 0
+        # and the next run asks for nothing by key any more
+        next_second()
+        last = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        assert " or Id = " not in last.zuora["Account"]["query"]
