@@ -72,19 +72,27 @@ def _hours(text: str) -> float:
     return value
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_request(args: argparse.Namespace, settings: Settings
+                ) -> tuple[Settings, dict[str, Any]]:
+    """What ``recon run`` asks of :func:`jobs.pipeline.run_job`: the settings (``--lag-hours``
+    overrides ``extract.lag_hours`` / ``RECON_EXTRACT_LAG_HOURS``) and the trigger and date
+    (``--scheduled``: the job+date key of a tick, ``--date`` choosing the slot; else a manual
+    run with a key of its own)."""
     from dataclasses import replace
 
+    if args.lag_hours is not None:
+        settings = replace(settings, extract_lag_hours=args.lag_hours)
+    return settings, {"trigger": "schedule" if args.scheduled else "manual", "day": args.date}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from jobs.pipeline import run_job
 
     setup_logging(args)
-    settings = _settings(args)
-    if args.lag_hours is not None:  # else extract.lag_hours / RECON_EXTRACT_LAG_HOURS
-        settings = replace(settings, extract_lag_hours=args.lag_hours)
+    settings, request = run_request(args, _settings(args))
     progress = (lambda m: print(f"  {m}", file=sys.stderr, flush=True)) if (
         args.progress or (sys.stderr.isatty() and not args.quiet)) else None
-    trigger = "schedule" if args.scheduled else "manual"
-    result = run_job(args.job, settings, trigger=trigger, day=args.date, progress=progress)
+    result = run_job(args.job, settings, progress=progress, **request)
     if not args.quiet or result.status == "failed":
         c = result.counts
         line = (f"{args.job} run {result.run_id}: {result.status}"

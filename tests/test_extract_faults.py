@@ -53,9 +53,13 @@ def own_srv() -> Iterator[SandboxServer]:
 
 @pytest.fixture(scope="module")
 def baseline(shared: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory holding one good snapshot and its marks."""
+    """A data directory holding one good snapshot, validated, and its (current) marks."""
+    from extract.snapshot import latest_complete as newest
+    from jobs.lineage import validate_base
+
     data = tmp_path_factory.mktemp("baseline")
     run(shared, data)
+    assert validate_base(settings(shared.url, data), newest(data)).verdict == "passed"
     return data
 
 
@@ -159,6 +163,7 @@ def test_fails_clearly_and_publishes_nothing(srv: SandboxServer, baseline: Path,
     first = latest_complete(data)
     with StateDB(data) as st:
         marks = st.hwms()
+    assert {m.run_id for m in marks.values()} == {first.run_id}
     srv.add_fault(route, kind, times=times, **params)
     with pytest.raises(ExtractError) as e:
         run(srv, data, options=fast_options(job_attempts=2, attempts=3))
