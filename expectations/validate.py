@@ -175,7 +175,7 @@ def _validate(src: sources.Source, data_dir: Path, settings: Settings, run_id: s
     t = time.perf_counter()
     drops: list[CheckResult] = []
     if compare_from is not None:
-        prev = previous_complete(data_dir, compare_from)
+        prev = previous_complete(data_dir, compare_from, scope)
         if prev is not None:
             out.previous_run_id = prev.run_id
             vol = volume_results(src.row_counts(), sources.snapshot_row_counts(prev),

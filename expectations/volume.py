@@ -2,7 +2,9 @@
 
 A truncated AQuA file, a wrong filter or a half-loaded table looks exactly like "Zuora deleted
 a third of the subscriptions", and a reconciler that trusts it would delete good local rows.
-So every object's row count is compared with the previous *complete* snapshot; a drop of more
+So every object's row count is compared with the *baseline*: the newest older snapshot whose
+validation verdict is passed (or accepted by an operator) — never a snapshot that failed, or
+the nightly after a broken export would compare with the broken one and pass; a drop of more
 than ``validate.max_volume_drop`` (default 20%) on a Zuora object fails the run before any
 repair (:class:`~expectations.errors.VolumeError`). On the local side a drop is drift the
 reconciler exists to repair, so it is recorded as a warning and the run goes on.
@@ -14,13 +16,19 @@ from pathlib import Path
 
 from expectations.contracts import ZUORA
 from expectations.results import CheckResult, pct
-from extract.snapshot import Snapshot, list_snapshots
+from extract.snapshot import Snapshot, last_passed
 
 
-def previous_complete(data_dir: Path | str, run_id: str) -> Snapshot | None:
-    """The newest complete snapshot older than ``run_id`` (run ids sort by start time)."""
-    older = [s for s in list_snapshots(data_dir) if s.complete and s.run_id < run_id]
-    return max(older, key=lambda s: s.run_id) if older else None
+def baseline(data_dir: Path | str, run_id: str, scope: str = "all") -> Snapshot | None:
+    """The snapshot a ``scope`` snapshot ``run_id`` is compared with: the newest older one
+    (run ids sort by start time) whose verdict is passed or accepted, of a scope holding the
+    same objects. None when there is none (the first run: nothing to compare)."""
+    return last_passed(data_dir, scope, before=run_id)
+
+
+def previous_complete(data_dir: Path | str, run_id: str, scope: str = "all") -> Snapshot | None:
+    """Kept for callers of the old name: the volume baseline (:func:`baseline`)."""
+    return baseline(data_dir, run_id, scope)
 
 
 def volume_results(current: dict[tuple[str, str], int], previous: dict[tuple[str, str], int],

@@ -8,14 +8,21 @@ Modes
 ``incremental``
     ``UpdatedDate >= HWM and < now − lag`` per object (lag 2 h by default: Zuora's advice,
     so long transactions that commit late are not skipped), deleted rows included with
-    ``forceExport``; the changes are merged onto the snapshot the marks belong to, so every
-    snapshot is the complete Zuora state. Falls back to ``full`` (and says so in the
-    manifest) when there are no marks, the marked snapshot is gone, a mark is older than
-    Zuora keeps deleted records (30 days), or an object's stored schema is not the
-    catalogue's any more; a single object without a usable mark is exported whole.
+    ``forceExport``; the changes are merged onto the *base*, so every snapshot is the complete
+    Zuora state. Falls back to ``full`` (and says so in the manifest) when there is no base,
+    a base mark is older than Zuora keeps deleted records (30 days), or an object's stored
+    schema is not the catalogue's any more; a single object without a usable mark is
+    exported whole.
 
-High-water marks live in recon's state (``extract.state``) and are written only after the
-snapshot has been renamed complete. A full export's mark is its start time − lag.
+Lineage
+-------
+The extractor does not choose its base: the caller (``jobs.lineage``, one floor above
+``expectations``) passes a :class:`Base` — a complete snapshot and its validation verdict,
+which must be passed or accepted — and the marks are that snapshot's own (its manifest's
+``hwms``). The caller also passes the ``baseline`` for the zero-row check and a
+``before_complete`` hook that runs the volume check on the finished files *before* the
+snapshot is renamed complete (its result lands in ``manifest.volume``). The extractor writes
+no mark: a snapshot's marks become the current ones only once its verdict is passed.
 
 Safety
 ------
@@ -57,16 +64,13 @@ from extract.snapshot import (
     Manifest,
     Snapshot,
     SnapshotWriter,
-    find_complete,
-    latest_complete,
-    list_snapshots,
     mark_interrupted,
     new_run_id,
     parse_utc,
     run_lock,
     utc_iso,
 )
-from extract.state import StateDB
+from extract.state import USABLE
 from extract.values import empty_frame
 
 MODES = ("full", "incremental")
@@ -109,6 +113,42 @@ class ExtractOptions:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True)
+class Base:
+    """The snapshot an incremental extract builds on, with the verdict its validation gave.
+    Only a passed or accepted snapshot can be a base (anything else is refused by name)."""
+
+    snapshot: Snapshot
+    verdict: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in USABLE:
+            raise ExtractError(
+                f"snapshot {self.snapshot.run_id} cannot be the base of an incremental extract: "
+                f"its validation verdict is {self.verdict!r} (only passed or accepted "
+                "snapshots are bases)")
+        if not self.snapshot.complete or self.snapshot.manifest.scope != "all":
+            raise ExtractError(f"snapshot {self.snapshot.run_id} is not a complete snapshot of "
+                               "the whole tenant and cannot be a base")
+
+    @property
+    def run_id(self) -> str:
+        return self.snapshot.run_id
+
+    @property
+    def marks(self) -> dict[str, dt.datetime]:
+        """The base's high-water marks (from its manifest), per object."""
+        out = {}
+        for obj, text in self.snapshot.manifest.hwms.items():
+            t = parse_utc(text)
+            if t is not None:
+                out[obj] = t
+        return out
+
+
+BeforeComplete = Callable[[Snapshot], dict]
+
+
 @dataclass
 class _Plan:
     mode: str
@@ -131,44 +171,39 @@ def _schema_matches(path: Path, spec: ObjectSpec) -> bool:
         return False
 
 
-def plan(mode: str, specs: list[ObjectSpec], data_dir: Path, now: dt.datetime,
+def plan(mode: str, specs: list[ObjectSpec], base: Base | None, now: dt.datetime,
          lag: dt.timedelta, retention: dt.timedelta = DELETED_RETENTION) -> _Plan:
     """What to export and which marks the resulting snapshot will carry."""
     end = _floor_s(now - lag)
     full = _Plan("full", [ExportQuery(s) for s in specs], {s.name: end for s in specs})
     if mode == "full":
         return full
-    with StateDB(data_dir) as st:
-        marks = st.hwms()
+    if base is None:
+        full.note = ("incremental requested but no snapshot passed validation to build on: "
+                     "full export")
+        return full
+    marks = base.marks
     wanted = {s.name: marks[s.name] for s in specs if s.name in marks}
     if not wanted:
-        full.note = "incremental requested but there are no high-water marks yet: full export"
+        full.note = (f"incremental requested but base {base.run_id} has no high-water marks: "
+                     "full export")
         return full
-    runs = {m.run_id for m in wanted.values()}
-    if len(runs) > 1:
-        full.note = (f"incremental requested but the marks come from several snapshots "
-                     f"({', '.join(sorted(runs))}): full export")
-        return full
-    base_id = runs.pop()
-    base = find_complete(data_dir, base_id)
-    if base is None:
-        full.note = (f"incremental requested but snapshot {base_id}, which the marks belong "
-                     "to, is not there as a complete snapshot: full export")
-        return full
-    oldest = min(m.hwm for m in wanted.values())
+    oldest = min(wanted.values())
     if now - oldest > retention:
-        full.note = (f"incremental requested but the oldest mark ({utc_iso(oldest)}) is older "
-                     f"than Zuora keeps deleted records: full export")
+        full.note = (f"incremental requested but the oldest mark of base {base.run_id} "
+                     f"({utc_iso(oldest)}) is older than Zuora keeps deleted records: "
+                     "full export")
         return full
-    p = _Plan("incremental", [], {}, base=base)
+    snap = base.snapshot
+    p = _Plan("incremental", [], {}, base=snap)
     for s in specs:
         mark = wanted.get(s.name)
-        if mark is None or not _schema_matches(base.zuora_path(s.name), s):
+        if mark is None or not _schema_matches(snap.zuora_path(s.name), s):
             p.queries.append(ExportQuery(s))  # whole object, replaces the base's
             p.hwms[s.name] = end
             continue
-        start = mark.hwm
-        keys = quarantined_keys(base, s.name)
+        start = mark
+        keys = quarantined_keys(snap, s.name)
         if len(keys) > MAX_REREQUESTED_KEYS:  # too many to ask for by key: export it whole
             p.queries.append(ExportQuery(s))
             p.hwms[s.name] = end
@@ -282,32 +317,19 @@ def check_not_suspect(rows: dict[str, int], previous: Snapshot | None,
 # ------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------
-def choose_mode(settings: Settings, requested: str | None = None,
-                now: dt.datetime | None = None) -> str:
-    """The mode a run should use: ``requested`` when given (a person asked), else the
-    configured default, except that an incremental default becomes ``full`` when no complete
-    full snapshot is younger than ``extract_full_every_days`` — deletions older than Zuora's
-    30-day deleted-record window are only found by a full export."""
-    if requested:
-        return requested
-    if settings.extract_mode == "full":
-        return "full"
-    now = now or dt.datetime.now(dt.UTC)
-    fulls = [s for s in list_snapshots(settings.data_dir)
-             if s.complete and s.manifest.mode == "full"]
-    if not fulls:
-        return "full"
-    last = max(parse_utc(s.manifest.finished_at) or parse_utc(s.manifest.started_at)
-               or dt.datetime.min.replace(tzinfo=dt.UTC) for s in fulls)
-    return "full" if now - last >= dt.timedelta(days=settings.extract_full_every_days) \
-        else "incremental"
-
-
 def run_extract(settings: Settings, mode: str = "full", *, progress: Progress | None = None,
                 allow_empty: Iterable[str] = (), lag: dt.timedelta = DEFAULT_LAG,
-                options: ExtractOptions | None = None) -> Manifest:
+                options: ExtractOptions | None = None, base: Base | None = None,
+                baseline: Snapshot | None = None, before_complete: BeforeComplete | None = None,
+                mode_reason: str | None = None, requested_mode: str | None = None) -> Manifest:
     """Export Zuora (AQuA) and the local database into ``DATA/snapshots/<run_id>/``.
 
+    ``base``: the passed snapshot an incremental run merges onto (None: a full export);
+    ``baseline``: the passed snapshot the zero-row check compares with (default: the base);
+    ``before_complete``: called with the finished, not yet complete snapshot; its dict is
+    stored as ``manifest.volume``; ``mode_reason``: why the caller chose this mode;
+    ``requested_mode``: what was asked, when the caller's choice differs (the manifest's
+    ``note`` then gives ``mode_reason``).
     Returns the manifest of the complete snapshot; raises :class:`ExtractError` (a
     ``ReconError``: CLI exit 2) when the run fails, after marking the snapshot failed.
     """
@@ -325,7 +347,16 @@ def run_extract(settings: Settings, mode: str = "full", *, progress: Progress | 
     with run_lock(data_dir):
         for p in mark_interrupted(data_dir):
             say(f"marked an interrupted run failed: {p.name}")
-        return _Run(settings, mode, opt, say, data_dir, specs, allow, lag).run()
+        run = _Run(settings, mode, opt, say, data_dir, specs, allow, lag)
+        run.base, run.baseline = base, baseline if baseline is not None else (
+            base.snapshot if base else None)
+        run.before_complete = before_complete
+        run.manifest.mode_reason = mode_reason
+        if requested_mode:
+            run.manifest.requested_mode = requested_mode
+            if requested_mode != mode:
+                run.manifest.note = mode_reason
+        return run.run()
 
 
 def scope_of(opt: ExtractOptions) -> str:
@@ -356,6 +387,9 @@ class _Run:
         self.exporter: AquaExporter | None = None
         self.local_done = False
         self.planned: tuple[str, ...] = ()
+        self.base: Base | None = None
+        self.baseline: Snapshot | None = None
+        self.before_complete: BeforeComplete | None = None
 
     def run(self) -> Manifest:
         try:
@@ -374,15 +408,18 @@ class _Run:
     def _run(self) -> Manifest:
         m, opt = self.manifest, self.opt
         self.stage = "plan"
-        previous = latest_complete(self.data_dir, m.scope)
+        previous = self.baseline
         if m.scope != "all" and m.mode != "full":
             raise ExtractError(f"a {m.scope} extract is always full (incremental marks belong "
                                "to the complete snapshots)")
-        p = plan(m.mode, self.specs, self.data_dir, self.started, self.lag,
+        p = plan(m.mode, self.specs, self.base, self.started, self.lag,
                  opt.deleted_retention)
-        m.mode, m.note = p.mode, p.note
+        m.mode, m.note = p.mode, p.note or m.note
+        if p.note:
+            m.mode_reason = p.note
         self.planned = tuple(q.name for q in p.queries)
         m.base_run_id = p.base.run_id if p.base else None
+        m.base_verdict = self.base.verdict if p.base and self.base else None
         if p.note:
             self.say(p.note)
         self.say(f"extract {self.run_id}: {p.mode}"
@@ -452,22 +489,16 @@ class _Run:
             check_keys(name, self.writer.path("zuora", name))
         check_not_suspect(rows, previous, self.allow)
 
-        self.stage = "publish"
+        self.stage = "volume check"
         self._stats()
+        if self.before_complete is not None:  # the verdict exists before the snapshot does
+            m.volume = dict(self.before_complete(Snapshot(self.writer.dir, m)))
+
+        self.stage = "publish"
         m.finished_at = utc_iso(self.opt.clock())
         m.duration_s = round(time.monotonic() - self.t0, 3)
         path = self.writer.complete(m)
         self.say(f"snapshot complete: {path}")
-        self.stage = "state"
-        if m.scope != "all":  # marks belong to complete snapshots only (incremental bases)
-            return m
-        try:
-            with StateDB(self.data_dir) as st:
-                st.set_hwms(self.run_id, m.mode, p.hwms)
-        except Exception as e:  # the snapshot is complete and stays so; the marks did not
-            # move, so the next incremental run starts from the previous ones (still correct)
-            self.say(f"warning: snapshot {self.run_id} is complete but its high-water marks "
-                     f"could not be recorded in {self.data_dir / 'state.duckdb'}: {e}")
         return m
 
     def _export_local(self) -> None:
@@ -532,7 +563,7 @@ def read_snapshot_object(snapshot: Snapshot, spec: ObjectSpec) -> pl.DataFrame:
 
 
 __all__ = [
-    "DEFAULT_LAG", "MODES", "ExtractError", "ExtractOptions", "SuspectExportError",
+    "DEFAULT_LAG", "MODES", "Base", "ExtractError", "ExtractOptions", "SuspectExportError",
     "check_keys", "check_not_suspect", "merge_object", "merge_rejects", "plan",
     "read_snapshot_object", "run_extract",
 ]

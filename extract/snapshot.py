@@ -109,6 +109,12 @@ class Manifest:
     # catalog only (the daily catalog job). Only "all" snapshots are bases for incremental
     # extracts and the default for `recon reconcile`.
     scope: str = "all"
+    # Lineage (``jobs.lineage``): the verdict of the base when it was chosen, why this run is
+    # full or incremental, and the volume check run before the snapshot was marked complete
+    # (``outcome`` passed | failed, ``baseline_run_id``, ``failures``).
+    base_verdict: str | None = None
+    mode_reason: str | None = None
+    volume: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -298,6 +304,31 @@ def latest_complete(data_dir: Path | str, scope: str = "all") -> Snapshot | None
     """The newest complete snapshot of ``scope``, or None. Never a failed, partial or running
     one: the directory name must be the bare run id *and* the manifest must say ``complete``."""
     done = [s for s in list_snapshots(data_dir) if s.complete and s.manifest.scope == scope]
+    return max(done, key=lambda s: s.run_id) if done else None
+
+
+def baseline_scopes(scope: str) -> tuple[str, ...]:
+    """Snapshots of which scopes hold what a ``scope`` snapshot holds (a catalog snapshot
+    compares with catalog and complete-tenant snapshots; a tenant one with tenant ones)."""
+    return ("catalog", "all") if scope == "catalog" else (scope,)
+
+
+def last_passed(data_dir: Path | str, scope: str = "all", before: str | None = None,
+                usable: Iterable[str] | None = None) -> Snapshot | None:
+    """The newest complete snapshot whose verdict is passed or accepted (``usable``: those run
+    ids; default: read from recon's state), of a scope holding ``scope``'s objects, older than
+    run id ``before`` when given. A snapshot that failed validation, or was never validated,
+    is never returned: it is neither a base nor a volume baseline."""
+    if usable is None:
+        from extract.state import StateDB
+
+        with StateDB(data_dir) as st:
+            usable = [r for r, v in st.verdicts().items() if v.usable]
+    ok = set(usable)
+    scopes = baseline_scopes(scope)
+    done = [s for s in list_snapshots(data_dir)
+            if s.complete and s.manifest.scope in scopes and s.run_id in ok
+            and (before is None or s.run_id < before)]
     return max(done, key=lambda s: s.run_id) if done else None
 
 

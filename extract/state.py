@@ -3,9 +3,17 @@
 Each floor owns its tables and declares them with :func:`register_table`; opening the state
 creates whatever is missing (``CREATE TABLE IF NOT EXISTS``), so adding a table later needs no
 migration step. The extractor's table is ``extract_hwm``: one row per Zuora object with the
-high-water mark of the last *complete* snapshot and that snapshot's run id. It is written only
-after a snapshot has been renamed complete (:meth:`StateDB.set_hwms`, one transaction), so a
-failed run can never advance a mark.
+current high-water mark and the run id of the snapshot it belongs to. A snapshot's marks (in
+its manifest) become the current ones only once its validation verdict is *passed* (or an
+operator accepted it): :meth:`StateDB.set_hwms`, one transaction, called by the job layer
+(``jobs.lineage``), so a failed run, or a complete snapshot that failed validation, can never
+advance a mark.
+
+Snapshot lineage: ``snapshot_checks`` holds the outcome of the checks that decide whether a
+snapshot may be a base or a baseline (``volume`` — recorded before the snapshot is renamed
+complete — and ``contracts``), ``snapshot_accepts`` an operator's acceptance of a real drop
+(``recon snapshots accept RUN --reason TEXT``). :meth:`StateDB.verdicts` folds them into one
+:class:`Verdict` per snapshot.
 
 DuckDB allows one writing process per file; connections are short-lived (open, do, close).
 """
@@ -52,6 +60,73 @@ CREATE TABLE IF NOT EXISTS extract_hwm (
   mode        VARCHAR NOT NULL,      -- full | incremental
   updated_at  TIMESTAMP NOT NULL     -- UTC, when this row was written
 )""")
+
+
+register_table("snapshot_checks", """
+CREATE TABLE IF NOT EXISTS snapshot_checks (
+  run_id           VARCHAR NOT NULL,   -- the snapshot
+  check_name       VARCHAR NOT NULL,   -- volume | contracts
+  outcome          VARCHAR NOT NULL,   -- passed | failed
+  baseline_run_id  VARCHAR,            -- volume: the passed snapshot compared with (NULL: none)
+  message          VARCHAR,            -- what failed (or what was compared)
+  checked_at       TIMESTAMP NOT NULL, -- UTC, naive
+  PRIMARY KEY (run_id, check_name)
+)""")
+
+register_table("snapshot_accepts", """
+CREATE TABLE IF NOT EXISTS snapshot_accepts (
+  run_id       VARCHAR PRIMARY KEY,  -- the snapshot whose failed volume check was accepted
+  reason       VARCHAR NOT NULL,     -- the operator's words
+  accepted_at  TIMESTAMP NOT NULL,   -- UTC, naive
+  accepted_by  VARCHAR,             -- OS user
+  host         VARCHAR
+)""")
+
+CHECKS = ("volume", "contracts")
+PASSED, FAILED, ACCEPTED, UNVALIDATED = "passed", "failed", "accepted", "unvalidated"
+USABLE = (PASSED, ACCEPTED)  # verdicts that make a snapshot a base and a volume baseline
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A snapshot's validation verdict: ``passed`` (volume and contracts passed),
+    ``failed`` (either failed), ``accepted`` (failed on volume only, and an operator accepted
+    the drop), ``unvalidated`` (a check has not run yet)."""
+
+    run_id: str
+    verdict: str
+    volume: str | None = None  # passed | failed | None (not run)
+    contracts: str | None = None
+    baseline_run_id: str | None = None
+    message: str | None = None  # the failed check's message(s)
+    accept_reason: str | None = None
+    accepted_at: dt.datetime | None = None
+    accepted_by: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.verdict in USABLE
+
+
+def fold_verdict(run_id: str, checks: dict[str, tuple[str, str | None, str | None]],
+                 accept: tuple[str, dt.datetime, str | None] | None) -> Verdict:
+    """One verdict from the checks (``{check: (outcome, baseline, message)}``) and an
+    acceptance. Only a volume failure can be accepted: a snapshot whose shape or keys broke
+    its contracts is not Zuora's state, whatever an operator says."""
+    vol, con = checks.get("volume"), checks.get("contracts")
+    failed = [(c, v) for c, v in (("volume", vol), ("contracts", con))
+              if v is not None and v[0] == FAILED]
+    message = "; ".join(v[2] or c for c, v in failed) or None
+    if failed:
+        verdict = ACCEPTED if accept and [c for c, _ in failed] == ["volume"] else FAILED
+    elif vol is not None and con is not None:
+        verdict = PASSED
+    else:
+        verdict = UNVALIDATED
+    return Verdict(run_id, verdict, vol[0] if vol else None, con[0] if con else None,
+                   vol[1] if vol else None, message,
+                   accept[0] if accept else None, accept[1] if accept else None,
+                   accept[2] if accept else None)
 
 
 @dataclass(frozen=True)
@@ -124,7 +199,8 @@ class StateDB:
         return {o: Mark(o, h.replace(tzinfo=dt.UTC), r, m) for o, h, r, m in rows}
 
     def set_hwms(self, run_id: str, mode: str, hwms: dict[str, dt.datetime]) -> None:
-        """Record the marks of one complete snapshot, all or nothing."""
+        """Make one snapshot's marks the current ones, all or nothing. Only for a snapshot
+        whose verdict is passed or accepted (``jobs.lineage.promote_marks``)."""
         now = _naive_utc(dt.datetime.now(dt.UTC))
         with self.transaction() as con:
             for obj, hwm in hwms.items():
@@ -133,3 +209,36 @@ class StateDB:
                     [obj, _naive_utc(hwm), run_id, mode, now],
                 )
 
+
+    # -- snapshot lineage -----------------------------------------------------------------
+    def record_check(self, run_id: str, check: str, outcome: str,
+                     baseline_run_id: str | None = None, message: str | None = None) -> None:
+        """The latest outcome of ``check`` (volume | contracts) on snapshot ``run_id``."""
+        if check not in CHECKS or outcome not in (PASSED, FAILED):
+            raise ValueError(f"snapshot check {check!r}/{outcome!r} is not one of {CHECKS} x "
+                             "passed/failed")
+        self.con.execute(
+            "INSERT OR REPLACE INTO snapshot_checks VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, check, outcome, baseline_run_id, message,
+             _naive_utc(dt.datetime.now(dt.UTC))])
+
+    def accept(self, run_id: str, reason: str, by: str | None, host: str | None) -> None:
+        """Record an operator's acceptance of a snapshot's volume drop."""
+        self.con.execute(
+            "INSERT OR REPLACE INTO snapshot_accepts VALUES (?, ?, ?, ?, ?)",
+            [run_id, reason, _naive_utc(dt.datetime.now(dt.UTC)), by, host])
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Every snapshot that has a check or an acceptance recorded, by run id."""
+        checks: dict[str, dict[str, tuple[str, str | None, str | None]]] = {}
+        for run_id, check, outcome, base, msg in self.con.execute(
+                "SELECT run_id, check_name, outcome, baseline_run_id, message "
+                "FROM snapshot_checks").fetchall():
+            checks.setdefault(run_id, {})[check] = (outcome, base, msg)
+        accepts = {r: (reason, at, by) for r, reason, at, by in self.con.execute(
+            "SELECT run_id, reason, accepted_at, accepted_by FROM snapshot_accepts").fetchall()}
+        return {r: fold_verdict(r, checks.get(r, {}), accepts.get(r))
+                for r in sorted(set(checks) | set(accepts))}
+
+    def verdict(self, run_id: str) -> Verdict:
+        return self.verdicts().get(run_id) or Verdict(run_id, UNVALIDATED)

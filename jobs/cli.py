@@ -100,7 +100,7 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
 # -- recon extract --------------------------------------------------------------------------
 def cmd_extract(args: argparse.Namespace) -> int:
-    from extract.extractor import choose_mode, run_extract
+    from jobs.lineage import extract_step
 
     settings = _settings(args)
     lag = args.lag_hours if args.lag_hours is not None else settings.extract_lag_hours
@@ -110,9 +110,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     allow = tuple(o.strip() for v in args.allow_empty or () for o in v.split(",") if o.strip())
     for name in allow:
         get(name)  # a typo must fail loudly, not silently allow nothing
-    manifest = run_extract(settings, choose_mode(settings, args.mode), progress=_progress(args),
-                           allow_empty=allow,
-                           lag=dt.timedelta(hours=lag))
+    manifest = extract_step(settings, args.mode, progress=_progress(args), allow_empty=allow,
+                            lag=dt.timedelta(hours=lag))
+    if manifest.volume.get("outcome") == "failed":
+        print(f"recon: snapshot {manifest.run_id} is complete but failed its volume check "
+              f"against {manifest.volume.get('baseline_run_id')}: "
+              f"{'; '.join(manifest.volume.get('failures', []))}. It is never a base; if the "
+              f"drop is real: recon snapshots accept {manifest.run_id} --reason TEXT",
+              file=sys.stderr)
+        return 1
     if not args.quiet:
         total = sum(int(v.get("rows", 0)) for v in manifest.zuora.values())
         local = sum(int(v.get("rows", 0)) for v in manifest.local.values())
@@ -218,10 +224,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from extract.config import Secret
-    from extract.extractor import run_extract
     from extract.localdb.connect import duckdb_url
     from extract.sandbox.generate.run import Options, generate
     from extract.sandbox.server import SandboxServer
+    from jobs.lineage import extract_step, record_validation
 
     t_start = time.perf_counter()
     settings = _settings(args)
@@ -248,13 +254,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_settings = replace(run_settings, zuora_base_url=srv.url)
         if progress:
             progress("extract over HTTP")
-        manifest = run_extract(run_settings, "full", progress=progress)
+        manifest = extract_step(run_settings, "full", progress=progress)
     if not args.quiet:
         zrows = sum(int(v.get("rows", 0)) for v in manifest.zuora.values())
         lrows = sum(int(v.get("rows", 0)) for v in manifest.local.values())
         print(f"\nZuora sandbox served {tenant} at {srv.url}; extracted {zrows:,} Zuora rows "
               f"and {lrows:,} local rows in {manifest.duration_s or 0:.1f}s")
         print(f"snapshot: {data / 'snapshots' / manifest.run_id}")
+    from expectations.errors import ValidationError
     from expectations.validate import validate_snapshot
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
     from reports import build_report
@@ -263,7 +270,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         if progress:
             progress("validate")
-        checks = validate_snapshot(snap, data, settings=run_settings)
+        try:
+            checks = validate_snapshot(snap, data, settings=run_settings)
+        except ValidationError as e:
+            record_validation(data, snap, error=e)
+            raise
+        record_validation(data, snap, result=checks)
         if not args.quiet:
             res = checks.results
             bad = res.filter(res["outcome"] != "passed")
@@ -418,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     from jobs.run_cmd import add_parsers as add_job_parsers
 
     add_job_parsers(sub)
+    __import__("jobs.snapshots_cmd").snapshots_cmd.add_parser(sub)
 
     repair_sub = add_repair_parser(sub)
     rplan = repair_sub.add_parser("plan", help="plan repairs of a reconciled run (writes only "

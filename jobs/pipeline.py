@@ -86,8 +86,12 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
     stop = stop or threading.Event()
     say = progress or (lambda _m: None)
     when = scheduled_for.replace(tzinfo=None) if scheduled_for else None
-    key = runs.idem_key(job, day or (when.date() if when else runs.now_utc().date()))
     run_id = runs.new_run_id(job)
+    date = day or (when.date() if when else runs.now_utc().date())
+    # scheduled and catch-up ticks share the job+date key (a duplicate tick is a no-op); a
+    # manual run has a key of its own and never takes a tick's
+    key = (runs.idem_key(job, date) if trigger in ("schedule", "catch-up")
+           else runs.manual_key(job, date, run_id))
     do_steps = steps or run_steps
     with job_lock(settings, job, run_id):
         with StateDB(settings.data_dir) as st:
@@ -144,13 +148,16 @@ def _check(stop: threading.Event, step: str) -> None:
 
 
 def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: Progress,
-              extract_options: Any = None) -> dict[str, Any]:
+              extract_options: Any = None, report: bool = True) -> dict[str, Any]:
     """The steps of one attempt. Returns status, counts, report path, snapshot run.
-    ``extract_options`` (``ExtractOptions``) tunes the extractor (tests shrink its retries)."""
+    ``extract_options`` (``ExtractOptions``) tunes the extractor (tests shrink its retries);
+    ``report=False`` skips the report (tests about lineage, which the report does not decide)."""
     import polars as pl
 
+    from expectations.errors import ValidationError
     from expectations.validate import validate_snapshot
-    from extract.extractor import ExtractOptions, choose_mode, run_extract
+    from extract.extractor import ExtractOptions
+    from jobs.lineage import extract_step, record_validation
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
     from reconcile.repair.plan import build_plan, write_plan
 
@@ -161,13 +168,22 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     if scope == "catalog":
         cat = catalog_extract_options()
         options = replace(options, objects=cat.objects, local_tables=cat.local_tables)
-    mode = {"full": "full", "catalog": "full"}.get(job) or choose_mode(settings, None)
-    progress(f"extract ({mode}{', catalog only' if scope == 'catalog' else ''})")
-    manifest = run_extract(settings, mode, progress=progress, options=options)
+    requested = {"full": "full", "catalog": "full"}.get(job)  # nightly: the lineage policy
+    progress(f"extract ({requested or 'by policy'}"
+             f"{', catalog only' if scope == 'catalog' else ''})")
+    # the shared extract step: base and baseline from the verdicts, volume check before the
+    # snapshot is complete, extract.lag_hours honoured (`recon run --lag-hours` sets it)
+    manifest = extract_step(settings, requested, scope=scope, options=options,
+                            progress=progress)
     snap = resolve_snapshot(data, manifest.run_id)
     _check(stop, "validate")
     progress("validate")
-    checks = validate_snapshot(snap, data, settings=settings)
+    try:
+        checks = validate_snapshot(snap, data, settings=settings)
+    except ValidationError as e:  # the verdict is failed: never a base, marks do not move
+        record_validation(data, snap, error=e)
+        raise
+    record_validation(data, snap, result=checks)  # passed: its marks become the current ones
     _check(stop, "reconcile")
     progress("reconcile")
     result = reconcile_snapshot(snap, data, grace_hours=settings.reconcile_grace_hours)
@@ -175,9 +191,11 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     progress("repair plan")
     plan = build_plan(data, snap.run_id, local_database_url=settings.local_database_url)
     plan_path = write_plan(plan, run_dir(data, snap.run_id) / "repair-plan.json")
-    _check(stop, "report")
-    progress("report")
-    report_path = _report(settings, snap.run_id)
+    report_path = None
+    if report:
+        _check(stop, "report")
+        progress("report")
+        report_path = _report(settings, snap.run_id)
     counts: dict[str, Any] = {
         "zuora_rows": sum(int(v.get("rows", 0)) for v in manifest.zuora.values()),
         "local_rows": sum(int(v.get("rows", 0)) for v in manifest.local.values()),

@@ -1,5 +1,10 @@
 """``recon run``, ``recon runs``, ``recon status``, ``recon scheduler``: the job commands.
 
+Idempotency: ``recon run JOB --scheduled [--date D]`` runs under the job+date key of a tick
+(a second one for the same date is a recorded no-op; ``--date`` fills a missed slot by hand);
+without ``--scheduled`` a run has a key of its own, so a manual run never makes the day's
+scheduled or catch-up tick a no-op.
+
 Exit codes: ``run`` 0 when the job finished (clean or drift; 1 with ``--fail-on-drift`` when
 drift was found), 2 when it failed or another run of the job holds the lock (the message names
 the holder). ``status`` exits 1 when a job is overdue (for monitoring probes).
@@ -57,15 +62,37 @@ def setup_logging(args: argparse.Namespace) -> None:
     root.propagate = False
 
 
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from e
+    if not value >= 0 or value == float("inf"):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text!r}: hours must be a finite number >= 0")
+    return value
+
+
+def run_request(args: argparse.Namespace, settings: Settings
+                ) -> tuple[Settings, dict[str, Any]]:
+    """What ``recon run`` asks of :func:`jobs.pipeline.run_job`: the settings (``--lag-hours``
+    overrides ``extract.lag_hours`` / ``RECON_EXTRACT_LAG_HOURS``) and the trigger and date
+    (``--scheduled``: the job+date key of a tick, ``--date`` choosing the slot; else a manual
+    run with a key of its own)."""
+    from dataclasses import replace
+
+    if args.lag_hours is not None:
+        settings = replace(settings, extract_lag_hours=args.lag_hours)
+    return settings, {"trigger": "schedule" if args.scheduled else "manual", "day": args.date}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.pipeline import run_job
 
     setup_logging(args)
-    settings = _settings(args)
+    settings, request = run_request(args, _settings(args))
     progress = (lambda m: print(f"  {m}", file=sys.stderr, flush=True)) if (
         args.progress or (sys.stderr.isatty() and not args.quiet)) else None
-    trigger = "schedule" if args.scheduled else "manual"
-    result = run_job(args.job, settings, trigger=trigger, day=args.date, progress=progress)
+    result = run_job(args.job, settings, progress=progress, **request)
     if not args.quiet or result.status == "failed":
         c = result.counts
         line = (f"{args.job} run {result.run_id}: {result.status}"
@@ -152,11 +179,16 @@ def add_parsers(sub: Any) -> None:
                          "plan → report (→ apply with repair.auto)")
     run.add_argument("job", nargs="?", default="nightly", choices=runs.JOBS)
     run.add_argument("--date", type=_date,
-                     help="the date this run is for (idempotency key; default: today, UTC)")
+                     help="the date this run is for (default: today, UTC); with --scheduled "
+                     "it fills that date's slot by hand (e.g. a missed night)")
     run.add_argument("--fail-on-drift", action="store_true", help="exit 1 when drift was found")
     run.add_argument("--scheduled", action="store_true",
                      help="this is a scheduled tick (cron, CronJob): a second run for the same "
-                     "job and date is a recorded no-op")
+                     "job and date is a recorded no-op. Without it a run has its own key and "
+                     "never takes the slot of the day's scheduled run")
+    run.add_argument("--lag-hours", type=_hours,
+                     help="incremental upper bound: now minus this many hours (default: config "
+                     "extract.lag_hours, 2)")
     run.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")
     run.set_defaults(func=cmd_run)
 

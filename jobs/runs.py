@@ -53,6 +53,16 @@ def idem_key(job: str, day: dt.date) -> str:
     return f"{job}:{day.isoformat()}"
 
 
+def manual_key(job: str, day: dt.date, run_id: str) -> str:
+    """A run without ``--scheduled`` has a key of its own: it never takes the key of the
+    day's scheduled (or catch-up) tick, so it never turns that tick into a no-op."""
+    return f"{idem_key(job, day)}:manual:{run_id}"
+
+
+def is_manual_key(key: str) -> bool:
+    return ":manual:" in key
+
+
 def new_run_id(job: str) -> str:
     return f"{job}-{now_utc().strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:4]}"
 
@@ -124,9 +134,14 @@ def show_run(state: StateDB, run_id: str) -> dict[str, Any] | None:
     return rows.row(0, named=True) if rows.height else None
 
 
-def last_success(state: StateDB, job: str) -> dict[str, Any] | None:
+def last_success(state: StateDB, job: str, *, scheduled_only: bool = False
+                 ) -> dict[str, Any] | None:
+    """The latest successful attempt of ``job``; ``scheduled_only``: only runs under a
+    scheduled key (schedule, catch-up, ``--scheduled``, and their retries) — what decides
+    whether a tick was run (a manual run never stands in for a tick)."""
+    where = " AND idem_key NOT LIKE '%:manual:%'" if scheduled_only else ""
     rows = state.con.sql(
         "SELECT run_id, scheduled_for, started_at, finished_at, status FROM job_runs WHERE job = ? "
-        "AND status IN ('clean', 'drift') ORDER BY finished_at DESC LIMIT 1",
+        f"AND status IN ('clean', 'drift'){where} ORDER BY finished_at DESC LIMIT 1",
         params=[job]).pl()
     return rows.row(0, named=True) if rows.height else None

@@ -15,7 +15,9 @@ Jobs and triggers
     :func:`fire`; it works out the tick it is running for (the trigger's latest fire time at or
     before now — the *scheduled* time, not the wall clock) and calls ``run_job(job, settings,
     trigger="schedule", scheduled_for=<tick, naive UTC>, day=<tick's date in the schedule's
-    time zone>, stop=stop)``. Within one process the jobs run one at a time, in the order their
+    time zone>, stop=stop)``. The steps are ``recon run``'s (:func:`jobs.pipeline.run_steps`),
+    so ``extract.lag_hours`` / ``RECON_EXTRACT_LAG_HOURS`` and the snapshot lineage
+    (``jobs.lineage``) apply to scheduled ticks exactly as to ``recon run``. Within one process the jobs run one at a time, in the order their
     ticks come (a second extract into the same data directory would be refused by the snapshot
     lock while the first runs); across processes and hosts the job lock decides.
 
@@ -40,8 +42,10 @@ Missed ticks
 Start-up catch-up
     The job store is in memory, so APScheduler never runs ticks that passed while the process
     was down. At start-up, for each job, recon takes the most recent tick already past (the
-    trigger's latest fire time before now). If no successful run covers it — a success covers a
-    tick when it started at or after the tick, or was scheduled for it or a later one — the job
+    trigger's latest fire time before now). If no successful run covers it — a success under a
+    scheduled key (a tick, a catch-up, ``recon run JOB --scheduled [--date D]``; never a manual
+    run, which has a key of its own) covers a tick when it started at or after the tick, or was
+    scheduled for it or a later one — the job
     runs **once**, immediately, with trigger ``catch-up`` and that tick's ``scheduled_for`` and
     date; the older missed nights are never replayed (Airflow ``catchup=False``). A fresh install
     with no history counts as "not covered" and runs once (as Airflow runs the latest interval
@@ -299,7 +303,8 @@ def catch_up_due(settings: Settings, triggers: dict[str, BaseTrigger],
     with StateDB(settings.data_dir) as st:
         for job, trigger in triggers.items():
             tick = previous_fire_time(trigger, now)
-            if tick is not None and not covers(runs.last_success(st, job), tick):
+            last = runs.last_success(st, job, scheduled_only=True)
+            if tick is not None and not covers(last, tick):
                 due[job] = tick
     return due
 
@@ -316,7 +321,7 @@ def overdue(settings: Settings, triggers: dict[str, BaseTrigger] | None = None,
             tick = previous_fire_time(trigger, now)
             if tick is None or _utc(now) - _utc(tick) <= grace:
                 continue
-            last = runs.last_success(st, job)
+            last = runs.last_success(st, job, scheduled_only=True)
             if not covers(last, tick):
                 out.append({"job": job, "tick": tick, "last_success": last})
     return out
@@ -433,7 +438,7 @@ def describe_schedule(settings: Settings, now: dt.datetime | None = None,
     triggers = job_triggers(settings, trigger_factory)
     late = {o["job"] for o in overdue(settings, triggers, now)}
     with StateDB(settings.data_dir) as st:
-        last = {job: runs.last_success(st, job) for job in triggers}
+        last = {job: runs.last_success(st, job, scheduled_only=True) for job in triggers}
     out = []
     for job, trigger in triggers.items():
         prev = previous_fire_time(trigger, now)

@@ -53,16 +53,23 @@ def own_srv() -> Iterator[SandboxServer]:
 
 @pytest.fixture(scope="module")
 def baseline(shared: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory holding one good snapshot and its marks."""
+    """A data directory holding one good snapshot, validated, and its (current) marks."""
+    from extract.snapshot import latest_complete as newest
+    from jobs.lineage import validate_base
+
     data = tmp_path_factory.mktemp("baseline")
     run(shared, data)
+    assert validate_base(settings(shared.url, data), newest(data)).verdict == "passed"
     return data
 
 
 def run(srv: SandboxServer, data: Path, **kw):
+    """The extract step every command shares (jobs.lineage)."""
+    from jobs.lineage import extract_step
+
     opts = kw.pop("options", None) or fast_options()
-    return run_extract(settings(srv.url, data), kw.pop("mode", "full"), lag=LAG0,
-                       options=opts, **kw)
+    return extract_step(settings(srv.url, data), kw.pop("mode", "full"), lag=LAG0,
+                        options=opts, **kw)
 
 
 def assert_failed_cleanly(data: Path, before_complete: str | None = None) -> None:
@@ -108,8 +115,9 @@ def test_recovers_with_a_complete_correct_snapshot(srv: SandboxServer, tmp_path:
     assert snap is not None and snap.run_id == m.run_id
     snap.verify()
     assert_matches_dataset(snap)
-    with StateDB(tmp_path) as st:
-        assert set(st.hwms()) == set(m.zuora)
+    assert set(m.hwms) == set(m.zuora)
+    with StateDB(tmp_path) as st:  # current only once the snapshot's verdict is passed
+        assert st.hwms() == {}
 
 
 def test_job_error_recovery_resubmits_and_reports(srv: SandboxServer, tmp_path: Path) -> None:
@@ -155,6 +163,7 @@ def test_fails_clearly_and_publishes_nothing(srv: SandboxServer, baseline: Path,
     first = latest_complete(data)
     with StateDB(data) as st:
         marks = st.hwms()
+    assert {m.run_id for m in marks.values()} == {first.run_id}
     srv.add_fault(route, kind, times=times, **params)
     with pytest.raises(ExtractError) as e:
         run(srv, data, options=fast_options(job_attempts=2, attempts=3))

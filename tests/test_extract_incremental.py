@@ -24,6 +24,7 @@ from extract.extractor import ExtractError, ExtractOptions, run_extract
 from extract.sandbox.server import SandboxServer
 from extract.snapshot import Snapshot, find_complete, latest_complete
 from extract.state import StateDB
+from jobs.lineage import extract_step, validate_base
 
 LAG0 = dt.timedelta(0)
 
@@ -36,8 +37,10 @@ def srv() -> Iterator[SandboxServer]:
 
 def run(srv: SandboxServer, data: Path, mode: str, lag: dt.timedelta = LAG0,
         options: ExtractOptions | None = None):
-    return run_extract(settings(srv.url, data), mode, lag=lag,
-                       options=options or fast_options())
+    """The extract step every command shares (jobs.lineage): base and baseline chosen from
+    the validation verdicts, a never-validated base checked before it is used."""
+    return extract_step(settings(srv.url, data), mode, lag=lag,
+                        options=options or fast_options())
 
 
 def snap(data: Path, run_id: str) -> Snapshot:
@@ -130,13 +133,13 @@ def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
     assert c.manifest.zuora["Product"]["rows"] == 12
 
 
-def test_marks_follow_complete_snapshots_only(srv: SandboxServer, tmp_path: Path) -> None:
+def test_marks_follow_validated_snapshots_only(srv: SandboxServer, tmp_path: Path) -> None:
     full = run(srv, tmp_path, "full")
-    with StateDB(tmp_path) as st:
-        marks = st.hwms()
-    assert {m.run_id for m in marks.values()} == {full.run_id}
     started = dt.datetime.fromisoformat(full.started_at.replace("Z", "+00:00"))
-    assert marks["Account"].hwm == started.replace(microsecond=0)
+    assert full.hwms["Account"] == started.replace(microsecond=0).isoformat().replace(
+        "+00:00", "Z")
+    with StateDB(tmp_path) as st:
+        assert st.hwms() == {}, "marks wait for the snapshot's verdict (contracts not run yet)"
 
     srv.store.update("Account", snap(tmp_path, full.run_id).read_zuora("Account")["Id"][0],
                      Name="x")
@@ -144,14 +147,21 @@ def test_marks_follow_complete_snapshots_only(srv: SandboxServer, tmp_path: Path
     srv.add_fault("aqua_file", "file_404", times=99)
     with pytest.raises(ExtractError, match="HTTP 404"):
         run(srv, tmp_path, "incremental", options=fast_options(job_attempts=2))
-    with StateDB(tmp_path) as st:
-        assert st.hwms() == marks, "a failed run must not move a mark"
+    with StateDB(tmp_path) as st:  # the base was checked before use: its marks are current
+        marks = st.hwms()
+        assert {m.run_id for m in marks.values()} == {full.run_id}
+        assert st.verdict(full.run_id).verdict == "passed"
+    assert marks["Account"].hwm == started.replace(microsecond=0)
     assert latest_complete(tmp_path).run_id == full.run_id
 
     srv.clear_faults()
     inc = run(srv, tmp_path, "incremental")
-    assert inc.base_run_id == full.run_id  # the failed run was never a base
+    assert inc.base_run_id == full.run_id and inc.base_verdict == "passed"  # never the failed
     assert inc.zuora["Account"]["delta_rows"] == 1
+    with StateDB(tmp_path) as st:
+        assert st.hwms() == marks, "the new snapshot is not validated yet: marks stay"
+    verdict = validate_base(settings(srv.url, tmp_path), snap(tmp_path, inc.run_id))
+    assert verdict.verdict == "passed"
     with StateDB(tmp_path) as st:
         assert {m.run_id for m in st.hwms().values()} == {inc.run_id}
 
@@ -174,7 +184,7 @@ def test_lag_keeps_recent_changes_for_the_next_run(srv: SandboxServer, tmp_path:
 def test_incremental_without_marks_runs_full(srv: SandboxServer, tmp_path: Path) -> None:
     m = run(srv, tmp_path, "incremental")
     assert (m.requested_mode, m.mode) == ("incremental", "full")
-    assert "no high-water marks" in m.note
+    assert "no complete snapshot passed validation" in m.note
 
 
 def test_marks_older_than_deleted_retention_force_full(srv: SandboxServer,
@@ -184,6 +194,17 @@ def test_marks_older_than_deleted_retention_force_full(srv: SandboxServer,
     later.clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
     m = run(srv, tmp_path, "incremental", options=later)
     assert m.mode == "full" and "older than Zuora keeps deleted records" in m.note
+
+
+def test_the_extractor_refuses_a_base_that_did_not_pass(srv: SandboxServer,
+                                                      tmp_path: Path) -> None:
+    from extract.extractor import Base
+
+    full = run(srv, tmp_path, "full")
+    with pytest.raises(ExtractError, match="verdict is 'failed'"):
+        Base(snap(tmp_path, full.run_id), "failed")
+    with pytest.raises(ExtractError, match="verdict is 'unvalidated'"):
+        Base(snap(tmp_path, full.run_id), "unvalidated")
 
 
 def test_unknown_mode_is_refused(tmp_path: Path) -> None:

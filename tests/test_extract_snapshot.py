@@ -282,25 +282,3 @@ def test_broken_files_are_detected(tmp_path: Path, body: bytes, count: int, word
     assert isinstance(e.value.error, AquaFileError) and words in str(e.value.error)
     assert e.value.error.objects == ("Product",)
     assert not (tmp_path / "Product.parquet").exists()
-
-
-def test_choose_mode_policy_full_weekly_incremental_nightly(tmp_path: Path) -> None:
-    """Config default incremental becomes full with no recent complete full snapshot."""
-    import datetime as dt
-    from dataclasses import replace
-
-    from extract.config import Settings
-    from extract.extractor import choose_mode
-    from extract.snapshot import Manifest, SnapshotWriter, utc_iso
-
-    settings = replace(Settings(), data_dir=tmp_path, extract_mode="incremental",
-                       extract_full_every_days=7)
-    now = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
-    assert choose_mode(settings, None, now) == "full"  # nothing yet
-    assert choose_mode(settings, "incremental", now) == "incremental"  # a person asked
-    w = SnapshotWriter(tmp_path, "run-full")
-    w.complete(Manifest(run_id="run-full", mode="full",
-                        finished_at=utc_iso(now - dt.timedelta(days=2))))
-    assert choose_mode(settings, None, now) == "incremental"
-    assert choose_mode(settings, None, now + dt.timedelta(days=6)) == "full"
-    assert choose_mode(replace(settings, extract_mode="full"), None, now) == "full"

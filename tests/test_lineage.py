@@ -1,0 +1,178 @@
+"""Snapshot lineage without a tenant: verdicts folded from checks and acceptances, which
+snapshot is a base and a baseline, the full/incremental policy and its reasons, marks that
+never move back, and `recon snapshots` on the command line. (The chain over HTTP and
+PostgreSQL is in tests/test_lineage_chain.py.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from extract.config import Settings
+from extract.snapshot import Manifest, SnapshotWriter, last_passed, utc_iso
+from extract.state import StateDB, fold_verdict
+from jobs.cli import main
+from jobs.lineage import LineageError, accept, choose, promote_marks, snapshot_rows
+
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
+
+
+def make(data: Path, run_id: str, *, mode: str = "full", age_days: float = 0.0,
+         scope: str = "all", verdict: str | None = "passed", failed: bool = False) -> str:
+    """A snapshot directory with a manifest only (no files: the policy reads manifests and
+    verdicts), and its verdict recorded as the checks would."""
+    t = NOW - dt.timedelta(days=age_days)
+    w = SnapshotWriter(data, run_id)
+    m = Manifest(run_id=run_id, mode=mode, started_at=utc_iso(t), finished_at=utc_iso(t),
+                 scope=scope, hwms={"Account": utc_iso(t - dt.timedelta(hours=2)) or ""})
+    if failed:
+        w.fail(m, "boom")
+    else:
+        w.complete(m)
+    with StateDB(data) as st:
+        if verdict == "passed":
+            st.record_check(run_id, "volume", "passed")
+            st.record_check(run_id, "contracts", "passed")
+        elif verdict == "volume-failed":
+            st.record_check(run_id, "volume", "failed", None, "Account: 120 -> 60 rows")
+            st.record_check(run_id, "contracts", "passed")
+        elif verdict == "contracts-failed":
+            st.record_check(run_id, "volume", "passed")
+            st.record_check(run_id, "contracts", "failed", None, "Account.Id duplicated")
+    return run_id
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return replace(Settings(), data_dir=tmp_path, extract_mode="incremental",
+                   extract_full_every_days=7)
+
+
+def test_verdicts_fold_checks_and_acceptances() -> None:
+    p, f = ("passed", None, None), ("failed", "b", "drop")
+    assert fold_verdict("r", {"volume": p, "contracts": p}, None).verdict == "passed"
+    assert fold_verdict("r", {"volume": p}, None).verdict == "unvalidated"
+    assert fold_verdict("r", {}, None).verdict == "unvalidated"
+    assert fold_verdict("r", {"volume": f, "contracts": p}, None).verdict == "failed"
+    acc = ("real churn", NOW, "ops")
+    assert fold_verdict("r", {"volume": f, "contracts": p}, acc).verdict == "accepted"
+    # a contract failure is never made good by an acceptance
+    assert fold_verdict("r", {"volume": f, "contracts": ("failed", None, "dup")},
+                        acc).verdict == "failed"
+    assert fold_verdict("r", {"volume": p, "contracts": ("failed", None, "dup")},
+                        acc).verdict == "failed"
+
+
+def test_policy_full_then_incremental_then_weekly_full(settings: Settings) -> None:
+    data = Path(settings.data_dir)
+    c = choose(settings, None, now=NOW)
+    assert (c.mode, c.base, c.baseline) == ("full", None, None)
+    assert "no complete snapshot passed validation" in c.reason
+    make(data, "20261120T000000000000Z-aaaa", age_days=2)
+    c = choose(settings, None, now=NOW)
+    assert c.mode == "incremental" and c.base is not None
+    assert c.base.run_id == "20261120T000000000000Z-aaaa" and c.base.verdict == "passed"
+    assert c.baseline is not None and c.baseline.run_id == c.base.run_id
+    c = choose(settings, None, now=NOW + dt.timedelta(days=6))
+    assert c.mode == "full" and "full_every_days" in c.reason
+    assert choose(settings, "incremental", now=NOW + dt.timedelta(days=6)).mode == "incremental"
+    assert choose(replace(settings, extract_mode="full"), None, now=NOW).mode == "full"
+    c = choose(settings, "incremental", now=NOW + dt.timedelta(days=31))
+    assert c.mode == "full" and "older than Zuora keeps deleted records" in c.reason
+
+
+def test_a_failed_snapshot_is_never_a_base_nor_a_baseline(settings: Settings) -> None:
+    data = Path(settings.data_dir)
+    good = make(data, "20261119T000000000000Z-good", age_days=3)
+    make(data, "20261120T000000000000Z-drop", age_days=2, verdict="volume-failed")
+    make(data, "20261121T000000000000Z-dupe", age_days=1, mode="incremental",
+         verdict="contracts-failed")
+    make(data, "20261121T120000000000Z-dead", age_days=0.5, failed=True, verdict=None)
+    c = choose(settings, None, now=NOW)
+    assert c.mode == "incremental" and c.base is not None and c.base.run_id == good
+    assert "skipped" in c.reason and "-dupe: failed" in c.reason and "-drop: failed" in c.reason
+    assert last_passed(data).run_id == good
+    assert last_passed(data, before="20261121T000000000000Z-dupe").run_id == good
+    assert last_passed(data, before=good) is None
+    # the weekly policy counts passed full exports only: the failed full of 2 days ago is not one
+    c = choose(settings, None, now=NOW + dt.timedelta(days=4.5))
+    assert c.mode == "full" and good in c.reason
+
+
+def test_catalog_snapshots_are_baselines_of_catalog_runs_only(settings: Settings) -> None:
+    data = Path(settings.data_dir)
+    full = make(data, "20261119T000000000000Z-full", age_days=3)
+    cat = make(data, "20261120T000000000000Z-catl", age_days=2, scope="catalog")
+    assert last_passed(data, "all").run_id == full
+    assert last_passed(data, "catalog").run_id == cat
+    c = choose(settings, None, now=NOW)
+    assert c.base is not None and c.base.run_id == full  # a catalog snapshot is never a base
+    c = choose(settings, None, scope="catalog", now=NOW)
+    assert c.mode == "full" and c.base is None and c.baseline.run_id == cat
+
+
+def test_accept_only_a_volume_drop_and_marks_never_move_back(settings: Settings) -> None:
+    data = Path(settings.data_dir)
+    old = make(data, "20261119T000000000000Z-oldr", age_days=3)
+    drop = make(data, "20261120T000000000000Z-drop", age_days=2, verdict="volume-failed")
+    dupe = make(data, "20261121T000000000000Z-dupe", age_days=1, verdict="contracts-failed")
+    dead = make(data, "20261121T120000000000Z-dead", age_days=0.5, failed=True, verdict=None)
+    assert promote_marks(data, next(s for s in _snaps(data) if s.run_id == old))
+    with pytest.raises(LineageError, match="cannot be accepted"):
+        accept(settings, dupe, "we know")
+    with pytest.raises(LineageError, match="not complete"):
+        accept(settings, dead, "we know")
+    with pytest.raises(LineageError, match="no failed volume check"):
+        accept(settings, old, "we know")
+    with pytest.raises(LineageError, match="--reason"):
+        accept(settings, drop, "  ")
+    with pytest.raises(LineageError, match="no snapshot 'nope'"):
+        accept(settings, "nope", "x")
+    v = accept(settings, drop, "half of the accounts were really closed")
+    assert v.verdict == "accepted" and v.accept_reason.startswith("half")
+    with StateDB(data) as st:
+        assert {m.run_id for m in st.hwms().values()} == {drop}
+    c = choose(settings, None, now=NOW)
+    assert c.base is not None and c.base.run_id == drop and c.base.verdict == "accepted"
+    # accepting an older snapshot later never moves the marks back
+    assert not promote_marks(data, next(s for s in _snaps(data) if s.run_id == old))
+    with StateDB(data) as st:
+        assert {m.run_id for m in st.hwms().values()} == {drop}
+    rows = {r["run_id"]: r for r in snapshot_rows(data)}
+    assert rows[drop]["verdict"] == "accepted" and rows[drop]["current_marks"]
+    assert rows[drop]["accepted_reason"] == "half of the accounts were really closed"
+    assert rows[dupe]["verdict"] == "failed" and "duplicated" in rows[dupe]["message"]
+    assert rows[dead]["status"] == "failed" and rows[dead]["verdict"] == "not usable"
+
+
+def _snaps(data: Path):
+    from extract.snapshot import list_snapshots
+
+    return list_snapshots(data)
+
+
+def test_snapshots_cli_lists_and_accepts(settings: Settings, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    data = Path(settings.data_dir)
+    monkeypatch.setenv("RECON_DATA_DIR", str(data))
+    monkeypatch.delenv("RECON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    make(data, "20261119T000000000000Z-oldr", age_days=3)
+    drop = make(data, "20261120T000000000000Z-drop", age_days=2, verdict="volume-failed")
+    assert main(["snapshots", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["verdict"] for r in rows] == ["failed", "passed"]
+    with pytest.raises(SystemExit) as e:  # --reason is required
+        main(["snapshots", "accept", drop])
+    assert e.value.code == 2 and "--reason" in capsys.readouterr().err
+    assert main(["snapshots", "accept", "nope", "--reason", "x"]) == 2
+    assert "no snapshot 'nope'" in capsys.readouterr().err
+    assert main(["snapshots", "accept", drop, "--reason", "accounts closed in bulk"]) == 0
+    assert main(["snapshots"]) == 0
+    out = capsys.readouterr().out
+    assert "accepted" in out and "accounts closed in bulk" in out and "(current marks)" in out
