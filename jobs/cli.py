@@ -43,9 +43,39 @@ def cmd_db_init(args: argparse.Namespace) -> int:
         return EXIT_OK
     url = args.db or _settings(args).local_database_url
     with connect(url) as db:
-        tables = db.init_schema()
+        tables = db.init_schema(stamp=False)
+        ident, versions = db.stamp()
     if not args.quiet:
         print(f"local schema ready on {redact_url(url)}: {len(tables)} tables")
+        _print_stamp(ident, versions)
+    return EXIT_OK
+
+
+def _print_stamp(ident, versions: tuple[int, int]) -> None:  # noqa: ANN001
+    old, new = versions
+    change = f"upgraded from {old}" if old != new else "up to date"
+    print(f"recon's own objects: schema {new} ({change}); identity: {ident.describe()}")
+
+
+# -- recon db stamp -------------------------------------------------------------------------
+def cmd_db_stamp(args: argparse.Namespace) -> int:
+    """recon's own objects and the identity only: for a database whose schema the
+    application owns (no application table is created or changed)."""
+    from urllib.parse import urlsplit
+
+    from extract.errors import LocalDatabaseError
+    from extract.localdb.connect import _duckdb_path, connect
+
+    url = args.db or _settings(args).local_database_url
+    if urlsplit(url).scheme == "duckdb" and _duckdb_path(url) != ":memory:" \
+            and not Path(_duckdb_path(url)).is_file():
+        raise LocalDatabaseError(f"no local database at {_duckdb_path(url)}; `recon db stamp` "
+                                 "marks an existing database (`recon db init` creates one)")
+    with connect(url) as db:
+        ident, versions = db.stamp()
+    if not args.quiet:
+        print(f"stamped {redact_url(url)}")
+        _print_stamp(ident, versions)
     return EXIT_OK
 
 
@@ -360,12 +390,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="local database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    init = db_sub.add_parser("init", help="create the local schema (idempotent)")
+    init = db_sub.add_parser("init", help="create the local schema and stamp it (idempotent; "
+                             "upgrades recon's own objects)")
     init.add_argument("--db", help="local database URL (default: config local.database_url)")
     init.add_argument("--print", action="store_true", help="print the DDL instead")
     init.add_argument("--dialect", choices=("postgres", "duckdb"), default="postgres",
                       help="dialect for --print")
     init.set_defaults(func=cmd_db_init)
+    stamp = db_sub.add_parser(
+        "stamp", help="create/upgrade only recon's own objects and the database's identity",
+        description="For a local database whose schema the application owns: create or "
+        "upgrade recon's own objects (identity, schema version, repair audit) and nothing "
+        "else; idempotent. Repair plans are bound to the identity.")
+    stamp.add_argument("--db", help="local database URL (default: config local.database_url)")
+    stamp.set_defaults(func=cmd_db_stamp)
 
     sb = sub.add_parser("sandbox", help="the Zuora sandbox: tenant generator")
     sb_sub = sb.add_subparsers(dest="sandbox_command", required=True)
