@@ -68,9 +68,8 @@ def test_dry_run_writes_nothing_and_shows_every_change(url: str, tmp_path: Path)
     result = apply_plan(plan, settings_for(url, tmp_path))
     assert result.dry_run and result.apply_id is None and result.status == "dry_run"
     assert dump(url) == before
-    with_audit = rows(url, "SELECT count(*) FROM information_schema.tables "
-                           "WHERE table_name LIKE 'recon_repair%'")[0][0]
-    assert with_audit == 0  # not even the audit tables
+    with_audit = [one(url, f"SELECT count(*) FROM {t}") for t in (audit.APPLIES, audit.AUDIT)]
+    assert with_audit == [0, 0]  # not even an audit row
     assert {o.seq: o.status for o in result.outcomes} == dict.fromkeys(
         (1, 2, 3, 10, 11, 20), "applied")
     c = result.counts
