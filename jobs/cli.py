@@ -47,35 +47,24 @@ def cmd_db_init(args: argparse.Namespace) -> int:
         ident, versions = db.stamp()
     if not args.quiet:
         print(f"local schema ready on {redact_url(url)}: {len(tables)} tables")
-        _print_stamp(ident, versions)
+        print(ident.stamp_summary(versions))
     return EXIT_OK
-
-
-def _print_stamp(ident, versions: tuple[int, int]) -> None:  # noqa: ANN001
-    old, new = versions
-    change = f"upgraded from {old}" if old != new else "up to date"
-    print(f"recon's own objects: schema {new} ({change}); identity: {ident.describe()}")
 
 
 # -- recon db stamp -------------------------------------------------------------------------
 def cmd_db_stamp(args: argparse.Namespace) -> int:
     """recon's own objects and the identity only: for a database whose schema the
     application owns (no application table is created or changed)."""
-    from urllib.parse import urlsplit
-
-    from extract.errors import LocalDatabaseError
-    from extract.localdb.connect import _duckdb_path, connect
+    from extract.localdb.connect import connect, require_exists
 
     url = args.db or _settings(args).local_database_url
-    if urlsplit(url).scheme == "duckdb" and _duckdb_path(url) != ":memory:" \
-            and not Path(_duckdb_path(url)).is_file():
-        raise LocalDatabaseError(f"no local database at {_duckdb_path(url)}; `recon db stamp` "
-                                 "marks an existing database (`recon db init` creates one)")
+    require_exists(url, "`recon db stamp` marks an existing database; `recon db init` "
+                   "creates one")
     with connect(url) as db:
         ident, versions = db.stamp()
     if not args.quiet:
         print(f"stamped {redact_url(url)}")
-        _print_stamp(ident, versions)
+        print(ident.stamp_summary(versions))
     return EXIT_OK
 
 

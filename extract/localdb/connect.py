@@ -31,6 +31,16 @@ def _duckdb_path(url: str) -> str:
     return ":memory:" if rest in ("", ":memory:") else rest
 
 
+def require_exists(url: str, hint: str = "create one with `recon db init`") -> None:
+    """Refuse a DuckDB URL whose file does not exist (opening it would create an empty
+    database); PostgreSQL and in-memory URLs pass."""
+    if urlsplit(url).scheme == "duckdb":
+        path = _duckdb_path(url)
+        if path != ":memory:" and not Path(path).is_file():
+            raise LocalDatabaseError(f"no local database at {path}: check local.database_url "
+                                     f"({hint})")
+
+
 def duckdb_url(path: str | Path) -> str:
     """The ``duckdb://`` URL of a file path (absolute paths get the fourth slash)."""
     return f"duckdb:///{path}"

@@ -71,6 +71,13 @@ class DatabaseIdentity:
                     f"{self.system_identifier} (recon id {self.uuid})")
         return f"DuckDB file {self.path} (recon id {self.uuid})"
 
+    def stamp_summary(self, versions: tuple[int, int]) -> str:
+        """What `db init`/`db stamp` did to recon's own objects, and this identity (the one
+        plans made from this database will carry)."""
+        old, new = versions
+        change = f"upgraded from {old}" if old != new else "up to date"
+        return f"recon's own objects: schema {new} ({change}); identity: {self.describe()}"
+
 
 def _fetch(db: Any, sql: str) -> list[tuple]:
     return mig.LocalConn(db).fetch(sql)

@@ -36,7 +36,7 @@ import polars as pl
 
 from extract.config import Settings, redact_url
 from extract.errors import ConfigError, LocalDatabaseError
-from extract.localdb.connect import LocalDB, _duckdb_path, connect
+from extract.localdb.connect import LocalDB, _duckdb_path, connect, require_exists
 from extract.localdb.identity import DatabaseIdentity, read_identity
 from jobs.repair import audit
 from jobs.repair.audit import Session, utc_now
@@ -165,16 +165,6 @@ def _fraction(sess: Session, ops: list[Op], settings: Settings, force: bool,
     return check_fraction(changes, rows, settings.repair_max_change_fraction, force, what)
 
 
-def _require_file(url: str) -> None:
-    """A DuckDB target must exist: opening a missing file would create an empty database."""
-    if urlsplit(url).scheme == "duckdb":
-        path = _duckdb_path(url)
-        if path != ":memory:" and not Path(path).is_file():
-            raise LocalDatabaseError(
-                f"no local database at {path}: check local.database_url (create one with "
-                "`recon db init`)")
-
-
 def _target(db: LocalDB) -> DatabaseIdentity | None:
     try:
         return read_identity(db)
@@ -255,7 +245,7 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
     url = settings.local_database_url
     batches = make_batches(plan.operations, size)
     path = str(Path(plan_path).resolve())
-    _require_file(url)
+    require_exists(url)
     with RepairLock(url, apply_id, "apply"), connect(url) as db:
         target = _target(db)
         check_target(plan.local_identity, target, f"{'' if yes else 'a dry run of '}plan "
@@ -332,7 +322,7 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
     size = _batch_size(settings, batch_size)
     rid = new_apply_id("revert")
     url = settings.local_database_url
-    _require_file(url)
+    require_exists(url)
     with RepairLock(url, rid, "revert"), connect(url) as db:
         target = _target(db)
         what = f"{'' if yes else 'a dry run of '}reverting {apply_id}"
