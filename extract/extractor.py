@@ -51,7 +51,7 @@ from extract.catalog import OBJECTS, ObjectSpec
 from extract.client import MISSING_SECRET, RetryPolicy, ZuoraClient
 from extract.config import Settings
 from extract.errors import ReconError
-from extract.local_export import export_local
+from extract.local_export import export_local_snapshot
 from extract.profile import (
     merged_profile,
     profile_metadata,
@@ -508,8 +508,10 @@ class _Run:
             return
         stage, self.stage = self.stage, "local export"
         t = time.monotonic()
-        res = export_local(self.settings.local_database_url, self.writer.dir / "local",
-                           self.opt.local_tables)
+        export = export_local_snapshot(self.settings.local_database_url,
+                                       self.writer.dir / "local", self.opt.local_tables)
+        res = export.tables
+        self.manifest.local_identity = export.identity.as_dict() if export.identity else None
         for table, r in res.items():
             self.manifest.local[table] = r.as_dict()
         self.manifest.aqua["local_export_s"] = round(time.monotonic() - t, 3)

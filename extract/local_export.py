@@ -9,6 +9,10 @@
   (``to_arrow_reader``) into the same Parquet writer, so both dialects produce files with
   exactly the same schema.
 
+The database's identity (:mod:`extract.localdb.identity`) is read inside the same transaction
+as the tables, so the snapshot names exactly the database its rows came from; a repair plan
+copies it from the snapshot and ``repair apply`` refuses any other target.
+
 Both produce the same Arrow types, from the catalogue (``extract.localdb.schema``):
 ``VARCHAR(n)`` → string, ``INTEGER`` → int32, ``BIGINT`` → int64, ``BOOLEAN`` → bool,
 ``DATE`` → date32, ``TIMESTAMP`` → timestamp[us], ``DECIMAL(p,s)`` → decimal128(p,s).
@@ -31,6 +35,7 @@ from extract.config import redact_url
 from extract.errors import LocalDatabaseError
 from extract.localdb import schema
 from extract.localdb.connect import LocalDB, connect
+from extract.localdb.identity import DatabaseIdentity, read_identity
 from extract.profile import local_enums, local_keys
 from extract.snapshot import IterStream, ParquetSink, sha256_file
 
@@ -105,13 +110,24 @@ def _table_sink(db: LocalDB, table: str, path: Path) -> Iterator[ParquetSink]:
             f"{type(e).__name__}: {e}") from e
 
 
-def _export_postgres(db: LocalDB, tables: list[str], out_dir: Path) -> list[TableExport]:
+@dataclass
+class LocalExport:
+    """What one local export produced: per-table statistics and the database's identity
+    (None: the database was never stamped), read in the same transaction."""
+
+    tables: dict[str, TableExport]
+    identity: DatabaseIdentity | None
+
+
+def _export_postgres(db: LocalDB, tables: list[str],
+                     out_dir: Path) -> tuple[list[TableExport], DatabaseIdentity | None]:
     conn = db.raw
     results = []
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         conn.execute("SET LOCAL TimeZone = 'UTC'")
+        identity = read_identity(db)
         for table in tables:
             started = time.monotonic()
             schema_ = table_schema(table)
@@ -133,14 +149,16 @@ def _export_postgres(db: LocalDB, tables: list[str], out_dir: Path) -> list[Tabl
                 for batch in reader or ():
                     sink.write(batch)
             results.append(_finish(table, path, started))
-    return results
+    return results, identity
 
 
-def _export_duckdb(db: LocalDB, tables: list[str], out_dir: Path) -> list[TableExport]:
+def _export_duckdb(db: LocalDB, tables: list[str],
+                   out_dir: Path) -> tuple[list[TableExport], DatabaseIdentity | None]:
     con = db.raw
     results = []
     con.execute("BEGIN TRANSACTION")
     try:
+        identity = read_identity(db)
         for table in tables:
             started = time.monotonic()
             path = out_dir / f"{table}.parquet"
@@ -151,7 +169,7 @@ def _export_duckdb(db: LocalDB, tables: list[str], out_dir: Path) -> list[TableE
             results.append(_finish(table, path, started))
     finally:
         con.execute("COMMIT")
-    return results
+    return results, identity
 
 
 def _arrow_reader(rel: object) -> object:
@@ -161,16 +179,23 @@ def _arrow_reader(rel: object) -> object:
     return fn(ARROW_BATCH_ROWS)
 
 
-def export_local(url: str, out_dir: Path | str,
-                 tables: list[str] | None = None) -> dict[str, TableExport]:
+def export_local_snapshot(url: str, out_dir: Path | str,
+                          tables: list[str] | None = None) -> LocalExport:
     """Export ``tables`` (default: every local table, parents first) from the local database
-    at ``url`` into ``out_dir/<table>.parquet``; returns per-table statistics."""
+    at ``url`` into ``out_dir/<table>.parquet``, with the database's identity read in the
+    same transaction."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = tables or schema.all_tables()
     with connect(url) as db:
         if db.dialect == "postgres":
-            results = _export_postgres(db, tables, out)
+            results, identity = _export_postgres(db, tables, out)
         else:
-            results = _export_duckdb(db, tables, out)
-    return {r.table: r for r in results}
+            results, identity = _export_duckdb(db, tables, out)
+    return LocalExport({r.table: r for r in results}, identity)
+
+
+def export_local(url: str, out_dir: Path | str,
+                 tables: list[str] | None = None) -> dict[str, TableExport]:
+    """Per-table statistics of :func:`export_local_snapshot` (callers without a manifest)."""
+    return export_local_snapshot(url, out_dir, tables).tables

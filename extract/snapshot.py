@@ -99,6 +99,9 @@ class Manifest:
     note: str | None = None
     zuora: dict[str, dict[str, Any]] = field(default_factory=dict)  # per object
     local: dict[str, dict[str, Any]] = field(default_factory=dict)  # per table
+    # the local database's identity (extract.localdb.identity), read in the export transaction;
+    # None: not exported, or the database was never stamped (`recon db stamp`)
+    local_identity: dict[str, Any] | None = None
     hwms: dict[str, str] = field(default_factory=dict)  # object -> UTC ISO high-water mark
     api: dict[str, Any] = field(default_factory=dict)
     aqua: dict[str, Any] = field(default_factory=dict)

@@ -2,9 +2,15 @@
 
 Each floor owns its tables and declares them with :func:`register_table`; opening the state
 creates whatever is missing (``CREATE TABLE IF NOT EXISTS``), so adding a table later needs no
-migration step. The extractor's table is ``extract_hwm``: one row per Zuora object with the
-current high-water mark and the run id of the snapshot it belongs to. A snapshot's marks (in
-its manifest) become the current ones only once its validation verdict is *passed* (or an
+migration step. A change to an existing table ships as a numbered migration
+(:func:`register_migration`, :mod:`extract.localdb.migrations`): the file records the
+migrations applied to it, opening it applies the pending ones in one transaction (idempotent),
+and a file written by a newer recon is refused by name (:class:`StateSchemaTooNew`). A file
+written before versioning (recon a16424a) is version 0 and is upgraded in place.
+
+The extractor's table is ``extract_hwm``: one row per Zuora object with the current
+high-water mark and the run id of the snapshot it belongs to. A snapshot's marks (in its
+manifest) become the current ones only once its validation verdict is *passed* (or an
 operator accepted it): :meth:`StateDB.set_hwms`, one transaction, called by the job layer
 (``jobs.lineage``), so a failed run, or a complete snapshot that failed validation, can never
 advance a mark.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +36,24 @@ from pathlib import Path
 import duckdb
 
 from extract.errors import ReconError
+from extract.localdb import migrations as mig
 
 STATE_FILE = "state.duckdb"
 
 _TABLES: dict[str, str] = {}
+# The state file's migrations, in order (append only; never edit a released one). Version 1
+# is the state as recon wrote it before versioning: its tables are the registered ones.
+MIGRATIONS: list[mig.Migration] = [
+    mig.Migration(1, "baseline: recon_schema_migrations records the state's schema version"),
+]
 
 
 class StateError(ReconError):
     """recon's state file cannot be opened or written."""
+
+
+class StateSchemaTooNew(StateError, mig.SchemaTooNew):
+    """The state file was written by a newer recon."""
 
 
 class StateLockTimeout(StateError):
@@ -50,6 +66,17 @@ def register_table(name: str, ddl: str) -> None:
     if "IF NOT EXISTS" not in ddl.upper():
         raise ValueError(f"state table {name}: DDL must be idempotent (IF NOT EXISTS)")
     _TABLES[name] = ddl
+
+
+def register_migration(version: int, name: str, statements: tuple[str, ...] = (),
+                       run: Callable[[mig.Conn], None] | None = None) -> None:
+    """Append a migration of the state file (``version`` = the next number). Its statements
+    must tolerate tables already in the new shape (a fresh file creates the registered tables
+    at their current DDL before pending migrations run): use ``IF NOT EXISTS``."""
+    expected = mig.latest(MIGRATIONS) + 1
+    if version != expected:
+        raise ValueError(f"state migration {name!r}: version {version}, expected {expected}")
+    MIGRATIONS.append(mig.Migration(version, name, tuple(statements), run))
 
 
 register_table("extract_hwm", """
@@ -170,8 +197,34 @@ class StateDB:
                 delay = min(delay * 2, 1.0)
             except duckdb.Error as e:
                 raise StateError(f"cannot open recon state {self.path}: {e}") from e
+        try:
+            self._upgrade()
+        except mig.SchemaTooNew as e:
+            self.con.close()
+            raise StateSchemaTooNew(str(e)) from None
+        except Exception:
+            self.con.close()
+            raise
+
+    def _create_tables(self, conn: mig.Conn) -> None:
         for ddl in _TABLES.values():
-            self.con.execute(ddl)
+            conn.execute(ddl)
+
+    def _upgrade(self) -> None:
+        """Refuse a newer file; bring an older one up to date (pending migrations and the
+        registered tables in one transaction); create what is missing in a current one."""
+        conn = mig.DuckConn(self.con)
+        what = f"recon state {self.path}"
+        found = mig.check_not_newer(conn, what, MIGRATIONS)
+        if found == mig.latest(MIGRATIONS):
+            self._create_tables(conn)  # a table registered since the file was last opened
+            return
+        fresh = not conn.fetch("SELECT count(*) FROM information_schema.tables "
+                               "WHERE table_schema = current_schema()")[0][0]
+        mig.migrate(conn, what, MIGRATIONS, before=self._create_tables, record_only=fresh)
+
+    def schema_version(self) -> int:
+        return mig.current_version(mig.DuckConn(self.con))
 
     def close(self) -> None:
         self.con.close()

@@ -19,7 +19,7 @@ import pytest
 from extract.config import Settings
 from extract.localdb import schema
 from extract.localdb.connect import connect
-from jobs.repair.plan_format import to_json
+from jobs.repair.plan_format import SCHEMA_VERSION, to_json
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNTS = 40
@@ -55,7 +55,8 @@ def world_tables() -> dict[str, pl.DataFrame]:
 
 
 def make_db(url: str, tables: dict[str, pl.DataFrame] | None = None) -> dict[str, int]:
-    """Create the local schema at ``url`` and load a small generated world; row counts."""
+    """Create the local schema at ``url`` (stamped: it has an identity) and load a small
+    generated world; row counts."""
     tables = world_tables() if tables is None else tables
     with connect(url) as db:
         db.init_schema()
@@ -124,15 +125,27 @@ def ref(table: str, match: dict, column: str = "id") -> dict:
     return {"$ref": {"table": table, "match": match, "column": column}}
 
 
+def identity_of(url: str) -> dict | None:
+    """The identity of the database at ``url`` as a plan carries it (None: unstamped)."""
+    from extract.localdb.identity import read_identity
+
+    with connect(url) as db:
+        ident = read_identity(db)
+    return ident.as_dict() if ident else None
+
+
 def plan_doc(ops: list[dict], **kw: Any) -> dict:
-    doc = {"schema_version": 1, "plan_id": "plan-test", "run_id": "run-test",
+    doc = {"schema_version": SCHEMA_VERSION, "plan_id": "plan-test", "run_id": "run-test",
            "created_at": utc_iso(), "snapshot_complete": True, "validation": "passed",
-           "local_database": "test", "operations": ops, "needs_a_person": [], "summary": {}}
+           "local_database": "test", "local_identity": None, "operations": ops,
+           "needs_a_person": [], "summary": {}}
     doc.update(kw)
     return doc
 
 
-def write_plan(path: Path, ops: list[dict], **kw: Any) -> Path:
+def write_plan(target: str, path: Path, ops: list[dict], **kw: Any) -> Path:
+    """A plan for the database at ``target`` (its identity, as a snapshot would give it)."""
+    kw.setdefault("local_identity", identity_of(target))
     path.write_text(json.dumps(plan_doc(ops, **kw), indent=1))
     return path
 

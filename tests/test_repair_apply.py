@@ -59,7 +59,7 @@ def mixed_plan(db_url: str, tmp_path: Path, name: str = "plan.json",
         op(20, "billing_account_contacts", "delete", {"id": victim["id"]}, victim,
            step="contacts"),
     ]
-    return write_plan(tmp_path / name, ops)
+    return write_plan(db_url, tmp_path / name, ops)
 
 
 def test_dry_run_writes_nothing_and_shows_every_change(url: str, tmp_path: Path) -> None:
@@ -68,9 +68,8 @@ def test_dry_run_writes_nothing_and_shows_every_change(url: str, tmp_path: Path)
     result = apply_plan(plan, settings_for(url, tmp_path))
     assert result.dry_run and result.apply_id is None and result.status == "dry_run"
     assert dump(url) == before
-    with_audit = rows(url, "SELECT count(*) FROM information_schema.tables "
-                           "WHERE table_name LIKE 'recon_repair%'")[0][0]
-    assert with_audit == 0  # not even the audit tables
+    with_audit = [one(url, f"SELECT count(*) FROM {t}") for t in (audit.APPLIES, audit.AUDIT)]
+    assert with_audit == [0, 0]  # not even an audit row
     assert {o.seq: o.status for o in result.outcomes} == dict.fromkeys(
         (1, 2, 3, 10, 11, 20), "applied")
     c = result.counts
@@ -126,7 +125,7 @@ def test_decimals_and_timestamps_compare_exactly(url: str, tmp_path: Path) -> No
     zid, price = rows(url, "SELECT zuora_id, price FROM zuora_local_product_rate_plan_charge_tiers"
                            " WHERE price IS NOT NULL ORDER BY zuora_id LIMIT 1")[0]
     loose = format(price.normalize(), "f")  # 10.50 → "10.5"
-    plan = write_plan(tmp_path / "p.json", [op(
+    plan = write_plan(url, tmp_path / "p.json", [op(
         1, "zuora_local_product_rate_plan_charge_tiers", "update", {"zuora_id": zid},
         {"price": loose}, {"price": str(price + 1)}, step="catalog")])
     result = apply_plan(plan, settings_for(url, tmp_path), yes=True)
@@ -138,7 +137,7 @@ def test_decimals_and_timestamps_compare_exactly(url: str, tmp_path: Path) -> No
 def test_a_row_changed_after_planning_is_skipped_not_overwritten(url: str,
                                                                  tmp_path: Path) -> None:
     ops = account_updates(url, 3)
-    plan = write_plan(tmp_path / "plan.json", ops)
+    plan = write_plan(url, tmp_path / "plan.json", ops)
     zid = ops[1]["key"]["zuora_account_id"]
     execute(url, f"UPDATE billing_accounts SET zuora_account_name = 'Renamed by the app' "
                  f"WHERE zuora_account_id = '{zid}'")  # the app, after the plan was made
@@ -191,7 +190,7 @@ def test_references_resolve_to_rows_inserted_by_an_earlier_batch(url: str,
                   "billing_account_id": ref("billing_accounts", {"zuora_account_id": "nope"})},
            group="d", step="orders"),
     ]
-    plan = write_plan(tmp_path / "plan.json", ops)
+    plan = write_plan(url, tmp_path / "plan.json", ops)
     result = apply_plan(plan, settings_for(url, tmp_path), yes=True, batch_size=1)
     assert result.batches == 4
     assert [o.status for o in result.outcomes] == ["applied"] * 3 + ["referenced_row_missing"]
@@ -211,7 +210,7 @@ def test_generated_ids_on_both_backends(url: str, tmp_path: Path) -> None:
     ops.append(op(9, "orders", "insert", {"id": before["orders"] + 100}, None,
                   {"id": before["orders"] + 100, "subscription_name": "S-X", "trial": False,
                    "reconciliation_accepted": False}, step="orders"))
-    result = apply_plan(write_plan(tmp_path / "p.json", ops), settings_for(url, tmp_path),
+    result = apply_plan(write_plan(url, tmp_path / "p.json", ops), settings_for(url, tmp_path),
                         yes=True)
     assert result.ops_applied == 4
     ids = [r[0] for r in rows(url, "SELECT id FROM customers WHERE email LIKE 'new%' "
@@ -226,7 +225,7 @@ def test_generated_ids_on_both_backends(url: str, tmp_path: Path) -> None:
 
 def test_a_group_is_never_split_across_batches(url: str, tmp_path: Path) -> None:
     ops = account_updates(url, 9, per_group=3)  # groups g0, g1, g2 of three operations
-    plan = parse_plan(json.loads(write_plan(tmp_path / "p.json", ops).read_text()))
+    plan = parse_plan(json.loads(write_plan(url, tmp_path / "p.json", ops).read_text()))
     for size in (1, 2, 4, 5):
         for batch in make_batches(plan.operations, size):
             groups = {o.group for o in batch}
@@ -251,7 +250,7 @@ def test_a_failing_batch_rolls_back_with_its_audit(url: str, tmp_path: Path) -> 
                 url, "billing_accounts", "id = 2")["currency"]}, {"currency": "JPY"}, group="x"),
             op(6, "billing_accounts", "update", {"id": 3}, {"zuora_account_id": mine},
                {"zuora_account_id": taken}, group="x")]  # breaks UNIQUE (zuora_account_id)
-    plan = write_plan(tmp_path / "p.json", ops)
+    plan = write_plan(url, tmp_path / "p.json", ops)
     before = dump(url)
     with pytest.raises(RepairFailed, match=r"batch 2 of 2 .*rolled back.*1 earlier batch"):
         apply_plan(plan, settings_for(url, tmp_path), yes=True, batch_size=1)
@@ -273,7 +272,7 @@ def test_an_insert_that_would_break_a_unique_column_is_skipped(url: str,
            op(2, "billing_accounts", "insert", {"zuora_account_id": "acct-new-1"}, None,
               NEW_ACCOUNT)]
     before = dump(url)
-    result = apply_plan(write_plan(tmp_path / "p.json", ops), settings_for(url, tmp_path),
+    result = apply_plan(write_plan(url, tmp_path / "p.json", ops), settings_for(url, tmp_path),
                         yes=True)
     assert [o.status for o in result.outcomes] == ["conflict", "applied"]
     assert "unique column" in result.outcomes[0].detail
@@ -289,7 +288,7 @@ def test_revert_restores_the_exact_pre_apply_state(url: str, tmp_path: Path) -> 
     ops = account_updates(url, 3)
     ops.append(op(30, "billing_accounts", "delete", {"zuora_account_id":
                                                       doomed["zuora_account_id"]}, doomed))
-    plan = write_plan(tmp_path / "plan.json", ops)
+    plan = write_plan(url, tmp_path / "plan.json", ops)
     before = dump(url)
     applied = apply_plan(plan, settings, yes=True)
     mixed = mixed_plan(url, tmp_path, "mixed.json", suffix=" (v2)")  # on top of the first
@@ -315,7 +314,7 @@ def test_revert_restores_the_exact_pre_apply_state(url: str, tmp_path: Path) -> 
 def test_revert_skips_rows_changed_since_the_apply(url: str, tmp_path: Path) -> None:
     settings = settings_for(url, tmp_path)
     ops = account_updates(url, 3)
-    applied = apply_plan(write_plan(tmp_path / "p.json", ops), settings, yes=True)
+    applied = apply_plan(write_plan(url, tmp_path / "p.json", ops), settings, yes=True)
     zid = ops[0]["key"]["zuora_account_id"]
     execute(url, f"UPDATE billing_accounts SET currency = 'CHF' WHERE zuora_account_id = "
                  f"'{zid}'")
@@ -348,9 +347,10 @@ def test_history_on_a_database_without_repairs(tmp_path: Path) -> None:
 
 # -- scheduling: a batch becomes a few set-based statements, in an order that keeps the plan's
 def _ops(*docs: dict) -> list:
-    return parse_plan({"schema_version": 1, "plan_id": "p", "run_id": "r",
+    return parse_plan({"schema_version": 2, "plan_id": "p", "run_id": "r",
                        "created_at": "2026-11-23T01:00:00Z", "snapshot_complete": True,
-                       "validation": "passed", "operations": list(docs)}).operations
+                       "validation": "passed", "local_identity": None,
+                       "operations": list(docs)}).operations
 
 
 def _sub_row(zid: str, name: str) -> dict:
@@ -426,7 +426,7 @@ def test_a_delete_and_an_insert_of_the_same_key_replace_the_row(url: str,
     new = {**{k: v for k, v in old.items() if k != "id"}, "company": "Replaced Inc"}
     ops = [op(1, "customers", "delete", {"email": old["email"]}, old, group="g"),
            op(2, "customers", "insert", {"email": old["email"]}, None, new, group="g")]
-    result = apply_plan(write_plan(tmp_path / "p.json", ops), settings_for(url, tmp_path),
+    result = apply_plan(write_plan(url, tmp_path / "p.json", ops), settings_for(url, tmp_path),
                         yes=True)
     assert [o.status for o in result.outcomes] == ["applied", "applied"]
     assert rows(url, f"SELECT company FROM customers WHERE email = '{old['email']}'") == [
@@ -457,7 +457,7 @@ def test_a_row_changed_again_by_a_later_operation_is_already_applied_on_a_rerun(
         op(5, "orders", "update", {"id": oid}, {"end_date": d1.isoformat()},
            {"end_date": d2.isoformat()}, step="orders"),
     ]
-    plan = write_plan(tmp_path / "p.json", ops)
+    plan = write_plan(url, tmp_path / "p.json", ops)
     settings = settings_for(url, tmp_path)
     original = dump(url)
     dry = apply_plan(plan, settings)

@@ -59,13 +59,13 @@ def _refused_unchanged(db_url: str, tmp_path: Path, plan: Path, exc: type, match
 
 
 def test_incomplete_snapshot_is_refused(url: str, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 1), snapshot_complete=False)
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1), snapshot_complete=False)
     msg = _refused_unchanged(url, tmp_path, plan, SnapshotIncomplete, "not complete")
     assert "recon extract" in msg and "run-test" in msg
 
 
 def test_failed_validation_is_refused(url: str, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 1), validation="failed")
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1), validation="failed")
     _refused_unchanged(url, tmp_path, plan, ValidationFailed, "failed validation")
 
 
@@ -86,7 +86,7 @@ def _state_checks(data_dir: Path, results: list[tuple[str, str, str, str]]) -> N
 def test_validation_failures_recorded_in_state_are_refused(url: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 1), validation="not_run")
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1), validation="not_run")
     # a state without check_results, then only passes, warnings and other runs: applies
     duckdb.connect(str(data / "state.duckdb")).close()
     assert apply_plan(plan, settings_for(url, data)).ops_applied == 1
@@ -103,7 +103,7 @@ def test_validation_failures_recorded_in_state_are_refused(url: str, tmp_path: P
 
 
 def test_a_plan_older_than_the_limit_is_refused(url: str, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 1), created_at=utc_iso(30))
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1), created_at=utc_iso(30))
     msg = _refused_unchanged(url, tmp_path, plan, PlanTooOld, "30.0 hours ago")
     assert "repair.max_plan_age_hours (24)" in msg
     ok = apply_plan(plan, settings_for(url, tmp_path, repair_max_plan_age_hours=48.0))
@@ -114,9 +114,9 @@ def test_a_plan_older_than_the_limit_is_refused(url: str, tmp_path: Path) -> Non
 
 def test_changing_too_much_of_a_table_needs_force(url: str, tmp_path: Path) -> None:
     n = one(url, "SELECT count(*) FROM billing_accounts")  # 40: 2 rows = 5% pass, 3 do not
-    assert apply_plan(write_plan(tmp_path / "ok.json", account_updates(url, 2)),
+    assert apply_plan(write_plan(url, tmp_path / "ok.json", account_updates(url, 2)),
                       settings_for(url, tmp_path, repair_max_change_fraction=0.05)).ops_applied == 2
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 3))
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 3))
     msg = _refused_unchanged(url, tmp_path, plan, ChangeFractionExceeded, "--force",
                              repair_max_change_fraction=0.05)
     assert f"3 of the {n} rows of billing_accounts (7.5%)" in msg
@@ -144,7 +144,7 @@ time.sleep(120)
 
 def test_a_lock_held_by_another_process_is_refused_and_freed_by_kill_9(
         url: str, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 1))
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1))
     settings = settings_for(url, tmp_path)
     holder = spawn(HOLD_LOCK.format(url=url))
     try:
@@ -183,7 +183,7 @@ print("finished", r.status, flush=True)
 def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
         url: str, tmp_path: Path) -> None:
     ops = account_updates(url, 20)  # 4 batches of 5
-    plan = write_plan(tmp_path / "p.json", ops)
+    plan = write_plan(url, tmp_path / "p.json", ops)
     original = dump(url)
     child = spawn(APPLY_IN_CHILD.replace("sys.argv[1]", repr(url))
                   .replace("sys.argv[2]", repr(str(tmp_path)))
@@ -234,7 +234,7 @@ def test_the_sleep_between_batches_hook_holds_the_lock_for_a_real_apply(
         url: str, tmp_path: Path) -> None:
     """A real apply in another process (slowed by the test hook) holds the lock: a second
     apply is refused, naming it; it then finishes normally."""
-    plan = write_plan(tmp_path / "p.json", account_updates(url, 10))
+    plan = write_plan(url, tmp_path / "p.json", account_updates(url, 10))
     child = spawn(APPLY_IN_CHILD.replace("sys.argv[1]", repr(url))
                   .replace("sys.argv[2]", repr(str(tmp_path)))
                   .replace("sys.argv[3]", repr(str(plan))),

@@ -122,7 +122,7 @@ def test_invalid_operations_name_their_seq_and_problem(op_doc: dict, match: str)
 
 def test_plan_level_problems() -> None:
     bad([upd(), upd()], "seq is used by another operation")
-    bad([], "schema_version is 2", seq=None, schema_version=2)
+    bad([], "schema_version is 3", seq=None, schema_version=3)
     bad([], "plan_id must be a non-empty string", seq=None, plan_id="")
     bad([], "validation must be one of", seq=None, validation="maybe")
     bad([], "snapshot_complete must be true or false", seq=None, snapshot_complete="yes")
@@ -167,7 +167,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_url: str) -> str
 
 
 def test_cli_dry_run_apply_history_revert(env: str, tmp_path: Path, capsys) -> None:
-    plan = write_plan(tmp_path / "p.json", account_updates(env, 2))
+    plan = write_plan(env, tmp_path / "p.json", account_updates(env, 2))
     before = dump(env)
     assert _run("repair", "apply", str(plan)) == 0
     out = capsys.readouterr().out
@@ -186,7 +186,7 @@ def test_cli_dry_run_apply_history_revert(env: str, tmp_path: Path, capsys) -> N
 
 
 def test_cli_refusals_exit_2_with_the_reason(env: str, tmp_path: Path, capsys) -> None:
-    plan = write_plan(tmp_path / "p.json", account_updates(env, 3))
+    plan = write_plan(env, tmp_path / "p.json", account_updates(env, 3))
     assert _run("repair", "apply", str(plan), "--yes") == 2
     err = capsys.readouterr().err
     assert err.startswith("recon: error: refusing") and "--force" in err
@@ -201,7 +201,7 @@ def test_cli_refusals_exit_2_with_the_reason(env: str, tmp_path: Path, capsys) -
 def test_cli_skips_are_reported_even_when_quiet(env: str, tmp_path: Path, capsys) -> None:
     ops = account_updates(env, 1)
     ops[0]["before"]["zuora_account_name"] = "someone else's"
-    plan = write_plan(tmp_path / "p.json", ops)
+    plan = write_plan(env, tmp_path / "p.json", ops)
     assert _run("-q", "repair", "apply", str(plan), "--yes") == 0  # completed, with a skip
     captured = capsys.readouterr()
     assert captured.out == "" and "1 operations skipped" in captured.err
@@ -217,7 +217,7 @@ def test_no_password_in_output_or_lock_messages(pg_url: str, tmp_path: Path, cap
     secret_url = (f"postgresql://{user}:pa55word@{host}:{port}/{dbname}?"
                   + urlencode(params, quote_via=quote))
     make_db(secret_url)
-    plan = write_plan(tmp_path / "p.json", account_updates(secret_url, 1))
+    plan = write_plan(secret_url, tmp_path / "p.json", account_updates(secret_url, 1))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECON_LOCAL_DATABASE_URL", secret_url)
     monkeypatch.setenv("RECON_DATA_DIR", str(tmp_path))

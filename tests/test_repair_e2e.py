@@ -13,6 +13,7 @@ import pytest
 from extract.config import Secret, Settings
 from extract.extractor import run_extract
 from extract.localdb.connect import connect
+from extract.localdb.identity import read_identity
 from extract.localdb.schema import all_tables
 from extract.sandbox.generate.run import Options, generate
 from extract.sandbox.server import SandboxServer
@@ -53,6 +54,9 @@ def test_plan_apply_then_a_fresh_reconcile_has_no_auto_findings(tmp_path: Path,
         human = first.open.filter(pl.col("action") == "human")
         assert auto.height > 100 and human.height > 10
         plan = build_plan(settings.data_dir, first.run_id, local_database_url=pg_url)
+        # the target's identity travels: local export (manifest) → plan, never the settings
+        with connect(pg_url) as db:
+            assert plan["local_identity"] == read_identity(db).as_dict()
         path = write_plan(plan, tmp_path / "plan.json")
         before = _checksums(pg_url)
         dry = apply_plan(path, settings, force=True)

@@ -13,8 +13,16 @@ from snapshots import write_snapshot
 from worlds import fresh_world
 
 from extract.sandbox.generate.drift import SCENARIOS
-from reconcile.engine import reconcile_snapshot
-from reconcile.repair.plan import PlanError, build_plan, summary_text, write_plan
+from extract.snapshot import Manifest
+from jobs.repair.plan_format import SCHEMA_VERSION as FORMAT_VERSION
+from reconcile.engine import reconcile_snapshot, resolve_snapshot
+from reconcile.repair.plan import (
+    SCHEMA_VERSION,
+    PlanError,
+    build_plan,
+    summary_text,
+    write_plan,
+)
 from reconcile.repair.steps import STEPS
 
 
@@ -89,7 +97,8 @@ def test_summary_and_file(planned, tmp_path: Path) -> None:
     assert "needs a person" in text
     path = write_plan(plan, tmp_path / "plan.json")
     again = json.loads(path.read_text())
-    assert again["schema_version"] == 1 and len(again["operations"]) == len(plan["operations"])
+    assert again["schema_version"] == SCHEMA_VERSION == FORMAT_VERSION == 2
+    assert len(again["operations"]) == len(plan["operations"])
     assert again["snapshot_complete"] is True
 
 
@@ -105,3 +114,21 @@ def test_unreconciled_run_is_refused(tmp_path: Path) -> None:
     write_snapshot(fresh_world(), tmp_path, "r9")
     with pytest.raises(PlanError, match="has not been reconciled"):
         build_plan(tmp_path, "r9")
+
+
+def test_the_target_identity_is_copied_from_the_snapshot_not_the_settings(planned) -> None:
+    data = planned[0]
+    snap = resolve_snapshot(data, "r1")
+    path = snap.path / "manifest.json"
+    original = path.read_text()
+    ident = {"uuid": "5f0c2a8e-0000-4000-8000-000000000001", "dialect": "duckdb",
+             "path": "/srv/cdot/local.duckdb"}
+    m = Manifest.from_json(original)
+    m.local_identity = ident
+    try:
+        path.write_text(m.to_json())
+        plan = build_plan(data, "r1", local_database_url="postgresql://elsewhere/other")
+    finally:
+        path.write_text(original)
+    assert plan["local_identity"] == ident
+    assert build_plan(data, "r1")["local_identity"] is None  # the snapshot had none

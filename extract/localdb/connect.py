@@ -31,6 +31,16 @@ def _duckdb_path(url: str) -> str:
     return ":memory:" if rest in ("", ":memory:") else rest
 
 
+def require_exists(url: str, hint: str = "create one with `recon db init`") -> None:
+    """Refuse a DuckDB URL whose file does not exist (opening it would create an empty
+    database); PostgreSQL and in-memory URLs pass."""
+    if urlsplit(url).scheme == "duckdb":
+        path = _duckdb_path(url)
+        if path != ":memory:" and not Path(path).is_file():
+            raise LocalDatabaseError(f"no local database at {path}: check local.database_url "
+                                     f"({hint})")
+
+
 def duckdb_url(path: str | Path) -> str:
     """The ``duckdb://`` URL of a file path (absolute paths get the fourth slash)."""
     return f"duckdb:///{path}"
@@ -132,11 +142,22 @@ class LocalDB:
         return self.query(f"SELECT {', '.join(cols)} FROM {table}")
 
     # -- schema ----------------------------------------------------------------------------
-    def init_schema(self) -> list[str]:
-        """Create every local table (idempotent); returns the table names."""
+    def init_schema(self, stamp: bool = True) -> list[str]:
+        """Create every local table (idempotent) and, with ``stamp``, recon's own objects and
+        the database's identity (``recon db init``); returns the catalogue table names."""
         for stmt in schema.ddl(self.dialect):
             self.execute(stmt)
+        if stamp:
+            self.stamp()
         return schema.all_tables()
+
+    def stamp(self) -> tuple[Any, tuple[int, int]]:
+        """Create/upgrade only recon's own objects and the identity (``recon db stamp``);
+        returns the :class:`~extract.localdb.identity.DatabaseIdentity` and the ``(from, to)``
+        schema versions of recon's objects."""
+        from extract.localdb.identity import stamp
+
+        return stamp(self)
 
     def reset_identities(self) -> None:
         """After loading rows with explicit ids, move PostgreSQL identities past them."""

@@ -5,10 +5,13 @@ only the rows the plan names, and only when ``yes=True``; otherwise everything r
 run that reports exactly what would change and writes nothing (not even the audit).
 
 Order of an apply: validate the plan file → take the repair lock → open the local database →
-guards (snapshot complete, validation, plan age, change fraction) → record the apply as
-``running`` → batches (each one transaction with its audit rows) → record the final status.
-A refusal raises a :class:`~jobs.repair.guards.RepairRefused` subclass before any data is
-written (with ``yes=True`` the refusal itself is recorded in ``recon_repair_applies``).
+the target's identity equals the plan's (else refused, nothing written anywhere, whatever
+``force`` says) → recon's objects at this recon's schema version → guards (snapshot complete,
+validation, plan age, change fraction) → record the apply as ``running`` → batches (each one
+transaction with its audit rows) → record the final status. A refusal raises a
+:class:`~jobs.repair.guards.RepairRefused` subclass before any data is written (with
+``yes=True`` a refusal by the later guards is recorded in ``recon_repair_applies``). A revert
+is bound the same way: to the identity recorded with the apply it undoes.
 
 Test hooks (for the kill -9 and lock tests only, never in production): the environment
 variables ``RECON_REPAIR_SLEEP_BETWEEN_BATCHES`` (seconds to sleep after each committed batch)
@@ -31,9 +34,10 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from extract.config import Settings
+from extract.config import Settings, redact_url
 from extract.errors import ConfigError, LocalDatabaseError
-from extract.localdb.connect import _duckdb_path, connect
+from extract.localdb.connect import LocalDB, _duckdb_path, connect, require_exists
+from extract.localdb.identity import DatabaseIdentity, read_identity
 from jobs.repair import audit
 from jobs.repair.audit import Session, utc_now
 from jobs.repair.executor import (
@@ -52,6 +56,7 @@ from jobs.repair.guards import (
     RepairRefused,
     check_fraction,
     check_plan,
+    check_target,
 )
 from jobs.repair.lock import RepairLock, _user
 from jobs.repair.plan_format import Op, column_types, decode, load_plan, primary_key
@@ -160,11 +165,24 @@ def _fraction(sess: Session, ops: list[Op], settings: Settings, force: bool,
     return check_fraction(changes, rows, settings.repair_max_change_fraction, force, what)
 
 
+def _target(db: LocalDB) -> DatabaseIdentity | None:
+    try:
+        return read_identity(db)
+    except LocalDatabaseError:
+        raise
+    except Exception as e:
+        raise LocalDatabaseError(
+            f"cannot read the identity of the local database {redact_url(db.url)} "
+            f"({type(e).__name__}: {' '.join(str(e).split())})") from e
+
+
 def _apply_row(apply_id: str, kind: str, *, plan_id: str | None, run_id: str | None,
                plan_path: str | None, ops: int, status: str, message: str | None = None,
-               reverts: str | None = None) -> dict[str, Any]:
+               reverts: str | None = None,
+               target: DatabaseIdentity | None = None) -> dict[str, Any]:
     now = utc_now()
-    return {"apply_id": apply_id, "kind": kind, "reverts_apply_id": reverts, "plan_id": plan_id,
+    return {"target_identity": json.dumps(target.as_dict(), sort_keys=True) if target else None,
+            "apply_id": apply_id, "kind": kind, "reverts_apply_id": reverts, "plan_id": plan_id,
             "run_id": run_id, "plan_path": plan_path, "started_at": now,
             "finished_at": now if status != "running" else None, "status": status,
             "ops_planned": ops, "ops_applied": 0, "ops_skipped": 0, "dry_run": False,
@@ -194,7 +212,6 @@ def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str
     if not yes:
         return "dry_run", Executor(sess, dry_run=True, apply_id=None, progress=progress,
                                    later=later).run(batches)
-    audit.ensure_tables(sess)
     stale = audit.mark_abandoned(sess)
     if stale and progress:
         progress(f"marked abandoned applies as failed: {', '.join(stale)}")
@@ -228,19 +245,23 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
     url = settings.local_database_url
     batches = make_batches(plan.operations, size)
     path = str(Path(plan_path).resolve())
+    require_exists(url)
     with RepairLock(url, apply_id, "apply"), connect(url) as db:
+        target = _target(db)
+        check_target(plan.local_identity, target, f"{'' if yes else 'a dry run of '}plan "
+                     f"{plan.plan_id} (snapshot {plan.run_id})", redact_url(url))
         sess = Session(db)
+        audit.ensure_tables(sess)
         try:
             check_plan(plan, settings, now)
             notes = _fraction(sess, plan.operations, settings, force,
                               f"plan {plan.plan_id}")
         except RepairRefused as e:
             if yes:
-                audit.ensure_tables(sess)
                 audit.insert_apply(sess, _apply_row(
                     apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
                     plan_path=path, ops=len(plan.operations), status="refused",
-                    message=str(e)[:2000]))
+                    message=str(e)[:2000], target=target))
             raise
         if progress:
             for n in notes:
@@ -248,7 +269,8 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
             progress(f"{'applying' if yes else 'dry run of'} plan {plan.plan_id}: "
                      f"{len(plan.operations)} operations in {len(batches)} batches")
         row = _apply_row(apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
-                         plan_path=path, ops=len(plan.operations), status="running")
+                         plan_path=path, ops=len(plan.operations), status="running",
+                         target=target)
         status, outcomes = _execute(sess, batches, yes=yes, apply_id=apply_id, row=row,
                                     progress=progress)
     return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
@@ -300,23 +322,35 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
     size = _batch_size(settings, batch_size)
     rid = new_apply_id("revert")
     url = settings.local_database_url
+    require_exists(url)
     with RepairLock(url, rid, "revert"), connect(url) as db:
+        target = _target(db)
+        what = f"{'' if yes else 'a dry run of '}reverting {apply_id}"
+        check_target(target, target, what, redact_url(url))  # refuses an unstamped target
         sess = Session(db)
+        audit.ensure_tables(sess)
         orig = audit.get_apply(sess, apply_id)
         if orig is None:
             raise ApplyNotFound(f"no apply {apply_id!r} in {audit.APPLIES} of the local "
                                 "database; `recon repair history` lists the applies")
+        notes: list[str] = []
+        if orig["target_identity"]:  # the database the apply wrote (a copy has the audit too)
+            check_target(DatabaseIdentity.from_dict(json.loads(orig["target_identity"])),
+                         target, what, redact_url(url))
+        else:
+            notes.append(f"{apply_id} was recorded before applies named their database; "
+                         "reverting it from this database's own audit")
         rows = audit.read_audit(sess, apply_id)
         ops = revert_ops(rows)
         batches = make_batches(ops, size)
         try:
-            notes = _fraction(sess, ops, settings, force, f"reverting {apply_id}")
+            notes += _fraction(sess, ops, settings, force, f"reverting {apply_id}")
         except RepairRefused as e:
             if yes:
                 audit.insert_apply(sess, _apply_row(
                     rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
                     plan_path=orig["plan_path"], ops=len(ops), status="refused",
-                    message=str(e)[:2000], reverts=apply_id))
+                    message=str(e)[:2000], reverts=apply_id, target=target))
             raise
         if progress:
             for n in notes:
@@ -325,7 +359,7 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
                      f"{len(ops)} operations in {len(batches)} batches")
         row = _apply_row(rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
                          plan_path=orig["plan_path"], ops=len(ops), status="running",
-                         reverts=apply_id)
+                         reverts=apply_id, target=target)
         status, outcomes = _execute(sess, batches, yes=yes, apply_id=rid, row=row,
                                     progress=progress)
     return ApplyResult(apply_id=rid if yes else None, kind="revert", dry_run=not yes,

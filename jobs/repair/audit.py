@@ -1,5 +1,6 @@
 """The repair audit, kept in the LOCAL database next to the rows it describes (not part of the
-catalogue schema; created on first use):
+catalogue schema; recon's own objects, created and upgraded by ``recon db stamp``/``db init``
+through the migrations of :mod:`extract.localdb.recon_objects`):
 
 * ``recon_repair_applies``: one row per apply or revert (written in its own small transactions:
   ``running`` at the start, ``complete``/``partial``/``failed`` at the end, ``refused`` when a
@@ -18,44 +19,13 @@ from typing import Any
 
 import polars as pl
 
+from extract.localdb import recon_objects
 from extract.localdb.connect import LocalDB
 
-APPLIES = "recon_repair_applies"
-AUDIT = "recon_repair_audit"
-
-APPLIES_DDL = f"""CREATE TABLE IF NOT EXISTS {APPLIES} (
-  apply_id          VARCHAR(64) NOT NULL,   -- e.g. ap-20261123T010203Z-3f2a1c
-  kind              VARCHAR(8) NOT NULL,    -- apply | revert
-  reverts_apply_id  VARCHAR(64),            -- revert: the apply it reverts
-  plan_id           VARCHAR(255),
-  run_id            VARCHAR(255),           -- the snapshot the plan was made from
-  plan_path         VARCHAR(1024),
-  started_at        TIMESTAMP NOT NULL,     -- UTC, naive
-  finished_at       TIMESTAMP,
-  status            VARCHAR(16) NOT NULL,   -- running | complete | partial | failed | refused
-  ops_planned       BIGINT NOT NULL,
-  ops_applied       BIGINT NOT NULL,
-  ops_skipped       BIGINT NOT NULL,        -- already applied + conflicts + missing refs
-  dry_run           BOOLEAN NOT NULL,
-  host              VARCHAR(255),
-  pid               INTEGER,
-  os_user           VARCHAR(255),           -- 'user' is a reserved word in PostgreSQL
-  message           VARCHAR,                -- refusal / failure / skip summary
-  PRIMARY KEY (apply_id)
-)"""
-
-AUDIT_DDL = f"""CREATE TABLE IF NOT EXISTS {AUDIT} (
-  apply_id    VARCHAR(64) NOT NULL,
-  seq         BIGINT NOT NULL,       -- the plan operation (revert: position in the revert)
-  batch       INTEGER NOT NULL,      -- the transaction it was applied in (1-based)
-  table_name  VARCHAR(128) NOT NULL,
-  op          VARCHAR(8) NOT NULL,   -- insert | update | delete (what was executed)
-  key         VARCHAR NOT NULL,      -- JSON: the resolved key of the operation
-  before      VARCHAR,               -- JSON: full row before (null for an insert)
-  after       VARCHAR,               -- JSON: full row after, incl. generated id (null: delete)
-  applied_at  TIMESTAMP NOT NULL,    -- UTC, naive
-  PRIMARY KEY (apply_id, seq)
-)"""
+APPLIES, AUDIT = recon_objects.APPLIES, recon_objects.AUDIT
+# the DDL is a migration on the shared floor (extract.localdb.recon_objects); these are the
+# tables' first versions, kept for readers of this module
+APPLIES_DDL, AUDIT_DDL = recon_objects.APPLIES_DDL_V1, recon_objects.AUDIT_DDL_V1
 
 APPLY_COLUMNS = ("apply_id", "kind", "reverts_apply_id", "plan_id", "run_id", "plan_path",
                  "started_at", "finished_at", "status", "ops_planned", "ops_applied",
@@ -164,12 +134,13 @@ class Session:
 
 # -- the applies table -----------------------------------------------------------------------
 def ensure_tables(sess: Session) -> None:
-    sess.run(APPLIES_DDL)
-    sess.run(AUDIT_DDL)
+    """Refuse to write unless recon's objects are at this recon's schema version (they are
+    created and upgraded by ``recon db stamp``, never implicitly by an apply)."""
+    recon_objects.require_current(sess.db)
 
 
 def insert_apply(sess: Session, row: dict[str, Any]) -> None:
-    cols = [c for c in APPLY_COLUMNS if c in row]
+    cols = [c for c in (*APPLY_COLUMNS, "target_identity") if c in row]
     marks = ", ".join([sess.ph] * len(cols))
     with sess.transaction():
         sess.run(f"INSERT INTO {APPLIES} ({', '.join(cols)}) VALUES ({marks})",
@@ -206,11 +177,14 @@ def mark_abandoned(sess: Session) -> list[str]:
 
 
 def get_apply(sess: Session, apply_id: str) -> dict[str, Any] | None:
+    """One apply row, with ``target_identity`` (JSON text; None for an apply recorded before
+    identities existed)."""
     if not sess.table_exists(APPLIES):
         return None
-    rows = sess.rows(f"SELECT {', '.join(APPLY_COLUMNS)} FROM {APPLIES} WHERE apply_id = "
+    cols = (*APPLY_COLUMNS, "target_identity")
+    rows = sess.rows(f"SELECT {', '.join(cols)} FROM {APPLIES} WHERE apply_id = "
                      f"{sess.ph}", [apply_id])
-    return dict(zip(APPLY_COLUMNS, rows[0], strict=True)) if rows else None
+    return dict(zip(cols, rows[0], strict=True)) if rows else None
 
 
 def list_applies(sess: Session) -> pl.DataFrame:
@@ -247,7 +221,6 @@ def read_audit(sess: Session, apply_id: str) -> pl.DataFrame:
     rows = sess.rows(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {AUDIT} WHERE apply_id = "
                      f"{sess.ph} ORDER BY seq", [apply_id])
     return pl.DataFrame(rows, schema=_AUDIT_SCHEMA, orient="row")
-
 
 
 def list_applies_empty() -> pl.DataFrame:

@@ -1,5 +1,9 @@
 """The guards checked before a repair writes anything, each with a refusal a person can act on.
 
+* the target is the database the plan was made for: the identity copied into the plan from
+  its snapshot equals the target's own (:mod:`extract.localdb.identity`); checked first, for
+  dry runs and reverts too, and never overridden by ``--force`` (nothing, not even a refusal
+  row, is written to a database that is not the plan's);
 * the plan's snapshot is complete and its validation did not fail (the plan's own field, and
   recon's state: failed or errored ``error``-severity checks in ``check_results`` for the run);
 * the plan is not older than ``repair.max_plan_age_hours`` (applies only, not reverts);
@@ -17,12 +21,26 @@ import duckdb
 
 from extract.config import Settings
 from extract.errors import ReconError
+from extract.localdb.identity import STAMP_HINT, DatabaseIdentity
 from extract.state import state_path
 from jobs.repair.plan_format import Plan
 
 
 class RepairRefused(ReconError):
     """A guard refused the apply or revert; nothing was changed."""
+
+
+class TargetNotStamped(RepairRefused):
+    """The target database (or the plan's snapshot's database) has no recon identity."""
+
+
+class TargetMismatch(RepairRefused):
+    """The target database is not the one the plan (or the apply) was made for."""
+
+    def __init__(self, message: str, expected: DatabaseIdentity,
+                 actual: DatabaseIdentity) -> None:
+        super().__init__(message)
+        self.expected, self.actual = expected, actual
 
 
 class SnapshotIncomplete(RepairRefused):
@@ -59,6 +77,31 @@ class ApplyNotFound(ReconError):
 
 class RepairFailed(ReconError):
     """A batch could not be applied (it was rolled back; earlier batches stay committed)."""
+
+
+def check_target(expected: DatabaseIdentity | None, actual: DatabaseIdentity | None,
+                 what: str, where: str) -> None:
+    """Refuse unless ``actual`` (the target's identity; None: unstamped) is ``expected`` (the
+    plan's; None: its snapshot's database was unstamped). ``where`` names the target (URL,
+    redacted). No flag overrides this."""
+    if actual is None:
+        raise TargetNotStamped(
+            f"refusing {what}: the target local database {where} has no recon identity, so "
+            f"recon cannot tell whether it is the database the plan was made for; "
+            f"{STAMP_HINT} on it (it creates only recon's own objects), then extract and plan "
+            "again")
+    if expected is None:
+        raise TargetNotStamped(
+            f"refusing {what}: its snapshot was taken from a local database without a recon "
+            f"identity, so the plan names no target; {STAMP_HINT} on the local database, then "
+            "extract and plan again")
+    if expected != actual:
+        raise TargetMismatch(
+            f"refusing {what}: it was made for {expected.describe()}, but the target "
+            f"{where} is {actual.describe()}. A plan applies only to the database its "
+            "snapshot was taken from (--force does not change this): point "
+            "local.database_url at that database, or extract and plan again from this one.",
+            expected, actual)
 
 
 def check_plan(plan: Plan, settings: Settings, now: dt.datetime | None = None) -> None:

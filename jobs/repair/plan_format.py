@@ -7,11 +7,14 @@ planner's author can find the bug from the message alone. Validation also casts 
 to the Python type of its column (``extract.localdb.schema.table_columns``), so the executor
 compares exactly what the database holds: a ``DECIMAL(18,2)`` ``"10.50"`` equals ``10.5``.
 
-Layout (``schema_version`` 1)::
+Layout (``schema_version`` 2; version 1 had no ``local_identity`` and is refused)::
 
-    {"schema_version": 1, "plan_id": str, "run_id": str, "created_at": "2026-11-23T01:00:00Z",
+    {"schema_version": 2, "plan_id": str, "run_id": str, "created_at": "2026-11-23T01:00:00Z",
      "snapshot_complete": bool, "validation": "passed"|"failed"|"not_run",
-     "local_database": str (informational), "operations": [Op, ...],
+     "local_database": str (informational),
+     "local_identity": {"uuid", "dialect", "database", "system_identifier" | "path"} | null
+         (the target database, copied from the snapshot; null: its database was unstamped),
+     "operations": [Op, ...],
      "needs_a_person": [...] (informational), "summary": {...} (informational)}
 
     Op = {"seq": int, "step": str, "group": str, "table": str, "op": "insert"|"update"|"delete",
@@ -37,8 +40,9 @@ from typing import Any
 from extract.catalog import BY_TABLE, LOCAL_BY_NAME
 from extract.errors import ReconError
 from extract.localdb import schema
+from extract.localdb.identity import DatabaseIdentity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # = reconcile.repair.plan.SCHEMA_VERSION (the planner's side)
 STEPS = ("catalog", "accounts", "contacts", "subscriptions", "references", "orders")
 OP_KINDS = ("insert", "update", "delete")
 VALIDATIONS = ("passed", "failed", "not_run")
@@ -256,6 +260,7 @@ class Plan:
     snapshot_complete: bool
     validation: str
     local_database: str | None
+    local_identity: DatabaseIdentity | None  # the only database it may be applied to
     operations: list[Op]  # ascending seq
     needs_a_person: list[Any] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -296,9 +301,25 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     if not isinstance(doc, dict):
         raise PlanFormatError("must be a JSON object", path=path)
     version = doc.get("schema_version")
+    name = f"plan {doc.get('plan_id')!r}" if isinstance(doc.get("plan_id"), str) else "plan"
+    if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
+        raise PlanFormatError(
+            f"{name} has schema_version {version}, an older format without the identity of "
+            f"its target database; this recon applies only version {SCHEMA_VERSION} plans, "
+            "which cannot be applied to the wrong database. Re-create the plan with "
+            "`recon repair plan`", path=path)
     if version != SCHEMA_VERSION:
         raise PlanFormatError(f"schema_version is {version!r}; this recon reads version "
                               f"{SCHEMA_VERSION} (re-create the plan with this recon)", path=path)
+    if "local_identity" not in doc:
+        raise PlanFormatError(f"{name} has no local_identity (the identity of its target "
+                              "database); re-create the plan with `recon repair plan`",
+                              path=path)
+    try:
+        identity = (None if doc["local_identity"] is None
+                    else DatabaseIdentity.from_dict(doc["local_identity"]))
+    except ValueError as e:
+        raise PlanFormatError(f"local_identity: {e}", path=path) from None
     for name in ("plan_id", "run_id"):
         if not isinstance(doc.get(name), str) or not doc[name]:
             raise PlanFormatError(f"{name} must be a non-empty string", path=path)
@@ -333,8 +354,8 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     return Plan(schema_version=version, plan_id=doc["plan_id"], run_id=doc["run_id"],
                 created_at=_created_at(doc.get("created_at"), path),
                 snapshot_complete=doc["snapshot_complete"], validation=doc["validation"],
-                local_database=local_db, operations=ops, needs_a_person=needs,
-                summary=summary, path=path)
+                local_database=local_db, local_identity=identity, operations=ops,
+                needs_a_person=needs, summary=summary, path=path)
 
 
 def _parse_op(od: Any, index: int, path: Path | None) -> Op:

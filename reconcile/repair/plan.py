@@ -24,7 +24,9 @@ from reconcile.load import open_snapshot_db
 from reconcile.repair.steps import OP_COLUMNS, STEPS, all_steps_sql
 from reconcile.rules import PREPARE_SQL, prepare
 
-SCHEMA_VERSION = 1
+# the plan format's version; jobs.repair.plan_format.SCHEMA_VERSION reads it (2: the target's
+# identity, copied from the snapshot, in "local_identity")
+SCHEMA_VERSION = 2
 RESOLVED_BY_ROWS = ("D08", "D09")  # rule findings the row operations of their version fix
 
 
@@ -116,6 +118,9 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
         "snapshot_complete": snap.complete,
         "validation": _validation(data_dir, snap.run_id),
         "local_database": redact_url(local_database_url) if local_database_url else "",
+        # the database the snapshot's local rows came from (read in the export transaction),
+        # never the current settings: apply refuses any other target
+        "local_identity": snap.manifest.local_identity,
         "only": only,
         "operations": operations,
         "needs_a_person": [
