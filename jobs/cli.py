@@ -108,13 +108,41 @@ def cmd_sandbox_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def first_invalid_utf8(root: Path) -> tuple[Path, int, int] | None:
+    """The first (file, line, byte) under ``root`` that is not UTF-8 — text files only
+    (JSON Lines, JSON, CSV); only called once reading a dataset has failed on a decode."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()
+                       and p.suffix in (".jsonl", ".json", ".csv")):
+        with path.open("rb") as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return path, n, line[e.start]
+    return None
+
+
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from extract.errors import DatasetError
     from extract.sandbox.server import serve
 
     settings = _settings(args)
-    serve(args.data, port=args.port, tenant_tz=args.tenant_tz, faults=args.faults,
-          client_id=settings.zuora_client_id,
-          client_secret=settings.zuora_client_secret.get() or "sandbox-secret")
+    try:
+        serve(args.data, port=args.port, tenant_tz=args.tenant_tz, faults=args.faults,
+              client_id=settings.zuora_client_id,
+              client_secret=settings.zuora_client_secret.get() or "sandbox-secret")
+    except (UnicodeDecodeError, ValueError, OSError) as e:
+        bad = first_invalid_utf8(Path(args.data)) if not isinstance(e, OSError) else None
+        if bad is not None:
+            path, line, byte = bad
+            raise DatasetError(
+                f"--data {args.data}: {path} line {line} is not UTF-8 (byte 0x{byte:02x}); the "
+                "sandbox serves UTF-8 datasets: fix or remove that record, or regenerate the "
+                "dataset (`recon sandbox generate`)") from e
+        if isinstance(e, OSError):
+            raise DatasetError(f"--data {args.data} / --port {args.port}: {e.strerror or e}; "
+                               "check the dataset is readable and the port is free") from e
+        raise
     return EXIT_OK
 
 
@@ -531,7 +559,7 @@ def write_crash_log(error: BaseException, argv: Sequence[str] | None,
         try:
             d = attempt()
             d.mkdir(parents=True, exist_ok=True)
-            path = d / f"{stamp}-{os.getpid()}.log"
+            path = (d / f"{stamp}-{os.getpid()}.log").absolute()
             path.write_text(text)
             return path
         except Exception:  # noqa: BLE001 — never let the crash log hide the crash
