@@ -190,13 +190,13 @@ def _generate(opts: Options, out: Path, db_url: str | None,
     t0 = time.perf_counter()
     if db_url is None:
         db_url = duckdb_url((out / "local.duckdb").resolve())
-    catalog = build_catalog_frames(opts.seed)
-    counters, lcounters = Counters(), LocalCounters()
-    summary = Summary()
-    labels: list[pl.DataFrame] = []
-    first = True
     with connect(db_url) as db:
-        _prepare_target(db, db_url, replace)
+        _prepare_target(db, db_url, replace)  # before any work: a refusal is immediate
+        catalog = build_catalog_frames(opts.seed)
+        counters, lcounters = Counters(), LocalCounters()
+        summary = Summary()
+        labels: list[pl.DataFrame] = []
+        first = True
         db.init_schema()
         chunks = range(0, opts.accounts, opts.chunk)
         for chunk_no, start in enumerate(chunks):
