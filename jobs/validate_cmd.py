@@ -175,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``recon [--config F] [-q] validate …`` without the rest of the CLI; errors as in
     ``jobs.cli.main`` (a ReconError prints ``recon: error: …`` and exits 2)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # bad input: argparse printed the message naming the argument
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         return int(args.func(args))
     except ReconError as e:
