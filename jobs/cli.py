@@ -1,18 +1,41 @@
-"""``recon``: the command line. Exit codes: 0 clean, 1 drift found (when asked to fail on
-drift), 2 error. Quiet by default (cron-friendly); progress goes to stderr only on a terminal
-or with ``--progress``."""
+"""``recon``: the command line. Exit codes (one table for every command, ``jobs.exit_codes``):
+0 done and nothing needs a person, 1 done and something needs a person (drift with
+``--fail-on-drift``, validation errors, a partial apply, an overdue job), 2 could not do what
+was asked. Quiet by default (cron-friendly); progress goes to stderr only on a terminal or with
+``--progress``.
+
+No traceback ever reaches the user: :func:`main` turns a :class:`ReconError` into its message,
+and any other exception into a one-line message plus a crash log (the traceback) under
+``DATA/crash/`` whose path the message gives."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import os
+import re
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from extract.config import Settings, load_settings, redact_url
 from extract.errors import ReconError
+from jobs.argtypes import (
+    COUNT,
+    DRIFT,
+    HOURS,
+    IN_DIR,
+    IN_FILE,
+    OUT_DIR,
+    OUT_FILE,
+    PORT,
+    SEED,
+    SHARE,
+    PathArg,
+)
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
@@ -97,23 +120,48 @@ def cmd_sandbox_generate(args: argparse.Namespace) -> int:
         as_of=args.as_of, tz=args.tenant_tz or settings.tenant_tz, chunk=args.chunk,
         scenarios=tuple(args.scenario) if args.scenario else None, fmt=args.format,
     )
-    if opts.accounts <= 0:
-        raise ReconError("--accounts must be a positive number of accounts")
-    if not 0 <= opts.drift <= 0.5:
-        raise ReconError("--drift is a fraction of subscriptions between 0 and 0.5")
-    summary = generate(opts, Path(args.out), args.db, progress=_progress(args))
+    summary = generate(opts, Path(args.out), args.db, progress=_progress(args),
+                       replace=args.replace)
     if not args.quiet:
         _print_summary(summary, Path(args.out), args.db)
     return EXIT_OK
 
 
+def first_invalid_utf8(root: Path) -> tuple[Path, int, int] | None:
+    """The first (file, line, byte) under ``root`` that is not UTF-8 — text files only
+    (JSON Lines, JSON, CSV); only called once reading a dataset has failed on a decode."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()
+                       and p.suffix in (".jsonl", ".json", ".csv")):
+        with path.open("rb") as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return path, n, line[e.start]
+    return None
+
+
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from extract.errors import DatasetError
     from extract.sandbox.server import serve
 
     settings = _settings(args)
-    serve(args.data, port=args.port, tenant_tz=args.tenant_tz, faults=args.faults,
-          client_id=settings.zuora_client_id,
-          client_secret=settings.zuora_client_secret.get() or "sandbox-secret")
+    try:
+        serve(args.data, port=args.port, tenant_tz=args.tenant_tz, faults=args.faults,
+              client_id=settings.zuora_client_id,
+              client_secret=settings.zuora_client_secret.get() or "sandbox-secret")
+    except (UnicodeDecodeError, ValueError, OSError) as e:
+        bad = first_invalid_utf8(Path(args.data)) if not isinstance(e, OSError) else None
+        if bad is not None:
+            path, line, byte = bad
+            raise DatasetError(
+                f"--data {args.data}: {path} line {line} is not UTF-8 (byte 0x{byte:02x}); the "
+                "sandbox serves UTF-8 datasets: fix or remove that record, or regenerate the "
+                "dataset (`recon sandbox generate`)") from e
+        if isinstance(e, OSError):
+            raise DatasetError(f"--data {args.data} / --port {args.port}: {e.strerror or e}; "
+                               "check the dataset is readable and the port is free") from e
+        raise
     return EXIT_OK
 
 
@@ -205,7 +253,7 @@ def cmd_repair_plan(args: argparse.Namespace) -> int:
         f"repair-plan{'-' + args.only if args.only else ''}.json")
     write_plan(plan, out)
     text = summary_text(plan)
-    out.with_suffix(".txt").write_text(text + "\n")
+    _write_text(out.with_suffix(".txt"), text + "\n")
     if not args.quiet:
         print(text)
         print(f"plan: {out}")
@@ -342,7 +390,7 @@ def _demo_repair(args: argparse.Namespace, data: Path, run_id: str, settings: Se
         progress("plan repairs")
     plan = build_plan(data, run_id, local_database_url=settings.local_database_url)
     path = write_plan(plan, run_dir(data, run_id) / "repair-plan.json")
-    path.with_suffix(".txt").write_text(summary_text(plan) + "\n")
+    _write_text(path.with_suffix(".txt"), summary_text(plan) + "\n")
     if progress:
         progress("dry run of the repair plan")
     dry = apply_plan(path, settings, force=True, progress=progress)
@@ -377,10 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconcile a local copy of Zuora Billing data against Zuora (the source "
         "of truth): extract, validate, diff, report and repair.",
         epilog="Configuration: recon.toml (or --config / RECON_CONFIG) and RECON_* "
-        "environment variables; see README. Exit codes: 0 ok, 1 drift found (with "
-        "--fail-on-drift), 2 error.",
+        "environment variables; see README. Exit codes: 0 done, nothing needs a person; 1 "
+        "done, findings or skipped operations need a person; 2 could not do what was asked.",
     )
-    p.add_argument("--config", help="TOML config file (default: $RECON_CONFIG or ./recon.toml)")
+    p.add_argument("--config", type=PathArg(IN_FILE),
+                   help="TOML config file (default: $RECON_CONFIG or ./recon.toml)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.add_argument("--progress", action="store_true", help="progress on stderr even in cron")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -411,10 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sb_sub.add_parser("generate", help="generate a Zuora tenant and its local copy with "
                             "labelled drift")
     _generate_args(gen)
-    gen.add_argument("--out", required=True, help="dataset directory to write")
-    gen.add_argument("--db", help="local database URL (default: DuckDB file in --out)")
+    gen.add_argument("--out", required=True, type=PathArg(OUT_DIR),
+                     help="dataset directory to write (new, empty or an earlier tenant, "
+                     "replaced at the end)")
+    gen.add_argument("--db", help="local database URL (default: DuckDB file in --out); its "
+                     "local tables must be empty")
+    gen.add_argument("--replace", action="store_true",
+                     help="drop and recreate recon's local tables in --db when they hold data")
     gen.add_argument("--tenant-tz", help="tenant time zone (default: config tenant_tz)")
-    gen.add_argument("--chunk", type=int, default=20_000,
+    gen.add_argument("--chunk", type=COUNT, default=20_000,
                      help="accounts generated per chunk (memory bound)")
     gen.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
                      help="Zuora-side file format (Parquet is smaller for large tenants)")
@@ -423,8 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_sandbox_generate)
 
     srv = sb_sub.add_parser("serve", help="serve a dataset over Zuora's API shapes (loopback)")
-    srv.add_argument("--data", required=True, help="dataset directory (see README)")
-    srv.add_argument("--port", type=int, default=8808)
+    srv.add_argument("--data", required=True, type=PathArg(IN_DIR),
+                     help="dataset directory (see README)")
+    srv.add_argument("--port", type=PORT, default=8808, help="TCP port on 127.0.0.1")
     srv.add_argument("--tenant-tz", help="tenant time zone (default: the dataset's)")
     srv.add_argument("--faults", help="fault spec, e.g. aqua_file:truncate_csv:1,oauth:429:2")
     srv.set_defaults(func=cmd_sandbox_serve)
@@ -435,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "least every extract.full_every_days (7)")
     ex.add_argument("--allow-empty", action="append", metavar="OBJECT",
                     help="accept a zero-row export of OBJECT (repeatable or comma-separated)")
-    ex.add_argument("--lag-hours", type=float,
+    ex.add_argument("--lag-hours", type=HOURS,
                     help="incremental upper bound: now minus this many hours "
                     "(default: config extract.lag_hours, 2)")
     ex.set_defaults(func=cmd_extract)
@@ -446,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("reconcile", help="diff a complete snapshot and apply the rules")
     rec.add_argument("--run", help="snapshot run id (default: the latest complete snapshot)")
-    rec.add_argument("--grace-hours", type=float,
+    rec.add_argument("--grace-hours", type=HOURS,
                      help="Zuora changes this recent are pending, not drift (default: config "
                      "reconcile.grace_hours, 2)")
     rec.add_argument("--fail-on-drift", action="store_true",
@@ -465,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     rplan.add_argument("--run", help="run id (default: the latest complete snapshot)")
     rplan.add_argument("--only", metavar="OBJECT|RULE",
                        help="only findings of this object, local table or rule (e.g. D11)")
-    rplan.add_argument("--out", metavar="PLAN",
+    rplan.add_argument("--out", metavar="PLAN", type=PathArg(OUT_FILE),
                        help="plan file (default: DATA/runs/<run>/repair-plan.json)")
     rplan.set_defaults(func=cmd_repair_plan)
 
@@ -475,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
     _generate_args(demo, accounts=2_000, drift=0.02)
-    demo.add_argument("--data-dir", help="where to write (default: config data_dir)")
+    demo.add_argument("--data-dir", type=PathArg(OUT_DIR),
+                      help="where to write (default: config data_dir)")
     demo.add_argument("--fresh", action="store_true",
                       help="regenerate the demo tenant even if one with these options exists")
     demo.add_argument("--apply", action="store_true",
@@ -486,20 +542,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate_args(p: argparse.ArgumentParser, accounts: int = 1_000, drift: float = 0.0) -> None:
-    p.add_argument("--accounts", type=int, default=accounts, help="number of Zuora accounts")
-    p.add_argument("--seed", type=int, default=1, help="random seed (same seed, same tenant)")
-    p.add_argument("--drift", type=float, default=drift,
+    p.add_argument("--accounts", type=COUNT, default=accounts, help="number of Zuora accounts")
+    p.add_argument("--seed", type=SEED, default=1, help="random seed (same seed, same tenant)")
+    p.add_argument("--drift", type=DRIFT, default=drift,
                    help="fraction of subscriptions that get drift, spread over D01–D25")
-    p.add_argument("--d26", type=float, default=0.02,
+    p.add_argument("--d26", type=SHARE, default=0.02,
                    help="rate of normalisation-only differences (must not be reported)")
     p.add_argument("--as-of", type=_date, default=dt.date(2026, 11, 1),
                    help="the tenant's 'today' (fixed by default, for reproducibility)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _write_text(path: Path, text: str) -> None:
+    """Write aside, rename at the end: a failed write never leaves half a file."""
+    from reports.atomic import write_text_atomic
+
+    write_text_atomic(path, text)
+
+
+# a URL's password, wherever it appears in a crash log (argv, exception messages)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
+
+
+def _crash_dir(args: argparse.Namespace | None) -> Path:
+    """``DATA/crash`` when the data directory is usable, else a temp directory."""
+    candidates: list[Path] = []
+    if args is not None and getattr(args, "data_dir", None):
+        candidates.append(Path(args.data_dir))
     try:
+        candidates.append(Path(load_settings(getattr(args, "config", None)).data_dir))
+    except Exception:  # noqa: BLE001 — the settings may be what is broken
+        pass
+    for data in candidates:
+        try:
+            d = data / "crash"
+            d.mkdir(parents=True, exist_ok=True)
+            return d
+        except OSError:
+            continue
+    d = Path(tempfile.gettempdir()) / "recon-crash"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_crash_log(error: BaseException, argv: Sequence[str] | None,
+                    args: argparse.Namespace | None) -> Path | None:
+    """The traceback of an unexpected error, with the command line (passwords in URLs masked),
+    at ``DATA/crash/<UTC timestamp>-<pid>.log``; None when nothing could be written."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    words = list(sys.argv[1:] if argv is None else argv)
+    text = (f"recon crash at {stamp}, pid {os.getpid()}, python {sys.version.split()[0]}\n"
+            f"command: recon {' '.join(words)}\n\n"
+            + "".join(traceback.format_exception(error)))
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    for attempt in (lambda: _crash_dir(args),
+                    lambda: Path(tempfile.gettempdir()) / "recon-crash"):
+        try:
+            d = attempt()
+            d.mkdir(parents=True, exist_ok=True)
+            path = (d / f"{stamp}-{os.getpid()}.log").absolute()
+            path.write_text(text)
+            return path
+        except Exception:  # noqa: BLE001 — never let the crash log hide the crash
+            continue
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run, map every outcome to an exit code; never raises (argparse's own exit for
+    bad input and ``--help`` is returned as its code, so in-process callers get an int)."""
+    args: argparse.Namespace | None = None
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # bad input (2, message printed by argparse) or --help (0)
+            return e.code if isinstance(e.code, int) else EXIT_ERROR
         return int(args.func(args))
     except ReconError as e:
         print(f"recon: error: {e}", file=sys.stderr)
@@ -510,6 +627,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `recon … | head`
         sys.stderr.close()
         return EXIT_OK
+    except Exception as e:  # noqa: BLE001 — a bug: say so, keep the traceback in a file
+        where = write_crash_log(e, argv, args)
+        cmd = " ".join(w for w in (getattr(args, "command", None),
+                                    *(getattr(args, k, None) for k in _SUBCOMMAND_DESTS)) if w)
+        log = f"the traceback is in {where}" if where else "no crash log could be written"
+        detail = _URL_PASSWORD.sub(r"\1***@", " ".join(str(e).split()))[:500]
+        print(f"recon: error: `recon {cmd or '…'}` stopped on an unexpected "
+              f"{type(e).__name__}: {detail}\n  {log}. Check the input it names, or report "
+              "this with that file.", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# the argparse ``dest`` of each sub-command level (to name the command in a crash message)
+_SUBCOMMAND_DESTS = ("config_command", "db_command", "sandbox_command", "repair_command",
+                     "runs_command")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 from extract.config import Settings, load_settings
 from extract.state import StateDB
 from jobs import runs
+from jobs.argtypes import LIMIT
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -194,7 +195,7 @@ def add_parsers(sub: Any) -> None:
 
     rs = sub.add_parser("runs", help="run history")
     rs.add_argument("--job", choices=runs.JOBS)
-    rs.add_argument("--limit", type=int, default=30)
+    rs.add_argument("--limit", type=LIMIT, default=30, help="the newest N runs (default 30)")
     rs_sub = rs.add_subparsers(dest="runs_command")
     show = rs_sub.add_parser("show", help="one run in detail")
     show.add_argument("run")

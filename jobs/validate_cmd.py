@@ -4,9 +4,11 @@ Runs the contracts (pandera), the volume check (snapshots only: against the prev
 snapshot in the same data directory) and the business-rule suites (GX; ``--no-gx`` skips them
 and their 4–6 s import), stores every result in recon's state and quarantines bad rows under
 ``DATA/runs/<run>/quarantine/``. Prints one line per failed or broken check and a summary
-(``--json``: everything, machine-readable). Exit codes: 0 every check passed, 1 some check
-failed (bad data, including a wrong shape, a duplicated Zuora key or a volume drop, which
-would stop a pipeline run), 2 some check could not run (or the input cannot be read).
+(``--json``: everything, machine-readable). Exit codes (``jobs.exit_codes``): 0 no
+error-severity check failed (warnings alone exit 0: a clean tenant has some, and CI validating
+fixtures must tell them from failures), 1 an error-severity check failed (bad data, including
+a wrong shape, a duplicated Zuora key or a volume drop, which would stop a pipeline run) — or,
+with ``--strict``, any check failed, 2 some check could not run (or the input cannot be read).
 
 Imports of ``expectations`` happen inside :func:`run`, so ``recon --help`` stays fast.
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from extract.config import Settings, load_settings
 from extract.errors import ReconError
+from jobs.argtypes import IN_DIR, PathArg
 
 if TYPE_CHECKING:
     from expectations.validate import ValidationResult
@@ -35,7 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "validate", help="validate a snapshot or a dataset: contracts, volume, business rules",
         description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("path", metavar="PATH",
+    p.add_argument("path", metavar="PATH", type=PathArg(IN_DIR),
                    help="a snapshot directory (DATA/snapshots/<run_id>) or a dataset directory")
     p.add_argument("--run", metavar="RUN",
                    help="run id to record results under (default: the snapshot's run id, or a "
@@ -43,6 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-gx", action="store_true",
                    help="skip the Great Expectations business-rule suites")
     p.add_argument("--json", action="store_true", help="print all results as JSON")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on warning-severity failures too (default: only errors)")
     p.set_defaults(func=_from_args)
     return p
 
@@ -63,15 +68,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if e.result is None:
             raise
         result = e.result
-    code = result.exit_code
+    code = exit_code(result, strict=getattr(args, "strict", False))
     if args.json:
-        print(json.dumps(as_json(result), indent=2, default=str))
+        print(json.dumps({**as_json(result), "exit_code": code}, indent=2, default=str))
     elif code != EXIT_OK or not getattr(args, "quiet", False):
         for line in table(result):
             print(line)
     if result.fatal:
         print(f"recon: validation stops the run: {result.fatal}", file=sys.stderr)
     return code
+
+
+def exit_code(result: ValidationResult, *, strict: bool = False) -> int:
+    """2 a check could not run; 1 an error-severity check failed or validation stopped the
+    run (with ``strict``: any failed check); else 0 — warnings alone need no person."""
+    if result.errors:
+        return EXIT_ERROR
+    if result.blocking or result.fatal or (strict and result.failed):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def as_json(result: ValidationResult) -> dict[str, Any]:
@@ -160,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``recon [--config F] [-q] validate …`` without the rest of the CLI; errors as in
     ``jobs.cli.main`` (a ReconError prints ``recon: error: …`` and exits 2)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # bad input: argparse printed the message naming the argument
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         return int(args.func(args))
     except ReconError as e:

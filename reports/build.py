@@ -8,7 +8,6 @@ nothing), read-only on everything but its two output files, and it raises only t
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from extract.config import Settings
 from reports import html, json_out
+from reports.atomic import write_text_atomic
 from reports.collect import collect, run_dir
 from reports.errors import ReportError
 from reports.model import build_model
@@ -77,9 +77,7 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     t = time.perf_counter()
     page = html.render(model, findings, json_out.island(model, findings))
     html_path = out / HTML_FILE
-    tmp = out / f".{HTML_FILE}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, html_path)
+    write_text_atomic(html_path, page)
     timings["html"] = time.perf_counter() - t
     st = model["status"]
     return ReportPaths(

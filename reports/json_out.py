@@ -15,12 +15,12 @@ can end the element or start markup; U+2028/2029 are escaped too for older parse
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from reports.atomic import write_text_atomic
 from reports.model import SEVERITY_ORDER, STATUS_ORDER
 
 # columns coded through a dictionary in the island (few distinct values each)
@@ -123,7 +123,5 @@ def write_report_json(model: dict[str, Any], findings: pl.DataFrame, path: Path)
     body = json.dumps(model, ensure_ascii=False, indent=1, default=str)
     rows = findings.write_json() if findings.height else "[]"
     text = body[:body.rstrip().rfind("}")].rstrip() + ',\n "findings": ' + rows + "\n}\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path

@@ -122,7 +122,7 @@ def test_unreadable_input_is_exit_2_naming_the_file_and_field(
     err = capsys.readouterr().err
     assert "Account.jsonl" in err and "Stattus" in err
     assert validate_cmd.main(["validate", str(tmp_path / "nowhere")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert "nowhere: no such directory" in capsys.readouterr().err
 
 
 def test_contracts_pass_on_a_generated_dataset(tmp_path: Path) -> None:

@@ -193,16 +193,20 @@ def test_cli_refusals_exit_2_with_the_reason(env: str, tmp_path: Path, capsys) -
     assert _run("repair", "apply", str(plan), "--yes", "--force") == 0
     assert _run("repair", "revert", "ap-nope") == 2
     assert "no apply 'ap-nope'" in capsys.readouterr().err
-    assert _run("repair", "apply", str(tmp_path / "nope.json")) == 2
-    assert _run("repair", "apply", str(plan), "--batch-size", "0") == 2
-    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    # bad input is refused where it is parsed (argparse exits 2 naming the argument)
+    with pytest.raises(SystemExit, match="2"):
+        _run("repair", "apply", str(tmp_path / "nope.json"))
+    assert "argument plan" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        _run("repair", "apply", str(plan), "--batch-size", "0")
+    assert "argument --batch-size: 0 is out of range" in capsys.readouterr().err
 
 
 def test_cli_skips_are_reported_even_when_quiet(env: str, tmp_path: Path, capsys) -> None:
     ops = account_updates(env, 1)
     ops[0]["before"]["zuora_account_name"] = "someone else's"
     plan = write_plan(env, tmp_path / "p.json", ops)
-    assert _run("-q", "repair", "apply", str(plan), "--yes") == 0  # completed, with a skip
+    assert _run("-q", "repair", "apply", str(plan), "--yes") == 1  # done, a skip to look at
     captured = capsys.readouterr()
     assert captured.out == "" and "1 operations skipped" in captured.err
     assert "conflict" in captured.err

@@ -222,16 +222,34 @@ def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str
     except BaseException as e:
         done = ex.outcomes
         msg = str(e) if isinstance(e, RepairFailed) else f"{type(e).__name__}: {e}"
+        counts = (sum(o.status == APPLIED for o in done), sum(o.status != APPLIED for o in done))
         try:
-            audit.finish_apply(sess, apply_id, "failed", sum(o.status == APPLIED for o in done),
-                               sum(o.status != APPLIED for o in done), msg[:2000])
-        except Exception:  # the connection may be gone; the abandoned mark catches it later
-            pass
+            audit.finish_apply(sess, apply_id, "failed", *counts, msg[:2000])
+        except Exception:  # noqa: BLE001 — the session died with the error (server restart)
+            _finish_on_a_new_session(sess.db.url, apply_id, counts, msg[:2000])
         raise
     status, message = _summary(outcomes)
     audit.finish_apply(sess, apply_id, status, sum(o.status == APPLIED for o in outcomes),
                        sum(o.status != APPLIED for o in outcomes), message)
     return status, outcomes
+
+
+def _finish_on_a_new_session(url: str, apply_id: str, counts: tuple[int, int], msg: str,
+                             wait_s: float = 10.0) -> bool:
+    """Record ``failed`` for an apply whose own session is gone (e.g. PostgreSQL restarted
+    under it), on a new connection, retrying while the server comes back. Best effort: if it
+    never does, the next apply marks the row abandoned; the original error is what the caller
+    raises either way."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with connect(url) as db:
+                audit.finish_apply(Session(db), apply_id, "failed", *counts, msg)
+            return True
+        except Exception:  # noqa: BLE001 — best effort, see above
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
 
 
 def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,

@@ -1,8 +1,10 @@
 """``recon repair apply | revert | history`` (``recon repair plan`` is added by the planner
 into the same sub-command group: :func:`add_parser` returns it).
 
-Exit codes: 0 when the apply/revert ran to the end (skipped operations are reported, not an
-error) and for every dry run; 2 on a refusal (a guard, the lock) or an error.
+Exit codes (``jobs.exit_codes``): 0 when the apply/revert ran to the end with nothing skipped,
+and for every dry run; 1 when it ran to the end but skipped operations as conflicts or missing
+references (each one is listed: they need a person); 2 on a refusal (a guard, the lock) or an
+error.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 
 from extract.config import Settings, load_settings, redact_url
 from extract.errors import ReconError
+from jobs.argtypes import COUNT, IN_FILE, LIMIT_OR_ALL, PathArg
 from jobs.repair.executor import ALREADY, APPLIED, CONFLICT, REF_MISSING
 
-EXIT_OK, EXIT_ERROR = 0, 2
-SHOW_SKIPPED = 200  # skipped operations listed after an apply (all of them in a dry run)
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -107,11 +109,7 @@ def format_result(result: Any, settings: Settings | None = None) -> list[str]:
     if skipped:
         lines.append("would skip (conflicts and missing references):" if result.dry_run
                      else "skipped, not written (conflicts and missing references):")
-        limit = len(skipped) if result.dry_run else SHOW_SKIPPED
-        lines += [format_skip(o) for o in skipped[:limit]]
-        if len(skipped) > limit:
-            lines.append(f"  … and {len(skipped) - limit:,} more (ApplyResult.skipped has "
-                         "them all)")
+        lines += [format_skip(o) for o in skipped]
     if result.dry_run:
         lines.append("nothing was written; run again with --yes to apply")
     elif result.kind == "apply" and result.ops_applied:
@@ -133,8 +131,7 @@ def run_apply(args: argparse.Namespace) -> int:
                             force=args.force, progress=_progress(args))
     except ReconError as e:
         return _fail(e)
-    _report(args, result, settings)
-    return EXIT_OK
+    return _report(args, result, settings)
 
 
 def run_revert(args: argparse.Namespace) -> int:
@@ -146,11 +143,11 @@ def run_revert(args: argparse.Namespace) -> int:
                               progress=_progress(args))
     except ReconError as e:
         return _fail(e)
-    _report(args, result, settings)
-    return EXIT_OK
+    return _report(args, result, settings)
 
 
-def _report(args: argparse.Namespace, result: Any, settings: Settings) -> None:
+def _report(args: argparse.Namespace, result: Any, settings: Settings) -> int:
+    """Print the result; the exit code: 1 when a real apply skipped operations."""
     lines = format_result(result, settings)
     if not getattr(args, "quiet", False):
         print("\n".join(lines))
@@ -159,8 +156,11 @@ def _report(args: argparse.Namespace, result: Any, settings: Settings) -> None:
         if skipped:
             print(f"recon: {result.kind} {result.apply_id}: {len(skipped)} operations skipped",
                   file=sys.stderr)
-            for o in skipped[:SHOW_SKIPPED]:
+            for o in skipped:
                 print(format_skip(o), file=sys.stderr)
+    if not result.dry_run and (result.count(CONFLICT) or result.count(REF_MISSING)):
+        return EXIT_PARTIAL
+    return EXIT_OK
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -203,9 +203,10 @@ def add_parser(subparsers: Any) -> Any:
     ap = sub.add_parser("apply", help="apply a plan (dry run unless --yes)",
                         description="Apply a repair plan. Without --yes: a dry run that prints "
                         "every change it would make and writes nothing.")
-    ap.add_argument("plan", help="the plan file (JSON, from `recon repair plan`)")
+    ap.add_argument("plan", type=PathArg(IN_FILE),
+                    help="the plan file (JSON, from `recon repair plan`)")
     ap.add_argument("--yes", action="store_true", help="really write (default: dry run)")
-    ap.add_argument("--batch-size", type=int, metavar="N",
+    ap.add_argument("--batch-size", type=COUNT, metavar="N",
                     help="operations per transaction (default: config repair.batch_size, "
                     "1000); a group is never split")
     ap.add_argument("--force", action="store_true",
@@ -224,6 +225,6 @@ def add_parser(subparsers: Any) -> Any:
     rv.set_defaults(func=run_revert)
 
     hist = sub.add_parser("history", help="list applies and reverts")
-    hist.add_argument("--limit", type=int, default=0, help="only the last N")
+    hist.add_argument("--limit", type=LIMIT_OR_ALL, default=0, help="only the last N (0: all)")
     hist.set_defaults(func=run_history)
     return sub

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import getpass
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -25,6 +27,8 @@ from extract.config import redact_url
 from extract.errors import LocalDatabaseError
 from extract.localdb.connect import _duckdb_path
 from jobs.repair.guards import LockHeld
+
+log = logging.getLogger("recon.repair")
 
 # "reconrep" as a big-endian signed 64-bit integer: the advisory lock key of recon repair.
 REPAIR_LOCK_KEY = int.from_bytes(b"reconrep", "big", signed=True)
@@ -83,19 +87,32 @@ class RepairLock:
             self._acquire_pg()
 
     def release(self) -> None:
+        """Give the lock back. Never raises: this runs while an apply's own error may be on
+        its way out (a PostgreSQL restart kills the lock session as well as the apply's), and
+        a release error must not replace that error. Nothing is lost by ignoring one: the
+        lock dies with its session or file descriptor, both closed here whatever happens."""
         if self._fd is not None:
+            fd, self._fd = self._fd, None
             try:
-                os.ftruncate(self._fd, 0)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError as e:
+                log.warning("releasing the repair lock file: %s (closing it releases it)", e)
             finally:
-                os.close(self._fd)
-                self._fd = None
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         if self._pg is not None:
+            conn, self._pg = self._pg, None
             try:
-                self._pg.execute("SELECT pg_advisory_unlock(%s)", (REPAIR_LOCK_KEY,))
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (REPAIR_LOCK_KEY,))
+            except Exception as e:  # noqa: BLE001 — the session is gone, and its lock with it
+                log.warning("releasing the repair lock on %s: %s: %s (the lock ends with its "
+                            "session)", redact_url(self.url), type(e).__name__,
+                            " ".join(str(e).split()))
             finally:
-                self._pg.close()
-                self._pg = None
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def _acquire_file(self) -> None:
         path = lock_file_path(self.url)

@@ -9,6 +9,8 @@ layout and is recorded in tenant.json.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,10 @@ import polars as pl
 
 from extract import dataset
 from extract.catalog import get
-from extract.localdb.connect import connect, duckdb_url
+from extract.config import redact_url
+from extract.errors import DatasetError, LocalDatabaseError
+from extract.localdb import schema
+from extract.localdb.connect import LocalDB, connect, duckdb_url
 from extract.sandbox.generate import drift
 from extract.sandbox.generate.catalog import build_catalog
 from extract.sandbox.generate.drift.base import World
@@ -104,22 +109,95 @@ def build_world(opts: Options, chunk_no: int, n_accounts: int, catalog: dict[str
                  order_facts=z["_order_facts"])
 
 
+# what a generated tenant directory holds: a directory with only these may be replaced
+TENANT_ENTRIES = frozenset({dataset.ZUORA_DIR, dataset.TENANT_FILE, dataset.LABELS_FILE,
+                            "local.duckdb", "local.duckdb.wal", "local.duckdb.repair.lock"})
+
+
+def _check_out(out: Path) -> None:
+    """``out`` may be absent, empty or a generated tenant (replaced whole); anything else is
+    refused, so ``--out ~`` can never delete a home directory."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is a file; give a directory for the tenant")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in TENANT_ENTRIES)
+        if other:
+            raise DatasetError(
+                f"--out {out} is not empty and not a generated tenant (it holds "
+                f"{', '.join(other[:5])}{' …' if len(other) > 5 else ''}); give a new or empty "
+                "directory, or remove it first")
+
+
+def _local_rows(db: LocalDB) -> dict[str, bool]:
+    """For each local table that exists in the target: whether it holds rows."""
+    found = db.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+        "current_schema()")
+    present = set(found["table_name"].to_list()) if found.height else set()
+    out = {}
+    for t in schema.all_tables():
+        if t in present:
+            out[t] = db.query(f"SELECT EXISTS (SELECT 1 FROM {t}) AS x")["x"][0]
+    return out
+
+
+def _prepare_target(db: LocalDB, url: str, replace: bool) -> None:
+    """Refuse a target database whose local tables hold rows (the generator would append a
+    second tenant to the first), unless ``replace``: then drop them, children first."""
+    held = _local_rows(db)
+    full = [t for t, has_rows in held.items() if has_rows]
+    if full and not replace:
+        raise LocalDatabaseError(
+            f"--db {redact_url(url)} already holds data ({', '.join(full[:4])}"
+            f"{' …' if len(full) > 4 else ''} have rows); give an empty database, or pass "
+            "--replace to drop and recreate recon's local tables there")
+    if replace:
+        for t in reversed(schema.all_tables()):
+            if t in held:
+                cascade = " CASCADE" if db.dialect == "postgres" else ""
+                db.execute(f"DROP TABLE IF EXISTS {t}{cascade}")
+
+
 def generate(opts: Options, out: Path, db_url: str | None = None,
-             progress: Callable[[str], None] | None = None) -> Summary:
-    """Write a dataset to ``out`` and its local side to ``db_url`` (default: out/local.duckdb)."""
-    t0 = time.perf_counter()
+             progress: Callable[[str], None] | None = None, *,
+             replace: bool = False) -> Summary:
+    """Write a dataset to ``out`` and its local side to ``db_url`` (default: out/local.duckdb).
+
+    Nothing half-written is ever left at ``out``: the tenant is written into a sibling
+    directory and renamed into place at the end (an earlier tenant there is replaced only
+    then). ``db_url``'s local tables must be empty unless ``replace`` (see
+    :func:`_prepare_target`)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    try:
+        summary = _generate(opts, work, db_url, progress, replace)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / "t")
+            work.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def _generate(opts: Options, out: Path, db_url: str | None,
+              progress: Callable[[str], None] | None, replace: bool) -> Summary:
+    t0 = time.perf_counter()
     if db_url is None:
-        db_file = (out / "local.duckdb").resolve()
-        db_file.unlink(missing_ok=True)  # a fresh tenant replaces the old local side
-        db_url = duckdb_url(db_file)
-    catalog = build_catalog_frames(opts.seed)
-    counters, lcounters = Counters(), LocalCounters()
-    summary = Summary()
-    labels: list[pl.DataFrame] = []
-    first = True
+        db_url = duckdb_url((out / "local.duckdb").resolve())
     with connect(db_url) as db:
+        _prepare_target(db, db_url, replace)  # before any work: a refusal is immediate
+        catalog = build_catalog_frames(opts.seed)
+        counters, lcounters = Counters(), LocalCounters()
+        summary = Summary()
+        labels: list[pl.DataFrame] = []
+        first = True
         db.init_schema()
         chunks = range(0, opts.accounts, opts.chunk)
         for chunk_no, start in enumerate(chunks):
