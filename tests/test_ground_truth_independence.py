@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from extract.catalog import LOCAL_BY_NAME, Owner
+from extract.sandbox.generate.local import DERIVED_ORDER_COLUMNS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKED = ("extract.catalog.orders", "reconcile")  # the derivation, the reconciler
 
@@ -50,3 +53,9 @@ def test_the_check_sees_an_import(tmp_path: Path) -> None:
                      "from extract.catalog import get\n")
     assert _offending(probe) == {"reconcile.normalize", "extract.catalog.orders",
                                  "extract.catalog.orders.derived_orders_sql"}
+
+
+def test_generator_labels_every_derived_order_column() -> None:
+    """The columns D03 labels are exactly those the catalogue declares derived on orders."""
+    declared = {c.name for c in LOCAL_BY_NAME["orders"].columns if c.owner is Owner.DERIVED}
+    assert sorted(DERIVED_ORDER_COLUMNS) == sorted(declared)
