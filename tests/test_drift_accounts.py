@@ -9,6 +9,8 @@ only run where the catalog lives.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import polars as pl
 import pytest
 from oracle import diff
@@ -40,12 +42,14 @@ def _labels(world: World, **eq: str) -> pl.DataFrame:
     return lab
 
 
-def _expected_vs_actual(world: World) -> tuple[set, set]:
+def _expected_vs_actual(world: World) -> tuple[Counter, Counter]:
+    """Labels and oracle differences as multisets: one labelled twice, or found twice, differs."""
     labels = world.label_frame().filter(pl.col("kind").is_in(DIFF_KINDS))
-    expected = {(r["object"], r["key"], r["field"] if r["kind"] == "field_mismatch" else None,
-                 r["kind"]) for r in labels.iter_rows(named=True)}
-    actual = {(r["object"], r["key"], r["field"], r["kind"])
-              for r in diff(world.zuora, world.local).iter_rows(named=True)}
+    expected = Counter((r["object"], r["key"],
+                        r["field"] if r["kind"] == "field_mismatch" else None, r["kind"])
+                       for r in labels.iter_rows(named=True))
+    actual = Counter((r["object"], r["key"], r["field"], r["kind"])
+                     for r in diff(world.zuora, world.local).iter_rows(named=True))
     return expected, actual
 
 

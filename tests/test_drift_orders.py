@@ -10,6 +10,7 @@ reports, one finding per cause.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import polars as pl
 import pytest
@@ -80,8 +81,12 @@ def order_findings(world: World) -> set[tuple[str, str, str | None]]:
 
 
 def labelled(world: World) -> set[tuple[str, str, str | None]]:
+    """The order labels as (rule, key, field); each at most once (one label, one finding)."""
     lab = world.label_frame().filter(pl.col("object") == "orders")
-    return {(r["rule"], r["key"], r["field"]) for r in lab.iter_rows(named=True)}
+    rows = Counter((r["rule"], r["key"], r["field"]) for r in lab.iter_rows(named=True))
+    twice = {row: n for row, n in rows.items() if n > 1}
+    assert not twice, f"order labels written more than once: {twice}"
+    return set(rows)
 
 
 def test_clean_world_has_no_order_findings() -> None:
@@ -110,11 +115,13 @@ def test_all_order_scenarios_together() -> None:
         SCENARIOS[sid](world, 4)
     assert order_findings(world) == labelled(world)
     labels = world.label_frame()
-    expected = {(r["object"], r["key"], r["field"] if r["kind"] == "field_mismatch" else None,
-                 r["kind"]) for r in labels.filter(pl.col("kind").is_in(DIFF_KINDS))
-                .iter_rows(named=True)}
-    actual = {(r["object"], r["key"], r["field"], r["kind"])
-              for r in diff(world.zuora, world.local).iter_rows(named=True)}
+    # multisets: a difference labelled twice, or found twice, is a mismatch
+    expected = Counter((r["object"], r["key"],
+                        r["field"] if r["kind"] == "field_mismatch" else None, r["kind"])
+                       for r in labels.filter(pl.col("kind").is_in(DIFF_KINDS))
+                       .iter_rows(named=True))
+    actual = Counter((r["object"], r["key"], r["field"], r["kind"])
+                     for r in diff(world.zuora, world.local).iter_rows(named=True))
     assert actual == expected
     assert labels.select("scenario", "object", "key", "field").is_unique().all()
 

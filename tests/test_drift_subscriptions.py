@@ -5,6 +5,7 @@ variants, the order rules, and that the scenarios compose on one world."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from decimal import Decimal
 
 import numpy as np
@@ -31,15 +32,18 @@ def _run(sid: str, n: int = N, seed: int | None = None) -> tuple[World, pl.DataF
     return world, world.label_frame(), clean
 
 
-def _diff_set(world: World) -> set:
-    return {(r["object"], r["key"], r["field"], r["kind"])
-            for r in diff(world.zuora, world.local).iter_rows(named=True)}
+def _diff_set(world: World) -> Counter:
+    """The oracle's differences as a multiset (a difference found twice counts twice)."""
+    return Counter((r["object"], r["key"], r["field"], r["kind"])
+                   for r in diff(world.zuora, world.local).iter_rows(named=True))
 
 
-def _label_set(labels: pl.DataFrame) -> set:
-    return {(r["object"], r["key"], r["field"] if r["kind"] == "field_mismatch" else None,
-             r["kind"])
-            for r in labels.filter(pl.col("kind").is_in(DIFF_KINDS)).iter_rows(named=True)}
+def _label_set(labels: pl.DataFrame) -> Counter:
+    """The labels as a multiset (a label written twice counts twice)."""
+    return Counter((r["object"], r["key"], r["field"] if r["kind"] == "field_mismatch" else None,
+                    r["kind"])
+                   for r in labels.filter(pl.col("kind").is_in(DIFF_KINDS))
+                   .iter_rows(named=True))
 
 
 def _order_drift(world: World) -> set[tuple[str, str]]:

@@ -3,7 +3,9 @@ all of them together at a realistic drift rate, and zero findings on a clean ten
 normalisation-only variations (D26) turned on.
 
 A finding matches a label on (object, key, kind, rule, field, action): the reconciler must
-say what is wrong, where, under which rule, and whether a repair may fix it.
+say what is wrong, where, under which rule, and whether a repair may fix it — once. Findings
+and labels are compared as multisets (``findings_support.compare``): a finding emitted twice
+fails, naming it.
 """
 
 from __future__ import annotations
@@ -12,26 +14,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from findings_support import KEYS, compare, labelled
 from snapshots import write_snapshot
 from worlds import fresh_world
 
 from extract.sandbox.generate.drift import SCENARIOS, apply
 from extract.sandbox.generate.drift.normalisation import apply_d26
 from reconcile.engine import reconcile_snapshot
-
-KEYS = ["object", "key", "kind", "rule", "field", "action"]
-
-
-def _label_keys(labels: pl.DataFrame) -> pl.DataFrame:
-    return labels.filter(pl.col("kind") != "none").select(KEYS).unique()
-
-
-def _compare(found: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    got = found.select(KEYS).unique()
-    exp = _label_keys(labels)
-    false_pos = got.join(exp, on=KEYS, how="anti", nulls_equal=True)
-    false_neg = exp.join(got, on=KEYS, how="anti", nulls_equal=True)
-    return false_pos, false_neg
 
 
 def _reconcile(world, tmp_path: Path):
@@ -45,10 +34,9 @@ def test_scenario_precision_and_recall(sid: str, tmp_path: Path) -> None:
     SCENARIOS[sid](world, 3)
     result = _reconcile(world, tmp_path)
     labels = world.label_frame()
-    assert _label_keys(labels).height > 0
-    false_pos, false_neg = _compare(result.drift, labels)
-    assert false_pos.height == 0, f"{sid}: findings no label asks for:\n{false_pos}"
-    assert false_neg.height == 0, f"{sid}: labelled drift not found:\n{false_neg}"
+    assert labelled(labels) > 0
+    mismatch = compare(result.drift, labels)
+    assert not mismatch, f"{sid}:\n{mismatch}"
     assert set(result.drift["status"]) == {"new"}, "nothing is in the grace window a day later"
 
 
@@ -58,10 +46,9 @@ def test_every_scenario_together_at_a_realistic_rate_with_d26(tmp_path: Path) ->
     labels = world.label_frame()
     assert set(labels["scenario"]) == {f"D{i:02d}" for i in range(1, 27)}
     result = _reconcile(world, tmp_path)
-    false_pos, false_neg = _compare(result.drift, labels)
-    assert false_pos.height == 0, f"findings no label asks for:\n{false_pos}"
-    assert false_neg.height == 0, f"labelled drift not found:\n{false_neg}"
-    assert _label_keys(labels).height > 200, "a realistic run covers hundreds of findings"
+    mismatch = compare(result.drift, labels)
+    assert not mismatch, str(mismatch)
+    assert labelled(labels) > 200, "a realistic run covers hundreds of findings"
 
 
 def test_clean_tenant_with_normalisation_variations_has_no_findings(tmp_path: Path) -> None:
@@ -72,3 +59,24 @@ def test_clean_tenant_with_normalisation_variations_has_no_findings(tmp_path: Pa
     assert result.drift.height == 0, result.drift.select("object", "key", "field", "explanation")
     assert result.object_stats["unequal"].sum() == 0
     assert (result.object_stats["zuora_rows"] > 0).all()
+
+
+def test_a_finding_emitted_twice_is_a_mismatch_naming_it() -> None:
+    """The comparison itself: equal as sets is not enough."""
+    labels = pl.DataFrame({"object": ["Account", "Account", "Contact"],
+                           "key": ["A1", "A2", "C1"],
+                           "kind": ["field_mismatch", "missing_in_local", "none"],
+                           "rule": [None, None, None], "field": ["Name", None, "WorkEmail"],
+                           "action": ["auto", "auto", "auto"], "scenario": ["D01", "D02", "D26"]})
+    once = labels.filter(pl.col("kind") != "none").select(KEYS)
+    assert not compare(once, labels)
+    twice = pl.concat([once, once.head(1)])
+    mismatch = compare(twice, labels)
+    assert mismatch and not mismatch.unlabelled and not mismatch.missing
+    assert mismatch.repeated == {("Account", "A1", "field_mismatch", None, "Name", "auto"): (2, 1)}
+    assert "'key': 'A1'" in str(mismatch) and "(2, 1)" in str(mismatch)
+    missing = compare(once.tail(1), labels)
+    assert list(missing.missing) == [("Account", "A1", "field_mismatch", None, "Name", "auto")]
+    extra = compare(pl.concat([once, labels.filter(pl.col("kind") == "none").select(KEYS)]),
+                    labels)
+    assert list(extra.unlabelled) == [("Contact", "C1", "none", None, "WorkEmail", "auto")]
