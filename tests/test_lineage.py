@@ -225,3 +225,18 @@ def test_run_lag_hours_is_validated_where_parsed(bad: str,
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["run", "nightly", "--lag-hours", bad])
     assert e.value.code == 2 and "--lag-hours" in capsys.readouterr().err
+
+
+def test_the_extract_package_never_imports_a_higher_floor() -> None:
+    """The extractor receives its base and verdict; choosing and validating live above it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "extract"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names
+                          if n.split(".")[0] in ("expectations", "reconcile", "reports", "jobs")]
+    assert offenders == []
