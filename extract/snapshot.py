@@ -16,6 +16,12 @@ never returned by :func:`latest_complete`. A run that died without cleaning up (
 loss) leaves a ``.tmp-`` directory, which the next run marks failed (``interrupted``).
 Only one extract runs at a time per data directory (:func:`run_lock`).
 
+A complete snapshot is not yet a trusted one: its validation verdict (recon's state, see
+``extract.state.Verdict`` and ``jobs.lineage``) decides whether it may be the base of an
+incremental extract or the baseline of a volume check (:func:`last_passed`); the manifest
+records the lineage (``base_run_id``, ``base_verdict``, ``mode_reason``) and the volume check
+run before completion (``volume``).
+
 Run ids start with the UTC start time (``20261122T223935123456Z-1a2b``), so their order is
 their age.
 """

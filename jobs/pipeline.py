@@ -148,10 +148,13 @@ def _check(stop: threading.Event, step: str) -> None:
 
 
 def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: Progress,
-              extract_options: Any = None, report: bool = True) -> dict[str, Any]:
+              extract_options: Any = None, rules: bool = True,
+              through: str = "apply") -> dict[str, Any]:
     """The steps of one attempt. Returns status, counts, report path, snapshot run.
     ``extract_options`` (``ExtractOptions``) tunes the extractor (tests shrink its retries);
-    ``report=False`` skips the report (tests about lineage, which the report does not decide)."""
+    ``rules=False`` skips the business rules and ``through="reconcile"`` stops after the
+    reconciliation (tests of the snapshot lineage, which neither the rules, the plan nor the
+    report decide)."""
     import polars as pl
 
     from expectations.errors import ValidationError
@@ -179,7 +182,7 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     _check(stop, "validate")
     progress("validate")
     try:
-        checks = validate_snapshot(snap, data, settings=settings)
+        checks = validate_snapshot(snap, data, settings=settings, gx=rules)
     except ValidationError as e:  # the verdict is failed: never a base, marks do not move
         record_validation(data, snap, error=e)
         raise
@@ -187,15 +190,17 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     _check(stop, "reconcile")
     progress("reconcile")
     result = reconcile_snapshot(snap, data, grace_hours=settings.reconcile_grace_hours)
+    if through == "reconcile":
+        return {"status": "drift" if result.open.height else "clean", "report_path": None,
+                "counts": {"extract_mode": manifest.mode, **result.summary["by_status"]},
+                "snapshot_run": snap.run_id}
     _check(stop, "repair plan")
     progress("repair plan")
     plan = build_plan(data, snap.run_id, local_database_url=settings.local_database_url)
     plan_path = write_plan(plan, run_dir(data, snap.run_id) / "repair-plan.json")
-    report_path = None
-    if report:
-        _check(stop, "report")
-        progress("report")
-        report_path = _report(settings, snap.run_id)
+    _check(stop, "report")
+    progress("report")
+    report_path = _report(settings, snap.run_id)
     counts: dict[str, Any] = {
         "zuora_rows": sum(int(v.get("rows", 0)) for v in manifest.zuora.values()),
         "local_rows": sum(int(v.get("rows", 0)) for v in manifest.local.values()),

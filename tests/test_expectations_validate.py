@@ -265,11 +265,41 @@ def _two_runs(tmp_path: Path, kept: int, table: str | None = None) -> tuple:
     z100 = {k: v.head(100) for k, v in zuora.items()}  # small: only the counts matter here
     l100 = {k: v.head(100) for k, v in local.items()}
     prev = write_snapshot(tmp_path, z100, l100, run_id=run_id_at(0))
+    _passed(tmp_path, prev.run_id)  # only a passed snapshot is a volume baseline
     if table is None:
         z, loc = dict(z100, Account=z100["Account"].head(kept)), l100
     else:
         z, loc = z100, dict(l100, **{table: l100[table].head(kept)})
     return write_snapshot(tmp_path, z, loc, run_id=run_id_at(60)), prev.run_id
+
+
+def _passed(data: Path, run_id: str) -> None:
+    from extract.state import StateDB
+
+    with StateDB(data) as st:
+        st.record_check(run_id, "volume", "passed")
+        st.record_check(run_id, "contracts", "passed")
+
+
+def test_volume_baseline_is_the_last_passed_snapshot(tmp_path: Path) -> None:
+    """A newer snapshot that failed (or was never validated) is not the baseline: the half
+    export compared with it would pass. The comparison is with the last passed one."""
+    from extract.state import StateDB
+
+    zuora, local = world_frames()
+    z100 = {k: v.head(100) for k, v in zuora.items()}
+    l100 = {k: v.head(100) for k, v in local.items()}
+    good = write_snapshot(tmp_path, z100, l100, run_id=run_id_at(0))
+    _passed(tmp_path, good.run_id)
+    half = dict(z100, Account=z100["Account"].head(50))
+    bad = write_snapshot(tmp_path, half, l100, run_id=run_id_at(60))
+    with StateDB(tmp_path) as st:
+        st.record_check(bad.run_id, "volume", "failed", good.run_id, "Account: 100 -> 50")
+    unchecked = write_snapshot(tmp_path, half, l100, run_id=run_id_at(90))
+    again = write_snapshot(tmp_path, half, l100, run_id=run_id_at(120))
+    with pytest.raises(VolumeError, match="Account: 100 -> 50 rows") as e:
+        validate_snapshot(again, tmp_path, settings=settings(tmp_path), gx=False)
+    assert e.value.result.previous_run_id == good.run_id != unchecked.run_id
 
 
 @pytest.mark.parametrize("kept,fails", [(79, True), (80, False), (81, False)])

@@ -176,3 +176,67 @@ def test_snapshots_cli_lists_and_accepts(settings: Settings, tmp_path: Path,
     assert main(["snapshots"]) == 0
     out = capsys.readouterr().out
     assert "accepted" in out and "accounts closed in bulk" in out and "(current marks)" in out
+
+
+def test_a_manual_run_never_takes_a_ticks_key(tmp_path: Path) -> None:
+    """Fake steps through the real run_job: a manual run has its own key and does not count as
+    the tick having run; `--scheduled --date D` takes D's slot, and D's tick is then a no-op."""
+    import functools
+
+    from jobs_support import fake_steps, settings_for
+
+    from jobs import runs
+    from jobs.pipeline import run_job
+    from jobs.run_cmd import run_request
+    from jobs.scheduler import catch_up_due, job_triggers
+
+    settings = settings_for(tmp_path)
+    steps = functools.partial(fake_steps, work=0.0)
+    today = runs.now_utc().date()
+    manual = run_job("nightly", settings, steps=steps)
+    assert manual.status == "clean"
+    due = catch_up_due(settings, job_triggers(settings))
+    assert "nightly" in due, "a manual run is not the tick: the catch-up still runs"
+    tick = run_job("nightly", settings, trigger="catch-up", day=today, steps=steps)
+    assert tick.status == "clean", "the manual run did not make the catch-up a no-op"
+    again = run_job("nightly", settings, trigger="schedule", day=today, steps=steps)
+    assert again.status == "skipped"
+
+    from jobs.cli import build_parser
+
+    args = build_parser().parse_args(["run", "nightly", "--scheduled", "--date", "2026-11-30"])
+    s, request = run_request(args, settings)
+    assert request == {"trigger": "schedule", "day": dt.date(2026, 11, 30)}
+    assert run_job("nightly", s, steps=steps, **request).status == "clean"
+    assert run_job("nightly", s, trigger="schedule", day=dt.date(2026, 11, 30),
+                   steps=steps).status == "skipped"
+    with StateDB(tmp_path) as st:
+        keys = [r[0] for r in st.con.execute(
+            "SELECT idem_key FROM job_runs ORDER BY started_at").fetchall()]
+    assert keys[0].startswith(f"nightly:{today.isoformat()}:manual:nightly-")
+    assert keys[1:] == [f"nightly:{today.isoformat()}"] * 2 + ["nightly:2026-11-30"] * 2
+
+
+@pytest.mark.parametrize("bad", ["-1", "abc", "nan", "inf"])
+def test_run_lag_hours_is_validated_where_parsed(bad: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["run", "nightly", "--lag-hours", bad])
+    assert e.value.code == 2 and "--lag-hours" in capsys.readouterr().err
+
+
+def test_the_extract_package_never_imports_a_higher_floor() -> None:
+    """The extractor receives its base and verdict; choosing and validating live above it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "extract"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names
+                          if n.split(".")[0] in ("expectations", "reconcile", "reports", "jobs")]
+    assert offenders == []

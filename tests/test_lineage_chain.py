@@ -54,8 +54,10 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def steps() -> functools.partial:
+    """The real job steps through reconciliation (the business rules, the plan and the report
+    decide nothing about lineage and would only make the chain slow)."""
     return functools.partial(run_steps, extract_options=fast_options(attempts=2, local=True),
-                             report=False)
+                             rules=False, through="reconcile")
 
 
 def newest(data: Path) -> Snapshot:
