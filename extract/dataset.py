@@ -146,12 +146,12 @@ def _apply_raw(df: pl.DataFrame, spec: ObjectSpec) -> pl.DataFrame:
 
 def raw_rejects(spec: ObjectSpec, raw: pl.DataFrame) -> pl.DataFrame:
     """The ``$raw`` values of a frame from :func:`read_object` that are not UTF-8 (their
-    text is NULL there), as rejects (``extract.values.REJECT_SCHEMA``, rule ``utf8``, the
+    text is NULL there), as rejects (``extract.values.REJECTS``, rule ``utf8``, the
     bytes escaped): a reader that types a dataset quarantines them as the extractor would."""
-    from extract.values import REJECT_SCHEMA, UTF8_RULE, escape_bytes
+    from extract.values import REJECTS, UTF8_RULE, escape_bytes
 
     if RAW not in raw.columns:
-        return pl.DataFrame(schema=REJECT_SCHEMA)
+        return pl.DataFrame(schema=REJECTS)
     rows = []
     held = raw.select("Id", RAW).filter(pl.col(RAW).is_not_null())
     for key, rec in held.iter_rows():
@@ -160,7 +160,7 @@ def raw_rejects(spec: ObjectSpec, raw: pl.DataFrame) -> pl.DataFrame:
             if data is not None and _utf8_or_none(data) is None:
                 rows.append((spec.name, key if name != "Id" else None, name,
                              escape_bytes(data), UTF8_RULE, None))
-    return pl.DataFrame(rows, schema=REJECT_SCHEMA, orient="row")
+    return pl.DataFrame(rows, schema=REJECTS, orient="row")
 
 
 def _utf8_or_none(value: bytes) -> str | None:
