@@ -165,9 +165,12 @@ class DatasetSource:
         self.frames: dict[tuple[str, str], pl.DataFrame] = {}
         self._rejects: dict[str, pl.DataFrame] = {}
         for spec in OBJECTS:
-            parsed = parse_frame(spec, dataset.read_object(self.path, spec), self.tenant_tz)
+            raw = dataset.read_object(self.path, spec)
+            parsed = parse_frame(spec, raw, self.tenant_tz)
             self.frames[(ZUORA, spec.name)] = parsed.frame
-            self._rejects[spec.name] = parsed.rejects
+            # "$raw" bytes that are not UTF-8 are rejects too, as the extractor makes them
+            self._rejects[spec.name] = pl.concat(
+                [parsed.rejects, dataset.raw_rejects(spec, raw)], how="diagonal_relaxed")
         self.frames.update(_read_local(self.path))
 
     def schema(self, side: str, name: str) -> pl.Schema:

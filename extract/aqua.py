@@ -64,7 +64,7 @@ from extract.client import (
 )
 from extract.profile import zuora_enums, zuora_keys
 from extract.snapshot import IterStream, ParquetSink
-from extract.values import LOCATION, REJECT_SCHEMA, decode_utf8, empty_frame, parse_frame
+from extract.values import LOCATION, REJECTS, decode_utf8, empty_frame, parse_frame
 
 DELETED_COLUMN = "IsDeleted"  # the deleted column we ask AQuA for (incremental mode)
 DELETED_FLAG = "_deleted"  # its name in the delta Parquet files
@@ -498,7 +498,7 @@ class AquaExporter:
             sink.abort()
             raise
         rej = pl.concat(rejects, how="vertical") if rejects else pl.DataFrame(
-            schema=REJECT_SCHEMA)
+            schema=REJECTS)
         result.rows, result.deleted_rows, result.bytes = rows, deleted, result.bytes + nbytes
         result.csv_sha256 = hashes
         result.rejects = rej.height

@@ -144,6 +144,25 @@ def _apply_raw(df: pl.DataFrame, spec: ObjectSpec) -> pl.DataFrame:
         .otherwise(pl.col(name)).alias(name) for name, vals in texts.items()])
 
 
+def raw_rejects(spec: ObjectSpec, raw: pl.DataFrame) -> pl.DataFrame:
+    """The ``$raw`` values of a frame from :func:`read_object` that are not UTF-8 (their
+    text is NULL there), as rejects (``extract.values.REJECTS``, rule ``utf8``, the
+    bytes escaped): a reader that types a dataset quarantines them as the extractor would."""
+    from extract.values import REJECTS, UTF8_RULE, escape_bytes
+
+    if RAW not in raw.columns:
+        return pl.DataFrame(schema=REJECTS)
+    rows = []
+    held = raw.select("Id", RAW).filter(pl.col(RAW).is_not_null())
+    for key, rec in held.iter_rows():
+        for name, value in rec.items():
+            data = None if value is None else base64.b64decode(value)
+            if data is not None and _utf8_or_none(data) is None:
+                rows.append((spec.name, key if name != "Id" else None, name,
+                             escape_bytes(data), UTF8_RULE, None))
+    return pl.DataFrame(rows, schema=REJECTS, orient="row")
+
+
 def _utf8_or_none(value: bytes) -> str | None:
     try:
         return value.decode("utf-8")

@@ -46,8 +46,11 @@ DTYPES: dict[ZType, pl.DataType] = {
 }
 REJECT_SCHEMA = {
     "object": pl.String, "key": pl.String, "field": pl.String, "value": pl.String,
-    "rule": pl.String, "location": pl.String,
+    "rule": pl.String,
 }
+# What the extractor writes to rejects/: REJECT_SCHEMA and where the record sits in its file
+# (older snapshots and hand-made reject frames may lack ``location``; readers allow that).
+REJECTS = {**REJECT_SCHEMA, "location": pl.String}
 DECIMAL_INT_DIGITS = 29  # DECIMAL(38, 9): 38 - 9 integer digits
 DECIMAL_SCALE = 9
 UTF8_RULE = "utf8"  # the reject rule of a text value that is not UTF-8
@@ -72,7 +75,7 @@ def empty_frame(spec: ObjectSpec) -> pl.DataFrame:
 @dataclass(frozen=True)
 class Parsed:
     frame: pl.DataFrame  # typed, one column per catalogue field, in catalogue order
-    rejects: pl.DataFrame  # REJECT_SCHEMA: values that did not parse
+    rejects: pl.DataFrame  # REJECTS: values that did not parse
 
 
 def _parse_datetime(col: pl.Expr, tenant_tz: str) -> pl.Expr:
@@ -161,8 +164,8 @@ def parse_frame(spec: ObjectSpec, raw: pl.DataFrame, tenant_tz: str) -> Parsed:
                 "object": spec.name, "key": rows["Id"], "field": f.name,
                 "value": rows[f.name], "rule": f"parse:{f.ztype.value}",
                 "location": rows[LOCATION] if LOCATION in rows.columns else None,
-            }, schema=REJECT_SCHEMA))
-    rej = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECT_SCHEMA)
+            }, schema=REJECTS))
+    rej = pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTS)
     return Parsed(typed, rej)
 
 
@@ -175,7 +178,7 @@ def escape_bytes(value: bytes) -> str:
 @dataclass(frozen=True)
 class Decoded:
     frame: pl.DataFrame  # the same columns as text; undecodable values NULL
-    rejects: pl.DataFrame  # REJECT_SCHEMA, rule ``utf8``: the raw bytes escaped
+    rejects: pl.DataFrame  # REJECTS, rule ``utf8``: the raw bytes escaped
     unreadable_key: pl.Series  # Boolean per row: the key itself is not UTF-8
 
 
@@ -212,8 +215,8 @@ def decode_utf8(spec: ObjectSpec, raw: pl.DataFrame, columns: list[str],
             "object": spec.name, "key": keys.filter(mask), "field": name,
             "value": [escape_bytes(v) for v in rows[name].to_list()], "rule": UTF8_RULE,
             "location": location.filter(mask),
-        }, schema=REJECT_SCHEMA))
-    rej = pl.concat(parts) if parts else pl.DataFrame(schema=REJECT_SCHEMA)
+        }, schema=REJECTS))
+    rej = pl.concat(parts) if parts else pl.DataFrame(schema=REJECTS)
     return Decoded(frame, rej, key_bad)
 
 

@@ -61,7 +61,9 @@ def _context_sql(spec: ObjectSpec, side: str) -> str:
     for i, (fld, parent) in enumerate(chain, start=1):
         child_col = f'"{fld}"' if z else cur.field(fld).column
         pkey = '"Id"' if z else parent.key_column
-        prel = f'zuora."{parent.name}"' if z else f"local.{parent.table}"
+        # parents through the unfiltered views: a quarantined parent still names the
+        # subscription its children belong to (reconcile.quarantine holds them back)
+        prel = f'zuora_all."{parent.name}"' if z else f"local_all.{parent.table}"
         joins.append(f"LEFT JOIN {prel} t{i} ON t{i}.{pkey} = {alias}.{child_col}")
         alias, cur = f"t{i}", parent
         if parent.name == "Subscription":

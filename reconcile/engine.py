@@ -26,6 +26,7 @@ from reconcile import annotate, history
 from reconcile.diff import diff_all
 from reconcile.findings import FINDINGS_DDL, insert
 from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db, scope_objects
+from reconcile.quarantine import hold_back
 from reconcile.rules import CATALOG_RULES, PREPARE_SQL, RULES, prepare
 
 RUNS = "runs"
@@ -128,6 +129,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                 raise ReconcileError(f"rule {rule.id} ({rule.title}) failed: {e}") from e
             timings[f"rule {rule.id}"] = time.perf_counter() - t
         timings["rules"] = time.perf_counter() - t
+        hold_back(con, scope)  # what depends on a quarantined record waits too
         annotate.add_quarantined(con)
         grace_start = (db.as_of - dt.timedelta(hours=grace_hours)).isoformat(sep=" ")
         with StateDB(data_dir) as state:

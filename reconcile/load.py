@@ -118,13 +118,19 @@ def open_snapshot_db(snapshot: Snapshot, quarantine: pl.DataFrame | None = None,
     con.execute("CREATE TABLE quarantine AS SELECT * FROM _q")
     con.unregister("_q")
     hidden = {r[0] for r in con.execute("SELECT DISTINCT object FROM quarantine").fetchall()}
-    for schema in ("zuora", "local", "derive"):
+    # zuora_all / local_all: the same files with nothing hidden, for what must still be
+    # *found* through a quarantined row (the subscription a finding belongs to, the records
+    # a quarantined parent holds back: reconcile.quarantine)
+    for schema in ("zuora", "local", "derive", "zuora_all", "local_all"):
         con.execute(f"CREATE SCHEMA {schema}")
+    # ``key IS NOT NULL``: a record quarantined without a readable key hides nothing (and a
+    # NULL inside NOT IN would hide everything)
     for spec in scope_objects(snapshot):
         src = f"read_parquet({_lit(snapshot.zuora_path(spec.name))})"
         where = (f' WHERE "Id" NOT IN (SELECT key FROM main.quarantine WHERE object = '
-                 f"'{spec.name}')" if spec.name in hidden else "")
+                 f"'{spec.name}' AND key IS NOT NULL)" if spec.name in hidden else "")
         con.execute(f'CREATE VIEW zuora."{spec.name}" AS SELECT * FROM {src}{where}')
+        con.execute(f'CREATE VIEW zuora_all."{spec.name}" AS SELECT * FROM {src}')
     local_only = {t.name: t for t in LOCAL_TABLES}
     for table in scope_tables(snapshot):
         src = f"read_parquet({_lit(snapshot.local_path(table))})"
@@ -132,12 +138,13 @@ def open_snapshot_db(snapshot: Snapshot, quarantine: pl.DataFrame | None = None,
         spec = next((o for o in OBJECTS if o.table == table), None)
         if spec is not None and spec.name in hidden:
             where = (f" WHERE CAST({spec.key_column} AS VARCHAR) NOT IN (SELECT key FROM "
-                     f"main.quarantine WHERE object = '{spec.name}')")
+                     f"main.quarantine WHERE object = '{spec.name}' AND key IS NOT NULL)")
         elif table in local_only and table in hidden:
             pk = local_only[table].pk
             where = (f" WHERE CAST({pk} AS VARCHAR) NOT IN (SELECT key FROM main.quarantine WHERE "
-                     f"object = '{table}')")
+                     f"object = '{table}' AND key IS NOT NULL)")
         con.execute(f"CREATE VIEW local.{table} AS SELECT * FROM {src}{where}")
+        con.execute(f"CREATE VIEW local_all.{table} AS SELECT * FROM {src}")
     _derive_views(con)
     con.execute("SET search_path = 'zuora,local'")
     return SnapshotDB(con, snapshot, snapshot_time(snapshot), q.height)

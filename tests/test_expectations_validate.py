@@ -28,7 +28,7 @@ from expectations.quarantine import read_quarantine
 from expectations.results import RESULT_SCHEMA, read_results
 from expectations.validate import validate_path, validate_snapshot
 from extract.sandbox.generate.run import Options, generate
-from extract.values import REJECT_SCHEMA
+from extract.values import REJECT_SCHEMA, REJECTS
 from jobs import validate_cmd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -161,8 +161,7 @@ def test_snapshot_validation_quarantines_rejects_and_bad_rows(tmp_path: Path,
             segment=pl.when(pl.int_range(pl.len()) == 9).then(None).otherwise("segment")))
     rejects = {"Subscription": pl.DataFrame(
         {"object": ["Subscription"], "key": [key], "field": ["TermStartDate"],
-         "value": ["2021-13-01"], "rule": ["parse:d"], "location": ["file f1 record 4"]},
-        schema=REJECT_SCHEMA)}
+         "value": ["2021-13-01"], "rule": ["parse:d"]}, schema=REJECT_SCHEMA)}
     snap = write_snapshot(tmp_path, z, loc, rejects=rejects, profiles=profiles)
     r = validate_snapshot(snap, tmp_path, settings=settings(tmp_path), gx=False)
     assert r.run_id == snap.run_id and r.quarantined == 3 and r.failed and not r.errors
@@ -338,7 +337,7 @@ def _subscription_rejects(keys: list[str]) -> dict[str, pl.DataFrame]:
         {"object": "Subscription", "key": keys, "field": "Version",
          "value": "1.5", "rule": "parse:int", "location": [f"file f1 record {i + 1}"
                                                           for i in range(len(keys))]},
-        schema=REJECT_SCHEMA)}
+        schema=REJECTS)}
 
 
 @pytest.mark.parametrize("share", [0.01, 0.5])

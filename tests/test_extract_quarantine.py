@@ -9,8 +9,10 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pytest
 from extract_support import SECRET, base_dataset, fast_options, next_second, settings
 
+from extract.errors import DatasetError
 from extract.extractor import run_extract
 from extract.sandbox.server import SandboxServer
 from extract.snapshot import find_complete
@@ -68,3 +70,47 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
         next_second()
         last = run_extract(s, "incremental", lag=LAG0, options=fast_options())
         assert " or Id = " not in last.zuora["Account"]["query"]
+
+
+def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path) -> None:
+    """A dataset line that is not UTF-8: `recon sandbox serve` exits 2 naming the file and
+    the line (raw bytes go in a "$raw" member), never a traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "ds" / "zuora").mkdir(parents=True)
+    path = tmp_path / "ds" / "zuora" / "Product.jsonl"
+    path.write_bytes(b'{"Id": "p1", "Name": "A"}\n{"Id": "p2", "Name": "B\xff"}\n')
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "sandbox", "serve", "--data",
+                        str(tmp_path / "ds"), "--port", "0"], capture_output=True, text=True,
+                       timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"{path}: line 2 is not UTF-8" in r.stderr and '"$raw"' in r.stderr
+
+
+def test_dataset_raw_bytes_are_read_exactly_and_bad_ones_are_rejects(tmp_path: Path) -> None:
+    """"$raw" carries bytes JSON cannot spell: UTF-8 ones (a NUL, a quote) arrive as text,
+    others are NULL and a reject naming record, field and the escaped bytes."""
+    import base64
+    import json
+
+    from extract import dataset
+    from extract.catalog import get
+
+    spec = get("Product")
+    (tmp_path / "zuora").mkdir()
+    lines = [{"Id": "p1", "Name": "plain"},
+             {"Id": "p2", "$raw": {"Name": base64.b64encode(b'a\x00"b').decode()}},
+             {"Id": "p3", "$raw": {"Name": base64.b64encode(b"Acme \xff").decode()}}]
+    (tmp_path / "zuora" / "Product.jsonl").write_text(
+        "\n".join(json.dumps(x) for x in lines) + "\n")
+    raw = dataset.read_object(tmp_path, spec)
+    assert raw["Name"].to_list() == ["plain", 'a\x00"b', None]
+    rej = dataset.raw_rejects(spec, raw)
+    assert rej.select("key", "field", "value", "rule").rows() == [
+        ("p3", "Name", "Acme \\xff", "utf8")]
+    bad = json.dumps({"Id": "p4", "$raw": {"Nope": "AA=="}})
+    (tmp_path / "zuora" / "Product.jsonl").write_text(bad + "\n")
+    with pytest.raises(DatasetError, match=r"line 1: \"\$raw\" names 'Nope'"):
+        dataset.read_object(tmp_path, spec)

@@ -198,3 +198,80 @@ def test_resolve_snapshot_by_run_id(tmp_path: Path) -> None:
     with pytest.raises(ReconcileError, match="no snapshot 'nope'"):
         resolve_snapshot(tmp_path, "nope")
     shutil.rmtree(tmp_path / "snapshots")
+
+
+def _quarantine(obj: str, key: str, column: str = "Name") -> pl.DataFrame:
+    return pl.DataFrame({"side": ["zuora"], "object": [obj], "table": [None], "key": [key],
+                         "column": [column], "check": ["utf8"], "value": ["Acme \\xff"],
+                         "severity": ["error"]})
+
+
+def test_a_quarantined_subscription_holds_back_its_order_findings(tmp_path: Path) -> None:
+    """D14 on an order is derived from the latest version; with that version quarantined
+    nothing derived from it may be reported as drift or planned: it waits, `quarantined`."""
+    world = _world("D14")
+    name = world.label_frame().filter(pl.col("scenario") == "D14")["key"][0]
+    subs = world.zuora["Subscription"]
+    latest = subs.filter((pl.col("Name") == name) & pl.col("IsLatestVersion"))["Id"][0]
+    base = reconcile_snapshot(write_snapshot(world, tmp_path, "r0"), tmp_path)
+    mine = base.drift.filter(pl.col("subscription_name") == name)
+    assert "D14" in mine["rule"].to_list()  # without the quarantine: drift on that order
+    result = reconcile_snapshot(write_snapshot(world, tmp_path, "r1"), tmp_path,
+                                quarantine=_quarantine("Subscription", latest))
+    open_ = result.drift.filter(pl.col("status") != "resolved")  # r0's drift, as history has it
+    mine = open_.filter((pl.col("subscription_name") == name) | (pl.col("key") == name))
+    assert mine.height and set(mine["kind"]) == {"quarantined"}, mine.select("object", "kind")
+    assert set(mine["action"]) == {"human"}
+    held = mine.filter(pl.col("rule") == "D14")
+    assert held.height and f"Subscription {latest} is quarantined" in held["explanation"][0]
+    # every other subscription's findings are untouched
+    others = open_.filter(pl.col("subscription_name").ne_missing(name)
+                                 & (pl.col("key") != name) & (pl.col("key") != latest))
+    before = base.drift.filter(pl.col("subscription_name").ne_missing(name)
+                               & (pl.col("key") != name))
+    assert sorted(others["fingerprint"]) == sorted(before["fingerprint"])
+
+
+def test_a_quarantined_contact_holds_back_the_people_derived_from_it(tmp_path: Path) -> None:
+    """D19/D20: customers and memberships follow the Sold-To contact's e-mail; a quarantined
+    contact cannot say who the people are, so its account's findings wait."""
+    world = _world("D19")
+    labels = world.label_frame().filter(pl.col("scenario") == "D19")
+    contact = labels.filter(pl.col("field") == "WorkEmail")["key"][0]
+    account = world.zuora["Contact"].filter(pl.col("Id") == contact)["AccountId"][0]
+    base = reconcile_snapshot(write_snapshot(world, tmp_path, "r0"), tmp_path)
+    people = base.drift.filter((pl.col("account_id") == account)
+                               & pl.col("object").is_in(["customers",
+                                                         "billing_account_memberships"]))
+    assert people.height  # the scenario's people findings exist without the quarantine
+    result = reconcile_snapshot(write_snapshot(world, tmp_path, "r1"), tmp_path,
+                                quarantine=_quarantine("Contact", contact, "WorkEmail"))
+    mine = result.drift.filter((pl.col("account_id") == account)
+                               & (pl.col("status") != "resolved"))
+    # without the hold-back the account's pointer mismatches and a D20 membership stay open
+    assert mine.height and set(mine["kind"]) == {"quarantined"}, mine.select("object", "kind")
+    assert set(mine["action"]) == {"human"}
+    # the people findings either wait as quarantined or are not derived at all (the contact
+    # is hidden): none is open as drift that a plan would act on
+    held = mine.filter(pl.col("key").is_in(people["key"].implode()))
+    assert set(held["kind"]) <= {"quarantined"} and set(held["action"]) <= {"human"}
+
+
+def test_an_unreadable_key_keeps_orphans_from_automatic_deletion(tmp_path: Path) -> None:
+    """A Zuora record whose Id is not UTF-8 is quarantined without a key; the local row it
+    is could look orphaned, so that object's orphans need a person while it lasts."""
+    world = _world("D18")
+    base = reconcile_snapshot(write_snapshot(world, tmp_path, "r0"), tmp_path)
+    orphans = base.drift.filter(pl.col("kind") == "orphaned_in_local")
+    assert orphans.height and "auto" in orphans["action"].to_list()
+    obj = orphans.filter(pl.col("action") == "auto")["object"][0]
+    q = _quarantine(obj, "x", "Id").with_columns(key=pl.lit(None, pl.String),
+                                                 value=pl.lit("ab\\xff (at file f record 3)"))
+    result = reconcile_snapshot(write_snapshot(world, tmp_path, "r1"), tmp_path, quarantine=q)
+    mine = result.drift.filter((pl.col("kind") == "orphaned_in_local") & (pl.col("object") == obj)
+                               & (pl.col("status") != "resolved"))
+    assert mine.height and set(mine["action"]) == {"human"}
+    assert "unreadable Id" in mine["explanation"][0]
+    # the view hides nothing on that object (a NULL key hides no row)
+    assert result.drift.filter((pl.col("object") == obj) & (pl.col("kind") != "quarantined")
+                               ).height >= orphans.filter(pl.col("object") == obj).height
