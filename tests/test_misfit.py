@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from extract.localdb.schema import all_tables
 from jobs.cli import main
 from jobs.repair.apply import apply_plan
 from reconcile.engine import reconcile_snapshot
-from reconcile.repair.plan import write_plan
+from reconcile.repair.plan import build_plan, write_plan
 
 RUN = "20261102T070000Z"
 
@@ -235,6 +236,26 @@ def test_repair_plan_cli_plans_the_rest_without_a_traceback(misfit) -> None:
     auto = result.drift.filter(pl.col("action") == "auto")
     covered = {f for op in plan["operations"] for f in op["findings"]}
     assert set(auto["fingerprint"]) <= covered and plan["operations"]
+
+
+@pytest.mark.slow
+def test_the_planner_itself_never_writes_a_value_that_does_not_fit(misfit,
+                                                                   tmp_path: Path) -> None:
+    """The planner guards on its own (a drift file whose findings all say ``auto``, e.g.
+    written before this rule): the column is still left alone, the NOT NULL insert still not
+    planned, and nothing fails on the 23-digit price."""
+    data, _, result, _, keys, _ = misfit
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    drift = copy / "runs" / RUN / "drift.parquet"
+    pl.read_parquet(drift).with_columns(action=pl.lit("auto")).write_parquet(drift)
+    plan = build_plan(copy, RUN)
+    for which, column in (("s1", "notes"), ("s2", "notes"), ("tier", "price"),
+                          ("charge", "mrr")):
+        assert all(column not in (op["after"] or {}) for op in _ops(plan, keys[which])), which
+    assert _ops(plan, keys["p2"]) == []
+    (ins,) = _ops(plan, keys["p1"])
+    assert ins["after"]["description"] is None
 
 
 @pytest.mark.slow
