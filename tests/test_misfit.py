@@ -256,6 +256,10 @@ def test_the_planner_itself_never_writes_a_value_that_does_not_fit(misfit,
     assert _ops(plan, keys["p2"]) == []
     (ins,) = _ops(plan, keys["p1"])
     assert ins["after"]["description"] is None
+    # what the guard leaves out is listed, never silently dropped
+    left = {(n["key"], n["field"]) for n in plan["not_planned"]}
+    assert {(keys["s1"], "Notes"), (keys["s2"], "Notes"), (keys["tier"], "Price"),
+            (keys["charge"], "MRR"), (keys["p2"], None)} <= left
 
 
 @pytest.mark.slow
