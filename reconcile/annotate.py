@@ -301,11 +301,15 @@ def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
             UPDATE findings f SET action = 'human', drift_id = NULL,
               explanation = format('{{}} {{}}{{}}: {{}} in Zuora does not fit the local column '
                                    '{{}}.{{}} ({{}}); the snapshot keeps Zuora''s value, the '
-                                   'repair leaves this column alone: widen the column (README '
-                                   '"Values that do not fit locally") and re-run', f.object,
+                                   'repair leaves this column alone: {{}}', f.object,
                                    f.key, CASE WHEN f.subscription_name IS NOT NULL THEN
                                    ' of subscription ' || f.subscription_name ELSE '' END,
-                                   f.field, '{spec.table}', m.col, m.why),
+                                   f.field, '{spec.table}', m.col, m.why,
+                                   CASE WHEN m.why = 'NUL byte'
+                                        THEN 'PostgreSQL cannot store it; correct the value '
+                                             || 'in Zuora'
+                                        ELSE 'widen the column (README "Values that do not '
+                                             || 'fit locally") and re-run' END),
               evidence = json_object('misfit', m.why, 'table', '{spec.table}',
                                      'column', m.col, 'local_type', m.local_type)
             FROM ({arms}) m

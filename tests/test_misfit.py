@@ -187,7 +187,9 @@ def test_a_value_that_does_not_fit_is_a_finding_for_a_person(
     assert f["zuora_value"] == zuora_value, "the full Zuora value, never a prefix"
     if local_value is not None:
         assert f["local_value"] == local_value
-    assert why in f["explanation"] and "widen the column" in f["explanation"]
+    assert why in f["explanation"]
+    advice = "correct the value in Zuora" if why == "NUL byte" else "widen the column"
+    assert advice in f["explanation"]
     assert json.loads(f["evidence"])["misfit"] == why
     assert f["fingerprint"] in {p["fingerprint"] for p in plan["needs_a_person"]}
     touched = [op for op in _ops(plan, keys[which]) if op["op"] == "update"]
