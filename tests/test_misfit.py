@@ -136,12 +136,19 @@ def misfit(tmp_path_factory: pytest.TempPathFactory):
                                Description="Fresh from Zuora")
     # inserts: a product whose nullable description does not fit, one whose NOT NULL name
     # does not fit
-    p1, p2 = w.new_ids(2)
+    p1, p2, p3, t1 = w.new_ids(4)
     proto = z["Product"].head(1)
     z["Product"] = pl.concat([z["Product"], proto.with_columns(
         Id=pl.lit(p1), Name=pl.lit("Misfit description"), SKU=pl.lit("SKU-MISFIT-1"),
         Description=pl.lit("D" * 501)), proto.with_columns(
-        Id=pl.lit(p2), Name=pl.lit("P" * 101), SKU=pl.lit("SKU-MISFIT-2"))])
+        Id=pl.lit(p2), Name=pl.lit("P" * 101), SKU=pl.lit("SKU-MISFIT-2")), proto.with_columns(
+        Id=pl.lit(p3), Name=pl.lit("Misfit NUL"), SKU=pl.lit("SKU-MISFIT-3"),
+        Description=pl.lit("a\x00b"))])
+    # a new catalog tier whose price and tier number do not fit (both nullable locally)
+    cat = z["ProductRatePlanChargeTier"]
+    z["ProductRatePlanChargeTier"] = pl.concat([cat, cat.sort("Id").head(1).with_columns(
+        Id=pl.lit(t1), Price=pl.lit(HUGE_PRICE, dtype=cat.schema["Price"]),
+        Tier=pl.lit(3_000_000_000, dtype=cat.schema["Tier"]))])
     result = reconcile_snapshot(write_snapshot(w, data, RUN), data)
     # planned through the CLI (issue 13 point 5: the 23-digit price used to stop
     # `recon repair plan` with a DuckDB conversion traceback, planning nothing)
@@ -154,7 +161,7 @@ def misfit(tmp_path_factory: pytest.TempPathFactory):
     cli = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
     plan = json.loads((data / "plan.json").read_text())
     keys = {"s1": s1, "s2": s2, "tier": tier["Id"], "charge": charge, "p1": p1, "p2": p2,
-            "other_format": other}
+            "p3": p3, "t1": t1, "other_format": other}
     return data, w, result, plan, keys, cli
 
 
@@ -226,6 +233,18 @@ def test_an_insert_writes_null_where_allowed_and_is_not_planned_otherwise(misfit
            "VARCHAR(100))" in f2["explanation"]
     assert _ops(plan, keys["p2"]) == []
     assert f2["fingerprint"] in {p["fingerprint"] for p in plan["needs_a_person"]}
+    # NUL byte, precision and integer range into nullable columns: NULL there
+    f3 = _finding(result, "Product", keys["p3"])
+    assert f3["action"] == "auto" and "description (NUL byte)" in f3["explanation"]
+    (ins,) = _ops(plan, keys["p3"])
+    assert ins["after"]["description"] is None and ins["after"]["name"] == "Misfit NUL"
+    f4 = _finding(result, "ProductRatePlanChargeTier", keys["t1"])
+    assert f4["action"] == "auto"
+    assert ("price (more digits than DECIMAL(18,2)), zuora_local_product_rate_plan_charge_tiers"
+            ".tier (outside the range of INTEGER)") in f4["explanation"]
+    (ins,) = _ops(plan, keys["t1"])
+    assert ins["after"]["price"] is None and ins["after"]["tier"] is None
+    assert ins["after"]["currency"] is not None
 
 
 @pytest.mark.slow
@@ -280,8 +299,11 @@ def test_the_plan_applies_on_postgresql(misfit, pg_url: str, tmp_path: Path) -> 
                 f"WHERE zuora_id = '{keys['s1']}'") == [("N" * 500, NEW_OPP)]
     assert rows(pg_url, "SELECT price_format FROM zuora_local_rate_plan_charge_tiers "
                 f"WHERE zuora_id = '{keys['tier']}'") == [(keys["other_format"],)]
-    assert rows(pg_url, "SELECT name, description FROM zuora_local_products WHERE zuora_id IN "
-                f"('{keys['p1']}', '{keys['p2']}')") == [("Misfit description", None)]
+    assert sorted(rows(pg_url, "SELECT name, description FROM zuora_local_products WHERE "
+                       f"zuora_id IN ('{keys['p1']}', '{keys['p2']}', '{keys['p3']}')")) == [
+        ("Misfit NUL", None), ("Misfit description", None)]
+    assert rows(pg_url, "SELECT price, tier FROM zuora_local_product_rate_plan_charge_tiers "
+                f"WHERE zuora_id = '{keys['t1']}'") == [(None, None)]
 
 
 # -- attribution: D05 only for ±1 day ----------------------------------------------------------
