@@ -286,27 +286,39 @@ def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
       person's (``human``, never planned); a nullable one is inserted with NULL there (the
       explanation says so; the next run reports the column)."""
     fields = misfit_fields(spec)
-    if not fields:
-        return
     obj = sql_text(spec.name)
+    kinds = {k for (k,) in con.execute(
+        f"SELECT DISTINCT kind FROM findings WHERE object = {obj} AND kind IN "
+        "('field_mismatch', 'missing_in_local')").fetchall()}
+    if not fields or not kinds:
+        return
     rel = f'zuora."{spec.name}"'
-    for f, why in fields:
+    if "field_mismatch" in kinds:
+        arms = " UNION ALL ".join(
+            f"SELECT z.\"Id\" AS key, '{f.name}' AS field, '{f.column}' AS col, "
+            f"'{f.local_type}' AS local_type, {why} AS why FROM {rel} z "
+            f"WHERE z.\"Id\" IN (SELECT key FROM findings WHERE object = {obj} "
+            f"AND kind = 'field_mismatch' AND field = '{f.name}')" for f, why in fields)
         con.execute(f"""
             UPDATE findings f SET action = 'human', drift_id = NULL,
               explanation = format('{{}} {{}}{{}}: {{}} in Zuora does not fit the local column '
                                    '{{}}.{{}} ({{}}); the snapshot keeps Zuora''s value, the '
-                                   'repair leaves this column alone: widen the column (README '
-                                   '"Values that do not fit locally") and re-run', f.object,
+                                   'repair leaves this column alone: {{}}', f.object,
                                    f.key, CASE WHEN f.subscription_name IS NOT NULL THEN
                                    ' of subscription ' || f.subscription_name ELSE '' END,
-                                   f.field, '{spec.table}', '{f.column}', m.why),
+                                   f.field, '{spec.table}', m.col, m.why,
+                                   CASE WHEN m.why = 'NUL byte'
+                                        THEN 'PostgreSQL cannot store it; correct the value '
+                                             || 'in Zuora'
+                                        ELSE 'widen the column (README "Values that do not '
+                                             || 'fit locally") and re-run' END),
               evidence = json_object('misfit', m.why, 'table', '{spec.table}',
-                                     'column', '{f.column}', 'local_type', '{f.local_type}')
-            FROM (SELECT z."Id" AS key, {why} AS why FROM {rel} z
-                  WHERE z."Id" IN (SELECT key FROM findings WHERE object = {obj}
-                                   AND kind = 'field_mismatch' AND field = '{f.name}')) m
-            WHERE f.object = {obj} AND f.kind = 'field_mismatch' AND f.field = '{f.name}'
+                                     'column', m.col, 'local_type', m.local_type)
+            FROM ({arms}) m
+            WHERE f.object = {obj} AND f.kind = 'field_mismatch' AND f.field = m.field
               AND f.key = m.key AND m.why IS NOT NULL""")
+    if "missing_in_local" not in kinds:
+        return
     items = ", ".join(
         f"CASE WHEN ({why}) IS NOT NULL THEN {{'column': '{f.column}', 'why': {why}, "
         f"'nullable': {'true' if f.nullable else 'false'}}} END" for f, why in fields)
