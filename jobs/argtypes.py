@@ -161,6 +161,19 @@ class PathArg:
         return f"PathArg({self.kind!r})"
 
 
+def zone(text: str) -> str:
+    """``type=zone``: an IANA time zone name (``America/Los_Angeles``), checked by zoneinfo."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time zone; give an IANA name such as America/Los_Angeles or "
+            "UTC") from None
+    return text
+
+
 # Declared once: the ranges recon's options accept.
 COUNT = IntRange(1, 10_000_000, "a count")          # accounts, chunk, batch size
 LIMIT = IntRange(1, 1_000_000, "a number of rows")  # runs --limit
