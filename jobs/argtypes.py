@@ -13,11 +13,13 @@ lie to root).
 from __future__ import annotations
 
 import argparse
+import codecs
 import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 # the largest int a local BIGINT, DuckDB or numpy seed holds
 INT64_MAX = 2**63 - 1
@@ -93,6 +95,26 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+def _not_utf8(fh: BinaryIO, block: int = 1 << 20) -> str | None:
+    """None when the stream is UTF-8, else where it is not (read in blocks: a large plan file
+    is never held twice)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    while True:
+        data = fh.read(block)
+        try:
+            decoder.decode(data, final=not data)
+        except UnicodeDecodeError as e:
+            # e.object is the decoder's pending bytes (never a newline) + this block
+            line += e.object[:e.start].count(b"\n")
+            byte = e.object[e.start]
+            return (f"is not UTF-8 text (byte 0x{byte:02x} at line {line}); give the file "
+                    "recon wrote, or re-save it as UTF-8")
+        if not data:
+            return None
+        line += data.count(b"\n")
+
+
 @dataclass(frozen=True)
 class PathArg:
     """``type=PathArg(kind)``: a path checked for its role; returns the text unchanged (the
@@ -118,17 +140,10 @@ class PathArg:
         if p.is_dir():
             return "is a directory, not a file"
         try:
-            data = p.read_bytes()
+            with p.open("rb") as fh:
+                return _not_utf8(fh) if self.utf8 else None
         except OSError as e:
             return f"cannot be read ({e.strerror})"
-        if self.utf8:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                line = data[: e.start].count(b"\n") + 1
-                return (f"is not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}); "
-                        "give the file recon wrote, or re-save it as UTF-8")
-        return None
 
     def _in_dir(self, p: Path) -> str | None:
         if not p.exists():
@@ -159,6 +174,19 @@ class PathArg:
 
     def __repr__(self) -> str:
         return f"PathArg({self.kind!r})"
+
+
+def zone(text: str) -> str:
+    """``type=zone``: an IANA time zone name (``America/Los_Angeles``), checked by zoneinfo."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time zone; give an IANA name such as America/Los_Angeles or "
+            "UTC") from None
+    return text
 
 
 # Declared once: the ranges recon's options accept.

@@ -35,6 +35,7 @@ from jobs.argtypes import (
     SEED,
     SHARE,
     PathArg,
+    zone,
 )
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -115,6 +116,13 @@ def cmd_sandbox_generate(args: argparse.Namespace) -> int:
     from extract.sandbox.generate.run import Options, generate
 
     settings = _settings(args)
+    if args.scenario:
+        from extract.sandbox.generate.drift import SCENARIOS
+
+        unknown = sorted(set(args.scenario) - set(SCENARIOS) - {"D26"})
+        if unknown:
+            raise ReconError(f"--scenario {', '.join(unknown)}: no such drift scenario; "
+                             f"give one of {', '.join(sorted({*SCENARIOS, 'D26'}))}")
     opts = Options(
         accounts=args.accounts, seed=args.seed, drift=args.drift, d26=args.d26,
         as_of=args.as_of, tz=args.tenant_tz or settings.tenant_tz, chunk=args.chunk,
@@ -467,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "local tables must be empty")
     gen.add_argument("--replace", action="store_true",
                      help="drop and recreate recon's local tables in --db when they hold data")
-    gen.add_argument("--tenant-tz", help="tenant time zone (default: config tenant_tz)")
+    gen.add_argument("--tenant-tz", type=zone,
+                     help="tenant time zone (default: config tenant_tz)")
     gen.add_argument("--chunk", type=COUNT, default=20_000,
                      help="accounts generated per chunk (memory bound)")
     gen.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
@@ -480,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--data", required=True, type=PathArg(IN_DIR),
                      help="dataset directory (see README)")
     srv.add_argument("--port", type=PORT, default=8808, help="TCP port on 127.0.0.1")
-    srv.add_argument("--tenant-tz", help="tenant time zone (default: the dataset's)")
+    srv.add_argument("--tenant-tz", type=zone,
+                     help="tenant time zone (default: the dataset's)")
     srv.add_argument("--faults", help="fault spec, e.g. aqua_file:truncate_csv:1,oauth:429:2")
     srv.set_defaults(func=cmd_sandbox_serve)
 

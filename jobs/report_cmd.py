@@ -4,8 +4,9 @@
 Writes ``report.html`` (one self-contained page) and ``report.json`` (its machine-readable twin)
 into ``DATA/runs/<run_id>/`` (or ``--out DIR``) and prints the banner and the paths. Without
 ``--run``: the newest run, a failed extract included (its report says PARTIAL — NOT
-RECONCILED). Exit codes: 0 written; with ``--fail-on-drift`` the banner decides: 1 DRIFT,
-2 ERROR or PARTIAL; 2 when no report can be written.
+RECONCILED). Exit codes (``jobs.exit_codes``): 0 written; with ``--fail-on-drift`` the banner
+decides: 1 DRIFT, 2 ERROR or PARTIAL; 2 when no report can be written (each file is written
+aside and renamed, so a failure leaves the previous report whole).
 
 Imports of ``reports`` happen inside :func:`run`, so ``recon --help`` stays fast.
 """
@@ -16,6 +17,7 @@ import argparse
 from typing import Any
 
 from extract.config import Settings, load_settings
+from jobs.argtypes import OUT_DIR, PathArg
 
 EXIT_OK = 0
 
@@ -26,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "report", help="write a run's drift report (self-contained HTML + JSON)",
         description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--run", metavar="RUN", help="run id (default: the newest run)")
-    p.add_argument("--out", metavar="DIR", help="directory to write report.html and "
+    p.add_argument("--out", metavar="DIR", type=PathArg(OUT_DIR), help="directory to write report.html and "
                    "report.json into (default: DATA/runs/<run_id>/)")
     p.add_argument("--fail-on-drift", action="store_true",
                    help="exit 1 on DRIFT, 2 on ERROR or PARTIAL (the banner's exit code)")

@@ -71,12 +71,15 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     model, findings = build_model(collected, settings, out_dir=out, mask_pii=mask_pii,
                                   generated_at=now)
     timings["model"] = time.perf_counter() - t
+    # both pages are rendered before either file is replaced, so a failure leaves the
+    # previous report.json and report.html together (each written aside, then renamed)
     t = time.perf_counter()
-    json_path = json_out.write_report_json(model, findings, out / JSON_FILE)
+    json_text = json_out.report_json_text(model, findings)
     timings["json"] = time.perf_counter() - t
     t = time.perf_counter()
     page = html.render(model, findings, json_out.island(model, findings))
-    html_path = out / HTML_FILE
+    json_path, html_path = out / JSON_FILE, out / HTML_FILE
+    write_text_atomic(json_path, json_text)
     write_text_atomic(html_path, page)
     timings["html"] = time.perf_counter() - t
     st = model["status"]

@@ -118,10 +118,13 @@ def island(model: dict[str, Any], findings: pl.DataFrame) -> str:
     return f'{{"model":{escape_island(dumps(model))},"findings":{island_findings(findings)}}}'
 
 
-def write_report_json(model: dict[str, Any], findings: pl.DataFrame, path: Path) -> Path:
-    """``report.json``: the model and every finding as a record (atomically replaced)."""
+def report_json_text(model: dict[str, Any], findings: pl.DataFrame) -> str:
+    """``report.json``'s text: the model and every finding as a record."""
     body = json.dumps(model, ensure_ascii=False, indent=1, default=str)
     rows = findings.write_json() if findings.height else "[]"
-    text = body[:body.rstrip().rfind("}")].rstrip() + ',\n "findings": ' + rows + "\n}\n"
-    write_text_atomic(path, text)
-    return path
+    return body[:body.rstrip().rfind("}")].rstrip() + ',\n "findings": ' + rows + "\n}\n"
+
+
+def write_report_json(model: dict[str, Any], findings: pl.DataFrame, path: Path) -> Path:
+    """``report.json``: the model and every finding as a record (atomically replaced)."""
+    return write_text_atomic(path, report_json_text(model, findings))

@@ -21,7 +21,16 @@ import pytest
 from repair_support import account_updates, execute, make_db, one, write_plan
 
 from jobs import exit_codes
-from jobs.argtypes import IN_DIR, IN_FILE, OUT_DIR, OUT_FILE, FloatRange, IntRange, PathArg
+from jobs.argtypes import (
+    IN_DIR,
+    IN_FILE,
+    OUT_DIR,
+    OUT_FILE,
+    FloatRange,
+    IntRange,
+    PathArg,
+    zone,
+)
 from jobs.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,8 +114,14 @@ def bad_numbers(t: IntRange | FloatRange) -> list[str]:
     return out
 
 
+def is_date(t: object) -> bool:
+    return getattr(t, "__name__", "") == "_date"
+
+
 NUMERIC = [(p, a) for p, a in every_action() if isinstance(a.type, (IntRange, FloatRange))]
 PATHS = [(p, a) for p, a in every_action() if isinstance(a.type, PathArg)]
+OTHER = [(p, a, v) for p, a in every_action() if a.type is zone or is_date(a.type)
+         for v in (["Mars/Base", "../etc"] if a.type is zone else ["yesterday", "2026-13-01"])]
 
 
 def _id(case: tuple) -> str:
@@ -174,7 +189,7 @@ def test_every_numeric_and_path_option_is_typed() -> None:
     through a validator that declares its range or role (so the cases below cover it)."""
     untyped = [_id((p, a)) for p, a in every_action() if a.type in (int, float)]
     assert untyped == []
-    assert len(NUMERIC) >= 10 and len(PATHS) >= 6  # the walk found the known ones
+    assert len(NUMERIC) >= 10 and len(PATHS) >= 6 and len(OTHER) >= 6  # the walk found them
 
 
 # -- bad input, generated from the parser ---------------------------------------------------
@@ -213,6 +228,19 @@ def test_bad_paths_exit_2_naming_the_option(path, action, env: Path, inputs, tmp
         assert "Traceback" not in err
     assert listing(env) == before
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("path", "action", "value"), OTHER, ids=[_id(c) for c in OTHER])
+def test_bad_dates_and_zones_exit_2_naming_the_option(path, action, value, env: Path, inputs,
+                                                      tmp_path, capsys) -> None:
+    code, err = run_main(argv_for(path, action, value, ok_values(inputs, tmp_path)), capsys)
+    assert code == 2 and name_of(action) in err and value in err, err
+
+
+def test_an_unknown_drift_scenario_is_refused(env: Path, tmp_path: Path, capsys) -> None:
+    code, err = run_main(["sandbox", "generate", "--out", str(tmp_path / "t"), "--scenario",
+                          "D11", "--scenario", "D99"], capsys)
+    assert code == 2 and "--scenario D99" in err and not (tmp_path / "t").exists()
 
 
 def test_invalid_utf8_names_its_line(env: Path, inputs, capsys) -> None:

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from repair_support import REPO, account_updates, make_db, one, rows, write_plan
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.postgres
 
 
 def _bin() -> Path | None:
@@ -115,6 +115,7 @@ def _wait_for_blocked(url: str, timeout: float = 60.0) -> None:
     raise AssertionError("the apply never blocked on the held row lock")
 
 
+@pytest.mark.slow
 def test_restart_mid_apply_exits_2_with_the_real_cause_and_a_rerun_completes(
         server: PrivateServer, tmp_path: Path) -> None:
     url = server.url
@@ -158,3 +159,20 @@ def test_restart_mid_apply_exits_2_with_the_real_cause_and_a_rerun_completes(
                     "'% (fixed)'") == 3
     assert rows(url, "SELECT status FROM recon_repair_applies ORDER BY started_at") == [
         ("failed",), ("complete",)]
+
+
+def test_releasing_a_lock_whose_session_died_never_raises(pg_url: str, pg_dsn: str) -> None:
+    """The release runs while the apply's own error is on its way out; a dead lock session
+    (its lock already gone with it) must not replace that error."""
+    from jobs.repair.lock import RepairLock
+
+    class Cause(Exception):
+        pass
+
+    with pytest.raises(Cause), RepairLock(pg_url, "ap-dying", "apply") as lock:
+        pid = lock._pg.info.backend_pid
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        raise Cause("the batch's real error")
+    with RepairLock(pg_url, "ap-next", "apply"):  # and the lock is free again
+        pass

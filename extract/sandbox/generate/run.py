@@ -24,7 +24,7 @@ from extract.catalog import get
 from extract.config import redact_url
 from extract.errors import DatasetError, LocalDatabaseError
 from extract.localdb import schema
-from extract.localdb.connect import LocalDB, connect, duckdb_url
+from extract.localdb.connect import LocalDB, _duckdb_path, connect, duckdb_url
 from extract.sandbox.generate import drift
 from extract.sandbox.generate.catalog import build_catalog
 from extract.sandbox.generate.drift.base import World
@@ -171,6 +171,7 @@ def generate(opts: Options, out: Path, db_url: str | None = None,
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    db_url = _inside(db_url, out, work)
     try:
         summary = _generate(opts, work, db_url, progress, replace)
         if out.exists():
@@ -184,6 +185,21 @@ def generate(opts: Options, out: Path, db_url: str | None = None,
         shutil.rmtree(work, ignore_errors=True)
         raise
     return summary
+
+
+def _inside(db_url: str | None, out: Path, work: Path) -> str | None:
+    """A DuckDB ``--db`` inside ``--out`` is written inside the work directory, so it arrives
+    with the tenant instead of being replaced by it."""
+    if db_url is None or not db_url.startswith("duckdb:"):
+        return db_url
+    path = _duckdb_path(db_url)
+    if path == ":memory:":
+        return db_url
+    try:
+        rel = Path(path).resolve().relative_to(out.resolve())
+    except ValueError:
+        return db_url
+    return duckdb_url((work / rel).resolve())
 
 
 def _generate(opts: Options, out: Path, db_url: str | None,
