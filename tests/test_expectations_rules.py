@@ -164,6 +164,7 @@ def test_rules_that_cannot_run_are_errors_not_failures(tmp_path: Path,
                for r in got if r.outcome == "error")
 
 
+@pytest.mark.slow
 def test_great_expectations_is_imported_only_by_the_suites() -> None:
     code = ("import sys; import jobs.validate_cmd; a = 'pandera' in sys.modules; "
             "import expectations.validate, expectations.rules; "

@@ -74,6 +74,7 @@ def test_fixture_sets_give_exactly_the_expected_failures(
     assert stored.height == len(doc["results"]) > 0  # the report finds them in recon's state
 
 
+@pytest.mark.slow
 def test_validate_prints_a_compact_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                          ) -> None:
     code, out, _ = cli(capsys, tmp_path, str(FIXTURES / "bad_values"), "--no-gx")
@@ -94,6 +95,7 @@ def test_validate_prints_a_compact_table(tmp_path: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().out == ""  # -q: silent when clean (cron)
 
 
+@pytest.mark.slow
 def test_recon_validate_in_its_own_process(tmp_path: Path) -> None:
     """The real entry point in a fresh interpreter: exit code, table, state (``--no-gx``: the
     suites' 4–6 s import is paid once, by the in-process tests)."""
@@ -125,6 +127,7 @@ def test_unreadable_input_is_exit_2_naming_the_file_and_field(
     assert "nowhere: no such directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_contracts_pass_on_a_generated_dataset(tmp_path: Path) -> None:
     """A generated tenant with drift: no contract failure, nothing quarantined; drift shows
     up only as local-side business-rule warnings."""

@@ -72,6 +72,7 @@ def _rows(settings: Settings) -> list[dict]:
     return frame.to_dicts()
 
 
+@pytest.mark.slow
 def test_nightly_run_records_history_and_a_report(env) -> None:
     _, settings = env
     result = run_job("nightly", settings, steps=steps())
@@ -90,6 +91,7 @@ def test_nightly_run_records_history_and_a_report(env) -> None:
     assert again.counts["persisting"] == result.counts["new"] and again.counts.get("new", 0) == 0
 
 
+@pytest.mark.slow
 def test_transient_failure_is_retried_and_recorded_as_attempt_2(env) -> None:
     srv, settings = env
     srv.add_fault("aqua_submit", "5xx", times=2, status=503)  # exhausts attempt 1's 2 tries
@@ -102,6 +104,7 @@ def test_transient_failure_is_retried_and_recorded_as_attempt_2(env) -> None:
     assert first["idem_key"] == second["idem_key"]
 
 
+@pytest.mark.slow
 def test_validation_failure_is_not_retried(env) -> None:
     srv, settings = env
     assert run_job("nightly", settings, steps=steps()).status == "drift"
@@ -129,6 +132,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_alert_reaches_a_local_receiver_without_secrets(env) -> None:
     srv, settings = env
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -156,6 +160,7 @@ def test_alert_reaches_a_local_receiver_without_secrets(env) -> None:
         assert secret not in text.replace(_Receiver.bodies[0]["path"], ""), secret
 
 
+@pytest.mark.slow
 def test_scheduled_tick_runs_once_per_date(env) -> None:
     _, settings = env
     import datetime as dt
@@ -186,6 +191,7 @@ run_job("nightly", Settings(local_database_url=sys.argv[1], data_dir=Path(sys.ar
 """
 
 
+@pytest.mark.slow
 def test_second_run_is_refused_and_a_killed_runs_lock_is_recovered(env, tmp_path: Path
                                                                    ) -> None:
     _, settings = env
@@ -213,6 +219,7 @@ def test_second_run_is_refused_and_a_killed_runs_lock_is_recovered(env, tmp_path
     assert dead["status"] == "failed" and dead["error_class"] == "Abandoned"
 
 
+@pytest.mark.slow
 def test_catalog_job_reconciles_only_the_catalog(env) -> None:
     _, settings = env
     nightly = run_job("nightly", settings, steps=steps())
@@ -238,6 +245,7 @@ def test_catalog_job_reconciles_only_the_catalog(env) -> None:
                                    "ProductRatePlanChargeTier"}
 
 
+@pytest.mark.slow
 def test_cli_run_exit_codes(env, tmp_path: Path) -> None:
     _, settings = env
     cfg = tmp_path / "recon.toml"

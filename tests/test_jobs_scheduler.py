@@ -71,6 +71,7 @@ def test_fast_trigger_runs_the_nightly_job_and_records_each_tick(tmp_path: Path)
 
 
 # -- 2. two schedulers, one run per tick ------------------------------------------------------
+@pytest.mark.slow
 def test_two_scheduler_processes_make_one_successful_run_per_tick(tmp_path: Path) -> None:
     a = SchedulerProc(tmp_path, "--every", "2", "--work", "0.5")
     b = SchedulerProc(tmp_path, "--every", "2", "--work", "0.5")
@@ -324,6 +325,7 @@ def test_jobs_are_declared_from_config_with_a_generous_grace(tmp_path: Path) -> 
 
 
 # -- the real pipeline under the scheduler ----------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_the_scheduler_runs_the_real_nightly_job_against_the_sandbox(tmp_path: Path,
                                                                      pg_url: str) -> None:

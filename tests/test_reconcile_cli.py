@@ -27,6 +27,7 @@ def _runs(data: Path) -> list[Path]:
     return sorted(p for p in (data / "runs").iterdir() if (p / "drift.parquet").is_file())
 
 
+@pytest.mark.slow
 def test_http_extract_then_reconcile_matches_every_label(demo_dir: Path) -> None:
     drift = pl.read_parquet(_runs(demo_dir)[0] / "drift.parquet")
     labels = pl.read_parquet(demo_dir / "demo" / "labels.parquet")
@@ -39,6 +40,7 @@ def _summary_line(out: str, run: str) -> str:
     return next(line for line in out.splitlines() if line.startswith(f"run {run}:"))
 
 
+@pytest.mark.slow
 def test_reconcile_again_marks_findings_persisting_and_fails_on_drift(demo_dir: Path,
                                                                       capsys) -> None:
     env_cfg = demo_dir / "recon.toml"

@@ -111,6 +111,7 @@ def test_quarantine_files_of_the_run_are_read(tmp_path: Path) -> None:
     assert result.drift.filter(pl.col("key") == key)["kind"].to_list() == ["quarantined"]
 
 
+@pytest.mark.slow
 def test_history_new_persisting_resolved(tmp_path: Path) -> None:
     world = _world("D02", "D21")
     at = _at(world)

@@ -40,6 +40,7 @@ def _extract_reconcile(settings: Settings):
     return reconcile_snapshot(snap, settings.data_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_plan_apply_then_a_fresh_reconcile_has_no_auto_findings(tmp_path: Path,
                                                                  pg_url: str) -> None:
