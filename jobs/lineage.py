@@ -92,6 +92,21 @@ def record_validation(data_dir: Path | str, snapshot: Snapshot, *, result: Any =
     return verdict
 
 
+def validate_recorded(snapshot: Snapshot, data_dir: Path | str, *, settings: Settings,
+                      gx: bool = True) -> Any:
+    """``expectations.validate.validate_snapshot`` with its verdict recorded (the job and the
+    demo): raises what it raises, after recording the failure."""
+    from expectations.validate import validate_snapshot
+
+    try:
+        result = validate_snapshot(snapshot, data_dir, settings=settings, gx=gx)
+    except ValidationError as e:  # the verdict is failed: never a base, marks do not move
+        record_validation(data_dir, snapshot, error=e)
+        raise
+    record_validation(data_dir, snapshot, result=result)  # passed: marks become current
+    return result
+
+
 def promote_marks(data_dir: Path | str, snapshot: Snapshot) -> bool:
     """Make ``snapshot``'s marks the current ones, unless marks of a newer snapshot already
     are (an old snapshot accepted late must not move them back). Only whole-tenant snapshots
