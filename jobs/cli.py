@@ -302,7 +302,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from extract.localdb.connect import duckdb_url
     from extract.sandbox.generate.run import Options, generate
     from extract.sandbox.server import SandboxServer
-    from jobs.lineage import extract_step, record_validation
+    from jobs.lineage import extract_step, validate_recorded
 
     t_start = time.perf_counter()
     settings = _settings(args)
@@ -336,8 +336,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nZuora sandbox served {tenant} at {srv.url}; extracted {zrows:,} Zuora rows "
               f"and {lrows:,} local rows in {manifest.duration_s or 0:.1f}s")
         print(f"snapshot: {data / 'snapshots' / manifest.run_id}")
-    from expectations.errors import ValidationError
-    from expectations.validate import validate_snapshot
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
     from reports import build_report
 
@@ -345,12 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         if progress:
             progress("validate")
-        try:
-            checks = validate_snapshot(snap, data, settings=run_settings)
-        except ValidationError as e:
-            record_validation(data, snap, error=e)
-            raise
-        record_validation(data, snap, result=checks)
+        checks = validate_recorded(snap, data, settings=run_settings)
         if not args.quiet:
             res = checks.results
             bad = res.filter(res["outcome"] != "passed")

@@ -157,10 +157,8 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     report decide)."""
     import polars as pl
 
-    from expectations.errors import ValidationError
-    from expectations.validate import validate_snapshot
     from extract.extractor import ExtractOptions
-    from jobs.lineage import extract_step, record_validation
+    from jobs.lineage import extract_step, validate_recorded
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
     from reconcile.repair.plan import build_plan, write_plan
 
@@ -181,12 +179,7 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     snap = resolve_snapshot(data, manifest.run_id)
     _check(stop, "validate")
     progress("validate")
-    try:
-        checks = validate_snapshot(snap, data, settings=settings, gx=rules)
-    except ValidationError as e:  # the verdict is failed: never a base, marks do not move
-        record_validation(data, snap, error=e)
-        raise
-    record_validation(data, snap, result=checks)  # passed: its marks become the current ones
+    checks = validate_recorded(snap, data, settings=settings, gx=rules)  # the verdict
     _check(stop, "reconcile")
     progress("reconcile")
     result = reconcile_snapshot(snap, data, grace_hours=settings.reconcile_grace_hours)

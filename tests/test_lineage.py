@@ -240,3 +240,32 @@ def test_the_extract_package_never_imports_a_higher_floor() -> None:
             offenders += [f"{path.relative_to(root)}: {n}" for n in names
                           if n.split(".")[0] in ("expectations", "reconcile", "reports", "jobs")]
     assert offenders == []
+
+
+def test_contract_verdicts_judge_the_zuora_side(tmp_path: Path) -> None:
+    """A duplicated Zuora key fails the verdict (never a base); a broken local table stops the
+    run but the Zuora files it holds are still a sound base."""
+    import polars as pl
+    from fixtures.expectations_support import run_id_at, world_frames, write_snapshot
+
+    from expectations.errors import ContractError
+    from jobs.lineage import validate_recorded
+
+    zuora, local = world_frames()
+    z = {k: v.head(50) for k, v in zuora.items()}
+    loc = {k: v.head(50) for k, v in local.items()}
+    s = replace(Settings(), data_dir=tmp_path, tenant_tz="America/Los_Angeles")
+    dup = dict(z, Account=pl.concat([z["Account"], z["Account"].head(1)]))
+    bad_zuora = write_snapshot(tmp_path, dup, loc, run_id=run_id_at(0))
+    with pytest.raises(ContractError, match="more than once"):
+        validate_recorded(bad_zuora, tmp_path, settings=s, gx=False)
+    with StateDB(tmp_path) as st:
+        v = st.verdict(bad_zuora.run_id)
+    assert (v.verdict, v.contracts) == ("failed", "failed") and "Account" in v.message
+    bad_local = write_snapshot(tmp_path, z, dict(loc, customers=loc["customers"].drop(
+        loc["customers"].columns[-1])), run_id=run_id_at(60))
+    with pytest.raises(ContractError):
+        validate_recorded(bad_local, tmp_path, settings=s, gx=False)
+    with StateDB(tmp_path) as st:
+        v = st.verdict(bad_local.run_id)
+    assert v.contracts == "passed" and v.volume is None and v.verdict == "unvalidated"
