@@ -72,7 +72,9 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
         assert " or Id = " not in last.zuora["Account"]["query"]
 
 
-def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path) -> None:
+@pytest.mark.parametrize("line", [2, 1201])  # in the fields check; in a later block
+def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path, line: int
+                                                               ) -> None:
     """A dataset line that is not UTF-8: `recon sandbox serve` exits 2 naming the file and
     the line (raw bytes go in a "$raw" member), never a traceback."""
     import subprocess
@@ -80,13 +82,15 @@ def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path) -
 
     (tmp_path / "ds" / "zuora").mkdir(parents=True)
     path = tmp_path / "ds" / "zuora" / "Product.jsonl"
-    path.write_bytes(b'{"Id": "p1", "Name": "A"}\n{"Id": "p2", "Name": "B\xff"}\n')
+    lines = [b'{"Id": "p%d", "Name": "A"}' % i for i in range(max(line, 3))]
+    lines[line - 1] = b'{"Id": "px", "Name": "B\xff"}'
+    path.write_bytes(b"\n".join(lines) + b"\n")
     r = subprocess.run([sys.executable, "-m", "jobs.cli", "sandbox", "serve", "--data",
                         str(tmp_path / "ds"), "--port", "0"], capture_output=True, text=True,
                        timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    assert f"{path}: line 2 is not UTF-8" in r.stderr and '"$raw"' in r.stderr
+    assert f"{path}: line {line} is not UTF-8" in r.stderr and '"$raw"' in r.stderr
 
 
 def test_dataset_raw_bytes_are_read_exactly_and_bad_ones_are_rejects(tmp_path: Path) -> None:
