@@ -118,3 +118,47 @@ def test_dataset_raw_bytes_are_read_exactly_and_bad_ones_are_rejects(tmp_path: P
     (tmp_path / "zuora" / "Product.jsonl").write_text(bad + "\n")
     with pytest.raises(DatasetError, match=r"line 1: \"\$raw\" names 'Nope'"):
         dataset.read_object(tmp_path, spec)
+
+
+def test_one_bad_account_name_costs_that_account_not_the_night(tmp_path: Path) -> None:
+    """Issue 13's case: one Account Name that is not UTF-8. The extract completes (the file
+    read once), validation quarantines that account and passes the share check (1 of 60 is
+    within a 5% share here), the reconciler reports it and everything of that account as
+    quarantined, and the plan repairs the rest and touches nothing of that account."""
+    from dataclasses import replace
+
+    from expectations.validate import validate_snapshot
+    from reconcile.engine import reconcile_snapshot
+    from reconcile.repair.plan import build_plan
+
+    data = tmp_path / "data"
+    root = base_dataset()
+    local = f"duckdb:///{root / 'local.duckdb'}"
+    with SandboxServer(root, client_secret=SECRET, job_step_delay=0.01) as srv:
+        subs = srv.store.typed("Subscription")
+        key = subs["AccountId"].drop_nulls()[0]
+        srv.store.set_raw("Account", key, "Name", b"Gringotts \xff\xfe Bank")
+        other = srv.store.typed("Account").filter(pl.col("Id") != key)["Id"][0]
+        srv.store.update("Account", other, Name="Renamed in Zuora")  # drift to repair
+        s = replace(settings(srv.url, data, local), validate_max_quarantine_share=0.05)
+        m = run_extract(s, "full", lag=LAG0, options=fast_options(local=True))
+    snap = find_complete(data, m.run_id)
+    assert snap is not None and m.zuora["Account"]["downloads"] == 1
+    checks = validate_snapshot(snap, data, settings=s, gx=False)
+    assert not checks.blocking
+    result = reconcile_snapshot(snap, data, grace_hours=0)  # the changes are seconds old
+    mine = result.drift.filter((pl.col("key") == key) | (pl.col("account_id") == key))
+    assert mine.height and set(mine["kind"]) == {"quarantined"} and set(mine["action"]) == {
+        "human"}
+    assert "utf8 on Name" in mine.filter(pl.col("key") == key)["explanation"][0]
+    plan = build_plan(data, snap.run_id, local_database_url=local)
+    assert plan["validation"] == "passed"
+    assert [op for op in plan["operations"]
+            if other in json_text(op["key"]) and op["op"] == "update"]
+    assert not [op for op in plan["operations"] if key in json_text(op)]
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value, default=str)
