@@ -23,7 +23,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import pytest
 from extract_support import fast_options, settings
 
 from extract.catalog import ZType, get
@@ -188,7 +187,6 @@ def _dataset(root: Path, seed: int) -> tuple[dict[str, dict], dict[str, set[str]
     return expected, bad_fields, bad_keys
 
 
-@pytest.mark.slow  # ~5 s on an idle machine; 5,000 records through HTTP and back
 def test_fuzzed_records_arrive_exactly_or_are_quarantined(tmp_path: Path) -> None:
     seed = SEED
     spec = get(OBJECT)
