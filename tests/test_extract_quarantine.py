@@ -162,3 +162,49 @@ def json_text(value: object) -> str:
     import json
 
     return json.dumps(value, default=str)
+
+
+def test_too_many_quarantined_stops_the_nightly_with_an_alert(tmp_path: Path) -> None:
+    """Above validate.max_quarantine_share (1%): the nightly job fails at validation (not
+    retried, no plan written) and the failure alert names the check."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    from extract.config import Secret, Settings
+    from jobs.pipeline import run_job, run_steps
+
+    bodies: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    root = base_dataset()
+    try:
+        with SandboxServer(root, client_secret=SECRET, job_step_delay=0.01) as srv:
+            for key in srv.store.typed("Account")["Id"].head(3):  # 3 of 60: 5% > 1%
+                srv.store.set_raw("Account", key, "Name", b"\xff" + key.encode())
+            s = Settings(zuora_base_url=srv.url, zuora_client_secret=Secret(SECRET),
+                         local_database_url=f"duckdb:///{root / 'local.duckdb'}",
+                         data_dir=tmp_path / "data", jobs_retries=2, jobs_retry_delay_s=0.0,
+                         alerts_webhook_url=Secret(
+                             f"http://127.0.0.1:{hook.server_address[1]}/hook"))
+            steps = functools.partial(run_steps, extract_options=fast_options(local=True))
+            result = run_job("full", s, steps=steps)
+    finally:
+        hook.shutdown()
+    assert result.status == "failed" and result.attempt == 1  # not retried
+    assert type(result.error).__name__ == "QuarantineError"
+    assert "Account: 3 of 60 records quarantined" in str(result.error)
+    assert not list((tmp_path / "data" / "runs").glob("*/repair-plan.json"))
+    assert [b["recon"]["alert"] for b in bodies] == ["failed"]
+    assert "QuarantineError" in json.dumps(bodies)
