@@ -120,60 +120,24 @@ def test_dataset_raw_bytes_are_read_exactly_and_bad_ones_are_rejects(tmp_path: P
         dataset.read_object(tmp_path, spec)
 
 
-def test_one_bad_account_name_costs_that_account_not_the_night(tmp_path: Path) -> None:
+@pytest.mark.slow  # two full extracts of the 60-account tenant, validate, reconcile, plan
+def test_one_bad_record_costs_that_record_many_stop_the_night(tmp_path: Path) -> None:
     """Issue 13's case: one Account Name that is not UTF-8. The extract completes (the file
-    read once), validation quarantines that account and passes the share check (1 of 60 is
-    within a 5% share here), the reconciler reports it and everything of that account as
-    quarantined, and the plan repairs the rest and touches nothing of that account."""
-    from dataclasses import replace
-
-    from expectations.validate import validate_snapshot
-    from reconcile.engine import reconcile_snapshot
-    from reconcile.repair.plan import build_plan
-
-    data = tmp_path / "data"
-    root = base_dataset()
-    local = f"duckdb:///{root / 'local.duckdb'}"
-    with SandboxServer(root, client_secret=SECRET, job_step_delay=0.01) as srv:
-        subs = srv.store.typed("Subscription")
-        key = subs["AccountId"].drop_nulls()[0]
-        srv.store.set_raw("Account", key, "Name", b"Gringotts \xff\xfe Bank")
-        other = srv.store.typed("Account").filter(pl.col("Id") != key)["Id"][0]
-        srv.store.update("Account", other, Name="Renamed in Zuora")  # drift to repair
-        s = replace(settings(srv.url, data, local), validate_max_quarantine_share=0.05)
-        m = run_extract(s, "full", lag=LAG0, options=fast_options(local=True))
-    snap = find_complete(data, m.run_id)
-    assert snap is not None and m.zuora["Account"]["downloads"] == 1
-    checks = validate_snapshot(snap, data, settings=s, gx=False)
-    assert not checks.blocking
-    result = reconcile_snapshot(snap, data, grace_hours=0)  # the changes are seconds old
-    mine = result.drift.filter((pl.col("key") == key) | (pl.col("account_id") == key))
-    assert mine.height and set(mine["kind"]) == {"quarantined"} and set(mine["action"]) == {
-        "human"}
-    assert "utf8 on Name" in mine.filter(pl.col("key") == key)["explanation"][0]
-    plan = build_plan(data, snap.run_id, local_database_url=local)
-    assert plan["validation"] == "passed"
-    assert [op for op in plan["operations"]
-            if other in json_text(op["key"]) and op["op"] == "update"]
-    assert not [op for op in plan["operations"] if key in json_text(op)]
-
-
-def json_text(value: object) -> str:
-    import json
-
-    return json.dumps(value, default=str)
-
-
-def test_too_many_quarantined_stops_the_nightly_with_an_alert(tmp_path: Path) -> None:
-    """Above validate.max_quarantine_share (1%): the nightly job fails at validation (not
-    retried, no plan written) and the failure alert names the check."""
+    read once), validation quarantines that account within the share (1 of 60 in a 5%
+    share), the reconciler reports it and everything of it as quarantined, and the plan
+    repairs the rest and touches nothing of it. Then three bad accounts in the default 1%
+    share: the nightly job fails at validation — not retried, no plan, a failure alert."""
     import functools
     import http.server
     import json
     import threading
+    from dataclasses import replace
 
-    from extract.config import Secret, Settings
+    from expectations.validate import validate_snapshot
+    from extract.config import Secret
     from jobs.pipeline import run_job, run_steps
+    from reconcile.engine import reconcile_snapshot
+    from reconcile.repair.plan import build_plan
 
     bodies: list[dict] = []
 
@@ -188,23 +152,44 @@ def test_too_many_quarantined_stops_the_nightly_with_an_alert(tmp_path: Path) ->
 
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
+    data = tmp_path / "data"
     root = base_dataset()
+    local = f"duckdb:///{root / 'local.duckdb'}"
     try:
         with SandboxServer(root, client_secret=SECRET, job_step_delay=0.01) as srv:
-            for key in srv.store.typed("Account")["Id"].head(3):  # 3 of 60: 5% > 1%
-                srv.store.set_raw("Account", key, "Name", b"\xff" + key.encode())
-            s = Settings(zuora_base_url=srv.url, zuora_client_secret=Secret(SECRET),
-                         local_database_url=f"duckdb:///{root / 'local.duckdb'}",
-                         data_dir=tmp_path / "data", jobs_retries=2, jobs_retry_delay_s=0.0,
-                         alerts_webhook_url=Secret(
-                             f"http://127.0.0.1:{hook.server_address[1]}/hook"))
+            accounts = srv.store.typed("Account")["Id"]
+            key = srv.store.typed("Subscription")["AccountId"].drop_nulls()[0]
+            srv.store.set_raw("Account", key, "Name", b"Gringotts \xff\xfe Bank")
+            other = accounts.filter(accounts != key)[0]
+            srv.store.update("Account", other, Name="Renamed in Zuora")  # drift to repair
+            s = replace(settings(srv.url, data, local), validate_max_quarantine_share=0.05)
+            m = run_extract(s, "full", lag=LAG0, options=fast_options(local=True))
+            snap = find_complete(data, m.run_id)
+            assert snap is not None and m.zuora["Account"]["downloads"] == 1
+            assert not validate_snapshot(snap, data, settings=s, gx=False).blocking
+            result = reconcile_snapshot(snap, data, grace_hours=0)  # changes seconds old
+            mine = result.drift.filter((pl.col("key") == key) | (pl.col("account_id") == key))
+            assert mine.height and set(mine["kind"]) == {"quarantined"}
+            assert set(mine["action"]) == {"human"}
+            assert "utf8 on Name" in mine.filter(pl.col("key") == key)["explanation"][0]
+            plan = build_plan(data, snap.run_id, local_database_url=local)
+            assert plan["validation"] == "passed"
+            assert [op for op in plan["operations"]
+                    if other in json.dumps(op["key"]) and op["op"] == "update"]
+            assert not [op for op in plan["operations"] if key in json.dumps(op, default=str)]
+
+            for bad in accounts.filter(accounts != key).head(2):  # 3 of 60: 5% > 1%
+                srv.store.set_raw("Account", bad, "Name", b"\xff" + bad.encode())
+            nightly = replace(s, validate_max_quarantine_share=0.01, jobs_retries=2,
+                              jobs_retry_delay_s=0.0, alerts_webhook_url=Secret(
+                                  f"http://127.0.0.1:{hook.server_address[1]}/hook"))
             steps = functools.partial(run_steps, extract_options=fast_options(local=True))
-            result = run_job("full", s, steps=steps)
+            failed = run_job("full", nightly, steps=steps)
     finally:
         hook.shutdown()
-    assert result.status == "failed" and result.attempt == 1  # not retried
-    assert type(result.error).__name__ == "QuarantineError"
-    assert "Account: 3 of 60 records quarantined" in str(result.error)
-    assert not list((tmp_path / "data" / "runs").glob("*/repair-plan.json"))
+    assert failed.status == "failed" and failed.attempt == 1  # not retried
+    assert type(failed.error).__name__ == "QuarantineError"
+    assert "Account: 3 of 60 records quarantined" in str(failed.error)
+    assert not (data / "runs" / str(failed.snapshot_run) / "repair-plan.json").exists()
     assert [b["recon"]["alert"] for b in bodies] == ["failed"]
     assert "QuarantineError" in json.dumps(bodies)
