@@ -186,7 +186,11 @@ def iter_object(root: Path, spec: ObjectSpec) -> Iterator[pl.DataFrame]:
         raise DatasetError(
             f"dataset {root} has no {spec.name} file: expected {jsonl} or {parquet}")
     for part in [parquet, *sorted(parquet.parent.glob(f"{spec.name}.part*.parquet"))]:
-        df = pl.read_parquet(part)
+        try:
+            df = pl.read_parquet(part)
+        except (pl.exceptions.PolarsError, OSError) as e:  # e.g. text that is not UTF-8
+            raise DatasetError(f"{part} cannot be read as a {spec.name} dataset file: {e}"
+                               ) from None
         unknown = set(df.columns) - set(schema)
         if unknown:
             raise DatasetError(

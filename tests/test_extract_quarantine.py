@@ -72,7 +72,9 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
         assert " or Id = " not in last.zuora["Account"]["query"]
 
 
-def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path) -> None:
+@pytest.mark.parametrize("line", [2, 1201])  # in the fields check; in a later block
+def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path, line: int
+                                                               ) -> None:
     """A dataset line that is not UTF-8: `recon sandbox serve` exits 2 naming the file and
     the line (raw bytes go in a "$raw" member), never a traceback."""
     import subprocess
@@ -80,13 +82,15 @@ def test_sandbox_serve_names_the_file_and_line_of_invalid_utf8(tmp_path: Path) -
 
     (tmp_path / "ds" / "zuora").mkdir(parents=True)
     path = tmp_path / "ds" / "zuora" / "Product.jsonl"
-    path.write_bytes(b'{"Id": "p1", "Name": "A"}\n{"Id": "p2", "Name": "B\xff"}\n')
+    lines = [b'{"Id": "p%d", "Name": "A"}' % i for i in range(max(line, 3))]
+    lines[line - 1] = b'{"Id": "px", "Name": "B\xff"}'
+    path.write_bytes(b"\n".join(lines) + b"\n")
     r = subprocess.run([sys.executable, "-m", "jobs.cli", "sandbox", "serve", "--data",
                         str(tmp_path / "ds"), "--port", "0"], capture_output=True, text=True,
                        timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    assert f"{path}: line 2 is not UTF-8" in r.stderr and '"$raw"' in r.stderr
+    assert f"{path}: line {line} is not UTF-8" in r.stderr and '"$raw"' in r.stderr
 
 
 def test_dataset_raw_bytes_are_read_exactly_and_bad_ones_are_rejects(tmp_path: Path) -> None:
@@ -114,3 +118,100 @@ def test_dataset_raw_bytes_are_read_exactly_and_bad_ones_are_rejects(tmp_path: P
     (tmp_path / "zuora" / "Product.jsonl").write_text(bad + "\n")
     with pytest.raises(DatasetError, match=r"line 1: \"\$raw\" names 'Nope'"):
         dataset.read_object(tmp_path, spec)
+
+
+@pytest.mark.slow  # two full extracts of the 60-account tenant, validate, reconcile, plan
+def test_one_bad_record_costs_that_record_many_stop_the_night(tmp_path: Path) -> None:
+    """Issue 13's case: one Account Name that is not UTF-8. The extract completes (the file
+    read once), validation quarantines that account within the share (1 of 60 in a 5%
+    share), the reconciler reports it and everything of it as quarantined, and the plan
+    repairs the rest and touches nothing of it. Then three bad accounts in the default 1%
+    share: the nightly job fails at validation — not retried, no plan, a failure alert."""
+    import functools
+    import http.server
+    import json
+    import threading
+    from dataclasses import replace
+
+    from expectations.validate import validate_snapshot
+    from extract.config import Secret
+    from jobs.pipeline import run_job, run_steps
+    from reconcile.engine import reconcile_snapshot
+    from reconcile.repair.plan import build_plan
+
+    bodies: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    data = tmp_path / "data"
+    root = base_dataset()
+    local = f"duckdb:///{root / 'local.duckdb'}"
+    try:
+        with SandboxServer(root, client_secret=SECRET, job_step_delay=0.01) as srv:
+            accounts = srv.store.typed("Account")["Id"]
+            key = srv.store.typed("Subscription")["AccountId"].drop_nulls()[0]
+            srv.store.set_raw("Account", key, "Name", b"Gringotts \xff\xfe Bank")
+            other = accounts.filter(accounts != key)[0]
+            srv.store.update("Account", other, Name="Renamed in Zuora")  # drift to repair
+            s = replace(settings(srv.url, data, local), validate_max_quarantine_share=0.05)
+            m = run_extract(s, "full", lag=LAG0, options=fast_options(local=True))
+            snap = find_complete(data, m.run_id)
+            assert snap is not None and m.zuora["Account"]["downloads"] == 1
+            assert not validate_snapshot(snap, data, settings=s, gx=False).blocking
+            result = reconcile_snapshot(snap, data, grace_hours=0)  # changes seconds old
+            mine = result.drift.filter((pl.col("key") == key) | (pl.col("account_id") == key))
+            assert mine.height and set(mine["kind"]) == {"quarantined"}
+            assert set(mine["action"]) == {"human"}
+            assert "utf8 on Name" in mine.filter(pl.col("key") == key)["explanation"][0]
+            plan = build_plan(data, snap.run_id, local_database_url=local)
+            assert plan["validation"] == "passed"
+            assert [op for op in plan["operations"]
+                    if other in json.dumps(op["key"]) and op["op"] == "update"]
+            assert not [op for op in plan["operations"] if key in json.dumps(op, default=str)]
+
+            for bad in accounts.filter(accounts != key).head(2):  # 3 of 60: 5% > 1%
+                srv.store.set_raw("Account", bad, "Name", b"\xff" + bad.encode())
+            nightly = replace(s, validate_max_quarantine_share=0.01, jobs_retries=2,
+                              jobs_retry_delay_s=0.0, alerts_webhook_url=Secret(
+                                  f"http://127.0.0.1:{hook.server_address[1]}/hook"))
+            steps = functools.partial(run_steps, extract_options=fast_options(local=True))
+            failed = run_job("full", nightly, steps=steps)
+    finally:
+        hook.shutdown()
+    assert failed.status == "failed" and failed.attempt == 1  # not retried
+    assert type(failed.error).__name__ == "QuarantineError"
+    assert "Account: 3 of 60 records quarantined" in str(failed.error)
+    assert not (data / "runs" / str(failed.snapshot_run) / "repair-plan.json").exists()
+    assert [b["recon"]["alert"] for b in bodies] == ["failed"]
+    assert "QuarantineError" in json.dumps(bodies)
+
+
+def test_raw_rows_are_written_as_polars_writes_the_rest() -> None:
+    """The sandbox writes rows that hold raw bytes itself; given the very bytes polars would
+    write, every row comes out the same (quoting, nulls, booleans, decimals, dateTimes)."""
+    from extract.catalog import get
+    from extract.sandbox.server import render
+    from extract.sandbox.server.store import Store
+
+    for obj in ("RatePlanCharge", "ProductRatePlan", "Account"):
+        spec = get(obj)
+        frame = Store(base_dataset(), "America/Los_Angeles").live(obj).head(300).with_columns(
+            pl.when(pl.int_range(pl.len()) % 7 == 0).then(pl.lit('a "q", b\nc'))
+            .otherwise(pl.col("Name")).alias("Name"))
+        plain = b"".join(render.csv_chunks(spec, frame, spec.field_names, "America/Los_Angeles",
+                                           utc=True))
+        text = render.render_frame(spec, frame.head(60), "America/Los_Angeles", "aqua_utc")
+        raw = {r["Id"]: {"Name": r["Name"].encode()} for r in text.iter_rows(named=True)
+               if r["Name"] is not None}
+        mixed = b"".join(render.csv_chunks(spec, frame, spec.field_names, "America/Los_Angeles",
+                                           utc=True, raw=raw))
+        assert len(raw) > 10 and sorted(plain.split(b"\n")) == sorted(mixed.split(b"\n")), obj

@@ -59,6 +59,15 @@ def csv_field(value: bytes | None, null: str = "") -> bytes:
     return value
 
 
+def _text(value: object) -> bytes | None:
+    """A rendered cell as polars' CSV writer spells it (booleans ``true``/``false``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    return str(value).encode()
+
+
 def _raw_rows(out: pl.DataFrame, names: list[str], ids: list[str],
               raw: dict[str, dict[str, bytes]], null: str) -> bytes:
     """CSV lines of rows holding raw bytes (a few; sandbox equipment): each field is its
@@ -66,8 +75,7 @@ def _raw_rows(out: pl.DataFrame, names: list[str], ids: list[str],
     lines = []
     for row, id_ in zip(out.iter_rows(), ids, strict=True):
         held = raw.get(id_, {})
-        cells = [held[n] if n in held else (None if v is None else str(v).encode())
-                 for n, v in zip(names, row, strict=True)]
+        cells = [held[n] if n in held else _text(v) for n, v in zip(names, row, strict=True)]
         lines.append(b",".join(csv_field(c, null) for c in cells) + b"\n")
     return b"".join(lines)
 
