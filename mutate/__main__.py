@@ -1,0 +1,7 @@
+"""``python -m mutate``: see mutate/run.py."""
+
+import sys
+
+from mutate.run import main
+
+sys.exit(main())
