@@ -16,4 +16,11 @@ EQUIVALENT: dict[str, str] = {
         "UpdatedDate only breaks ties between rows of one Name with the same Version; Zuora "
         "never has two versions of a subscription with one version number (domain.md, "
         "subscription versions), and the snapshot keys rows by Id, so the tie never occurs.",
+    **{f"py:reconcile/normalize.py:{line}:15:{op}:0":
+       f"line {line} only chooses between two value-identical expressions (a 64-bit fast path "
+       "with a 128-bit fallback, or the plain 128-bit cast): for every source type the "
+       "catalogue declares for a DECIMAL or INTEGER normalisation (Zuora DECIMAL(38,9); local "
+       "DECIMAL(22,9), DECIMAL(18,2), INTEGER) both give the same value, rounded half away "
+       "from zero at the same scale, of the same result type. Flipping it changes speed only."
+       for line in (63, 70) for op in ("cmp-flip", "if-negate")},
 }
