@@ -47,4 +47,5 @@ clean:
 .PHONY: mutate
 mutate: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[mutate]'
+	$(BIN)/python -m pytest -q -p no:cacheprovider mutate/test_mutators.py
 	$(BIN)/python -m mutate $(MUTATE_ARGS)

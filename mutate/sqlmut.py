@@ -303,6 +303,7 @@ def sql_mutants(path: str, source: str) -> tuple[list[Mutant], int]:
     funcs = enclosing_functions(tree)
     out: list[Mutant] = []
     skipped = 0
+    counts: dict[str, int] = {}
     for site in _sites(tree):
         text = _BRACE.sub(lambda m: f"__B{m[1]}__", site.text)  # .format / .replace holes
         toks = _tokens(text)
@@ -318,14 +319,14 @@ def sql_mutants(path: str, source: str) -> tuple[list[Mutant], int]:
             skipped += 1
             continue
         line = site.node.lineno
-        counts: dict[str, int] = {}
         for op, edits, what in found:
             new_text = _UNBRACE.sub(lambda m: "{" + m[1] + "}", _apply(text, edits))
-            counts[op] = counts.get(op, -1) + 1
+            key = f"{line}:{op}"  # several sites can start on one line: one count per line
+            counts[key] = counts.get(key, -1) + 1
             near = text[max(0, min(a for a, _, _ in edits) - 30):
                              max(b for _, b, _ in edits) + 30]
             out.append(Mutant(
-                id=f"sql:{path}:{line}:{op}:{counts[op]}", kind="sql", path=path,
+                id=f"sql:{path}:{line}:{op}:{counts[key]}", kind="sql", path=path,
                 func=funcs.get(id(site.node), "<module>"), op=op,
                 description=f"line {line}: {what} near `{' '.join(near.split())}`",
                 source=replace_node(source, site.node, site.render(new_text))))
