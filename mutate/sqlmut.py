@@ -107,10 +107,18 @@ def _sites(tree: ast.Module) -> list[Site]:
 
 
 def _tokens(text: str) -> list[Token] | None:
+    """sqlglot's DuckDB tokens of ``text``. A keyword not written in capitals is read as a
+    plain word: these modules write SQL keywords in capitals, and lower-case ``not``, ``is``,
+    ``when`` are prose (rule titles, reasons shown to people), never mutated as SQL."""
     try:
-        return DuckDB().tokenize(text)
+        toks = DuckDB().tokenize(text)
     except Exception:  # not SQL (prose, a regex): no mutants
         return None
+    for t in toks:
+        if t.token_type not in (T.VAR, T.STRING, T.NUMBER) and any(c.isalpha() for c in t.text) \
+                and t.text != t.text.upper():
+            t.token_type = T.VAR
+    return toks
 
 
 def _depths(toks: list[Token]) -> list[int]:
