@@ -13,9 +13,10 @@ EQUIVALENT: dict[str, str] = {
         "already rounds half away from zero, exactly what ROUND does; the result is the same "
         "for every quantity.",
     "sql:extract/catalog/orders.py:23:order-flip:1":
-        "UpdatedDate only breaks ties between rows of one Name with the same Version; Zuora "
-        "never has two versions of a subscription with one version number (domain.md, "
-        "subscription versions), and the snapshot keys rows by Id, so the tie never occurs.",
+        "UpdatedDate only breaks ties between live versions of one Name with the same Version "
+        "number; Zuora never holds two (domain.md §1.1 items 1 and 10: versions are 1..n, a "
+        "number is re-used only after the version holding it was deleted), so the tie never "
+        "occurs on the Zuora side this query reads.",
     **{f"py:reconcile/normalize.py:{line}:15:{op}:0":
        f"line {line} only chooses between two value-identical expressions (a 64-bit fast path "
        "with a 128-bit fallback, or the plain 128-bit cast): for every source type the "

@@ -41,7 +41,7 @@ from mutate.sqlmut import sql_mutants
 from mutate.testmap import TARGETS, module_tests, tests_for
 
 ROOT = Path(__file__).resolve().parent.parent
-KILLED, TIMEOUT, SURVIVED, ERROR = "killed", "timeout", "survived", "error"
+KILLED, TIMEOUT, SURVIVED, ERROR, NOT_RUN = "killed", "timeout", "survived", "error", "not run"
 
 
 @dataclass
@@ -89,7 +89,9 @@ def build(sample_sql: int, sample_py: int, seed: int, only: Iterable[str] = ()
         dedup["sql"] = sorted(rng.sample(dedup["sql"], sample_sql), key=lambda m: m.id)
     if sample_py and len(dedup["py"]) > sample_py:
         dedup["py"] = sorted(rng.sample(dedup["py"], sample_py), key=lambda m: m.id)
-    chosen = planted + dedup["py"] + dedup["sql"]
+    rest = dedup["py"] + dedup["sql"]
+    rng.shuffle(rest)  # if the time budget runs out, what is left is a fair sample of both
+    chosen = planted + rest
     if only:
         wanted = set(only)
         chosen = [m for m in planted + py + sql if m.id in wanted]
@@ -162,7 +164,7 @@ def _write(path: Path, text: str) -> None:
 def rate(results: list[Result], kind: str) -> dict[str, object]:
     """Kill rate of one kind, declared equivalents left out of the denominator."""
     rs = [r for r in results if r.kind == kind and r.id not in EQUIVALENT
-          and r.status != ERROR]
+          and r.status not in (ERROR, NOT_RUN)]
     killed = sum(r.status in (KILLED, TIMEOUT) for r in rs)
     return {"mutants": len(rs), "killed": sum(r.status == KILLED for r in rs),
             "killed_by_timeout": sum(r.status == TIMEOUT for r in rs),
@@ -183,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.90, help="kill rate to reach (0.90)")
     ap.add_argument("--timeout-factor", type=float, default=3.0,
                     help="per-mutant timeout = factor x module baseline + 30 s")
+    ap.add_argument("--budget-minutes", type=float, default=55.0,
+                    help="stop starting mutants after this long (reported as not run; 55)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "mutate")
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.sample_sql < 0 or args.sample_py < 0:
@@ -245,7 +249,15 @@ def main(argv: list[str] | None = None) -> int:
 
         results: list[Result] = []
 
+        deadline = wall + 60 * args.budget_minutes
+
         def one(m: Mutant) -> Result:
+            if time.monotonic() > deadline:  # the run's time budget is spent
+                r = Result(m.id, m.kind, m.path, m.func, m.op, m.description, NOT_RUN, 0.0, 0,
+                           f"budget of {args.budget_minutes:g} min spent")
+                with lock:
+                    results.append(r)
+                return r
             w = take()
             try:
                 r = w.run(m, budgets[m.path])
@@ -275,7 +287,7 @@ def report(results: list[Result], counts: dict[str, int], seed: int, wall: float
     equivalent = [r for r in results if r.id in EQUIVALENT]
     wrong = [r.id for r in equivalent if r.status != SURVIVED]
     errors = [r for r in results if r.status == ERROR]
-    per = [r.seconds for r in results]
+    per = [r.seconds for r in results if r.status != NOT_RUN]
     lines = [
         f"mutation run: seed {seed}, {len(results)} mutants, wall {wall / 60:.1f} min "
         f"({args.jobs} workers), mean {sum(per) / max(1, len(per)):.1f} s per mutant",
@@ -289,7 +301,8 @@ def report(results: list[Result], counts: dict[str, int], seed: int, wall: float
         "  planted bugs: " + ", ".join(f"{k} {v}" for k, v in sorted(planted.items())),
         f"  declared equivalent (not counted): {len(equivalent)}"
         + (f"; KILLED although declared equivalent: {', '.join(wrong)}" if wrong else ""),
-        f"  errors (not counted): {len(errors)}",
+        f"  errors (not counted): {len(errors)}; not run (time budget spent, not counted): "
+        f"{sum(r.status == NOT_RUN for r in results)}",
         "survivors:",
         *[f"  {r.id}  [{r.func}] {r.description}" for r in survivors],
         "timeouts:",
@@ -310,7 +323,8 @@ def report(results: list[Result], counts: dict[str, int], seed: int, wall: float
          "results": [asdict(r) for r in results]}, indent=1))
     print(f"written: {args.out / f'mutate-{stamp}.txt'} (and .json)")
     ok = all(r["kill_rate"] is not None and r["kill_rate"] >= args.target
-             for r in (py, sql)) and all(v in (KILLED, TIMEOUT) for v in planted.values())
+             for r in (py, sql)) and all(v in (KILLED, TIMEOUT) for v in planted.values()) \
+        and not any(r.status == NOT_RUN for r in results)
     return 0 if ok else 1
 
 
