@@ -4,4 +4,9 @@ import sys
 
 from mutate.run import main
 
-sys.exit(main())
+try:
+    sys.exit(main())
+except KeyboardInterrupt:
+    print("mutate: interrupted; the pytest runs under way were ended and the scratch copies "
+          "removed (the real tree is never written)", file=sys.stderr)
+    sys.exit(130)

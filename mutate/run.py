@@ -27,10 +27,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mutate.equivalent import EQUIVALENT
 from mutate.planted import PATH as PLANTED_PATH
@@ -40,6 +41,7 @@ from mutate.source import Mutant
 from mutate.sqlmut import sql_mutants
 from mutate.testmap import TARGETS, module_tests, tests_for
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 KILLED, TIMEOUT, SURVIVED, ERROR, NOT_RUN = "killed", "timeout", "survived", "error", "not run"
 
@@ -113,6 +115,31 @@ def scratch_copy(dest: Path) -> None:
             shutil.copy2(src, target)
 
 
+# pytest runs under way: each in its own session (a timeout kills its whole group), so an
+# interrupted run ends them itself rather than leaving them behind
+LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def end_live() -> None:
+    for proc in list(LIVE):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run_all(jobs: int, fn: Callable[[T], object], items: list[T]) -> None:
+    """``fn`` over ``items`` on ``jobs`` threads; on Ctrl-C nothing more starts and the pytest
+    runs under way are ended (each worker then restores its scratch file)."""
+    with ThreadPoolExecutor(jobs) as pool:
+        try:
+            list(pool.map(fn, items))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            end_live()
+            raise
+
+
 class Worker:
     """One scratch tree; mutants are written into it one at a time and restored after."""
 
@@ -128,12 +155,15 @@ class Worker:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+        LIVE.add(proc)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             return TIMEOUT, time.monotonic() - start, f"over {timeout:.0f} s"
+        finally:
+            LIVE.discard(proc)
         took = time.monotonic() - start
         tail = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
         if proc.returncode == 0:
@@ -240,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 errors.append(f"{path}: its tests fail unmutated ({detail})")
             budgets[path] = args.timeout_factor * took + 30
 
-        with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(baseline, paths))
+        run_all(args.jobs, baseline, paths)
         if errors:
             print("mutate: cannot measure mutants whose tests fail unmutated:\n  "
                   + "\n  ".join(errors), file=sys.stderr)
@@ -269,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r.id}", flush=True)
             return r
 
-        with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(one, mutants))
+        run_all(args.jobs, one, mutants)
     finally:
+        end_live()
         shutil.rmtree(base, ignore_errors=True)
     wall = time.monotonic() - wall
     return report(results, counts, seed, wall, args)
