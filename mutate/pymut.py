@@ -9,7 +9,7 @@ Operators, each applied to one node at a time:
 * ``int-bump``   an integer literal ``n`` -> ``n + 1``; ``True`` <-> ``False``
 * ``arith-swap`` ``+`` <-> ``-`` (only where neither side is text: string building is SQL's)
 * ``drop-item``  one element dropped from a tuple or list literal bound by an assignment
-  (status lists, column lists, reason lists)
+  (status lists, column lists, reason lists; not ``__all__``, which only ``import *`` reads)
 * ``return-none`` ``return x`` -> ``return None``
 
 String literals are left to the SQL mutator (mutate/sqlmut.py): in these modules they are
@@ -106,7 +106,8 @@ def python_mutants(path: str, source: str) -> list[Mutant]:
             add(node.test, "if-negate", f"not ({ast.unparse(node.test)})",
                 f"condition negated: `{ast.unparse(node.test)[:80]}`")
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple | ast.List) \
-                and len(node.value.elts) >= 2:
+                and len(node.value.elts) >= 2 and not any(
+                    isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             for i, elt in enumerate(node.value.elts):
                 new = copy.deepcopy(node.value)
                 del new.elts[i]
