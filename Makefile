@@ -51,3 +51,12 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) data/
+
+# Mutation run (issue 13): Python and SQL mutants of the normalisation, derivation and rule
+# modules, each running only the tests that cover it; never part of `make test`.
+# Options: make mutate MUTATE_ARGS="--seed 7 --sample-sql 300" (see mutate/README.md).
+.PHONY: mutate
+mutate: setup
+	$(BIN)/pip install -q -c constraints.txt -e '.[mutate]'
+	$(BIN)/python -m pytest -q -p no:cacheprovider mutate/test_mutators.py
+	$(BIN)/python -m mutate $(MUTATE_ARGS)

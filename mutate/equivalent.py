@@ -1,0 +1,27 @@
+"""Mutants declared equivalent: they change no result the program can produce, so no test
+can kill them. They are run like any other (a declared one that is killed is reported as a
+wrong declaration) and left out of the kill rate. Each entry says why, by the rule it
+rests on. Ids are those of mutate/sqlmut.py and mutate/pymut.py; re-check them when the
+code they point at moves (an unknown id is reported).
+"""
+
+from __future__ import annotations
+
+EQUIVALENT: dict[str, str] = {
+    "sql:extract/catalog/orders.py:38:func-drop:0":
+        "ROUND(x) inside CAST(... AS INTEGER): DuckDB's cast of a DECIMAL to an integer "
+        "already rounds half away from zero, exactly what ROUND does; the result is the same "
+        "for every quantity.",
+    "sql:extract/catalog/orders.py:23:order-flip:1":
+        "UpdatedDate only breaks ties between live versions of one Name with the same Version "
+        "number; Zuora never holds two (domain.md §1.1 items 1 and 10: versions are 1..n, a "
+        "number is re-used only after the version holding it was deleted), so the tie never "
+        "occurs on the Zuora side this query reads.",
+    **{f"py:reconcile/normalize.py:{line}:15:{op}:0":
+       f"line {line} only chooses between two value-identical expressions (a 64-bit fast path "
+       "with a 128-bit fallback, or the plain 128-bit cast): for every source type the "
+       "catalogue declares for a DECIMAL or INTEGER normalisation (Zuora DECIMAL(38,9); local "
+       "DECIMAL(22,9), DECIMAL(18,2), INTEGER) both give the same value, rounded half away "
+       "from zero at the same scale, of the same result type. Flipping it changes speed only."
+       for line in (63, 70) for op in ("cmp-flip", "if-negate")},
+}
