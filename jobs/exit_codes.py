@@ -27,11 +27,16 @@ _ALWAYS_2 = "bad input, crash"
 EXIT_CODES: dict[str, dict[int, str]] = {
     "config show": {0: "settings printed", 2: f"{_ALWAYS_2}, unreadable config"},
     "db init": {0: "schema ready (or DDL printed)", 2: f"{_ALWAYS_2}, database unreachable"},
+    "db stamp": {0: "recon's own objects and the identity ready",
+                 2: f"{_ALWAYS_2}, database unreachable or written by a newer recon"},
     "sandbox generate": {0: "tenant written", 2: f"{_ALWAYS_2}, `--db` already holds data "
                          "(without `--replace`), `--out` not a tenant directory"},
     "sandbox serve": {0: "stopped cleanly", 2: f"{_ALWAYS_2}, unreadable dataset (file and "
                       "line named), port taken"},
-    "extract": {0: "snapshot complete", 2: f"{_ALWAYS_2}, Zuora or the local database "
+    "extract": {0: "snapshot complete and its volume check passed",
+                1: "snapshot complete, volume check failed: never a base or baseline "
+                   "(`recon snapshots accept` if the drop is real)",
+                2: f"{_ALWAYS_2}, Zuora or the local database "
                 "unreachable, suspect export"},
     "validate": {0: "no error-severity check failed (warnings alone, unless `--strict`)",
                  1: "an error-severity check failed (or a warning, with `--strict`)",
@@ -56,6 +61,10 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "run": {0: "job finished (drift or not, without `--fail-on-drift`), or a recorded no-op",
             1: "drift found, with `--fail-on-drift`",
             2: f"{_ALWAYS_2}, job failed (report says why), lock held by another run"},
+    "snapshots": {0: "listed", 2: f"{_ALWAYS_2}, unreadable state"},
+    "snapshots accept": {0: "the drop is accepted: the snapshot is a base and a baseline",
+                         2: f"{_ALWAYS_2}, no such snapshot, or it failed more than the "
+                            "volume check"},
     "runs": {0: "listed", 2: f"{_ALWAYS_2}, unreadable state"},
     "runs show": {0: "shown", 2: f"{_ALWAYS_2}, no such run"},
     "status": {0: "no job overdue", 1: "a job is overdue",

@@ -22,7 +22,7 @@ from typing import Any
 from extract.config import Settings, load_settings
 from extract.state import StateDB
 from jobs import runs
-from jobs.argtypes import LIMIT
+from jobs.argtypes import HOURS, LIMIT
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -61,16 +61,6 @@ def setup_logging(args: argparse.Namespace) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-
-
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from e
-    if not value >= 0 or value == float("inf"):  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"{text!r}: hours must be a finite number >= 0")
-    return value
 
 
 def run_request(args: argparse.Namespace, settings: Settings
@@ -187,7 +177,7 @@ def add_parsers(sub: Any) -> None:
                      help="this is a scheduled tick (cron, CronJob): a second run for the same "
                      "job and date is a recorded no-op. Without it a run has its own key and "
                      "never takes the slot of the day's scheduled run")
-    run.add_argument("--lag-hours", type=_hours,
+    run.add_argument("--lag-hours", type=HOURS,
                      help="incremental upper bound: now minus this many hours (default: config "
                      "extract.lag_hours, 2)")
     run.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")

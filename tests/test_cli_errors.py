@@ -322,7 +322,7 @@ def test_a_partial_apply_exits_1_and_lists_every_skipped_operation(
     url = os.environ["RECON_LOCAL_DATABASE_URL"]
     make_db(url)
     ops = account_updates(url, 3)
-    plan = write_plan(tmp_path / "plan.json", ops)
+    plan = write_plan(url, tmp_path / "plan.json", ops)
     for o in ops[:2]:  # changed after planning: both must be skipped as conflicts
         execute(url, "UPDATE billing_accounts SET zuora_account_name = 'edited' "
                      f"WHERE zuora_account_id = '{o['key']['zuora_account_id']}'")
@@ -390,7 +390,7 @@ def test_generated_tenant_directory_replaced_whole_other_directories_refused_and
         code, err = run_main(["sandbox", "serve", "--data", str(out), "--port", port], capsys)
     assert code == 2 and "Traceback" not in err, err
     if "UTF-8" in err:  # (a later loader may take raw bytes; then it is the port)
-        assert f"{f} line 3" in err and "0xff" in err, err
+        assert f"{f}: line 3" in err and "\\xff" in err, err
     else:
         assert f"--port {port}" in err, err
 
