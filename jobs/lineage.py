@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expectations.errors import ContractError, ValidationError, VolumeError
+from expectations.errors import ContractError, QuarantineError, ValidationError, VolumeError
 from expectations.sources import snapshot_row_counts
 from expectations.volume import baseline as volume_baseline
 from expectations.volume import blocking_drops, volume_results
@@ -81,6 +81,9 @@ def record_validation(data_dir: Path | str, snapshot: Snapshot, *, result: Any =
             zuora = zuora_contract_failures(snapshot)
             st.record_check(run_id, "contracts", FAILED if zuora else PASSED, None,
                             ("; ".join(zuora) if zuora else f"Zuora side passed; {error}")[:2000])
+        elif isinstance(error, QuarantineError):  # "the extract (or Zuora) is broken":
+            # never planned from, so never built on either
+            st.record_check(run_id, "contracts", FAILED, None, str(error)[:2000])
         elif isinstance(error, VolumeError):
             st.record_check(run_id, "contracts", PASSED)
             st.record_check(run_id, "volume", FAILED, base, str(error)[:2000])

@@ -16,6 +16,7 @@ from extract.errors import DatasetError
 from extract.extractor import run_extract
 from extract.sandbox.server import SandboxServer
 from extract.snapshot import find_complete
+from jobs.lineage import extract_step
 
 LAG0 = dt.timedelta(0)
 
@@ -25,7 +26,7 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
     data = tmp_path / "data"
     with SandboxServer(base_dataset(), client_secret=SECRET, job_step_delay=0.01) as srv:
         s = settings(srv.url, data)
-        full = run_extract(s, "full", lag=LAG0, options=fast_options())
+        full = extract_step(s, "full", lag=LAG0, options=fast_options())
         base = find_complete(data, full.run_id)
         assert base is not None
         acct = base.read_zuora("Account").sort("Id").row(0, named=True)
@@ -36,7 +37,7 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
         next_second()
         srv.store.set_raw("Account", key, "Name", b"Acme \xff Corp")
         next_second()
-        inc = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        inc = extract_step(s, "incremental", lag=LAG0, options=fast_options())
         snap = find_complete(data, inc.run_id)
         assert snap is not None and inc.mode == "incremental"
         assert inc.zuora["Account"]["downloads"] == 1  # a value is not a transport fault
@@ -49,7 +50,7 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
 
         # nothing changes in Zuora: the key is asked for again and stays quarantined
         next_second()
-        again = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        again = extract_step(s, "incremental", lag=LAG0, options=fast_options())
         assert f"Id = '{key}'" in again.zuora["Account"]["query"]
         snap2 = find_complete(data, again.run_id)
         assert snap2 is not None
@@ -60,7 +61,7 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
         # the request by key finds it, and the record leaves the quarantine
         srv.store.update("Account", key, Name="Acme Corp", UpdatedDate=updated)
         next_second()
-        fixed = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        fixed = extract_step(s, "incremental", lag=LAG0, options=fast_options())
         snap3 = find_complete(data, fixed.run_id)
         assert snap3 is not None
         assert snap3.read_zuora("Account").filter(pl.col("Id") == key)["Name"][0] == "Acme Corp"
@@ -68,7 +69,7 @@ def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_pat
         assert fixed.zuora["Account"]["rejects"] == 0
         # and the next run asks for nothing by key any more
         next_second()
-        last = run_extract(s, "incremental", lag=LAG0, options=fast_options())
+        last = extract_step(s, "incremental", lag=LAG0, options=fast_options())
         assert " or Id = " not in last.zuora["Account"]["query"]
 
 

@@ -268,3 +268,20 @@ def test_contract_verdicts_judge_the_zuora_side(tmp_path: Path) -> None:
     with StateDB(tmp_path) as st:
         v = st.verdict(bad_local.run_id)
     assert v.contracts == "passed" and v.volume is None and v.verdict == "unvalidated"
+
+
+def test_too_many_quarantined_records_fail_the_verdict(tmp_path: Path) -> None:
+    """More than validate.max_quarantine_share quarantined stops the run (issue 13): such a
+    snapshot is failed, so it is never a base and its marks never become current."""
+    from expectations.errors import QuarantineError
+    from extract.snapshot import find_complete
+    from jobs.lineage import record_validation
+
+    run_id = make(tmp_path, "20261121T000000000000Z-quar", verdict=None)
+    snap = find_complete(tmp_path, run_id)
+    assert snap is not None
+    v = record_validation(tmp_path, snap, error=QuarantineError(
+        "too many records quarantined: Account 3 of 120 (2.50%)"))
+    assert (v.verdict, v.contracts) == ("failed", "failed") and "Account 3 of 120" in v.message
+    with StateDB(tmp_path) as st:
+        assert st.verdict(run_id).verdict == "failed"

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from repair_support import rows, settings_for
+from repair_support import identity_of, rows, settings_for
 from snapshots import write_snapshot
 from worlds import fresh_world
 
@@ -292,7 +292,9 @@ def test_the_plan_applies_on_postgresql(misfit, pg_url: str, tmp_path: Path) -> 
         for t in all_tables():
             db.load(t, w.local[t])
         db.reset_identities()
-    path = write_plan(plan, tmp_path / "plan.json")
+    # the world's snapshot was not exported from this database: bind the plan to it, as an
+    # extract from it would have
+    path = write_plan({**plan, "local_identity": identity_of(pg_url)}, tmp_path / "plan.json")
     result = apply_plan(path, settings_for(pg_url, data), yes=True, force=True)
     assert result.status == "complete", result.skipped
     assert rows(pg_url, "SELECT notes, opportunity_id__c FROM zuora_local_subscriptions "

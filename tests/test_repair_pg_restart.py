@@ -121,7 +121,7 @@ def test_restart_mid_apply_exits_2_with_the_real_cause_and_a_rerun_completes(
     url = server.url
     make_db(url)
     ops = account_updates(url, 3)  # three groups → three batches with --batch-size 1
-    plan = write_plan(tmp_path / "plan.json", ops)
+    plan = write_plan(url, tmp_path / "plan.json", ops)
     second = ops[1]["key"]["zuora_account_id"]
     env = {"RECON_LOCAL_DATABASE_URL": url, "RECON_DATA_DIR": str(tmp_path / "data"),
            "RECON_REPAIR_MAX_CHANGE_FRACTION": "1.0"}
