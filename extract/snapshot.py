@@ -407,16 +407,15 @@ utc_iso = _utc_iso
 class IterStream(io.RawIOBase):
     """A read-only binary file over an iterator of byte chunks (an HTTP body, a COPY
     stream), so pyarrow's streaming CSV reader can consume it without holding it whole.
-    Counts bytes and hashes them on the way; ``strip_nul`` drops NUL bytes (Zuora CSVs can
-    contain them, tap-zuora 1.0.2)."""
+    Counts bytes and hashes them on the way. Bytes pass unchanged: a NUL inside a Zuora value
+    is kept (tap-zuora 1.0.2 dropped them), and the diff reports it as not fitting locally."""
 
-    def __init__(self, chunks: Iterator[bytes], *, strip_nul: bool = False) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._it = iter(chunks)
         self._buf = memoryview(b"")
         self.bytes = 0
         self.sha256 = hashlib.sha256()
-        self.strip_nul = strip_nul
         self.ended_with_newline = True
 
     def readable(self) -> bool:
@@ -433,8 +432,6 @@ class IterStream(io.RawIOBase):
                 continue
             self.bytes += len(chunk)
             self.sha256.update(chunk)
-            if self.strip_nul and b"\0" in chunk:
-                chunk = chunk.replace(b"\0", b"")
             self._buf = memoryview(chunk)
             self.ended_with_newline = chunk.endswith(b"\n")
         return True

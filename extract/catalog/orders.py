@@ -1,8 +1,10 @@
 """How the Zuora-derived columns of a local ``orders`` row follow from Zuora (L5, D14).
 
 Declared once as DuckDB SQL over the typed Zuora relations (named by Zuora object) and the
-local ``billing_accounts`` table: the generator writes orders with it, the reconciler compares
-orders against it, the repair job sets orders from it.
+local ``billing_accounts`` table: the reconciler compares orders against it and the repair job
+sets orders from it. The generator and the tests' oracle deliberately do not use it (issue 13:
+ground truth independent of the code it checks); hand-valued tests in
+``tests/test_ground_truth_orders.py`` pin each column.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ QUALIFY row_number() OVER (PARTITION BY Name ORDER BY Version DESC, UpdatedDate 
 
 def derived_orders_sql(statuses: tuple[str, ...] | None = PAID_STATUSES) -> str:
     """The derivation for names whose latest version has one of ``statuses`` (``None``: every
-    name). The generator writes orders for paid names only; the reconciler compares an
+    name). Only paid names have orders; the reconciler compares an
     existing order against the derivation whatever its subscription's status."""
     where = "" if statuses is None else (
         "WHERE l.Status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
