@@ -80,6 +80,7 @@ def test_argument_errors_exit_2(bad: list[str], tmp_path: Path) -> None:
     assert r.returncode == 2
 
 
+@pytest.mark.slow
 def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--data-dir", str(tmp_path), "--accounts", "40"]) == 0
     out = capsys.readouterr().out
@@ -92,6 +93,7 @@ def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, 
     assert "demo-sandbox-secret" not in manifests[0].read_text()
 
 
+@pytest.mark.slow
 def test_extract_without_a_zuora_exits_2_naming_the_cause(tmp_path: Path) -> None:
     r = run("extract", cwd=tmp_path, env={
         "RECON_ZUORA_BASE_URL": "http://127.0.0.1:9", "RECON_ZUORA_CLIENT_SECRET": "x",

@@ -100,6 +100,7 @@ def test_all_account_and_catalog_scenarios_compose_exactly() -> None:
     _assert_zuora_catalog_valid(world)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sid", MINE)
 def test_many_instances_stay_exact(sid: str) -> None:
     """At a higher rate variants compete for the same pools; labels must stay exact."""

@@ -27,6 +27,7 @@ def test_every_catalogue_drift_has_a_scenario() -> None:
     assert sorted(SCENARIOS) == list(DRIFT_IDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sid", sorted(SCENARIOS))
 def test_scenario_changes_exactly_its_labels(sid: str) -> None:
     world = fresh_world()

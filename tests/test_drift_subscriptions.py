@@ -62,6 +62,7 @@ def _order_drift(world: World) -> set[tuple[str, str]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sid", sorted(SCENARIOS))
 def test_exact_labels_at_larger_n(sid: str) -> None:
     world, labels, _ = _run(sid)
@@ -289,6 +290,7 @@ def test_touches_only_claimed_names(sid: str) -> None:
     assert names >= world.claimed_names, "every claimed name got a fault"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [0, 1, 2])
 @pytest.mark.parametrize("sid", sorted(SCENARIOS))
 def test_small_n(sid: str, n: int) -> None:
