@@ -50,11 +50,18 @@ PORT_BASE, PORT_SPAN = 20000, 1000
 _handed_out: set[int] = set()
 
 
+def port_range() -> range:
+    """This worker's ports: 20000-20999 for gw0 (or a serial run), 21000-21999 for gw1, …
+    (twelve ranges, all below 32768)."""
+    low = PORT_BASE + (worker_index() % 12) * PORT_SPAN
+    return range(low, low + PORT_SPAN)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now and was not handed out before in this session,
     from this worker's own range (for servers that need a fixed ``--port``, e.g. a private
     PostgreSQL started with pg_ctl; servers that can bind port 0 should do that instead)."""
-    low = PORT_BASE + worker_index() * PORT_SPAN
+    low = port_range().start
     start = random.randrange(PORT_SPAN)
     for i in range(PORT_SPAN):
         port = low + (start + i) % PORT_SPAN
