@@ -173,6 +173,19 @@ def test_float_integer_field_compares_as_an_integer() -> None:
         ("3", "3", True), ("3", "2", False)]
 
 
+AUTORENEW_INT = Field("AutoRenew", ZType.BOOL, "auto_renew", "INTEGER", norm=Norm.BOOL)
+AUTORENEW_TEXT = Field("AutoRenew", ZType.BOOL, "auto_renew", "VARCHAR(5)", norm=Norm.BOOL)
+
+
+def test_boolean_kept_as_a_number_or_text_compares_as_a_boolean() -> None:
+    """FLOAT (numeric/text storage): Subscription.AutoRenew kept locally as 1/0 or as the
+    text ``true`` is the boolean it stands for, shown as ``true``/``false``."""
+    assert pairs(AUTORENEW_INT, "INTEGER", [("true", "1"), ("false", "0"), ("true", "0")]) == [
+        ("true", "true", True), ("false", "false", True), ("true", "false", False)]
+    assert pairs(AUTORENEW_TEXT, "VARCHAR(5)", [("true", "true"), ("true", "false")]) == [
+        ("true", "true", True), ("true", "false", False)]
+
+
 def test_decimal_without_a_local_scale_compares_at_zuoras_nine_places() -> None:
     """SCALE, FLOAT: a float price's binary noise past the 9th place is not drift; a
     difference in the 9th place is."""
