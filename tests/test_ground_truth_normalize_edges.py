@@ -197,6 +197,36 @@ def test_decimal_without_a_local_scale_compares_at_zuoras_nine_places() -> None:
     ]
 
 
+END_DATE_TS = Field("TermEndDate", ZType.DATE, "term_end_date", "TIMESTAMP", norm=Norm.DATE)
+END_DATE_TEXT = Field("TermEndDate", ZType.DATE, "term_end_date", "VARCHAR(10)",
+                      norm=Norm.DATE)
+
+
+def test_date_kept_as_a_timestamp_or_text_is_that_calendar_day() -> None:
+    """DATE (domain.md §1.9: calendar dates are never shifted), FLOAT (other storage): a
+    term end kept locally as midnight of that day or as ISO text is that day; the next day
+    is not."""
+    assert pairs(END_DATE_TS, "TIMESTAMP", [
+        ("2026-03-08", "2026-03-08 00:00:00"), ("2026-03-08", "2026-03-09 00:00:00")]) == [
+        ("2026-03-08", "2026-03-08", True), ("2026-03-08", "2026-03-09", False)]
+    assert pairs(END_DATE_TEXT, "VARCHAR(10)", [("2026-11-01", "2026-11-01")]) == [
+        ("2026-11-01", "2026-11-01", True)]
+
+
+def test_datetimes_compare_to_the_second() -> None:
+    """TZ (zuora-api.md §4.1: Zuora writes dateTimes with ``.000`` or no milliseconds):
+    Subscription.UpdatedDate is compared to the second, so a local copy's sub-second part
+    (a Rails timestamp keeps microseconds) is not drift; a whole second is."""
+    f, lt = catalogue("Subscription", "UpdatedDate")
+    assert pairs(f, lt, [
+        ("2026-01-15 08:00:00", "2026-01-15 08:00:00.250"),
+        ("2026-01-15 08:00:00", "2026-01-15 08:00:01"),
+    ]) == [
+        ("2026-01-15T08:00:00Z", "2026-01-15T08:00:00Z", True),
+        ("2026-01-15T08:00:00Z", "2026-01-15T08:00:01Z", False),
+    ]
+
+
 # -- the same type on both sides ----------------------------------------------------------------
 def test_typed_gives_both_sides_one_type() -> None:
     """TYPE: for every compared catalogue field, the typed Zuora value and the typed local
