@@ -1,0 +1,467 @@
+"""Hand-valued ground truth for the cross-object rules (``reconcile.rules``).
+
+The label tests compare findings only on (object, key, kind, rule, field, action); what a
+person acts on is also *which* D11 row is kept and why, the evidence, and the explanation's
+facts. Each test below builds a tiny literal world (the relations the rules read: ``zuora.*``,
+``local.*``, ``derive.*``), runs the rules exactly as the engine does (``prepare``, the
+``PREPARE_SQL``, ``INSERT INTO findings``) and compares with literal expected values written
+from domain.md §5 and the seeds, never computed by the code under test.
+
+Rules cited (domain.md §5 unless said otherwise):
+
+* D11  duplicate non-trial orders: keep the row whose ``zuora_account_id`` is Zuora's latest
+       ``AccountId`` (and whose billing account maps to it); else the row carrying GitLab
+       metadata; tie-break oldest ``created_at``, lowest id. Auto only when exactly one row
+       matches and no metadata conflicts. A ``false`` boolean marker is the column default,
+       not metadata (seed 003: ``reconciliation_accepted`` defaults to false).
+* D12  ≥2 active base subscriptions on one namespace: report only.
+* D13  paid latest version without an order: create it; link the namespace only when no
+       other order holds it.
+* D14  nil/stale Zuora-derived order columns: recompute from the latest version.
+* D15  non-trial order on a name unknown to Zuora; trial orders are excluded.
+* D25  namespace metadata drift (a blank custom field is no name: D26, "" equals NULL).
+* D08  local segment corruption, checked only under a differing subtree (L3).
+* D09  several local versions carry the highest version number (L2).
+* D17  membership to a billing account whose Zuora account does not exist.
+* D19  the Sold-To e-mail's customer lacks a membership (create the billing account first).
+* D20  membership whose customer matches neither the Bill-To nor the Sold-To e-mail.
+* D22  a current plan CustomersDot cannot classify (seed 004: Category, Tier__c,
+       DeploymentType__c, WebDirect__c; a base product has exactly one tier and deployment).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+import pytest
+
+from extract.catalog import LOCAL_BY_NAME
+from extract.localdb.schema import local_table_ddl
+from reconcile.findings import FINDINGS_DDL, insert
+from reconcile.rules import PREPARE_SQL, RULES, accounts, catalog, prepare, subscriptions
+
+D = dt.date
+T = dt.datetime
+AS_OF = "2026-12-01 06:00:00"
+UPDATED = T(2026, 6, 1, 12)  # a Zuora UpdatedDate well before AS_OF
+
+# the relations the rules read, with only the columns they read (orders: the real table)
+DDL = {
+    "zuora.Subscription": "Id VARCHAR, Name VARCHAR, Version BIGINT, AccountId VARCHAR, "
+                          "InvoiceOwnerId VARCHAR, Status VARCHAR, TermStartDate DATE, "
+                          "TermEndDate DATE, CancelledDate DATE, GitLabNamespaceId__c VARCHAR, "
+                          "GitLabNamespaceName__c VARCHAR, UpdatedDate TIMESTAMP",
+    "zuora.RatePlan": "Id VARCHAR, SubscriptionId VARCHAR, ProductRatePlanId VARCHAR, "
+                      "AmendmentType VARCHAR",
+    "zuora.RatePlanCharge": "Id VARCHAR, RatePlanId VARCHAR, ChargeNumber VARCHAR, "
+                            "ChargeModel VARCHAR, Quantity DECIMAL(38,9), IsLastSegment BOOLEAN",
+    "zuora.Product": "Id VARCHAR, Name VARCHAR, Category VARCHAR, Tier__c VARCHAR, "
+                     "DeploymentType__c VARCHAR",
+    "zuora.ProductRatePlan": "Id VARCHAR, ProductId VARCHAR, Name VARCHAR, WebDirect__c BOOLEAN, "
+                             "EffectiveEndDate DATE, UpdatedDate TIMESTAMP",
+    "zuora.Account": "Id VARCHAR, SoldToId VARCHAR, BillToId VARCHAR, UpdatedDate TIMESTAMP",
+    "zuora.Contact": "Id VARCHAR, WorkEmail VARCHAR, UpdatedDate TIMESTAMP",
+    "local.billing_accounts": "id BIGINT, zuora_account_id VARCHAR",
+    "local.zuora_local_subscriptions": "zuora_id VARCHAR, name VARCHAR, version INTEGER",
+    "local.zuora_local_rate_plans": "zuora_id VARCHAR, subscription_id VARCHAR, "
+                                    "product_rate_plan_id VARCHAR",
+    "local.zuora_local_product_rate_plans": "zuora_id VARCHAR, name VARCHAR",
+    "local.customers": "id BIGINT, email VARCHAR",
+    "local.billing_account_memberships": "id BIGINT, customer_id BIGINT, "
+                                         "billing_account_id BIGINT",
+    "local.zuora_local_rate_plan_charges": "zuora_id VARCHAR, subscription_id VARCHAR, "
+                                           "charge_number VARCHAR, segment INTEGER, "
+                                           "is_last_segment BOOLEAN, effective_start_date DATE, "
+                                           "effective_end_date DATE",
+    "local.zuora_local_rate_plan_charge_tiers": "zuora_id VARCHAR, rate_plan_charge_id VARCHAR",
+}
+
+
+def _world(rows: dict[str, list[tuple]], orders: list[dict] = ()) -> duckdb.DuckDBPyConnection:
+    """A connection holding ``rows`` (table -> literal tuples in DDL order) and ``orders``
+    (dicts by column; unset columns take the table default), prepared as the engine does."""
+    con = duckdb.connect()
+    for schema in ("zuora", "local", "derive"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    for table, ddl in DDL.items():
+        con.execute(f"CREATE TABLE {table} ({ddl})")
+        if rows.get(table):
+            marks = ", ".join("?" * len(rows[table][0]))
+            con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows[table])
+    con.execute(local_table_ddl(LOCAL_BY_NAME["orders"], "duckdb")
+                .replace("IF NOT EXISTS orders", "local.orders"))
+    for o in orders:
+        cols = ", ".join(o)
+        con.execute(f"INSERT INTO local.orders ({cols}) VALUES "
+                    f"({', '.join('?' * len(o))})", list(o.values()))
+    for obj in ("Product", "ProductRatePlan"):
+        con.execute(f'CREATE VIEW derive."{obj}" AS SELECT * FROM zuora."{obj}"')
+    con.execute("SET search_path = 'zuora,local'")
+    con.execute(FINDINGS_DDL)
+    prepare(con, AS_OF)
+    for sql in PREPARE_SQL:
+        con.execute(sql)
+    return con
+
+
+def _run(con: duckdb.DuckDBPyConnection, rules=RULES) -> dict[tuple[str, str, str], dict]:
+    """Run ``rules`` into ``findings``; return them by (rule, key, field), failing on a
+    finding emitted twice."""
+    for rule in rules:
+        con.execute(insert(rule.sql()))
+    cur = con.execute("SELECT * FROM findings WHERE rule IS NOT NULL")
+    names = [d[0] for d in cur.description]
+    out: dict[tuple[str, str, str], dict] = {}
+    for row in cur.fetchall():
+        f = dict(zip(names, row, strict=True))
+        k = (f["rule"], f["key"], f["field"])
+        assert k not in out, f"finding emitted twice: {k}"
+        out[k] = f
+    return out
+
+
+def _ev(f: dict) -> dict:
+    return json.loads(f["evidence"])
+
+
+# -- the orders world --------------------------------------------------------------------------
+def _sub(sid, name, version, account, status="Active", ns=None, ns_name=None,
+         updated=UPDATED, owner=None):
+    return (sid, name, version, account, owner or account, status, D(2026, 1, 1),
+            D(2027, 1, 1), None, ns, ns_name, updated)
+
+
+ORDERS_ZUORA = {
+    "zuora.Subscription": [
+        _sub("s11v1", "A-S11", 1, "acc_old", status="Expired"),
+        _sub("s11v2", "A-S11", 2, "acc_new"),
+        _sub("s12v1", "A-S12", 1, "acc_new", ns="9002"),
+        _sub("s13v1", "A-S13", 1, "acc_new", ns="9003"),
+        _sub("s14v1", "A-S14", 1, "acc_new"),
+        # D13: no order; an unlinked namespace; a namespace another order holds
+        _sub("s20v1", "A-S20", 1, "acc_000", updated=T(2026, 11, 1, 12)),
+        _sub("s21v1", "A-S21", 1, "acc_d12_b", ns="9100", updated=T(2026, 3, 1, 12)),
+        _sub("s22v1", "A-S22", 1, "acc_d12_c", ns="9100", ns_name="   ",
+             updated=T(2026, 3, 2, 12)),
+        _sub("s23v1", "A-S23", 1, "acc_new", ns="9200"),
+        _sub("s24v1", "A-S24", 1, "acc_new"),
+    ],
+    "zuora.RatePlan": [(f"rp_{s}", s, "prp_base", None) for s in (
+        "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1")],
+    "zuora.Product": [("prod_base", "GitLab Premium - SaaS", "Base Products", "premium",
+                       "gitlab_dot_com")],
+    "zuora.ProductRatePlan": [("prp_base", "prod_base", "Premium SaaS - 1 Year", True, None,
+                               T(2025, 1, 1))],
+    "local.billing_accounts": [(1, "acc_old"), (2, "acc_new")],
+}
+_NEW = {"zuora_account_id": "acc_new", "billing_account_id": 2}
+ORDERS = [
+    # A-S11: one row matches Zuora's account, the other carries the metadata (auto). A trial
+    # order for the name does not count (D11 "non-trial").
+    {"id": 10, "subscription_name": "A-S11", **_NEW, "created_at": T(2026, 1, 2)},
+    {"id": 11, "subscription_name": "A-S11", "zuora_account_id": "acc_old",
+     "billing_account_id": 1, "created_at": T(2026, 1, 1),
+     "last_extra_ci_minutes_sync_at": T(2026, 5, 1), "reconciliation_accepted": True},
+    {"id": 12, "subscription_name": "A-S11", **_NEW, "trial": True, "created_at": T(2025, 1, 1)},
+    # A-S12: none matches the account; the namespace of 20 is Zuora's, 21 holds more metadata
+    {"id": 20, "subscription_name": "A-S12", "zuora_account_id": "acc_x",
+     "gl_namespace_id": "9002", "created_at": T(2026, 2, 2)},
+    {"id": 21, "subscription_name": "A-S12", "zuora_account_id": "acc_y",
+     "gl_namespace_id": "9999", "seat_overage_notified_at": T(2026, 4, 1),
+     "created_at": T(2026, 2, 1)},
+    # A-S13: 31 (inserted first) has Zuora's namespace, 30 has Zuora's account; they disagree
+    # on a notification date
+    {"id": 31, "subscription_name": "A-S13", "zuora_account_id": "acc_old",
+     "billing_account_id": 1, "gl_namespace_id": "9003",
+     "monthly_seat_digest_notified_on": D(2026, 4, 1), "created_at": T(2026, 3, 1)},
+    {"id": 30, "subscription_name": "A-S13", **_NEW,
+     "monthly_seat_digest_notified_on": D(2026, 3, 1), "created_at": T(2026, 3, 2)},
+    # A-S14: both on one other account; the newer one carries metadata
+    {"id": 40, "subscription_name": "A-S14", "zuora_account_id": "acc_a",
+     "created_at": T(2026, 5, 1)},
+    {"id": 41, "subscription_name": "A-S14", "zuora_account_id": "acc_a",
+     "last_extra_ci_minutes_sync_at": T(2026, 6, 1), "created_at": T(2026, 5, 2)},
+    # D15: two orders on a deleted name (a trial among them), a trial on another unknown name
+    {"id": 7, "subscription_name": "A-GONE", **_NEW},
+    {"id": 3, "subscription_name": "A-GONE", **_NEW},
+    {"id": 4, "subscription_name": "A-GONE", **_NEW, "trial": True},
+    {"id": 5, "subscription_name": "A-TRIAL-ONLY", **_NEW, "trial": True},
+    # an order without a name (a half-written row) must not hide D13 from every name
+    {"id": 6, "subscription_name": None, **_NEW},
+    # A-S22: its namespace 9100 is linked here; its Zuora namespace name is blank
+    {"id": 50, "subscription_name": "A-S22", "zuora_account_id": "acc_d12_c",
+     "subscription_id": "s22v1", "product_rate_plan_id": "prp_base",
+     "gl_namespace_id": "9100", "gl_namespace_name": "old-name"},
+    # A-S24: no account at all (D14 on both account columns)
+    {"id": 60, "subscription_name": "A-S24", "subscription_id": "s24v1"},
+]
+
+
+@pytest.fixture(scope="module")
+def orders_findings() -> dict[tuple[str, str, str], dict]:
+    con = _world(ORDERS_ZUORA, ORDERS)
+    try:
+        return _run(con)
+    finally:
+        con.close()
+
+
+def test_d11_keeper_is_the_row_on_zuoras_account_and_is_auto(orders_findings) -> None:
+    """D11: exactly one row matches Zuora's latest AccountId and no metadata conflicts (a
+    false ``reconciliation_accepted`` is the default, not a value): auto, keep it, the other
+    is the loser; the trial order is no duplicate."""
+    f = orders_findings[("D11", "A-S11", None)]
+    assert f["action"] == "auto"
+    assert _ev(f) == {"keeper": 10, "losers": [11], "conflicts": [], "matching_rows": 1}
+    assert f["explanation"] == (
+        "2 non-trial orders for A-S11. Keep order 10: it matches Zuora's latest account "
+        "acc_new; copy the GitLab metadata it lacks from order(s) 11, then delete them.")
+    assert f["account_id"] == "acc_new"
+
+
+def test_d11_namespace_match_outranks_more_metadata(orders_findings) -> None:
+    """D11: no row matches the account; the rows disagree on gl_namespace_id (human); the row
+    whose namespace is Zuora's GitLabNamespaceId__c is the suggested keeper even though the
+    other holds more metadata and is older."""
+    f = orders_findings[("D11", "A-S12", None)]
+    assert f["action"] == "human"
+    assert _ev(f) == {"keeper": 20, "losers": [21], "conflicts": ["gl_namespace_id"],
+                      "matching_rows": 0}
+    assert f["explanation"] == (
+        "2 non-trial orders for A-S12. The rows disagree on gl_namespace_id: a person decides. "
+        "Suggested keeper: order 20 (its namespace matches Zuora).")
+
+
+def test_d11_conflict_keeper_on_zuoras_account(orders_findings) -> None:
+    """D11: one row matches the account but the rows disagree on a notification date: a
+    person decides; the suggested keeper is the matching row, said so (the other row's
+    namespace match is not the keeper's)."""
+    f = orders_findings[("D11", "A-S13", None)]
+    assert f["action"] == "human"
+    assert _ev(f) == {"keeper": 30, "losers": [31],
+                      "conflicts": ["monthly_seat_digest_notified_on"], "matching_rows": 1}
+    assert f["explanation"] == (
+        "2 non-trial orders for A-S13. The rows disagree on monthly_seat_digest_notified_on: a "
+        "person decides. Suggested keeper: order 30 (matches Zuora's account).")
+
+
+def test_d11_no_match_keeps_the_row_with_metadata(orders_findings) -> None:
+    """D11: none matches, no conflict: the row carrying GitLab metadata is the keeper though
+    it is the newer one; both rows on one account violate the unique key."""
+    f = orders_findings[("D11", "A-S14", None)]
+    assert f["action"] == "human"
+    assert _ev(f) == {"keeper": 41, "losers": [40], "conflicts": [], "matching_rows": 0}
+    assert f["explanation"] == (
+        "2 non-trial orders for A-S14 (several on one account: violates the unique "
+        "(subscription_name, zuora_account_id) key). 0 rows match Zuora's latest account "
+        "acc_new: a person decides. Suggested keeper: order 41.")
+
+
+def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
+    """D15: one finding per unknown name, its non-trial orders by id; trials excluded."""
+    f = orders_findings[("D15", "A-GONE", None)]
+    assert f["action"] == "human"
+    assert _ev(f) == {"order_ids": [3, 7]}
+    assert f["explanation"].startswith(
+        "2 non-trial order(s) (3, 7) reference subscription A-GONE, which Zuora does not know")
+    assert not [k for k in orders_findings if k[1] == "A-TRIAL-ONLY"]
+    assert sorted(k[1] for k in orders_findings if k[0] == "D15") == ["A-GONE"]
+
+
+def test_d13_namespace_linking_is_said_per_case(orders_findings) -> None:
+    """D13: a paid latest version without an order is created; its namespace is linked only
+    when no other order holds it. An order without a name hides nothing."""
+    got = {k[1]: f["explanation"] for k, f in orders_findings.items() if k[0] == "D13"}
+    assert got == {
+        "A-S20": "A-S20 is Active in Zuora (latest version 1, s20v1, account acc_000) but has "
+                 "no local order: create it from the latest version",
+        "A-S21": "A-S21 is Active in Zuora (latest version 1, s21v1, account acc_d12_b) but has "
+                 "no local order: create it from the latest version; namespace 9100 is already "
+                 "linked to another order: a person links it",
+        "A-S23": "A-S23 is Active in Zuora (latest version 1, s23v1, account acc_new) but has "
+                 "no local order: create it from the latest version; link namespace 9200",
+    }
+
+
+def test_d12_names_both_subscriptions_and_their_owner(orders_findings) -> None:
+    """D12: namespace 9100 is on two active base subscriptions (one by its order, one in
+    Zuora); the finding names them, their lowest owner and their latest update."""
+    f = orders_findings[("D12", "9100", None)]
+    assert f["action"] == "human"
+    assert _ev(f) == {"subscriptions": ["A-S21", "A-S22"]}
+    assert f["explanation"] == ("namespace 9100 has 2 active base subscriptions (A-S21, A-S22): "
+                                "which one provides the plan is a business decision")
+    assert f["account_id"] == "acc_d12_b"
+    assert f["zuora_updated"] == T(2026, 3, 2, 12)
+    assert [k for k in orders_findings if k[0] == "D12"] == [("D12", "9100", None)]
+
+
+def test_d25_blank_zuora_namespace_name_is_no_name(orders_findings) -> None:
+    """D25/D26: a blank GitLabNamespaceName__c is NULL, so the local name is not stale."""
+    assert not [k for k in orders_findings if k[1] == "A-S22" and k[0] in ("D25", "D04")]
+
+
+def test_d14_order_without_account_says_null(orders_findings) -> None:
+    """D14 (account columns of a single order with no account at all): set both from the
+    latest version; the explanation names the NULL it found."""
+    f = orders_findings[("D14", "A-S24", "zuora_account_id")]
+    assert f["explanation"] == ("order 60 has zuora_account_id = NULL; Zuora's latest version "
+                                "says acc_new: set it")
+    f = orders_findings[("D14", "A-S24", "billing_account_id")]
+    assert f["explanation"] == ("order 60 has billing_account_id = NULL; Zuora's latest version "
+                                "says 2: set it")
+    assert (f["zuora_value"], f["local_value"]) == ("2", None)
+
+
+# -- people: D17, D19, D20 ---------------------------------------------------------------------
+PEOPLE = {
+    "zuora.Account": [("acc_p1", "c1", "c1", T(2026, 5, 1)), ("acc_p2", "c2", "c2", T(2026, 5, 1)),
+                      ("acc_p3", None, "c3", T(2026, 5, 1))],
+    "zuora.Contact": [("c1", " Ann@Example.com ", T(2026, 4, 1)),
+                      ("c2", "bob@example.com", T(2026, 4, 1)),
+                      ("c3", "pay@example.com", T(2026, 4, 1))],
+    # acc_p1 has no local billing account; acc_deleted is gone from Zuora
+    "local.billing_accounts": [(5, "acc_p2"), (6, "acc_p3"), (7, "acc_deleted")],
+    "local.customers": [(1, "ann@example.com"), (2, "bob@example.com"),
+                        (3, "eve@example.com")],
+    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7)],
+}
+
+
+@pytest.fixture(scope="module")
+def people_findings() -> dict[tuple[str, str, str], dict]:
+    con = _world(PEOPLE)
+    try:
+        return _run(con, accounts.RULES)
+    finally:
+        con.close()
+
+
+def test_d19_membership_says_whether_the_billing_account_exists(people_findings) -> None:
+    """D19: the Sold-To customer exists (e-mail matched trimmed, case-insensitively) but has
+    no membership; when the billing account is missing locally it is created first."""
+    got = {(f["object"], k[1]): f["explanation"] for k, f in people_findings.items()
+           if k[0] == "D19"}
+    assert got == {
+        ("billing_account_memberships", "ann@example.com"):
+            "customer ann@example.com (Sold-To of account acc_p1) has no membership to its "
+            "billing account (missing locally: create it first): add it",
+        ("billing_account_memberships", "bob@example.com"):
+            "customer bob@example.com (Sold-To of account acc_p2) has no membership to its "
+            "billing account: add it",
+    }
+
+
+def test_d20_names_both_contacts_none_when_absent(people_findings) -> None:
+    """D20: eve is a member of acc_p3's billing account; its Bill-To is pay@, it has no
+    Sold-To: a person decides, both e-mails named."""
+    f = people_findings[("D20", "eve@example.com", None)]
+    assert f["action"] == "human"
+    assert f["explanation"] == (
+        "customer eve@example.com is a member of the billing account of acc_p3, whose Bill-To "
+        "(pay@example.com) and Sold-To (none) e-mails are different: removing or keeping the "
+        "access is a person's decision")
+    assert _ev(f) == {"membership_id": 1, "billing_account_id": 6}
+
+
+def test_d17_membership_of_an_unknown_customer_is_keyed_by_its_id(people_findings) -> None:
+    """D17: a membership to billing account 7, whose Zuora account does not exist; its
+    customer row is missing too, so the key names the customer id."""
+    f = people_findings[("D17", "customer 99", None)]
+    assert f["explanation"] == (
+        "customer 99 has a membership to billing account 7 of Zuora account acc_deleted, which "
+        "does not exist in Zuora: a person decides what happens to the access")
+    assert _ev(f) == {"membership_id": 2, "billing_account_id": 7}
+    assert [k for k in people_findings if k[0] == "D17"] == [("D17", "customer 99", None)]
+
+
+# -- catalog: D22 ------------------------------------------------------------------------------
+CATALOG = {
+    "zuora.Product": [("prod_ok", "Premium", "Base Products", "premium", "gitlab_dot_com"),
+                      ("prod_addon", "Storage", "Add On Services", None, None),
+                      ("prod_two", "Premium Both", "Base Products", "premium",
+                       "gitlab_dot_com;self_managed")],
+    "zuora.ProductRatePlan": [
+        ("prp_ok", "prod_ok", "Premium SaaS", False, None, T(2026, 1, 1)),
+        ("prp_orphan", "prod_missing", "Orphan Plan", True, D(2030, 1, 1), T(2026, 1, 2)),
+        ("prp_addon", "prod_addon", "Storage Pack", True, None, T(2026, 1, 3)),
+        ("prp_two", "prod_two", "Premium Both", True, None, T(2026, 1, 4)),
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def catalog_findings() -> dict[tuple[str, str, str], dict]:
+    con = _world(CATALOG)
+    try:
+        return _run(con, catalog.RULES)
+    finally:
+        con.close()
+
+
+def test_d22_each_unclassifiable_plan_with_its_reasons(catalog_findings) -> None:
+    """D22 (seed 004): a plan whose product is missing; an add-on with no tier and no
+    deployment (NULL, not ''); a base product with two deployment types. A complete plan
+    (WebDirect__c false is a value) is fine."""
+    got = {k[1]: f["explanation"] for k, f in catalog_findings.items() if k[0] == "D22"}
+    tail = ": CustomersDot cannot tell what it sells; classify it in Zuora or in configuration"
+    assert got == {
+        "prp_orphan": "plan 'Orphan Plan' of product '?' cannot be classified (its product is "
+                      "not in the catalog)" + tail,
+        "prp_addon": "plan 'Storage Pack' of product 'Storage' cannot be classified (product "
+                     "Tier__c is empty; product DeploymentType__c is empty)" + tail,
+        "prp_two": "plan 'Premium Both' of product 'Premium Both' cannot be classified (a base "
+                   "product must have exactly one tier and one deployment type)" + tail,
+    }
+
+
+# -- the local subscription copy: D08, D09 -----------------------------------------------------
+SUBS = {
+    "zuora.Subscription": [_sub("zs30", "A-S30", 3, "acc_new"),
+                           _sub("lv_c1", "A-S31", 1, "acc_new"),
+                           _sub("lv_c2", "A-S32", 1, "acc_new")],
+    "local.zuora_local_subscriptions": [("lv_b", "A-S30", 3), ("lv_a", "A-S30", 3),
+                                        ("lv_1", "A-S30", 2), ("lv_c1", "A-S31", 1),
+                                        ("lv_c2", "A-S32", 1)],
+    # both subscriptions have charge C-1 with two segments flagged last (Z8 broken locally)
+    "local.zuora_local_rate_plan_charges": [
+        ("ch1_s1", "lv_c1", "C-1", 1, True, D(2026, 1, 1), D(2026, 6, 1)),
+        ("ch1_s2", "lv_c1", "C-1", 2, True, D(2026, 6, 1), D(2027, 1, 1)),
+        ("ch2_s1", "lv_c2", "C-1", 1, True, D(2026, 1, 1), D(2026, 6, 1)),
+        ("ch2_s2", "lv_c2", "C-1", 2, True, D(2026, 6, 1), D(2027, 1, 1)),
+    ],
+    "local.zuora_local_rate_plan_charge_tiers": [
+        (f"t_{c}", c) for c in ("ch1_s1", "ch1_s2", "ch2_s1", "ch2_s2")],
+}
+
+
+@pytest.fixture(scope="module")
+def subs_findings() -> dict[tuple[str, str, str], dict]:
+    con = _world(SUBS)
+    try:
+        # the diff found a differing charge under A-S31 only (D08 runs after annotation)
+        con.execute("INSERT INTO findings (object, key, kind, subscription_name) VALUES "
+                    "('RatePlanCharge', 'ch1_s2', 'field_mismatch', 'A-S31')")
+        return _run(con, subscriptions.RULES)
+    finally:
+        con.close()
+
+
+def test_d09_lists_the_tied_versions_in_id_order(subs_findings) -> None:
+    """D09 (L2): two local versions carry version 3; recompute from Zuora's latest."""
+    f = subs_findings[("D09", "A-S30", None)]
+    assert f["explanation"] == (
+        "2 local versions of A-S30 carry the highest version number 3 (lv_a, lv_b); Zuora's "
+        "latest is version 3 (zs30): recompute the latest from Zuora")
+    assert _ev(f) == {"version_ids": ["lv_a", "lv_b"]}
+
+
+def test_d08_only_under_a_differing_subtree(subs_findings) -> None:
+    """D08 (L3): segment 1 flagged last below segment 2 is corruption; only A-S31, whose
+    subtree differs from Zuora, is checked (A-S32's rows equal Zuora's by assumption)."""
+    got = {k[1]: f["explanation"] for k, f in subs_findings.items() if k[0] == "D08"}
+    assert got == {"ch1_s1": "charge C-1 segment 1 is flagged last but segment 2 is the "
+                             "highest (2 last segments): replace the version subtree from Zuora"}
+    assert subs_findings[("D08", "ch1_s1", None)]["subscription_name"] == "A-S31"
