@@ -147,12 +147,29 @@ ORDERS_ZUORA = {
              updated=T(2026, 3, 2, 12)),
         _sub("s23v1", "A-S23", 1, "acc_new", ns="9200"),
         _sub("s24v1", "A-S24", 1, "acc_new"),
+        _sub("s15v1", "A-S15", 1, "acc_new"),
+        _sub("s16v1", "A-S16", 1, "acc_new"),
+        # A-S25: no base plan in Zuora and no namespace; its order is on a self-managed plan
+        _sub("s25v1", "A-S25", 1, "acc_new"),
+        # namespace 9400: a cancelled subscription's order, one active base subscription and
+        # one active add-on subscription: one active base subscription, no D12
+        _sub("s26v1", "A-S26", 1, "acc_new", status="Cancelled"),
+        _sub("s27v1", "A-S27", 1, "acc_new", ns="9400"),
+        _sub("s28v1", "A-S28", 1, "acc_new", ns="9400"),
     ],
     "zuora.RatePlan": [(f"rp_{s}", s, "prp_base", None) for s in (
-        "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1")],
+        "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1",
+        "s26v1", "s27v1")] + [("rp_s28v1", "s28v1", "prp_addon", None)],
     "zuora.Product": [("prod_base", "GitLab Premium - SaaS", "Base Products", "premium",
-                       "gitlab_dot_com")],
+                       "gitlab_dot_com"),
+                      ("prod_sm", "GitLab Premium - Self-Managed", "Base Products", "premium",
+                       "self_managed"),
+                      ("prod_addon", "Storage", "Add On Services", "premium", "gitlab_dot_com")],
     "zuora.ProductRatePlan": [("prp_base", "prod_base", "Premium SaaS - 1 Year", True, None,
+                               T(2025, 1, 1)),
+                              ("prp_sm", "prod_sm", "Premium SM - 1 Year", True, None,
+                               T(2025, 1, 1)),
+                              ("prp_addon", "prod_addon", "Storage Pack", True, None,
                                T(2025, 1, 1))],
     "local.billing_accounts": [(1, "acc_old"), (2, "acc_new")],
 }
@@ -196,6 +213,23 @@ ORDERS = [
      "gl_namespace_id": "9100", "gl_namespace_name": "old-name"},
     # A-S24: no account at all (D14 on both account columns)
     {"id": 60, "subscription_name": "A-S24", "subscription_id": "s24v1"},
+    # A-S15: nothing matches, no metadata: the oldest created_at is kept (an unknown creation
+    # time sorts last); A-S16: same creation time, the lowest id
+    {"id": 80, "subscription_name": "A-S15", "zuora_account_id": "acc_z1",
+     "created_at": T(2026, 7, 2)},
+    {"id": 81, "subscription_name": "A-S15", "zuora_account_id": "acc_z2",
+     "created_at": T(2026, 7, 1)},
+    {"id": 82, "subscription_name": "A-S15", "zuora_account_id": "acc_z3", "created_at": None},
+    {"id": 79, "subscription_name": "A-S15", "zuora_account_id": "acc_z4",
+     "created_at": T(2026, 7, 3)},
+    {"id": 91, "subscription_name": "A-S16", "zuora_account_id": "acc_z5",
+     "created_at": T(2026, 8, 1)},
+    {"id": 90, "subscription_name": "A-S16", "zuora_account_id": "acc_z6",
+     "created_at": T(2026, 8, 1)},
+    {"id": 70, "subscription_name": "A-S25", **_NEW, "subscription_id": "s25v1",
+     "product_rate_plan_id": "prp_sm", "gl_namespace_id": "9300"},
+    {"id": 71, "subscription_name": "A-S26", **_NEW, "subscription_id": "s26v1",
+     "product_rate_plan_id": "prp_base", "gl_namespace_id": "9400"},
 ]
 
 
@@ -259,6 +293,34 @@ def test_d11_no_match_keeps_the_row_with_metadata(orders_findings) -> None:
         "acc_new: a person decides. Suggested keeper: order 41.")
 
 
+def test_d11_tie_break_oldest_created_then_lowest_id(orders_findings) -> None:
+    """D11: equal on account, namespace and metadata: the oldest ``created_at`` is kept (an
+    unknown one last), then the lowest id; losers listed by id."""
+    f = orders_findings[("D11", "A-S15", None)]
+    assert _ev(f) == {"keeper": 81, "losers": [79, 80, 82], "conflicts": [],
+                      "matching_rows": 0}
+    assert f["explanation"] == ("4 non-trial orders for A-S15. 0 rows match Zuora's latest "
+                                "account acc_new: a person decides. Suggested keeper: order 81.")
+    assert _ev(orders_findings[("D11", "A-S16", None)])["keeper"] == 90
+
+
+def test_d25_self_managed_order_with_a_namespace(orders_findings) -> None:
+    """D25: an order on a self-managed plan carries a namespace that Zuora does not have;
+    Zuora's latest version has no base plan, so the order's own plan says self-managed."""
+    f = orders_findings[("D25", "A-S25", "gl_namespace_id")]
+    assert f["action"] == "human"
+    assert f["explanation"] == (
+        "order 70 carries namespace 9300 but A-S25 has no GitLabNamespaceId__c in Zuora (a "
+        "self-managed subscription): investigate, a person decides")
+    assert ("D04", "A-S25", "gl_namespace_id") not in orders_findings
+
+
+def test_d12_counts_only_active_base_subscriptions(orders_findings) -> None:
+    """D12: namespace 9400 is on a cancelled subscription's order and an add-on subscription
+    besides one active base subscription: no D12."""
+    assert ("D12", "9400", None) not in orders_findings
+
+
 def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
     """D15: one finding per unknown name, its non-trial orders by id; trials excluded."""
     f = orders_findings[("D15", "A-GONE", None)]
@@ -282,6 +344,9 @@ def test_d13_namespace_linking_is_said_per_case(orders_findings) -> None:
                  "linked to another order: a person links it",
         "A-S23": "A-S23 is Active in Zuora (latest version 1, s23v1, account acc_new) but has "
                  "no local order: create it from the latest version; link namespace 9200",
+        **{n: f"{n} is Active in Zuora (latest version 1, s{n[-2:]}v1, account acc_new) but "
+              "has no local order: create it from the latest version; namespace 9400 is "
+              "already linked to another order: a person links it" for n in ("A-S27", "A-S28")},
     }
 
 
@@ -325,8 +390,9 @@ PEOPLE = {
     # acc_p1 has no local billing account; acc_deleted is gone from Zuora
     "local.billing_accounts": [(5, "acc_p2"), (6, "acc_p3"), (7, "acc_deleted")],
     "local.customers": [(1, "ann@example.com"), (2, "bob@example.com"),
-                        (3, "eve@example.com")],
-    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7)],
+                        (3, "eve@example.com"), (4, "  ")],
+    # customer 4 has a blank e-mail: nothing to match, no D20 about it
+    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7), (3, 4, 6)],
 }
 
 
@@ -364,6 +430,7 @@ def test_d20_names_both_contacts_none_when_absent(people_findings) -> None:
         "(pay@example.com) and Sold-To (none) e-mails are different: removing or keeping the "
         "access is a person's decision")
     assert _ev(f) == {"membership_id": 1, "billing_account_id": 6}
+    assert [k for k in people_findings if k[0] == "D20"] == [("D20", "eve@example.com", None)]
 
 
 def test_d17_membership_of_an_unknown_customer_is_keyed_by_its_id(people_findings) -> None:
