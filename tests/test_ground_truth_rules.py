@@ -156,10 +156,16 @@ ORDERS_ZUORA = {
         _sub("s26v1", "A-S26", 1, "acc_new", status="Cancelled"),
         _sub("s27v1", "A-S27", 1, "acc_new", ns="9400"),
         _sub("s28v1", "A-S28", 1, "acc_new", ns="9400"),
+        # namespace columns of single orders (D04, D25)
+        _sub("s29v1", "A-S29", 1, "acc_new", ns="9500", ns_name="grp5"),
+        _sub("s31v1", "A-S31", 1, "acc_new", ns="9600", ns_name="grp6"),
+        _sub("s32v1", "A-S32", 1, "acc_new", ns="9700", ns_name="new-name"),
+        _sub("s33v1", "A-S33", 1, "acc_new", ns="9800", ns_name="grp8"),
     ],
     "zuora.RatePlan": [(f"rp_{s}", s, "prp_base", None) for s in (
         "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1",
-        "s26v1", "s27v1")] + [("rp_s28v1", "s28v1", "prp_addon", None)],
+        "s26v1", "s27v1", "s29v1", "s31v1", "s32v1", "s33v1")]
+    + [("rp_s28v1", "s28v1", "prp_addon", None)],
     "zuora.Product": [("prod_base", "GitLab Premium - SaaS", "Base Products", "premium",
                        "gitlab_dot_com"),
                       ("prod_sm", "GitLab Premium - Self-Managed", "Base Products", "premium",
@@ -230,6 +236,20 @@ ORDERS = [
      "product_rate_plan_id": "prp_sm", "gl_namespace_id": "9300"},
     {"id": 71, "subscription_name": "A-S26", **_NEW, "subscription_id": "s26v1",
      "product_rate_plan_id": "prp_base", "gl_namespace_id": "9400"},
+    # A-S29: right account, wrong billing account (D14); another namespace than Zuora's (D04)
+    {"id": 72, "subscription_name": "A-S29", "zuora_account_id": "acc_new",
+     "billing_account_id": 1, "subscription_id": "s29v1", "product_rate_plan_id": "prp_base",
+     "gl_namespace_id": "9501", "gl_namespace_name": "other", "start_date": D(2026, 1, 1),
+     "end_date": D(2027, 1, 1)},
+    # A-S31: the name differs only by blanks; A-S32: a stale name; A-S33: no local name
+    {"id": 73, "subscription_name": "A-S31", **_NEW, "subscription_id": "s31v1",
+     "product_rate_plan_id": "prp_base", "gl_namespace_id": "9600",
+     "gl_namespace_name": " grp6 "},
+    {"id": 74, "subscription_name": "A-S32", **_NEW, "subscription_id": "s32v1",
+     "product_rate_plan_id": "prp_base", "gl_namespace_id": "9700",
+     "gl_namespace_name": "old-name"},
+    {"id": 75, "subscription_name": "A-S33", **_NEW, "subscription_id": "s33v1",
+     "product_rate_plan_id": "prp_base", "gl_namespace_id": "9800"},
 ]
 
 
@@ -321,6 +341,37 @@ def test_d12_counts_only_active_base_subscriptions(orders_findings) -> None:
     assert ("D12", "9400", None) not in orders_findings
 
 
+def test_d14_wrong_billing_account_on_the_right_account(orders_findings) -> None:
+    """D10/D14: the account is Zuora's, only the billing account is another one: D14 (not a
+    move, not the invoice owner), re-pointed to the local row of Zuora's account."""
+    got = {k: f for k, f in orders_findings.items() if k[1] == "A-S29" and k[0] != "D04"}
+    assert list(got) == [("D14", "A-S29", "billing_account_id")]
+    f = got[("D14", "A-S29", "billing_account_id")]
+    assert f["explanation"] == ("order 72 has billing_account_id = 1; Zuora's latest version "
+                                "says 2: set it")
+    assert (f["action"], f["zuora_value"], f["local_value"]) == ("auto", "2", "1")
+
+
+def test_d04_d25_namespace_of_single_orders(orders_findings) -> None:
+    """D04: another namespace than Zuora's is a person's decision (and its name is not D25);
+    D25: a stale name is updated, a name differing by blanks is not (D26), a missing local
+    name is shown as ''."""
+    got = {k: f["explanation"] for k, f in orders_findings.items()
+           if k[1] in ("A-S29", "A-S31", "A-S32", "A-S33")
+           and k[2] in ("gl_namespace_id", "gl_namespace_name")}
+    assert got == {
+        ("D04", "A-S29", "gl_namespace_id"):
+            "order 72 is linked to namespace 9501 but GitLabNamespaceId__c on the latest "
+            "version of A-S29 is 9500: moving a namespace changes which group gets the paid "
+            "plan, a person decides",
+        ("D25", "A-S32", "gl_namespace_name"):
+            "order 74 names namespace 9700 'old-name'; its current name is 'new-name': update "
+            "the name",
+        ("D25", "A-S33", "gl_namespace_name"):
+            "order 75 names namespace 9800 ''; its current name is 'grp8': update the name",
+    }
+
+
 def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
     """D15: one finding per unknown name, its non-trial orders by id; trials excluded."""
     f = orders_findings[("D15", "A-GONE", None)]
@@ -383,16 +434,19 @@ def test_d14_order_without_account_says_null(orders_findings) -> None:
 # -- people: D17, D19, D20 ---------------------------------------------------------------------
 PEOPLE = {
     "zuora.Account": [("acc_p1", "c1", "c1", T(2026, 5, 1)), ("acc_p2", "c2", "c2", T(2026, 5, 1)),
-                      ("acc_p3", None, "c3", T(2026, 5, 1))],
+                      ("acc_p3", None, "c3", T(2026, 5, 1)), ("acc_p4", "c4", "c4", T(2026, 5, 1)),
+                      ("acc_p5", "c1", None, T(2026, 5, 1))],
     "zuora.Contact": [("c1", " Ann@Example.com ", T(2026, 4, 1)),
-                      ("c2", "bob@example.com", T(2026, 4, 1)),
+                      # edited after its account: the finding's Zuora update time is the later
+                      ("c2", "bob@example.com", T(2026, 7, 1)),
+                      ("c4", "new@example.com", T(2026, 4, 1)),
                       ("c3", "pay@example.com", T(2026, 4, 1))],
     # acc_p1 has no local billing account; acc_deleted is gone from Zuora
-    "local.billing_accounts": [(5, "acc_p2"), (6, "acc_p3"), (7, "acc_deleted")],
+    "local.billing_accounts": [(5, "acc_p2"), (6, "acc_p3"), (7, "acc_deleted"), (8, "acc_p5")],
     "local.customers": [(1, "ann@example.com"), (2, "bob@example.com"),
-                        (3, "eve@example.com"), (4, "  ")],
+                        (3, "eve@example.com"), (4, "  "), (6, "mallory@example.com")],
     # customer 4 has a blank e-mail: nothing to match, no D20 about it
-    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7), (3, 4, 6)],
+    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7), (3, 4, 6), (4, 6, 8)],
 }
 
 
@@ -412,12 +466,16 @@ def test_d19_membership_says_whether_the_billing_account_exists(people_findings)
            if k[0] == "D19"}
     assert got == {
         ("billing_account_memberships", "ann@example.com"):
-            "customer ann@example.com (Sold-To of account acc_p1) has no membership to its "
-            "billing account (missing locally: create it first): add it",
+            "customer ann@example.com (Sold-To of account acc_p1, acc_p5) has no membership to "
+            "its billing account (missing locally: create it first): add it",
         ("billing_account_memberships", "bob@example.com"):
             "customer bob@example.com (Sold-To of account acc_p2) has no membership to its "
             "billing account: add it",
+        ("customers", "new@example.com"):
+            "no customer has new@example.com, the Sold-To e-mail of account acc_p4: create the "
+            "customer with a membership to its billing account",
     }
+    assert people_findings[("D19", "bob@example.com", None)]["zuora_updated"] == T(2026, 7, 1)
 
 
 def test_d20_names_both_contacts_none_when_absent(people_findings) -> None:
@@ -430,7 +488,13 @@ def test_d20_names_both_contacts_none_when_absent(people_findings) -> None:
         "(pay@example.com) and Sold-To (none) e-mails are different: removing or keeping the "
         "access is a person's decision")
     assert _ev(f) == {"membership_id": 1, "billing_account_id": 6}
-    assert [k for k in people_findings if k[0] == "D20"] == [("D20", "eve@example.com", None)]
+    f = people_findings[("D20", "mallory@example.com", None)]
+    assert f["explanation"] == (
+        "customer mallory@example.com is a member of the billing account of acc_p5, whose "
+        "Bill-To (none) and Sold-To (ann@example.com) e-mails are different: removing or "
+        "keeping the access is a person's decision")
+    assert sorted(k[1] for k in people_findings if k[0] == "D20") == [
+        "eve@example.com", "mallory@example.com"]
 
 
 def test_d17_membership_of_an_unknown_customer_is_keyed_by_its_id(people_findings) -> None:
@@ -455,7 +519,14 @@ CATALOG = {
         ("prp_orphan", "prod_missing", "Orphan Plan", True, D(2030, 1, 1), T(2026, 1, 2)),
         ("prp_addon", "prod_addon", "Storage Pack", True, None, T(2026, 1, 3)),
         ("prp_two", "prod_two", "Premium Both", True, None, T(2026, 1, 4)),
+        ("prp_noweb", "prod_ok", "Premium SaaS 2", None, None, T(2026, 1, 5)),
+        # retired before AS_OF: old subscriptions keep it, nothing to classify
+        ("prp_retired", "prod_missing", "Retired", None, D(2026, 1, 1), T(2026, 1, 6)),
     ],
+    # local rate plans on plans Zuora's export no longer has (D23)
+    "local.zuora_local_rate_plans": [("rp1", "sv1", "prp_gone"), ("rp2", "sv2", "prp_gone"),
+                                     ("rp3", "sv2", "prp_lost"), ("rp4", "sv1", "prp_ok")],
+    "local.zuora_local_product_rate_plans": [("prp_gone", "Old Plan"), ("prp_ok", "Premium")],
 }
 
 
@@ -481,6 +552,23 @@ def test_d22_each_unclassifiable_plan_with_its_reasons(catalog_findings) -> None
                      "Tier__c is empty; product DeploymentType__c is empty)" + tail,
         "prp_two": "plan 'Premium Both' of product 'Premium Both' cannot be classified (a base "
                    "product must have exactly one tier and one deployment type)" + tail,
+        "prp_noweb": "plan 'Premium SaaS 2' of product 'Premium' cannot be classified (plan "
+                     "WebDirect__c is empty)" + tail,
+    }
+
+
+def test_d23_dangling_plans_say_what_the_cache_still_knows(catalog_findings) -> None:
+    """D23: local rate plans reference plans absent from Zuora's catalog: report, naming the
+    cached plan when the local cache still has it."""
+    got = {k[1]: (f["explanation"], _ev(f)) for k, f in catalog_findings.items()
+           if k[0] == "D23"}
+    tail = (", which is absent from the Zuora catalog export: keep the cached rows, never "
+            "delete subscription data; report")
+    assert got == {
+        "prp_gone": ("2 local subscription rate plan(s) on 2 version(s) reference plan prp_gone "
+                     "('Old Plan' in the local cache)" + tail, {"rate_plans": 2}),
+        "prp_lost": ("1 local subscription rate plan(s) on 1 version(s) reference plan prp_lost "
+                     "(not in the local cache either)" + tail, {"rate_plans": 1}),
     }
 
 
@@ -514,6 +602,16 @@ def subs_findings() -> dict[tuple[str, str, str], dict]:
         return _run(con, subscriptions.RULES)
     finally:
         con.close()
+
+
+def test_rules_are_frozen_declarations() -> None:
+    """A rule is a declaration read everywhere (its id is the drift it detects): immutable
+    and hashable, so no caller can re-label a rule at run time."""
+    import dataclasses
+    rule = RULES[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.id = "D99"  # type: ignore[misc]
+    assert len({*RULES}) == len(RULES)
 
 
 def test_d09_lists_the_tied_versions_in_id_order(subs_findings) -> None:
