@@ -446,7 +446,7 @@ PEOPLE = {
     "local.customers": [(1, "ann@example.com"), (2, "bob@example.com"),
                         (3, "eve@example.com"), (4, "  "), (6, "mallory@example.com")],
     # customer 4 has a blank e-mail: nothing to match, no D20 about it
-    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7), (3, 4, 6), (4, 6, 8)],
+    "local.billing_account_memberships": [(1, 3, 6), (2, 99, 7), (3, 4, 5), (4, 6, 8)],
 }
 
 
