@@ -17,6 +17,20 @@ EQUIVALENT: dict[str, str] = {
         "number; Zuora never holds two (domain.md §1.1 items 1 and 10: versions are 1..n, a "
         "number is re-used only after the version holding it was deleted), so the tie never "
         "occurs on the Zuora side this query reads.",
+    "sql:reconcile/rules/orders.py:57:drop-conjunct:1":
+        "D11's `n.known` is true exactly when zuora.Subscription has a row of that Name "
+        "(order_names reads z_versions, which is zuora.Subscription); the same FROM inner-joins "
+        "z_latest ON z.Name = o.subscription_name, and z_latest (LATEST_SQL over the same "
+        "zuora.Subscription) holds one row for every Name there, so a row with `n.known` false "
+        "has no z_latest partner and is dropped by the join with or without the conjunct.",
+    "sql:reconcile/rules/orders.py:224:drop-conjunct:0":
+        "D25's `z_ns IS NOT NULL` is implied by the next conjunct `z_ns = ns(gl_namespace_id)`: "
+        "with z_ns NULL that comparison is NULL and the WHERE rejects the row either way.",
+    "sql:reconcile/rules/orders.py:224:func-drop:0":
+        "D25 compares NULLIF(TRIM(gl_namespace_name), '') with z_ns_name, which the same WHERE "
+        "requires NOT NULL and which is itself NULLIF(TRIM(..), ''), never ''. Without NULLIF a "
+        "blank local name is '' instead of NULL; both are DISTINCT FROM every non-empty "
+        "z_ns_name, and non-blank names are unchanged; the explanation reads the raw column.",
     **{f"py:reconcile/normalize.py:{line}:15:{op}:0":
        f"line {line} only chooses between two value-identical expressions (a 64-bit fast path "
        "with a 128-bit fallback, or the plain 128-bit cast): for every source type the "

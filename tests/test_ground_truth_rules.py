@@ -161,11 +161,13 @@ ORDERS_ZUORA = {
         _sub("s31v1", "A-S31", 1, "acc_new", ns="9600", ns_name="grp6"),
         _sub("s32v1", "A-S32", 1, "acc_new", ns="9700", ns_name="new-name"),
         _sub("s33v1", "A-S33", 1, "acc_new", ns="9800", ns_name="grp8"),
+        # an active add-on subscription whose order carries namespace 9400 (not a base plan)
+        _sub("s34v1", "A-S34", 1, "acc_new"),
     ],
     "zuora.RatePlan": [(f"rp_{s}", s, "prp_base", None) for s in (
         "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1",
         "s26v1", "s27v1", "s29v1", "s31v1", "s32v1", "s33v1")]
-    + [("rp_s28v1", "s28v1", "prp_addon", None)],
+    + [("rp_s28v1", "s28v1", "prp_addon", None), ("rp_s34v1", "s34v1", "prp_addon", None)],
     "zuora.Product": [("prod_base", "GitLab Premium - SaaS", "Base Products", "premium",
                        "gitlab_dot_com"),
                       ("prod_sm", "GitLab Premium - Self-Managed", "Base Products", "premium",
@@ -241,15 +243,17 @@ ORDERS = [
      "billing_account_id": 1, "subscription_id": "s29v1", "product_rate_plan_id": "prp_base",
      "gl_namespace_id": "9501", "gl_namespace_name": "other", "start_date": D(2026, 1, 1),
      "end_date": D(2027, 1, 1)},
-    # A-S31: the name differs only by blanks; A-S32: a stale name; A-S33: no local name
+    # A-S31: namespace id and name differ only by blanks (D26); A-S32: a stale name; A-S33: no local name
     {"id": 73, "subscription_name": "A-S31", **_NEW, "subscription_id": "s31v1",
-     "product_rate_plan_id": "prp_base", "gl_namespace_id": "9600",
+     "product_rate_plan_id": "prp_base", "gl_namespace_id": " 9600 ",
      "gl_namespace_name": " grp6 "},
     {"id": 74, "subscription_name": "A-S32", **_NEW, "subscription_id": "s32v1",
      "product_rate_plan_id": "prp_base", "gl_namespace_id": "9700",
      "gl_namespace_name": "old-name"},
     {"id": 75, "subscription_name": "A-S33", **_NEW, "subscription_id": "s33v1",
      "product_rate_plan_id": "prp_base", "gl_namespace_id": "9800"},
+    {"id": 76, "subscription_name": "A-S34", **_NEW, "subscription_id": "s34v1",
+     "gl_namespace_id": "9400"},
 ]
 
 
@@ -336,8 +340,8 @@ def test_d25_self_managed_order_with_a_namespace(orders_findings) -> None:
 
 
 def test_d12_counts_only_active_base_subscriptions(orders_findings) -> None:
-    """D12: namespace 9400 is on a cancelled subscription's order and an add-on subscription
-    besides one active base subscription: no D12."""
+    """D12: namespace 9400 is on a cancelled subscription's order and on two active add-on
+    subscriptions (one by its order) besides one active base subscription: no D12."""
     assert ("D12", "9400", None) not in orders_findings
 
 
