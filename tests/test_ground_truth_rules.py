@@ -163,7 +163,14 @@ ORDERS_ZUORA = {
         _sub("s33v1", "A-S33", 1, "acc_new", ns="9800", ns_name="grp8"),
         # an active add-on subscription whose order carries namespace 9400 (not a base plan)
         _sub("s34v1", "A-S34", 1, "acc_new"),
+        # the subscription_id pointer (D02 / D14)
+        _sub("s35v1", "A-S35", 1, "acc_new", status="Expired"),
+        _sub("s35v2", "A-S35", 2, "acc_new"),
+        _sub("s36v2", "A-S36", 2, "acc_new"),
+        _sub("s37v1", "A-S37", 1, "acc_new"),
     ],
+    # version 1 of A-S36 is still in the local copy but was deleted in Zuora
+    "local.zuora_local_subscriptions": [("l36v1", "A-S36", 1), ("s36v2", "A-S36", 2)],
     "zuora.RatePlan": [(f"rp_{s}", s, "prp_base", None) for s in (
         "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1",
         "s26v1", "s27v1", "s29v1", "s31v1", "s32v1", "s33v1")]
@@ -254,6 +261,9 @@ ORDERS = [
      "product_rate_plan_id": "prp_base", "gl_namespace_id": "9800"},
     {"id": 76, "subscription_name": "A-S34", **_NEW, "subscription_id": "s34v1",
      "gl_namespace_id": "9400"},
+    {"id": 77, "subscription_name": "A-S35", **_NEW, "subscription_id": "s35v1"},
+    {"id": 78, "subscription_name": "A-S36", **_NEW, "subscription_id": "l36v1"},
+    {"id": 83, "subscription_name": "A-S37", **_NEW, "subscription_id": "bogus"},
 ]
 
 
@@ -376,7 +386,25 @@ def test_d04_d25_namespace_of_single_orders(orders_findings) -> None:
     }
 
 
-def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
+def test_d02_pointer_names_the_version_and_whether_zuora_deleted_it(orders_findings) -> None:
+    """D02: an order on an older version is re-pointed to the latest, saying when the version
+    it holds was deleted in Zuora; a subscription_id that is no version of the name is D14."""
+    got = {k: f["explanation"] for k, f in orders_findings.items()
+           if k[2] == "subscription_id" and k[1] in ("A-S35", "A-S36", "A-S37")}
+    assert got == {
+        ("D02", "A-S35", "subscription_id"):
+            "order 77 points at version 1 (s35v1) of A-S35; Zuora's latest is version 2 "
+            "(s35v2): re-point it",
+        ("D02", "A-S36", "subscription_id"):
+            "order 78 points at version 1 (l36v1) of A-S36, a version deleted in Zuora; "
+            "Zuora's latest is version 2 (s36v2): re-point it",
+        ("D14", "A-S37", "subscription_id"):
+            "order 83 has subscription_id bogus, not a version of A-S37; Zuora's latest is "
+            "version 1 (s37v1): set it",
+    }
+
+
+def test_d15_the_non_trial_orders_in_id_order(orders_findings) -> None:
     """D15: one finding per unknown name, its non-trial orders by id; trials excluded."""
     f = orders_findings[("D15", "A-GONE", None)]
     assert f["action"] == "human"
@@ -439,7 +467,8 @@ def test_d14_order_without_account_says_null(orders_findings) -> None:
 PEOPLE = {
     "zuora.Account": [("acc_p1", "c1", "c1", T(2026, 5, 1)), ("acc_p2", "c2", "c2", T(2026, 5, 1)),
                       ("acc_p3", None, "c3", T(2026, 5, 1)), ("acc_p4", "c4", "c4", T(2026, 5, 1)),
-                      ("acc_p5", "c1", None, T(2026, 5, 1))],
+                      ("acc_p5", "c1", None, T(2026, 5, 1)),
+                      ("acc_p6", "c4", None, T(2026, 5, 1))],
     "zuora.Contact": [("c1", " Ann@Example.com ", T(2026, 4, 1)),
                       # edited after its account: the finding's Zuora update time is the later
                       ("c2", "bob@example.com", T(2026, 7, 1)),
@@ -476,8 +505,8 @@ def test_d19_membership_says_whether_the_billing_account_exists(people_findings)
             "customer bob@example.com (Sold-To of account acc_p2) has no membership to its "
             "billing account: add it",
         ("customers", "new@example.com"):
-            "no customer has new@example.com, the Sold-To e-mail of account acc_p4: create the "
-            "customer with a membership to its billing account",
+            "no customer has new@example.com, the Sold-To e-mail of account acc_p4, acc_p6: "
+            "create the customer with a membership to its billing account",
     }
     assert people_findings[("D19", "bob@example.com", None)]["zuora_updated"] == T(2026, 7, 1)
 
@@ -514,7 +543,10 @@ def test_d17_membership_of_an_unknown_customer_is_keyed_by_its_id(people_finding
 
 # -- catalog: D22 ------------------------------------------------------------------------------
 CATALOG = {
-    "zuora.Product": [("prod_ok", "Premium", "Base Products", "premium", "gitlab_dot_com"),
+    # multiselect values are compared trimmed and case-insensitively (seed 004, D26)
+    "zuora.Product": [("prod_ok", "Premium", "Base Products", " Premium", "gitlab_dot_com"),
+                      ("prod_tiers", "Two Tiers", "Base Products", "premium;ultimate",
+                       "gitlab_dot_com"),
                       ("prod_addon", "Storage", "Add On Services", None, None),
                       ("prod_two", "Premium Both", "Base Products", "premium",
                        "gitlab_dot_com;self_managed")],
@@ -524,6 +556,7 @@ CATALOG = {
         ("prp_addon", "prod_addon", "Storage Pack", True, None, T(2026, 1, 3)),
         ("prp_two", "prod_two", "Premium Both", True, None, T(2026, 1, 4)),
         ("prp_noweb", "prod_ok", "Premium SaaS 2", None, None, T(2026, 1, 5)),
+        ("prp_tiers", "prod_tiers", "Two Tiers", True, None, T(2026, 1, 7)),
         # retired before AS_OF: old subscriptions keep it, nothing to classify
         ("prp_retired", "prod_missing", "Retired", None, D(2026, 1, 1), T(2026, 1, 6)),
     ],
@@ -558,6 +591,8 @@ def test_d22_each_unclassifiable_plan_with_its_reasons(catalog_findings) -> None
                    "product must have exactly one tier and one deployment type)" + tail,
         "prp_noweb": "plan 'Premium SaaS 2' of product 'Premium' cannot be classified (plan "
                      "WebDirect__c is empty)" + tail,
+        "prp_tiers": "plan 'Two Tiers' of product 'Two Tiers' cannot be classified (a base "
+                     "product must have exactly one tier and one deployment type)" + tail,
     }
 
 
