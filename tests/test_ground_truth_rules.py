@@ -168,13 +168,19 @@ ORDERS_ZUORA = {
         _sub("s35v2", "A-S35", 2, "acc_new"),
         _sub("s36v2", "A-S36", 2, "acc_new"),
         _sub("s37v1", "A-S37", 1, "acc_new"),
+        _sub("s38v1", "A-S38", 1, "acc_new"),
     ],
+    # A-S38's base plan: 12.5 seats on the last segment of its per-unit charge (12 before)
+    "zuora.RatePlanCharge": [
+        ("c38_1", "rp_s38v1", "C-38", "Per Unit Pricing", 12, False),
+        ("c38_2", "rp_s38v1", "C-38", "Per Unit Pricing", 12.5, True)],
     # version 1 of A-S36 is still in the local copy but was deleted in Zuora
     "local.zuora_local_subscriptions": [("l36v1", "A-S36", 1), ("s36v2", "A-S36", 2)],
     "zuora.RatePlan": [(f"rp_{s}", s, "prp_base", None) for s in (
         "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1",
         "s26v1", "s27v1", "s29v1", "s31v1", "s32v1", "s33v1")]
-    + [("rp_s28v1", "s28v1", "prp_addon", None), ("rp_s34v1", "s34v1", "prp_addon", None)],
+    + [("rp_s28v1", "s28v1", "prp_addon", None), ("rp_s34v1", "s34v1", "prp_addon", None),
+       ("rp_s38v1", "s38v1", "prp_base", "NewProduct")],
     "zuora.Product": [("prod_base", "GitLab Premium - SaaS", "Base Products", "premium",
                        "gitlab_dot_com"),
                       ("prod_sm", "GitLab Premium - Self-Managed", "Base Products", "premium",
@@ -192,10 +198,12 @@ _NEW = {"zuora_account_id": "acc_new", "billing_account_id": 2}
 ORDERS = [
     # A-S11: one row matches Zuora's account, the other carries the metadata (auto). A trial
     # order for the name does not count (D11 "non-trial").
-    {"id": 10, "subscription_name": "A-S11", **_NEW, "created_at": T(2026, 1, 2)},
+    {"id": 10, "subscription_name": "A-S11", **_NEW, "created_at": T(2026, 1, 2),
+     "gl_namespace_id": " 9011"},
     {"id": 11, "subscription_name": "A-S11", "zuora_account_id": "acc_old",
      "billing_account_id": 1, "created_at": T(2026, 1, 1),
-     "last_extra_ci_minutes_sync_at": T(2026, 5, 1), "reconciliation_accepted": True},
+     "last_extra_ci_minutes_sync_at": T(2026, 5, 1), "reconciliation_accepted": True,
+     "gl_namespace_id": "9011 "},
     {"id": 12, "subscription_name": "A-S11", **_NEW, "trial": True, "created_at": T(2025, 1, 1)},
     # A-S12: none matches the account; the namespace of 20 is Zuora's, 21 holds more metadata
     {"id": 20, "subscription_name": "A-S12", "zuora_account_id": "acc_x",
@@ -264,6 +272,10 @@ ORDERS = [
     {"id": 77, "subscription_name": "A-S35", **_NEW, "subscription_id": "s35v1"},
     {"id": 78, "subscription_name": "A-S36", **_NEW, "subscription_id": "l36v1"},
     {"id": 83, "subscription_name": "A-S37", **_NEW, "subscription_id": "bogus"},
+    # A-S38: every other derived column stale
+    {"id": 84, "subscription_name": "A-S38", **_NEW, "subscription_id": "s38v1",
+     "product_rate_plan_id": "prp_sm", "start_date": D(2025, 1, 1), "end_date": D(2026, 1, 1),
+     "quantity": 12, "amendment_type": "Renewal"},
 ]
 
 
@@ -278,8 +290,9 @@ def orders_findings() -> dict[tuple[str, str, str], dict]:
 
 def test_d11_keeper_is_the_row_on_zuoras_account_and_is_auto(orders_findings) -> None:
     """D11: exactly one row matches Zuora's latest AccountId and no metadata conflicts (a
-    false ``reconciliation_accepted`` is the default, not a value): auto, keep it, the other
-    is the loser; the trial order is no duplicate."""
+    false ``reconciliation_accepted`` is the default, not a value, and namespace ids equal
+    but for blanks agree, D26): auto, keep it, the other is the loser; the trial order is no
+    duplicate."""
     f = orders_findings[("D11", "A-S11", None)]
     assert f["action"] == "auto"
     assert _ev(f) == {"keeper": 10, "losers": [11], "conflicts": [], "matching_rows": 1}
@@ -404,7 +417,28 @@ def test_d02_pointer_names_the_version_and_whether_zuora_deleted_it(orders_findi
     }
 
 
-def test_d15_the_non_trial_orders_in_id_order(orders_findings) -> None:
+def test_d14_every_stale_derived_column(orders_findings) -> None:
+    """D14 / L5: plan, dates, seats (the last segment, 12.5 half-up to 13: domain.md §1.9) and
+    amendment type recomputed from the latest version, one finding per column."""
+    got = {k[2]: (f["zuora_value"], f["local_value"], f["explanation"])
+           for k, f in orders_findings.items() if k[1] == "A-S38"}
+    say = ("order 84: {} is {}, Zuora's latest version 1 says {}: recompute it from the "
+           "latest version")
+    assert got == {
+        "product_rate_plan_id": ("prp_base", "prp_sm",
+                                 say.format("product_rate_plan_id", "prp_sm", "prp_base")),
+        "start_date": ("2026-01-01", "2025-01-01",
+                       say.format("start_date", "2025-01-01", "2026-01-01")),
+        "end_date": ("2027-01-01", "2026-01-01",
+                     say.format("end_date", "2026-01-01", "2027-01-01")),
+        "quantity": ("13", "12", say.format("quantity", "12", "13")),
+        "amendment_type": ("NewProduct", "Renewal",
+                           say.format("amendment_type", "Renewal", "NewProduct")),
+    }
+    assert {k[0] for k in orders_findings if k[1] == "A-S38"} == {"D14"}
+
+
+def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
     """D15: one finding per unknown name, its non-trial orders by id; trials excluded."""
     f = orders_findings[("D15", "A-GONE", None)]
     assert f["action"] == "human"
