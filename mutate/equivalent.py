@@ -23,6 +23,11 @@ EQUIVALENT: dict[str, str] = {
         "z_latest ON z.Name = o.subscription_name, and z_latest (LATEST_SQL over the same "
         "zuora.Subscription) holds one row for every Name there, so a row with `n.known` false "
         "has no z_latest partner and is dropped by the join with or without the conjunct.",
+    "sql:reconcile/rules/base.py:93:func-drop:0":
+        "`NOT coalesce(trial, false)` vs `NOT trial` differ only on a NULL trial; the "
+        "catalogue declares orders.trial BOOLEAN NOT NULL DEFAULT false (extract/catalog, seed "
+        "003) and the local contracts (expectations/contracts.py) check it, so the local table "
+        "the rules read holds no NULL there.",
     "sql:reconcile/rules/orders.py:224:drop-conjunct:0":
         "D25's `z_ns IS NOT NULL` is implied by the next conjunct `z_ns = ns(gl_namespace_id)`: "
         "with z_ns NULL that comparison is NULL and the WHERE rejects the row either way.",

@@ -581,6 +581,8 @@ CATALOG = {
     "zuora.Product": [("prod_ok", "Premium", "Base Products", " Premium", "gitlab_dot_com"),
                       ("prod_tiers", "Two Tiers", "Base Products", "premium;ultimate",
                        "gitlab_dot_com"),
+                      ("prod_nocat", "No Category", None, "premium", "gitlab_dot_com"),
+                      ("prod_bad", "Platinum", "Base Products", "platinum", "on_mars"),
                       ("prod_addon", "Storage", "Add On Services", None, None),
                       ("prod_two", "Premium Both", "Base Products", "premium",
                        "gitlab_dot_com;self_managed")],
@@ -591,6 +593,8 @@ CATALOG = {
         ("prp_two", "prod_two", "Premium Both", True, None, T(2026, 1, 4)),
         ("prp_noweb", "prod_ok", "Premium SaaS 2", None, None, T(2026, 1, 5)),
         ("prp_tiers", "prod_tiers", "Two Tiers", True, None, T(2026, 1, 7)),
+        ("prp_nocat", "prod_nocat", "No Category", True, None, T(2026, 1, 8)),
+        ("prp_bad", "prod_bad", "Platinum", True, None, T(2026, 1, 9)),
         # retired before AS_OF: old subscriptions keep it, nothing to classify
         ("prp_retired", "prod_missing", "Retired", None, D(2026, 1, 1), T(2026, 1, 6)),
     ],
@@ -627,6 +631,11 @@ def test_d22_each_unclassifiable_plan_with_its_reasons(catalog_findings) -> None
                      "WebDirect__c is empty)" + tail,
         "prp_tiers": "plan 'Two Tiers' of product 'Two Tiers' cannot be classified (a base "
                      "product must have exactly one tier and one deployment type)" + tail,
+        "prp_nocat": "plan 'No Category' of product 'No Category' cannot be classified "
+                     "(product Category is empty)" + tail,
+        "prp_bad": "plan 'Platinum' of product 'Platinum' cannot be classified (product "
+                   "Tier__c has a value outside the allowed tiers; product DeploymentType__c "
+                   "has a value outside the allowed deployment types)" + tail,
     }
 
 
