@@ -169,6 +169,12 @@ ORDERS_ZUORA = {
         _sub("s36v2", "A-S36", 2, "acc_new"),
         _sub("s37v1", "A-S37", 1, "acc_new"),
         _sub("s38v1", "A-S38", 1, "acc_new"),
+        # the account columns: a reseller pays (D24), an owner transfer (D10), an owner
+        # without a local billing account (D16 first)
+        _sub("s39v1", "A-S39", 1, "acc_owner", owner="acc_reseller"),
+        _sub("s40v1", "A-S40", 1, "acc_old", status="Expired"),
+        _sub("s40v2", "A-S40", 2, "acc_new"),
+        _sub("s41v1", "A-S41", 1, "acc_noba"),
     ],
     # A-S38's base plan: 12.5 seats on the last segment of its per-unit charge (12 before)
     "zuora.RatePlanCharge": [
@@ -192,7 +198,8 @@ ORDERS_ZUORA = {
                                T(2025, 1, 1)),
                               ("prp_addon", "prod_addon", "Storage Pack", True, None,
                                T(2025, 1, 1))],
-    "local.billing_accounts": [(1, "acc_old"), (2, "acc_new")],
+    "local.billing_accounts": [(1, "acc_old"), (2, "acc_new"), (3, "acc_owner"),
+                               (4, "acc_reseller")],
 }
 _NEW = {"zuora_account_id": "acc_new", "billing_account_id": 2}
 ORDERS = [
@@ -276,6 +283,12 @@ ORDERS = [
     {"id": 84, "subscription_name": "A-S38", **_NEW, "subscription_id": "s38v1",
      "product_rate_plan_id": "prp_sm", "start_date": D(2025, 1, 1), "end_date": D(2026, 1, 1),
      "quantity": 12, "amendment_type": "Renewal"},
+    {"id": 85, "subscription_name": "A-S39", "zuora_account_id": "acc_reseller",
+     "billing_account_id": 4, "subscription_id": "s39v1"},
+    {"id": 86, "subscription_name": "A-S40", "zuora_account_id": "acc_old",
+     "billing_account_id": 1, "subscription_id": "s40v2"},
+    {"id": 87, "subscription_name": "A-S41", "zuora_account_id": "acc_noba",
+     "billing_account_id": 1, "subscription_id": "s41v1"},
 ]
 
 
@@ -436,6 +449,34 @@ def test_d14_every_stale_derived_column(orders_findings) -> None:
                            say.format("amendment_type", "Renewal", "NewProduct")),
     }
     assert {k[0] for k in orders_findings if k[1] == "A-S38"} == {"D14"}
+
+
+def test_d24_d10_d14_account_columns(orders_findings) -> None:
+    """D24: the order carries the invoice owner, not the subscription owner AccountId; D10:
+    it is still on the previous owner of an older version (moved); D14: the owner is right,
+    the billing account wrong, and the owner has no local billing account yet (D16 first)."""
+    got = {k: f["explanation"] for k, f in orders_findings.items()
+           if k[1] in ("A-S39", "A-S40", "A-S41")
+           and k[2] in ("zuora_account_id", "billing_account_id")}
+    assert got == {
+        ("D24", "A-S39", "zuora_account_id"):
+            "order 85 carries invoice owner acc_reseller instead of the subscription owner "
+            "acc_owner (Zuora AccountId): re-point zuora_account_id",
+        ("D24", "A-S39", "billing_account_id"):
+            "order 85 carries invoice owner acc_reseller instead of the subscription owner "
+            "acc_owner (Zuora AccountId): re-point billing_account_id",
+        ("D10", "A-S40", "zuora_account_id"):
+            "order 86 is still on previous owner acc_old of A-S40; Zuora's latest owner is "
+            "acc_new (moved): re-point zuora_account_id",
+        ("D10", "A-S40", "billing_account_id"):
+            "order 86 is still on previous owner acc_old of A-S40; Zuora's latest owner is "
+            "acc_new (moved): re-point billing_account_id",
+        ("D14", "A-S41", "billing_account_id"):
+            "order 87 has billing_account_id = 1; Zuora's latest version says a billing "
+            "account that does not exist locally: set it once the billing account of acc_noba "
+            "is created",
+    }
+    assert orders_findings[("D24", "A-S39", "billing_account_id")]["zuora_value"] == "3"
 
 
 def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
