@@ -175,6 +175,11 @@ ORDERS_ZUORA = {
         _sub("s40v1", "A-S40", 1, "acc_old", status="Expired"),
         _sub("s40v2", "A-S40", 2, "acc_new"),
         _sub("s41v1", "A-S41", 1, "acc_noba"),
+        # an order on an account that never owned the name, and without a version pointer
+        _sub("s42v1", "A-S42", 1, "acc_old", status="Expired"),
+        _sub("s42v2", "A-S42", 2, "acc_new"),
+        # a Draft subscription is not paid: no order expected (D13 / PAID)
+        _sub("s43v1", "A-S43", 1, "acc_new", status="Draft"),
     ],
     # A-S38's base plan: 12.5 seats on the last segment of its per-unit charge (12 before)
     "zuora.RatePlanCharge": [
@@ -186,6 +191,7 @@ ORDERS_ZUORA = {
         "s11v2", "s12v1", "s13v1", "s14v1", "s20v1", "s21v1", "s22v1", "s23v1", "s24v1",
         "s26v1", "s27v1", "s29v1", "s31v1", "s32v1", "s33v1")]
     + [("rp_s28v1", "s28v1", "prp_addon", None), ("rp_s34v1", "s34v1", "prp_addon", None),
+       ("rp_s43v1", "s43v1", "prp_base", None),
        ("rp_s38v1", "s38v1", "prp_base", "NewProduct")],
     "zuora.Product": [("prod_base", "GitLab Premium - SaaS", "Base Products", "premium",
                        "gitlab_dot_com"),
@@ -289,6 +295,8 @@ ORDERS = [
      "billing_account_id": 1, "subscription_id": "s40v2"},
     {"id": 87, "subscription_name": "A-S41", "zuora_account_id": "acc_noba",
      "billing_account_id": 1, "subscription_id": "s41v1"},
+    {"id": 88, "subscription_name": "A-S42", "zuora_account_id": "acc_stranger",
+     "billing_account_id": 2},
 ]
 
 
@@ -416,7 +424,7 @@ def test_d02_pointer_names_the_version_and_whether_zuora_deleted_it(orders_findi
     """D02: an order on an older version is re-pointed to the latest, saying when the version
     it holds was deleted in Zuora; a subscription_id that is no version of the name is D14."""
     got = {k: f["explanation"] for k, f in orders_findings.items()
-           if k[2] == "subscription_id" and k[1] in ("A-S35", "A-S36", "A-S37")}
+           if k[2] == "subscription_id" and k[1] in ("A-S35", "A-S36", "A-S37", "A-S42")}
     assert got == {
         ("D02", "A-S35", "subscription_id"):
             "order 77 points at version 1 (s35v1) of A-S35; Zuora's latest is version 2 "
@@ -427,6 +435,9 @@ def test_d02_pointer_names_the_version_and_whether_zuora_deleted_it(orders_findi
         ("D14", "A-S37", "subscription_id"):
             "order 83 has subscription_id bogus, not a version of A-S37; Zuora's latest is "
             "version 1 (s37v1): set it",
+        ("D14", "A-S42", "subscription_id"):
+            "order 88 has subscription_id NULL, not a version of A-S42; Zuora's latest is "
+            "version 2 (s42v2): set it",
     }
 
 
@@ -454,9 +465,10 @@ def test_d14_every_stale_derived_column(orders_findings) -> None:
 def test_d24_d10_d14_account_columns(orders_findings) -> None:
     """D24: the order carries the invoice owner, not the subscription owner AccountId; D10:
     it is still on the previous owner of an older version (moved); D14: the owner is right,
-    the billing account wrong, and the owner has no local billing account yet (D16 first)."""
+    the billing account wrong, and the owner has no local billing account yet (D16 first);
+    D14: an account that never owned the name."""
     got = {k: f["explanation"] for k, f in orders_findings.items()
-           if k[1] in ("A-S39", "A-S40", "A-S41")
+           if k[1] in ("A-S39", "A-S40", "A-S41", "A-S42")
            and k[2] in ("zuora_account_id", "billing_account_id")}
     assert got == {
         ("D24", "A-S39", "zuora_account_id"):
@@ -475,6 +487,9 @@ def test_d24_d10_d14_account_columns(orders_findings) -> None:
             "order 87 has billing_account_id = 1; Zuora's latest version says a billing "
             "account that does not exist locally: set it once the billing account of acc_noba "
             "is created",
+        ("D14", "A-S42", "zuora_account_id"):
+            "order 88 has zuora_account_id = acc_stranger; Zuora's latest version says "
+            "acc_new: set it",
     }
     assert orders_findings[("D24", "A-S39", "billing_account_id")]["zuora_value"] == "3"
 
