@@ -14,6 +14,11 @@ Rules cited (domain.md §5 unless said otherwise):
        metadata; tie-break oldest ``created_at``, lowest id. Auto only when exactly one row
        matches and no metadata conflicts. A ``false`` boolean marker is the column default,
        not metadata (seed 003: ``reconciliation_accepted`` defaults to false).
+* D02  an order on an older version is re-pointed to the latest (D14 when it holds no
+       version of the name at all).
+* D04  the order's namespace differs from GitLabNamespaceId__c: a person decides.
+* D10  the order is still on a previous owner (per-version AccountId): re-point.
+* D24  the order carries the invoice owner, not the subscription owner AccountId: re-point.
 * D12  ≥2 active base subscriptions on one namespace: report only.
 * D13  paid latest version without an order: create it; link the namespace only when no
        other order holds it.
@@ -25,6 +30,7 @@ Rules cited (domain.md §5 unless said otherwise):
 * D17  membership to a billing account whose Zuora account does not exist.
 * D19  the Sold-To e-mail's customer lacks a membership (create the billing account first).
 * D20  membership whose customer matches neither the Bill-To nor the Sold-To e-mail.
+* D23  local rate plans on a plan absent from the catalog export: report, keep the rows.
 * D22  a current plan CustomersDot cannot classify (seed 004: Category, Tier__c,
        DeploymentType__c, WebDirect__c; a base product has exactly one tier and deployment).
 """
