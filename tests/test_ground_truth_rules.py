@@ -186,6 +186,7 @@ ORDERS_ZUORA = {
         _sub("s42v2", "A-S42", 2, "acc_new"),
         # a Draft subscription is not paid: no order expected (D13 / PAID)
         _sub("s43v1", "A-S43", 1, "acc_new", status="Draft"),
+        _sub("s44v1", "A-S44", 1, "acc_new"),
     ],
     # A-S38's base plan: 12.5 seats on the last segment of its per-unit charge (12 before)
     "zuora.RatePlanCharge": [
@@ -303,6 +304,9 @@ ORDERS = [
      "billing_account_id": 1, "subscription_id": "s41v1"},
     {"id": 88, "subscription_name": "A-S42", "zuora_account_id": "acc_stranger",
      "billing_account_id": 2},
+    # A-S44: a blank namespace id is no namespace (D26: "" equals NULL on custom fields)
+    {"id": 89, "subscription_name": "A-S44", **_NEW, "subscription_id": "s44v1",
+     "gl_namespace_id": "  "},
 ]
 
 
@@ -409,9 +413,9 @@ def test_d14_wrong_billing_account_on_the_right_account(orders_findings) -> None
 def test_d04_d25_namespace_of_single_orders(orders_findings) -> None:
     """D04: another namespace than Zuora's is a person's decision (and its name is not D25);
     D25: a stale name is updated, a name differing by blanks is not (D26), a missing local
-    name is shown as ''."""
+    name is shown as ''; a blank namespace id is no namespace."""
     got = {k: f["explanation"] for k, f in orders_findings.items()
-           if k[1] in ("A-S29", "A-S31", "A-S32", "A-S33")
+           if k[1] in ("A-S29", "A-S31", "A-S32", "A-S33", "A-S44")
            and k[2] in ("gl_namespace_id", "gl_namespace_name")}
     assert got == {
         ("D04", "A-S29", "gl_namespace_id"):
