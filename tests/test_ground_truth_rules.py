@@ -470,6 +470,10 @@ def test_d14_every_stale_derived_column(orders_findings) -> None:
                            say.format("amendment_type", "Renewal", "NewProduct")),
     }
     assert {k[0] for k in orders_findings if k[1] == "A-S38"} == {"D14"}
+    # a nil column (D14 "nil/stale"): order 85 of A-S39 has no start_date
+    f = orders_findings[("D14", "A-S39", "start_date")]
+    assert (f["zuora_value"], f["local_value"], f["explanation"]) == (
+        "2026-01-01", None, say.format("start_date", "NULL", "2026-01-01").replace("84", "85"))
 
 
 def test_d24_d10_d14_account_columns(orders_findings) -> None:
