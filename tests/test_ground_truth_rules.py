@@ -473,7 +473,8 @@ def test_d14_every_stale_derived_column(orders_findings) -> None:
     # a nil column (D14 "nil/stale"): order 85 of A-S39 has no start_date
     f = orders_findings[("D14", "A-S39", "start_date")]
     assert (f["zuora_value"], f["local_value"], f["explanation"]) == (
-        "2026-01-01", None, say.format("start_date", "NULL", "2026-01-01").replace("84", "85"))
+        "2026-01-01", None, "order 85: start_date is NULL, Zuora's latest version 1 says "
+                            "2026-01-01: recompute it from the latest version")
 
 
 def test_d24_d10_d14_account_columns(orders_findings) -> None:
