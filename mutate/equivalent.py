@@ -28,6 +28,11 @@ EQUIVALENT: dict[str, str] = {
         "catalogue declares orders.trial BOOLEAN NOT NULL DEFAULT false (extract/catalog, seed "
         "003) and the local contracts (expectations/contracts.py) check it, so the local table "
         "the rules read holds no NULL there.",
+    **{f"sql:reconcile/rules/orders.py:219:drop-conjunct:{i}":
+       "D04's `z_ns IS NOT NULL AND ns(gl_namespace_id) IS NOT NULL` are both implied by the "
+       "last conjunct `z_ns <> ns(gl_namespace_id)`, which is NULL when either side is NULL, "
+       "so the WHERE rejects such a row with or without the dropped conjunct."
+       for i in (0, 1)},
     "sql:reconcile/rules/orders.py:224:drop-conjunct:0":
         "D25's `z_ns IS NOT NULL` is implied by the next conjunct `z_ns = ns(gl_namespace_id)`: "
         "with z_ns NULL that comparison is NULL and the WHERE rejects the row either way.",
