@@ -616,6 +616,17 @@ def test_d19_membership_says_whether_the_billing_account_exists(people_findings)
     assert people_findings[("D19", "bob@example.com", None)]["zuora_updated"] == T(2026, 7, 1)
 
 
+def test_d19_a_sold_to_without_e_mail_is_nobody() -> None:
+    """D19: a Sold-To contact without an e-mail names no customer to create, even when no
+    customer exists at all."""
+    con = _world({"zuora.Account": [("acc_q", "cq", "cq", T(2026, 5, 1))],
+                  "zuora.Contact": [("cq", "  ", T(2026, 4, 1))]})
+    try:
+        assert _run(con, accounts.RULES) == {}
+    finally:
+        con.close()
+
+
 def test_d20_names_both_contacts_none_when_absent(people_findings) -> None:
     """D20: eve is a member of acc_p3's billing account; its Bill-To is pay@, it has no
     Sold-To: a person decides, both e-mails named."""
@@ -732,7 +743,9 @@ SUBS = {
                            _sub("lv_c2", "A-S32", 1, "acc_new")],
     "local.zuora_local_subscriptions": [("lv_b", "A-S30", 3), ("lv_a", "A-S30", 3),
                                         ("lv_1", "A-S30", 2), ("lv_c1", "A-S31", 1),
-                                        ("lv_c2", "A-S32", 1)],
+                                        ("lv_c2", "A-S32", 1),
+                                        # a name Zuora does not know (D15/D03 territory)
+                                        ("lx2", "A-X", 1), ("lx1", "A-X", 1)],
     # both subscriptions have charge C-1 with two segments flagged last (Z8 broken locally)
     "local.zuora_local_rate_plan_charges": [
         ("ch1_s1", "lv_c1", "C-1", 1, True, D(2026, 1, 1), D(2026, 6, 1)),
@@ -774,6 +787,9 @@ def test_d09_lists_the_tied_versions_in_id_order(subs_findings) -> None:
         "2 local versions of A-S30 carry the highest version number 3 (lv_a, lv_b); Zuora's "
         "latest is version 3 (zs30): recompute the latest from Zuora")
     assert _ev(f) == {"version_ids": ["lv_a", "lv_b"]}
+    assert subs_findings[("D09", "A-X", None)]["explanation"] == (
+        "2 local versions of A-X carry the highest version number 1 (lx1, lx2); Zuora's latest "
+        "is version ? (unknown): recompute the latest from Zuora")
 
 
 def test_d08_only_under_a_differing_subtree(subs_findings) -> None:
