@@ -27,4 +27,28 @@ EQUIVALENT: dict[str, str] = {
        "integer digits), and an integral decimal casts to HUGEINT exactly: same value, NULL "
        "for NULL, same result type (HUGEINT). Speed only."
        for i, name in enumerate(("INTEGER", "BIGINT", "SMALLINT"))},
+    "sql:reconcile/rules/orders.py:57:drop-conjunct:1":
+        "D11's `n.known` is true exactly when zuora.Subscription has a row of that Name "
+        "(order_names reads z_versions, which is zuora.Subscription); the same FROM inner-joins "
+        "z_latest ON z.Name = o.subscription_name, and z_latest (LATEST_SQL over the same "
+        "zuora.Subscription) holds one row for every Name there, so a row with `n.known` false "
+        "has no z_latest partner and is dropped by the join with or without the conjunct.",
+    "sql:reconcile/rules/base.py:93:func-drop:0":
+        "`NOT coalesce(trial, false)` vs `NOT trial` differ only on a NULL trial; the "
+        "catalogue declares orders.trial BOOLEAN NOT NULL DEFAULT false (extract/catalog, seed "
+        "003) and the local contracts (expectations/contracts.py) check it, so the local table "
+        "the rules read holds no NULL there.",
+    **{f"sql:reconcile/rules/orders.py:219:drop-conjunct:{i}":
+       "D04's `z_ns IS NOT NULL AND ns(gl_namespace_id) IS NOT NULL` are both implied by the "
+       "last conjunct `z_ns <> ns(gl_namespace_id)`, which is NULL when either side is NULL, "
+       "so the WHERE rejects such a row with or without the dropped conjunct."
+       for i in (0, 1)},
+    "sql:reconcile/rules/orders.py:224:drop-conjunct:0":
+        "D25's `z_ns IS NOT NULL` is implied by the next conjunct `z_ns = ns(gl_namespace_id)`: "
+        "with z_ns NULL that comparison is NULL and the WHERE rejects the row either way.",
+    "sql:reconcile/rules/orders.py:224:func-drop:0":
+        "D25 compares NULLIF(TRIM(gl_namespace_name), '') with z_ns_name, which the same WHERE "
+        "requires NOT NULL and which is itself NULLIF(TRIM(..), ''), never ''. Without NULLIF a "
+        "blank local name is '' instead of NULL; both are DISTINCT FROM every non-empty "
+        "z_ns_name, and non-blank names are unchanged; the explanation reads the raw column.",
 }
