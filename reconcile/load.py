@@ -30,6 +30,7 @@ from extract.catalog import LOCAL_TABLES, OBJECTS, get
 from extract.errors import ReconError
 from extract.localdb.schema import all_tables
 from extract.snapshot import Snapshot, parse_utc
+from extract.state import FAILED, STATE_FILE, StateDB
 
 
 class ReconcileError(ReconError):
@@ -76,6 +77,7 @@ def check_reconcilable(snapshot: Snapshot) -> None:
         raise ReconcileError(
             f"snapshot {snapshot.path.name} is {m.status or 'incomplete'}{why}; only complete "
             "snapshots are reconciled — run `recon extract` again")
+    refuse_failed_verdict(snapshot)
     if m.scope not in ("all", "catalog"):
         raise ReconcileError(f"snapshot {snapshot.run_id} covers only part of the catalogue "
                              f"(scope {m.scope!r}); it cannot be reconciled")
@@ -91,6 +93,25 @@ def check_reconcilable(snapshot: Snapshot) -> None:
         if p.is_file() and p.stat().st_size != meta.get("bytes", p.stat().st_size):
             raise ReconcileError(f"snapshot {snapshot.run_id}: {rel} does not have the size its "
                                  "manifest records (truncated or overwritten); not reconciled")
+
+
+def refuse_failed_verdict(snapshot: Snapshot) -> None:
+    """A complete snapshot whose lineage verdict is *failed* (its volume check, its Zuora
+    contracts or its quarantine share failed) is never reconciled: repairing from half an
+    export would delete good local rows. Reads recon's state beside the snapshot (DATA/), and
+    only when one exists: a snapshot nobody validated is not refused here."""
+    data_dir = snapshot.path.parent.parent
+    if not (data_dir / STATE_FILE).is_file():
+        return
+    with StateDB(data_dir) as st:
+        v = st.verdict(snapshot.run_id)
+    if v.verdict == FAILED:
+        hint = (f"`recon snapshots accept {snapshot.run_id} --reason TEXT` if Zuora really "
+                "lost those rows, else run `recon extract` again"
+                if v.volume == FAILED and v.contracts != FAILED else "run `recon extract` again")
+        raise ReconcileError(f"snapshot {snapshot.run_id} failed validation "
+                             f"({v.message or 'see `recon snapshots`'}); it is never reconciled "
+                             f"— {hint}")
 
 
 def snapshot_time(snapshot: Snapshot) -> dt.datetime:

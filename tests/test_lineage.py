@@ -285,3 +285,29 @@ def test_too_many_quarantined_records_fail_the_verdict(tmp_path: Path) -> None:
     assert (v.verdict, v.contracts) == ("failed", "failed") and "Account 3 of 120" in v.message
     with StateDB(tmp_path) as st:
         assert st.verdict(run_id).verdict == "failed"
+
+
+def test_a_snapshot_that_failed_validation_is_never_reconciled(tmp_path: Path) -> None:
+    """Issue 13 point 1: a complete snapshot whose volume check failed is refused by the
+    reconciler too (by hand, `recon reconcile --run`), naming the way out; once an operator
+    accepts the drop it reconciles. A snapshot nobody validated is not refused."""
+    from fixtures.expectations_support import run_id_at, world_frames, write_snapshot
+
+    from jobs.lineage import accept
+    from reconcile.load import ReconcileError, check_reconcilable
+
+    zuora, local = world_frames()
+    z = {k: v.head(50) for k, v in zuora.items()}
+    loc = {k: v.head(50) for k, v in local.items()}
+    snap = write_snapshot(tmp_path, z, loc, run_id=run_id_at(0))
+    check_reconcilable(snap)  # unvalidated: not refused here (the job validates first)
+    with StateDB(tmp_path) as st:
+        st.record_check(snap.run_id, "contracts", "passed")
+        st.record_check(snap.run_id, "volume", "failed", None, "Account: 100 -> 50 rows")
+    with pytest.raises(ReconcileError, match="failed validation") as e:
+        check_reconcilable(snap)  # what every reconcile (and so every plan) goes through
+    assert "Account: 100 -> 50 rows" in str(e.value)
+    assert f"recon snapshots accept {snap.run_id}" in str(e.value)
+    s = replace(Settings(), data_dir=tmp_path)
+    assert accept(s, snap.run_id, "accounts closed in bulk").verdict == "accepted"
+    check_reconcilable(snap)
