@@ -6,9 +6,9 @@ BIN    := $(VENV)/bin
 .PHONY: setup chromium test test-fast lint demo bench clean
 
 # The venv is rebuilt when the declared or pinned dependencies change.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -e ./sandbox
 	touch $@
 
 setup: $(VENV)/.installed

@@ -80,7 +80,7 @@ CHARGE_MODEL = ("Flat Fee Pricing", "Per Unit Pricing", "Overage Pricing", "Volu
 
 def bench_spec():
     """The synthetic object: 40 fields (Id + 39 compared) of the catalogue's kinds."""
-    from extract.catalog import Field, Norm, ObjectSpec, ZType
+    from core.catalog import Field, Norm, ObjectSpec, ZType
 
     def s(name, column, n, norm=Norm.EXACT, ztype=ZType.STR, nullable=True, enum=()):
         return Field(name, ztype, column, f"VARCHAR({n})", nullable=nullable, norm=norm,
@@ -263,7 +263,7 @@ def _change(field, s, rng):
     """A real difference (under recon's normalisation) for every value of ``s``."""
     import polars as pl
 
-    from extract.catalog import Norm, ZType
+    from core.catalog import Norm, ZType
 
     n = len(s)
     if field.norm is Norm.ENUM:

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from extract.localdb import schema
-from extract.localdb.connect import connect
+from core.localdb import schema
+from core.localdb.connect import connect
 
 ADMIN_DSN = os.environ.get("RECON_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from extract.config import Settings  # noqa: E402
-from extract.snapshot import Manifest, SnapshotWriter  # noqa: E402
-from extract.state import StateDB  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.snapshot import Manifest, SnapshotWriter  # noqa: E402
+from core.state import StateDB  # noqa: E402
 from reconcile import history  # noqa: E402
 from reconcile.findings import DRIFT_SCHEMA  # noqa: E402
 
@@ -180,7 +180,7 @@ def bench_report(n: int = FINDINGS, keep: Path | None = None, browser: bool = Tr
 
 
 def _browser(page: Path) -> dict:
-    from reports.chromium import Chromium, find_binary
+    from tests.support.chromium import Chromium, find_binary
 
     if find_binary() is None:
         return {"chromium": "not installed"}

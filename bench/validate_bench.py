@@ -7,7 +7,7 @@ Measures, on the snapshot as it is (results and quarantine go to a throwaway dat
 * contracts: shape (pandera on zero-row frames), rows (compiled checks) with and without the
   Parquet reads, wall time of the whole contract step (median of ``--repeat``), rows/s; the
   same step with the files' column profiles ignored (every rule read from the rows); and
-  what computing those profiles costs the extractor (``extract.profile``), so the target
+  what computing those profiles costs the extractor (``core.profile``), so the target
   is also judged with that work counted;
 * business rules: ``import great_expectations`` (once per process), then every suite on its
   view (DuckDB view materialisation + GX), split per view;
@@ -33,10 +33,10 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from core.snapshot import open_snapshot  # noqa: E402
 from expectations import contracts as ct  # noqa: E402
 from expectations import rules, sources  # noqa: E402
 from expectations.validate import contract_rows  # noqa: E402
-from extract.snapshot import open_snapshot  # noqa: E402
 
 
 def machine() -> str:
@@ -78,11 +78,11 @@ def contracts_once(src) -> dict[str, float]:
 
 
 def profile_cost(snapshot_dir: Path) -> dict[str, float]:
-    """What writing the column profiles costs the extractor: ``extract.profile.Profiler``
+    """What writing the column profiles costs the extractor: ``core.profile.Profiler``
     fed every snapshot file in the row groups ``ParquetSink`` writes, timing the profiler
     alone (the reads are the benchmark's, not the extractor's)."""
-    from extract.profile import Profiler, local_enums, local_keys, zuora_enums, zuora_keys
-    from extract.snapshot import ROW_GROUP_ROWS
+    from core.profile import Profiler, local_enums, local_keys, zuora_enums, zuora_keys
+    from core.snapshot import ROW_GROUP_ROWS
 
     spent, rows = 0.0, 0
     for side, name in sources.names():
@@ -180,8 +180,8 @@ def bench_validate(snapshot_dir: Path, repeat: int = 3, with_pandera: bool = Fal
     out["gx suites_s"] = round(gx.pop("suites_s"), 2)
     out.update({k: round(v, 2) for k, v in gx.items()})
     with tempfile.TemporaryDirectory(prefix="recon-validate-bench-") as tmp:
+        from core.config import Settings
         from expectations.validate import validate_snapshot
-        from extract.config import Settings
 
         t = time.perf_counter()
         res = validate_snapshot(snap, tmp, settings=Settings(data_dir=Path(tmp)))

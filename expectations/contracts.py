@@ -1,9 +1,9 @@
 """Contracts on what was extracted: one pandera ``DataFrameModel`` per Zuora object and per
 local table, generated from the catalogue, and a fast way to run them on millions of rows.
 
-**What a contract declares** (all read from ``extract.catalog``; nothing restates a column):
+**What a contract declares** (all read from ``core.catalog``; nothing restates a column):
 
-* every column with its type: Zuora side as ``extract.values`` types it (``Datetime("us")``,
+* every column with its type: Zuora side as ``core.values`` types it (``Datetime("us")``,
   ``Decimal(38, 9)``, …), local side as the local export writes it (``VARCHAR`` → String,
   ``INTEGER`` → Int32, ``DECIMAL(18,2)`` → Decimal(18, 2), …); ``strict``: no other column;
 * NULL rules: Zuora side, fields Zuora always fills or the local copy cannot store NULL in;
@@ -26,7 +26,7 @@ parallel pass per frame, because pandera's own row checks cost seconds per milli
 pandera itself, and a test asserts both engines find exactly the same failures). Before any
 row is read, the rules the file's footer already proves are set aside: NOT NULL from Parquet
 statistics, lengths, enum values and key uniqueness from the extractor's column profile
-(:func:`settled_by_profile`, ``extract.profile``); a rule they cannot prove runs on the rows.
+(:func:`settled_by_profile`, ``core.profile``); a rule they cannot prove runs on the rows.
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ import pyarrow
 from pandera import extensions
 from pandera.engines import polars_engine as pe
 
+from core.catalog import LOCAL_TABLES, OBJECTS, Field, LocalTable, Norm, ObjectSpec, ZType
+from core.localdb import schema as local_schema
+from core.profile import key_hashes
+from core.values import dtype_of
 from expectations.quarantine import QUARANTINE_SCHEMA, empty_quarantine
 from expectations.results import CheckResult, pct
-from extract.catalog import LOCAL_TABLES, OBJECTS, Field, LocalTable, Norm, ObjectSpec, ZType
 from extract.local_export import arrow_type
-from extract.localdb import schema as local_schema
-from extract.profile import key_hashes
-from extract.values import dtype_of
 
 ZUORA, LOCAL = "zuora", "local"
 SAMPLE = 5
@@ -390,7 +390,7 @@ def compile_checks(model: type[pa.DataFrameModel]) -> tuple[RowCheck, ...]:
 def _hashes_unique(key: Iterable[str]) -> pl.Expr:
     """True when a key's values have as many distinct hashes as values: no duplicate (a hash
     collision only sends the rule to the exact check). The extractor's column profile counts
-    the same hashes (``extract.profile.key_hashes``), so its proof is this one."""
+    the same hashes (``core.profile.key_hashes``), so its proof is this one."""
     h = key_hashes(tuple(key))
     return h.n_unique() == h.len()
 
@@ -425,7 +425,7 @@ def model(side: str, name: str) -> type[pa.DataFrameModel]:
 
 
 def settled_by_profile(c: Contract, profile: dict[str, Any] | None) -> set[RowCheck]:
-    """The row checks of ``c`` that a file's column profile (``extract.profile``, written by
+    """The row checks of ``c`` that a file's column profile (``core.profile``, written by
     the extractor into the Parquet footer) proves passed without reading a row: a
     ``VARCHAR(n)`` limit when the longest value has at most n bytes, an enum rule when every
     distinct value meets it, a key's uniqueness when its values have as many distinct hashes

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from extract.errors import ReconError
+from core.errors import ReconError
 
 
 class ValidationError(ReconError):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from extract.state import StateDB, register_table
+from core.state import StateDB, register_table
 
 SOURCES = ("pandera", "gx", "volume", "extract", "quarantine")
 SEVERITIES = ("error", "warning")

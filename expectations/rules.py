@@ -37,9 +37,9 @@ from typing import Any
 
 import duckdb
 
+from core.catalog import OBJECTS, ObjectSpec, get
 from expectations.contracts import LOCAL, ZUORA
 from expectations.results import CheckResult, pct
-from extract.catalog import OBJECTS, ObjectSpec, get
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SEVERITY = {"critical": "error", "warning": "warning", "info": "warning"}

@@ -4,7 +4,7 @@
   frame at a time and only the columns a check needs, so a 100,000-account snapshot never
   sits in memory whole; business-rule views read the Parquet files directly in DuckDB.
 * A **dataset** (the generator's format, README "Dataset format"): the Zuora side is typed
-  here exactly as the extractor types it (``extract.values.parse_frame``, rejects included);
+  here exactly as the extractor types it (``core.values.parse_frame``, rejects included);
   the local side is ``DIR/local.duckdb`` or, for small hand-written fixtures,
   ``DIR/local/<table>.jsonl``: one JSON object per line keyed by local column names, values
   as JSON strings (dates ``YYYY-MM-DD``, timestamps ``YYYY-MM-DD HH:MM:SS[.ffffff]``,
@@ -22,14 +22,14 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
+from core import dataset
+from core.catalog import OBJECTS
+from core.errors import DatasetError
+from core.localdb import schema as local_schema
+from core.profile import read_profile
+from core.snapshot import MANIFEST, Snapshot, SnapshotError
+from core.values import REJECT_SCHEMA, parse_frame
 from expectations.contracts import LOCAL, ZUORA, local_dtype
-from extract import dataset
-from extract.catalog import OBJECTS
-from extract.errors import DatasetError
-from extract.localdb import schema as local_schema
-from extract.profile import read_profile
-from extract.snapshot import MANIFEST, Snapshot, SnapshotError
-from extract.values import REJECT_SCHEMA, parse_frame
 
 LOCAL_JSONL_DIR = "local"
 LOCAL_DUCKDB = "local.duckdb"

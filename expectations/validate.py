@@ -29,6 +29,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from core.config import Settings
+from core.errors import ReconError
+from core.snapshot import Snapshot, new_run_id, open_snapshot
 from expectations import contracts as ct
 from expectations import sources
 from expectations.errors import ContractError, QuarantineError, VolumeError
@@ -41,9 +44,6 @@ from expectations.quarantine import (
 )
 from expectations.results import CheckResult, results_frame, store_results
 from expectations.volume import blocking_drops, previous_complete, volume_results
-from extract.config import Settings
-from extract.errors import ReconError
-from extract.snapshot import Snapshot, new_run_id, open_snapshot
 
 MAX_LISTED = 20  # failures named in one error message; the rest are in the results
 

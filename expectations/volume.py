@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.snapshot import Snapshot, last_passed
 from expectations.contracts import ZUORA
 from expectations.results import CheckResult, pct
-from extract.snapshot import Snapshot, last_passed
 
 
 def baseline(data_dir: Path | str, run_id: str, scope: str = "all") -> Snapshot | None:

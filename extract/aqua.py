@@ -31,7 +31,7 @@ unparsable number or date, out of range)    and record number when the key is un
 Retries are for transport faults only (framing, counts, connections). Files are streamed
 (``requests`` ``iter_content`` → pyarrow's streaming CSV reader) in blocks, every column read
 as raw bytes (so one undecodable value cannot fail the file), each block decoded and typed by
-the catalogue (``extract.values.decode_utf8`` and ``parse_frame``) and appended to the
+the catalogue (``core.values.decode_utf8`` and ``parse_frame``) and appended to the
 object's Parquet file; values that fail go to the rejects file, never dropped. NUL bytes
 inside values are Zuora data and are kept exactly. A record whose key cannot be read is not
 written (it has no identity); its reject names the file and the record number instead.
@@ -53,7 +53,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import requests
 
-from extract.catalog import ObjectSpec
+from core.catalog import ObjectSpec
+from core.profile import zuora_enums, zuora_keys
+from core.snapshot import IterStream, ParquetSink
+from core.values import LOCATION, REJECTS, decode_utf8, empty_frame, parse_frame
 from extract.client import (
     ZuoraClient,
     ZuoraError,
@@ -62,9 +65,6 @@ from extract.client import (
     jitter,
     retrying,
 )
-from extract.profile import zuora_enums, zuora_keys
-from extract.snapshot import IterStream, ParquetSink
-from extract.values import LOCATION, REJECTS, decode_utf8, empty_frame, parse_frame
 
 DELETED_COLUMN = "IsDeleted"  # the deleted column we ask AQuA for (incremental mode)
 DELETED_FLAG = "_deleted"  # its name in the delta Parquet files

@@ -38,8 +38,8 @@ import requests
 import tenacity
 from tenacity import RetryCallState
 
-from extract.config import Secret, Settings
-from extract.errors import ReconError
+from core.config import Secret, Settings
+from core.errors import ReconError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _JSON = {"Accept": "application/json"}

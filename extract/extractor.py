@@ -1,5 +1,5 @@
 """The extract run: every catalogue object from Zuora and every local table, into one
-complete snapshot (``extract.snapshot``), or a snapshot marked failed and an error.
+complete snapshot (``core.snapshot``), or a snapshot marked failed and an error.
 
 Modes
 -----
@@ -46,20 +46,17 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from extract.aqua import DELETED_FLAG, AquaExporter, AquaOptions, ExportQuery, Window
-from extract.catalog import OBJECTS, ObjectSpec
-from extract.client import MISSING_SECRET, RetryPolicy, ZuoraClient
-from extract.config import Settings
-from extract.errors import ReconError
-from extract.local_export import export_local_snapshot
-from extract.profile import (
+from core.catalog import OBJECTS, ObjectSpec
+from core.config import Settings
+from core.errors import ReconError
+from core.profile import (
     merged_profile,
     profile_metadata,
     read_profile,
     unique_counts,
     zuora_keys,
 )
-from extract.snapshot import (
+from core.snapshot import (
     ROW_GROUP_ROWS,
     Manifest,
     Snapshot,
@@ -70,8 +67,11 @@ from extract.snapshot import (
     run_lock,
     utc_iso,
 )
-from extract.state import USABLE
-from extract.values import empty_frame
+from core.state import USABLE
+from core.values import empty_frame
+from extract.aqua import DELETED_FLAG, AquaExporter, AquaOptions, ExportQuery, Window
+from extract.client import MISSING_SECRET, RetryPolicy, ZuoraClient
+from extract.local_export import export_local_snapshot
 
 MODES = ("full", "incremental")
 DEFAULT_LAG = dt.timedelta(hours=2)
@@ -238,7 +238,7 @@ def merge_object(base_path: Path, delta_path: Path, out_path: Path) -> tuple[int
     kept = pl.scan_parquet(base_path).join(ids, on="Id", how="anti")
     upserts = delta.filter(~pl.col(DELETED_FLAG)).drop(DELETED_FLAG)
     merged = pl.concat([kept, upserts], how="vertical")
-    # The merged file's column profile (extract.profile): lengths and values bounded by the
+    # The merged file's column profile (core.profile): lengths and values bounded by the
     # two files' (it holds a subset of their rows), the key measured on the merged keys.
     rows, unique = unique_counts(merged, zuora_keys(base_path.stem))
     profile = merged_profile(read_profile(base_path), read_profile(delta_path), rows, unique)

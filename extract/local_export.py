@@ -9,11 +9,11 @@
   (``to_arrow_reader``) into the same Parquet writer, so both dialects produce files with
   exactly the same schema.
 
-The database's identity (:mod:`extract.localdb.identity`) is read inside the same transaction
+The database's identity (:mod:`core.localdb.identity`) is read inside the same transaction
 as the tables, so the snapshot names exactly the database its rows came from; a repair plan
 copies it from the snapshot and ``repair apply`` refuses any other target.
 
-Both produce the same Arrow types, from the catalogue (``extract.localdb.schema``):
+Both produce the same Arrow types, from the catalogue (``core.localdb.schema``):
 ``VARCHAR(n)`` → string, ``INTEGER`` → int32, ``BIGINT`` → int64, ``BOOLEAN`` → bool,
 ``DATE`` → date32, ``TIMESTAMP`` → timestamp[us], ``DECIMAL(p,s)`` → decimal128(p,s).
 """
@@ -31,13 +31,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from extract.config import redact_url
-from extract.errors import LocalDatabaseError
-from extract.localdb import schema
-from extract.localdb.connect import LocalDB, connect
-from extract.localdb.identity import DatabaseIdentity, read_identity
-from extract.profile import local_enums, local_keys
-from extract.snapshot import IterStream, ParquetSink, sha256_file
+from core.config import redact_url
+from core.errors import LocalDatabaseError
+from core.localdb import schema
+from core.localdb.connect import LocalDB, connect
+from core.localdb.identity import DatabaseIdentity, read_identity
+from core.profile import local_enums, local_keys
+from core.snapshot import IterStream, ParquetSink, sha256_file
 
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)", re.I)
 _VARCHAR = re.compile(r"(VARCHAR|CHARACTER VARYING)(\(\d+\))?|TEXT", re.I)

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from extract.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("recon.alerts")
 

@@ -21,8 +21,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from extract.config import Settings, load_settings, redact_url
-from extract.errors import ReconError
+from core.config import Settings, load_settings, redact_url
+from core.errors import ReconError
 from jobs.argtypes import (
     COUNT,
     DRIFT,
@@ -59,8 +59,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 # -- recon db init --------------------------------------------------------------------------
 def cmd_db_init(args: argparse.Namespace) -> int:
-    from extract.localdb import schema
-    from extract.localdb.connect import connect
+    from core.localdb import schema
+    from core.localdb.connect import connect
 
     if args.print:
         print(schema.render(args.dialect))
@@ -79,7 +79,7 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 def cmd_db_stamp(args: argparse.Namespace) -> int:
     """recon's own objects and the identity only: for a database whose schema the
     application owns (no application table is created or changed)."""
-    from extract.localdb.connect import connect, require_exists
+    from core.localdb.connect import connect, require_exists
 
     url = args.db or _settings(args).local_database_url
     require_exists(url, "`recon db stamp` marks an existing database; `recon db init` "
@@ -94,7 +94,7 @@ def cmd_db_stamp(args: argparse.Namespace) -> int:
 
 # -- recon sandbox generate -----------------------------------------------------------------
 def _print_summary(summary, out: Path, db_url: str | None) -> None:
-    from extract.catalog import OBJECTS
+    from core.catalog import OBJECTS
 
     width = max(len(o.name) for o in OBJECTS)
     print(f"tenant written to {out} in {summary.seconds:.1f}s")
@@ -113,11 +113,11 @@ def _print_summary(summary, out: Path, db_url: str | None) -> None:
 
 
 def cmd_sandbox_generate(args: argparse.Namespace) -> int:
-    from extract.sandbox.generate.run import Options, generate
+    from sandbox.generate.run import Options, generate
 
     settings = _settings(args)
     if args.scenario:
-        from extract.sandbox.generate.drift import SCENARIOS
+        from sandbox.generate.drift import SCENARIOS
 
         unknown = sorted(set(args.scenario) - set(SCENARIOS) - {"D26"})
         if unknown:
@@ -150,8 +150,8 @@ def first_invalid_utf8(root: Path) -> tuple[Path, int, int] | None:
 
 
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
-    from extract.errors import DatasetError
-    from extract.sandbox.server import serve
+    from core.errors import DatasetError
+    from sandbox.server import serve
 
     settings = _settings(args)
     try:
@@ -179,7 +179,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     lag = args.lag_hours if args.lag_hours is not None else settings.extract_lag_hours
-    from extract.catalog import get
+    from core.catalog import get
 
     # --allow-empty A --allow-empty B or --allow-empty A,B (what the suspect-export error says)
     allow = tuple(o.strip() for v in args.allow_empty or () for o in v.split(",") if o.strip())
@@ -251,7 +251,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 # -- recon repair plan ----------------------------------------------------------------------
 def cmd_repair_plan(args: argparse.Namespace) -> int:
     from reconcile.engine import resolve_snapshot, run_dir
-    from reconcile.repair.plan import build_plan, summary_text, write_plan
+    from repair.planner import build_plan, summary_text, write_plan
 
     settings = _settings(args)
     run = args.run or resolve_snapshot(settings.data_dir, None).run_id
@@ -298,11 +298,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time
     from dataclasses import replace
 
-    from extract.config import Secret
-    from extract.localdb.connect import duckdb_url
-    from extract.sandbox.generate.run import Options, generate
-    from extract.sandbox.server import SandboxServer
+    from core.config import Secret
+    from core.localdb.connect import duckdb_url
     from jobs.lineage import extract_step, validate_recorded
+    from sandbox.generate.run import Options, generate
+    from sandbox.server import SandboxServer
 
     t_start = time.perf_counter()
     settings = _settings(args)
@@ -384,8 +384,8 @@ def _demo_repair(args: argparse.Namespace, data: Path, run_id: str, settings: Se
     """Plan repairs, dry-run them against the demo's local copy, and with ``--apply`` apply
     them there (the demo's own DuckDB file; the small tenant trips the change-fraction guard
     on its tiny catalog tables, so the demo passes --force and prints what the guard said)."""
-    from jobs.repair.apply import apply_plan
-    from reconcile.repair.plan import build_plan, summary_text, write_plan
+    from repair.apply import apply_plan
+    from repair.planner import build_plan, summary_text, write_plan
 
     if progress:
         progress("plan repairs")
@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 1 when drift (auto or human findings) exists")
     rec.set_defaults(func=cmd_reconcile)
 
-    from jobs.repair.cli import add_parser as add_repair_parser
+    from jobs.repair_cmd import add_parser as add_repair_parser
     from jobs.run_cmd import add_parsers as add_job_parsers
 
     add_job_parsers(sub)

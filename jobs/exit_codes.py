@@ -1,5 +1,5 @@
 """The one exit-code table of ``recon``: declared here once, printed into README's command-line
-section (:func:`markdown`), and checked by ``tests/test_cli_errors.py`` against the parser
+section (:func:`markdown`), and checked by ``tests/jobs/test_cli_errors.py`` against the parser
 (every sub-command has a row) and against README (the table there is this one).
 
 The meaning is the same for every command, so CI and cron can act on the number alone:

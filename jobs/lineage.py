@@ -8,7 +8,7 @@ package must not import ``expectations``, so it receives the chosen :class:`extr
 
 Rules
 -----
-- A snapshot's verdict (``extract.state.Verdict``) is *passed* when its volume check and its
+- A snapshot's verdict (``core.state.Verdict``) is *passed* when its volume check and its
   contracts passed, *failed* when either failed, *accepted* when only the volume check failed
   and an operator accepted the drop (``recon snapshots accept RUN --reason TEXT``), else
   *unvalidated*.
@@ -35,15 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.config import Settings
+from core.errors import ReconError
+from core.snapshot import Manifest, Snapshot, last_passed, list_snapshots, parse_utc
+from core.state import FAILED, PASSED, UNVALIDATED, StateDB, Verdict
 from expectations.errors import ContractError, QuarantineError, ValidationError, VolumeError
 from expectations.sources import snapshot_row_counts
 from expectations.volume import baseline as volume_baseline
 from expectations.volume import blocking_drops, volume_results
-from extract.config import Settings
-from extract.errors import ReconError
 from extract.extractor import DELETED_RETENTION, Base, ExtractOptions, run_extract
-from extract.snapshot import Manifest, Snapshot, last_passed, list_snapshots, parse_utc
-from extract.state import FAILED, PASSED, UNVALIDATED, StateDB, Verdict
 
 Progress = Callable[[str], None]
 

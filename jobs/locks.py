@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from extract.config import Settings
-from extract.errors import ReconError
+from core.config import Settings
+from core.errors import ReconError
 
 
 class JobLocked(ReconError):
@@ -82,7 +82,7 @@ def _file_lock(path: Path, job: str, me: dict[str, Any]) -> Iterator[None]:
 def _pg_lock(url: str, job: str, me: dict[str, Any]) -> Iterator[None]:
     import psycopg
 
-    from extract.localdb.connect import connect
+    from core.localdb.connect import connect
 
     label = f"recon {job} {me['run_id']} pid {me['pid']} on {me['host']}"[:63]
     with connect(url) as db:

@@ -25,11 +25,11 @@ from typing import Any
 
 import requests
 
+from core.config import Settings
+from core.errors import ReconError
+from core.snapshot import ExtractBusy
+from core.state import StateDB, StateLockTimeout
 from extract.client import ZuoraRateLimitError, ZuoraServerError
-from extract.config import Settings
-from extract.errors import ReconError
-from extract.snapshot import ExtractBusy
-from extract.state import StateDB, StateLockTimeout
 from jobs import alerts, runs
 from jobs.locks import job_lock
 
@@ -160,7 +160,7 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     from extract.extractor import ExtractOptions
     from jobs.lineage import extract_step, validate_recorded
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
-    from reconcile.repair.plan import build_plan, write_plan
+    from repair.planner import build_plan, write_plan
 
     _check(stop, "extract")
     data = Path(settings.data_dir)
@@ -223,8 +223,8 @@ def _report(settings: Settings, run_id: str) -> str | None:
 
 def _apply(plan_path: Path, settings: Settings) -> dict[str, Any]:
     """Apply the plan when every guard passes; a refusal is recorded, not a failure."""
-    from jobs.repair.apply import apply_plan
-    from jobs.repair.guards import RepairRefused
+    from repair.apply import apply_plan
+    from repair.guards import RepairRefused
 
     try:
         res = apply_plan(plan_path, settings, yes=True)
@@ -238,7 +238,7 @@ def _apply(plan_path: Path, settings: Settings) -> dict[str, Any]:
 def catalog_extract_options() -> Any:
     """The catalog job exports the four catalog objects, their cache tables, and the local
     rate plans that reference plans (D23)."""
-    from extract.catalog import OBJECTS
+    from core.catalog import OBJECTS
     from extract.extractor import ExtractOptions
 
     specs = [o for o in OBJECTS if o.group == "catalog"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from extract.config import Settings, load_settings
+from core.config import Settings, load_settings
 from jobs.argtypes import OUT_DIR, PathArg
 
 EXIT_OK = 0

@@ -19,8 +19,8 @@ import logging
 import sys
 from typing import Any
 
-from extract.config import Settings, load_settings
-from extract.state import StateDB
+from core.config import Settings, load_settings
+from core.state import StateDB
 from jobs import runs
 from jobs.argtypes import HOURS, LIMIT
 

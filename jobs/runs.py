@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from extract.state import StateDB, register_table
+from core.state import StateDB, register_table
 
 JOBS = ("nightly", "catalog", "full")
 TRIGGERS = ("schedule", "manual", "retry", "catch-up")

@@ -107,8 +107,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from extract.config import ConfigError, Settings
-from extract.state import StateDB
+from core.config import ConfigError, Settings
+from core.state import StateDB
 from jobs import alerts, runs
 from jobs.locks import JobLocked
 from jobs.pipeline import JobResult, run_job

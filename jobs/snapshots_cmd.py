@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from extract.config import load_settings
+from core.config import load_settings
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:

@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from extract.config import Settings, load_settings
-from extract.errors import ReconError
+from core.config import Settings, load_settings
+from core.errors import ReconError
 from jobs.argtypes import IN_DIR, PathArg
 
 if TYPE_CHECKING:

@@ -8,17 +8,17 @@ code they point at moves (an unknown id is reported).
 from __future__ import annotations
 
 EQUIVALENT: dict[str, str] = {
-    "sql:extract/catalog/orders.py:40:func-drop:0":
+    "sql:core/catalog/orders.py:40:func-drop:0":
         "ROUND(x) inside CAST(... AS INTEGER): DuckDB's cast of a DECIMAL to an integer "
         "already rounds half away from zero, exactly what ROUND does; the result is the same "
         "for every quantity.",
-    "sql:extract/catalog/orders.py:25:order-flip:1":
+    "sql:core/catalog/orders.py:25:order-flip:1":
         "UpdatedDate only breaks ties between live versions of one Name with the same Version "
         "number; Zuora never holds two (domain.md §1.1 items 1 and 10: versions are 1..n, a "
         "number is re-used only after the version holding it was deleted), so the tie never "
         "occurs on the Zuora side this query reads.",
     # (normalize.py lines 63/73, the 64-bit fast path, were declared here until
-    # tests/test_ground_truth_normalize_edges.py killed them: on a local decimal finer than
+    # tests/reconcile/test_ground_truth_normalize_edges.py killed them: on a local decimal finer than
     # 9 places, e.g. DECIMAL(38,12), the fast path rounds twice, 12.4999999995 -> 13.)
     **{f"py:reconcile/normalize.py:27:17:drop-item:{i}":
        f"{name} dropped from _INTEGER_TYPES (read only at normalize.py line 77): a {name} "
@@ -35,7 +35,7 @@ EQUIVALENT: dict[str, str] = {
         "has no z_latest partner and is dropped by the join with or without the conjunct.",
     "sql:reconcile/rules/base.py:93:func-drop:0":
         "`NOT coalesce(trial, false)` vs `NOT trial` differ only on a NULL trial; the "
-        "catalogue declares orders.trial BOOLEAN NOT NULL DEFAULT false (extract/catalog, seed "
+        "catalogue declares orders.trial BOOLEAN NOT NULL DEFAULT false (core/catalog, seed "
         "003) and the local contracts (expectations/contracts.py) check it, so the local table "
         "the rules read holds no NULL there.",
     **{f"sql:reconcile/rules/orders.py:219:drop-conjunct:{i}":

@@ -1,7 +1,7 @@
 """The two planted bugs of issue 13, as named mutants that every run includes and that the
 hand-valued tests must kill (``planted`` in the report says whether they were).
 
-Each is an exact text replacement in ``extract/catalog/orders.py``; if the text is not
+Each is an exact text replacement in ``core/catalog/orders.py``; if the text is not
 found (the derivation was rewritten), the run stops and says so rather than skipping it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mutate.source import Mutant
 
-PATH = "extract/catalog/orders.py"
+PATH = "core/catalog/orders.py"
 
 PLANTED = {
     "planted:end-date-ignores-cancellation": (

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 GROUND_TRUTH = "tests/test_ground_truth_*.py"
-_L = "tests/test_reconcile_labels.py::"
+_L = "tests/reconcile/test_labels.py::"
 CLEAN = _L + "test_clean_tenant_with_normalisation_variations_has_no_findings"
 TOGETHER = _L + "test_every_scenario_together_at_a_realistic_rate_with_d26"
 
@@ -30,9 +30,9 @@ _ALL_RULES = (*_ORDER_RULES, "D08", "D09", "D17", "D19", "D20", "D22", "D23")
 
 # module -> tests for any function of it; (module, function) -> tests for that function.
 MODULES: dict[str, list[str]] = {
-    "reconcile/normalize.py": ["tests/test_reconcile_diff.py", CLEAN,
+    "reconcile/normalize.py": ["tests/reconcile/test_diff.py", CLEAN,
                                *scenarios("D01", "D05", "D06", "D18")],
-    "extract/catalog/orders.py": ["tests/test_drift_orders.py",
+    "core/catalog/orders.py": ["tests/reconcile/test_drift_orders.py",
                                   *scenarios("D14", "D13", "D02"), CLEAN],
     "reconcile/rules/__init__.py": [TOGETHER],
     "reconcile/rules/base.py": [*scenarios("D02", "D09", "D13", "D14", "D15", "D11", "D22"),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import duckdb
 
-from extract.catalog import OBJECTS, Field, Norm, ObjectSpec, get
+from core.catalog import OBJECTS, Field, Norm, ObjectSpec, get
 from reconcile.diff import AUDIT_FIELDS, HIGH_FIELDS
 from reconcile.findings import sql_text
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from extract.catalog import OBJECTS, Field, Norm, ObjectSpec, ZType
+from core.catalog import OBJECTS, Field, Norm, ObjectSpec, ZType
 from reconcile.findings import insert, sql_text
 from reconcile.normalize import (
     ZUORA_SQL_TYPES,

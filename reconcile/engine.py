@@ -19,9 +19,9 @@ from typing import Any
 
 import polars as pl
 
+from core.snapshot import Snapshot, latest_complete, open_snapshot, snapshots_dir
+from core.state import StateDB
 from expectations.quarantine import read_quarantine
-from extract.snapshot import Snapshot, latest_complete, open_snapshot, snapshots_dir
-from extract.state import StateDB
 from reconcile import annotate, history
 from reconcile.diff import diff_all
 from reconcile.findings import FINDINGS_DDL, insert

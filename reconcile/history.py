@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from extract.state import StateDB, register_table
+from core.state import StateDB, register_table
 from reconcile.findings import DRIFT_SCHEMA
 
 _DRIFT_COLS = ", ".join(

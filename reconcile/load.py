@@ -25,12 +25,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from core.catalog import LOCAL_TABLES, OBJECTS, get
+from core.errors import ReconError
+from core.localdb.schema import all_tables
+from core.snapshot import Snapshot, parse_utc
+from core.state import FAILED, STATE_FILE, StateDB
 from expectations.quarantine import QUARANTINE_SCHEMA
-from extract.catalog import LOCAL_TABLES, OBJECTS, get
-from extract.errors import ReconError
-from extract.localdb.schema import all_tables
-from extract.snapshot import Snapshot, parse_utc
-from extract.state import FAILED, STATE_FILE, StateDB
 
 
 class ReconcileError(ReconError):

@@ -7,7 +7,7 @@ compare equal and every real difference does not. The same text is what findings
 "Zuora value" and "local value", so a person sees exactly what was compared.
 
 Both sides are expected as relations in one DuckDB connection: the Zuora side under the Zuora
-object names (typed by ``extract.values``), the local side under the local table names.
+object names (typed by ``core.values``), the local side under the local table names.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from extract.catalog import Field, Norm, ObjectSpec, ZType
+from core.catalog import Field, Norm, ObjectSpec, ZType
 
 Render = Callable[[Field, str, str | None], str]
 
 
-# The SQL type a Zuora-side column has in a snapshot (extract/values.py).
+# The SQL type a Zuora-side column has in a snapshot (core/values.py).
 ZUORA_SQL_TYPES = {ZType.ID: "VARCHAR", ZType.STR: "VARCHAR", ZType.DATETIME: "TIMESTAMP",
                    ZType.DATE: "DATE", ZType.DECIMAL: "DECIMAL(38,9)", ZType.INT: "BIGINT",
                    ZType.BOOL: "BOOLEAN"}

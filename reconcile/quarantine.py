@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import duckdb
 
-from extract.catalog import OBJECTS
+from core.catalog import OBJECTS
 
 CATALOG = tuple(o.name for o in OBJECTS if o.group == "catalog")
 

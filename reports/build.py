@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from extract.config import Settings
+from core.config import Settings
 from reports import html, json_out
 from reports.atomic import write_text_atomic
 from reports.collect import collect, run_dir

@@ -22,11 +22,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from core.config import Settings
+from core.snapshot import FAILED_SUFFIX, Snapshot, list_snapshots, open_snapshot, snapshots_dir
+from core.state import state_path
 from expectations.quarantine import QUARANTINE_SCHEMA, read_quarantine
 from expectations.results import RESULT_SCHEMA
-from extract.config import Settings
-from extract.snapshot import FAILED_SUFFIX, Snapshot, list_snapshots, open_snapshot, snapshots_dir
-from extract.state import state_path
 from reconcile.findings import DRIFT_SCHEMA
 from reports.errors import ReportError, RunNotFound
 
@@ -245,8 +245,8 @@ def _plan(data_dir: Path, run_id: str, snapshot: Snapshot | None,
         return None, "", "the run's snapshot is not available to plan from"
     if not build:
         return None, "", f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
-    from extract.errors import ReconError
-    from reconcile.repair.plan import build_plan
+    from core.errors import ReconError
+    from repair.planner import build_plan
 
     try:
         return build_plan(data_dir, run_id), "memory", None
@@ -258,7 +258,7 @@ def _applies(settings: Settings, run_id: str) -> tuple[pl.DataFrame | None, str 
     """Repair applies of this run from the local database's audit (best effort: the report
     must not fail because the local database is down)."""
     try:
-        from jobs.repair.apply import list_applies
+        from repair.apply import list_applies
 
         frame = list_applies(settings)
     except Exception as e:  # noqa: BLE001 - any driver error means "not available"

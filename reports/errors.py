@@ -3,7 +3,7 @@ nightly pipeline catches :class:`ReportError` to record why a report could not b
 
 from __future__ import annotations
 
-from extract.errors import ReconError
+from core.errors import ReconError
 
 
 class ReportError(ReconError):

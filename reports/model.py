@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from extract.catalog import OBJECTS
-from extract.config import Settings
+from core.catalog import OBJECTS
+from core.config import Settings
 from reports.collect import Collected
 from reports.words import DRIFT_TITLES, SOURCE_WORDS, check_words
 

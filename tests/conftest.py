@@ -84,7 +84,7 @@ def free_port_fixture() -> int:
 
 
 def _to_url(params: dict[str, object]) -> str:
-    """libpq parameters → a ``postgresql://`` URL (what ``extract.localdb.connect`` accepts).
+    """libpq parameters → a ``postgresql://`` URL (what ``core.localdb.connect`` accepts).
 
     Everything but the database name goes into the query string, which libpq accepts for any
     parameter, so socket directories and ``options`` need no special casing.
@@ -163,7 +163,7 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_dsn: str) -> Iterator[str]:
     """URL of ``pg_dsn`` whose ``search_path`` is a fresh schema of this test's own, so tables
-    created through it (``extract.localdb.connect``) are private to the test."""
+    created through it (``core.localdb.connect``) are private to the test."""
     schema = f"t_{secrets.token_hex(6)}"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))

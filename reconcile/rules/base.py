@@ -10,10 +10,10 @@ Helper relations (temporary tables):
 ==============  ===========================================================================
 ``run_ctx``     ``as_of`` (snapshot instant, UTC) and ``as_of_date``
 ``z_latest``    Zuora's latest version per subscription Name (max Version), the columns
-                rules read (``extract.catalog.orders.LATEST_COLUMNS``)
+                rules read (``core.catalog.orders.LATEST_COLUMNS``)
 ``z_versions``  every Zuora version: name, id, version, account_id
 ``l_versions``  every local version: name, id, version
-``derived``     what each order's Zuora-derived columns should be (``extract.catalog.orders``),
+``derived``     what each order's Zuora-derived columns should be (``core.catalog.orders``),
                 for every name whatever its status; catalog facts fall back to the local cache
 ``z_names``     every subscription name Zuora knows
 ``referenced_plans`` product rate plans the local subscription copy uses
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from extract.catalog import get
-from extract.catalog.orders import LATEST_SQL, derived_orders_sql
+from core.catalog import get
+from core.catalog.orders import LATEST_SQL, derived_orders_sql
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from extract.catalog import get
+from core.catalog import get
 from reconcile.rules.base import Rule, col
 
 

@@ -14,8 +14,8 @@ Trial orders (``trial = true``) are local-only and never checked (L10).
 
 from __future__ import annotations
 
-from extract.catalog import LOCAL_BY_NAME, ORDER_METADATA
-from extract.catalog.orders import PAID_STATUSES
+from core.catalog import LOCAL_BY_NAME, ORDER_METADATA
+from core.catalog.orders import PAID_STATUSES
 from reconcile.rules.base import Rule, ns
 
 _PAID = ", ".join(f"'{s}'" for s in PAID_STATUSES)

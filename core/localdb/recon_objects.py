@@ -1,0 +1,105 @@
+"""recon's own objects in the local database, and the migrations that create and change them.
+
+The application owns the local schema's business tables (``recon db init`` creates them only
+for a database recon manages itself); recon owns only these:
+
+* ``recon_schema_migrations``: the migrations applied (:mod:`core.localdb.migrations`);
+* ``recon_identity``: the database's identity (one row; :mod:`core.localdb.identity`);
+* ``recon_repair_applies`` and ``recon_repair_audit``: the repair audit (:mod:`repair.audit`
+  reads and writes them; their DDL lives here, on the shared floor, so that stamping a
+  database needs nothing from the repair floor).
+
+Every change to these objects is a new numbered migration appended to :data:`MIGRATIONS`;
+never edit a released one. Version 1 is what recon wrote before versioning (a16424a created
+the two audit tables on first apply), so a database from then migrates from 0.
+"""
+
+from __future__ import annotations
+
+from core.localdb import migrations as mig
+
+APPLIES = "recon_repair_applies"
+AUDIT = "recon_repair_audit"
+IDENTITY = "recon_identity"
+
+APPLIES_DDL_V1 = f"""CREATE TABLE IF NOT EXISTS {APPLIES} (
+  apply_id          VARCHAR(64) NOT NULL,   -- e.g. ap-20261123T010203Z-3f2a1c
+  kind              VARCHAR(8) NOT NULL,    -- apply | revert
+  reverts_apply_id  VARCHAR(64),            -- revert: the apply it reverts
+  plan_id           VARCHAR(255),
+  run_id            VARCHAR(255),           -- the snapshot the plan was made from
+  plan_path         VARCHAR(1024),
+  started_at        TIMESTAMP NOT NULL,     -- UTC, naive
+  finished_at       TIMESTAMP,
+  status            VARCHAR(16) NOT NULL,   -- running | complete | partial | failed | refused
+  ops_planned       BIGINT NOT NULL,
+  ops_applied       BIGINT NOT NULL,
+  ops_skipped       BIGINT NOT NULL,        -- already applied + conflicts + missing refs
+  dry_run           BOOLEAN NOT NULL,
+  host              VARCHAR(255),
+  pid               INTEGER,
+  os_user           VARCHAR(255),           -- 'user' is a reserved word in PostgreSQL
+  message           VARCHAR,                -- refusal / failure / skip summary
+  PRIMARY KEY (apply_id)
+)"""
+
+AUDIT_DDL_V1 = f"""CREATE TABLE IF NOT EXISTS {AUDIT} (
+  apply_id    VARCHAR(64) NOT NULL,
+  seq         BIGINT NOT NULL,       -- the plan operation (revert: position in the revert)
+  batch       INTEGER NOT NULL,      -- the transaction it was applied in (1-based)
+  table_name  VARCHAR(128) NOT NULL,
+  op          VARCHAR(8) NOT NULL,   -- insert | update | delete (what was executed)
+  key         VARCHAR NOT NULL,      -- JSON: the resolved key of the operation
+  before      VARCHAR,               -- JSON: full row before (null for an insert)
+  after       VARCHAR,               -- JSON: full row after, incl. generated id (null: delete)
+  applied_at  TIMESTAMP NOT NULL,    -- UTC, naive
+  PRIMARY KEY (apply_id, seq)
+)"""
+
+IDENTITY_DDL_V2 = f"""CREATE TABLE IF NOT EXISTS {IDENTITY} (
+  uuid        VARCHAR(36) NOT NULL,    -- random, written once by `recon db stamp`/`db init`
+  created_at  TIMESTAMP NOT NULL,      -- UTC, naive
+  PRIMARY KEY (uuid)
+)"""
+
+MIGRATIONS: tuple[mig.Migration, ...] = (
+    mig.Migration(1, "repair audit: recon_repair_applies, recon_repair_audit",
+                  (APPLIES_DDL_V1, AUDIT_DDL_V1)),
+    mig.Migration(2, "identity: recon_identity; recon_repair_applies.target_identity",
+                  (IDENTITY_DDL_V2,
+                   f"ALTER TABLE {APPLIES} ADD COLUMN IF NOT EXISTS target_identity VARCHAR")),
+)
+LATEST = mig.latest(MIGRATIONS)
+# every object recon may create in the local database (nothing else is ever created by a stamp)
+OBJECTS = (mig.VERSION_TABLE, IDENTITY, APPLIES, AUDIT)
+
+
+def what(db: object) -> str:
+    """How messages name recon's objects in a local database."""
+    from core.config import redact_url
+
+    return f"recon's objects in the local database {redact_url(getattr(db, 'url', '?'))}"
+
+
+def version(db: object) -> int:
+    """The schema version of recon's objects in ``db`` (a LocalDB); 0: none/unversioned."""
+    return mig.current_version(mig.LocalConn(db))
+
+
+def upgrade(db: object) -> tuple[int, int]:
+    """Create or upgrade recon's objects in ``db`` (idempotent); ``(from, to)`` versions.
+    Raises :class:`~core.localdb.migrations.SchemaTooNew` for a newer database."""
+    conn = mig.LocalConn(db)
+    found = mig.check_not_newer(conn, what(db), MIGRATIONS)
+    mig.migrate(conn, what(db), MIGRATIONS)
+    return found, LATEST
+
+
+def require_current(db: object) -> None:
+    """Refuse to write recon's objects unless they are exactly at :data:`LATEST`."""
+    conn = mig.LocalConn(db)
+    found = mig.check_not_newer(conn, what(db), MIGRATIONS)
+    if found < LATEST:
+        raise mig.SchemaOutdated(
+            f"{what(db)} are at schema version {found}, this recon needs {LATEST}: run "
+            "`recon db stamp` (or `recon db init`) to upgrade them in place")

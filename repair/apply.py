@@ -1,0 +1,397 @@
+"""``recon repair apply`` / ``revert`` / ``history``: the public API of the repair executor.
+
+Only the LOCAL database is ever written (Zuora is the source of truth and is never called),
+only the rows the plan names, and only when ``yes=True``; otherwise everything runs as a dry
+run that reports exactly what would change and writes nothing (not even the audit).
+
+Order of an apply: validate the plan file → take the repair lock → open the local database →
+the target's identity equals the plan's (else refused, nothing written anywhere, whatever
+``force`` says) → recon's objects at this recon's schema version → guards (snapshot complete,
+validation, plan age, change fraction) → record the apply as ``running`` → batches (each one
+transaction with its audit rows) → record the final status. A refusal raises a
+:class:`~repair.guards.RepairRefused` subclass before any data is written (with
+``yes=True`` a refusal by the later guards is recorded in ``recon_repair_applies``). A revert
+is bound the same way: to the identity recorded with the apply it undoes.
+
+Test hooks (for the kill -9 and lock tests only, never in production): the environment
+variables ``RECON_REPAIR_SLEEP_BETWEEN_BATCHES`` (seconds to sleep after each committed batch)
+and ``RECON_REPAIR_SLEEP_IN_BATCH`` (seconds to sleep after a batch's writes, before COMMIT).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from core.config import Settings, redact_url
+from core.errors import ConfigError, LocalDatabaseError
+from core.localdb.connect import LocalDB, _duckdb_path, connect, require_exists
+from core.localdb.identity import DatabaseIdentity, read_identity
+from repair import audit
+from repair.audit import Session, utc_now
+from repair.executor import (
+    ALREADY,
+    APPLIED,
+    CONFLICT,
+    REF_MISSING,
+    Executor,
+    Outcome,
+    later_values,
+    make_batches,
+)
+from repair.guards import (
+    ApplyNotFound,
+    RepairFailed,
+    RepairRefused,
+    check_fraction,
+    check_plan,
+    check_target,
+)
+from repair.lock import RepairLock, _user
+from repair.plan import Op, column_types, decode, load_plan, primary_key
+
+Progress = Callable[[str], None] | None
+
+_COUNT_SCHEMA = {"table": pl.String, "op": pl.String, "planned": pl.Int64, "applied": pl.Int64,
+                 "already_applied": pl.Int64, "conflict": pl.Int64,
+                 "referenced_row_missing": pl.Int64, "skipped": pl.Int64}
+_OUTCOME_SCHEMA = {"seq": pl.Int64, "batch": pl.Int64, "table": pl.String, "op": pl.String,
+                   "group": pl.String, "key": pl.String, "status": pl.String,
+                   "detail": pl.String, "expected": pl.String, "current": pl.String}
+
+
+@dataclass
+class ApplyResult:
+    """What an apply, revert or dry run did (or, for a dry run, would do)."""
+
+    apply_id: str | None  # None for a dry run (nothing is recorded)
+    kind: str  # apply | revert
+    dry_run: bool
+    status: str  # complete | partial | dry_run
+    plan_id: str | None
+    run_id: str | None
+    batches: int
+    outcomes: list[Outcome]
+    seconds: float
+    reverts_apply_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ops_planned(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def ops_applied(self) -> int:
+        """Applied (dry run: would be applied)."""
+        return sum(o.status == APPLIED for o in self.outcomes)
+
+    @property
+    def ops_skipped(self) -> int:
+        return self.ops_planned - self.ops_applied
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def counts(self) -> pl.DataFrame:
+        """Per (table, op): planned, applied (dry run: would apply), already_applied,
+        conflict, referenced_row_missing and skipped (= planned − applied)."""
+        acc: dict[tuple[str, str], dict[str, int]] = {}
+        for o in self.outcomes:
+            c = acc.setdefault((o.table, o.op), dict.fromkeys(
+                ("planned", APPLIED, ALREADY, CONFLICT, REF_MISSING), 0))
+            c["planned"] += 1
+            c[o.status] += 1
+        rows = [(t, op, c["planned"], c[APPLIED], c[ALREADY], c[CONFLICT], c[REF_MISSING],
+                 c["planned"] - c[APPLIED]) for (t, op), c in sorted(acc.items())]
+        return pl.DataFrame(rows, schema=_COUNT_SCHEMA, orient="row")
+
+    def _frame(self, outcomes: list[Outcome]) -> pl.DataFrame:
+        def js(v: Any) -> str | None:
+            return None if v is None else json.dumps(v, sort_keys=True)
+
+        rows = [(o.seq, o.batch, o.table, o.op, o.group, js(o.key), o.status, o.detail,
+                 js(o.expected), js(o.current)) for o in outcomes]
+        return pl.DataFrame(rows, schema=_OUTCOME_SCHEMA, orient="row")
+
+    @property
+    def skipped(self) -> pl.DataFrame:
+        """Every operation not applied: seq, batch, table, op, group, key, status
+        (already_applied | conflict | referenced_row_missing), detail, expected, current
+        (JSON text)."""
+        return self._frame([o for o in self.outcomes if o.status != APPLIED])
+
+    @property
+    def operations(self) -> pl.DataFrame:
+        return self._frame(self.outcomes)
+
+
+def new_apply_id(kind: str = "apply") -> str:
+    prefix = "ap" if kind == "apply" else "rv"
+    return f"{prefix}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _batch_size(settings: Settings, batch_size: int | None) -> int:
+    n = settings.repair_batch_size if batch_size is None else batch_size
+    if n < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {n}")
+    return n
+
+
+def _fraction(sess: Session, ops: list[Op], settings: Settings, force: bool,
+              what: str) -> list[str]:
+    changes: dict[str, int] = {}
+    for op in ops:
+        if op.op in ("update", "delete"):
+            changes[op.table] = changes.get(op.table, 0) + 1
+    try:
+        rows = {t: sess.count_rows(t) for t in changes}
+    except Exception as e:
+        raise LocalDatabaseError(
+            f"cannot count the rows of {', '.join(sorted(changes))} in the local database "
+            f"({type(e).__name__}: {' '.join(str(e).split())}); is its schema created "
+            "(`recon db init`)?") from e
+    return check_fraction(changes, rows, settings.repair_max_change_fraction, force, what)
+
+
+def _target(db: LocalDB) -> DatabaseIdentity | None:
+    try:
+        return read_identity(db)
+    except LocalDatabaseError:
+        raise
+    except Exception as e:
+        raise LocalDatabaseError(
+            f"cannot read the identity of the local database {redact_url(db.url)} "
+            f"({type(e).__name__}: {' '.join(str(e).split())})") from e
+
+
+def _apply_row(apply_id: str, kind: str, *, plan_id: str | None, run_id: str | None,
+               plan_path: str | None, ops: int, status: str, message: str | None = None,
+               reverts: str | None = None,
+               target: DatabaseIdentity | None = None) -> dict[str, Any]:
+    now = utc_now()
+    return {"target_identity": json.dumps(target.as_dict(), sort_keys=True) if target else None,
+            "apply_id": apply_id, "kind": kind, "reverts_apply_id": reverts, "plan_id": plan_id,
+            "run_id": run_id, "plan_path": plan_path, "started_at": now,
+            "finished_at": now if status != "running" else None, "status": status,
+            "ops_planned": ops, "ops_applied": 0, "ops_skipped": 0, "dry_run": False,
+            "host": socket.gethostname(), "pid": os.getpid(), "os_user": _user(),
+            "message": message}
+
+
+def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
+    conflicts = sum(o.status == CONFLICT for o in outcomes)
+    missing = sum(o.status == REF_MISSING for o in outcomes)
+    already = sum(o.status == ALREADY for o in outcomes)
+    status = "partial" if conflicts or missing else "complete"
+    parts = []
+    if already:
+        parts.append(f"{already} already applied")
+    if conflicts:
+        parts.append(f"{conflicts} skipped as conflicts")
+    if missing:
+        parts.append(f"{missing} skipped: referenced row missing")
+    return status, ("; ".join(parts) or None)
+
+
+def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str,
+             row: dict[str, Any], progress: Progress) -> tuple[str, list[Outcome]]:
+    """Run the batches; with ``yes`` record running → complete/partial/failed."""
+    later = later_values([op for b in batches for op in b])
+    if not yes:
+        return "dry_run", Executor(sess, dry_run=True, apply_id=None, progress=progress,
+                                   later=later).run(batches)
+    stale = audit.mark_abandoned(sess)
+    if stale and progress:
+        progress(f"marked abandoned applies as failed: {', '.join(stale)}")
+    audit.insert_apply(sess, row)
+    ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress, later=later)
+    try:
+        outcomes = ex.run(batches)
+    except BaseException as e:
+        done = ex.outcomes
+        msg = str(e) if isinstance(e, RepairFailed) else f"{type(e).__name__}: {e}"
+        counts = (sum(o.status == APPLIED for o in done), sum(o.status != APPLIED for o in done))
+        try:
+            audit.finish_apply(sess, apply_id, "failed", *counts, msg[:2000])
+        except Exception:  # noqa: BLE001 — the session died with the error (server restart)
+            _finish_on_a_new_session(sess.db.url, apply_id, counts, msg[:2000])
+        raise
+    status, message = _summary(outcomes)
+    audit.finish_apply(sess, apply_id, status, sum(o.status == APPLIED for o in outcomes),
+                       sum(o.status != APPLIED for o in outcomes), message)
+    return status, outcomes
+
+
+def _finish_on_a_new_session(url: str, apply_id: str, counts: tuple[int, int], msg: str,
+                             wait_s: float = 10.0) -> bool:
+    """Record ``failed`` for an apply whose own session is gone (e.g. PostgreSQL restarted
+    under it), on a new connection, retrying while the server comes back. Best effort: if it
+    never does, the next apply marks the row abandoned; the original error is what the caller
+    raises either way."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with connect(url) as db:
+                audit.finish_apply(Session(db), apply_id, "failed", *counts, msg)
+            return True
+        except Exception:  # noqa: BLE001 — best effort, see above
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+
+
+def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
+               batch_size: int | None = None, force: bool = False, progress: Progress = None,
+               now: dt.datetime | None = None) -> ApplyResult:
+    """Apply a repair plan to the local database (``yes=False``: dry run, writes nothing)."""
+    t0 = time.monotonic()
+    plan = load_plan(plan_path)
+    size = _batch_size(settings, batch_size)
+    apply_id = new_apply_id("apply")
+    url = settings.local_database_url
+    batches = make_batches(plan.operations, size)
+    path = str(Path(plan_path).resolve())
+    require_exists(url)
+    with RepairLock(url, apply_id, "apply"), connect(url) as db:
+        target = _target(db)
+        check_target(plan.local_identity, target, f"{'' if yes else 'a dry run of '}plan "
+                     f"{plan.plan_id} (snapshot {plan.run_id})", redact_url(url))
+        sess = Session(db)
+        audit.ensure_tables(sess)
+        try:
+            check_plan(plan, settings, now)
+            notes = _fraction(sess, plan.operations, settings, force,
+                              f"plan {plan.plan_id}")
+        except RepairRefused as e:
+            if yes:
+                audit.insert_apply(sess, _apply_row(
+                    apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
+                    plan_path=path, ops=len(plan.operations), status="refused",
+                    message=str(e)[:2000], target=target))
+            raise
+        if progress:
+            for n in notes:
+                progress(n)
+            progress(f"{'applying' if yes else 'dry run of'} plan {plan.plan_id}: "
+                     f"{len(plan.operations)} operations in {len(batches)} batches")
+        row = _apply_row(apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
+                         plan_path=path, ops=len(plan.operations), status="running",
+                         target=target)
+        status, outcomes = _execute(sess, batches, yes=yes, apply_id=apply_id, row=row,
+                                    progress=progress)
+    return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
+                       status=status, plan_id=plan.plan_id, run_id=plan.run_id,
+                       batches=len(batches), outcomes=outcomes,
+                       seconds=time.monotonic() - t0, notes=notes)
+
+
+def revert_ops(rows: pl.DataFrame) -> list[Op]:
+    """The operations that undo an apply, from its audit rows, in reverse order: an inserted
+    row is deleted (if it still equals the after image), an updated row is set back to its
+    before image (if it still equals the after image), a deleted row is re-inserted from its
+    full before image, same id (if absent). One group per original batch."""
+    ops: list[Op] = []
+    for i, r in enumerate(rows.sort("seq", descending=True).iter_rows(named=True), 1):
+        table = r["table_name"]
+        types = column_types(table)
+        pk = primary_key(table)
+
+        def img(text: str | None, types: dict[str, str] = types) -> dict[str, Any] | None:
+            if text is None:
+                return None
+            return {c: decode(v, types[c]) for c, v in json.loads(text).items() if c in types}
+
+        before, after = img(r["before"]), img(r["after"])
+        common = {"seq": i, "step": "catalog", "group": f"batch-{r['batch']}", "table": table,
+                  "reason": f"revert {r['apply_id']} seq {r['seq']}"}
+        if r["op"] == "insert":
+            assert after is not None
+            ops.append(Op(op="delete", key={pk: after[pk]}, before=after, after=None, **common))
+        elif r["op"] == "update":
+            assert before is not None and after is not None
+            diff = {c: v for c, v in before.items() if after.get(c) != v}
+            if diff:
+                ops.append(Op(op="update", key={pk: before[pk]}, before=after, after=diff,
+                              **common))
+        else:
+            assert before is not None
+            ops.append(Op(op="insert", key={pk: before[pk]}, before=None, after=before,
+                          **common))
+    return ops
+
+
+def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force: bool = False,
+                 progress: Progress = None, batch_size: int | None = None) -> ApplyResult:
+    """Undo an apply from its audit (``yes=False``: dry run). Rows changed since the apply are
+    skipped and reported, never overwritten."""
+    t0 = time.monotonic()
+    size = _batch_size(settings, batch_size)
+    rid = new_apply_id("revert")
+    url = settings.local_database_url
+    require_exists(url)
+    with RepairLock(url, rid, "revert"), connect(url) as db:
+        target = _target(db)
+        what = f"{'' if yes else 'a dry run of '}reverting {apply_id}"
+        check_target(target, target, what, redact_url(url))  # refuses an unstamped target
+        sess = Session(db)
+        audit.ensure_tables(sess)
+        orig = audit.get_apply(sess, apply_id)
+        if orig is None:
+            raise ApplyNotFound(f"no apply {apply_id!r} in {audit.APPLIES} of the local "
+                                "database; `recon repair history` lists the applies")
+        notes: list[str] = []
+        if orig["target_identity"]:  # the database the apply wrote (a copy has the audit too)
+            check_target(DatabaseIdentity.from_dict(json.loads(orig["target_identity"])),
+                         target, what, redact_url(url))
+        else:
+            notes.append(f"{apply_id} was recorded before applies named their database; "
+                         "reverting it from this database's own audit")
+        rows = audit.read_audit(sess, apply_id)
+        ops = revert_ops(rows)
+        batches = make_batches(ops, size)
+        try:
+            notes += _fraction(sess, ops, settings, force, f"reverting {apply_id}")
+        except RepairRefused as e:
+            if yes:
+                audit.insert_apply(sess, _apply_row(
+                    rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
+                    plan_path=orig["plan_path"], ops=len(ops), status="refused",
+                    message=str(e)[:2000], reverts=apply_id, target=target))
+            raise
+        if progress:
+            for n in notes:
+                progress(n)
+            progress(f"{'reverting' if yes else 'dry run of reverting'} {apply_id}: "
+                     f"{len(ops)} operations in {len(batches)} batches")
+        row = _apply_row(rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
+                         plan_path=orig["plan_path"], ops=len(ops), status="running",
+                         reverts=apply_id, target=target)
+        status, outcomes = _execute(sess, batches, yes=yes, apply_id=rid, row=row,
+                                    progress=progress)
+    return ApplyResult(apply_id=rid if yes else None, kind="revert", dry_run=not yes,
+                       status=status, plan_id=orig["plan_id"], run_id=orig["run_id"],
+                       batches=len(batches), outcomes=outcomes,
+                       seconds=time.monotonic() - t0, reverts_apply_id=apply_id, notes=notes)
+
+
+def list_applies(settings: Settings) -> pl.DataFrame:
+    """Every apply and revert recorded in the local database, oldest first."""
+    url = settings.local_database_url
+    if urlsplit(url).scheme == "duckdb":
+        path = _duckdb_path(url)
+        if path != ":memory:" and not Path(path).exists():
+            return audit.list_applies_empty()
+    with connect(url) as db:
+        return audit.list_applies(Session(db))

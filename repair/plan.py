@@ -1,0 +1,496 @@
+"""The repair plan: the JSON contract between the planner (``reconcile.repair``) and the
+executor (``repair.apply``), and the codec for its values.
+
+A plan is validated completely before anything touches a database: every problem raises
+:class:`PlanFormatError`, which names the operation (``seq``) and what is wrong with it, so the
+planner's author can find the bug from the message alone. Validation also casts every value
+to the Python type of its column (``core.localdb.schema.table_columns``), so the executor
+compares exactly what the database holds: a ``DECIMAL(18,2)`` ``"10.50"`` equals ``10.5``.
+
+Layout (``schema_version`` 2; version 1 had no ``local_identity`` and is refused)::
+
+    {"schema_version": 2, "plan_id": str, "run_id": str, "created_at": "2026-11-23T01:00:00Z",
+     "snapshot_complete": bool, "validation": "passed"|"failed"|"not_run",
+     "local_database": str (informational),
+     "local_identity": {"uuid", "dialect", "database", "system_identifier" | "path"} | null
+         (the target database, copied from the snapshot; null: its database was unstamped),
+     "operations": [Op, ...],
+     "needs_a_person": [...] (informational), "summary": {...} (informational)}
+
+    Op = {"seq": int, "step": str, "group": str, "table": str, "op": "insert"|"update"|"delete",
+          "key": {col: value}, "before": {col: value}|null, "after": {col: value}|null,
+          "reason": str, "findings": [str, ...]}
+
+Values are JSON null, bool, int or str (dates ``YYYY-MM-DD``, timestamps
+``YYYY-MM-DDTHH:MM:SS[.ffffff]`` naive UTC, decimals as strings), or a reference resolved at
+apply time: ``{"$ref": {"table": t, "match": {col: value}, "column": c}}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from core.catalog import BY_TABLE, LOCAL_BY_NAME
+from core.errors import ReconError
+from core.localdb import schema
+from core.localdb.identity import DatabaseIdentity
+
+SCHEMA_VERSION = 2  # = repair.planner.SCHEMA_VERSION (the planner's side)
+STEPS = ("catalog", "accounts", "contacts", "subscriptions", "references", "orders")
+OP_KINDS = ("insert", "update", "delete")
+VALIDATIONS = ("passed", "failed", "not_run")
+_OP_FIELDS = {"seq", "step", "group", "table", "op", "key", "before", "after", "reason",
+              "findings"}
+_INT_RANGE = {"SMALLINT": 2**15, "INTEGER": 2**31, "INT": 2**31, "BIGINT": 2**63}
+_TYPE = re.compile(r"^\s*([A-Za-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+
+
+class PlanFormatError(ReconError):
+    """The plan file is not a valid repair plan. ``seq`` names the operation (None: the file
+    itself or a top-level field) and ``problem`` says what is wrong."""
+
+    def __init__(self, problem: str, seq: int | None = None, path: str | Path | None = None,
+                 where: str = "") -> None:
+        self.problem, self.seq, self.path = problem, seq, path
+        head = f"repair plan {path}" if path else "repair plan"
+        if seq is not None:
+            head += f", operation seq {seq}{f' ({where})' if where else ''}"
+        super().__init__(f"{head}: {problem}")
+
+
+# -- values ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ref:
+    """``{"$ref": ...}``: ``column`` of the unique row of ``table`` matching ``match``."""
+
+    table: str
+    match: tuple[tuple[str, Any], ...]  # (column, typed value), sorted by column
+    column: str
+
+    def describe(self) -> str:
+        cond = ", ".join(f"{c}={to_json(v)!r}" for c, v in self.match)
+        return f"{self.table}.{self.column} where {cond}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"$ref": {"table": self.table, "match": {c: to_json(v) for c, v in self.match},
+                         "column": self.column}}
+
+
+@functools.lru_cache(maxsize=256)
+def parse_type(local_type: str) -> tuple[str, int | None, int | None]:
+    """``DECIMAL(18,2)`` → ``("DECIMAL", 18, 2)``; ``VARCHAR(64)`` → ``("VARCHAR", 64, None)``."""
+    m = _TYPE.match(local_type)
+    if not m:
+        return local_type.upper(), None, None
+    base = " ".join(m.group(1).upper().split())
+    return (base, int(m.group(2)) if m.group(2) else None,
+            int(m.group(3)) if m.group(3) else None)
+
+
+def decode(value: Any, local_type: str) -> Any:
+    """A JSON value → the Python value the database returns for ``local_type``.
+
+    Raises ``ValueError`` with a short description of the problem."""
+    if value is None:
+        return None
+    base, n, scale = parse_type(local_type)
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is a JSON float; write decimals as strings (\"10.50\")")
+    if base in ("VARCHAR", "TEXT", "CHAR", "CHARACTER VARYING"):
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a string ({local_type})")
+        if n is not None and len(value) > n:
+            raise ValueError(f"{len(value)} characters do not fit {local_type}")
+        return value
+    if base == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not true/false ({local_type})")
+        return value
+    if base in _INT_RANGE:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer ({local_type})")
+        lim = _INT_RANGE[base]
+        if not -lim <= value < lim:
+            raise ValueError(f"{value} is out of range for {local_type}")
+        return value
+    if base in ("DECIMAL", "NUMERIC"):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"{value!r} is not a decimal string ({local_type})")
+        try:
+            d = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal number ({local_type})") from None
+        if not d.is_finite():
+            raise ValueError(f"{value!r} is not a finite number ({local_type})")
+        if scale is not None:
+            q = d.quantize(Decimal(1).scaleb(-scale))
+            if q != d:
+                raise ValueError(f"{value!r} has more than {scale} decimal places ({local_type})")
+            d = q
+        if n is not None and len(d.as_tuple().digits) > n:
+            raise ValueError(f"{value!r} does not fit {local_type}")
+        return d
+    if base == "DATE":
+        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{value!r} is not a date YYYY-MM-DD")
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid date") from None
+    if base in ("TIMESTAMP", "DATETIME"):
+        if not isinstance(value, str) or not re.match(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", value):
+            raise ValueError(f"{value!r} is not a timestamp YYYY-MM-DDTHH:MM:SS[.ffffff]")
+        try:
+            t = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid timestamp") from None
+        if t.tzinfo is not None:  # stored naive UTC
+            t = t.astimezone(dt.UTC).replace(tzinfo=None)
+        return t
+    if not isinstance(value, (str, int, bool)):
+        raise ValueError(f"{value!r} is not a JSON scalar")
+    return value
+
+
+def to_json(value: Any) -> Any:
+    """A database/Python value → the plan's JSON encoding (inverse of :func:`decode`)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None).isoformat() if value.tzinfo is None else \
+            value.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Ref):
+        return value.to_json()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def to_text(value: Any) -> str | None:
+    """A typed value → the text both PostgreSQL (COPY) and DuckDB (CAST) parse back exactly."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+@functools.lru_cache(maxsize=64)
+def columns_of(table: str) -> dict[str, Any]:
+    """``{column: catalogue Column}`` of a local table, in DDL order (cached; do not mutate)."""
+    return {c.name: c for c in schema.table_columns(table)}
+
+
+@functools.lru_cache(maxsize=64)
+def column_types(table: str) -> dict[str, str]:
+    """``{column: local_type}`` of a local table, in DDL order (cached; do not mutate)."""
+    return {c.name: c.local_type for c in schema.table_columns(table)}
+
+
+@functools.lru_cache(maxsize=1)
+def local_tables() -> tuple[str, ...]:
+    return tuple(schema.all_tables())
+
+
+@functools.lru_cache(maxsize=64)
+def primary_key(table: str) -> str:
+    if table in BY_TABLE:
+        return BY_TABLE[table].local_pk
+    return LOCAL_BY_NAME[table].pk
+
+
+@functools.lru_cache(maxsize=64)
+def generated_pk(table: str) -> str | None:
+    """The surrogate ``id`` an insert may omit (BIGINT primary key), else None."""
+    pk = primary_key(table)
+    return pk if column_types(table).get(pk) == "BIGINT" else None
+
+
+# -- the plan --------------------------------------------------------------------------------
+@dataclass
+class Op:
+    seq: int
+    step: str
+    group: str
+    table: str
+    op: str
+    key: dict[str, Any]  # typed values or Ref
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str = ""
+    findings: list[str] = field(default_factory=list)
+    _refs: list[Ref] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def refs(self) -> list[Ref]:
+        """The references in key, before and after (computed once; values are not mutated)."""
+        if self._refs is None:
+            out = []
+            for part in (self.key, self.before or {}, self.after or {}):
+                out += [v for v in part.values() if isinstance(v, Ref)]
+            self._refs = out
+        return self._refs
+
+    def describe(self) -> str:
+        return f"{self.op} {self.table}"
+
+
+@dataclass
+class Plan:
+    schema_version: int
+    plan_id: str
+    run_id: str
+    created_at: dt.datetime  # aware UTC
+    snapshot_complete: bool
+    validation: str
+    local_database: str | None
+    local_identity: DatabaseIdentity | None  # the only database it may be applied to
+    operations: list[Op]  # ascending seq
+    needs_a_person: list[Any] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise PlanFormatError(f"cannot be read ({e.strerror})", path=p) from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlanFormatError(f"is not valid JSON: {e}", path=p) from e
+    plan = parse_plan(doc, path=p)
+    plan.path = p
+    return plan
+
+
+def _created_at(value: Any, path: Path | None) -> dt.datetime:
+    if not isinstance(value, str):
+        raise PlanFormatError("created_at must be an ISO-8601 UTC string, e.g. "
+                              "2026-11-23T01:00:00Z", path=path)
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise PlanFormatError(f"created_at {value!r} is not an ISO-8601 timestamp",
+                              path=path) from None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
+    """Validate a decoded plan document; raises :class:`PlanFormatError` on the first problem."""
+    path = Path(path) if path is not None else None
+    if not isinstance(doc, dict):
+        raise PlanFormatError("must be a JSON object", path=path)
+    version = doc.get("schema_version")
+    name = f"plan {doc.get('plan_id')!r}" if isinstance(doc.get("plan_id"), str) else "plan"
+    if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
+        raise PlanFormatError(
+            f"{name} has schema_version {version}, an older format without the identity of "
+            f"its target database; this recon applies only version {SCHEMA_VERSION} plans, "
+            "which cannot be applied to the wrong database. Re-create the plan with "
+            "`recon repair plan`", path=path)
+    if version != SCHEMA_VERSION:
+        raise PlanFormatError(f"schema_version is {version!r}; this recon reads version "
+                              f"{SCHEMA_VERSION} (re-create the plan with this recon)", path=path)
+    if "local_identity" not in doc:
+        raise PlanFormatError(f"{name} has no local_identity (the identity of its target "
+                              "database); re-create the plan with `recon repair plan`",
+                              path=path)
+    try:
+        identity = (None if doc["local_identity"] is None
+                    else DatabaseIdentity.from_dict(doc["local_identity"]))
+    except ValueError as e:
+        raise PlanFormatError(f"local_identity: {e}", path=path) from None
+    for name in ("plan_id", "run_id"):
+        if not isinstance(doc.get(name), str) or not doc[name]:
+            raise PlanFormatError(f"{name} must be a non-empty string", path=path)
+    if not isinstance(doc.get("snapshot_complete"), bool):
+        raise PlanFormatError("snapshot_complete must be true or false", path=path)
+    if doc.get("validation") not in VALIDATIONS:
+        raise PlanFormatError(f"validation must be one of {', '.join(VALIDATIONS)}, got "
+                              f"{doc.get('validation')!r}", path=path)
+    ops_doc = doc.get("operations")
+    if not isinstance(ops_doc, list):
+        raise PlanFormatError("operations must be a list", path=path)
+    needs = doc.get("needs_a_person", [])
+    if not isinstance(needs, list):
+        raise PlanFormatError("needs_a_person must be a list", path=path)
+    summary = doc.get("summary", {})
+    if not isinstance(summary, dict):
+        raise PlanFormatError("summary must be an object", path=path)
+    local_db = doc.get("local_database")
+    if local_db is not None and not isinstance(local_db, str):
+        raise PlanFormatError("local_database must be a string", path=path)
+
+    ops: list[Op] = []
+    seen_seq: set[int] = set()
+    for i, od in enumerate(ops_doc):
+        op = _parse_op(od, i, path)
+        if op.seq in seen_seq:
+            raise PlanFormatError("seq is used by another operation; every seq must be unique",
+                                  seq=op.seq, path=path)
+        seen_seq.add(op.seq)
+        ops.append(op)
+    ops.sort(key=lambda o: o.seq)
+    return Plan(schema_version=version, plan_id=doc["plan_id"], run_id=doc["run_id"],
+                created_at=_created_at(doc.get("created_at"), path),
+                snapshot_complete=doc["snapshot_complete"], validation=doc["validation"],
+                local_database=local_db, local_identity=identity, operations=ops,
+                needs_a_person=needs, summary=summary, path=path)
+
+
+def _parse_op(od: Any, index: int, path: Path | None) -> Op:
+    if not isinstance(od, dict):
+        raise PlanFormatError(f"operations[{index}] must be an object", path=path)
+    seq = od.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise PlanFormatError(f"operations[{index}] has no integer seq (got {seq!r})", path=path)
+
+    def fail(problem: str) -> PlanFormatError:
+        where = f"{od.get('op')} {od.get('table')}" if isinstance(od.get("table"), str) else ""
+        return PlanFormatError(problem, seq=seq, path=path, where=where)
+
+    unknown = sorted(set(od) - _OP_FIELDS)
+    if unknown:
+        raise fail(f"unknown field(s) {', '.join(unknown)}")
+    if od.get("step") not in STEPS:
+        raise fail(f"step must be one of {', '.join(STEPS)}, got {od.get('step')!r}")
+    if not isinstance(od.get("group"), str) or not od["group"]:
+        raise fail("group must be a non-empty string")
+    table = od.get("table")
+    if table not in local_tables():
+        raise fail(f"table {table!r} is not a local table (known: "
+                   f"{', '.join(local_tables())})")
+    kind = od.get("op")
+    if kind not in OP_KINDS:
+        raise fail(f"op must be insert, update or delete, got {kind!r}")
+    reason = od.get("reason", "")
+    if not isinstance(reason, str):
+        raise fail("reason must be a string")
+    findings = od.get("findings", [])
+    if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
+        raise fail("findings must be a list of fingerprint strings")
+    types = column_types(table)
+
+    def values(name: str, allow_null_values: bool = True) -> dict[str, Any] | None:
+        raw = od.get(name)
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not raw:
+            raise fail(f"{name} must be a non-empty object of column: value, or null")
+        out: dict[str, Any] = {}
+        for col, v in raw.items():
+            if col not in types:
+                raise fail(f"{name} names column {col!r}, which {table} does not have")
+            if isinstance(v, dict):
+                out[col] = _parse_ref(v, types[col], f"{name}.{col}", fail)
+                continue
+            if v is None and not allow_null_values:
+                raise fail(f"{name}.{col} is null; a key value must not be null")
+            try:
+                out[col] = decode(v, types[col])
+            except ValueError as e:
+                raise fail(f"{name}.{col}: {e}") from None
+        return out
+
+    key = values("key", allow_null_values=False)
+    before, after = values("before"), values("after")
+    if key is None:
+        raise fail("key must be a non-empty object identifying the row")
+    cols = columns_of(table)
+    if kind == "insert":
+        if before is not None:
+            raise fail("an insert has before: null (the row must be absent)")
+        if after is None:
+            raise fail("an insert needs after: the new row's columns")
+        for col, v in key.items():
+            if col not in after or after[col] != v:
+                raise fail(f"key column {col!r} must also be in after with the same value")
+        gen = generated_pk(table)
+        for c in cols.values():
+            required = not c.nullable and c.default is None and c.name != gen
+            if required and after.get(c.name) is None:
+                raise fail(f"after is missing {c.name!r}, which is NOT NULL in {table}")
+    elif kind == "update":
+        if before is None or after is None:
+            raise fail("an update needs both before (expected current values) and after")
+        missing = [c for c in after if c not in before]
+        if missing:
+            raise fail(f"before must give the expected current value of every column in "
+                       f"after; missing {', '.join(missing)}")
+        for col in after:
+            if col in key and after[col] != key[col]:
+                raise fail(f"after changes key column {col!r}; plan a delete and an insert")
+    else:
+        if after is not None:
+            raise fail("a delete has after: null")
+        if before is None:
+            raise fail("a delete needs before: the full expected row")
+    for part in (after,):
+        for col, v in (part or {}).items():
+            if v is None and not cols[col].nullable:
+                raise fail(f"after.{col} is null, but {col} is NOT NULL in {table}")
+    return Op(seq=seq, step=od["step"], group=od["group"], table=table, op=kind, key=key,
+              before=before, after=after, reason=reason, findings=list(findings))
+
+
+def _parse_ref(v: dict[str, Any], target_type: str, where: str, fail: Any) -> Ref:
+    if set(v) != {"$ref"} or not isinstance(v["$ref"], dict):
+        raise fail(f"{where}: an object value must be a reference {{\"$ref\": {{...}}}}")
+    r = v["$ref"]
+    unknown = sorted(set(r) - {"table", "match", "column"})
+    if unknown:
+        raise fail(f"{where}: $ref has unknown field(s) {', '.join(unknown)}")
+    table = r.get("table")
+    if table not in local_tables():
+        raise fail(f"{where}: $ref table {table!r} is not a local table")
+    types = column_types(table)
+    column = r.get("column")
+    if column not in types:
+        raise fail(f"{where}: $ref column {column!r} is not a column of {table}")
+    if parse_type(types[column])[0] != parse_type(target_type)[0]:
+        raise fail(f"{where}: $ref column {table}.{column} is {types[column]}, the target "
+                   f"column is {target_type}")
+    match = r.get("match")
+    if not isinstance(match, dict) or not match:
+        raise fail(f"{where}: $ref match must be a non-empty object of column: value")
+    out = []
+    for col, mv in sorted(match.items()):
+        if col not in types:
+            raise fail(f"{where}: $ref match column {col!r} is not a column of {table}")
+        if mv is None or isinstance(mv, (dict, list)):
+            raise fail(f"{where}: $ref match.{col} must be a non-null literal")
+        try:
+            out.append((col, decode(mv, types[col])))
+        except ValueError as e:
+            raise fail(f"{where}: $ref match.{col}: {e}") from None
+    return Ref(table=table, match=tuple(out), column=column)
+
+
+def op_to_json(op: Op) -> dict[str, Any]:
+    """An operation back to its plan JSON (for reports and for tests that write plans)."""
+    def enc(d: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if d is None else {c: to_json(v) for c, v in d.items()}
+
+    return {"seq": op.seq, "step": op.step, "group": op.group, "table": op.table, "op": op.op,
+            "key": enc(op.key), "before": enc(op.before), "after": enc(op.after),
+            "reason": op.reason, "findings": list(op.findings)}

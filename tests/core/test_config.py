@@ -1,0 +1,281 @@
+"""core.config: file → environment → overrides, validation, and secrets that never print.
+
+Every test passes ``env=`` explicitly and runs in an empty directory, so neither the real
+environment nor a ``recon.toml`` lying in the working tree can change the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.config import ENV_VARS, Secret, load_settings, redact_url
+from core.errors import ConfigError
+
+FULL_TOML = """
+[zuora]
+base_url = "https://rest.test.zuora.example"
+client_id = "file-client"
+client_secret = "file-secret"
+tenant_tz = "Europe/Berlin"
+
+[local]
+database_url = "postgresql://recon:file-pw@db.example:5432/cdot"
+
+[paths]
+data_dir = "/srv/recon"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "recon.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# The defaults README's settings table documents, written out by hand: a changed default must
+# change README (and this table) too, not pass because the code agrees with itself.
+DOCUMENTED_DEFAULTS = {
+    "zuora_base_url": "http://127.0.0.1:8808",
+    "zuora_client_id": "recon",
+    "zuora_client_secret": "not set",
+    "tenant_tz": "America/Los_Angeles",
+    "local_database_url": "duckdb:///data/local.duckdb",
+    "data_dir": "data",
+    "extract_mode": "incremental",
+    "extract_full_every_days": "7",
+    "extract_lag_hours": "2.0",
+    "reconcile_grace_hours": "2.0",
+    "validate_max_volume_drop": "0.2",
+    "repair_max_change_fraction": "0.05",
+    "repair_max_plan_age_hours": "24.0",
+    "repair_batch_size": "1000",
+    "repair_auto": "false",
+    "schedule_timezone": "UTC",
+    "schedule_nightly": "30 2 * * *",
+    "schedule_catalog": "0 6 * * *",
+    "schedule_full": "0 4 * * 0",
+    "jobs_retries": "2",
+    "jobs_retry_delay_s": "30.0",
+    "jobs_misfire_grace_hours": "6.0",
+    "alerts_webhook_url": "not set",
+    "alerts_new_drift_threshold": "1",
+}
+
+
+def test_defaults_without_any_file_or_env() -> None:
+    s = load_settings(env={})  # the working directory is empty: no recon.toml either
+    shown = s.describe()
+    assert {k: shown.get(k) for k in DOCUMENTED_DEFAULTS} == DOCUMENTED_DEFAULTS
+    assert s.data_dir == Path("data") and s.zuora_client_secret.get() is None
+
+
+def test_toml_keys_map_to_settings(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, FULL_TOML, "custom.toml"), env={})
+    assert s.zuora_base_url == "https://rest.test.zuora.example"
+    assert s.zuora_client_id == "file-client"
+    assert s.zuora_client_secret.get() == "file-secret"
+    assert s.tenant_tz == "Europe/Berlin"
+    assert s.local_database_url == "postgresql://recon:file-pw@db.example:5432/cdot"
+    assert s.data_dir == Path("/srv/recon")
+
+
+def test_recon_toml_in_working_directory_is_found(tmp_path: Path) -> None:
+    write(tmp_path, '[zuora]\nclient_id = "from-cwd"\n')
+    assert load_settings(env={}).zuora_client_id == "from-cwd"
+
+
+def test_recon_config_env_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[zuora]\nclient_id = "via-env"\n', "elsewhere.toml")
+    assert load_settings(env={"RECON_CONFIG": str(path)}).zuora_client_id == "via-env"
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    env = {
+        "RECON_ZUORA_BASE_URL": "http://env:1",
+        "RECON_ZUORA_CLIENT_ID": "env-client",
+        "RECON_ZUORA_CLIENT_SECRET": "env-secret",
+        "RECON_TENANT_TZ": "UTC",
+        "RECON_LOCAL_DATABASE_URL": "duckdb:///tmp/env.duckdb",
+        "RECON_DATA_DIR": "env-data",
+        "RECON_EXTRACT_MODE": "full",
+        "RECON_EXTRACT_FULL_EVERY_DAYS": "3",
+        "RECON_EXTRACT_LAG_HOURS": "0.5",
+        "RECON_RECONCILE_GRACE_HOURS": "6",
+        "RECON_VALIDATE_MAX_VOLUME_DROP": "0.05",
+        "RECON_VALIDATE_MAX_QUARANTINE_SHARE": "0.25",
+        "RECON_REPAIR_MAX_CHANGE_FRACTION": "0.1",
+        "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "6",
+        "RECON_REPAIR_BATCH_SIZE": "50",
+        "RECON_REPAIR_AUTO": "true",
+        "RECON_REPORT_ZUORA_URL_TEMPLATE": "https://zuora.example.com/{object}/{id}",
+        "RECON_REPORT_TREND_RUNS": "7",
+        "RECON_SCHEDULE_TIMEZONE": "Europe/Berlin",
+        "RECON_SCHEDULE_NIGHTLY": "15 1 * * *",
+        "RECON_SCHEDULE_CATALOG": "",
+        "RECON_SCHEDULE_FULL": "0 5 * * 6",
+        "RECON_JOBS_RETRIES": "4",
+        "RECON_JOBS_RETRY_DELAY_S": "1.5",
+        "RECON_JOBS_MISFIRE_GRACE_HOURS": "2",
+        "RECON_ALERTS_WEBHOOK_URL": "https://hooks.example.com/T000/B000/XXXX",
+        "RECON_ALERTS_NEW_DRIFT_THRESHOLD": "10",
+    }
+    assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
+    s = load_settings(write(tmp_path, FULL_TOML), env=env)
+    assert s.zuora_base_url == "http://env:1"
+    assert s.zuora_client_id == "env-client"
+    assert s.zuora_client_secret.get() == "env-secret"
+    assert s.tenant_tz == "UTC"
+    assert s.local_database_url == "duckdb:///tmp/env.duckdb"
+    assert s.data_dir == Path("env-data")
+    assert (s.extract_mode, s.extract_full_every_days, s.extract_lag_hours) == ("full", 3, 0.5)
+    assert (s.reconcile_grace_hours, s.validate_max_volume_drop,
+            s.validate_max_quarantine_share) == (6.0, 0.05, 0.25)
+    assert (s.repair_max_change_fraction, s.repair_max_plan_age_hours, s.repair_batch_size,
+            s.repair_auto) == (0.1, 6.0, 50, True)
+    assert (s.report_zuora_url_template, s.report_trend_runs) == (
+        "https://zuora.example.com/{object}/{id}", 7)
+    assert (s.schedule_timezone, s.schedule_nightly, s.schedule_full, s.jobs_retries,
+            s.jobs_retry_delay_s, s.jobs_misfire_grace_hours, s.alerts_new_drift_threshold) == (
+        "Europe/Berlin", "15 1 * * *", "0 5 * * 6", 4, 1.5, 2.0, 10)
+    assert s.alerts_webhook_url.get() == "https://hooks.example.com/T000/B000/XXXX"
+    assert "XXXX" not in json.dumps(s.describe()), "a webhook URL is a secret"
+
+
+def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="extract mode"):
+        load_settings(None, env={"RECON_EXTRACT_MODE": "sometimes"})
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_settings(None, env={"RECON_EXTRACT_LAG_HOURS": "two"})
+    with pytest.raises(ConfigError, match="grace_hours"):
+        load_settings(None, env={"RECON_RECONCILE_GRACE_HOURS": "-1"})
+    with pytest.raises(ConfigError, match="5-field cron"):
+        load_settings(None, env={"RECON_SCHEDULE_NIGHTLY": "every night"})
+    with pytest.raises(ConfigError, match="schedule.timezone"):
+        load_settings(None, env={"RECON_SCHEDULE_TIMEZONE": "Mars/Olympus"})
+    with pytest.raises(ConfigError, match="repair.auto"):
+        load_settings(None, env={"RECON_REPAIR_AUTO": "sometimes"})
+    with pytest.raises(ConfigError, match="max_volume_drop"):
+        load_settings(None, env={"RECON_VALIDATE_MAX_VOLUME_DROP": "1.5"})
+    with pytest.raises(ConfigError, match="max_quarantine_share"):
+        load_settings(None, env={"RECON_VALIDATE_MAX_QUARANTINE_SHARE": "-0.1"})
+    assert load_settings(None, env={}).validate_max_quarantine_share == 0.01  # the default
+
+
+def test_explicit_overrides_beat_env_and_none_means_not_given(tmp_path: Path) -> None:
+    s = load_settings(
+        write(tmp_path, FULL_TOML),
+        env={"RECON_ZUORA_CLIENT_ID": "env-client", "RECON_TENANT_TZ": "UTC"},
+        zuora_client_id="flag-client",
+        tenant_tz=None,
+    )
+    assert s.zuora_client_id == "flag-client"
+    assert s.tenant_tz == "UTC"
+
+
+def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_settings(missing, env={})
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_settings(env={"RECON_CONFIG": str(missing)})
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[zuora\nbase_url = 1"), env={})
+
+
+def test_unknown_key_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[zuora]\nbase_ulr = "http://typo"\n')
+    with pytest.raises(ConfigError, match=r"zuora\.base_ulr"):
+        load_settings(path, env={})
+
+
+def test_key_outside_a_section_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        load_settings(write(tmp_path, 'base_url = "http://x"\n'), env={})
+
+
+def test_non_string_value_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="zuora_base_url"):
+        load_settings(write(tmp_path, "[zuora]\nbase_url = 8808\n"), env={})
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "../../etc/passwd", "PST8PDTX"])
+def test_bad_time_zone_names_the_setting(tmp_path: Path, tz: str) -> None:
+    with pytest.raises(ConfigError, match="tenant_tz"):
+        load_settings(env={"RECON_TENANT_TZ": tz})
+    with pytest.raises(ConfigError, match="tenant_tz"):
+        load_settings(write(tmp_path, f'[zuora]\ntenant_tz = "{tz}"\n'), env={})
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@h/db", "sqlite:///x.db", "data/local.duckdb"])
+def test_bad_database_url_scheme_names_the_setting_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="local_database_url") as err:
+        load_settings(env={"RECON_LOCAL_DATABASE_URL": url})
+    assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["duckdb:///data/x.duckdb", "postgresql://u@h/db", "postgres://u:p@h:5433/db"]
+)
+def test_supported_database_urls_are_accepted(url: str) -> None:
+    assert load_settings(env={"RECON_LOCAL_DATABASE_URL": url}).local_database_url == url
+
+
+def test_secret_never_reveals_its_value() -> None:
+    secret = Secret("s3cr3t-value")
+    assert secret.get() == "s3cr3t-value"
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", format(secret)):
+        assert "s3cr3t-value" not in shown
+    assert bool(secret) and not Secret(None) and not Secret("")
+
+
+def test_settings_repr_and_describe_hide_secrets() -> None:
+    s = load_settings(
+        env={
+            "RECON_ZUORA_CLIENT_SECRET": "s3cr3t-value",
+            "RECON_LOCAL_DATABASE_URL": "postgresql://recon:db-pa55@db.example/cdot",
+        }
+    )
+    assert s.zuora_client_secret.get() == "s3cr3t-value"
+    described = s.describe()
+    assert described["zuora_client_secret"] == "set"
+    assert described["local_database_url"] == "postgresql://recon:***@db.example/cdot"
+    for text in (repr(s), str(s), str(described)):
+        assert "s3cr3t-value" not in text
+    assert "db-pa55" not in str(described)
+    assert load_settings(env={}).describe()["zuora_client_secret"] == "not set"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://recon:pa55@db.example:5432/cdot",
+         "postgresql://recon:***@db.example:5432/cdot"),
+        ("postgresql://recon:p%40ss@db/cdot?sslmode=require",
+         "postgresql://recon:***@db/cdot?sslmode=require"),
+        ("postgresql://recon@db/cdot", "postgresql://recon@db/cdot"),
+        ("duckdb:///data/local.duckdb", "duckdb:///data/local.duckdb"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_client_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
+    secret_file = tmp_path / "zuora-secret"
+    secret_file.write_text("from-file\n")
+    path = write(tmp_path, f'[zuora]\nclient_secret_file = "{secret_file.as_posix()}"\n')
+    assert load_settings(path, env={}).zuora_client_secret.get() == "from-file"
+    # the environment still wins over the file
+    env = {"RECON_ZUORA_CLIENT_SECRET": "from-env"}
+    assert load_settings(path, env=env).zuora_client_secret.get() == "from-env"

@@ -1,0 +1,239 @@
+"""The plan contract (validation names the operation and the problem) and the ``repair``
+command line (exit codes, dry run, history, no secrets)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from jobs import repair_cmd as cli
+from repair.apply import apply_plan
+from repair.plan import PlanFormatError, Ref, load_plan, parse_plan
+from tests.support.repair import (
+    account_updates,
+    dump,
+    make_db,
+    op,
+    plan_doc,
+    ref,
+    settings_for,
+    write_plan,
+)
+
+ACCT = {"zuora_account_id": "A1", "zuora_account_name": "Acme"}
+
+
+def upd(seq: int = 7, **kw: object) -> dict:
+    base = op(seq, "billing_accounts", "update", {"zuora_account_id": "A1"},
+              {"zuora_account_name": "Old"}, {"zuora_account_name": "New"})
+    base.update(kw)
+    return base
+
+
+def bad(ops: list[dict], match: str, seq: int | None = 7, **kw: object) -> PlanFormatError:
+    with pytest.raises(PlanFormatError, match=match) as e:
+        parse_plan(plan_doc(ops, **kw), path="plan.json")
+    assert e.value.seq == seq
+    if seq is not None:
+        assert f"operation seq {seq}" in str(e.value)
+    assert str(e.value).startswith("repair plan plan.json")
+    return e.value
+
+
+def test_a_valid_plan_is_typed_by_column() -> None:
+    tier = op(3, "zuora_local_product_rate_plan_charge_tiers", "update", {"zuora_id": "T1"},
+              {"price": "10.5", "updated_date": "2026-01-02T03:04:05.5",
+               "created_date": "2026-01-02T03:04:05+02:00"},
+              {"price": "11.00"}, step="catalog")
+    contact = op(2, "billing_account_contacts", "insert", {"zuora_contact_id": "C1"}, None,
+                 {"zuora_contact_id": "C1", "zuora_account_id": "A1",
+                  "billing_account_id": ref("billing_accounts", {"zuora_account_id": "A1"})})
+    plan = parse_plan(plan_doc([tier, contact]))
+    assert [o.seq for o in plan.operations] == [2, 3]  # ascending seq
+    t = plan.operations[1]
+    assert t.before["price"] == Decimal("10.50") and str(t.before["price"]) == "10.50"
+    assert t.before["updated_date"] == dt.datetime(2026, 1, 2, 3, 4, 5, 500000)
+    assert t.before["created_date"] == dt.datetime(2026, 1, 2, 1, 4, 5)  # to naive UTC
+    r = plan.operations[0].after["billing_account_id"]
+    assert r == Ref("billing_accounts", (("zuora_account_id", "A1"),), "id")
+    assert plan.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(("op_doc", "match"), [
+    (upd(table="invoices"), "table 'invoices' is not a local table"),
+    (upd(after={"nope": "x"}), "after names column 'nope'"),
+    (upd(before={"zuora_account_name": 1.5}, after={"zuora_account_name": "x"}),
+     "JSON float"),
+    (upd(op="upsert"), "op must be insert, update or delete"),
+    (upd(step="later"), "step must be one of"),
+    (upd(group=""), "group must be a non-empty string"),
+    (upd(extra=1), r"unknown field\(s\) extra"),
+    (upd(before={"currency": "USD"}), "missing zuora_account_name"),
+    (upd(before={"zuora_account_id": "A1"}, after={"zuora_account_id": "A2"}),
+     "changes key column 'zuora_account_id'"),
+    (upd(after={"zuora_account_name": None}, before={"zuora_account_name": "x"}),
+     "NOT NULL"),
+    (upd(before=None), "needs both before"),
+    (upd(key={"zuora_account_id": None}), "a key value must not be null"),
+    (upd(key={}), "key must be a non-empty object"),
+    (upd(before={"zuora_account_name": "x" * 300}, after={"zuora_account_name": "y"}),
+     r"300 characters do not fit VARCHAR\(255\)"),
+    (upd(before={"created_at": "2026-13-01T00:00:00"}, after={"created_at":
+                                                             "2026-01-01T00:00:00"}),
+     "not a valid timestamp"),
+    (op(7, "zuora_local_product_rate_plan_charge_tiers", "update", {"zuora_id": "T"},
+        {"price": "1.005"}, {"price": "1.01"}), "more than 2 decimal places"),
+    (op(7, "orders", "update", {"id": 1}, {"start_date": "1/2/2026"},
+        {"start_date": "2026-01-02"}), "not a date YYYY-MM-DD"),
+    (op(7, "orders", "update", {"id": "1"}, {"quantity": 1}, {"quantity": 2}),
+     "not an integer"),
+    (op(7, "orders", "update", {"id": 1}, {"trial": "false"}, {"trial": True}),
+     "not true/false"),
+    (op(7, "billing_accounts", "insert", {"zuora_account_id": "A1"}, {"currency": "USD"},
+        ACCT), "an insert has before: null"),
+    (op(7, "billing_accounts", "insert", {"zuora_account_id": "A1"}, None,
+        {"zuora_account_id": "A1"}), "after is missing 'zuora_account_name'"),
+    (op(7, "billing_accounts", "insert", {"zuora_account_id": "A9"}, None, ACCT),
+     "key column 'zuora_account_id' must also be in after"),
+    (op(7, "billing_accounts", "delete", {"id": 1}, None, None), "needs before"),
+    (op(7, "billing_accounts", "delete", {"id": 1}, {"id": 1}, {"id": 1}),
+     "a delete has after: null"),
+    (upd(after={"bill_to_contact_id": ref("nope", {"id": 1})},
+         before={"bill_to_contact_id": None}), "\\$ref table 'nope'"),
+    (upd(after={"bill_to_contact_id": ref("billing_account_contacts", {"id": 1},
+                                          "zuora_contact_id")},
+         before={"bill_to_contact_id": None}), "is VARCHAR\\(64\\), the target column is BIGINT"),
+    (upd(after={"bill_to_contact_id": {"$ref": {"table": "customers", "match": {}, "column":
+                                                "id"}}},
+         before={"bill_to_contact_id": None}), "match must be a non-empty object"),
+    (upd(after={"bill_to_contact_id": {"id": 1}}, before={"bill_to_contact_id": None}),
+     "must be a reference"),
+])
+def test_invalid_operations_name_their_seq_and_problem(op_doc: dict, match: str) -> None:
+    bad([op(1, "customers", "delete", {"id": 1}, {"id": 1}), op_doc], match)
+
+
+def test_plan_level_problems() -> None:
+    bad([upd(), upd()], "seq is used by another operation")
+    bad([], "schema_version is 3", seq=None, schema_version=3)
+    bad([], "plan_id must be a non-empty string", seq=None, plan_id="")
+    bad([], "validation must be one of", seq=None, validation="maybe")
+    bad([], "snapshot_complete must be true or false", seq=None, snapshot_complete="yes")
+    bad([], "created_at .* is not an ISO-8601", seq=None, created_at="yesterday")
+    bad([{"seq": "1"}], r"operations\[0\] has no integer seq", seq=None)
+
+
+def test_unreadable_plan_files(tmp_path: Path) -> None:
+    with pytest.raises(PlanFormatError, match="cannot be read"):
+        load_plan(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(PlanFormatError, match="not valid JSON"):
+        load_plan(tmp_path / "broken.json")
+
+
+# -- the command line ------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recon")
+    p.add_argument("--config")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--progress", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    repair_sub = cli.add_parser(sub)
+    repair_sub.add_parser("plan")  # the planner adds its own sub-command to the same group
+    return p
+
+
+def _run(*argv: str) -> int:
+    args = _parser().parse_args(list(argv))
+    return args.func(args)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_url: str) -> str:
+    monkeypatch.chdir(tmp_path)
+    for k in ("RECON_CONFIG", "RECON_REPAIR_MAX_CHANGE_FRACTION"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RECON_LOCAL_DATABASE_URL", duckdb_url)
+    monkeypatch.setenv("RECON_DATA_DIR", str(tmp_path / "data"))
+    make_db(duckdb_url)
+    return duckdb_url
+
+
+def test_cli_dry_run_apply_history_revert(env: str, tmp_path: Path, capsys) -> None:
+    plan = write_plan(env, tmp_path / "p.json", account_updates(env, 2))
+    before = dump(env)
+    assert _run("repair", "apply", str(plan)) == 0
+    out = capsys.readouterr().out
+    assert "DRY RUN, nothing was written" in out and " → " in out and dump(env) == before
+    assert _run("-q", "repair", "apply", str(plan), "--yes", "--batch-size", "1") == 0
+    assert capsys.readouterr().out == ""
+    assert dump(env) != before
+    assert _run("repair", "history") == 0
+    out = capsys.readouterr().out
+    apply_id = out.split("\n")[1].split()[0]
+    assert apply_id.startswith("ap-") and "complete" in out and "plan-test (run-test)" in out
+    assert _run("repair", "revert", apply_id, "--yes") == 0
+    out = capsys.readouterr().out
+    assert f"revert of {apply_id}" in out and "2 of 2 operations applied" in out
+    assert dump(env) == before
+
+
+def test_cli_refusals_exit_2_with_the_reason(env: str, tmp_path: Path, capsys) -> None:
+    plan = write_plan(env, tmp_path / "p.json", account_updates(env, 3))
+    assert _run("repair", "apply", str(plan), "--yes") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recon: error: refusing") and "--force" in err
+    assert _run("repair", "apply", str(plan), "--yes", "--force") == 0
+    assert _run("repair", "revert", "ap-nope") == 2
+    assert "no apply 'ap-nope'" in capsys.readouterr().err
+    # bad input is refused where it is parsed (argparse exits 2 naming the argument)
+    with pytest.raises(SystemExit, match="2"):
+        _run("repair", "apply", str(tmp_path / "nope.json"))
+    assert "argument plan" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        _run("repair", "apply", str(plan), "--batch-size", "0")
+    assert "argument --batch-size: 0 is out of range" in capsys.readouterr().err
+
+
+def test_cli_skips_are_reported_even_when_quiet(env: str, tmp_path: Path, capsys) -> None:
+    ops = account_updates(env, 1)
+    ops[0]["before"]["zuora_account_name"] = "someone else's"
+    plan = write_plan(env, tmp_path / "p.json", ops)
+    assert _run("-q", "repair", "apply", str(plan), "--yes") == 1  # done, a skip to look at
+    captured = capsys.readouterr()
+    assert captured.out == "" and "1 operations skipped" in captured.err
+    assert "conflict" in captured.err
+
+
+@pytest.mark.postgres
+def test_no_password_in_output_or_lock_messages(pg_url: str, tmp_path: Path, capsys,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    params = conninfo_to_dict(pg_url)
+    dbname = params.pop("dbname")
+    host, port, user = params.pop("host"), params.pop("port"), params.pop("user")
+    secret_url = (f"postgresql://{user}:pa55word@{host}:{port}/{dbname}?"
+                  + urlencode(params, quote_via=quote))
+    make_db(secret_url)
+    plan = write_plan(secret_url, tmp_path / "p.json", account_updates(secret_url, 1))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECON_LOCAL_DATABASE_URL", secret_url)
+    monkeypatch.setenv("RECON_DATA_DIR", str(tmp_path))
+    assert _run("repair", "apply", str(plan)) == 0
+    captured = capsys.readouterr()
+    assert "pa55word" not in captured.out + captured.err and ":***@" in captured.out
+    from repair.lock import RepairLock
+
+    with RepairLock(secret_url, "ap-other", "apply"):
+        assert _run("repair", "apply", str(plan), "--yes") == 2
+    err = capsys.readouterr().err
+    assert "ap-other" in err and "pa55word" not in err
+    r = apply_plan(plan, settings_for(secret_url, tmp_path), yes=True)
+    assert r.ops_applied == 1
+    assert "pa55word" not in json.dumps(r.operations.to_dicts())

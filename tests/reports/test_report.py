@@ -1,0 +1,430 @@
+"""The drift report end to end: three runs of a small generated world (drift, history,
+HTML and script payloads in a contact name and a subscription note, a quarantined row, a
+failed check, then a failed extract), their reports as files, and the page in headless
+Chromium (no console error, no request, numbers equal report.json, a filter from the URL
+hash, nothing injected executes, a screenshot).
+
+Chromium is Debian's ``/usr/bin/chromium`` (``make test`` installs it where it can). Under
+``CI=true`` a missing Chromium fails these tests; elsewhere they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import re
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from core.config import Secret, Settings
+from core.snapshot import Manifest, SnapshotWriter
+from expectations.results import CheckResult, results_frame, store_results
+from jobs.cli import main
+from reconcile.engine import reconcile_snapshot
+from reports import SCHEMA_VERSION, RunNotFound, build_report
+from sandbox.generate.drift import SCENARIOS
+from tests.support.chromium import Chromium, find_binary
+from tests.support.snapshots import LATER, write_snapshot
+from tests.support.worlds import fresh_world
+
+RUN1, RUN2, RUN3 = "20261102T070000Z", "20261103T070000Z", "20261104T070000Z"
+NAME = '<img src=x onerror="window.__pwned=1;alert(1)">Zoë & "Co" \'</td>'
+NOTE = "</script><script>window.__pwned=2;alert(2)</script><b>bold?</b>"
+OLD_NOTE = "<i>old</i> & <script>window.__pwned=3</script>"
+NEW_NAME = "<svg onload=alert(3)>Smith"
+QVALUE = "<script>window.__pwned=4</script>"
+SECRET, PASSWORD, HOST = "s3cr3t-XYZ", "pw-SECRET", "db.internal"
+TEMPLATE = "https://zuora.example/apps/{object}/{id}"
+
+
+def _settings(data: Path, **kw: Any) -> Settings:
+    return Settings(data_dir=data, zuora_client_secret=Secret(SECRET),
+                    local_database_url=f"postgresql://recon:{PASSWORD}@{HOST}:5432/billing",
+                    report_zuora_url_template=kw.pop("template", TEMPLATE), **kw)
+
+
+def _set(frame: pl.DataFrame, key_col: str, key: str, col: str, value: str) -> pl.DataFrame:
+    return frame.with_columns(pl.when(pl.col(key_col) == key).then(pl.lit(value))
+                              .otherwise(pl.col(col)).alias(col))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    data = tmp_path_factory.mktemp("report")
+    world = fresh_world()
+    for sid in ("D05", "D06", "D19", "D11", "D21"):
+        SCENARIOS[sid](world, 2)
+    at = dt.datetime.combine(world.as_of, dt.time(7)) + LATER
+    contacts = world.zuora["Contact"]["Id"].to_list()
+    c1, c2 = contacts[10], contacts[11]
+    sub = world.zuora["Subscription"].row(20, named=True)
+
+    def variant(name_on: str | None, new_on: str | None) -> Any:
+        w = copy.copy(world)
+        w.zuora, w.local = dict(world.zuora), dict(world.local)
+        contact = w.zuora["Contact"]
+        if name_on:
+            contact = _set(contact, "Id", name_on, "FirstName", NAME)
+        if new_on:
+            contact = _set(contact, "Id", new_on, "LastName", NEW_NAME)
+        w.zuora["Contact"] = contact
+        w.zuora["Subscription"] = _set(w.zuora["Subscription"], "Id", sub["Id"], "Notes", NOTE)
+        w.local["zuora_local_subscriptions"] = _set(
+            w.local["zuora_local_subscriptions"], "zuora_id", sub["Id"], "notes", OLD_NOTE)
+        return w
+
+    first = reconcile_snapshot(write_snapshot(variant(c1, None), data, RUN1, at), data)
+    # run 2: the name payload is gone (resolved), the note persists, a new payload appears
+    qdir = data / "runs" / RUN2 / "quarantine"
+    qdir.mkdir(parents=True)
+    qkey = world.zuora["Account"]["Id"][30]
+    pl.DataFrame({"side": ["local"], "object": ["Account"], "table": ["billing_accounts"],
+                  "key": [qkey], "column": ["currency"], "check": ["enum"], "value": [QVALUE],
+                  "severity": ["error"]}).write_parquet(qdir / "Account.parquet")
+    second = reconcile_snapshot(write_snapshot(variant(None, c2), data, RUN2,
+                                               at + dt.timedelta(days=1)), data)
+    store_results(data, RUN2, results_frame([
+        CheckResult(run_id=RUN2, source="gx", suite="orders", object="orders",
+                    column="subscription_name", rule="unique_order_per_subscription",
+                    severity="warning", outcome="failed", failing_count=2, failing_pct=0.1,
+                    total_count=2000, sample_keys=["k<1>"], sample_values=[NOTE],
+                    message="2 of 2,000 rows"),
+        CheckResult(run_id=RUN2, source="pandera", suite="ZuoraAccountContract",
+                    object="Account", column=None, rule="shape", message="ok")]))
+    SnapshotWriter(data, RUN3).fail(Manifest(run_id=RUN3, mode="incremental"),
+                                    RuntimeError("AQuA job 42 failed: file truncated"))
+    settings = _settings(data)
+    report = build_report(data, RUN2, settings=settings)
+    return {"data": data, "first": first, "second": second, "settings": settings,
+            "report": report, "sub": sub, "c1": c1, "c2": c2, "qkey": qkey,
+            "drift": pl.read_parquet(data / "runs" / RUN2 / "drift.parquet")}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+# -- files -------------------------------------------------------------------------------------
+def test_report_files_and_json_twin_match_drift_parquet(runs: dict[str, Any]) -> None:
+    r = runs["report"]
+    assert r.html.name == "report.html" and r.json.name == "report.json"
+    assert r.html.parent == runs["data"] / "runs" / RUN2
+    doc = _json(r.json)
+    drift = runs["drift"]
+    assert doc["schema_version"] == SCHEMA_VERSION == 1
+    s = doc["summary"]
+    assert s["findings_rows"] == drift.height == len(doc["findings"])
+    assert s["by_status"] == dict(drift.group_by("status").len().iter_rows())
+    assert s["drift"] == drift.filter(pl.col("status").is_in(["new", "persisting"])).height
+    for k in ("new", "persisting", "pending", "resolved"):
+        assert s[k] == drift.filter(pl.col("status") == k).height
+    assert s["resolved"] >= 1 and s["new"] >= 1 and s["persisting"] >= 1
+    assert {f["fingerprint"] for f in doc["findings"]} == set(drift["fingerprint"])
+    assert doc["status"]["banner"] == "DRIFT" and doc["status"]["label"] == f"DRIFT ({s['drift']})"
+    assert r.banner == "DRIFT" and r.exit_code == 1 and r.open_findings == s["drift"]
+    assert doc["run"]["previous_run"] == RUN1 and doc["run"]["trigger"] == "manual"
+    assert doc["run"]["tenant_tz"] == "America/Los_Angeles"
+    assert "PST" in doc["run"]["started"]["local"] or "PDT" in doc["run"]["started"]["local"]
+    assert doc["summary"]["quarantined_rows"] == 1
+    assert doc["validation"]["failed_count"] == 1 and doc["validation"]["passed"] == 1
+    assert doc["repair"]["available"] and doc["repair"]["source"] == "memory"
+    assert doc["repair"]["operations"] > 0
+    assert [t["run_id"] for t in doc["trends"]["runs"]] == [RUN1, RUN2]  # ≤ this run
+    resolved = [f for f in doc["findings"] if f["status"] == "resolved"]
+    assert any(f["key"] == runs["c1"] and f["field"] == "FirstName" for f in resolved)
+
+
+def test_no_secret_or_connection_string_anywhere(runs: dict[str, Any]) -> None:
+    r = runs["report"]
+    for text in (r.html.read_text(), r.json.read_text()):
+        for needle in (SECRET, PASSWORD, HOST, "postgresql://"):
+            assert needle not in text
+    assert _json(r.json)["settings"]["local_database"] == "PostgreSQL"
+
+
+def test_raw_html_has_the_first_page_server_side_and_escapes_every_payload(
+        runs: dict[str, Any]) -> None:
+    html = runs["report"].html.read_text()
+    # usable with JavaScript off: banner, tiles and the first page of findings are in the HTML
+    assert 'data-banner="DRIFT"' in html
+    body = html.split('<table id="f-table">', 1)[1].split("</tbody>", 1)[0]
+    assert body.count('<tr class="row">') == min(50, runs["drift"].height)
+    doc = _json(runs["report"].json)
+    for key, value in (("drift", doc["summary"]["drift"]),
+                       ("resolved", doc["summary"]["resolved"])):
+        assert f'data-key="{key}" data-value="{value}"' in html
+    # only the page's own two script elements; payloads appear escaped, never as markup
+    assert len(re.findall(r"<script\b", html, flags=re.I)) == 2
+    for payload in (NAME, NOTE, OLD_NOTE, NEW_NAME, QVALUE):
+        assert payload not in html
+    assert "&lt;script&gt;window.__pwned=2" in html  # rendered as text in a table cell
+    assert not re.search(r"<[^>]*\b(onerror|onload)\s*=", html)  # no handler in any tag
+    assert "<img" not in html and "<svg onload" not in html
+    # the island: no raw <, >, & inside; still JSON; the payload round-trips
+    island = html.split('<script type="application/json" id="report-data">', 1)[1] \
+        .split("</script>", 1)[0]
+    assert not set("<>&") & set(island)
+    data = json.loads(island)
+    assert NOTE in data["findings"]["cols"]["zuora_value"]
+    assert data["findings"]["n"] == runs["drift"].height
+    # the Content-Security-Policy allows only the page's own script, by hash, and no loads
+    csp = unescape(html.split('http-equiv="Content-Security-Policy" content="', 1)[1]
+                   .split('"', 1)[0])
+    assert "script-src 'sha256-" in csp and "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp.split("style-src")[0]
+    assert not re.search(r'\ssrc=["\']?(https?:)?//', html)
+
+
+def test_zuora_ids_link_through_the_template_and_empty_template_means_no_links(
+        runs: dict[str, Any], tmp_path: Path) -> None:
+    html = runs["report"].html.read_text()
+    assert f'href="https://zuora.example/apps/Contact/{runs["c2"]}"' in html
+    plain = build_report(runs["data"], RUN2, settings=_settings(runs["data"], template=""),
+                         out_dir=tmp_path, build_plan=False)
+    text = plain.html.read_text()
+    assert "zuora.example" not in text and not re.search(r'href="https?://', text)
+
+
+def test_partial_run_says_not_reconciled_never_zero_differences(runs: dict[str, Any]) -> None:
+    r = build_report(runs["data"], settings=runs["settings"])  # newest run = the failed one
+    assert r.run_id == RUN3 and r.banner == "PARTIAL" and r.exit_code == 2
+    html = r.html.read_text()
+    assert "PARTIAL — NOT RECONCILED" in html
+    assert "AQuA job 42 failed: file truncated" in html
+    banner = html.split('id="status-banner"', 1)[1].split("</div></div>", 1)[0]
+    assert 'data-banner="PARTIAL"' in html and "CLEAN" not in banner and "DRIFT" not in banner
+    assert "0 differences" not in html
+    assert 'data-key="drift" data-value=""' in html  # unknown, not zero
+    doc = _json(r.json)
+    assert doc["status"]["label"] == "PARTIAL — NOT RECONCILED"
+    assert doc["findings"] == [] and doc["repair"]["available"] is False
+    assert doc["summary"]["drift"] is None and doc["summary"]["resolved"] is None
+    assert doc["run"]["previous_run"] == RUN2 and doc["run"]["previous_report"]
+
+
+def test_unknown_run_is_a_typed_error(runs: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(RunNotFound, match="no run 'nope'"):
+        build_report(runs["data"], "nope", settings=runs["settings"])
+    with pytest.raises(RunNotFound, match="no run under"):
+        build_report(tmp_path, settings=runs["settings"])
+
+
+def test_mask_pii_masks_emails(runs: dict[str, Any], tmp_path: Path) -> None:
+    plain = json.dumps(_json(runs["report"].json)["findings"])
+    assert re.search(r"[A-Za-z0-9]{2,}@[a-z]", plain)  # D19 e-mails are there unmasked
+    r = build_report(runs["data"], RUN2, settings=runs["settings"], out_dir=tmp_path,
+                     mask_pii=True, build_plan=False)
+    masked = json.dumps(_json(r.json)["findings"])
+    assert "***@" in masked and not re.search(r"[A-Za-z0-9]{2,}@[a-z]", masked)
+
+
+def test_cli_report_writes_and_exit_code_follows_the_banner(
+        runs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RECON_DATA_DIR", str(runs["data"]))
+    monkeypatch.delenv("RECON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--run", RUN2, "--out", str(tmp_path / "o"), "--no-plan"]) == 0
+    out = capsys.readouterr().out
+    assert "DRIFT (" in out and str(tmp_path / "o" / "report.html") in out
+    assert main(["-q", "report", "--run", RUN2, "--out", str(tmp_path / "o"), "--no-plan",
+                 "--fail-on-drift"]) == 1
+    assert main(["-q", "report", "--out", str(tmp_path / "p"), "--fail-on-drift"]) == 2
+    assert main(["-q", "report", "--run", "nope"]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+
+
+# -- in headless Chromium ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    reason = None
+    if find_binary() is None:
+        reason = ("no Chromium at /usr/bin/chromium or $RECON_CHROMIUM (make test installs it "
+                  "as root: apt-get install chromium)")
+    else:
+        try:
+            import websocket  # noqa: F401
+        except ImportError:
+            reason = "the websocket-client test dependency is missing (make setup)"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"headless Chromium is required in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with Chromium(width=1400, height=1000) as c:
+        yield c
+
+
+def _load(c: Chromium, path: Path, fragment: str = "") -> None:
+    c.clear()
+    c.open_file(path, fragment)
+    c.wait_for("document.documentElement.dataset.ready === '1'")
+
+
+def _clean(c: Chromium) -> None:
+    r = c.recorded
+    assert r.errors == [], r.errors
+    assert r.requests == [], r.requests
+    assert r.dialogs == [], r.dialogs
+
+
+def test_browser_renders_without_errors_or_requests_and_numbers_match_json(
+        runs: dict[str, Any], browser: Chromium, tmp_path: Path) -> None:
+    r = runs["report"]
+    _load(browser, r.html)
+    tiles = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.tile')]"
+                             ".map(t => [t.dataset.key, t.querySelector('.v').textContent]))")
+    summary = _json(r.json)["summary"]
+    assert tiles, "no summary tiles"
+    for key, shown in tiles.items():
+        expected = summary[key]
+        assert shown == ("–" if expected is None else f"{expected:,}"), key
+    banner = browser.evaluate("document.getElementById('status-banner').innerText")
+    assert f"DRIFT ({summary['drift']})" in banner
+    count = browser.evaluate("+document.getElementById('f-count').dataset.count")
+    assert count == summary["findings_rows"]
+    shot = browser.screenshot(tmp_path / "report.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    _clean(browser)
+
+
+def test_browser_filter_from_the_url_hash_narrows_the_table(
+        runs: dict[str, Any], browser: Chromium) -> None:
+    drift = runs["drift"]
+    _load(browser, runs["report"].html, "#findings?object=Contact&kind=field_mismatch")
+    want = drift.filter((pl.col("object") == "Contact") & (pl.col("kind") == "field_mismatch"))
+    assert 0 < want.height < drift.height
+    assert browser.evaluate("+document.getElementById('f-count').dataset.count") == want.height
+    rows = browser.evaluate("document.querySelectorAll('#f-table tbody tr.row').length")
+    assert rows == min(want.height, 50)
+    assert browser.evaluate("document.querySelector('select[name=object]').value") == "Contact"
+    # change the hash in the page: open findings of one severity
+    browser.evaluate("location.hash = '#findings?status=open&severity=high'")
+    want = drift.filter(pl.col("status").is_in(["new", "persisting"])
+                        & (pl.col("severity") == "high"))
+    browser.wait_for(f"+document.getElementById('f-count').dataset.count === {want.height}")
+    # free-text search by key, and a filter set in the form lands in the hash
+    key = runs["c2"]
+    browser.evaluate(f"location.hash = '#findings?q={key[:12]}'")
+    want = drift.filter(pl.col("key").str.contains(key[:12], literal=True)
+                        | pl.col("account_id").str.contains(key[:12], literal=True)
+                        | pl.col("subscription_name").str.contains(key[:12], literal=True))
+    browser.wait_for(f"+document.getElementById('f-count').dataset.count === {want.height}")
+    browser.evaluate("const s = document.querySelector('select[name=status]'); s.value = 'resolved';"
+                     "s.dispatchEvent(new Event('change', {bubbles: true}))")
+    assert "status=resolved" in browser.evaluate("location.hash")
+    _clean(browser)
+
+
+def test_browser_payloads_are_text_and_nothing_executes(
+        runs: dict[str, Any], browser: Chromium) -> None:
+    r = runs["report"]
+    sub = runs["sub"]["Name"]
+    _load(browser, r.html, f"#findings?q={runs['sub']['Id']}")
+    text = browser.evaluate("document.getElementById('f-table').innerText")
+    assert NOTE in text and OLD_NOTE in text
+    # expand the row: detail (evidence, query) is text too
+    browser.evaluate("document.querySelector('#f-table tbody tr.row td.expl').click()")
+    assert browser.evaluate("document.querySelectorAll('#f-table tr.detail').length") == 1
+    browser.evaluate(f"location.hash = '#drill?sub={sub}'")
+    browser.wait_for("document.getElementById('drill-panel').innerText.length > 0")
+    assert NOTE in browser.evaluate("document.getElementById('drill-panel').innerText")
+    _load(browser, r.html, f"#findings?q={runs['c2']}")
+    assert NEW_NAME in browser.evaluate("document.getElementById('f-table').innerText")
+    _load(browser, r.html, "#findings?status=resolved&object=Contact")
+    assert NAME in browser.evaluate("document.getElementById('f-table').innerText")
+    assert QVALUE in browser.evaluate("document.getElementById('validation').parentNode.innerText")
+    assert browser.evaluate("typeof window.__pwned") == "undefined"
+    assert browser.evaluate("document.querySelectorAll('main img, main [onerror], main [onload],"
+                            " main script').length") == 0
+    _clean(browser)
+
+
+def test_browser_partial_report_and_javascript_off(runs: dict[str, Any],
+                                                   browser: Chromium) -> None:
+    partial = build_report(runs["data"], RUN3, settings=runs["settings"])
+    _load(browser, partial.html)
+    banner = browser.evaluate("document.getElementById('status-banner').innerText")
+    assert "PARTIAL — NOT RECONCILED" in banner and "AQuA job 42" in banner
+    _clean(browser)
+    # with JavaScript off the server-side page still shows the summary and the first rows
+    browser.send("Emulation.setScriptExecutionDisabled", value=True)
+    try:
+        browser.clear()
+        browser.open_file(runs["report"].html)
+        rows = browser.evaluate("document.querySelectorAll('#f-table tbody tr.row').length")
+        assert rows == min(50, runs["drift"].height)
+        assert "DRIFT (" in browser.evaluate("document.getElementById('status-banner').innerText")
+        assert browser.evaluate("getComputedStyle(document.querySelector('.nojs')).display") \
+            != "none"
+    finally:
+        browser.send("Emulation.setScriptExecutionDisabled", value=False)
+
+
+def test_job_runs_give_trigger_and_a_failed_job_makes_error(runs: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    import duckdb
+
+    data = tmp_path / "data"
+    shutil.copytree(runs["data"], data)
+    con = duckdb.connect(str(data / "state.duckdb"))
+    # the jobs layer's table (jobs/runs.py); created here when that module is not imported
+    con.execute("""CREATE TABLE IF NOT EXISTS job_runs (run_id VARCHAR PRIMARY KEY,
+        job VARCHAR NOT NULL, idem_key VARCHAR NOT NULL, "trigger" VARCHAR NOT NULL,
+        scheduled_for TIMESTAMP, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+        status VARCHAR NOT NULL, attempt INTEGER NOT NULL, error_class VARCHAR,
+        error_message VARCHAR, counts VARCHAR, report_path VARCHAR, snapshot_run VARCHAR,
+        host VARCHAR, pid INTEGER)""")
+    t = dt.datetime(2026, 11, 3, 7)
+    cols = ("run_id, job, idem_key, trigger, scheduled_for, started_at, finished_at, status, "
+            "attempt, error_class, error_message, counts, snapshot_run")
+    ins = f"INSERT INTO job_runs ({cols}) VALUES (?, 'nightly', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    con.execute(ins, ["nightly-a", "nightly:2026-11-03", "schedule", t, t,
+                      t + dt.timedelta(minutes=3), "failed", 1, "RepairFailed",
+                      "apply <batch 3> failed", '{"applied": 5}', RUN2])
+    con.execute(ins, ["nightly-b", "nightly:2026-11-02", "retry", t, t - dt.timedelta(days=1),
+                      t - dt.timedelta(days=1, minutes=-2), "drift", 2, None, None, None, RUN1])
+    con.execute(ins, ["nightly-c", "nightly:2026-11-05", "catch-up", t, t, None, "running", 1,
+                      None, None, None, None])
+    con.close()
+    r = build_report(data, RUN2, settings=_settings(data), build_plan=False)
+    doc = _json(r.json)
+    assert doc["run"]["trigger"] == "schedule" and doc["run"]["job"] == "nightly"
+    assert doc["run"]["duration_s"] == 180.0 and doc["run"]["job_counts"] == {"applied": 5}
+    assert r.banner == "ERROR" and r.exit_code == 2
+    assert any("apply <batch 3> failed" in x for x in doc["status"]["reasons"])
+    assert "apply &lt;batch 3&gt; failed" in r.html.read_text()
+    assert [x["trigger"] for x in doc["trends"]["runs"]] == ["retry", "schedule"]
+    # the pipeline names its own (still running) attempt
+    r = build_report(data, RUN2, settings=_settings(data), build_plan=False,
+                     job_run_id="nightly-c", out_dir=tmp_path / "c")
+    doc = _json(r.json)
+    assert doc["run"]["trigger"] == "catch-up" and doc["run"]["job_status"] == "running"
+    assert r.banner == "DRIFT"
+
+
+def test_a_run_that_validation_stopped_is_partial_with_the_reason(runs: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(runs["data"], data)
+    run = "20261105T070000Z"
+    SnapshotWriter(data, run).complete(Manifest(run_id=run, mode="full"))
+    store_results(data, run, results_frame([CheckResult(
+        run_id=run, source="pandera", suite="ZuoraAccountContract", object="Account",
+        column="Id", rule="unique", severity="error", outcome="failed", failing_count=3,
+        message="Account.Id: 3 duplicated Zuora keys")]))
+    r = build_report(data, settings=_settings(data))
+    doc = _json(r.json)
+    assert r.run_id == run and r.banner == "PARTIAL"
+    assert doc["status"]["reasons"][0].startswith("validation stopped the run")
+    assert "Account.Id: 3 duplicated Zuora keys" in doc["status"]["reasons"]
+    assert doc["summary"]["drift"] is None and 'data-key="drift" data-value=""' in r.html.read_text()
