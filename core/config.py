@@ -1,23 +1,48 @@
-"""Configuration: a TOML file (``recon.toml``) overridden by ``RECON_*`` environment variables.
+"""Configuration: defaults ← a TOML file (``recon.toml``) ← ``RECON_*`` environment ← flags.
 
-Secrets (the Zuora client secret, database passwords) come only from the environment or the
+Each setting is declared once, as a field of :class:`Settings` built with :func:`setting`: its
+type, default, TOML key, help text and limits. The environment variable is ``RECON_`` plus the
+field name in capitals, and a field typed :class:`Secret` is a secret. Everything else is
+derived from that declaration: the pydantic-settings model that reads and validates the
+sources (:func:`load_settings`), :data:`SETTINGS` and :data:`ENV_VARS`, ``describe()``, and
+``recon config show`` (:func:`explain_settings`, which also says where each value came from).
+
+:class:`Settings` stays a frozen dataclass so that callers can build one directly in tests and
+derive variants with :func:`dataclasses.replace`; only :func:`load_settings` validates, because
+only it reads what a person typed.
+
+Secrets (the Zuora client secret, the alert webhook) come only from the environment or the
 file and are wrapped in :class:`Secret`, whose ``repr``/``str`` never reveal the value, so a
-stray log line or a report cannot leak them. URLs are shown through :func:`redact_url`.
+stray log line, an error or a report cannot leak them. URLs are shown through
+:func:`redact_url`.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import core_schema
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "recon.toml"
+ENV_PREFIX = "RECON_"
 
 
 class Secret:
@@ -46,6 +71,20 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        """Pydantic wraps a string from the file or the environment straight into a Secret, so
+        the plain value never sits in a validated model where it could be dumped."""
+        return core_schema.no_info_plain_validator_function(cls._wrap)
+
+    @classmethod
+    def _wrap(cls, value: Any) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if value is None or isinstance(value, str):
+            return cls(value)
+        raise ValueError(f"must be a string, got a {type(value).__name__}")
+
 
 def redact_url(url: str) -> str:
     """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``; anything else unchanged."""
@@ -56,271 +95,444 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything recon needs to know about its surroundings. Field names are the TOML keys."""
+# -- checks a declaration can name (each raises ValueError with the problem, not the key) -------
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Los_Angeles, or "
+                         "UTC: no DST double or skipped runs)") from e
+    return value
 
-    zuora_base_url: str = "http://127.0.0.1:8808"
-    zuora_client_id: str = "recon"
-    zuora_client_secret: Secret = field(default_factory=lambda: Secret(None))
-    tenant_tz: str = "America/Los_Angeles"
-    local_database_url: str = "duckdb:///data/local.duckdb"
-    data_dir: Path = Path("data")
-    extract_mode: str = "incremental"  # what `recon extract` does when --mode is not given
-    extract_full_every_days: int = 7  # …but a full export at least this often
-    extract_lag_hours: float = 2.0  # incremental upper bound: now − lag
-    reconcile_grace_hours: float = 2.0  # Zuora changes this recent are "pending", not drift
-    validate_max_volume_drop: float = 0.2  # fraction of rows an object may lose between runs
-    # fraction of an object's Zuora records that may be quarantined before the run stops
-    validate_max_quarantine_share: float = 0.01
-    repair_max_change_fraction: float = 0.05  # apply refuses to touch more of a table (--force)
-    repair_max_plan_age_hours: float = 24.0  # apply refuses an older plan
-    repair_batch_size: int = 1000  # operations per transaction
-    repair_auto: bool = False  # the nightly job applies auto repairs when every guard passes
-    # Zuora ids in reports link through this template ({object}, {id}); "" = no links
-    report_zuora_url_template: str = "https://www.zuora.com/platform/{object}/{id}"
-    report_trend_runs: int = 14  # runs shown in report trends and sparklines
-    # cron expressions (minute hour day month weekday) in schedule_timezone; "" disables a job
-    schedule_timezone: str = "UTC"
-    schedule_nightly: str = "30 2 * * *"
-    schedule_catalog: str = "0 6 * * *"
-    schedule_full: str = "0 4 * * 0"
-    jobs_retries: int = 2  # extra attempts after a transient failure
-    jobs_retry_delay_s: float = 30.0  # first backoff; doubles per attempt
-    jobs_misfire_grace_hours: float = 6.0  # a tick missed by less than this still runs (once)
-    alerts_webhook_url: Secret = field(default_factory=lambda: Secret(None))  # Slack-compatible
-    alerts_new_drift_threshold: int = 1  # alert when a run has at least this many new findings
+
+def _extract_mode(value: str) -> str:
+    if value not in ("full", "incremental"):
+        raise ValueError(f"extract mode {value!r} must be 'full' or 'incremental'")
+    return value
+
+
+def _cron(value: str) -> str:
+    """APScheduler's own parser, so that an expression the scheduler would refuse at 2 a.m. is
+    refused at load instead (``61 2 * * *`` has five fields but no minute 61)."""
+    if not value.strip():
+        return value  # "" disables the job
+    from apscheduler.triggers.cron import CronTrigger  # only when a cron was actually set
+
+    try:
+        CronTrigger.from_crontab(value.strip(), timezone="UTC")
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a valid 5-field cron expression (minute hour day "
+                         f"month weekday), or empty to disable the job: {e}") from e
+    return value
+
+
+def _http_url(value: str) -> str:
+    if value and not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL with {object} and {id}, or empty for no links")
+    return value
+
+
+def _secret_http_url(value: Secret) -> Secret:
+    hook = value.get()
+    if hook and not hook.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")  # the value is a secret: not repeated
+    return value
+
+
+def _database_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("duckdb", "postgresql", "postgres"):
+        raise ValueError(f"local_database_url {redact_url(value)!r} must start with duckdb:/// "
+                         "or postgresql://")
+    return value
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _yes_no(value: Any) -> Any:
+    """The spellings recon has always accepted, and no more (pydantic alone would take "on")."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError(f"must be true or false, got {value!r}")
+    return text in _TRUE
+
+
+# -- the declaration ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Declared:
+    """What :func:`setting` attaches to a field (the parts a type annotation cannot say)."""
+
+    key: str
+    help: str
+    also_key: str | None
+    redact: bool
+    checks: tuple[Any, ...]
+
+
+_META = "recon.setting"
+
+
+def setting(default: Any, key: str, help: str, *, check: Callable[[Any], Any] | None = None,
+            also_key: str | None = None, redact: bool = False, **limits: float) -> Any:
+    """Declare one setting: ``key`` is its TOML ``section.name``, ``help`` its README line,
+    ``limits`` pydantic bounds (``ge``, ``gt``, ``le``, ``lt``), ``check`` a validator that
+    raises ValueError, ``redact`` masks a password in a URL, ``also_key`` a second TOML key
+    that sets it (the client secret's ``client_secret_file``)."""
+    checks: list[Any] = []
+    if limits:
+        checks.append(Field(**limits))  # type: ignore[arg-type]
+    if check is not None:
+        checks.append(AfterValidator(check))
+    declared = _Declared(key, help, also_key, redact, tuple(checks))
+    return field(default=default, metadata={_META: declared})
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Everything recon needs to know about its surroundings, one field per setting."""
+
+    zuora_base_url: str = setting("http://127.0.0.1:8808", "zuora.base_url", "Zuora base URL")
+    zuora_client_id: str = setting("recon", "zuora.client_id", "OAuth client id")
+    zuora_client_secret: Secret = setting(Secret(None), "zuora.client_secret",
+                                          "OAuth client secret",
+                                          also_key="zuora.client_secret_file")
+    tenant_tz: str = setting("America/Los_Angeles", "zuora.tenant_tz", "tenant time zone",
+                             check=_iana_zone)
+    local_database_url: str = setting("duckdb:///data/local.duckdb", "local.database_url",
+                                      "local database", check=_database_url, redact=True)
+    data_dir: Path = setting(Path("data"), "paths.data_dir", "data directory")
+    extract_mode: str = setting("incremental", "extract.mode", "default extract mode",
+                                check=_extract_mode)
+    extract_full_every_days: int = setting(7, "extract.full_every_days",
+                                           "full export at least every (days)", ge=1)
+    extract_lag_hours: float = setting(2.0, "extract.lag_hours", "incremental lag (hours)",
+                                       ge=0)
+    reconcile_grace_hours: float = setting(
+        2.0, "reconcile.grace_hours",
+        "grace window (hours): Zuora changes this recent are pending, not drift", ge=0)
+    validate_max_volume_drop: float = setting(0.2, "validate.max_volume_drop",
+                                              "max volume drop per object", gt=0, le=1)
+    validate_max_quarantine_share: float = setting(
+        0.01, "validate.max_quarantine_share", "max share of an object quarantined", ge=0, le=1)
+    repair_max_change_fraction: float = setting(
+        0.05, "repair.max_change_fraction", "repair: max share of a table one apply may change",
+        gt=0, le=1)
+    repair_max_plan_age_hours: float = setting(24.0, "repair.max_plan_age_hours",
+                                               "repair: max plan age (hours)", gt=0)
+    repair_batch_size: int = setting(1000, "repair.batch_size",
+                                     "repair: operations per transaction", ge=1)
+    repair_auto: bool = setting(False, "repair.auto", "repair: nightly job applies auto repairs")
+    report_zuora_url_template: str = setting(
+        "https://www.zuora.com/platform/{object}/{id}", "report.zuora_url_template",
+        "report: link for Zuora ids, with {object} and {id} (empty: no links)",
+        check=_http_url)
+    report_trend_runs: int = setting(14, "report.trend_runs",
+                                     "report: runs shown in trends and sparklines", ge=1)
+    schedule_timezone: str = setting("UTC", "schedule.timezone",
+                                     "time zone of the cron schedules", check=_iana_zone)
+    schedule_nightly: str = setting("30 2 * * *", "schedule.nightly",
+                                    "cron of the nightly job (empty: disabled)", check=_cron)
+    schedule_catalog: str = setting("0 6 * * *", "schedule.catalog",
+                                    "cron of the catalog job (empty: disabled)", check=_cron)
+    schedule_full: str = setting("0 4 * * 0", "schedule.full",
+                                 "cron of the weekly full job (empty: disabled)", check=_cron)
+    jobs_retries: int = setting(2, "jobs.retries",
+                                "extra attempts after a transient failure", ge=0)
+    jobs_retry_delay_s: float = setting(30.0, "jobs.retry_delay_s",
+                                        "first retry backoff (s), doubled per attempt", ge=0)
+    jobs_misfire_grace_hours: float = setting(
+        6.0, "jobs.misfire_grace_hours",
+        "misfire grace (hours): a tick missed by less still runs once", gt=0)
+    alerts_webhook_url: Secret = setting(Secret(None), "alerts.webhook_url",
+                                         "alert webhook, Slack-compatible (a secret)",
+                                         check=_secret_http_url)
+    alerts_new_drift_threshold: int = setting(
+        1, "alerts.new_drift_threshold", "alert when a run has at least this many new findings")
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (for ``recon config show`` and reports)."""
-        return {
-            "zuora_base_url": self.zuora_base_url,
-            "zuora_client_id": self.zuora_client_id,
-            "zuora_client_secret": "set" if self.zuora_client_secret else "not set",
-            "tenant_tz": self.tenant_tz,
-            "local_database_url": redact_url(self.local_database_url),
-            "data_dir": str(self.data_dir),
-            "extract_mode": self.extract_mode,
-            "extract_full_every_days": str(self.extract_full_every_days),
-            "extract_lag_hours": str(self.extract_lag_hours),
-            "reconcile_grace_hours": str(self.reconcile_grace_hours),
-            "validate_max_volume_drop": str(self.validate_max_volume_drop),
-            "validate_max_quarantine_share": str(self.validate_max_quarantine_share),
-            "repair_max_change_fraction": str(self.repair_max_change_fraction),
-            "repair_max_plan_age_hours": str(self.repair_max_plan_age_hours),
-            "repair_batch_size": str(self.repair_batch_size),
-            "repair_auto": str(self.repair_auto).lower(),
-            "report_zuora_url_template": self.report_zuora_url_template,
-            "report_trend_runs": str(self.report_trend_runs),
-            "schedule_timezone": self.schedule_timezone,
-            "schedule_nightly": self.schedule_nightly,
-            "schedule_catalog": self.schedule_catalog,
-            "schedule_full": self.schedule_full,
-            "jobs_retries": str(self.jobs_retries),
-            "jobs_retry_delay_s": str(self.jobs_retry_delay_s),
-            "jobs_misfire_grace_hours": str(self.jobs_misfire_grace_hours),
-            "alerts_webhook_url": "set" if self.alerts_webhook_url else "not set",
-            "alerts_new_drift_threshold": str(self.alerts_new_drift_threshold),
-        }
+        return {s.name: s.show(getattr(self, s.name)) for s in SETTINGS}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{s.name}={s.show(getattr(self, s.name))!r}" for s in SETTINGS)
+        return f"Settings({shown})"
 
 
-# TOML layout: section -> key -> Settings field
-_TOML_KEYS: dict[tuple[str, str], str] = {
-    ("zuora", "base_url"): "zuora_base_url",
-    ("zuora", "client_id"): "zuora_client_id",
-    ("zuora", "client_secret"): "zuora_client_secret",
-    ("zuora", "client_secret_file"): "_secret_file",
-    ("zuora", "tenant_tz"): "tenant_tz",
-    ("local", "database_url"): "local_database_url",
-    ("paths", "data_dir"): "data_dir",
-    ("extract", "mode"): "extract_mode",
-    ("extract", "full_every_days"): "extract_full_every_days",
-    ("extract", "lag_hours"): "extract_lag_hours",
-    ("reconcile", "grace_hours"): "reconcile_grace_hours",
-    ("validate", "max_volume_drop"): "validate_max_volume_drop",
-    ("validate", "max_quarantine_share"): "validate_max_quarantine_share",
-    ("repair", "max_change_fraction"): "repair_max_change_fraction",
-    ("repair", "max_plan_age_hours"): "repair_max_plan_age_hours",
-    ("repair", "batch_size"): "repair_batch_size",
-    ("repair", "auto"): "repair_auto",
-    ("report", "zuora_url_template"): "report_zuora_url_template",
-    ("report", "trend_runs"): "report_trend_runs",
-    ("schedule", "timezone"): "schedule_timezone",
-    ("schedule", "nightly"): "schedule_nightly",
-    ("schedule", "catalog"): "schedule_catalog",
-    ("schedule", "full"): "schedule_full",
-    ("jobs", "retries"): "jobs_retries",
-    ("jobs", "retry_delay_s"): "jobs_retry_delay_s",
-    ("jobs", "misfire_grace_hours"): "jobs_misfire_grace_hours",
-    ("alerts", "webhook_url"): "alerts_webhook_url",
-    ("alerts", "new_drift_threshold"): "alerts_new_drift_threshold",
-}
-ENV_VARS: dict[str, str] = {
-    "RECON_ZUORA_BASE_URL": "zuora_base_url",
-    "RECON_ZUORA_CLIENT_ID": "zuora_client_id",
-    "RECON_ZUORA_CLIENT_SECRET": "zuora_client_secret",
-    "RECON_TENANT_TZ": "tenant_tz",
-    "RECON_LOCAL_DATABASE_URL": "local_database_url",
-    "RECON_DATA_DIR": "data_dir",
-    "RECON_EXTRACT_MODE": "extract_mode",
-    "RECON_EXTRACT_FULL_EVERY_DAYS": "extract_full_every_days",
-    "RECON_EXTRACT_LAG_HOURS": "extract_lag_hours",
-    "RECON_RECONCILE_GRACE_HOURS": "reconcile_grace_hours",
-    "RECON_VALIDATE_MAX_VOLUME_DROP": "validate_max_volume_drop",
-    "RECON_VALIDATE_MAX_QUARANTINE_SHARE": "validate_max_quarantine_share",
-    "RECON_REPAIR_MAX_CHANGE_FRACTION": "repair_max_change_fraction",
-    "RECON_REPAIR_MAX_PLAN_AGE_HOURS": "repair_max_plan_age_hours",
-    "RECON_REPAIR_BATCH_SIZE": "repair_batch_size",
-    "RECON_REPAIR_AUTO": "repair_auto",
-    "RECON_REPORT_ZUORA_URL_TEMPLATE": "report_zuora_url_template",
-    "RECON_REPORT_TREND_RUNS": "report_trend_runs",
-    "RECON_SCHEDULE_TIMEZONE": "schedule_timezone",
-    "RECON_SCHEDULE_NIGHTLY": "schedule_nightly",
-    "RECON_SCHEDULE_CATALOG": "schedule_catalog",
-    "RECON_SCHEDULE_FULL": "schedule_full",
-    "RECON_JOBS_RETRIES": "jobs_retries",
-    "RECON_JOBS_RETRY_DELAY_S": "jobs_retry_delay_s",
-    "RECON_JOBS_MISFIRE_GRACE_HOURS": "jobs_misfire_grace_hours",
-    "RECON_ALERTS_WEBHOOK_URL": "alerts_webhook_url",
-    "RECON_ALERTS_NEW_DRIFT_THRESHOLD": "alerts_new_drift_threshold",
-}
+@dataclass(frozen=True)
+class SettingSpec:
+    """One declared setting, as the README table, the loader and ``config show`` see it."""
 
+    name: str  # the Settings attribute
+    key: str  # the TOML key, section.name
+    env: str  # the environment variable
+    help: str
+    default: Any
+    type: Any  # the Python type (str, int, float, bool, Path or Secret)
+    secret: bool
+    redact: bool
+    also_key: str | None
+    checks: tuple[Any, ...]
 
-def _coerce(name: str, value: Any) -> Any:
-    if name in ("zuora_client_secret", "alerts_webhook_url"):
-        return Secret(str(value) if value is not None else None)
-    if name == "data_dir":
-        return Path(str(value))
-    if name == "repair_auto":
+    def show(self, value: Any) -> str:
+        """How the value prints: secrets only say whether they are set, URLs lose passwords."""
+        if self.secret:
+            return "set" if value else "not set"
         if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"repair.auto must be true or false, got {value!r}")
-        return text in ("true", "1", "yes")
-    if name in ("extract_full_every_days", "extract_lag_hours", "reconcile_grace_hours",
-                "validate_max_volume_drop", "validate_max_quarantine_share",
-                "repair_max_change_fraction",
-                "repair_max_plan_age_hours", "repair_batch_size", "report_trend_runs",
-                "jobs_retries", "jobs_retry_delay_s", "jobs_misfire_grace_hours",
-                "alerts_new_drift_threshold"):
-        kind = int if name in ("extract_full_every_days", "repair_batch_size",
-                               "report_trend_runs", "jobs_retries",
-                               "alerts_new_drift_threshold") else float
+            return str(value).lower()
+        text = str(value)
+        return redact_url(text) if self.redact else text
+
+
+def _specs() -> tuple[SettingSpec, ...]:
+    hints = get_type_hints(Settings)
+    out = []
+    for f in fields(Settings):
+        d: _Declared = f.metadata[_META]
+        kind = hints[f.name]
+        out.append(SettingSpec(f.name, d.key, ENV_PREFIX + f.name.upper(), d.help, f.default,
+                               kind, kind is Secret, d.redact, d.also_key, d.checks))
+    return tuple(out)
+
+
+#: Every setting, in declaration order.
+SETTINGS: tuple[SettingSpec, ...] = _specs()
+#: environment variable -> Settings attribute
+ENV_VARS: dict[str, str] = {s.env: s.name for s in SETTINGS}
+_BY_NAME = {s.name: s for s in SETTINGS}
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+# -- loading through pydantic-settings ---------------------------------------------------------
+@dataclass
+class _Call:
+    """What one :func:`load_settings` call reads: its environment and the file's values."""
+
+    env: Mapping[str, str]
+    file_values: dict[str, Any]
+    env_values: dict[str, Any] = field(default_factory=dict)
+
+
+_CALL: ContextVar[_Call] = ContextVar("recon_settings_call")
+
+
+class _Env(EnvSettingsSource):
+    """``RECON_*`` from the mapping :func:`load_settings` was given (tests pass ``env=``), by
+    exact name, an empty value counting as unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], call: _Call) -> None:
+        self._call = call
+        super().__init__(settings_cls, case_sensitive=False, env_prefix=ENV_PREFIX,
+                         env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # pydantic-settings matches lower-cased names; only the exact README spelling counts
+        return {k.lower(): v for k, v in self._call.env.items() if k in ENV_VARS and v}
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        self._call.env_values = values
+        return values
+
+
+class _File(PydanticBaseSettingsSource):
+    """The TOML file's values, already flattened to attribute names by :func:`_read_toml`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], call: _Call) -> None:
+        super().__init__(settings_cls)
+        self._call = call
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._call.file_values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._call.file_values)
+
+
+class _SourcesBase(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", validate_default=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The precedence, highest first: flags (init keywords), environment, file; then the
+        declared defaults. No .env file and no secrets directory: recon never read those."""
+        call = _CALL.get()
+        return init_settings, _Env(settings_cls, call), _File(settings_cls, call)
+
+
+def _field(spec: SettingSpec) -> tuple[Any, Any]:
+    kind: Any = spec.type
+    extra = (BeforeValidator(_yes_no),) if kind is bool else ()
+    if spec.checks or extra:
+        kind = Annotated[(kind, *extra, *spec.checks)]  # type: ignore[valid-type]
+    return kind, spec.default
+
+
+#: The pydantic-settings model generated from the declaration (never built by hand).
+_Sources: type[BaseSettings] = create_model(  # type: ignore[call-overload]
+    "SettingsSources", __base__=_SourcesBase, **{s.name: _field(s) for s in SETTINGS})
+
+
+def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """The file's values by attribute name; an unknown key or a non-table is an error here,
+    because a typo in a config file must not silently fall back to a default."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (from --config or RECON_CONFIG)")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    values: dict[str, Any] = {}
+    secret_file: Any = None
+    for section, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if dotted == "zuora.client_secret_file":
+                secret_file = value
+                continue
+            spec = _BY_KEY.get(dotted)
+            if spec is None:
+                known = ", ".join(k for s in SETTINGS for k in (s.key, s.also_key) if k)
+                raise ConfigError(f"{path}: unknown key {dotted} (known: {known})")
+            values[spec.name] = value
+    if secret_file and not env.get("RECON_ZUORA_CLIENT_SECRET"):
+        if not isinstance(secret_file, str):
+            raise ConfigError(f"{path}: zuora.client_secret_file must be a path string")
+        sp = Path(secret_file)
+        sp = sp if sp.is_absolute() else path.parent / sp
         try:
-            return kind(value)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{name} must be a number, got {value!r}") from e
-    if not isinstance(value, str):
-        raise ConfigError(f"config key for {name!r} must be a string, got {type(value).__name__}")
-    return value
+            values["zuora_client_secret"] = sp.read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"{path}: zuora.client_secret_file {sp} cannot be read ({e.strerror})") from e
+    return values
+
+
+_NUMBER_ERRORS = {"int_parsing", "int_type", "float_parsing", "float_type", "int_from_float"}
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+def _problem(err: Any, spec: SettingSpec | None) -> str:
+    """One pydantic error as recon says it; the value is repeated unless it is a secret."""
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    shown = "***" if spec is not None and spec.secret else (
+        redact_url(value) if isinstance(value, str) else value)
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    if kind in _NUMBER_ERRORS:
+        whole = " whole" if kind == "int_from_float" else ""
+        return f"must be a{whole} number, got {shown!r}"
+    if kind in _BOUNDS:
+        key, op = _BOUNDS[kind]
+        return f"must be {op} {ctx.get(key)}, got {shown!r}"
+    if kind == "string_type":
+        return f"must be a string, got {shown!r}"
+    return f"{err['msg']}, got {shown!r}"
+
+
+def _config_error(e: ValidationError, sources: Mapping[str, str]) -> ConfigError:
+    lines = []
+    for err in e.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        spec = _BY_NAME.get(name)
+        if spec is None:
+            lines.append(f"unknown setting {name!r} (from a flag)")
+            continue
+        origin = sources.get(name, "default")
+        lines.append(f"{spec.key} ({spec.name}, from {origin}): {_problem(err, spec)}")
+    return ConfigError("; ".join(lines))
+
+
+def _config_path(config_file: str | os.PathLike[str] | None,
+                 env: Mapping[str, str]) -> Path | None:
+    path = config_file or env.get("RECON_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    return None if path is None else Path(path)
+
+
+def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
+          overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, str]]:
+    environ = dict(os.environ if env is None else env)
+    path = _config_path(config_file, environ)
+    file_values = _read_toml(path, environ) if path is not None else {}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    call = _Call(environ, file_values)
+    token = _CALL.set(call)
+    try:
+        loaded = _Sources(**flags)
+        error: ValidationError | None = None
+    except ValidationError as e:
+        error = e
+    finally:
+        _CALL.reset(token)
+    sources: dict[str, str] = {}
+    for spec in SETTINGS:
+        if spec.name in flags:
+            sources[spec.name] = "flag"
+        elif spec.name in call.env_values:
+            sources[spec.name] = f"env:{spec.env}"
+        elif spec.name in file_values:
+            sources[spec.name] = f"file:{path}"
+        else:
+            sources[spec.name] = "default"
+    if error is not None:
+        raise _config_error(error, sources) from None  # pydantic's text could echo a secret
+    return Settings(**{s.name: getattr(loaded, s.name) for s in SETTINGS}), sources
 
 
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Defaults ← TOML file ← environment ← explicit overrides (CLI flags).
+    """Defaults ← TOML file ← environment ← explicit overrides (CLI flags; None = not given).
 
     ``config_file`` None means ``$RECON_CONFIG`` or ``./recon.toml`` when it exists; a path
-    that was asked for explicitly and does not exist is an error, not a silent default.
+    that was asked for explicitly and does not exist is an error, not a silent default. Any
+    invalid value is a :class:`ConfigError` naming the TOML key and where the value came from.
     """
-    env = dict(os.environ if env is None else env)
-    values: dict[str, Any] = {}
-    path = config_file or env.get("RECON_CONFIG")
-    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
-        path = DEFAULT_CONFIG_FILE
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist (from --config or RECON_CONFIG)")
-        try:
-            doc = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {p} is not valid TOML: {e}") from e
-        for section, table in doc.items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"{p}: top-level key {section!r} must be a [section]")
-            for key, value in table.items():
-                target = _TOML_KEYS.get((section, key))
-                if target is None:
-                    known = ", ".join(f"{s}.{k}" for s, k in _TOML_KEYS)
-                    raise ConfigError(f"{p}: unknown key {section}.{key} (known: {known})")
-                if not target.startswith("_"):
-                    values[target] = value
-        secret_file = doc.get("zuora", {}).get("client_secret_file")
-        if secret_file and not env.get("RECON_ZUORA_CLIENT_SECRET"):
-            if not isinstance(secret_file, str):
-                raise ConfigError(f"{p}: zuora.client_secret_file must be a path string")
-            sp = Path(secret_file)
-            sp = sp if sp.is_absolute() else p.parent / sp
-            try:
-                values["zuora_client_secret"] = sp.read_text().strip()
-            except OSError as e:
-                raise ConfigError(
-                    f"{p}: zuora.client_secret_file {sp} cannot be read ({e.strerror})"
-                ) from e
-    for var, target in ENV_VARS.items():
-        if env.get(var):
-            values[target] = env[var]
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in fields(Settings)}
-    settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items() if k in known})
-    validate(settings)
-    return settings
+    return _load(config_file, env, overrides)[0]
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One line of ``recon config show``."""
+
+    key: str  # TOML key
+    setting: str  # Settings attribute
+    env: str  # environment variable
+    value: str  # as printed: secrets "set"/"not set", URL passwords masked
+    source: str  # "default", "file:PATH", "env:VAR" or "flag"
+
+
+def explain_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> list[SettingRow]:
+    """The effective settings, as :func:`load_settings` resolves them, with each value's source
+    (so that "why is the nightly using that database?" has an answer without reading code)."""
+    settings, sources = _load(config_file, env, overrides)
+    return [SettingRow(s.key, s.name, s.env, s.show(getattr(settings, s.name)), sources[s.name])
+            for s in SETTINGS]
 
 
 def validate(settings: Settings) -> None:
-    """Fail early, naming the setting, rather than deep inside a night's run."""
+    """Check a Settings built in code (e.g. with ``dataclasses.replace``) as a loaded one would
+    be checked: ConfigError naming the setting, rather than failing deep inside a night's run."""
     try:
-        ZoneInfo(settings.tenant_tz)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ConfigError(
-            f"tenant_tz {settings.tenant_tz!r} is not an IANA time zone (e.g. America/Los_Angeles)"
-        ) from e
-    if settings.extract_mode not in ("full", "incremental"):
-        raise ConfigError(
-            f"extract mode {settings.extract_mode!r} must be 'full' or 'incremental'")
-    if settings.extract_full_every_days < 1 or settings.extract_lag_hours < 0:
-        raise ConfigError("extract.full_every_days must be >= 1 and extract.lag_hours >= 0")
-    if settings.reconcile_grace_hours < 0:
-        raise ConfigError("reconcile.grace_hours must be >= 0")
-    if not 0 < settings.validate_max_volume_drop <= 1:
-        raise ConfigError("validate.max_volume_drop must be a fraction in (0, 1]")
-    if not 0 <= settings.validate_max_quarantine_share <= 1:
-        raise ConfigError("validate.max_quarantine_share must be a fraction in [0, 1]")
-    if not 0 < settings.repair_max_change_fraction <= 1:
-        raise ConfigError("repair.max_change_fraction must be a fraction in (0, 1]")
-    if settings.repair_max_plan_age_hours <= 0 or settings.repair_batch_size < 1:
-        raise ConfigError("repair.max_plan_age_hours must be > 0 and repair.batch_size >= 1")
-    if settings.report_trend_runs < 1:
-        raise ConfigError("report.trend_runs must be >= 1")
-    try:
-        ZoneInfo(settings.schedule_timezone)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ConfigError(f"schedule.timezone {settings.schedule_timezone!r} is not an IANA "
-                          "time zone (UTC is the safe choice: no DST double or skipped runs)"
-                          ) from e
-    for job in ("nightly", "catalog", "full"):
-        expr = getattr(settings, f"schedule_{job}")
-        if expr and len(expr.split()) != 5:
-            raise ConfigError(f"schedule.{job} {expr!r} must be a 5-field cron expression "
-                              "(minute hour day month weekday) or empty to disable the job")
-    if settings.jobs_retries < 0 or settings.jobs_retry_delay_s < 0 \
-            or settings.jobs_misfire_grace_hours <= 0:
-        raise ConfigError("jobs.retries and jobs.retry_delay_s must be >= 0 and "
-                          "jobs.misfire_grace_hours > 0")
-    hook = settings.alerts_webhook_url.get()
-    if hook and not hook.startswith(("https://", "http://")):
-        raise ConfigError("alerts.webhook_url must be an http(s) URL")
-    template = settings.report_zuora_url_template
-    if template and not template.startswith(("https://", "http://")):
-        raise ConfigError("report.zuora_url_template must be an http(s) URL with {object} and "
-                          "{id}, or empty for no links")
-    scheme = urlsplit(settings.local_database_url).scheme
-    if scheme not in ("duckdb", "postgresql", "postgres"):
-        raise ConfigError(
-            f"local_database_url {redact_url(settings.local_database_url)!r} must start with "
-            "duckdb:/// or postgresql://"
-        )
+        _Sources.model_validate({s.name: getattr(settings, s.name) for s in SETTINGS})
+    except ValidationError as e:
+        raise _config_error(e, {s.name: "code" for s in SETTINGS}) from None

@@ -53,7 +53,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 # -- recon config ---------------------------------------------------------------------------
 def cmd_config_show(args: argparse.Namespace) -> int:
-    print(json.dumps(_settings(args).describe(), indent=2))
+    """Each effective value with where it came from (default, file:PATH, env:VAR, flag)."""
+    from dataclasses import asdict
+
+    from core.config import explain_settings
+
+    rows = explain_settings(args.config)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return EXIT_OK
+    width = max(len(r.key) for r in rows)
+    vwidth = max(len(r.value) for r in rows)
+    for r in rows:
+        print(f"{r.key:<{width}}  {r.value:<{vwidth}}  {r.source}".rstrip())
     return EXIT_OK
 
 
@@ -437,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="show the effective configuration (secrets masked)")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    cfg_sub.add_parser("show", help="print settings as JSON").set_defaults(func=cmd_config_show)
+    show = cfg_sub.add_parser("show", help="print each setting, its value and where it came "
+                              "from (default, file:PATH, env:VAR or flag)")
+    show.add_argument("--json", action="store_true",
+                      help="a JSON list of {key, setting, env, value, source}")
+    show.set_defaults(func=cmd_config_show)
 
     db = sub.add_parser("db", help="local database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

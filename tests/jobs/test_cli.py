@@ -31,15 +31,23 @@ def test_help_lists_subcommands() -> None:
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
-    r = run("config", "show", cwd=tmp_path, env={
-        "RECON_ZUORA_CLIENT_SECRET": "s3cr3t-value",
-        "RECON_LOCAL_DATABASE_URL": "postgresql://app:pa55word@db.internal/cdot"})
+    env = {"RECON_ZUORA_CLIENT_SECRET": "s3cr3t-value",
+           "RECON_LOCAL_DATABASE_URL": "postgresql://app:pa55word@db.internal/cdot"}
+    r = run("config", "show", "--json", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert "s3cr3t-value" not in r.stdout + r.stderr
     assert "pa55word" not in r.stdout + r.stderr
-    shown = json.loads(r.stdout)
-    assert shown["zuora_client_secret"] == "set"
-    assert shown["local_database_url"] == "postgresql://app:***@db.internal/cdot"
+    rows = {row["setting"]: row for row in json.loads(r.stdout)}
+    assert rows["zuora_client_secret"]["value"] == "set"
+    assert rows["local_database_url"]["value"] == "postgresql://app:***@db.internal/cdot"
+    # (c): each value says where it came from
+    assert rows["zuora_client_secret"]["source"] == "env:RECON_ZUORA_CLIENT_SECRET"
+    assert rows["zuora_base_url"]["source"] == "default"
+    text = run("config", "show", cwd=tmp_path, env=env)
+    assert text.returncode == 0 and "s3cr3t-value" not in text.stdout + text.stderr
+    assert "pa55word" not in text.stdout
+    line = next(x for x in text.stdout.splitlines() if x.startswith("zuora.client_secret "))
+    assert line.split() == ["zuora.client_secret", "set", "env:RECON_ZUORA_CLIENT_SECRET"]
 
 
 def test_bad_config_exits_2_with_a_message(tmp_path: Path) -> None:
