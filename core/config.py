@@ -233,11 +233,11 @@ class Settings:
     schedule_timezone: str = setting("UTC", "schedule.timezone",
                                      "time zone of the cron schedules", check=_iana_zone)
     schedule_nightly: str = setting("30 2 * * *", "schedule.nightly",
-                                    "cron of the nightly job (empty: disabled)", check=_cron)
+                                    "cron of the nightly job (empty disables it)", check=_cron)
     schedule_catalog: str = setting("0 6 * * *", "schedule.catalog",
-                                    "cron of the catalog job (empty: disabled)", check=_cron)
+                                    "cron of the catalog job (empty disables it)", check=_cron)
     schedule_full: str = setting("0 4 * * 0", "schedule.full",
-                                 "cron of the weekly full job (empty: disabled)", check=_cron)
+                                 "cron of the weekly full job (empty disables it)", check=_cron)
     jobs_retries: int = setting(2, "jobs.retries",
                                 "extra attempts after a transient failure", ge=0)
     jobs_retry_delay_s: float = setting(30.0, "jobs.retry_delay_s",
@@ -532,7 +532,10 @@ def explain_settings(
 def validate(settings: Settings) -> None:
     """Check a Settings built in code (e.g. with ``dataclasses.replace``) as a loaded one would
     be checked: ConfigError naming the setting, rather than failing deep inside a night's run."""
+    token = _CALL.set(_Call(env={}, file_values={}))  # every value comes in as a keyword
     try:
-        _Sources.model_validate({s.name: getattr(settings, s.name) for s in SETTINGS})
+        _Sources(**{s.name: getattr(settings, s.name) for s in SETTINGS})
     except ValidationError as e:
         raise _config_error(e, {s.name: "code" for s in SETTINGS}) from None
+    finally:
+        _CALL.reset(token)

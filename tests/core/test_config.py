@@ -7,12 +7,26 @@ environment nor a ``recon.toml`` lying in the working tree can change the outcom
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from core.config import ENV_VARS, Secret, load_settings, redact_url
+from core.config import (
+    ENV_VARS,
+    SETTINGS,
+    Secret,
+    Settings,
+    SettingSpec,
+    explain_settings,
+    load_settings,
+    redact_url,
+    validate,
+)
 from core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 FULL_TOML = """
 [zuora]
@@ -279,3 +293,161 @@ def test_client_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
     # the environment still wins over the file
     env = {"RECON_ZUORA_CLIENT_SECRET": "from-env"}
     assert load_settings(path, env=env).zuora_client_secret.get() == "from-env"
+
+
+# -- README's table is the declaration, row for row ---------------------------------------------
+def readme_settings_rows() -> list[list[str]]:
+    """The cells of README's settings table (section "Configuration"), header excluded."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n## Configuration\n"):]
+    section = section[:section.index("\n## ", 1)]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    assert lines[0].startswith("| setting | TOML key | environment | default |"), lines[0]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines[2:]]
+
+
+def documented_default(spec: SettingSpec, cell: str) -> bool:
+    if spec.secret:
+        return cell == "none" and not spec.default
+    shown = re.match(r"`([^`]*)`", cell)
+    assert shown, f"default of {spec.key} in README is not in backticks: {cell!r}"
+    if spec.type in (int, float):
+        return spec.type(shown.group(1)) == spec.default
+    return shown.group(1) == spec.show(spec.default)
+
+
+def test_readme_settings_table_matches_the_declaration() -> None:
+    rows = readme_settings_rows()
+    by_key = {s.key: s for s in SETTINGS}
+    documented = []
+    for help_text, keys, env, default in rows:
+        names = re.findall(r"`([^`]+)`", keys)
+        spec = by_key.get(names[0])
+        assert spec is not None, f"README documents {names[0]}, which is not declared"
+        documented.append(spec.key)
+        assert names[1:] == ([spec.also_key] if spec.also_key else []), keys
+        assert env == f"`{spec.env}`", f"{spec.key}: README says {env}, declared {spec.env}"
+        assert help_text == spec.help, f"{spec.key}: README says {help_text!r}"
+        assert documented_default(spec, default), \
+            f"{spec.key}: README default {default!r}, declared {spec.default!r}"
+    assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 27
+
+
+def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:
+    example = REPO / "recon.example.toml"
+    assert load_settings(example, env={}) == Settings()
+    sources = {r.setting: r.source for r in explain_settings(example, env={})}
+    assert sources["schedule_nightly"] == f"file:{example}"
+    assert sources["zuora_client_secret"] == "default"  # commented out: a secret stays unset
+
+
+# -- where each value came from (`recon config show`) -------------------------------------------
+def test_each_value_says_where_it_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL_TOML + '[jobs]\nretries = 5\n')
+    rows = {r.setting: r for r in explain_settings(
+        path, env={"RECON_ZUORA_CLIENT_ID": "env-client", "RECON_TENANT_TZ": "",
+                   "RECON_JOBS_RETRIES": "3", "recon_repair_batch_size": "7"},
+        jobs_retries=4, repair_auto=None)}
+    assert (rows["zuora_client_id"].value, rows["zuora_client_id"].source) == (
+        "env-client", "env:RECON_ZUORA_CLIENT_ID")
+    # an empty variable is unset: the file's value stands
+    assert (rows["tenant_tz"].value, rows["tenant_tz"].source) == (
+        "Europe/Berlin", f"file:{path}")
+    assert (rows["jobs_retries"].value, rows["jobs_retries"].source) == ("4", "flag")
+    assert (rows["repair_auto"].value, rows["repair_auto"].source) == ("false", "default")
+    # only the README spelling of a variable counts
+    assert (rows["repair_batch_size"].value, rows["repair_batch_size"].source) == (
+        "1000", "default")
+    assert rows["zuora_client_secret"].value == "set"
+    assert rows["local_database_url"].value == "postgresql://recon:***@db.example:5432/cdot"
+    assert "file-secret" not in repr(rows) and "file-pw" not in repr(rows)
+    r = rows["data_dir"]
+    assert (r.key, r.env, r.value, r.source) == (
+        "paths.data_dir", "RECON_DATA_DIR", "/srv/recon", f"file:{path}")
+    assert [r.setting for r in explain_settings(env={})] == [s.name for s in SETTINGS]
+
+
+def test_the_secret_file_is_named_as_the_source(tmp_path: Path) -> None:
+    (tmp_path / "zuora-secret").write_text("from-file\n")
+    path = write(tmp_path, '[zuora]\nclient_secret_file = "zuora-secret"\n')  # relative
+    (row,) = [r for r in explain_settings(path, env={}) if r.setting == "zuora_client_secret"]
+    assert (row.value, row.source) == ("set", f"file:{path}")
+    with pytest.raises(ConfigError, match="zuora.client_secret_file"):
+        load_settings(write(tmp_path, '[zuora]\nclient_secret_file = "nope"\n', "b.toml"),
+                      env={})
+
+
+# -- cron: refused at load, by APScheduler's own parser -----------------------------------------
+@pytest.mark.parametrize("expr", ["61 2 * * *", "30 24 * * *", "0 6 * * 8", "0 6 * *",
+                                  "0 6 * * * *", "every night"])
+def test_an_invalid_cron_is_refused_at_load_naming_key_and_value(tmp_path: Path,
+                                                                 expr: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"RECON_SCHEDULE_NIGHTLY": expr})
+    assert "schedule.nightly" in str(err.value) and repr(expr) in str(err.value)
+    assert "env:RECON_SCHEDULE_NIGHTLY" in str(err.value)
+    path = write(tmp_path, f'[schedule]\ncatalog = "{expr}"\n')
+    with pytest.raises(ConfigError, match=r"schedule\.catalog") as err:
+        load_settings(path, env={})
+    assert repr(expr) in str(err.value) and f"file:{path}" in str(err.value)
+
+
+def test_valid_and_empty_crons_are_accepted(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, '[schedule]\nnightly = "*/15 1-3 * * mon-fri"\n'
+                                      'catalog = ""\nfull = "0 4 1 */2 0"\n'), env={})
+    assert (s.schedule_nightly, s.schedule_catalog, s.schedule_full) == (
+        "*/15 1-3 * * mon-fri", "", "0 4 1 */2 0")
+
+
+# -- every error names the key and where the value came from, never a secret --------------------
+@pytest.mark.parametrize(("env", "named"), [
+    ({"RECON_REPAIR_BATCH_SIZE": "0"}, "repair.batch_size"),
+    ({"RECON_REPAIR_MAX_PLAN_AGE_HOURS": "0"}, "repair.max_plan_age_hours"),
+    ({"RECON_REPAIR_MAX_CHANGE_FRACTION": "0"}, "repair.max_change_fraction"),
+    ({"RECON_EXTRACT_FULL_EVERY_DAYS": "0"}, "extract.full_every_days"),
+    ({"RECON_EXTRACT_LAG_HOURS": "-1"}, "extract.lag_hours"),
+    ({"RECON_REPORT_TREND_RUNS": "0"}, "report.trend_runs"),
+    ({"RECON_REPORT_ZUORA_URL_TEMPLATE": "zuora/{object}/{id}"}, "report.zuora_url_template"),
+    ({"RECON_JOBS_RETRIES": "-1"}, "jobs.retries"),
+    ({"RECON_JOBS_RETRIES": "1.5"}, "jobs.retries"),
+    ({"RECON_JOBS_RETRY_DELAY_S": "-1"}, "jobs.retry_delay_s"),
+    ({"RECON_JOBS_MISFIRE_GRACE_HOURS": "0"}, "jobs.misfire_grace_hours"),
+])
+def test_a_bad_value_names_its_key_and_source(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)) as err:
+        load_settings(env=env)
+    assert f"env:{next(iter(env))}" in str(err.value)
+
+
+def test_errors_never_show_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="alerts.webhook_url") as err:
+        load_settings(env={"RECON_ALERTS_WEBHOOK_URL": "hooks.example.com/T000/s3cr3t"})
+    assert "s3cr3t" not in str(err.value) and err.value.__cause__ is None
+    with pytest.raises(ConfigError, match="zuora.client_secret") as err:
+        load_settings(write(tmp_path, "[zuora]\nclient_secret = 12345678\n"), env={})
+    assert "12345678" not in str(err.value)
+
+
+def test_an_unknown_flag_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="zuora_base_ulr"):
+        load_settings(env={}, zuora_base_ulr="http://typo")
+
+
+def test_repr_hides_the_database_password_too() -> None:
+    s = load_settings(env={"RECON_LOCAL_DATABASE_URL": "postgresql://recon:db-pa55@h/cdot",
+                           "RECON_ALERTS_WEBHOOK_URL": "https://hooks.example.com/XXXX"})
+    assert "db-pa55" not in repr(s) and "XXXX" not in repr(s) and "XXXX" not in str(s)
+    assert "postgresql://recon:***@h/cdot" in repr(s)
+
+
+def test_settings_built_in_code_stay_a_dataclass_and_can_be_validated() -> None:
+    base = Settings(data_dir=Path("/d"), zuora_client_secret=Secret("x"))
+    changed = replace(base, jobs_retries=7)  # callers derive variants this way
+    assert (changed.jobs_retries, changed.data_dir, changed.zuora_client_secret) == (
+        7, Path("/d"), Secret("x"))
+    validate(changed)
+    with pytest.raises(ConfigError, match=r"schedule\.full"):
+        validate(replace(base, schedule_full="0 4 * * 9"))
+    with pytest.raises(ConfigError, match=r"repair\.batch_size"):
+        validate(replace(base, repair_batch_size=0))

@@ -56,6 +56,20 @@ def test_bad_config_exits_2_with_a_message(tmp_path: Path) -> None:
     assert "missing.toml" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("argv", [["config", "show"], ["run", "nightly"], ["status"]])
+def test_an_invalid_cron_exits_2_naming_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 argv: list[str]) -> None:
+    """(b): refused when the settings load, before any command does anything."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recon.toml").write_text('[schedule]\nnightly = "61 2 * * *"\n')
+    monkeypatch.setenv("RECON_DATA_DIR", str(tmp_path / "data"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "schedule.nightly" in err and "'61 2 * * *'" in err and "recon.toml" in err, err
+    assert "Traceback" not in err and not (tmp_path / "data").exists()
+
+
 def test_db_init_duckdb_is_idempotent(tmp_path: Path, capsys) -> None:
     url = f"duckdb:///{tmp_path / 'x.duckdb'}"
     assert main(["db", "init", "--db", url]) == 0
