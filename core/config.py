@@ -166,7 +166,7 @@ class _Declared:
 
     key: str
     help: str
-    also_key: str | None
+    file_key: str | None
     redact: bool
     checks: tuple[Any, ...]
 
@@ -175,17 +175,17 @@ _META = "recon.setting"
 
 
 def setting(default: Any, key: str, help: str, *, check: Callable[[Any], Any] | None = None,
-            also_key: str | None = None, redact: bool = False, **limits: float) -> Any:
+            file_key: str | None = None, redact: bool = False, **limits: float) -> Any:
     """Declare one setting: ``key`` is its TOML ``section.name``, ``help`` its README line,
     ``limits`` pydantic bounds (``ge``, ``gt``, ``le``, ``lt``), ``check`` a validator that
-    raises ValueError, ``redact`` masks a password in a URL, ``also_key`` a second TOML key
-    that sets it (the client secret's ``client_secret_file``)."""
+    raises ValueError, ``redact`` masks a password in a URL, ``file_key`` a second TOML key
+    naming a file that holds the value (``zuora.client_secret_file``: a mounted secret)."""
     checks: list[Any] = []
     if limits:
         checks.append(Field(**limits))  # type: ignore[arg-type]
     if check is not None:
         checks.append(AfterValidator(check))
-    declared = _Declared(key, help, also_key, redact, tuple(checks))
+    declared = _Declared(key, help, file_key, redact, tuple(checks))
     return field(default=default, metadata={_META: declared})
 
 
@@ -197,7 +197,7 @@ class Settings:
     zuora_client_id: str = setting("recon", "zuora.client_id", "OAuth client id")
     zuora_client_secret: Secret = setting(Secret(None), "zuora.client_secret",
                                           "OAuth client secret",
-                                          also_key="zuora.client_secret_file")
+                                          file_key="zuora.client_secret_file")
     tenant_tz: str = setting("America/Los_Angeles", "zuora.tenant_tz", "tenant time zone",
                              check=_iana_zone)
     local_database_url: str = setting("duckdb:///data/local.duckdb", "local.database_url",
@@ -252,7 +252,7 @@ class Settings:
         1, "alerts.new_drift_threshold", "alert when a run has at least this many new findings")
 
     def describe(self) -> dict[str, str]:
-        """A printable view with secrets masked (for ``recon config show`` and reports)."""
+        """A printable view with secrets masked (reports show it and hash it into config_hash)."""
         return {s.name: s.show(getattr(self, s.name)) for s in SETTINGS}
 
     def __repr__(self) -> str:
@@ -272,7 +272,7 @@ class SettingSpec:
     type: Any  # the Python type (str, int, float, bool, Path or Secret)
     secret: bool
     redact: bool
-    also_key: str | None
+    file_key: str | None
     checks: tuple[Any, ...]
 
     def show(self, value: Any) -> str:
@@ -292,7 +292,7 @@ def _specs() -> tuple[SettingSpec, ...]:
         d: _Declared = f.metadata[_META]
         kind = hints[f.name]
         out.append(SettingSpec(f.name, d.key, ENV_PREFIX + f.name.upper(), d.help, f.default,
-                               kind, kind is Secret, d.redact, d.also_key, d.checks))
+                               kind, kind is Secret, d.redact, d.file_key, d.checks))
     return tuple(out)
 
 
@@ -302,6 +302,7 @@ SETTINGS: tuple[SettingSpec, ...] = _specs()
 ENV_VARS: dict[str, str] = {s.env: s.name for s in SETTINGS}
 _BY_NAME = {s.name: s for s in SETTINGS}
 _BY_KEY = {s.key: s for s in SETTINGS}
+_BY_FILE_KEY = {s.file_key: s for s in SETTINGS if s.file_key}
 
 
 # -- loading through pydantic-settings ---------------------------------------------------------
@@ -391,30 +392,33 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
     values: dict[str, Any] = {}
-    secret_file: Any = None
+    files: dict[str, Any] = {}  # setting name -> the file its file_key names
     for section, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
         for key, value in table.items():
             dotted = f"{section}.{key}"
-            if dotted == "zuora.client_secret_file":
-                secret_file = value
+            if dotted in _BY_FILE_KEY:
+                files[_BY_FILE_KEY[dotted].name] = value
                 continue
             spec = _BY_KEY.get(dotted)
             if spec is None:
-                known = ", ".join(k for s in SETTINGS for k in (s.key, s.also_key) if k)
+                known = ", ".join(k for s in SETTINGS for k in (s.key, s.file_key) if k)
                 raise ConfigError(f"{path}: unknown key {dotted} (known: {known})")
             values[spec.name] = value
-    if secret_file and not env.get("RECON_ZUORA_CLIENT_SECRET"):
-        if not isinstance(secret_file, str):
-            raise ConfigError(f"{path}: zuora.client_secret_file must be a path string")
-        sp = Path(secret_file)
+    for name, named in files.items():
+        spec = _BY_NAME[name]
+        if not named or env.get(spec.env):
+            continue  # the environment wins, so its file need not even be readable
+        if not isinstance(named, str):
+            raise ConfigError(f"{path}: {spec.file_key} must be a path string")
+        sp = Path(named)
         sp = sp if sp.is_absolute() else path.parent / sp
         try:
-            values["zuora_client_secret"] = sp.read_text().strip()
+            values[spec.name] = sp.read_text().strip()  # the file beats an inline value
         except OSError as e:
             raise ConfigError(
-                f"{path}: zuora.client_secret_file {sp} cannot be read ({e.strerror})") from e
+                f"{path}: {spec.file_key} {sp} cannot be read ({e.strerror})") from e
     return values
 
 

@@ -325,7 +325,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         spec = by_key.get(names[0])
         assert spec is not None, f"README documents {names[0]}, which is not declared"
         documented.append(spec.key)
-        assert names[1:] == ([spec.also_key] if spec.also_key else []), keys
+        assert names[1:] == ([spec.file_key] if spec.file_key else []), keys
         assert env == f"`{spec.env}`", f"{spec.key}: README says {env}, declared {spec.env}"
         assert help_text == spec.help, f"{spec.key}: README says {help_text!r}"
         assert documented_default(spec, default), \
