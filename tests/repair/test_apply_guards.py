@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from expectations.results import CheckResult, results_frame, store_results
 from repair import audit
 from repair.apply import apply_plan, list_applies, revert_apply
 from repair.guards import (
@@ -71,17 +72,15 @@ def test_failed_validation_is_refused(url: str, tmp_path: Path) -> None:
 
 
 def _state_checks(data_dir: Path, results: list[tuple[str, str, str, str]]) -> None:
-    """recon's state with a ``check_results`` table (the columns the guard reads)."""
-    con = duckdb.connect(str(data_dir / "state.duckdb"))
-    try:
-        con.execute("CREATE TABLE check_results (run_id VARCHAR, source VARCHAR, "
-                    "object VARCHAR, rule VARCHAR, severity VARCHAR, outcome VARCHAR, "
-                    "message VARCHAR)")
-        for run_id, rule, severity, outcome in results:
-            con.execute("INSERT INTO check_results VALUES (?, 'gx', 'Account', ?, ?, ?, "
-                        "'3 rows break it')", [run_id, rule, severity, outcome])
-    finally:
-        con.close()
+    """recon's state holding these check results, stored by ``expectations`` itself (the
+    writer whose reader the guard uses)."""
+    runs: dict[str, list[CheckResult]] = {}
+    for run_id, rule, severity, outcome in results:
+        runs.setdefault(run_id, []).append(CheckResult(
+            run_id=run_id, source="gx", suite="account", object="Account", column=None,
+            rule=rule, severity=severity, outcome=outcome, message="3 rows break it"))
+    for run_id, checks in runs.items():
+        store_results(data_dir, run_id, results_frame(checks))
 
 
 def test_validation_failures_recorded_in_state_are_refused(url: str, tmp_path: Path) -> None:
