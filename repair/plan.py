@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from core.catalog import BY_TABLE, LOCAL_BY_NAME
 from core.errors import ReconError
@@ -56,9 +56,12 @@ from core.localdb.identity import DatabaseIdentity
 # "local_identity"); read_plan also reads every older one (READABLE_VERSIONS)
 SCHEMA_VERSION = 2
 # the plan's steps, in the order the planner emits and the executor applies them
-STEPS = ("catalog", "accounts", "contacts", "subscriptions", "references", "orders")
-OP_KINDS = ("insert", "update", "delete")
-VALIDATIONS = ("passed", "failed", "not_run")
+Step = Literal["catalog", "accounts", "contacts", "subscriptions", "references", "orders"]
+OpKind = Literal["insert", "update", "delete"]
+Validation = Literal["passed", "failed", "not_run"]
+STEPS: tuple[str, ...] = get_args(Step)
+OP_KINDS: tuple[str, ...] = get_args(OpKind)
+VALIDATIONS: tuple[str, ...] = get_args(Validation)
 _OP_FIELDS = {"seq", "step", "group", "table", "op", "key", "before", "after", "reason",
               "findings"}
 _INT_RANGE = {"SMALLINT": 2**15, "INTEGER": 2**31, "INT": 2**31, "BIGINT": 2**63}
@@ -254,10 +257,10 @@ class Op:
     """One operation on one row of the local database."""
 
     seq: int
-    step: str
+    step: Step
     group: str
     table: str
-    op: str
+    op: OpKind
     key: dict[str, Any]  # typed values or Ref
     before: dict[str, Any] | None
     after: dict[str, Any] | None
@@ -340,7 +343,7 @@ class Plan:
     run_id: str
     created_at: dt.datetime  # aware UTC, whole seconds (the file's resolution)
     snapshot_complete: bool
-    validation: str  # one of VALIDATIONS
+    validation: Validation
     local_database: str | None  # informational (redacted URL)
     local_identity: DatabaseIdentity | None  # the only database it may be applied to
     operations: list[Op]  # ascending seq
