@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from core.state import StateDB, register_table
+from core.state import StateDB, StateError, register_table, state_path
 
 SOURCES = ("pandera", "gx", "volume", "extract", "quarantine")
 SEVERITIES = ("error", "warning")
@@ -141,3 +141,68 @@ def read_results(data_dir: Path | str, run_id: str | None = None) -> pl.DataFram
     if out.height == 0:
         return pl.DataFrame(schema=RESULT_SCHEMA)
     return out.cast(RESULT_SCHEMA)  # type: ignore[arg-type]
+
+
+class ResultsUnreadable(StateError):
+    """Recon's state exists but its check results cannot be read now (typically another
+    recon process holds the file's write lock); ``path`` names the file."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class RunValidation:
+    """A run's validation as recon's state records it: the verdict later floors act on.
+
+    Read here, by the package that writes ``check_results``, so the planner (which stamps the
+    verdict into a plan) and the repair guards (which refuse to apply a failed run) agree on
+    what "failed" means without restating the table's SQL."""
+
+    run_id: str
+    checks: int  # stored results of the run, any severity and outcome
+    failures: tuple[CheckResult, ...]  # failed/errored error-severity ones, by source/object/rule
+
+    @property
+    def verdict(self) -> str:
+        """``failed`` (an error-severity check failed or errored), ``passed`` (checks were
+        recorded, none failing), or ``not_run`` (nothing recorded for the run)."""
+        return "failed" if self.failures else ("passed" if self.checks else "not_run")
+
+
+def read_validation(data_dir: Path | str, run_id: str) -> RunValidation:
+    """The recorded validation of ``run_id``, read-only: a missing state file or table means
+    "not run" and is never created (planning and dry runs write nothing). Raises
+    :class:`ResultsUnreadable` when the state cannot be opened (another writer holds it)."""
+    path = state_path(data_dir)
+    if not path.is_file():
+        return RunValidation(run_id, 0, ())
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as e:
+        raise ResultsUnreadable(f"cannot read recon's state {path}: {e}", path) from e
+    try:
+        exists = con.execute("SELECT count(*) FROM information_schema.tables "
+                             "WHERE table_name = 'check_results'").fetchall()[0][0]
+        if not exists:
+            return RunValidation(run_id, 0, ())
+        total = con.execute("SELECT count(*) FROM check_results WHERE run_id = ?",
+                            [run_id]).fetchall()[0][0]
+        cols = ", ".join(f'"{c}"' for c in RESULT_SCHEMA)
+        cur = con.execute(
+            f"SELECT {cols} FROM check_results WHERE run_id = ? AND outcome IN "
+            "('failed', 'error') AND severity = 'error' ORDER BY source, object, rule",
+            [run_id])
+        rows = cur.fetchall()
+    finally:
+        con.close()
+    failures = []
+    for r in rows:
+        rec = dict(zip(RESULT_SCHEMA, r, strict=True))
+        rec["sample_keys"], rec["sample_values"] = (list(rec["sample_keys"] or []),
+                                                    list(rec["sample_values"] or []))
+        failures.append(CheckResult(**rec))
+    return RunValidation(run_id, int(total), tuple(failures))

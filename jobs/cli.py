@@ -263,13 +263,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 # -- recon repair plan ----------------------------------------------------------------------
 def cmd_repair_plan(args: argparse.Namespace) -> int:
     from reconcile.engine import resolve_snapshot, run_dir
-    from repair.planner import build_plan, summary_text, write_plan
+    from repair.plan import write_plan
+    from repair.planner import build_plan, summary_text
 
     settings = _settings(args)
     run = args.run or resolve_snapshot(settings.data_dir, None).run_id
     plan = build_plan(settings.data_dir, run, only=args.only,
                       local_database_url=settings.local_database_url)
-    out = Path(args.out) if args.out else run_dir(settings.data_dir, plan["run_id"]) / (
+    out = Path(args.out) if args.out else run_dir(settings.data_dir, plan.run_id) / (
         f"repair-plan{'-' + args.only if args.only else ''}.json")
     write_plan(plan, out)
     text = summary_text(plan)
@@ -397,7 +398,8 @@ def _demo_repair(args: argparse.Namespace, data: Path, run_id: str, settings: Se
     them there (the demo's own DuckDB file; the small tenant trips the change-fraction guard
     on its tiny catalog tables, so the demo passes --force and prints what the guard said)."""
     from repair.apply import apply_plan
-    from repair.planner import build_plan, summary_text, write_plan
+    from repair.plan import write_plan
+    from repair.planner import build_plan, summary_text
 
     if progress:
         progress("plan repairs")
@@ -408,8 +410,8 @@ def _demo_repair(args: argparse.Namespace, data: Path, run_id: str, settings: Se
         progress("dry run of the repair plan")
     dry = apply_plan(path, settings, force=True, progress=progress)
     if not args.quiet:
-        print(f"\nrepair plan: {len(plan['operations']):,} operations, "
-              f"{len(plan['needs_a_person']):,} findings need a person; dry run against the "
+        print(f"\nrepair plan: {len(plan.operations):,} operations, "
+              f"{len(plan.needs_a_person):,} findings need a person; dry run against the "
               f"demo's local copy: {dry.ops_applied:,} would apply, {dry.ops_skipped:,} "
               f"would be skipped ({dry.seconds:.1f}s)")
         for note in dry.notes:

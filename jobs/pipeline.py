@@ -160,7 +160,8 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     from extract.extractor import ExtractOptions
     from jobs.lineage import extract_step, validate_recorded
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
-    from repair.planner import build_plan, write_plan
+    from repair.plan import write_plan
+    from repair.planner import build_plan
 
     _check(stop, "extract")
     data = Path(settings.data_dir)
@@ -202,9 +203,9 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
         "quarantined": checks.quarantined, **result.summary["by_status"],
         "auto": result.summary["by_action"].get("auto", 0),
         "human": result.summary["by_action"].get("human", 0),
-        "repair_operations": len(plan["operations"]),
+        "repair_operations": len(plan.operations),
     }
-    if settings.repair_auto and plan["operations"]:
+    if settings.repair_auto and plan.operations:
         _check(stop, "repair apply")
         progress("repair apply")
         counts.update(_apply(plan_path, settings))

@@ -13,9 +13,8 @@ transaction with its audit rows) → record the final status. A refusal raises a
 ``yes=True`` a refusal by the later guards is recorded in ``recon_repair_applies``). A revert
 is bound the same way: to the identity recorded with the apply it undoes.
 
-Test hooks (for the kill -9 and lock tests only, never in production): the environment
-variables ``RECON_REPAIR_SLEEP_BETWEEN_BATCHES`` (seconds to sleep after each committed batch)
-and ``RECON_REPAIR_SLEEP_IN_BATCH`` (seconds to sleep after a batch's writes, before COMMIT).
+``hooks`` (:class:`~repair.executor.BatchHooks`) lets the kill -9 and lock tests hold a batch
+open or slow an apply down; nothing else passes them.
 """
 
 from __future__ import annotations
@@ -44,7 +43,9 @@ from repair.executor import (
     ALREADY,
     APPLIED,
     CONFLICT,
+    NO_HOOKS,
     REF_MISSING,
+    BatchHooks,
     Executor,
     Outcome,
     later_values,
@@ -206,7 +207,8 @@ def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
 
 
 def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str,
-             row: dict[str, Any], progress: Progress) -> tuple[str, list[Outcome]]:
+             row: dict[str, Any], progress: Progress,
+             hooks: BatchHooks = NO_HOOKS) -> tuple[str, list[Outcome]]:
     """Run the batches; with ``yes`` record running → complete/partial/failed."""
     later = later_values([op for b in batches for op in b])
     if not yes:
@@ -216,7 +218,8 @@ def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str
     if stale and progress:
         progress(f"marked abandoned applies as failed: {', '.join(stale)}")
     audit.insert_apply(sess, row)
-    ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress, later=later)
+    ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress, later=later,
+                  hooks=hooks)
     try:
         outcomes = ex.run(batches)
     except BaseException as e:
@@ -254,7 +257,7 @@ def _finish_on_a_new_session(url: str, apply_id: str, counts: tuple[int, int], m
 
 def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                batch_size: int | None = None, force: bool = False, progress: Progress = None,
-               now: dt.datetime | None = None) -> ApplyResult:
+               now: dt.datetime | None = None, hooks: BatchHooks = NO_HOOKS) -> ApplyResult:
     """Apply a repair plan to the local database (``yes=False``: dry run, writes nothing)."""
     t0 = time.monotonic()
     plan = load_plan(plan_path)
@@ -290,7 +293,7 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                          plan_path=path, ops=len(plan.operations), status="running",
                          target=target)
         status, outcomes = _execute(sess, batches, yes=yes, apply_id=apply_id, row=row,
-                                    progress=progress)
+                                    progress=progress, hooks=hooks)
     return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
                        status=status, plan_id=plan.plan_id, run_id=plan.run_id,
                        batches=len(batches), outcomes=outcomes,
@@ -333,7 +336,8 @@ def revert_ops(rows: pl.DataFrame) -> list[Op]:
 
 
 def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force: bool = False,
-                 progress: Progress = None, batch_size: int | None = None) -> ApplyResult:
+                 progress: Progress = None, batch_size: int | None = None,
+                 hooks: BatchHooks = NO_HOOKS) -> ApplyResult:
     """Undo an apply from its audit (``yes=False``: dry run). Rows changed since the apply are
     skipped and reported, never overwritten."""
     t0 = time.monotonic()
@@ -379,7 +383,7 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
                          plan_path=orig["plan_path"], ops=len(ops), status="running",
                          reverts=apply_id, target=target)
         status, outcomes = _execute(sess, batches, yes=yes, apply_id=rid, row=row,
-                                    progress=progress)
+                                    progress=progress, hooks=hooks)
     return ApplyResult(apply_id=rid if yes else None, kind="revert", dry_run=not yes,
                        status=status, plan_id=orig["plan_id"], run_id=orig["run_id"],
                        batches=len(batches), outcomes=outcomes,

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,13 +48,24 @@ CONFLICT = "conflict"
 REF_MISSING = "referenced_row_missing"
 STATUSES = (APPLIED, ALREADY, CONFLICT, REF_MISSING)
 
-# Test hooks, for the kill -9 and lock tests only (never set them in production): sleep this
-# many seconds (float) after each committed batch / after a batch's writes, before its COMMIT.
-SLEEP_BETWEEN_BATCHES = "RECON_REPAIR_SLEEP_BETWEEN_BATCHES"
-SLEEP_IN_BATCH = "RECON_REPAIR_SLEEP_IN_BATCH"
 # PostgreSQL: a batch waits at most this long for a row lock held by the application, then
 # fails (rolled back; re-run the plan later) instead of hanging.
 LOCK_TIMEOUT = "30s"
+
+
+@dataclass(frozen=True)
+class BatchHooks:
+    """Calls at the two points where a crash or a concurrent apply matters: ``written(b)``
+    after batch ``b``'s rows and audit are written, before its COMMIT; ``committed(b)`` after
+    it committed. Real applies pass none; the kill -9 and lock tests pass functions that
+    hold a batch open or slow the apply down, explicitly (no environment knob in production).
+    Neither is called in a dry run."""
+
+    written: Callable[[int], None] | None = None
+    committed: Callable[[int], None] | None = None
+
+
+NO_HOOKS = BatchHooks()
 
 
 @dataclass(frozen=True)
@@ -291,13 +299,6 @@ class _Overlay:
                 (Pending(seq) if ref.column == gen else None) for seq, row in hits]
 
 
-def _sleep(var: str) -> float:
-    try:
-        return max(0.0, float(os.environ.get(var, "") or 0))
-    except ValueError:
-        return 0.0
-
-
 def _same(current: Any, planned: Any) -> bool | None:
     """Exact comparison of a database value and a plan value; None when unknowable (dry run
     placeholders)."""
@@ -325,9 +326,11 @@ class Executor:
 
     def __init__(self, sess: Session, *, dry_run: bool, apply_id: str | None,
                  progress: Callable[[str], None] | None = None,
-                 later: dict[int, dict[str, Any]] | None = None) -> None:
+                 later: dict[int, dict[str, Any]] | None = None,
+                 hooks: BatchHooks = NO_HOOKS) -> None:
         self.sess, self.dry_run, self.apply_id = sess, dry_run, apply_id
         self.progress = progress
+        self.hooks = hooks
         self.later = later or {}
         self.overlay = _Overlay()
         self.outcomes: list[Outcome] = []
@@ -335,7 +338,6 @@ class Executor:
 
     # -- batches ---------------------------------------------------------------------------
     def run(self, batches: list[list[Op]]) -> list[Outcome]:
-        between, inside = _sleep(SLEEP_BETWEEN_BATCHES), _sleep(SLEEP_IN_BATCH)
         total = len(batches)
         for b, ops in enumerate(batches, 1):
             now = utc_now()
@@ -351,10 +353,8 @@ class Executor:
                         audit += a
                     if not self.dry_run:
                         write_audit(self.sess, audit)
-                        if inside:
-                            print(f"{SLEEP_IN_BATCH}: batch {b} written, sleeping {inside}s "
-                                  "before COMMIT", file=sys.stderr, flush=True)
-                            time.sleep(inside)
+                        if self.hooks.written:
+                            self.hooks.written(b)
             except ReconError:
                 raise
             except Exception as e:
@@ -376,8 +376,8 @@ class Executor:
                 self.progress(f"batch {b}/{total}: {n[APPLIED]} {verb}, {n[ALREADY]} already "
                               f"applied, {n[CONFLICT]} conflicts, {n[REF_MISSING]} missing "
                               "references" + ("" if self.dry_run else ", committed"))
-            if between and not self.dry_run:
-                time.sleep(between)
+            if self.hooks.committed and not self.dry_run:
+                self.hooks.committed(b)
         return self.outcomes
 
     # -- one run ---------------------------------------------------------------------------

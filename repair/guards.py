@@ -5,7 +5,8 @@
   dry runs and reverts too, and never overridden by ``--force`` (nothing, not even a refusal
   row, is written to a database that is not the plan's);
 * the plan's snapshot is complete and its validation did not fail (the plan's own field, and
-  recon's state: failed or errored ``error``-severity checks in ``check_results`` for the run);
+  the run's validation as ``expectations`` reads it from recon's state now: failed or errored
+  ``error``-severity checks, :func:`expectations.results.read_validation`);
 * the plan is not older than ``repair.max_plan_age_hours`` (applies only, not reverts);
 * no table would have more than ``repair.max_change_fraction`` of its rows updated or deleted,
   unless ``--force``;
@@ -17,12 +18,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import duckdb
-
 from core.config import Settings
 from core.errors import ReconError
 from core.localdb.identity import STAMP_HINT, DatabaseIdentity
-from core.state import state_path
+from expectations.results import ResultsUnreadable, read_validation
 from repair.plan import Plan
 
 
@@ -139,34 +138,20 @@ def check_plan(plan: Plan, settings: Settings, now: dt.datetime | None = None) -
 
 
 def failed_checks(data_dir: Path | str, run_id: str) -> list[str]:
-    """Failed/errored error-severity checks of ``run_id`` in recon's state (``check_results``,
-    written by ``expectations``); [] when the state or the table does not exist."""
-    path = state_path(data_dir)
-    if not path.is_file():
-        return []
+    """Failed/errored error-severity checks of ``run_id`` in recon's state, one line each;
+    [] when the state or its results do not exist."""
     try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as e:
+        validation = read_validation(data_dir, run_id)
+    except ResultsUnreadable as e:
         raise ValidationFailed(
-            f"cannot read recon's state {path} to check that run {run_id} passed validation "
-            f"({e}); wait for the other recon process to finish and retry") from e
-    try:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'check_results'"
-        ).fetchall()[0][0]
-        if not exists:
-            return []
-        rows = con.execute(
-            "SELECT source, object, rule, outcome, message FROM check_results "
-            "WHERE run_id = ? AND outcome IN ('failed', 'error') AND severity = 'error' "
-            "ORDER BY source, object, rule", [run_id]).fetchall()
-    finally:
-        con.close()
+            f"cannot read recon's state {e.path} to check that run {run_id} passed validation "
+            f"({e.__cause__ or e}); wait for the other recon process to finish and retry"
+        ) from e
     out = []
-    for source, obj, rule, outcome, message in rows:
-        text = f"{source} {obj or '-'} {rule}: {outcome}"
-        if message:
-            text += f" ({message[:120]})"
+    for c in validation.failures:
+        text = f"{c.source} {c.object or '-'} {c.rule}: {c.outcome}"
+        if c.message:
+            text += f" ({c.message[:120]})"
         out.append(text)
     return out
 

@@ -1,5 +1,12 @@
-"""The repair plan: the JSON contract between the planner (``reconcile.repair``) and the
-executor (``repair.apply``), and the codec for its values.
+"""The repair plan: the typed model the planner (:mod:`repair.planner`) builds and apply,
+dry run and the report read, its one writer (:func:`write_plan`) and its one reader
+(:func:`read_plan`), and the codec for its values.
+
+A later format changes only that pair: the writer writes the current ``SCHEMA_VERSION``; the
+reader reads every version recon ever wrote (older documents are upgraded step by step,
+:data:`_UPGRADES`) and refuses any other by name (:class:`UnknownPlanVersion`). Reading is not
+applying: :func:`load_plan` (apply, dry run) also refuses a version 1 plan, which names no
+target database.
 
 A plan is validated completely before anything touches a database: every problem raises
 :class:`PlanFormatError`, which names the operation (``seq``) and what is wrong with it, so the
@@ -7,15 +14,17 @@ planner's author can find the bug from the message alone. Validation also casts 
 to the Python type of its column (``core.localdb.schema.table_columns``), so the executor
 compares exactly what the database holds: a ``DECIMAL(18,2)`` ``"10.50"`` equals ``10.5``.
 
-Layout (``schema_version`` 2; version 1 had no ``local_identity`` and is refused)::
+Layout (``schema_version`` 2; version 1 was the same without ``local_identity``)::
 
     {"schema_version": 2, "plan_id": str, "run_id": str, "created_at": "2026-11-23T01:00:00Z",
      "snapshot_complete": bool, "validation": "passed"|"failed"|"not_run",
      "local_database": str (informational),
      "local_identity": {"uuid", "dialect", "database", "system_identifier" | "path"} | null
          (the target database, copied from the snapshot; null: its database was unstamped),
+     "only": str | null (informational),
      "operations": [Op, ...],
-     "needs_a_person": [...] (informational), "summary": {...} (informational)}
+     "needs_a_person": [...], "not_planned": [...] (informational),
+     "summary": {...} (informational: derived from the operations, ignored when read)}
 
     Op = {"seq": int, "step": str, "group": str, "table": str, "op": "insert"|"update"|"delete",
           "key": {col: value}, "before": {col: value}|null, "after": {col: value}|null,
@@ -32,20 +41,27 @@ import datetime as dt
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from core.catalog import BY_TABLE, LOCAL_BY_NAME
 from core.errors import ReconError
 from core.localdb import schema
 from core.localdb.identity import DatabaseIdentity
 
-SCHEMA_VERSION = 2  # = repair.planner.SCHEMA_VERSION (the planner's side)
-STEPS = ("catalog", "accounts", "contacts", "subscriptions", "references", "orders")
-OP_KINDS = ("insert", "update", "delete")
-VALIDATIONS = ("passed", "failed", "not_run")
+# the format write_plan writes (2: the target's identity, copied from the snapshot, in
+# "local_identity"); read_plan also reads every older one (READABLE_VERSIONS)
+SCHEMA_VERSION = 2
+# the plan's steps, in the order the planner emits and the executor applies them
+Step = Literal["catalog", "accounts", "contacts", "subscriptions", "references", "orders"]
+OpKind = Literal["insert", "update", "delete"]
+Validation = Literal["passed", "failed", "not_run"]
+STEPS: tuple[str, ...] = get_args(Step)
+OP_KINDS: tuple[str, ...] = get_args(OpKind)
+VALIDATIONS: tuple[str, ...] = get_args(Validation)
 _OP_FIELDS = {"seq", "step", "group", "table", "op", "key", "before", "after", "reason",
               "findings"}
 _INT_RANGE = {"SMALLINT": 2**15, "INTEGER": 2**31, "INT": 2**31, "BIGINT": 2**63}
@@ -63,6 +79,18 @@ class PlanFormatError(ReconError):
         if seq is not None:
             head += f", operation seq {seq}{f' ({where})' if where else ''}"
         super().__init__(f"{head}: {problem}")
+
+
+class UnknownPlanVersion(PlanFormatError):
+    """The plan's ``schema_version`` is none this recon ever wrote (a newer recon's plan, or
+    not a plan at all); ``version`` is what the file says."""
+
+    def __init__(self, version: Any, path: Path | None = None) -> None:
+        self.version = version
+        known = ", ".join(str(v) for v in READABLE_VERSIONS)
+        super().__init__(f"schema_version is {version!r}, a plan format this recon does not "
+                         f"know (it reads versions {known}); re-create the plan with this "
+                         "recon", path=path)
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -226,11 +254,13 @@ def generated_pk(table: str) -> str | None:
 # -- the plan --------------------------------------------------------------------------------
 @dataclass
 class Op:
+    """One operation on one row of the local database."""
+
     seq: int
-    step: str
+    step: Step
     group: str
     table: str
-    op: str
+    op: OpKind
     key: dict[str, Any]  # typed values or Ref
     before: dict[str, Any] | None
     after: dict[str, Any] | None
@@ -251,24 +281,171 @@ class Op:
         return f"{self.op} {self.table}"
 
 
+@dataclass(frozen=True)
+class PersonFinding:
+    """A ``human`` finding: listed for a person, never an operation (informational)."""
+
+    object: str | None
+    key: str | None
+    kind: str | None
+    rule: str | None
+    field: str | None
+    severity: str | None
+    explanation: str | None
+    subscription_name: str | None
+    account_id: str | None
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class UnplannedFinding:
+    """An ``auto`` finding no operation covers (informational)."""
+
+    object: str | None
+    key: str | None
+    kind: str | None
+    rule: str | None
+    field: str | None
+    explanation: str | None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One operation as the summary shows it: its values in the plan's JSON encoding."""
+
+    key: dict[str, Any]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a reviewer reads first; derived from the operations, never stored apart from them
+    (the file's ``summary`` is written from this and ignored when read)."""
+
+    operations: int
+    groups: int
+    by_step_table: dict[str, dict[str, int]]  # "step/table" -> {op: count}, in plan order
+    samples: dict[str, list[Sample]]  # "table.op" -> up to 3
+    needs_a_person: dict[str, int]  # rule (or kind) -> findings
+    not_planned: int
+
+
 @dataclass
 class Plan:
+    """A repair plan: what the planner (:mod:`repair.planner`) built and apply, dry run and
+    the report read back. ``schema_version`` is the format it was read from (a new plan: the
+    current one); every plan is written in the current format."""
+
     schema_version: int
     plan_id: str
     run_id: str
-    created_at: dt.datetime  # aware UTC
+    created_at: dt.datetime  # aware UTC, whole seconds (the file's resolution)
     snapshot_complete: bool
-    validation: str
-    local_database: str | None
+    validation: Validation
+    local_database: str | None  # informational (redacted URL)
     local_identity: DatabaseIdentity | None  # the only database it may be applied to
     operations: list[Op]  # ascending seq
-    needs_a_person: list[Any] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
+    only: str | None = None  # `recon repair plan --only`
+    needs_a_person: list[PersonFinding] = field(default_factory=list)
+    not_planned: list[UnplannedFinding] = field(default_factory=list)
+    path: Path | None = field(default=None, compare=False)  # the file it was read from
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self)
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file."""
+def encode(value: Any) -> Any:
+    """A typed plan value → its JSON in a plan file. Like :func:`to_json`, but a timestamp
+    always carries its microseconds (``YYYY-MM-DDTHH:MM:SS.ffffff``), the form the planner's
+    SQL writes (``repair.sql.jv``), so a plan built, written and read back is the same file."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return to_json(value)
+
+
+def _enc(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if values is None else {c: encode(v) for c, v in values.items()}
+
+
+def op_to_json(op: Op) -> dict[str, Any]:
+    """An operation as its plan JSON (the writer's; also for tests that write plans)."""
+    return {"seq": op.seq, "step": op.step, "group": op.group, "table": op.table, "op": op.op,
+            "key": _enc(op.key), "before": _enc(op.before), "after": _enc(op.after),
+            "reason": op.reason, "findings": list(op.findings)}
+
+
+def summarize(plan: Plan) -> Summary:
+    """Counts per step/table and op, up to three samples per table and op, the needs-a-person
+    counts by rule."""
+    counts: dict[str, dict[str, int]] = {}
+    samples: dict[str, list[Sample]] = {}
+    for op in plan.operations:
+        t = f"{op.step}/{op.table}"
+        counts.setdefault(t, {}).setdefault(op.op, 0)
+        counts[t][op.op] += 1
+        s = samples.setdefault(f"{op.table}.{op.op}", [])
+        if len(s) < 3:
+            s.append(Sample(key=_enc(op.key) or {}, before=_enc(op.before),
+                            after=_enc(op.after), reason=op.reason))
+    people: dict[str, int] = {}
+    for f in plan.needs_a_person:
+        k = f.rule or f.kind or ""
+        people[k] = people.get(k, 0) + 1
+    return Summary(operations=len(plan.operations),
+                   groups=len({op.group for op in plan.operations}), by_step_table=counts,
+                   samples=samples, needs_a_person=people, not_planned=len(plan.not_planned))
+
+
+def _created_text(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as the JSON document :func:`write_plan` writes (current format), e.g. for the
+    report's JSON."""
+    s = plan.summary
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "plan_id": plan.plan_id,
+        "run_id": plan.run_id,
+        "created_at": _created_text(plan.created_at),
+        "snapshot_complete": plan.snapshot_complete,
+        "validation": plan.validation,
+        "local_database": plan.local_database,
+        "local_identity": plan.local_identity.as_dict() if plan.local_identity else None,
+        "only": plan.only,
+        "operations": [op_to_json(op) for op in plan.operations],
+        "needs_a_person": [asdict(f) for f in plan.needs_a_person],
+        "not_planned": [asdict(f) for f in plan.not_planned],
+        "summary": {"operations": s.operations, "groups": s.groups,
+                    "by_step_table": s.by_step_table,
+                    "samples": {k: [asdict(x) for x in v] for k, v in s.samples.items()},
+                    "needs_a_person": s.needs_a_person, "not_planned": s.not_planned},
+    }
+
+
+# -- the one writer and the one reader -------------------------------------------------------
+def write_plan(plan: Plan, path: str | Path) -> Path:
+    """Write ``plan`` to ``path`` in the current format (aside, then renamed: a reader never
+    sees half a plan)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(plan_document(plan), indent=1, sort_keys=False, default=str)
+                   + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file of any version this recon ever wrote (1, 2); an unknown
+    version is refused by name (:class:`UnknownPlanVersion`). Reading is not applying: see
+    :func:`load_plan` for what apply accepts."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -283,6 +460,31 @@ def load_plan(path: str | Path) -> Plan:
     return plan
 
 
+def load_plan(path: str | Path) -> Plan:
+    """A plan file as apply takes it: :func:`read_plan`, then refused unless it is of the
+    current format (a version 1 plan names no target database, so it could be applied to the
+    wrong one)."""
+    plan = read_plan(path)
+    if plan.schema_version < SCHEMA_VERSION:
+        raise PlanFormatError(
+            f"plan {plan.plan_id!r} has schema_version {plan.schema_version}, an older format "
+            f"without the identity of its target database; this recon applies only version "
+            f"{SCHEMA_VERSION} plans, which cannot be applied to the wrong database. "
+            "Re-create the plan with `recon repair plan`", path=plan.path)
+    return plan
+
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had no ``local_identity``: the target is unknown (null)."""
+    return {**doc, "local_identity": None}
+
+
+# version -> the step that brings a document of that version to the next one; a new format
+# adds its step here and changes only write_plan/parse_plan
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+READABLE_VERSIONS = (*sorted(_UPGRADES), SCHEMA_VERSION)
+
+
 def _created_at(value: Any, path: Path | None) -> dt.datetime:
     if not isinstance(value, str):
         raise PlanFormatError("created_at must be an ISO-8601 UTC string, e.g. "
@@ -295,34 +497,48 @@ def _created_at(value: Any, path: Path | None) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
+def _findings(doc: dict[str, Any], name: str, cls: type, path: Path | None) -> list[Any]:
+    raw = doc.get(name, [])
+    if not isinstance(raw, list):
+        raise PlanFormatError(f"{name} must be a list", path=path)
+    names = [f.name for f in fields(cls)]
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise PlanFormatError(f"{name}[{i}] must be an object", path=path)
+        for k in names:
+            if item.get(k) is not None and not isinstance(item[k], str):
+                raise PlanFormatError(f"{name}[{i}].{k} must be a string or null", path=path)
+        out.append(cls(**{k: item.get(k) for k in names}))
+    return out
+
+
 def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
-    """Validate a decoded plan document; raises :class:`PlanFormatError` on the first problem."""
+    """Validate a decoded plan document of any readable version; raises
+    :class:`PlanFormatError` on the first problem."""
     path = Path(path) if path is not None else None
     if not isinstance(doc, dict):
         raise PlanFormatError("must be a JSON object", path=path)
     version = doc.get("schema_version")
     name = f"plan {doc.get('plan_id')!r}" if isinstance(doc.get("plan_id"), str) else "plan"
-    if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
-        raise PlanFormatError(
-            f"{name} has schema_version {version}, an older format without the identity of "
-            f"its target database; this recon applies only version {SCHEMA_VERSION} plans, "
-            "which cannot be applied to the wrong database. Re-create the plan with "
-            "`recon repair plan`", path=path)
-    if version != SCHEMA_VERSION:
-        raise PlanFormatError(f"schema_version is {version!r}; this recon reads version "
-                              f"{SCHEMA_VERSION} (re-create the plan with this recon)", path=path)
-    if "local_identity" not in doc:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise UnknownPlanVersion(version, path)
+    if version == SCHEMA_VERSION and "local_identity" not in doc:
         raise PlanFormatError(f"{name} has no local_identity (the identity of its target "
                               "database); re-create the plan with `recon repair plan`",
                               path=path)
+    read_as = version
+    while read_as in _UPGRADES:
+        doc = _UPGRADES[read_as](doc)
+        read_as += 1
     try:
         identity = (None if doc["local_identity"] is None
                     else DatabaseIdentity.from_dict(doc["local_identity"]))
     except ValueError as e:
         raise PlanFormatError(f"local_identity: {e}", path=path) from None
-    for name in ("plan_id", "run_id"):
-        if not isinstance(doc.get(name), str) or not doc[name]:
-            raise PlanFormatError(f"{name} must be a non-empty string", path=path)
+    for key in ("plan_id", "run_id"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise PlanFormatError(f"{key} must be a non-empty string", path=path)
     if not isinstance(doc.get("snapshot_complete"), bool):
         raise PlanFormatError("snapshot_complete must be true or false", path=path)
     if doc.get("validation") not in VALIDATIONS:
@@ -331,15 +547,16 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     ops_doc = doc.get("operations")
     if not isinstance(ops_doc, list):
         raise PlanFormatError("operations must be a list", path=path)
-    needs = doc.get("needs_a_person", [])
-    if not isinstance(needs, list):
-        raise PlanFormatError("needs_a_person must be a list", path=path)
-    summary = doc.get("summary", {})
-    if not isinstance(summary, dict):
+    needs = _findings(doc, "needs_a_person", PersonFinding, path)
+    unplanned = _findings(doc, "not_planned", UnplannedFinding, path)
+    if not isinstance(doc.get("summary", {}), dict):
         raise PlanFormatError("summary must be an object", path=path)
     local_db = doc.get("local_database")
     if local_db is not None and not isinstance(local_db, str):
         raise PlanFormatError("local_database must be a string", path=path)
+    only = doc.get("only")
+    if only is not None and not isinstance(only, str):
+        raise PlanFormatError("only must be a string or null", path=path)
 
     ops: list[Op] = []
     seen_seq: set[int] = set()
@@ -354,8 +571,14 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     return Plan(schema_version=version, plan_id=doc["plan_id"], run_id=doc["run_id"],
                 created_at=_created_at(doc.get("created_at"), path),
                 snapshot_complete=doc["snapshot_complete"], validation=doc["validation"],
-                local_database=local_db, local_identity=identity, operations=ops,
-                needs_a_person=needs, summary=summary, path=path)
+                local_database=local_db, local_identity=identity, operations=ops, only=only,
+                needs_a_person=needs, not_planned=unplanned, path=path)
+
+
+def parse_op(od: Any, index: int = 0, path: Path | None = None) -> Op:
+    """One operation from its plan JSON, validated and typed (the planner builds its
+    operations through this, so a plan that could not be read back is never written)."""
+    return _parse_op(od, index, path)
 
 
 def _parse_op(od: Any, index: int, path: Path | None) -> Op:
@@ -484,13 +707,3 @@ def _parse_ref(v: dict[str, Any], target_type: str, where: str, fail: Any) -> Re
         except ValueError as e:
             raise fail(f"{where}: $ref match.{col}: {e}") from None
     return Ref(table=table, match=tuple(out), column=column)
-
-
-def op_to_json(op: Op) -> dict[str, Any]:
-    """An operation back to its plan JSON (for reports and for tests that write plans)."""
-    def enc(d: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if d is None else {c: to_json(v) for c, v in d.items()}
-
-    return {"seq": op.seq, "step": op.step, "group": op.group, "table": op.table, "op": op.op,
-            "key": enc(op.key), "before": enc(op.before), "after": enc(op.after),
-            "reason": op.reason, "findings": list(op.findings)}

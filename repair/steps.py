@@ -8,7 +8,7 @@ sync writes them; "before" images come from the run's local snapshot.
 
 Steps (domain.md §3): catalog → accounts → contacts → subscriptions (whole version subtrees,
 one transaction per version) → references (pointers re-pointed, then orphans deleted) →
-orders and memberships.
+orders and memberships (:data:`repair.plan.STEPS`, declared once by the plan model).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from core.localdb.schema import table_columns
 from reconcile.rules.base import ns
 from repair.sql import insert_json, jv, local_row_json, projected_json, ref
 
-STEPS = ("catalog", "accounts", "contacts", "subscriptions", "references", "orders")
 OP_COLUMNS = "step, grp, tbl, op, key, before, after, reason, findings, ord"
 _ORDERS = {c.name: c.local_type for c in LOCAL_BY_NAME["orders"].columns}
 

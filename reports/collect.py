@@ -246,10 +246,11 @@ def _plan(data_dir: Path, run_id: str, snapshot: Snapshot | None,
     if not build:
         return None, "", f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
     from core.errors import ReconError
+    from repair.plan import plan_document
     from repair.planner import build_plan
 
     try:
-        return build_plan(data_dir, run_id), "memory", None
+        return plan_document(build_plan(data_dir, run_id)), "memory", None
     except ReconError as e:
         return None, "", f"a plan could not be built: {e}"
 

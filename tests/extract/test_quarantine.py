@@ -138,6 +138,7 @@ def test_one_bad_record_costs_that_record_many_stop_the_night(tmp_path: Path) ->
     from expectations.validate import validate_snapshot
     from jobs.pipeline import run_job, run_steps
     from reconcile.engine import reconcile_snapshot
+    from repair.plan import plan_document
     from repair.planner import build_plan
 
     bodies: list[dict] = []
@@ -173,7 +174,7 @@ def test_one_bad_record_costs_that_record_many_stop_the_night(tmp_path: Path) ->
             assert mine.height and set(mine["kind"]) == {"quarantined"}
             assert set(mine["action"]) == {"human"}
             assert "utf8 on Name" in mine.filter(pl.col("key") == key)["explanation"][0]
-            plan = build_plan(data, snap.run_id, local_database_url=local)
+            plan = plan_document(build_plan(data, snap.run_id, local_database_url=local))
             assert plan["validation"] == "passed"
             assert [op for op in plan["operations"]
                     if other in json.dumps(op["key"]) and op["op"] == "update"]

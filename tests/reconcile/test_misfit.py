@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import json
 import shutil
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,11 +28,13 @@ import pytest
 from core.catalog.model import Field, ZType, misfit_sql
 from core.catalog.project import value_sql
 from core.localdb.connect import connect
+from core.localdb.identity import DatabaseIdentity
 from core.localdb.schema import all_tables
 from jobs.cli import main
 from reconcile.engine import reconcile_snapshot
 from repair.apply import apply_plan
-from repair.planner import build_plan, write_plan
+from repair.plan import plan_document, read_plan, write_plan
+from repair.planner import build_plan
 from tests.support.repair import identity_of, rows, settings_for
 from tests.support.snapshots import write_snapshot
 from tests.support.worlds import fresh_world
@@ -270,7 +273,7 @@ def test_the_planner_itself_never_writes_a_value_that_does_not_fit(misfit,
     shutil.copytree(data, copy)
     drift = copy / "runs" / RUN / "drift.parquet"
     pl.read_parquet(drift).with_columns(action=pl.lit("auto")).write_parquet(drift)
-    plan = build_plan(copy, RUN)
+    plan = plan_document(build_plan(copy, RUN))
     for which, column in (("s1", "notes"), ("s2", "notes"), ("tier", "price"),
                           ("charge", "mrr")):
         assert all(column not in (op["after"] or {}) for op in _ops(plan, keys[which])), which
@@ -294,7 +297,9 @@ def test_the_plan_applies_on_postgresql(misfit, pg_url: str, tmp_path: Path) -> 
         db.reset_identities()
     # the world's snapshot was not exported from this database: bind the plan to it, as an
     # extract from it would have
-    path = write_plan({**plan, "local_identity": identity_of(pg_url)}, tmp_path / "plan.json")
+    bound = replace(read_plan(data / "plan.json"),
+                    local_identity=DatabaseIdentity.from_dict(identity_of(pg_url)))
+    path = write_plan(bound, tmp_path / "plan.json")
     result = apply_plan(path, settings_for(pg_url, data), yes=True, force=True)
     assert result.status == "complete", result.skipped
     assert rows(pg_url, "SELECT notes, opportunity_id__c FROM zuora_local_subscriptions "

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from expectations.results import CheckResult, results_frame, store_results
 from repair import audit
 from repair.apply import apply_plan, list_applies, revert_apply
 from repair.guards import (
@@ -70,17 +72,15 @@ def test_failed_validation_is_refused(url: str, tmp_path: Path) -> None:
 
 
 def _state_checks(data_dir: Path, results: list[tuple[str, str, str, str]]) -> None:
-    """recon's state with a ``check_results`` table (the columns the guard reads)."""
-    con = duckdb.connect(str(data_dir / "state.duckdb"))
-    try:
-        con.execute("CREATE TABLE check_results (run_id VARCHAR, source VARCHAR, "
-                    "object VARCHAR, rule VARCHAR, severity VARCHAR, outcome VARCHAR, "
-                    "message VARCHAR)")
-        for run_id, rule, severity, outcome in results:
-            con.execute("INSERT INTO check_results VALUES (?, 'gx', 'Account', ?, ?, ?, "
-                        "'3 rows break it')", [run_id, rule, severity, outcome])
-    finally:
-        con.close()
+    """recon's state holding these check results, stored by ``expectations`` itself (the
+    writer whose reader the guard uses)."""
+    runs: dict[str, list[CheckResult]] = {}
+    for run_id, rule, severity, outcome in results:
+        runs.setdefault(run_id, []).append(CheckResult(
+            run_id=run_id, source="gx", suite="account", object="Account", column=None,
+            rule=rule, severity=severity, outcome=outcome, message="3 rows break it"))
+    for run_id, checks in runs.items():
+        store_results(data_dir, run_id, results_frame(checks))
 
 
 def test_validation_failures_recorded_in_state_are_refused(url: str, tmp_path: Path) -> None:
@@ -169,15 +169,40 @@ def test_a_lock_held_by_another_process_is_refused_and_freed_by_kill_9(
 
 
 APPLY_IN_CHILD = """
-import sys
+import sys, time
 from core.config import Settings
 from repair.apply import apply_plan
+from repair.executor import BatchHooks
+IN_BATCH, BETWEEN = float(sys.argv[4]), float(sys.argv[5])
+
+def written(b):  # the batch's rows and audit are written; COMMIT has not happened
+    if IN_BATCH:
+        print(f"batch {b} written, sleeping {IN_BATCH}s before COMMIT", file=sys.stderr,
+              flush=True)
+        time.sleep(IN_BATCH)
+
+def committed(b):
+    time.sleep(BETWEEN)
+
 settings = Settings(local_database_url=sys.argv[1], data_dir=sys.argv[2],
                     repair_max_change_fraction=1.0)
 r = apply_plan(sys.argv[3], settings, yes=True, batch_size=5,
-               progress=lambda m: print(m, flush=True))
+               progress=lambda m: print(m, flush=True),
+               hooks=BatchHooks(written=written, committed=committed))
 print("finished", r.status, flush=True)
 """
+
+
+def _apply_in_child(url: str, tmp_path: Path, plan: Path, *, in_batch: float = 0.0,
+                    between: float = 0.0) -> subprocess.Popen:
+    """``apply_plan`` in another process, held open by test hooks passed explicitly
+    (:class:`repair.executor.BatchHooks`): ``in_batch`` seconds after each batch's writes,
+    before its COMMIT; ``between`` seconds after each commit."""
+    return spawn(APPLY_IN_CHILD.replace("sys.argv[1]", repr(url))
+                 .replace("sys.argv[2]", repr(str(tmp_path)))
+                 .replace("sys.argv[3]", repr(str(plan)))
+                 .replace("sys.argv[4]", repr(str(in_batch)))
+                 .replace("sys.argv[5]", repr(str(between))))
 
 
 def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
@@ -185,10 +210,7 @@ def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
     ops = account_updates(url, 20)  # 4 batches of 5
     plan = write_plan(url, tmp_path / "p.json", ops)
     original = dump(url)
-    child = spawn(APPLY_IN_CHILD.replace("sys.argv[1]", repr(url))
-                  .replace("sys.argv[2]", repr(str(tmp_path)))
-                  .replace("sys.argv[3]", repr(str(plan))),
-                  env={"RECON_REPAIR_SLEEP_IN_BATCH": "0.4"})
+    child = _apply_in_child(url, tmp_path, plan, in_batch=0.4)
     try:
         # batches 1 and 2 commit; batch 3 has written its rows and audit and waits before
         # COMMIT: kill -9 it there
@@ -230,15 +252,12 @@ def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
     assert dump(url) == original
 
 
-def test_the_sleep_between_batches_hook_holds_the_lock_for_a_real_apply(
+def test_the_between_batches_hook_holds_the_lock_for_a_real_apply(
         url: str, tmp_path: Path) -> None:
-    """A real apply in another process (slowed by the test hook) holds the lock: a second
+    """A real apply in another process (slowed by a test hook it is given) holds the lock: a second
     apply is refused, naming it; it then finishes normally."""
     plan = write_plan(url, tmp_path / "p.json", account_updates(url, 10))
-    child = spawn(APPLY_IN_CHILD.replace("sys.argv[1]", repr(url))
-                  .replace("sys.argv[2]", repr(str(tmp_path)))
-                  .replace("sys.argv[3]", repr(str(plan))),
-                  env={"RECON_REPAIR_SLEEP_BETWEEN_BATCHES": "1.0"})
+    child = _apply_in_child(url, tmp_path, plan, between=1.0)
     try:
         wait_for_line(child, "stdout", "batch 1/2")
         with pytest.raises(LockHeld, match=r"apply ap-") as e:

@@ -13,9 +13,22 @@ from urllib.parse import quote, urlencode
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from core.localdb.identity import DatabaseIdentity
 from jobs import repair_cmd as cli
 from repair.apply import apply_plan
-from repair.plan import PlanFormatError, Ref, load_plan, parse_plan
+from repair.plan import (
+    READABLE_VERSIONS,
+    SCHEMA_VERSION,
+    PersonFinding,
+    PlanFormatError,
+    Ref,
+    UnknownPlanVersion,
+    UnplannedFinding,
+    load_plan,
+    parse_plan,
+    read_plan,
+)
+from repair.plan import write_plan as write_model
 from tests.support.repair import (
     account_updates,
     dump,
@@ -138,6 +151,106 @@ def test_unreadable_plan_files(tmp_path: Path) -> None:
         load_plan(tmp_path / "broken.json")
 
 
+# -- versions: every format recon ever wrote is read, any other refused by name ---------------
+IDENT = {"uuid": "5f0c2a8e-0000-4000-8000-000000000001", "dialect": "duckdb",
+         "path": "/srv/local.duckdb"}
+PERSON = {"object": "Account", "key": "A9", "kind": "mismatch", "rule": None, "field": "Name",
+          "severity": "high", "explanation": "Name differs", "subscription_name": None,
+          "account_id": "A9", "fingerprint": "f9"}
+UNPLANNED = {"object": "Account", "key": "A8", "kind": "mismatch", "rule": "D03",
+             "field": "Name", "explanation": "no operation"}
+
+
+def _written_by(version: int) -> dict:
+    """A plan document as the planner of ``version`` wrote it (field for field: version 1,
+    commit 6328842/15852ec, had no local_identity; version 2 added it after local_database)."""
+    tier = op(1, "zuora_local_product_rate_plan_charge_tiers", "update", {"zuora_id": "T1"},
+              {"price": "10.50", "updated_date": "2026-01-02T03:04:05.000000"},
+              {"price": "11.00", "updated_date": "2026-02-03T04:05:06.500000"}, step="catalog")
+    contact = op(2, "billing_account_contacts", "insert", {"zuora_contact_id": "C1"}, None,
+                 {"zuora_contact_id": "C1", "zuora_account_id": "A1",
+                  "billing_account_id": ref("billing_accounts", {"zuora_account_id": "A1"})},
+                 step="contacts")
+    doc: dict = {"schema_version": version, "plan_id": "20261201T010203Z-abcdef",
+                 "run_id": "r1", "created_at": "2026-12-01T01:02:03Z",
+                 "snapshot_complete": True, "validation": "passed", "local_database": ""}
+    if version >= 2:
+        doc["local_identity"] = IDENT
+    doc.update(only=None, operations=[tier, contact], needs_a_person=[PERSON],
+               not_planned=[UNPLANNED], summary={"operations": 2})
+    return doc
+
+
+def test_every_version_ever_written_is_read(tmp_path: Path) -> None:
+    assert READABLE_VERSIONS == (1, 2) and SCHEMA_VERSION == 2
+    plans = {}
+    for v in READABLE_VERSIONS:
+        path = tmp_path / f"v{v}.json"
+        path.write_text(json.dumps(_written_by(v), indent=1))
+        plans[v] = read_plan(path)
+        assert plans[v].schema_version == v and plans[v].path == path
+    v1, v2 = plans[1], plans[2]
+    assert v1.local_identity is None  # version 1 named no target
+    assert v2.local_identity == DatabaseIdentity.from_dict(IDENT)
+    for p in (v1, v2):
+        assert [o.seq for o in p.operations] == [1, 2]
+        tier, contact = p.operations
+        assert tier.before == {"price": Decimal("10.50"),
+                               "updated_date": dt.datetime(2026, 1, 2, 3, 4, 5)}
+        assert contact.after["billing_account_id"] == Ref(
+            "billing_accounts", (("zuora_account_id", "A1"),), "id")
+        assert p.created_at == dt.datetime(2026, 12, 1, 1, 2, 3, tzinfo=dt.UTC)
+        assert p.needs_a_person == [PersonFinding(**PERSON)]
+        assert p.not_planned == [UnplannedFinding(**UNPLANNED)]
+        # the file's summary is informational: the model's is derived from the operations
+        assert p.summary.operations == 2 and p.summary.groups == 2
+        assert p.summary.needs_a_person == {"mismatch": 1} and p.summary.not_planned == 1
+    # reading is not applying: apply refuses the version 1 plan by name, before any database
+    with pytest.raises(PlanFormatError, match=r"plan '20261201T010203Z-abcdef' has "
+                                              r"schema_version 1, an older format"):
+        load_plan(tmp_path / "v1.json")
+    assert load_plan(tmp_path / "v2.json") == v2
+
+
+@pytest.mark.parametrize("version", [3, 0, "2", None, True, 2.0])
+def test_an_unknown_version_is_refused_by_name(version: object, tmp_path: Path) -> None:
+    doc = _written_by(2)
+    doc["schema_version"] = version
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(doc))
+    for read in (read_plan, load_plan):
+        with pytest.raises(UnknownPlanVersion) as e:
+            read(path)
+        assert e.value.version == version
+        assert f"schema_version is {version!r}, a plan format this recon does not know " \
+               "(it reads versions 1, 2)" in str(e.value)
+        assert isinstance(e.value, PlanFormatError) and e.value.seq is None
+
+
+def test_write_then_read_is_the_same_plan(tmp_path: Path) -> None:
+    plan = parse_plan(_written_by(2))
+    path = write_model(plan, tmp_path / "plan.json")
+    again = read_plan(path)
+    assert again == plan and again.schema_version == SCHEMA_VERSION
+    assert write_model(again, tmp_path / "again.json").read_text() == path.read_text()
+    doc = json.loads(path.read_text())
+    assert doc["local_identity"] == IDENT and doc["only"] is None
+    assert doc["operations"][0]["after"] == {"price": "11.00",
+                                             "updated_date": "2026-02-03T04:05:06.500000"}
+    assert doc["needs_a_person"] == [PERSON] and doc["not_planned"] == [UNPLANNED]
+    # a version 1 plan is written in the current format: still naming no target (refused
+    # by every apply as "without a recon identity"), but no longer an old format
+    old = read_plan(_write_doc(tmp_path / "v1.json", _written_by(1)))
+    upgraded = read_plan(write_model(old, tmp_path / "v1-now.json"))
+    assert upgraded.schema_version == SCHEMA_VERSION and upgraded.local_identity is None
+    assert upgraded.operations == old.operations
+
+
+def _write_doc(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
 # -- the command line ------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recon")
@@ -200,6 +313,18 @@ def test_cli_refusals_exit_2_with_the_reason(env: str, tmp_path: Path, capsys) -
     with pytest.raises(SystemExit, match="2"):
         _run("repair", "apply", str(plan), "--batch-size", "0")
     assert "argument --batch-size: 0 is out of range" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_unknown_plan_version_by_name(env: str, tmp_path: Path,
+                                                    capsys) -> None:
+    plan = write_plan(env, tmp_path / "p.json", account_updates(env, 1), schema_version=9)
+    before = dump(env)
+    for yes in ((), ("--yes",)):
+        assert _run("repair", "apply", str(plan), *yes) == 2
+        err = capsys.readouterr().err
+        assert "schema_version is 9, a plan format this recon does not know" in err
+        assert "Traceback" not in err
+    assert dump(env) == before
 
 
 def test_cli_skips_are_reported_even_when_quiet(env: str, tmp_path: Path, capsys) -> None:

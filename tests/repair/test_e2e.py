@@ -17,7 +17,8 @@ from core.localdb.schema import all_tables
 from extract.extractor import run_extract
 from reconcile.engine import reconcile_snapshot, resolve_snapshot
 from repair.apply import apply_plan, revert_apply
-from repair.planner import build_plan, write_plan
+from repair.plan import write_plan
+from repair.planner import build_plan
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxServer
 
@@ -57,7 +58,7 @@ def test_plan_apply_then_a_fresh_reconcile_has_no_auto_findings(tmp_path: Path,
         plan = build_plan(settings.data_dir, first.run_id, local_database_url=pg_url)
         # the target's identity travels: local export (manifest) → plan, never the settings
         with connect(pg_url) as db:
-            assert plan["local_identity"] == read_identity(db).as_dict()
+            assert plan.local_identity == read_identity(db)
         path = write_plan(plan, tmp_path / "plan.json")
         before = _checksums(pg_url)
         dry = apply_plan(path, settings, force=True)

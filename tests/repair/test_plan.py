@@ -10,17 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from core.localdb.identity import DatabaseIdentity
 from core.snapshot import Manifest
 from reconcile.engine import reconcile_snapshot, resolve_snapshot
-from repair.plan import SCHEMA_VERSION as FORMAT_VERSION
-from repair.planner import (
-    SCHEMA_VERSION,
-    PlanError,
-    build_plan,
-    summary_text,
-    write_plan,
-)
-from repair.steps import STEPS
+from repair.plan import SCHEMA_VERSION, STEPS, Plan, plan_document, read_plan, write_plan
+from repair.planner import PlanError, build_plan, summary_text
 from sandbox.generate.drift import SCENARIOS
 from tests.support.snapshots import write_snapshot
 from tests.support.worlds import fresh_world
@@ -47,8 +41,14 @@ def planned(tmp_path_factory: pytest.TempPathFactory):
     return data, world, result, build_plan(data, "r1")
 
 
+def _doc(plan: Plan) -> dict:
+    """The plan as its file says it (values in their JSON encoding)."""
+    return plan_document(plan)
+
+
 def test_every_auto_finding_is_planned_and_no_human_one_is(planned) -> None:
-    _, _, result, plan = planned
+    _, _, result, model = planned
+    plan = _doc(model)
     covered = {f for op in plan["operations"] for f in op["findings"]}
     drift = result.drift
     human = set(drift.filter(pl.col("action") == "human")["fingerprint"])
@@ -60,7 +60,8 @@ def test_every_auto_finding_is_planned_and_no_human_one_is(planned) -> None:
 
 
 def test_operations_are_in_dependency_order_with_before_images(planned) -> None:
-    _, world, _, plan = planned
+    _, world, _, model = planned
+    plan = _doc(model)
     ops = plan["operations"]
     assert [op["seq"] for op in ops] == list(range(1, len(ops) + 1))
     order = [STEPS.index(op["step"]) for op in ops]
@@ -82,7 +83,8 @@ def test_operations_are_in_dependency_order_with_before_images(planned) -> None:
 
 
 def test_new_rows_reference_rows_an_earlier_step_creates(planned) -> None:
-    _, _, _, plan = planned
+    _, _, _, model = planned
+    plan = _doc(model)
     contact = next(op for op in plan["operations"] if op["table"] == "billing_account_contacts"
                    and op["op"] == "insert")
     ref = contact["after"]["billing_account_id"]["$ref"]
@@ -93,19 +95,33 @@ def test_new_rows_reference_rows_an_earlier_step_creates(planned) -> None:
 def test_summary_and_file(planned, tmp_path: Path) -> None:
     _, _, _, plan = planned
     text = summary_text(plan)
-    assert f"repair plan {plan['plan_id']} for run r1" in text
+    assert f"repair plan {plan.plan_id} for run r1" in text
     assert "needs a person" in text
     path = write_plan(plan, tmp_path / "plan.json")
     again = json.loads(path.read_text())
-    assert again["schema_version"] == SCHEMA_VERSION == FORMAT_VERSION == 2
-    assert len(again["operations"]) == len(plan["operations"])
+    assert again["schema_version"] == SCHEMA_VERSION == plan.schema_version == 2
+    assert len(again["operations"]) == len(plan.operations)
     assert again["snapshot_complete"] is True
+    # the summary in the file is the one derived from the operations
+    assert again["summary"]["operations"] == len(plan.operations)
+    assert again["summary"]["groups"] == len({op.group for op in plan.operations})
+
+
+def test_a_built_plan_written_and_read_back_is_the_same_plan(planned, tmp_path: Path) -> None:
+    _, _, _, plan = planned
+    path = write_plan(plan, tmp_path / "plan.json")
+    again = read_plan(path)
+    assert again == plan and again.path == path
+    assert again.summary == plan.summary
+    # and writing what was read gives the same bytes (timestamps keep their microseconds)
+    assert write_plan(again, tmp_path / "again.json").read_text() == path.read_text()
 
 
 def test_only_narrows_the_plan(planned) -> None:
     data, _, _, _ = planned
     plan = build_plan(data, "r1", only="D11")
-    assert plan["operations"] and {op["table"] for op in plan["operations"]} == {"orders"}
+    assert plan.operations and {op.table for op in plan.operations} == {"orders"}
+    assert plan.only == "D11" and plan_document(plan)["only"] == "D11"
     with pytest.raises(PlanError, match="matches no open finding"):
         build_plan(data, "r1", only="Nothing")
 
@@ -130,5 +146,6 @@ def test_the_target_identity_is_copied_from_the_snapshot_not_the_settings(planne
         plan = build_plan(data, "r1", local_database_url="postgresql://elsewhere/other")
     finally:
         path.write_text(original)
-    assert plan["local_identity"] == ident
-    assert build_plan(data, "r1")["local_identity"] is None  # the snapshot had none
+    assert plan.local_identity == DatabaseIdentity.from_dict(ident)
+    assert plan_document(plan)["local_identity"] == ident
+    assert build_plan(data, "r1").local_identity is None  # the snapshot had none
