@@ -32,13 +32,14 @@ BASE_COMMITS = ("a16424a",)
 
 # Runs with the OLD code on sys.path: a DuckDB and a PostgreSQL local database, each with an
 # apply (audit rows), and a state file with high-water marks and a job run.
+# (the old tree's module names: this runs the base commit's code, not ours)
 _OLD = r"""
 import datetime as dt, inspect, json, sys
 from pathlib import Path
 duck, pg, data = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-from tests.support.repair import account_updates, make_db, settings_for, write_plan
-from repair.apply import apply_plan
-from core.state import StateDB
+from repair_support import account_updates, make_db, settings_for, write_plan
+from jobs.repair.apply import apply_plan
+from extract.state import StateDB
 from jobs import runs
 out = {}
 for name, url in (("duck", duck), ("pg", pg)):
