@@ -2,12 +2,18 @@
 
 Every chart carries ``role="img"``, a ``<title>`` and per-mark ``<title>`` tooltips with the
 numbers, so the values are readable without colour and without hovering a legend.
+
+Charts are returned as :class:`markupsafe.Markup` for the templates: every text in them (run
+labels, series names, titles) goes through :func:`_e` first, and the numbers are formatted
+here, so nothing from data reaches the page unescaped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+
+from markupsafe import Markup
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#be185d",
            "#65a30d", "#475569", "#ea580c")
@@ -30,10 +36,10 @@ def _fmt(v: float | int | None) -> str:
 
 
 def sparkline(values: Sequence[int | float], *, width: int = 120, height: int = 26,
-              label: str = "") -> str:
+              label: str = "") -> Markup:
     """A polyline of ``values`` (oldest first) with the last point marked."""
     if not values:
-        return '<span class="muted">no history</span>'
+        return Markup('<span class="muted">no history</span>')
     lo, hi = min(values), max(values)
     span = (hi - lo) or 1
     n = len(values)
@@ -44,7 +50,7 @@ def sparkline(values: Sequence[int | float], *, width: int = 120, height: int = 
     lx, ly = pts[-1]
     title = f"{label}: " if label else ""
     title += " → ".join(_fmt(v) for v in values[-14:])
-    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} '
+    return Markup(f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} '
             f'{height}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>'
             f'<polyline fill="none" stroke="#2563eb" stroke-width="1.5" points="{path}"/>'
             f'<circle cx="{lx:.1f}" cy="{ly:.1f}" r="2.5" fill="#dc2626"/></svg>')
@@ -52,10 +58,10 @@ def sparkline(values: Sequence[int | float], *, width: int = 120, height: int = 
 
 def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float | None]], *,
                  title: str, colors: dict[str, str] | None = None, width: int = 760,
-                 height: int = 220, unit: str = "") -> str:
+                 height: int = 220, unit: str = "") -> Markup:
     """One bar per label, stacked by series (missing values count as 0 and are marked)."""
     if not labels:
-        return f'<p class="muted">{_e(title)}: no runs yet.</p>'
+        return Markup(f'<p class="muted">{_e(title)}: no runs yet.</p>')
     colors = colors or {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(series)}
     totals = [sum((series[k][i] or 0) for k in series) for i in range(len(labels))]
     top = max(totals) or 1
@@ -97,19 +103,19 @@ def _axes(title: str, width: int, height: int, left: float, right: float, head: 
     return out
 
 
-def _figure(title: str, svg: list[str], colors: dict[str, str]) -> str:
+def _figure(title: str, svg: list[str], colors: dict[str, str]) -> Markup:
     """Close the chart's SVG and wrap it with its caption and legend (one key per series)."""
     legend = "".join(f'<span class="key"><i style="background:{c}"></i>{_e(k)}</span>'
                      for k, c in colors.items())
-    return f'<figure><figcaption>{_e(title)}</figcaption>{"".join(svg)}</svg>' \
-           f'<div class="legend">{legend}</div></figure>'
+    return Markup(f'<figure><figcaption>{_e(title)}</figcaption>{"".join(svg)}</svg>'
+                  f'<div class="legend">{legend}</div></figure>')
 
 
 def lines(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str,
-          width: int = 760, height: int = 220) -> str:
+          width: int = 760, height: int = 220) -> Markup:
     """One line per series; gaps where a value is missing (a failed run)."""
     if not labels:
-        return f'<p class="muted">{_e(title)}: no runs yet.</p>'
+        return Markup(f'<p class="muted">{_e(title)}: no runs yet.</p>')
     vals = [v for s in series.values() for v in s if v is not None]
     top = max(vals) if vals else 1
     top = top or 1

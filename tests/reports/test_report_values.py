@@ -80,7 +80,7 @@ def test_zuora_ids_are_encoded_into_links_and_no_template_means_no_link() -> Non
     tpl = "https://zuora.example/apps/{object}/{id}"
     html = zuora_link(tpl, "Account", 'a"b<c>&d /x?y#z')
     assert 'href="https://zuora.example/apps/Account/a%22b%3Cc%3E%26d%20%2Fx%3Fy%23z"' in html
-    assert ">a&quot;b&lt;c&gt;&amp;d /x?y#z</a>" in html
+    assert ">a&#34;b&lt;c&gt;&amp;d /x?y#z</a>" in html  # markupsafe spells " as &#34;
     assert zuora_link("", "Account", "<id>") == "&lt;id&gt;"
 
 
