@@ -7,10 +7,11 @@ markup that slipped into the page could neither run nor load anything. The summa
 first page of every table are rendered here, so the page reads with JavaScript off; the script
 then takes over the interactive parts from the data island.
 
-Every value from data is text: the templates autoescape everything they print, and nothing
-from data is marked safe. The only markup passed in from Python is recon's own (the CSS and JS
-assets, the SVG charts built by :mod:`reports.svg` with every label escaped) and the data
-island, which :mod:`reports.json_out` escapes for its ``<script>`` element. The environment
+Every value from data is text: the templates autoescape everything they print (the SVG charts
+too: :mod:`reports.svg` computes their geometry, ``charts.html.j2`` writes them), and nothing
+from data is marked safe. The only markup passed in from Python is recon's own CSS and JS
+assets and the data island, which :mod:`reports.json_out` escapes for its ``<script>``
+element. The environment
 runs under ``StrictUndefined``: a model field a template names but the model lacks (a rename)
 fails the render, and the tests render every branch.
 """
@@ -117,7 +118,7 @@ def environment() -> Environment:
         FINDING_COLUMNS=FINDING_COLUMNS, PARTIAL_LABEL=PARTIAL_LABEL, DRIFT_TITLES=DRIFT_TITLES,
         KIND_WORDS=KIND_WORDS, STATUS_WORDS=STATUS_WORDS, ACTION_WORDS=ACTION_WORDS,
         SOURCE_WORDS=SOURCE_WORDS, diff_parts=diff_parts, delta_note=delta_note,
-        sparkline=svg.sparkline)
+        spark=svg.sparkline)
     return env
 
 
