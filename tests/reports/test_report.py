@@ -387,6 +387,27 @@ def test_every_template_branch_renders_under_strict_undefined(runs: dict[str, An
         page.environment().from_string("{{ m.run.no_such_field }}").render(m=model)
 
 
+def test_every_model_field_the_page_script_reads_exists(runs: dict[str, Any],
+                                                         tmp_path: Path) -> None:
+    """The page's script reads a few model fields from the data island (``M.…``, and each
+    catalogue entry's ``table`` / ``key_column``): a renamed dataclass field fails here."""
+    from reports.html import ASSETS
+    from reports.model import to_json
+
+    js = (ASSETS / "report.js").read_text()
+    paths = set(re.findall(r"\bM((?:\.[a-z_]+)+)", js))
+    assert {".catalogue", ".settings.zuora_url_template", ".run.snapshot.dir"} <= paths
+    model, _ = _model(runs, RUN2, tmp_path)
+    doc = to_json(model)
+    for path in paths:
+        node: Any = doc
+        for key in path.strip(".").split("."):
+            assert isinstance(node, dict) and key in node, path
+            node = node[key]
+    for entry in doc["catalogue"].values():
+        assert set(re.findall(r"CAT\[obj\]\.([a-z_]+)", js)) <= set(entry)
+
+
 # -- in headless Chromium ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser() -> Any:
