@@ -366,14 +366,19 @@ def test_every_template_branch_renders_under_strict_undefined(runs: dict[str, An
                  'id="applies-table"', "ok &lt;fine&gt;", "2 auto findings have no operation",
                  "snapshot NOT complete", "Notes:", "a note &lt;b&gt;", "<dd>this run</dd>"):
         assert mark in text, mark
-    bare = replace(model, objects=(), fields=(), rules=(), notes=(),
+    runs_ = model.trends.runs
+    bare = replace(model, objects=(), fields=(), rules=(), notes=(), artifacts={},
+                   run=replace(run, last_clean_run="20260101T000000Z"),
                    repair=replace(repair, plan=None, available=False, applies=(),
                                   error="no plan here", applies_error="history unavailable"),
                    validation=replace(validation, failed=(), errors=(), suites=(),
                                       quarantine=replace(validation.quarantine, groups=())),
-                   trends=replace(model.trends, objects=(), rules=()))
+                   trends=replace(model.trends, objects=(), rules=(), runs=tuple(
+                       replace(r, banner="CLEAN", current=False, report=None) for r in runs_)))
     text = page.render(bare, f.head(0), island(bare, f.head(0)))
     for mark in ("Nothing was compared in this run.", "No field differs.", "No findings.",
+                 "Artifacts: none.", "<dd>20260101T000000Z</dd>", "✔ CLEAN</td>",
+                 f'<td class="mono">{RUN2}</td>',
                  "<h3>By object</h3><p class=\"muted\">None.</p>", "No repair plan: no plan here.",
                  "history unavailable.", "Nothing was quarantined.", "Showing 0 of 0 findings"):
         assert mark.replace("\n", "") in text.replace("\n", ""), mark
