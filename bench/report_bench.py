@@ -5,9 +5,9 @@ The run is synthesised (drift.parquet, stats, summary.json and recon's state, wi
 runs for the trends) rather than reconciled from a tenant, so the figure is the report's own
 cost; findings look like real ones (32-hex ids, dates off by a day, decimals, names, rule
 findings with sentences). No repair plan is saved (the report shows saved plans only and
-never plans): planning a 100k-finding run is the repair benchmark's figure. Chromium: navigation start → first
-contentful paint and → the page's script having rendered its tables (``__reportReadyMs``),
-then one filter and one sort over all 100,000 rows.
+never plans): planning a 100k-finding run is the repair benchmark's figure. Chromium:
+navigation start → first contentful paint and → the page's script having rendered its tables
+(``__reportReadyMs``), then one filter and one sort over all 100,000 rows.
 
 ``bench_report()`` returns the figures as a dict; ``python bench/report_bench.py`` prints it.
 """

@@ -52,16 +52,17 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     failed extracts included) into ``out_dir`` (default ``DATA/runs/<run_id>/``).
 
     The repair section shows the run's saved ``repair-plan.json`` only (the report never
-    plans: without one, ``plan_note`` says so and how to make one). ``read_applies``: also read this run's repair
-    applies from the local database's audit (off by default: the report then needs nothing
-    but recon's own files). ``mask_pii``: mask e-mail addresses (reports that leave the team).
+    plans: without one, ``plan_note`` says so and how to make one). ``read_applies``: also
+    read this run's repair applies from the local database's audit (off by default: the
+    report then needs nothing but recon's own files). ``mask_pii``: mask e-mail addresses (reports that leave the team).
     ``job_run_id``: the ``job_runs`` attempt this report belongs to (the nightly pipeline
     passes its own, so the header shows its trigger while the attempt is still running).
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     data_dir = Path(data_dir)
-    collected = collect(data_dir, run_id, settings=settings, read_applies=read_applies, job_run_id=job_run_id)
+    collected = collect(data_dir, run_id, settings=settings, read_applies=read_applies,
+                        job_run_id=job_run_id)
     timings["collect"] = time.perf_counter() - t0
     out = Path(out_dir) if out_dir is not None else run_dir(data_dir, collected.run_id)
     try:
