@@ -4,10 +4,10 @@ the page's first render in headless Chromium.
 The run is synthesised (drift.parquet, stats, summary.json and recon's state, with 13 earlier
 runs for the trends) rather than reconciled from a tenant, so the figure is the report's own
 cost; findings look like real ones (32-hex ids, dates off by a day, decimals, names, rule
-findings with sentences). The repair plan is not built (``build_plan=False``): planning a
-100k-finding run is the repair benchmark's figure. Chromium: navigation start → first
-contentful paint and → the page's script having rendered its tables (``__reportReadyMs``),
-then one filter and one sort over all 100,000 rows.
+findings with sentences). No repair plan is saved (the report shows saved plans only and
+never plans): planning a 100k-finding run is the repair benchmark's figure. Chromium:
+navigation start → first contentful paint and → the page's script having rendered its tables
+(``__reportReadyMs``), then one filter and one sort over all 100,000 rows.
 
 ``bench_report()`` returns the figures as a dict; ``python bench/report_bench.py`` prints it.
 """
@@ -154,9 +154,9 @@ def bench_report(n: int = FINDINGS, keep: Path | None = None, browser: bool = Tr
         synthesise(work, n)
         synth_s = time.perf_counter() - t
         settings = Settings(data_dir=work)
-        build_report(work, RUN, settings=settings, build_plan=False)  # warm imports
+        build_report(work, RUN, settings=settings)  # warm imports
         t = time.perf_counter()
-        paths = build_report(work, RUN, settings=settings, build_plan=False)
+        paths = build_report(work, RUN, settings=settings)
         gen_s = time.perf_counter() - t
         html = paths.html.read_bytes()
         out: dict = {

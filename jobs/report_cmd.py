@@ -35,7 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--mask-pii", action="store_true",
                    help="mask e-mail addresses (for reports that leave the team)")
     p.add_argument("--no-plan", action="store_true",
-                   help="do not build a repair plan in memory when the run has none saved")
+                   help="accepted for compatibility: the report shows the run's saved repair "
+                        "plan only and never builds one")
     p.add_argument("--with-applies", action="store_true",
                    help="also read this run's repair applies from the local database")
     p.set_defaults(func=_from_args)
@@ -50,8 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from reports import build_report
 
     paths = build_report(settings.data_dir, args.run, settings=settings, out_dir=args.out,
-                         mask_pii=args.mask_pii, build_plan=not args.no_plan,
-                         read_applies=args.with_applies)
+                         mask_pii=args.mask_pii, read_applies=args.with_applies)
     if not getattr(args, "quiet", False):
         print(f"{paths.label}: report of run {paths.run_id} ({paths.findings:,} findings rows, "
               f"{paths.html_bytes / 1e6:.1f} MB, {paths.seconds:.1f}s)")
@@ -61,6 +61,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                   f"resolved, {s['pending']:,} pending; {s['auto']:,} auto, {s['human']:,} "
                   f"need a person; {s['validation_failures']:,} validation failures, "
                   f"{s['quarantined_rows']:,} rows quarantined")
+        if paths.plan_note:
+            print(f"  repair: {paths.plan_note}")
         print(f"report: {paths.html}")
         print(f"json:   {paths.json}")
     return paths.exit_code if args.fail_on_drift else EXIT_OK

@@ -2,9 +2,10 @@
 
 ``build_report(data_dir, run_id=None, *, settings)`` is the API (``recon report`` and the
 nightly pipeline call it); see ``reports.build``. Modules: ``collect`` gathers a run's files and
-state, ``model`` turns them into the report's data, ``json_out`` writes ``report.json`` and the
-page's data island, ``html`` renders the page (``assets/`` holds its CSS and JS), ``svg`` draws
-the charts, ``chromium`` drives headless Chromium for tests and benchmarks.
+state (the saved repair plan through the repair floor's reader: the report never plans),
+``model`` turns them into the report's typed model (frozen dataclasses), ``json_out`` writes
+``report.json`` and the page's data island, ``html`` renders the page from the Jinja2 templates
+in ``templates/`` (``assets/`` holds its CSS and JS), ``svg`` draws the charts.
 """
 
 from reports.build import ReportPaths, build_report

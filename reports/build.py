@@ -18,7 +18,7 @@ from reports import html, json_out
 from reports.atomic import write_text_atomic
 from reports.collect import collect, run_dir
 from reports.errors import ReportError
-from reports.model import build_model
+from reports.model import build_model, to_json
 
 HTML_FILE = "report.html"
 JSON_FILE = "report.json"
@@ -40,27 +40,29 @@ class ReportPaths:
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)  # the tiles' numbers (report.json)
     timings: dict[str, float] = field(default_factory=dict)
+    # a reconciled run without a saved repair plan: says so and how to make one (else None)
+    plan_note: str | None = None
 
 
 def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: Settings,
                  out_dir: Path | str | None = None, mask_pii: bool = False,
-                 build_plan: bool = True, read_applies: bool = False,
+                 read_applies: bool = False,
                  job_run_id: str | None = None, now: dt.datetime | None = None) -> ReportPaths:
     """Write ``report.html`` and ``report.json`` for ``run_id`` (default: the newest run,
     failed extracts included) into ``out_dir`` (default ``DATA/runs/<run_id>/``).
 
-    ``build_plan``: when the run has no saved ``repair-plan.json``, build one in memory
-    (read-only) to show what a repair would do. ``read_applies``: also read this run's repair
-    applies from the local database's audit (off by default: the report then needs nothing
-    but recon's own files). ``mask_pii``: mask e-mail addresses (reports that leave the team).
+    The repair section shows the run's saved ``repair-plan.json`` only (the report never
+    plans: without one, ``plan_note`` says so and how to make one). ``read_applies``: also
+    read this run's repair applies from the local database's audit (off by default: the
+    report then needs nothing but recon's own files). ``mask_pii``: mask e-mail addresses (reports that leave the team).
     ``job_run_id``: the ``job_runs`` attempt this report belongs to (the nightly pipeline
     passes its own, so the header shows its trigger while the attempt is still running).
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     data_dir = Path(data_dir)
-    collected = collect(data_dir, run_id, settings=settings, build_plan=build_plan,
-                        read_applies=read_applies, job_run_id=job_run_id)
+    collected = collect(data_dir, run_id, settings=settings, read_applies=read_applies,
+                        job_run_id=job_run_id)
     timings["collect"] = time.perf_counter() - t0
     out = Path(out_dir) if out_dir is not None else run_dir(data_dir, collected.run_id)
     try:
@@ -82,10 +84,12 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     write_text_atomic(json_path, json_text)
     write_text_atomic(html_path, page)
     timings["html"] = time.perf_counter() - t
-    st = model["status"]
+    st = model.status
     return ReportPaths(
-        run_id=collected.run_id, html=html_path, json=json_path, banner=st["banner"],
-        label=st["label"], exit_code=st["exit_code"], findings=findings.height,
-        open_findings=model["summary"]["drift"] or 0, html_bytes=html_path.stat().st_size,
-        summary=model["summary"],
+        run_id=collected.run_id, html=html_path, json=json_path, banner=st.banner,
+        label=st.label, exit_code=st.exit_code, findings=findings.height,
+        open_findings=model.summary.drift or 0, html_bytes=html_path.stat().st_size,
+        summary=to_json(model.summary),
+        plan_note=None if model.repair.available or not collected.reconciled
+        else model.repair.error,
         seconds=round(time.perf_counter() - t0, 3), timings=timings)

@@ -53,9 +53,8 @@ class Collected:
     snapshots: list[Snapshot]  # every finished snapshot up to this run, oldest first
     job: dict[str, Any] | None  # this run's job_runs row (latest attempt), if the table exists
     jobs: dict[str, dict[str, Any]]  # run_id -> latest job_runs row, for trends
-    plan: dict[str, Any] | None
-    plan_source: str  # "file" | "memory" | ""
-    plan_error: str | None
+    plan: SavedPlan | None  # the run's saved repair-plan.json (the report never plans itself)
+    plan_error: str | None  # why there is no plan, and how to make one
     applies: pl.DataFrame | None  # repair applies of this run (local database), when read
     applies_error: str | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
@@ -228,31 +227,59 @@ def _jobs(jobs: pl.DataFrame, run_id: str, job_run_id: str | None,
     return by_run, job
 
 
+def saved_plan_hint(run_id: str) -> str:
+    """What the report says when a reconciled run has no saved plan: how to make one."""
+    return f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """What the report shows of a saved repair plan (read through the repair floor's reader)."""
+
+    plan_id: str
+    run_id: str
+    created_at: str  # ISO-8601 UTC, "…Z"
+    validation: str
+    snapshot_complete: bool
+    only: str | None
+    operations: int
+    summary: dict[str, Any]  # the plan's informational summary (counts, samples)
+    not_planned: tuple[dict[str, Any], ...]
+
+
+def read_saved_plan(path: Path) -> SavedPlan:
+    """The saved plan at ``path``, read and validated by the repair floor's own reader (this is
+    the one call into it, so a later plan format changes only the repair floor). Raises the
+    reader's typed error (a ``ReconError``) on a bad or unknown-version file."""
+    from repair.plan import plan_document, read_plan
+
+    doc = plan_document(read_plan(path))  # the typed plan, as the document its writer writes
+    return SavedPlan(plan_id=doc["plan_id"], run_id=doc["run_id"], created_at=doc["created_at"],
+                     validation=str(doc["validation"]),
+                     snapshot_complete=doc["snapshot_complete"], only=doc["only"],
+                     operations=len(doc["operations"]), summary=doc["summary"],
+                     not_planned=tuple(doc["not_planned"]))
+
+
 def _plan(data_dir: Path, run_id: str, snapshot: Snapshot | None,
-          reconciled: bool, build: bool) -> tuple[dict[str, Any] | None, str, str | None]:
-    """The run's saved repair plan, else one built in memory (read-only), else why not."""
+          reconciled: bool) -> tuple[SavedPlan | None, str | None]:
+    """The run's saved repair plan, else why there is none. The report never plans itself:
+    what it shows is exactly what ``recon repair apply`` would read."""
+    from core.errors import ReconError
+
     path = run_dir(data_dir, run_id) / PLAN_FILE
     if path.is_file():
         try:
-            plan = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            return None, "", f"{path} cannot be read ({type(e).__name__})"
-        if plan.get("run_id") == run_id:
-            return plan, "file", None
+            plan = read_saved_plan(path)
+        except (ReconError, OSError, ValueError) as e:
+            return None, f"{path} cannot be read ({e})"
+        if plan.run_id == run_id:
+            return plan, None
     if not reconciled:
-        return None, "", "the run was not reconciled, so there is nothing to repair"
+        return None, "the run was not reconciled, so there is nothing to repair"
     if snapshot is None or not snapshot.complete:
-        return None, "", "the run's snapshot is not available to plan from"
-    if not build:
-        return None, "", f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
-    from core.errors import ReconError
-    from repair.plan import plan_document
-    from repair.planner import build_plan
-
-    try:
-        return plan_document(build_plan(data_dir, run_id)), "memory", None
-    except ReconError as e:
-        return None, "", f"a plan could not be built: {e}"
+        return None, "the run's snapshot is not available to plan from"
+    return None, saved_plan_hint(run_id)
 
 
 def _applies(settings: Settings, run_id: str) -> tuple[pl.DataFrame | None, str | None]:
@@ -270,7 +297,7 @@ def _applies(settings: Settings, run_id: str) -> tuple[pl.DataFrame | None, str 
 
 
 def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
-            build_plan: bool = True, read_applies: bool = False,
+            read_applies: bool = False,
             job_run_id: str | None = None) -> Collected:
     """Everything the report of ``run_id`` (default: the newest run) needs."""
     data_dir = Path(data_dir)
@@ -298,7 +325,7 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     except Exception as e:  # noqa: BLE001
         raise ReportError(f"quarantine files of run {rid} cannot be read: {e}") from e
     snaps = [s for s in list_snapshots(data_dir) if s.run_id <= rid]
-    plan, plan_source, plan_error = _plan(data_dir, rid, snap, reconciled, build_plan)
+    plan, plan_error = _plan(data_dir, rid, snap, reconciled)
     applies, applies_error = _applies(settings, rid) if read_applies else (None, None)
     return Collected(
         data_dir=data_dir, run_id=rid, snapshot=snap, reconciled=reconciled,
@@ -311,5 +338,5 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
         quarantine=quarantine if quarantine.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
         recon_runs=state["recon_runs"], last_clean_run=state["last_clean"],
         snapshots=snaps[-settings.report_trend_runs:], job=state["job"], jobs=state["jobs"],
-        plan=plan, plan_source=plan_source, plan_error=plan_error, applies=applies,
+        plan=plan, plan_error=plan_error, applies=applies,
         applies_error=applies_error)

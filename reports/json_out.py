@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from reports.atomic import write_text_atomic
-from reports.model import SEVERITY_ORDER, STATUS_ORDER
+from reports.model import SEVERITY_ORDER, STATUS_ORDER, ReportModel, to_json
 
 # columns coded through a dictionary in the island (few distinct values each)
 DICT_COLUMNS = ("object", "kind", "rule", "field", "severity", "action", "status",
@@ -113,18 +113,19 @@ def island_findings(findings: pl.DataFrame) -> str:
     return escape_island(text)
 
 
-def island(model: dict[str, Any], findings: pl.DataFrame) -> str:
+def island(model: ReportModel, findings: pl.DataFrame) -> str:
     """The whole data island: ``{"model": …, "findings": …}``, escaped."""
-    return f'{{"model":{escape_island(dumps(model))},"findings":{island_findings(findings)}}}'
+    return (f'{{"model":{escape_island(dumps(to_json(model)))},'
+            f'"findings":{island_findings(findings)}}}')
 
 
-def report_json_text(model: dict[str, Any], findings: pl.DataFrame) -> str:
+def report_json_text(model: ReportModel, findings: pl.DataFrame) -> str:
     """``report.json``'s text: the model and every finding as a record."""
-    body = json.dumps(model, ensure_ascii=False, indent=1, default=str)
+    body = json.dumps(to_json(model), ensure_ascii=False, indent=1, default=str)
     rows = findings.write_json() if findings.height else "[]"
     return body[:body.rstrip().rfind("}")].rstrip() + ',\n "findings": ' + rows + "\n}\n"
 
 
-def write_report_json(model: dict[str, Any], findings: pl.DataFrame, path: Path) -> Path:
+def write_report_json(model: ReportModel, findings: pl.DataFrame, path: Path) -> Path:
     """``report.json``: the model and every finding as a record (atomically replaced)."""
     return write_text_atomic(path, report_json_text(model, findings))

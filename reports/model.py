@@ -1,5 +1,5 @@
-"""The report as data: one JSON-ready dict (``report.json`` without its findings rows) and the
-findings frame, computed from :class:`reports.collect.Collected` with polars.
+"""The report as data: a typed :class:`ReportModel` (``report.json`` without its findings rows)
+and the findings frame, computed from :class:`reports.collect.Collected` with polars.
 
 Renderers (``reports.html``, ``reports.json_out``) only format what is here, so the HTML page
 and its JSON twin cannot disagree. Every count is computed from ``drift.parquet`` itself, not
@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +38,443 @@ UNKNOWN_UNLESS_RECONCILED = (
 TOP_DRILL = 25  # subscriptions / accounts listed for drill-down
 FIELD_SAMPLES = 3  # before → after samples per field in the per-field table
 RULE_EXAMPLES = 3
+
+
+# -- the model's types -------------------------------------------------------------------------
+# Frozen dataclasses, so a renamed or missing field fails where the model is built (TypeError)
+# or rendered (the templates run under StrictUndefined), never silently in the browser. Their
+# field order is the key order of report.json; ``to_json`` turns the model into plain JSON data.
+@dataclass(frozen=True)
+class Stamp:
+    """A time in UTC (``…Z``) and in the tenant's zone."""
+
+    utc: str | None
+    local: str | None
+
+
+@dataclass(frozen=True)
+class Generator:
+    recon_version: str
+    git_sha: str | None
+    host: str
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The settings a reader of the report needs (never a secret or a connection string)."""
+
+    tenant_tz: str
+    grace_hours: float | int | None
+    trend_runs: int
+    zuora_url_template: str
+    local_database: str  # "PostgreSQL" | "DuckDB file"
+    mask_pii: bool
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    status: str | None
+    mode: str | None
+    requested_mode: str | None
+    error: str | None
+    error_type: str | None
+    path: str | None
+    dir: str | None
+    extract_s: float | None
+    track_id: str | None
+    base_run_id: str | None
+
+
+@dataclass(frozen=True)
+class ZuoraAsOf:
+    utc: str | None
+    local: str | None
+    aqua_job_ids: tuple[str, ...]
+    window_upper_bound: Stamp | None
+    mode: str | None
+
+
+@dataclass(frozen=True)
+class LocalAsOf:
+    utc: str | None
+    local: str | None
+    export_s: float | None
+
+
+@dataclass(frozen=True)
+class DataAsOf:
+    zuora: ZuoraAsOf
+    local: LocalAsOf
+    reconciled_as_of: Stamp
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    run_id: str
+    job: str | None
+    trigger: str
+    job_status: str | None
+    attempt: int | None
+    scheduled_for: Stamp
+    error_class: str | None
+    error_message: str | None
+    job_counts: dict[str, Any] | None
+    started: Stamp
+    finished: Stamp
+    duration_s: float | None
+    tenant_tz: str
+    snapshot: SnapshotInfo
+    data_as_of: DataAsOf
+    validated: Stamp
+    reconciled: Stamp
+    reconcile_s: float | None
+    grace_hours: float | int | None
+    previous_run: str | None
+    previous_report: str | None
+    last_clean_run: str | None
+    run_dir: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    """The banner: exactly one of CLEAN, DRIFT (n), ERROR, PARTIAL — NOT RECONCILED."""
+
+    banner: str  # one of BANNERS
+    label: str
+    icon: str
+    reasons: tuple[str, ...]
+    exit_code: int  # 0 CLEAN, 1 DRIFT, 2 ERROR or PARTIAL
+    text: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The tiles' numbers; None means unknown (the run was not reconciled), never zero."""
+
+    findings_rows: int
+    drift: int | None
+    new: int | None
+    persisting: int | None
+    pending: int | None
+    resolved: int | None
+    by_status: dict[str, int]
+    by_kind: dict[str, int]
+    by_severity: dict[str, int]
+    by_action: dict[str, int]
+    by_object: dict[str, int]
+    objects_compared: int | None
+    rows_zuora: int | None
+    rows_local: int | None
+    matched: int | None
+    missing_locally: int | None
+    orphaned_locally: int | None
+    field_drift: int | None
+    rows_with_field_drift: int | None
+    rule_violations: int | None
+    auto: int | None
+    human: int | None
+    quarantined_rows: int
+    quarantined_findings: int | None
+    checks: int
+    validation_failures: int
+    validation_failures_error: int
+    validation_errors: int
+    repair_operations: int | None
+    repair_groups: int | None
+    needs_a_person: int | None
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    object: str
+    table: str | None
+    key: str | None
+    zuora_rows: int | None
+    local_rows: int | None
+    matched: int | None
+    only_zuora: int | None
+    only_local: int | None
+    unequal: int | None
+    equal: int | None
+    columns_compared: int | None
+    columns_unequal: int | None
+    duplicates: int
+    seconds: float | None
+    findings: int
+    new: int
+    pending: int
+    resolved: int
+    auto: int
+    human: int
+    zuora_object: bool
+    trend: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FieldSample:
+    key: str | None
+    before: str | None
+    after: str | None
+    drift_id: str | None
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    object: str
+    field: str
+    column: str | None
+    zuora_type: str | None
+    local_type: str | None
+    tolerance: str | None
+    owner: str | None
+    unequal: int
+    pct_unequal: float | None
+    null_vs_value: int | None
+    max_abs_diff: Any
+    samples: tuple[FieldSample, ...]
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    code: str
+    is_rule: bool
+    title: str
+    drift_title: str
+    open: int
+    new: int
+    persisting: int
+    pending: int
+    resolved: int
+    auto: int
+    human: int
+    severity: str | None
+    objects: tuple[str, ...]
+    kinds: tuple[str, ...]
+    examples: tuple[str, ...]
+    filter: str  # the findings table's hash filter
+    command: str | None  # the suggested `recon repair plan … --only …`
+
+
+@dataclass(frozen=True)
+class DrillItem:
+    id: str
+    findings: int
+    objects: tuple[str, ...]
+    human: int
+    other: tuple[str, ...]  # accounts of a subscription, subscriptions of an account
+    severity: str | None
+
+
+@dataclass(frozen=True)
+class Drill:
+    subscriptions: tuple[DrillItem, ...]
+    accounts: tuple[DrillItem, ...]
+    subscription_count: int
+    account_count: int
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    source: str
+    source_words: str
+    suite: str | None
+    object: str | None
+    column: str | None
+    rule: str | None
+    severity: str | None
+    outcome: str
+    failing_count: int | None
+    failing_pct: float | None
+    total_count: int | None
+    sample_keys: tuple[Any, ...]
+    sample_values: tuple[Any, ...]
+    message: str | None
+    words: str
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    source: str
+    suite: str | None
+    total: int
+    passed: int
+    failed: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class QuarantineGroup:
+    side: str | None
+    object: str | None
+    table: str | None
+    column: str | None
+    check: str | None
+    severity: str | None
+    rows: int
+    keys: int
+    sample_keys: tuple[Any, ...]
+    sample_values: tuple[Any, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    rows: int
+    groups: tuple[QuarantineGroup, ...]
+
+
+@dataclass(frozen=True)
+class Validation:
+    status: str  # not_run | error | failed | warnings | passed
+    checks: int
+    passed: int
+    failed_count: int
+    error_count: int
+    failed: tuple[CheckRow, ...]
+    errors: tuple[CheckRow, ...]
+    suites: tuple[SuiteRow, ...]
+    quarantine: Quarantine
+
+
+@dataclass(frozen=True)
+class RepairStep:
+    step: str
+    table: str
+    insert: int
+    update: int
+    delete: int
+
+
+@dataclass(frozen=True)
+class Change:
+    column: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class PlanSample:
+    table: str
+    op: str
+    key: str | None
+    reason: str | None
+    changes: tuple[Change, ...]
+    more: int  # changed columns beyond those listed
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    """The saved plan of the run, as the report shows it."""
+
+    plan_id: str
+    created_at: str
+    validation: str
+    snapshot_complete: bool
+    only: str | None
+    operations: int
+    groups: int | None
+    steps: tuple[RepairStep, ...]
+    samples: tuple[PlanSample, ...]
+    needs_a_person_by: dict[str, int]
+    not_planned: tuple[dict[str, Any], ...]
+    not_planned_count: int
+    commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Repair:
+    source: str  # "file" (a saved plan) | "" (none)
+    error: str | None  # why there is no plan, and how to make one
+    applies: tuple[dict[str, Any], ...]  # repair_applies rows of this run (--with-applies)
+    applies_error: str | None
+    needs_a_person: int | None
+    available: bool
+    # its fields sit beside the ones above in report.json (absent when there is no plan)
+    plan: RepairPlan | None = field(default=None, metadata={"inline": True})
+
+
+@dataclass(frozen=True)
+class TrendRun:
+    run_id: str
+    banner: str
+    reconciled: bool
+    snapshot_status: str | None
+    mode: str | None
+    error: str | None
+    started: str | None
+    zuora_rows: int | None
+    local_rows: int | None
+    volumes: dict[str, int]
+    extract_s: float | None
+    reconcile_s: float | None
+    job_s: float | None
+    trigger: str | None
+    job_status: str | None
+    drift: int | None
+    by_status: dict[str, int]
+    by_object: dict[str, int]
+    by_rule: dict[str, int]
+    report: str | None
+    current: bool
+
+
+@dataclass(frozen=True)
+class Trends:
+    runs: tuple[TrendRun, ...]
+    objects: tuple[str, ...]
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    table: str
+    key_column: str
+    zuora: bool
+
+
+@dataclass(frozen=True)
+class ReportModel:
+    """The whole report but its findings rows: what both renderers consume."""
+
+    schema_version: int
+    generated_at: str | None
+    generator: Generator
+    settings: ReportSettings
+    run: RunHeader
+    status: Status
+    summary: Summary
+    objects: tuple[ObjectRow, ...]
+    fields: tuple[FieldRow, ...]
+    rules: tuple[RuleRow, ...]
+    drill: Drill
+    validation: Validation
+    repair: Repair
+    trends: Trends
+    artifacts: dict[str, str]
+    catalogue: dict[str, CatalogueEntry]
+    drift_titles: dict[str, str]
+    notes: tuple[str, ...]
+
+
+def to_json(value: Any) -> Any:
+    """The model (or any part of it) as plain JSON data: dataclasses become objects in field
+    order (an ``inline`` field's object is merged into its parent), tuples become lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in fields(value):
+            v = getattr(value, f.name)
+            if f.metadata.get("inline"):
+                if v is not None:
+                    out.update(to_json(v))
+            else:
+                out[f.name] = to_json(v)
+        return out
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -126,14 +564,14 @@ def mask_emails(expr: pl.Expr) -> pl.Expr:
     return expr.str.replace_all(r"([A-Za-z0-9])[A-Za-z0-9._%+\-]*@", "${1}***@")
 
 
-def summary_numbers(c: Collected, f: pl.DataFrame) -> dict[str, Any]:
+def summary_numbers(c: Collected, f: pl.DataFrame) -> Summary:
     """The tiles' numbers, all from the findings and stats of this run."""
     open_ = f.filter(pl.col("status").is_in(OPEN))
     stats = c.object_stats
     by_kind = _counts(open_, "kind")
     checks = c.checks
     failed = checks.filter(pl.col("outcome") == "failed")
-    plan = c.plan or {}
+    plan = c.plan
 
     def tot(col: str) -> int | None:
         return int(stats[col].sum()) if c.reconciled and col in stats.columns else None
@@ -167,13 +605,13 @@ def summary_numbers(c: Collected, f: pl.DataFrame) -> dict[str, Any]:
         "validation_failures": failed.height,
         "validation_failures_error": int((failed["severity"] == "error").sum()),
         "validation_errors": int((checks["outcome"] == "error").sum()),
-        "repair_operations": len(plan.get("operations", [])) if plan else None,
-        "repair_groups": (plan.get("summary") or {}).get("groups") if plan else None,
+        "repair_operations": plan.operations if plan else None,
+        "repair_groups": plan.summary.get("groups") if plan else None,
         "needs_a_person": int((open_["action"] == "human").sum()),
     }
     if not c.reconciled:  # nothing was compared: unknown, never "0 differences"
         out.update({k: None for k in UNKNOWN_UNLESS_RECONCILED})
-    return out
+    return Summary(**out)
 
 
 # -- header and status -------------------------------------------------------------------------
@@ -189,7 +627,7 @@ def _job_duration(job: dict[str, Any] | None) -> float | None:
         return None
 
 
-def run_header(c: Collected, settings: Settings, rel: Any) -> dict[str, Any]:
+def run_header(c: Collected, settings: Settings, rel: Any) -> RunHeader:
     m = c.snapshot.manifest if c.snapshot else None
     s = c.summary
     job = c.job or {}
@@ -210,50 +648,53 @@ def run_header(c: Collected, settings: Settings, rel: Any) -> dict[str, Any]:
                           ).total_seconds(), 1)
     validated = c.checks["checked_at"].max() if c.checks.height else None
 
-    def t(iso: str | None) -> dict[str, str | None]:
-        return {"utc": iso, "local": local_time(iso, tz)}
+    def t(iso: str | None) -> Stamp:
+        return Stamp(utc=iso, local=local_time(iso, tz))
 
-    return {
-        "run_id": c.run_id,
-        "job": job.get("job") or ("nightly" if c.job else None),
-        "trigger": job.get("trigger") or "manual",
-        "job_status": job.get("status"),
-        "attempt": job.get("attempt"),
-        "scheduled_for": t(utc_iso(job.get("scheduled_for"))),
-        "error_class": job.get("error_class"),
-        "error_message": job.get("error_message"),
-        "job_counts": _json_obj(job.get("counts")),
-        "started": t(started), "finished": t(finished), "duration_s": duration,
-        "tenant_tz": tz,
-        "snapshot": {
-            "status": m.status if m else None,
-            "mode": m.mode if m else s.get("snapshot_mode"),
-            "requested_mode": m.requested_mode if m else None,
-            "error": m.error if m else None, "error_type": m.error_type if m else None,
-            "path": rel(c.snapshot.path) if c.snapshot else None,
-            "dir": c.snapshot.path.as_posix() if c.snapshot else None,
-            "extract_s": m.duration_s if m else None,
-            "track_id": m.track_id if m else None,
-            "base_run_id": m.base_run_id if m else None,
-        },
-        "data_as_of": {
-            "zuora": {**t(zuora_asof), "aqua_job_ids": list(aqua.get("job_ids") or []),
-                      "window_upper_bound": t(utc_iso(hwm)) if hwm else None,
-                      "mode": m.mode if m else None},
-            "local": {**t(utc_iso(m.started_at if m else None)),
-                      "export_s": aqua.get("local_export_s")},
-            "reconciled_as_of": t(utc_iso(s.get("as_of"))),
-        },
-        "validated": t(utc_iso(validated)),
-        "reconciled": t(utc_iso(s.get("finished_at"))),
-        "reconcile_s": s.get("duration_s"),
-        "grace_hours": s.get("grace_hours"),
-        "previous_run": prev,
-        "previous_report": rel(c.data_dir / "runs" / prev / "report.html") if prev and (
+    zuora = t(zuora_asof)
+    local = t(utc_iso(m.started_at if m else None))
+    return RunHeader(
+        run_id=c.run_id,
+        job=job.get("job") or ("nightly" if c.job else None),
+        trigger=job.get("trigger") or "manual",
+        job_status=job.get("status"),
+        attempt=job.get("attempt"),
+        scheduled_for=t(utc_iso(job.get("scheduled_for"))),
+        error_class=job.get("error_class"),
+        error_message=job.get("error_message"),
+        job_counts=_json_obj(job.get("counts")),
+        started=t(started), finished=t(finished), duration_s=duration,
+        tenant_tz=tz,
+        snapshot=SnapshotInfo(
+            status=m.status if m else None,
+            mode=m.mode if m else s.get("snapshot_mode"),
+            requested_mode=m.requested_mode if m else None,
+            error=m.error if m else None, error_type=m.error_type if m else None,
+            path=rel(c.snapshot.path) if c.snapshot else None,
+            dir=c.snapshot.path.as_posix() if c.snapshot else None,
+            extract_s=m.duration_s if m else None,
+            track_id=m.track_id if m else None,
+            base_run_id=m.base_run_id if m else None,
+        ),
+        data_as_of=DataAsOf(
+            zuora=ZuoraAsOf(utc=zuora.utc, local=zuora.local,
+                            aqua_job_ids=tuple(aqua.get("job_ids") or ()),
+                            window_upper_bound=t(utc_iso(hwm)) if hwm else None,
+                            mode=m.mode if m else None),
+            local=LocalAsOf(utc=local.utc, local=local.local,
+                            export_s=aqua.get("local_export_s")),
+            reconciled_as_of=t(utc_iso(s.get("as_of"))),
+        ),
+        validated=t(utc_iso(validated)),
+        reconciled=t(utc_iso(s.get("finished_at"))),
+        reconcile_s=s.get("duration_s"),
+        grace_hours=s.get("grace_hours"),
+        previous_run=prev,
+        previous_report=rel(c.data_dir / "runs" / prev / "report.html") if prev and (
             c.data_dir / "runs" / prev / "report.html").is_file() else None,
-        "last_clean_run": c.last_clean_run,
-        "run_dir": (c.data_dir / "runs" / c.run_id).as_posix() if c.reconciled else None,
-    }
+        last_clean_run=c.last_clean_run,
+        run_dir=(c.data_dir / "runs" / c.run_id).as_posix() if c.reconciled else None,
+    )
 
 
 def _json_obj(value: Any) -> dict[str, Any] | None:
@@ -266,7 +707,7 @@ def _json_obj(value: Any) -> dict[str, Any] | None:
         return {"value": str(value)}
 
 
-def status_banner(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
+def status_banner(c: Collected, numbers: Summary) -> Status:
     """Exactly one of CLEAN, DRIFT (n), ERROR, PARTIAL — NOT RECONCILED, with why. A run whose
     extract failed, or that stopped before the reconciler, never reads as "0 differences"."""
     m = c.snapshot.manifest if c.snapshot else None
@@ -291,10 +732,10 @@ def status_banner(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
         if job.get("error_message"):
             reasons.append(f"job {job.get('status') or ''}: {job.get('error_class') or ''} "
                            f"{job['error_message']}".strip())
-        return {"banner": "PARTIAL", "label": PARTIAL_LABEL, "icon": "◐", "reasons": reasons,
-                "exit_code": 2,
-                "text": "Not reconciled: these numbers are not a comparison. Nothing here "
-                        "means zero differences."}
+        return Status(banner="PARTIAL", label=PARTIAL_LABEL, icon="◐", reasons=tuple(reasons),
+                      exit_code=2,
+                      text="Not reconciled: these numbers are not a comparison. Nothing here "
+                           "means zero differences.")
     errs = c.checks.filter(pl.col("outcome") == "error")
     if str(job.get("status") or "").lower() in ERROR_JOB_STATUSES:
         reasons.append(f"the job failed after reconciling: {job.get('error_class') or ''} "
@@ -302,28 +743,29 @@ def status_banner(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
     if errs.height:
         reasons.append(f"{errs.height} check(s) could not run (an error, not bad data)")
         reasons += [str(x) for x in errs["message"].head(5).to_list() if x]
-    n = numbers["drift"]
+    n = numbers.drift or 0
     if reasons:
-        return {"banner": "ERROR", "label": "ERROR", "icon": "✖", "reasons": reasons,
-                "exit_code": 2, "text": f"Reconciled with {n:,} open findings, but part of "
-                                        "the run failed."}
-    pending = numbers["pending"]
+        return Status(banner="ERROR", label="ERROR", icon="✖", reasons=tuple(reasons),
+                      exit_code=2, text=f"Reconciled with {n:,} open findings, but part of "
+                                        "the run failed.")
+    pending = numbers.pending or 0
     if n:
-        return {"banner": "DRIFT", "label": f"DRIFT ({n:,})", "icon": "▲", "reasons": [],
-                "exit_code": 1,
-                "text": f"{n:,} open findings ({numbers['new']:,} new, "
-                        f"{numbers['persisting']:,} persisting); {numbers['auto']:,} the repair "
-                        f"may fix, {numbers['human']:,} need a person"
-                        + (f"; {pending:,} pending in the grace window" if pending else "")
-                        + "."}
-    return {"banner": "CLEAN", "label": "CLEAN", "icon": "✔", "reasons": [], "exit_code": 0,
-            "text": "Every compared row and rule agrees with Zuora"
-                    + (f"; {pending:,} change(s) pending in the grace window" if pending
-                       else "") + "."}
+        return Status(banner="DRIFT", label=f"DRIFT ({n:,})", icon="▲", reasons=(),
+                      exit_code=1,
+                      text=f"{n:,} open findings ({numbers.new or 0:,} new, "
+                           f"{numbers.persisting or 0:,} persisting); {numbers.auto or 0:,} the "
+                           f"repair may fix, {numbers.human or 0:,} need a person"
+                           + (f"; {pending:,} pending in the grace window" if pending else "")
+                           + ".")
+    return Status(banner="CLEAN", label="CLEAN", icon="✔", reasons=(), exit_code=0,
+                  text="Every compared row and rule agrees with Zuora"
+                       + (f"; {pending:,} change(s) pending in the grace window" if pending
+                          else "") + ".")
 
 
 # -- per object, per field, per rule -------------------------------------------------------------
-def objects_table(c: Collected, f: pl.DataFrame, trend: dict[str, list[int]]) -> list[dict]:
+def objects_table(c: Collected, f: pl.DataFrame,
+                  trend: dict[str, list[int]]) -> tuple[ObjectRow, ...]:
     specs = {o.name: o for o in OBJECTS}
     open_ = f.filter(pl.col("status").is_in(OPEN))
     per = f.group_by("object").agg(
@@ -339,62 +781,62 @@ def objects_table(c: Collected, f: pl.DataFrame, trend: dict[str, list[int]]) ->
         .group_by("object").agg(pl.col("key").n_unique().alias("n"))
     dups = dict(dup.iter_rows())
     m = c.snapshot.manifest if c.snapshot else None
-    rows: list[dict] = []
+    rows: list[ObjectRow] = []
     stats = c.object_stats.to_dicts() if c.reconciled else []
     seen = set()
     for s in stats:
         spec = specs.get(s["object"])
         seen.add(s["object"])
         k = counts.get(s["object"], {})
-        rows.append({
-            "object": s["object"], "table": s.get("table"),
-            "key": f"Id → {spec.key_column}" if spec else None,
-            "zuora_rows": s["zuora_rows"], "local_rows": s["local_rows"],
-            "matched": s["matched"], "only_zuora": s["only_zuora"],
-            "only_local": s["only_local"], "unequal": s["unequal"],
-            "equal": s["matched"] - s["unequal"],
-            "columns_compared": len(spec.compared_fields) if spec else None,
-            "columns_unequal": s["columns_unequal"],
-            "duplicates": dups.get(s["object"], 0),
-            "seconds": s.get("seconds"),
-            "findings": int(k.get("open", 0)), "new": int(k.get("new", 0)),
-            "pending": int(k.get("pending", 0)), "resolved": int(k.get("resolved", 0)),
-            "auto": int(k.get("auto", 0)), "human": int(k.get("human", 0)),
-            "zuora_object": spec is not None,
-            "trend": trend.get(s["object"], []),
-        })
+        rows.append(ObjectRow(
+            object=s["object"], table=s.get("table"),
+            key=f"Id → {spec.key_column}" if spec else None,
+            zuora_rows=s["zuora_rows"], local_rows=s["local_rows"],
+            matched=s["matched"], only_zuora=s["only_zuora"],
+            only_local=s["only_local"], unequal=s["unequal"],
+            equal=s["matched"] - s["unequal"],
+            columns_compared=len(spec.compared_fields) if spec else None,
+            columns_unequal=s["columns_unequal"],
+            duplicates=dups.get(s["object"], 0),
+            seconds=s.get("seconds"),
+            findings=int(k.get("open", 0)), new=int(k.get("new", 0)),
+            pending=int(k.get("pending", 0)), resolved=int(k.get("resolved", 0)),
+            auto=int(k.get("auto", 0)), human=int(k.get("human", 0)),
+            zuora_object=spec is not None,
+            trend=tuple(trend.get(s["object"], ())),
+        ))
     for obj in sorted(set(open_["object"].to_list()) | set(counts) - seen):
         if obj in seen:
             continue
         k = counts.get(obj, {})
         local = (m.local.get(obj) or {}).get("rows") if m else None
-        rows.append({
-            "object": obj, "table": obj, "key": "natural key (local-only table)",
-            "zuora_rows": None, "local_rows": local, "matched": None, "only_zuora": None,
-            "only_local": None, "unequal": None, "equal": None, "columns_compared": None,
-            "columns_unequal": None, "duplicates": dups.get(obj, 0), "seconds": None,
-            "findings": int(k.get("open", 0)), "new": int(k.get("new", 0)),
-            "pending": int(k.get("pending", 0)), "resolved": int(k.get("resolved", 0)),
-            "auto": int(k.get("auto", 0)), "human": int(k.get("human", 0)),
-            "zuora_object": False, "trend": trend.get(obj, []),
-        })
-    return rows
+        rows.append(ObjectRow(
+            object=obj, table=obj, key="natural key (local-only table)",
+            zuora_rows=None, local_rows=local, matched=None, only_zuora=None,
+            only_local=None, unequal=None, equal=None, columns_compared=None,
+            columns_unequal=None, duplicates=dups.get(obj, 0), seconds=None,
+            findings=int(k.get("open", 0)), new=int(k.get("new", 0)),
+            pending=int(k.get("pending", 0)), resolved=int(k.get("resolved", 0)),
+            auto=int(k.get("auto", 0)), human=int(k.get("human", 0)),
+            zuora_object=False, trend=tuple(trend.get(obj, ())),
+        ))
+    return tuple(rows)
 
 
-def fields_table(c: Collected, f: pl.DataFrame) -> list[dict]:
+def fields_table(c: Collected, f: pl.DataFrame) -> tuple[FieldRow, ...]:
     if not c.reconciled or c.field_stats.height == 0:
-        return []
+        return ()
     specs = {o.name: o for o in OBJECTS}
     matched = dict(c.object_stats.select("object", "matched").iter_rows())
     samples = (f.filter((pl.col("kind") == "field_mismatch") & (pl.col("status") != "resolved"))
                .group_by("object", "field", maintain_order=True)
                .head(FIELD_SAMPLES)
                .select("object", "field", "key", "local_value", "zuora_value", "drift_id"))
-    by_field: dict[tuple[str, str], list[dict]] = {}
+    by_field: dict[tuple[str, str], list[FieldSample]] = {}
     for r in samples.to_dicts():
         by_field.setdefault((r["object"], r["field"]), []).append(
-            {"key": r["key"], "before": r["local_value"], "after": r["zuora_value"],
-             "drift_id": r["drift_id"]})
+            FieldSample(key=r["key"], before=r["local_value"], after=r["zuora_value"],
+                        drift_id=r["drift_id"]))
     out = []
     for r in c.field_stats.sort(["object", "unequal"], descending=[False, True]).to_dicts():
         spec = specs.get(r["object"])
@@ -405,25 +847,25 @@ def fields_table(c: Collected, f: pl.DataFrame) -> list[dict]:
             except Exception:
                 fld = None
         m = matched.get(r["object"]) or 0
-        out.append({
-            "object": r["object"], "field": r["field"],
-            "column": fld.column if fld else None,
-            "zuora_type": str(fld.ztype) if fld else None,
-            "local_type": fld.local_type if fld else None,
-            "tolerance": str(fld.norm) if fld else None,
-            "owner": str(fld.owner) if fld else None,
-            "unequal": r["unequal"], "pct_unequal": round(100 * r["unequal"] / m, 4) if m else None,
-            "null_vs_value": r["null_vs_value"],
-            "max_abs_diff": r.get("max_abs_diff"),
-            "samples": by_field.get((r["object"], r["field"]), []),
-        })
-    return out
+        out.append(FieldRow(
+            object=r["object"], field=r["field"],
+            column=fld.column if fld else None,
+            zuora_type=str(fld.ztype) if fld else None,
+            local_type=fld.local_type if fld else None,
+            tolerance=str(fld.norm) if fld else None,
+            owner=str(fld.owner) if fld else None,
+            unequal=r["unequal"], pct_unequal=round(100 * r["unequal"] / m, 4) if m else None,
+            null_vs_value=r["null_vs_value"],
+            max_abs_diff=r.get("max_abs_diff"),
+            samples=tuple(by_field.get((r["object"], r["field"]), ())),
+        ))
+    return tuple(out)
 
 
-def rules_table(c: Collected, f: pl.DataFrame) -> list[dict]:
+def rules_table(c: Collected, f: pl.DataFrame) -> tuple[RuleRow, ...]:
     """The drift catalogue view: one row per cross-object rule or likely drift id."""
     if f.height == 0:
-        return []
+        return ()
     from reconcile.rules import RULES
 
     titles = {r.id: r.title for r in RULES}
@@ -448,48 +890,49 @@ def rules_table(c: Collected, f: pl.DataFrame) -> list[dict]:
     out = []
     for r in agg.to_dicts():
         code = r["code"]
-        out.append({
-            "code": code, "is_rule": r["is_rule"],
-            "title": (titles.get(code) if r["is_rule"] else None) or DRIFT_TITLES.get(code, ""),
-            "drift_title": DRIFT_TITLES.get(code, ""),
-            "open": r["open"], "new": r["new"], "persisting": r["persisting"],
-            "pending": r["pending"], "resolved": r["resolved"], "auto": r["auto"],
-            "human": r["human"],
-            "severity": SEVERITY_ORDER[r["severity"]] if r["severity"] < len(SEVERITY_ORDER)
+        out.append(RuleRow(
+            code=code, is_rule=r["is_rule"],
+            title=(titles.get(code) if r["is_rule"] else None) or DRIFT_TITLES.get(code, ""),
+            drift_title=DRIFT_TITLES.get(code, ""),
+            open=r["open"], new=r["new"], persisting=r["persisting"],
+            pending=r["pending"], resolved=r["resolved"], auto=r["auto"],
+            human=r["human"],
+            severity=SEVERITY_ORDER[r["severity"]] if r["severity"] < len(SEVERITY_ORDER)
             else None,
-            "objects": r["objects"], "kinds": r["kinds"], "examples": r["examples"],
-            "filter": (f"rule={code}" if r["is_rule"] else f"rule=-&drift={code}"),
-            "command": (f"recon repair plan --run {c.run_id} --only {code}"
-                        if r["auto"] else None),
-        })
-    return out
+            objects=tuple(r["objects"]), kinds=tuple(r["kinds"]),
+            examples=tuple(r["examples"]),
+            filter=(f"rule={code}" if r["is_rule"] else f"rule=-&drift={code}"),
+            command=(f"recon repair plan --run {c.run_id} --only {code}"
+                     if r["auto"] else None),
+        ))
+    return tuple(out)
 
 
-def drill_lists(f: pl.DataFrame) -> dict[str, list[dict]]:
+def drill_lists(f: pl.DataFrame) -> Drill:
     """The subscriptions and accounts with the most open findings (drill-down entry points)."""
     sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
     live = f.filter(pl.col("status") != "resolved").with_columns(
         _sev=pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32))
 
-    def top(col: str) -> list[dict]:
+    def top(col: str) -> tuple[DrillItem, ...]:
         g = (live.filter(pl.col(col).is_not_null()).group_by(col)
              .agg(findings=pl.len(), objects=pl.col("object").unique().sort(),
                   human=(pl.col("action") == "human").sum(), sev=pl.col("_sev").min(),
                   other=pl.col("account_id" if col == "subscription_name"
                                else "subscription_name").drop_nulls().unique().sort().head(3))
              .sort(["findings", col], descending=[True, False]).head(TOP_DRILL))
-        return [{"id": r[col], "findings": r["findings"], "objects": r["objects"],
-                 "human": r["human"], "other": r["other"],
-                 "severity": SEVERITY_ORDER[r["sev"]] if r["sev"] < 4 else None}
-                for r in g.to_dicts()]
+        return tuple(DrillItem(id=r[col], findings=r["findings"], objects=tuple(r["objects"]),
+                               human=r["human"], other=tuple(r["other"]),
+                               severity=SEVERITY_ORDER[r["sev"]] if r["sev"] < 4 else None)
+                     for r in g.to_dicts())
 
-    return {"subscriptions": top("subscription_name"), "accounts": top("account_id"),
-            "subscription_count": live["subscription_name"].drop_nulls().n_unique(),
-            "account_count": live["account_id"].drop_nulls().n_unique()}
+    return Drill(subscriptions=top("subscription_name"), accounts=top("account_id"),
+                 subscription_count=live["subscription_name"].drop_nulls().n_unique(),
+                 account_count=live["account_id"].drop_nulls().n_unique())
 
 
 # -- validation, repair ---------------------------------------------------------------------------
-def validation_section(c: Collected, mask_pii: bool) -> dict[str, Any]:
+def validation_section(c: Collected, mask_pii: bool) -> Validation:
     ch = c.checks
     if mask_pii and ch.height:
         ch = ch.with_columns(
@@ -497,7 +940,7 @@ def validation_section(c: Collected, mask_pii: bool) -> dict[str, Any]:
             pl.col("sample_keys").list.eval(mask_emails(pl.element())),
             mask_emails(pl.col("message")).alias("message"))
 
-    def rows(frame: pl.DataFrame) -> list[dict]:
+    def rows(frame: pl.DataFrame) -> tuple[CheckRow, ...]:
         out = []
         for r in frame.to_dicts():
             where = f"{r['object'] or ''}{'.' + r['column'] if r['column'] else ''}"
@@ -505,26 +948,27 @@ def validation_section(c: Collected, mask_pii: bool) -> dict[str, Any]:
             words = (f"{n:,} of {total:,} rows ({r['failing_pct'] or 0:.3g}%) of {where} break "
                      f"“{r['rule']}”" if total else
                      f"{where}: “{r['rule']}” fails" + (f" for {n:,} rows" if n else ""))
-            out.append({
-                "source": r["source"], "source_words": SOURCE_WORDS.get(r["source"], r["source"]),
-                "suite": r["suite"], "object": r["object"], "column": r["column"],
-                "rule": r["rule"], "severity": r["severity"], "outcome": r["outcome"],
-                "failing_count": n, "failing_pct": r["failing_pct"], "total_count": total,
-                "sample_keys": list(r["sample_keys"] or []),
-                "sample_values": list(r["sample_values"] or []),
-                "message": r["message"], "words": words if r["outcome"] == "failed" else
+            out.append(CheckRow(
+                source=r["source"], source_words=SOURCE_WORDS.get(r["source"], r["source"]),
+                suite=r["suite"], object=r["object"], column=r["column"],
+                rule=r["rule"], severity=r["severity"], outcome=r["outcome"],
+                failing_count=n, failing_pct=r["failing_pct"], total_count=total,
+                sample_keys=tuple(r["sample_keys"] or ()),
+                sample_values=tuple(r["sample_values"] or ()),
+                message=r["message"], words=words if r["outcome"] == "failed" else
                 (r["message"] or "the check could not run"),
-            })
-        return out
+            ))
+        return tuple(out)
 
     failed = ch.filter(pl.col("outcome") == "failed").sort(
         ["severity", "failing_count"], descending=[False, True])
     errors = ch.filter(pl.col("outcome") == "error")
-    suites = (ch.group_by("source", "suite")
-              .agg(total=pl.len(), passed=(pl.col("outcome") == "passed").sum(),
-                   failed=(pl.col("outcome") == "failed").sum(),
-                   errors=(pl.col("outcome") == "error").sum())
-              .sort("source", "suite").to_dicts()) if ch.height else []
+    suites = tuple(SuiteRow(**r) for r in (
+        ch.group_by("source", "suite")
+        .agg(total=pl.len(), passed=(pl.col("outcome") == "passed").sum(),
+             failed=(pl.col("outcome") == "failed").sum(),
+             errors=(pl.col("outcome") == "error").sum())
+        .sort("source", "suite").to_dicts())) if ch.height else ()
     q = c.quarantine
     if mask_pii and q.height:
         q = q.with_columns(mask_emails(pl.col("key")), mask_emails(pl.col("value")))
@@ -535,17 +979,24 @@ def validation_section(c: Collected, mask_pii: bool) -> dict[str, Any]:
                     sample_keys=pl.col("key").head(3), sample_values=pl.col("value").head(3))
                .sort("rows", descending=True))
         for r in agg.to_dicts():
-            groups.append({**r, "why": check_words(r["check"])})
+            groups.append(QuarantineGroup(
+                side=r["side"], object=r["object"], table=r["table"], column=r["column"],
+                check=r["check"], severity=r["severity"], rows=r["rows"], keys=r["keys"],
+                sample_keys=tuple(r["sample_keys"]), sample_values=tuple(r["sample_values"]),
+                why=check_words(r["check"])))
     status = ("not_run" if ch.height == 0 else "error" if errors.height else
               "failed" if failed.filter(pl.col("severity") == "error").height else
               "warnings" if failed.height else "passed")
-    return {"status": status, "checks": ch.height,
-            "passed": int((ch["outcome"] == "passed").sum()), "failed_count": failed.height,
-            "error_count": errors.height, "failed": rows(failed), "errors": rows(errors),
-            "suites": suites, "quarantine": {"rows": q.height, "groups": groups}}
+    return Validation(status=status, checks=ch.height,
+                      passed=int((ch["outcome"] == "passed").sum()),
+                      failed_count=failed.height, error_count=errors.height,
+                      failed=rows(failed), errors=rows(errors), suites=suites,
+                      quarantine=Quarantine(rows=q.height, groups=tuple(groups)))
 
 
-def repair_section(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
+def repair_section(c: Collected, numbers: Summary) -> Repair:
+    """The run's saved plan as the report shows it (the report never plans: without a saved
+    plan, ``error`` says so and how to make one), and its applies when they were read."""
     plan = c.plan
     applies = []
     if c.applies is not None and c.applies.height:
@@ -553,40 +1004,40 @@ def repair_section(c: Collected, numbers: dict[str, Any]) -> dict[str, Any]:
             applies.append({k: (utc_iso(v) if isinstance(v, dt.datetime) else v)
                             for k, v in r.items() if k not in ("plan_path", "host", "pid",
                                                                "os_user")})
-    base = {"source": c.plan_source, "error": c.plan_error, "applies": applies,
-            "applies_error": c.applies_error, "needs_a_person": numbers["needs_a_person"]}
-    if not plan:
-        return {**base, "available": False}
-    s = plan.get("summary") or {}
+    base = Repair(source="file" if plan else "", error=c.plan_error, applies=tuple(applies),
+                  applies_error=c.applies_error, needs_a_person=numbers.needs_a_person,
+                  available=plan is not None)
+    if plan is None:
+        return base
+    s = plan.summary
     steps = []
     for key, ops in (s.get("by_step_table") or {}).items():
         step, _, table = key.partition("/")
-        steps.append({"step": step, "table": table, "insert": ops.get("insert", 0),
-                      "update": ops.get("update", 0), "delete": ops.get("delete", 0)})
+        steps.append(RepairStep(step=step, table=table, insert=ops.get("insert", 0),
+                                update=ops.get("update", 0), delete=ops.get("delete", 0)))
     samples = []
     for key, items in (s.get("samples") or {}).items():
         table, _, op = key.rpartition(".")
         for it in items:
             before, after = it.get("before") or {}, it.get("after") or {}
             cols = sorted(set(before) | set(after))
-            changed = [{"column": col, "before": _txt(before.get(col)),
-                        "after": _txt(after.get(col))}
+            changed = [Change(column=col, before=_txt(before.get(col)),
+                              after=_txt(after.get(col)))
                        for col in cols if before.get(col) != after.get(col) or op != "update"]
-            samples.append({"table": table, "op": op, "key": _txt(it.get("key")),
-                            "reason": it.get("reason"), "changes": changed[:12],
-                            "more": max(0, len(changed) - 12)})
-    return {**base, "available": True, "plan_id": plan.get("plan_id"),
-            "created_at": plan.get("created_at"), "validation": plan.get("validation"),
-            "snapshot_complete": plan.get("snapshot_complete"), "only": plan.get("only"),
-            "operations": s.get("operations", len(plan.get("operations", []))),
-            "groups": s.get("groups"), "steps": steps, "samples": samples,
-            "needs_a_person_by": s.get("needs_a_person") or {},
-            "not_planned": (plan.get("not_planned") or [])[:200],
-            "not_planned_count": len(plan.get("not_planned") or []),
-            "commands": [f"recon repair plan --run {c.run_id}",
-                         f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json  "
-                         "# dry run: writes nothing",
-                         f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json --yes"]}
+            samples.append(PlanSample(table=table, op=op, key=_txt(it.get("key")),
+                                      reason=it.get("reason"), changes=tuple(changed[:12]),
+                                      more=max(0, len(changed) - 12)))
+    return replace(base, plan=RepairPlan(
+        plan_id=plan.plan_id, created_at=plan.created_at, validation=plan.validation,
+        snapshot_complete=plan.snapshot_complete, only=plan.only,
+        operations=s.get("operations", plan.operations), groups=s.get("groups"),
+        steps=tuple(steps), samples=tuple(samples),
+        needs_a_person_by=s.get("needs_a_person") or {},
+        not_planned=plan.not_planned[:200], not_planned_count=len(plan.not_planned),
+        commands=(f"recon repair plan --run {c.run_id}",
+                  f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json  "
+                  "# dry run: writes nothing",
+                  f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json --yes")))
 
 
 def _txt(v: Any) -> str | None:
@@ -598,7 +1049,7 @@ def _txt(v: Any) -> str | None:
 
 
 # -- trends ---------------------------------------------------------------------------------------
-def trends(c: Collected, settings: Settings, rel: Any) -> dict[str, Any]:
+def trends(c: Collected, settings: Settings, rel: Any) -> Trends:
     """The last ``report_trend_runs`` runs (reconciled or not): findings by status and object,
     extract volumes, durations, and the run index."""
     recon = {r["run_id"]: r for r in c.recon_runs}
@@ -626,35 +1077,35 @@ def trends(c: Collected, settings: Settings, rel: Any) -> dict[str, Any]:
         else:
             banner = "DRIFT" if drift else "CLEAN"
         report = c.data_dir / "runs" / rid / "report.html"
-        runs.append({
-            "run_id": rid, "banner": banner, "reconciled": reconciled,
-            "snapshot_status": m.status if m else None, "mode": m.mode if m else None,
-            "error": m.error if m and not s.complete else None,
-            "started": utc_iso(m.started_at if m else (r or {}).get("started_at")),
-            "zuora_rows": sum(int(v.get("rows", 0)) for v in m.zuora.values()) if m else None,
-            "local_rows": sum(int(v.get("rows", 0)) for v in m.local.values()) if m else None,
-            "volumes": {k: int(v.get("rows", 0)) for k, v in m.zuora.items()} if m else {},
-            "extract_s": m.duration_s if m else None,
-            "reconcile_s": (r or {}).get("duration_s"),
-            "job_s": _job_duration(job or None), "trigger": job.get("trigger"),
-            "job_status": job.get("status"),
-            "drift": drift, "by_status": summ.get("by_status") or {}, "by_object": by_obj,
-            "by_rule": by_rule,
-            "report": rel(report) if (report.is_file() or rid == c.run_id) else None,
-            "current": rid == c.run_id,
-        })
-    return {"runs": runs, "objects": sorted(objects), "rules": sorted(rules)}
+        runs.append(TrendRun(
+            run_id=rid, banner=banner, reconciled=reconciled,
+            snapshot_status=m.status if m else None, mode=m.mode if m else None,
+            error=m.error if m and s is not None and not s.complete else None,
+            started=utc_iso(m.started_at if m else (r or {}).get("started_at")),
+            zuora_rows=sum(int(v.get("rows", 0)) for v in m.zuora.values()) if m else None,
+            local_rows=sum(int(v.get("rows", 0)) for v in m.local.values()) if m else None,
+            volumes={k: int(v.get("rows", 0)) for k, v in m.zuora.items()} if m else {},
+            extract_s=m.duration_s if m else None,
+            reconcile_s=(r or {}).get("duration_s"),
+            job_s=_job_duration(job or None), trigger=job.get("trigger"),
+            job_status=job.get("status"),
+            drift=drift, by_status=summ.get("by_status") or {}, by_object=by_obj,
+            by_rule=by_rule,
+            report=rel(report) if (report.is_file() or rid == c.run_id) else None,
+            current=rid == c.run_id,
+        ))
+    return Trends(runs=tuple(runs), objects=tuple(sorted(objects)), rules=tuple(sorted(rules)))
 
 
-def object_trend(tr: dict[str, Any]) -> dict[str, list[int]]:
+def object_trend(tr: Trends) -> dict[str, list[int]]:
     """Open findings per object over the reconciled runs of the window (sparklines)."""
-    rec = [r for r in tr["runs"] if r["reconciled"]]
-    return {o: [r["by_object"].get(o, 0) for r in rec] for o in tr["objects"]}
+    rec = [r for r in tr.runs if r.reconciled]
+    return {o: [r.by_object.get(o, 0) for r in rec] for o in tr.objects}
 
 
 # -- the whole model --------------------------------------------------------------------------------
 def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bool = False,
-                generated_at: dt.datetime | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
+                generated_at: dt.datetime | None = None) -> tuple[ReportModel, pl.DataFrame]:
     """(model, findings): everything the renderers need."""
     now = generated_at or dt.datetime.now(dt.UTC)
 
@@ -674,35 +1125,34 @@ def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bo
         artifacts["snapshot"] = rel(c.snapshot.path)
         artifacts["manifest.json"] = rel(c.snapshot.path / "manifest.json")
     described = settings.describe()
-    specs = {o.name: {"table": o.table, "key_column": o.key_column, "zuora": True}
-             for o in OBJECTS}
-    model = {
-        "schema_version": SCHEMA_VERSION,
-        "generated_at": utc_iso(now),
-        "generator": {"recon_version": _version(), "git_sha": _git_sha(),
-                      "host": socket.gethostname(),
-                      "config_hash": hashlib.sha256(json.dumps(
-                          described, sort_keys=True).encode()).hexdigest()[:12]},
-        "settings": {"tenant_tz": settings.tenant_tz,
-                     "grace_hours": c.summary.get("grace_hours",
-                                                  settings.reconcile_grace_hours),
-                     "trend_runs": settings.report_trend_runs,
-                     "zuora_url_template": settings.report_zuora_url_template,
-                     "local_database": _db_kind(settings.local_database_url),
-                     "mask_pii": mask_pii},
-        "run": run_header(c, settings, rel),
-        "status": status_banner(c, numbers),
-        "summary": numbers,
-        "objects": objects_table(c, f, object_trend(tr)),
-        "fields": fields_table(c, f),
-        "rules": rules_table(c, f),
-        "drill": drill_lists(f),
-        "validation": validation_section(c, mask_pii),
-        "repair": repair_section(c, numbers),
-        "trends": tr,
-        "artifacts": artifacts,
-        "catalogue": specs,
-        "drift_titles": DRIFT_TITLES,
-        "notes": c.notes,
-    }
+    model = ReportModel(
+        schema_version=SCHEMA_VERSION,
+        generated_at=utc_iso(now),
+        generator=Generator(recon_version=_version(), git_sha=_git_sha(),
+                            host=socket.gethostname(),
+                            config_hash=hashlib.sha256(json.dumps(
+                                described, sort_keys=True).encode()).hexdigest()[:12]),
+        settings=ReportSettings(tenant_tz=settings.tenant_tz,
+                                grace_hours=c.summary.get("grace_hours",
+                                                          settings.reconcile_grace_hours),
+                                trend_runs=settings.report_trend_runs,
+                                zuora_url_template=settings.report_zuora_url_template,
+                                local_database=_db_kind(settings.local_database_url),
+                                mask_pii=mask_pii),
+        run=run_header(c, settings, rel),
+        status=status_banner(c, numbers),
+        summary=numbers,
+        objects=objects_table(c, f, object_trend(tr)),
+        fields=fields_table(c, f),
+        rules=rules_table(c, f),
+        drill=drill_lists(f),
+        validation=validation_section(c, mask_pii),
+        repair=repair_section(c, numbers),
+        trends=tr,
+        artifacts=artifacts,
+        catalogue={o.name: CatalogueEntry(table=o.table, key_column=o.key_column, zuora=True)
+                   for o in OBJECTS},
+        drift_titles=DRIFT_TITLES,
+        notes=tuple(c.notes),
+    )
     return model, f

@@ -27,6 +27,8 @@ from core.snapshot import Manifest, SnapshotWriter
 from expectations.results import CheckResult, results_frame, store_results
 from jobs.cli import main
 from reconcile.engine import reconcile_snapshot
+from repair.plan import write_plan
+from repair.planner import build_plan
 from reports import SCHEMA_VERSION, RunNotFound, build_report
 from sandbox.generate.drift import SCENARIOS
 from tests.support.chromium import Chromium, find_binary
@@ -99,6 +101,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     object="Account", column=None, rule="shape", message="ok")]))
     SnapshotWriter(data, RUN3).fail(Manifest(run_id=RUN3, mode="incremental"),
                                     RuntimeError("AQuA job 42 failed: file truncated"))
+    # run 2's plan is saved, as the nightly's plan step does before its report step; run 1
+    # has none (the report says so and how to make one)
+    write_plan(build_plan(data, RUN2), data / "runs" / RUN2 / "repair-plan.json")
     settings = _settings(data)
     report = build_report(data, RUN2, settings=settings)
     return {"data": data, "first": first, "second": second, "settings": settings,
@@ -133,8 +138,12 @@ def test_report_files_and_json_twin_match_drift_parquet(runs: dict[str, Any]) ->
     assert "PST" in doc["run"]["started"]["local"] or "PDT" in doc["run"]["started"]["local"]
     assert doc["summary"]["quarantined_rows"] == 1
     assert doc["validation"]["failed_count"] == 1 and doc["validation"]["passed"] == 1
-    assert doc["repair"]["available"] and doc["repair"]["source"] == "memory"
-    assert doc["repair"]["operations"] > 0
+    assert doc["repair"]["available"] and doc["repair"]["source"] == "file"
+    saved = json.loads((runs["data"] / "runs" / RUN2 / "repair-plan.json").read_text())
+    assert doc["repair"]["plan_id"] == saved["plan_id"]
+    assert doc["repair"]["operations"] == len(saved["operations"]) > 0
+    assert doc["summary"]["repair_operations"] == len(saved["operations"])
+    assert r.plan_note is None
     assert [t["run_id"] for t in doc["trends"]["runs"]] == [RUN1, RUN2]  # ≤ this run
     resolved = [f for f in doc["findings"] if f["status"] == "resolved"]
     assert any(f["key"] == runs["c1"] and f["field"] == "FirstName" for f in resolved)
@@ -186,7 +195,7 @@ def test_zuora_ids_link_through_the_template_and_empty_template_means_no_links(
     html = runs["report"].html.read_text()
     assert f'href="https://zuora.example/apps/Contact/{runs["c2"]}"' in html
     plain = build_report(runs["data"], RUN2, settings=_settings(runs["data"], template=""),
-                         out_dir=tmp_path, build_plan=False)
+                         out_dir=tmp_path)
     text = plain.html.read_text()
     assert "zuora.example" not in text and not re.search(r'href="https?://', text)
 
@@ -219,7 +228,7 @@ def test_mask_pii_masks_emails(runs: dict[str, Any], tmp_path: Path) -> None:
     plain = json.dumps(_json(runs["report"].json)["findings"])
     assert re.search(r"[A-Za-z0-9]{2,}@[a-z]", plain)  # D19 e-mails are there unmasked
     r = build_report(runs["data"], RUN2, settings=runs["settings"], out_dir=tmp_path,
-                     mask_pii=True, build_plan=False)
+                     mask_pii=True)
     masked = json.dumps(_json(r.json)["findings"])
     assert "***@" in masked and not re.search(r"[A-Za-z0-9]{2,}@[a-z]", masked)
 
@@ -238,6 +247,171 @@ def test_cli_report_writes_and_exit_code_follows_the_banner(
     assert main(["-q", "report", "--out", str(tmp_path / "p"), "--fail-on-drift"]) == 2
     assert main(["-q", "report", "--run", "nope"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_a_run_without_a_saved_plan_says_so_and_how_to_make_one(
+        runs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The report never plans (issue 14, d): run 1 has no repair-plan.json, so its report and
+    the CLI say so and name the command; the exit code stays README's (0 written; with
+    --fail-on-drift the banner's), and --no-plan is still accepted."""
+    hint = f"no repair-plan.json for this run (run `recon repair plan --run {RUN1}`)"
+    r = build_report(runs["data"], RUN1, settings=runs["settings"], out_dir=tmp_path / "r1")
+    doc = _json(r.json)
+    assert doc["repair"]["available"] is False and doc["repair"]["source"] == ""
+    assert doc["repair"]["error"] == hint and r.plan_note == hint
+    assert "plan_id" not in doc["repair"] and doc["summary"]["repair_operations"] is None
+    assert f"No repair plan: {hint}." in r.html.read_text()
+    assert not (runs["data"] / "runs" / RUN1 / "repair-plan.json").exists()  # nothing planned
+    monkeypatch.setenv("RECON_DATA_DIR", str(runs["data"]))
+    monkeypatch.delenv("RECON_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--run", RUN1, "--out", str(tmp_path / "o")]) == 0
+    assert f"repair: {hint}" in capsys.readouterr().out
+    assert main(["-q", "report", "--run", RUN1, "--out", str(tmp_path / "o"), "--no-plan",
+                 "--fail-on-drift"]) == 1
+    assert capsys.readouterr().out == ""
+    # a run with its plan saved has no such line
+    assert main(["report", "--run", RUN2, "--out", str(tmp_path / "p")]) == 0
+    assert "repair:" not in capsys.readouterr().out
+
+
+def test_a_saved_plan_is_read_by_the_repair_floor_reader(runs: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    """A plan the repair floor's reader refuses (an unknown format version) is named in the
+    report, not shown half-understood and not re-planned."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(runs["data"], data)
+    path = data / "runs" / RUN2 / "repair-plan.json"
+    plan = json.loads(path.read_text())
+    path.write_text(json.dumps({**plan, "schema_version": 99}))
+    r = build_report(data, RUN2, settings=_settings(data), out_dir=tmp_path / "o")
+    doc = _json(r.json)
+    assert doc["repair"]["available"] is False
+    assert "cannot be read" in doc["repair"]["error"] and "99" in doc["repair"]["error"]
+    assert r.plan_note == doc["repair"]["error"]
+    assert json.loads(path.read_text())["schema_version"] == 99  # left as it was
+
+
+def test_markup_and_template_syntax_in_data_render_as_text(runs: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    """A value that closes the script element, carries an event handler or looks like Jinja2
+    syntax is printed as text: autoescaped, never evaluated as a template."""
+    import shutil
+
+    payload = "</script><img src=x onerror=alert(5)>{{ 7*7 }}{% if true %}yes{% endif %}"
+    data = tmp_path / "data"
+    shutil.copytree(runs["data"], data)
+    path = data / "runs" / RUN2 / "drift.parquet"
+    pl.read_parquet(path).with_columns(explanation=pl.lit(payload)).write_parquet(path)
+    r = build_report(data, RUN2, settings=_settings(data), out_dir=tmp_path / "o")
+    html = r.html.read_text()
+    assert ("&lt;/script&gt;&lt;img src=x onerror=alert(5)&gt;{{ 7*7 }}"
+            "{% if true %}yes{% endif %}") in html
+    assert payload not in html and "<img" not in html
+    assert len(re.findall(r"<script\b", html, flags=re.I)) == 2
+    assert not re.search(r"<[^>]*\bonerror\s*=", html)
+    island = html.split('<script type="application/json" id="report-data">', 1)[1] \
+        .split("</script>", 1)[0]
+    assert not set("<>&") & set(island)
+    assert payload in json.loads(island)["findings"]["cols"]["explanation"]
+
+
+def _model(runs: dict[str, Any], run: str, tmp_path: Path) -> tuple[Any, pl.DataFrame]:
+    from reports.collect import collect
+    from reports.model import build_model
+
+    c = collect(runs["data"], run, settings=runs["settings"])
+    return build_model(c, runs["settings"], out_dir=tmp_path)
+
+
+def test_every_template_branch_renders_under_strict_undefined(runs: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """The templates run under StrictUndefined, so a model field they name but the model lacks
+    (a rename) fails here, not in the browser. The fixture's runs plus variants of their typed
+    models take every {% if %} both ways; each branch leaves a mark checked below."""
+    from dataclasses import replace
+
+    from jinja2.exceptions import UndefinedError
+
+    from reports import html as page
+    from reports.json_out import island
+    from reports.model import Stamp
+
+    model, f = _model(runs, RUN2, tmp_path)
+    run, repair, validation = model.run, model.repair, model.validation
+    z = run.data_as_of.zuora
+    assert repair.plan is not None and validation.failed
+    full = replace(
+        model, notes=("a note <b>",),
+        run=replace(run, attempt=2, job_status="failed", error_class="RepairFailed",
+                    error_message="apply <batch 3> failed", job_counts={"applied": 5, "x": "y"},
+                    last_clean_run=run.run_id,
+                    snapshot=replace(run.snapshot, mode="full", requested_mode="incremental"),
+                    data_as_of=replace(run.data_as_of, zuora=replace(
+                        z, mode="incremental", aqua_job_ids=("job-1", "job-2"),
+                        window_upper_bound=Stamp(utc="2026-11-03T06:00:00Z", local=None)))),
+        validation=replace(validation, errors=validation.failed),
+        repair=replace(repair, applies=({"apply_id": "ap-1", "kind": "apply",
+                                         "status": "applied", "dry_run": False,
+                                         "ops_planned": 3, "ops_applied": 2, "ops_skipped": 1,
+                                         "started_at": "2026-11-03T08:00:00Z",
+                                         "message": "ok <fine>"},),
+                       plan=replace(repair.plan, not_planned_count=2, snapshot_complete=False)))
+    text = page.render(full, f, island(full, f))
+    for mark in ("Job error", "RepairFailed: apply &lt;batch 3&gt; failed", "Job counts",
+                 "applied 5, x y", "(asked: incremental)", "changes up to", "AQuA job job-1, job-2",
+                 "· attempt 2", "· status failed", "Checks that could not run", 'id="check-errors"',
+                 'id="applies-table"', "ok &lt;fine&gt;", "2 auto findings have no operation",
+                 "snapshot NOT complete", "Notes:", "a note &lt;b&gt;", "<dd>this run</dd>"):
+        assert mark in text, mark
+    runs_ = model.trends.runs
+    bare = replace(model, objects=(), fields=(), rules=(), notes=(), artifacts={},
+                   run=replace(run, last_clean_run="20260101T000000Z"),
+                   repair=replace(repair, plan=None, available=False, applies=(),
+                                  error="no plan here", applies_error="history unavailable"),
+                   validation=replace(validation, failed=(), errors=(), suites=(),
+                                      quarantine=replace(validation.quarantine, groups=())),
+                   trends=replace(model.trends, objects=(), rules=(), runs=tuple(
+                       replace(r, banner="CLEAN", current=False, report=None) for r in runs_)))
+    text = page.render(bare, f.head(0), island(bare, f.head(0)))
+    for mark in ("Nothing was compared in this run.", "No field differs.", "No findings.",
+                 "Artifacts: none.", "<dd>20260101T000000Z</dd>", "✔ CLEAN</td>",
+                 f'<td class="mono">{RUN2}</td>',
+                 "<h3>By object</h3><p class=\"muted\">None.</p>", "No repair plan: no plan here.",
+                 "history unavailable.", "Nothing was quarantined.", "Showing 0 of 0 findings"):
+        assert mark.replace("\n", "") in text.replace("\n", ""), mark
+    assert "Notes:" not in text and 'id="applies-table"' not in text
+    # the partial run (PARTIAL callout, blank tiles) and the run without a plan
+    for rid in (RUN3, RUN1):
+        m, fr = _model(runs, rid, tmp_path)
+        assert "<table" in page.render(m, fr, island(m, fr))
+    # a field the model does not have fails the render instead of printing nothing
+    with pytest.raises(UndefinedError):
+        page.environment().from_string("{{ m.run.no_such_field }}").render(m=model)
+
+
+def test_every_model_field_the_page_script_reads_exists(runs: dict[str, Any],
+                                                         tmp_path: Path) -> None:
+    """The page's script reads a few model fields from the data island (``M.…``, and each
+    catalogue entry's ``table`` / ``key_column``): a renamed dataclass field fails here."""
+    from reports.html import ASSETS
+    from reports.model import to_json
+
+    js = (ASSETS / "report.js").read_text()
+    paths = set(re.findall(r"\bM((?:\.[a-z_]+)+)", js))
+    assert {".catalogue", ".settings.zuora_url_template", ".run.snapshot.dir"} <= paths
+    model, _ = _model(runs, RUN2, tmp_path)
+    doc = to_json(model)
+    for path in paths:
+        node: Any = doc
+        for key in path.strip(".").split("."):
+            assert isinstance(node, dict) and key in node, path
+            node = node[key]
+    for entry in doc["catalogue"].values():
+        assert set(re.findall(r"CAT\[obj\]\.([a-z_]+)", js)) <= set(entry)
 
 
 # -- in headless Chromium ----------------------------------------------------------------------------
@@ -394,7 +568,7 @@ def test_job_runs_give_trigger_and_a_failed_job_makes_error(runs: dict[str, Any]
     con.execute(ins, ["nightly-c", "nightly:2026-11-05", "catch-up", t, t, None, "running", 1,
                       None, None, None, None])
     con.close()
-    r = build_report(data, RUN2, settings=_settings(data), build_plan=False)
+    r = build_report(data, RUN2, settings=_settings(data))
     doc = _json(r.json)
     assert doc["run"]["trigger"] == "schedule" and doc["run"]["job"] == "nightly"
     assert doc["run"]["duration_s"] == 180.0 and doc["run"]["job_counts"] == {"applied": 5}
@@ -403,7 +577,7 @@ def test_job_runs_give_trigger_and_a_failed_job_makes_error(runs: dict[str, Any]
     assert "apply &lt;batch 3&gt; failed" in r.html.read_text()
     assert [x["trigger"] for x in doc["trends"]["runs"]] == ["retry", "schedule"]
     # the pipeline names its own (still running) attempt
-    r = build_report(data, RUN2, settings=_settings(data), build_plan=False,
+    r = build_report(data, RUN2, settings=_settings(data),
                      job_run_id="nightly-c", out_dir=tmp_path / "c")
     doc = _json(r.json)
     assert doc["run"]["trigger"] == "catch-up" and doc["run"]["job_status"] == "running"

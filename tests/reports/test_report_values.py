@@ -80,7 +80,7 @@ def test_zuora_ids_are_encoded_into_links_and_no_template_means_no_link() -> Non
     tpl = "https://zuora.example/apps/{object}/{id}"
     html = zuora_link(tpl, "Account", 'a"b<c>&d /x?y#z')
     assert 'href="https://zuora.example/apps/Account/a%22b%3Cc%3E%26d%20%2Fx%3Fy%23z"' in html
-    assert ">a&quot;b&lt;c&gt;&amp;d /x?y#z</a>" in html
+    assert ">a&#34;b&lt;c&gt;&amp;d /x?y#z</a>" in html  # markupsafe spells " as &#34;
     assert zuora_link("", "Account", "<id>") == "&lt;id&gt;"
 
 
@@ -88,3 +88,24 @@ def test_plain_words() -> None:
     assert check_words("not_null") == "a required value is empty"
     assert check_words("parse:decimal") == "the value could not be read as decimal"
     assert e(None) == "" and e("<&>") == "&lt;&amp;&gt;"
+
+
+def test_chart_labels_are_escaped_text() -> None:
+    """The charts' geometry comes from reports.svg and their markup from a template, so a run
+    label or series name that looks like markup is escaped like any other value."""
+    from reports import svg
+    from reports.html import environment
+
+    charts = environment().get_template("charts.html.j2").module
+    out = str(charts.chart(svg.stacked_bars(["<b>r1</b>", "r2"], {"a<svg onload=x>": [3, None]},
+                                            title="T & <i>"))) + str(charts.chart(svg.lines(
+        ["<b>r1</b>", "r2", "r3"], {"s\"q": [1, None, 2]}, title="L")))
+    assert "<b>" not in out and "<svg onload" not in out and "<i>" not in out
+    assert "&lt;b&gt;r1&lt;/b&gt; — a&lt;svg onload=x&gt;: 3" in out
+    assert "T &amp; &lt;i&gt;" in out and "s&#34;q" in out
+    assert out.count("<figure>") == 2 and out.count("<rect ") == 1 and out.count("<circle ") == 2
+    assert out.count("n/a</text>") == 1  # r2: every series missing, marked n/a
+    spark = str(charts.sparkline(svg.sparkline([1, 2], label="<x>")))
+    assert 'aria-label="&lt;x&gt;: 1 → 2"' in spark
+    assert str(charts.sparkline(svg.sparkline([]))) == '<span class="muted">no history</span>'
+    assert "no runs yet" in str(charts.chart(svg.lines([], {"a": []}, title="<t>")))
