@@ -1,12 +1,12 @@
-"""``recon``: the command line. Exit codes (one table for every command, ``jobs.cli.exit_codes``):
-0 done and nothing needs a person, 1 done and something needs a person (drift with
+"""``recon``: the command line. Exit codes (one table for every command,
+``jobs.cli.exit_codes``): 0 done and nothing needs a person, 1 done and something needs a person (drift with
 ``--fail-on-drift``, validation errors, a partial apply, an overdue job), 2 could not do what
 was asked. Quiet by default (cron-friendly); progress goes to stderr only on a terminal or with
 ``--progress``.
 
 No traceback ever reaches the user: :func:`main` turns a :class:`ReconError` into its message,
 and any other exception into a one-line message plus a crash log (the traceback) under
-``DATA/crash/`` whose path the message gives."""
+``DATA/crash/`` whose path the message gives.
 
 The CLI is a thin layer: one module per command group (``jobs.cli.config``, ``db``,
 ``sandbox``, ``extract``, ``validate``, ``reconcile``, ``run``, ``runs`` (runs and status),

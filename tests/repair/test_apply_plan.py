@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from jobs import repair_cmd as cli
+from jobs.cli import repair as cli
 from repair.apply import apply_plan
 from repair.plan import PlanFormatError, Ref, load_plan, parse_plan
 from tests.support.repair import (
