@@ -66,6 +66,9 @@ class _Attempt:
     run_id: str
     trigger: str
     number: int = 1
+    # what the steps raised (recorded in the history): only that is retried, alerted and
+    # returned; a failure of the bookkeeping itself (the state file) propagates, as before
+    step_error: BaseException | None = None
 
 
 class _stop_requested(tenacity.stop.stop_base):  # noqa: N801 — tenacity's naming
@@ -116,6 +119,7 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                 current_attempt.run_id = attempt.run_id
                 return do_steps(job, settings, stop=stop, progress=say)
             except Exception as e:  # recorded, alerted, maybe retried — never lost
+                attempt.step_error = e
                 with StateDB(settings.data_dir) as st:
                     runs.finish(st, attempt.run_id, "failed", error=e)
                 log.warning("run %s of %s failed (attempt %d): %s: %s", attempt.run_id, job,
@@ -133,11 +137,14 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
             # jobs.retries extra attempts, each after jobs.retry_delay_s · 2^(n-1) seconds
             stop=tenacity.stop_after_attempt(settings.jobs_retries + 1) | _stop_requested(stop),
             wait=tenacity.wait_exponential(multiplier=settings.jobs_retry_delay_s, exp_base=2),
-            retry=tenacity.retry_if_exception(is_transient), sleep=sleep,
+            retry=tenacity.retry_if_exception(
+                lambda e: e is attempt.step_error and is_transient(e)), sleep=sleep,
             before_sleep=next_attempt, reraise=True)
         try:
             out = retrying(one_attempt)
         except Exception as e:  # not transient, retries exhausted, or stopped
+            if e is not attempt.step_error:
+                raise
             if not isinstance(e, JobAborted):  # a deploy's SIGTERM pages nobody
                 alerts.send(settings, alerts.payload("failed", job, attempt.run_id, "failed",
                                                      {"attempt": attempt.number}, None,
