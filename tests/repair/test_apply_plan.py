@@ -145,8 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--progress", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
-    repair_sub = cli.add_parser(sub)
-    repair_sub.add_parser("plan")  # the planner adds its own sub-command to the same group
+    cli.add_parser(sub)  # repair plan | apply | revert | history
     return p
 
 
