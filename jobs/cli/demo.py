@@ -152,8 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         show = _Show(args, tenant, srv.url, progress)
         try:
             run_steps("full", run_settings, stop=threading.Event(),
-                            progress=progress or (lambda _m: None), force_apply=True,
-                            after=show)
+                      progress=progress or (lambda _m: None), force_apply=True, after=show)
         except ReconError:
             if "extract" in show.done and "reconcile" not in show.done:
                 # the run stops, but its report still says why (PARTIAL — NOT RECONCILED)
