@@ -44,8 +44,7 @@ from jobs.cli import (
     snapshots,
     validate,
 )
-from jobs.cli.argtypes import IN_FILE, PathArg
-from jobs.cli.common import EXIT_ERROR, EXIT_OK
+from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_global_options
 
 # in `recon --help` order
 COMMAND_GROUPS = (config, db, sandbox, extract, validate, reconcile, run, runs, scheduler,
@@ -61,10 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variables; see README. Exit codes: 0 done, nothing needs a person; 1 "
         "done, findings or skipped operations need a person; 2 could not do what was asked.",
     )
-    p.add_argument("--config", type=PathArg(IN_FILE),
-                   help="TOML config file (default: $RECON_CONFIG or ./recon.toml)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--progress", action="store_true", help="progress on stderr even in cron")
+    add_global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.add_parser(sub)

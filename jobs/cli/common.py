@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.config import Settings, load_settings
-from jobs.cli.argtypes import HOURS
+from jobs.cli.argtypes import HOURS, IN_FILE, PathArg
 from jobs.cli.exit_codes import FAILED, NEEDS_A_PERSON, OK
 
 # the names the command modules use (one table: jobs.cli.exit_codes)
@@ -76,6 +76,14 @@ def setup_logging(args: argparse.Namespace) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+def add_global_options(p: argparse.ArgumentParser) -> None:
+    """``--config``, ``-q``, ``--progress``: taken before the command by every command."""
+    p.add_argument("--config", type=PathArg(IN_FILE),
+                   help="TOML config file (default: $RECON_CONFIG or ./recon.toml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--progress", action="store_true", help="progress on stderr even in cron")
 
 
 # -- shared options -------------------------------------------------------------------------

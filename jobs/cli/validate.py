@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from core.config import Settings
 from core.errors import ReconError
 from jobs.cli.argtypes import IN_DIR, PathArg
-from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_json, add_run
+from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_global_options, add_json, add_run
 from jobs.cli.common import settings_of as _settings
 from jobs.cli.exit_codes import NEEDS_A_PERSON
 
@@ -167,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     """A stand-alone parser (``recon``'s global flags + ``validate``), for tests and for
     running this command alone)."""
     p = argparse.ArgumentParser(prog="recon")
-    p.add_argument("--config")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
     add_parser(sub)
     return p
