@@ -46,7 +46,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import ReconError
+from core.errors import ReconError, TransientError
 from core.profile import Profiler
 
 SNAPSHOTS = "snapshots"
@@ -375,7 +375,7 @@ def mark_interrupted(data_dir: Path | str) -> list[Path]:
     return out
 
 
-class ExtractBusy(SnapshotError):
+class ExtractBusy(SnapshotError, TransientError):
     """Another extract holds the data directory's lock (e.g. the catalog job while the nightly
     runs). Transient: the job retries it after a backoff."""
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.errors import ReconError
+from core.errors import ReconError, TransientError
 from core.localdb import migrations as mig
 
 STATE_FILE = "state.duckdb"
@@ -56,7 +56,7 @@ class StateSchemaTooNew(StateError, mig.SchemaTooNew):
     """The state file was written by a newer recon."""
 
 
-class StateLockTimeout(StateError):
+class StateLockTimeout(StateError, TransientError):
     """Another process kept the state file open for writing longer than we waited (DuckDB
     allows one writing process per file). Transient: the nightly job retries it."""
 

@@ -51,7 +51,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-import requests
 
 from core.catalog import ObjectSpec
 from core.profile import zuora_enums, zuora_keys
@@ -59,9 +58,11 @@ from core.snapshot import IterStream, ParquetSink
 from core.values import LOCATION, REJECTS, decode_utf8, empty_frame, parse_frame
 from extract.client import (
     ZuoraClient,
+    ZuoraConnectionError,
     ZuoraError,
     ZuoraRequestError,
     ZuoraServerError,
+    iter_body,
     jitter,
     retrying,
 )
@@ -527,7 +528,7 @@ class AquaExporter:
         except ZuoraServerError as e:
             raise _Again(AquaFileError(f"{what}: {e}", objects=(q.name,), job_id=job_id,
                                        retryable=True)) from None
-        stream = IterStream(resp.iter_content(chunk_size=1 << 16))
+        stream = IterStream(iter_body(resp, 1 << 16, what))
         rows = deleted = records = 0
         try:
             if stream.empty():
@@ -548,11 +549,11 @@ class AquaExporter:
             for batch in reader:
                 r, d = self._write_block(q, batch, sink, rejects, f"file {file_id}", records)
                 rows, deleted, records = rows + r, deleted + d, records + batch.num_rows
-        except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
-                requests.Timeout) as e:
+        except ZuoraConnectionError as e:
             self._event(f"{what}: connection lost after {stream.bytes} bytes")
             raise _Again(AquaFileError(
-                f"{what}: the connection dropped after {stream.bytes} bytes ({type(e).__name__})",
+                f"{what}: the connection dropped after {stream.bytes} bytes "
+                f"({type(e.__cause__ or e).__name__})",
                 objects=(q.name,), job_id=job_id, retryable=True)) from None
         except pa.ArrowInvalid as e:
             self._event(f"{what}: malformed CSV")

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +39,12 @@ import tenacity
 from tenacity import RetryCallState
 
 from core.config import Secret, Settings
-from core.errors import ReconError
+from core.errors import ReconError, TransientError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# what requests raises when the network, not Zuora, failed: retried here, wrapped when it is not
+CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout,
+                     requests.exceptions.ChunkedEncodingError)
 _JSON = {"Accept": "application/json"}
 _TRACK_ID_BAD = re.compile(r"[^\x21-\x7e]|[:;\"']")
 
@@ -66,12 +69,19 @@ class ZuoraAuthError(ZuoraError):
     """The OAuth token could not be obtained, or a fresh token was refused (401 twice)."""
 
 
-class ZuoraRateLimitError(ZuoraError):
+class ZuoraRateLimitError(ZuoraError, TransientError):
     """Still rate- or concurrency-limited (429) after the bounded number of attempts."""
 
 
-class ZuoraServerError(ZuoraError):
+class ZuoraServerError(ZuoraError, TransientError):
     """Zuora kept failing (5xx, dropped connections) after the bounded number of attempts."""
+
+
+class ZuoraConnectionError(ZuoraServerError):
+    """The connection to Zuora dropped or timed out while a response body was being read
+    (after the request itself succeeded). Transient, like every :class:`ZuoraServerError`:
+    ``requests``' own exceptions never leave this module, so the floors above need not know
+    the HTTP library to tell a passing network failure from a real one."""
 
 
 class ZuoraRequestError(ZuoraError):
@@ -221,6 +231,18 @@ def retrying(policy: RetryPolicy, stats: ApiStats, retry_on: type[BaseException]
     )
 
 
+def iter_body(response: requests.Response, chunk_size: int, what: str) -> Iterator[bytes]:
+    """The streamed body of ``response`` in chunks; a connection that drops or times out
+    mid-body raises :class:`ZuoraConnectionError` (transient) instead of ``requests``' own
+    exception, so callers handle one typed error."""
+    try:
+        yield from response.iter_content(chunk_size=chunk_size)
+    except CONNECTION_ERRORS as e:
+        raise ZuoraConnectionError(f"{what}: the connection dropped while reading the "
+                                   f"response ({type(e).__name__}: {e})",
+                                   route=what) from e
+
+
 def _excerpt(response: requests.Response, limit: int = 300) -> str:
     try:
         text = response.text
@@ -348,8 +370,7 @@ class ZuoraClient:
         kwargs.setdefault("timeout", self.timeout)
         try:
             resp = self.session.request(method, url, **kwargs)
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as e:
+        except CONNECTION_ERRORS as e:
             self.stats.record_call(route, "connection")
             raise _Retryable(f"{type(e).__name__}: {e}") from e
         self.stats.record_call(route, resp.status_code)

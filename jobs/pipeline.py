@@ -1,15 +1,17 @@
 """``recon run JOB``: one complete job, the same whether cron, a Kubernetes CronJob, the
 scheduler or a person started it.
 
-nightly / full: extract (nightly: incremental with the weekly full policy; full: full) →
+The steps are the one declared sequence (:mod:`jobs.steps`): extract (nightly: incremental
+with the weekly full policy; full and catalog: full; catalog: the product catalog only) →
 validate → reconcile → repair plan → report → repair apply (only with ``repair.auto`` and when
-every guard passes). catalog: the product catalog only (seed 004's daily refresh).
+every guard passes).
 
 Around the steps: the job lock (one run per job across processes and hosts), the idempotency
 key (job + scheduled date: a second tick for the same date is a recorded no-op), retries with
-backoff for transient failures only (Zuora 429/5xx exhaustion, connection errors, a busy state
-file), a ``stop`` event checked between steps (SIGTERM finishes or cleanly aborts), the run
-history row, and alerts.
+backoff (tenacity) for transient failures only — errors whose class is marked
+:class:`core.errors.TransientError` anywhere in the cause chain (Zuora 429/5xx exhaustion,
+dropped connections, a busy state file or data directory) — a ``stop`` event checked between
+steps (SIGTERM finishes or cleanly aborts), the run history row, and alerts.
 """
 
 from __future__ import annotations
@@ -19,30 +21,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import requests
+import tenacity
 
 from core.config import Settings
-from core.errors import ReconError
-from core.snapshot import ExtractBusy
-from core.state import StateDB, StateLockTimeout
-from extract.client import ZuoraRateLimitError, ZuoraServerError
+from core.errors import ReconError, is_transient
+from core.state import StateDB
 from jobs import alerts, runs
 from jobs.locks import job_lock
+from jobs.steps import (  # noqa: F401 — re-exported: callers know them as jobs.pipeline's
+    JobAborted,
+    Progress,
+    catalog_extract_options,
+    current_attempt,
+    run_steps,
+)
 
 log = logging.getLogger("recon.jobs")
-# The attempt being run in this thread, for steps that record it (the report's header).
-_attempt = threading.local()
-Progress = Callable[[str], None]
-TRANSIENT = (ZuoraRateLimitError, ZuoraServerError, requests.ConnectionError,
-             requests.Timeout, StateLockTimeout, ExtractBusy, ConnectionError, TimeoutError)
-
-
-class JobAborted(ReconError):
-    """The run was asked to stop (SIGTERM/SIGINT) and stopped between two steps."""
 
 
 @dataclass
@@ -61,17 +58,27 @@ class JobResult:
         return 2 if self.status == "failed" else 0
 
 
-def is_transient(error: BaseException) -> bool:
-    """Worth retrying: the cause chain holds a transient error. Validation failures, guard
-    refusals and anything about the data itself are not."""
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, TRANSIENT):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+@dataclass
+class _Attempt:
+    """The attempt under way: a retry is a new history row (run id, trigger ``retry``,
+    attempt n+1) under the same idempotency key."""
+
+    run_id: str
+    trigger: str
+    number: int = 1
+    # what the steps raised (recorded in the history): only that is retried, alerted and
+    # returned; a failure of the bookkeeping itself (the state file) propagates, as before
+    step_error: BaseException | None = None
+
+
+class _stop_requested(tenacity.stop.stop_base):  # noqa: N801 — tenacity's naming
+    """tenacity stop condition: no retry once the run was asked to stop."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.stop.is_set()
 
 
 def run_job(job: str, settings: Settings, *, trigger: str = "manual",
@@ -103,145 +110,57 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                 rid = runs.record(st, job, key, trigger, "skipped", when, msg)
                 log.info(msg)
                 return JobResult(rid, job, "skipped", 0)
-        attempt, trig = 1, trigger
-        while True:
+        attempt = _Attempt(run_id, trigger)
+
+        def one_attempt() -> dict[str, Any]:
             with StateDB(settings.data_dir) as st:
-                runs.start(st, run_id, job, key, trig, when, attempt)
+                runs.start(st, attempt.run_id, job, key, attempt.trigger, when, attempt.number)
             try:
-                _attempt.run_id = run_id
-                out = do_steps(job, settings, stop=stop, progress=say)
+                current_attempt.run_id = attempt.run_id
+                return do_steps(job, settings, stop=stop, progress=say)
             except Exception as e:  # recorded, alerted, maybe retried — never lost
+                attempt.step_error = e
                 with StateDB(settings.data_dir) as st:
-                    runs.finish(st, run_id, "failed", error=e)
-                log.warning("run %s of %s failed (attempt %d): %s: %s", run_id, job, attempt,
-                            type(e).__name__, e)
-                if is_transient(e) and attempt <= settings.jobs_retries and not stop.is_set():
-                    delay = settings.jobs_retry_delay_s * 2 ** (attempt - 1)
-                    say(f"transient failure ({type(e).__name__}); retrying in {delay:.0f}s")
-                    sleep(delay)
-                    attempt, trig, run_id = attempt + 1, "retry", runs.new_run_id(job)
-                    continue
-                if not isinstance(e, JobAborted):  # a deploy's SIGTERM pages nobody
-                    alerts.send(settings, alerts.payload("failed", job, run_id, "failed",
-                                                         {"attempt": attempt}, None,
-                                                         f"{type(e).__name__}: {e}"[:300]))
-                return JobResult(run_id, job, "failed", attempt, error=e)
-            status = out["status"]
-            with StateDB(settings.data_dir) as st:
-                runs.finish(st, run_id, status, counts=out["counts"],
-                            report_path=out.get("report_path"),
-                            snapshot_run=out.get("snapshot_run"))
-            new = int(out["counts"].get("new", 0))
-            if status == "drift" and new >= settings.alerts_new_drift_threshold:
-                alerts.send(settings, alerts.payload("drift", job, run_id, status, out["counts"],
-                                                     out.get("report_path"),
-                                                     f"{new} new findings"))
-            return JobResult(run_id, job, status, attempt, counts=out["counts"],
-                             report_path=out.get("report_path"),
-                             snapshot_run=out.get("snapshot_run"))
+                    runs.finish(st, attempt.run_id, "failed", error=e)
+                log.warning("run %s of %s failed (attempt %d): %s: %s", attempt.run_id, job,
+                            attempt.number, type(e).__name__, e)
+                raise
 
+        def next_attempt(state: tenacity.RetryCallState) -> None:
+            e = state.outcome.exception() if state.outcome else None
+            say(f"transient failure ({type(e).__name__}); retrying in "
+                f"{state.upcoming_sleep:.0f}s")
+            attempt.number += 1
+            attempt.trigger, attempt.run_id = "retry", runs.new_run_id(job)
 
-def _check(stop: threading.Event, step: str) -> None:
-    if stop.is_set():
-        raise JobAborted(f"stopped before {step} (SIGTERM/SIGINT); the snapshot and state "
-                         "written so far are consistent")
-
-
-def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: Progress,
-              extract_options: Any = None, rules: bool = True,
-              through: str = "apply") -> dict[str, Any]:
-    """The steps of one attempt. Returns status, counts, report path, snapshot run.
-    ``extract_options`` (``ExtractOptions``) tunes the extractor (tests shrink its retries);
-    ``rules=False`` skips the business rules and ``through="reconcile"`` stops after the
-    reconciliation (tests of the snapshot lineage, which neither the rules, the plan nor the
-    report decide)."""
-    import polars as pl
-
-    from extract.extractor import ExtractOptions
-    from jobs.lineage import extract_step, validate_recorded
-    from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
-    from repair.plan import write_plan
-    from repair.planner import build_plan
-
-    _check(stop, "extract")
-    data = Path(settings.data_dir)
-    scope = "catalog" if job == "catalog" else "all"
-    options = extract_options or ExtractOptions()
-    if scope == "catalog":
-        cat = catalog_extract_options()
-        options = replace(options, objects=cat.objects, local_tables=cat.local_tables)
-    requested = {"full": "full", "catalog": "full"}.get(job)  # nightly: the lineage policy
-    progress(f"extract ({requested or 'by policy'}"
-             f"{', catalog only' if scope == 'catalog' else ''})")
-    # the shared extract step: base and baseline from the verdicts, volume check before the
-    # snapshot is complete, extract.lag_hours honoured (`recon run --lag-hours` sets it)
-    manifest = extract_step(settings, requested, scope=scope, options=options,
-                            progress=progress)
-    snap = resolve_snapshot(data, manifest.run_id)
-    _check(stop, "validate")
-    progress("validate")
-    checks = validate_recorded(snap, data, settings=settings, gx=rules)  # the verdict
-    _check(stop, "reconcile")
-    progress("reconcile")
-    result = reconcile_snapshot(snap, data, grace_hours=settings.reconcile_grace_hours)
-    if through == "reconcile":
-        return {"status": "drift" if result.open.height else "clean", "report_path": None,
-                "counts": {"extract_mode": manifest.mode, **result.summary["by_status"]},
-                "snapshot_run": snap.run_id}
-    _check(stop, "repair plan")
-    progress("repair plan")
-    plan = build_plan(data, snap.run_id, local_database_url=settings.local_database_url)
-    plan_path = write_plan(plan, run_dir(data, snap.run_id) / "repair-plan.json")
-    _check(stop, "report")
-    progress("report")
-    report_path = _report(settings, snap.run_id)
-    counts: dict[str, Any] = {
-        "zuora_rows": sum(int(v.get("rows", 0)) for v in manifest.zuora.values()),
-        "local_rows": sum(int(v.get("rows", 0)) for v in manifest.local.values()),
-        "extract_mode": manifest.mode, "checks_failed": int(
-            checks.results.filter(pl.col("outcome") != "passed").height),
-        "quarantined": checks.quarantined, **result.summary["by_status"],
-        "auto": result.summary["by_action"].get("auto", 0),
-        "human": result.summary["by_action"].get("human", 0),
-        "repair_operations": len(plan.operations),
-    }
-    if settings.repair_auto and plan.operations:
-        _check(stop, "repair apply")
-        progress("repair apply")
-        counts.update(_apply(plan_path, settings))
-    status = "drift" if result.open.height else "clean"
-    return {"status": status, "counts": counts, "report_path": report_path,
-            "snapshot_run": snap.run_id}
-
-
-def _report(settings: Settings, run_id: str) -> str | None:
-    from reports import build_report
-
-    paths = build_report(settings.data_dir, run_id, settings=settings,
-                         job_run_id=getattr(_attempt, "run_id", None))
-    return str(paths.html)
-
-
-def _apply(plan_path: Path, settings: Settings) -> dict[str, Any]:
-    """Apply the plan when every guard passes; a refusal is recorded, not a failure."""
-    from repair.apply import apply_plan
-    from repair.guards import RepairRefused
-
-    try:
-        res = apply_plan(plan_path, settings, yes=True)
-    except RepairRefused as e:
-        log.warning("auto repair refused: %s", e)
-        return {"repair": "refused", "repair_refusal": str(e)[:500]}
-    applied = int(res.counts["applied"].sum()) if res.counts.height else 0
-    return {"repair": res.status, "repair_apply_id": res.apply_id, "repair_applied": applied}
-
-
-def catalog_extract_options() -> Any:
-    """The catalog job exports the four catalog objects, their cache tables, and the local
-    rate plans that reference plans (D23)."""
-    from core.catalog import OBJECTS
-    from extract.extractor import ExtractOptions
-
-    specs = [o for o in OBJECTS if o.group == "catalog"]
-    return ExtractOptions(objects=tuple(o.name for o in specs),
-                          local_tables=[o.table for o in specs] + ["zuora_local_rate_plans"])
+        retrying = tenacity.Retrying(
+            # jobs.retries extra attempts, each after jobs.retry_delay_s · 2^(n-1) seconds
+            stop=tenacity.stop_after_attempt(settings.jobs_retries + 1) | _stop_requested(stop),
+            wait=tenacity.wait_exponential(multiplier=settings.jobs_retry_delay_s, exp_base=2),
+            retry=tenacity.retry_if_exception(
+                lambda e: e is attempt.step_error and is_transient(e)), sleep=sleep,
+            before_sleep=next_attempt, reraise=True)
+        try:
+            out = retrying(one_attempt)
+        except Exception as e:  # not transient, retries exhausted, or stopped
+            if e is not attempt.step_error:
+                raise
+            if not isinstance(e, JobAborted):  # a deploy's SIGTERM pages nobody
+                alerts.send(settings, alerts.payload("failed", job, attempt.run_id, "failed",
+                                                     {"attempt": attempt.number}, None,
+                                                     f"{type(e).__name__}: {e}"[:300]))
+            return JobResult(attempt.run_id, job, "failed", attempt.number, error=e)
+        run_id = attempt.run_id
+        status = out["status"]
+        with StateDB(settings.data_dir) as st:
+            runs.finish(st, run_id, status, counts=out["counts"],
+                        report_path=out.get("report_path"),
+                        snapshot_run=out.get("snapshot_run"))
+        new = int(out["counts"].get("new", 0))
+        if status == "drift" and new >= settings.alerts_new_drift_threshold:
+            alerts.send(settings, alerts.payload("drift", job, run_id, status, out["counts"],
+                                                 out.get("report_path"),
+                                                 f"{new} new findings"))
+        return JobResult(run_id, job, status, attempt.number, counts=out["counts"],
+                         report_path=out.get("report_path"),
+                         snapshot_run=out.get("snapshot_run"))

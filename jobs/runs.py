@@ -18,8 +18,9 @@ from typing import Any
 import polars as pl
 
 from core.state import StateDB, register_table
+from jobs.steps import JOBS as _DECLARED
 
-JOBS = ("nightly", "catalog", "full")
+JOBS = tuple(_DECLARED)  # nightly, catalog, full: declared with their steps (jobs.steps)
 TRIGGERS = ("schedule", "manual", "retry", "catch-up")
 STATUSES = ("running", "clean", "drift", "failed", "skipped", "missed")
 DONE = ("clean", "drift")  # a successful run

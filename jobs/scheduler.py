@@ -15,7 +15,7 @@ Jobs and triggers
     :func:`fire`; it works out the tick it is running for (the trigger's latest fire time at or
     before now — the *scheduled* time, not the wall clock) and calls ``run_job(job, settings,
     trigger="schedule", scheduled_for=<tick, naive UTC>, day=<tick's date in the schedule's
-    time zone>, stop=stop)``. The steps are ``recon run``'s (:func:`jobs.pipeline.run_steps`),
+    time zone>, stop=stop)``. The steps are ``recon run``'s (:func:`jobs.steps.run_steps`),
     so ``extract.lag_hours`` / ``RECON_EXTRACT_LAG_HOURS`` and the snapshot lineage
     (``jobs.lineage``) apply to scheduled ticks exactly as to ``recon run``. Within one process the jobs run one at a time, in the order their
     ticks come (a second extract into the same data directory would be refused by the snapshot

@@ -166,7 +166,7 @@ def test_rules_that_cannot_run_are_errors_not_failures(tmp_path: Path,
 
 @pytest.mark.slow
 def test_great_expectations_is_imported_only_by_the_suites() -> None:
-    code = ("import sys; import jobs.validate_cmd; a = 'pandera' in sys.modules; "
+    code = ("import sys; import jobs.cli; a = 'pandera' in sys.modules; "
             "import expectations.validate, expectations.rules; "
             "print(a, 'great_expectations' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

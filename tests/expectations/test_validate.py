@@ -20,7 +20,7 @@ from expectations.errors import ContractError, VolumeError
 from expectations.quarantine import read_quarantine
 from expectations.results import RESULT_SCHEMA, read_results
 from expectations.validate import validate_path, validate_snapshot
-from jobs import validate_cmd
+from jobs.cli import validate as validate_cmd
 from sandbox.generate.run import Options, generate
 from tests.support.expectations import (
     FIXTURE_SETS,
@@ -36,7 +36,7 @@ FAILURE_FIELDS = ("source", "object", "column", "rule", "severity", "failing_cou
 
 
 def cli(capsys: pytest.CaptureFixture[str], data_dir: Path, *argv: str) -> tuple[int, str, str]:
-    """``recon validate …`` through the command's own parser (as jobs.cli will wire it)."""
+    """``recon validate …`` through the command's own parser (as jobs.cli wires it)."""
     args = validate_cmd.build_parser().parse_args(["validate", *argv])
     code = validate_cmd.run(args, settings(data_dir))
     out = capsys.readouterr()
@@ -101,7 +101,7 @@ def test_recon_validate_in_its_own_process(tmp_path: Path) -> None:
     suites' 4–6 s import is paid once, by the in-process tests)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     env.update(RECON_DATA_DIR=str(tmp_path), PYTHONPATH=str(REPO))
-    code = "import sys; from jobs.validate_cmd import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from jobs.cli.validate import main; sys.exit(main(sys.argv[1:]))"
     r = subprocess.run([sys.executable, "-c", code, "-q", "validate", "--no-gx",
                         str(FIXTURES / "bad_values")], capture_output=True, text=True, env=env,
                        cwd=tmp_path)

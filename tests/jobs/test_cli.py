@@ -113,6 +113,12 @@ def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, 
     assert manifest["status"] == "complete"
     assert manifest["zuora"]["Subscription"]["rows"] > 0
     assert "demo-sandbox-secret" not in manifests[0].read_text()
+    # the demo ran the `full` job's declared steps: each one's output is there
+    run = tmp_path / "runs" / manifests[0].parent.name
+    for name in ("drift.parquet", "repair-plan.json", "repair-plan.txt", "report.html",
+                 "report.json"):
+        assert (run / name).is_file(), name
+    assert "repair plan:" in out and "report:" in out and "validated:" in out
 
 
 @pytest.mark.slow

@@ -2,9 +2,9 @@
 traceback ever escapes ``main``.
 
 The bad-input cases are generated from the parser itself (sub-commands, options, and the
-typed validators of ``jobs.argtypes`` that carry each option's declared range or path role),
+typed validators of ``jobs.cli.argtypes`` that carry each option's declared range or path role),
 so a command added later is covered without touching this file. Exit codes are checked
-against the one declaration (``jobs.exit_codes``) and README's table."""
+against the one declaration (``jobs.cli.exit_codes``) and README's table."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import exit_codes
-from jobs.argtypes import (
+from jobs.cli import build_parser, exit_codes, main
+from jobs.cli.argtypes import (
     IN_DIR,
     IN_FILE,
     OUT_DIR,
@@ -28,9 +28,9 @@ from jobs.argtypes import (
     FloatRange,
     IntRange,
     PathArg,
+    date,
     zone,
 )
-from jobs.cli import build_parser, main
 from tests.support.repair import account_updates, execute, make_db, one, write_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def bad_numbers(t: IntRange | FloatRange) -> list[str]:
 
 
 def is_date(t: object) -> bool:
-    return getattr(t, "__name__", "") == "_date"
+    return t is date
 
 
 NUMERIC = [(p, a) for p, a in every_action() if isinstance(a.type, (IntRange, FloatRange))]
@@ -177,11 +177,11 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 def test_every_command_has_a_row_in_the_exit_code_table_and_readme_shows_it() -> None:
     declared = set(exit_codes.EXIT_CODES)
     runnable = {" ".join(p) for p, _ in commands()}
-    assert runnable - declared == set(), "add these to jobs/exit_codes.py EXIT_CODES"
+    assert runnable - declared == set(), "add these to jobs/cli/exit_codes.py EXIT_CODES"
     assert declared - runnable == set(), "EXIT_CODES names commands the parser does not have"
     assert all(set(c) <= {0, 1, 2} and 2 in c for c in exit_codes.EXIT_CODES.values())
     assert exit_codes.markdown() in README.read_text(), \
-        "README's exit-code table differs from jobs.exit_codes.markdown(); paste it"
+        "README's exit-code table differs from jobs.cli.exit_codes.markdown(); paste it"
 
 
 def test_every_numeric_and_path_option_is_typed() -> None:
@@ -271,7 +271,7 @@ def _explode(args: argparse.Namespace) -> int:
 def test_an_unexpected_error_exits_2_with_a_crash_log(env: Path, monkeypatch, capsys) -> None:
     """A bug (any non-ReconError) is injected into a command: one message, exit 2, and the
     traceback in DATA/crash/, passwords masked."""
-    monkeypatch.setattr("jobs.cli.cmd_config_show", _explode)
+    monkeypatch.setattr("jobs.cli.config.cmd_config_show", _explode)
     code, err = run_main(["config", "show"], capsys)
     assert code == 2
     logs = list((env / "crash").glob("*.log"))
@@ -288,7 +288,7 @@ def test_crash_log_falls_back_to_a_temp_dir(tmp_path: Path, monkeypatch, capsys)
     monkeypatch.setenv("RECON_DATA_DIR", str(blocker / "data"))  # unusable
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr("jobs.cli.cmd_config_show", _explode)
+    monkeypatch.setattr("jobs.cli.config.cmd_config_show", _explode)
     code, err = run_main(["config", "show"], capsys)
     logs = list((tmp_path / "tmp" / "recon-crash").glob("*.log"))
     assert code == 2 and len(logs) == 1 and str(logs[0]) in err
@@ -300,7 +300,7 @@ def test_validate_warnings_alone_exit_0_unless_strict() -> None:
 
     from expectations.results import RESULT_SCHEMA
     from expectations.validate import ValidationResult
-    from jobs.validate_cmd import exit_code
+    from jobs.cli.validate import exit_code
 
     def result(*rows: tuple[str, str]) -> ValidationResult:
         frame = pl.DataFrame([{"outcome": o, "severity": s} for o, s in rows],

@@ -183,8 +183,8 @@ def test_a_manual_run_never_takes_a_ticks_key(tmp_path: Path) -> None:
     import functools
 
     from jobs import runs
+    from jobs.cli.run import run_request
     from jobs.pipeline import run_job
-    from jobs.run_cmd import run_request
     from jobs.scheduler import catch_up_due, job_triggers
     from tests.support.jobs import fake_steps, settings_for
 

@@ -28,8 +28,8 @@ from core.snapshot import Snapshot, find_complete, list_snapshots
 from core.state import StateDB, state_path
 from jobs import runs
 from jobs.cli import build_parser, main
+from jobs.cli.run import run_request
 from jobs.pipeline import run_job, run_steps
-from jobs.run_cmd import run_request
 from jobs.scheduler import run_tick
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxServer
@@ -54,10 +54,10 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def steps() -> functools.partial:
-    """The real job steps through reconciliation (the business rules, the plan and the report
-    decide nothing about lineage and would only make the chain slow)."""
+    """The declared job steps through reconciliation (the plan and the report decide nothing
+    about lineage and would only make the chain slow)."""
     return functools.partial(run_steps, extract_options=fast_options(attempts=2, local=True),
-                             rules=False, through="reconcile")
+                             through="reconcile")
 
 
 def newest(data: Path) -> Snapshot:

@@ -86,6 +86,9 @@ def test_nightly_run_records_history_and_a_report(env) -> None:
     assert row["report_path"] and Path(row["report_path"]).is_file()
     plan = settings.data_dir / "runs" / result.snapshot_run / "repair-plan.json"
     assert plan.is_file(), "the plan is written for review; nothing applied without repair.auto"
+    summary = plan.with_suffix(".txt")  # README promises the summary beside it (issue 14 (a))
+    assert summary.is_file() and summary.read_text().strip(), "repair-plan.txt is written"
+    assert "apply_id" not in counts and "repair" not in counts, "nothing applied"
     # a second manual run: the same findings are now persisting
     again = run_job("nightly", settings, steps=steps())
     assert again.counts["persisting"] == result.counts["new"] and again.counts.get("new", 0) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.repair_cmd import format_result
+from jobs.cli.repair import format_result
 from repair import audit
 from repair.apply import apply_plan, list_applies, revert_apply
 from repair.executor import make_batches, schedule

@@ -14,7 +14,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from core.localdb.identity import DatabaseIdentity
-from jobs import repair_cmd as cli
+from jobs.cli import repair as cli
 from repair.apply import apply_plan
 from repair.plan import (
     READABLE_VERSIONS,
@@ -258,8 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--progress", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
-    repair_sub = cli.add_parser(sub)
-    repair_sub.add_parser("plan")  # the planner adds its own sub-command to the same group
+    cli.add_parser(sub)  # repair plan | apply | revert | history
     return p
 
 

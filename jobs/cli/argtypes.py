@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import datetime as dt
 import math
 import os
 import tempfile
@@ -187,6 +188,14 @@ def zone(text: str) -> str:
             f"{text!r} is not a time zone; give an IANA name such as America/Los_Angeles or "
             "UTC") from None
     return text
+
+
+def date(text: str) -> dt.date:
+    """``type=date``: a calendar date, ``YYYY-MM-DD``."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from e
 
 
 # Declared once: the ranges recon's options accept.

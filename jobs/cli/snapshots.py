@@ -12,28 +12,29 @@ import argparse
 import json
 from typing import Any
 
-from core.config import load_settings
+from jobs.cli.common import EXIT_OK, add_json
+from jobs.cli.common import settings_of as _settings
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
     from jobs.lineage import accept, snapshot_rows
 
-    settings = load_settings(getattr(args, "config", None))
+    settings = _settings(args)
     if args.snapshots_command == "accept":
         v = accept(settings, args.run, args.reason)
         if not args.quiet:
             print(f"snapshot {args.run}: verdict {v.verdict} (volume drop accepted: "
                   f"{v.accept_reason!r}); it is now a base and a volume baseline")
-        return 0
+        return EXIT_OK
     rows = snapshot_rows(settings.data_dir)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
-        return 0
+        return EXIT_OK
     if not rows:
         print("no snapshots yet")
-        return 0
+        return EXIT_OK
     _print(rows)
-    return 0
+    return EXIT_OK
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
@@ -56,7 +57,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
 def add_parser(sub: Any) -> None:
     sn = sub.add_parser("snapshots", help="every snapshot: status, validation verdict, the "
                         "base it built on and why (full or incremental)")
-    sn.add_argument("--json", action="store_true", help="one JSON array of snapshots")
+    add_json(sn, "one JSON array of snapshots")
     sn_sub = sn.add_subparsers(dest="snapshots_command")
     acc = sn_sub.add_parser("accept", help="accept a snapshot's volume drop as real, so it "
                             "becomes a base and the volume baseline")

@@ -1,7 +1,6 @@
-"""``recon repair apply | revert | history`` (``recon repair plan`` is added by the planner
-into the same sub-command group: :func:`add_parser` returns it).
+"""``recon repair plan | apply | revert | history``.
 
-Exit codes (``jobs.exit_codes``): 0 when the apply/revert ran to the end with nothing skipped,
+Exit codes (``jobs.cli.exit_codes``): 0 when the apply/revert ran to the end with nothing skipped,
 and for every dry run; 1 when it ran to the end but skipped operations as conflicts or missing
 references (each one is listed: they need a person); 2 on a refusal (a guard, the lock) or an
 error.
@@ -12,26 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from core.config import Settings, load_settings, redact_url
+from core.config import Settings, redact_url
 from core.errors import ReconError
-from jobs.argtypes import COUNT, IN_FILE, LIMIT_OR_ALL, PathArg
+from jobs.cli.argtypes import COUNT, IN_FILE, LIMIT_OR_ALL, OUT_FILE, PathArg
+from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_run, add_yes, write_text
+from jobs.cli.common import progress_of as _progress
+from jobs.cli.common import settings_of as _settings
+from jobs.cli.exit_codes import NEEDS_A_PERSON
 from repair.executor import ALREADY, APPLIED, CONFLICT, REF_MISSING
 
-EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None))
-
-
-def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
-    if getattr(args, "progress", False) or (sys.stderr.isatty()
-                                            and not getattr(args, "quiet", False)):
-        return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
-    return None
+EXIT_PARTIAL = NEEDS_A_PERSON
 
 
 def _v(value: Any) -> str:
@@ -122,6 +114,27 @@ def _fail(e: ReconError) -> int:
     return EXIT_ERROR
 
 
+def cmd_repair_plan(args: argparse.Namespace) -> int:
+    from reconcile.engine import resolve_snapshot, run_dir
+    from repair.plan import write_plan
+    from repair.planner import build_plan, summary_text
+
+    settings = _settings(args)
+    run = args.run or resolve_snapshot(settings.data_dir, None).run_id
+    plan = build_plan(settings.data_dir, run, only=args.only,
+                      local_database_url=settings.local_database_url)
+    out = Path(args.out) if args.out else run_dir(settings.data_dir, plan.run_id) / (
+        f"repair-plan{'-' + args.only if args.only else ''}.json")
+    write_plan(plan, out)
+    text = summary_text(plan)
+    write_text(out.with_suffix(".txt"), text + "\n")
+    if not args.quiet:
+        print(text)
+        print(f"plan: {out}")
+        print(f"review it, then: recon repair apply {out} (dry run) and --yes to write")
+    return EXIT_OK
+
+
 def run_apply(args: argparse.Namespace) -> int:
     from repair.apply import apply_plan
 
@@ -191,9 +204,9 @@ def run_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_parser(subparsers: Any) -> Any:
-    """Add ``repair`` with ``apply``, ``revert`` and ``history`` to ``recon``'s sub-commands;
-    returns the ``repair`` sub-command group (for ``repair plan``)."""
+def add_parser(subparsers: Any) -> None:
+    """Add ``repair`` with ``apply``, ``revert``, ``history`` and ``plan`` to ``recon``'s
+    sub-commands."""
     rp = subparsers.add_parser(
         "repair", help="repair the local database from a plan (dry run unless --yes)",
         description="Apply a repair plan to the LOCAL database (Zuora is never written), "
@@ -205,7 +218,7 @@ def add_parser(subparsers: Any) -> Any:
                         "every change it would make and writes nothing.")
     ap.add_argument("plan", type=PathArg(IN_FILE),
                     help="the plan file (JSON, from `recon repair plan`)")
-    ap.add_argument("--yes", action="store_true", help="really write (default: dry run)")
+    add_yes(ap)
     ap.add_argument("--batch-size", type=COUNT, metavar="N",
                     help="operations per transaction (default: config repair.batch_size, "
                     "1000); a group is never split")
@@ -218,7 +231,7 @@ def add_parser(subparsers: Any) -> Any:
                         description="Restore the before images of an apply's changes. Rows "
                         "changed since the apply are skipped and reported.")
     rv.add_argument("apply_id", metavar="APPLY_ID", help="from `recon repair history`")
-    rv.add_argument("--yes", action="store_true", help="really write (default: dry run)")
+    add_yes(rv)
     rv.add_argument("--force", action="store_true",
                     help="revert even when more than repair.max_change_fraction of a table "
                     "would change")
@@ -227,4 +240,12 @@ def add_parser(subparsers: Any) -> Any:
     hist = sub.add_parser("history", help="list applies and reverts")
     hist.add_argument("--limit", type=LIMIT_OR_ALL, default=0, help="only the last N (0: all)")
     hist.set_defaults(func=run_history)
-    return sub
+
+    rplan = sub.add_parser("plan", help="plan repairs of a reconciled run (writes only "
+                           "the plan file)")
+    add_run(rplan, "run id (default: the latest complete snapshot)")
+    rplan.add_argument("--only", metavar="OBJECT|RULE",
+                       help="only findings of this object, local table or rule (e.g. D11)")
+    rplan.add_argument("--out", metavar="PLAN", type=PathArg(OUT_FILE),
+                       help="plan file (default: DATA/runs/<run>/repair-plan.json)")
+    rplan.set_defaults(func=cmd_repair_plan)

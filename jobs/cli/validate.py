@@ -4,7 +4,7 @@ Runs the contracts (pandera), the volume check (snapshots only: against the prev
 snapshot in the same data directory) and the business-rule suites (GX; ``--no-gx`` skips them
 and their 4–6 s import), stores every result in recon's state and quarantines bad rows under
 ``DATA/runs/<run>/quarantine/``. Prints one line per failed or broken check and a summary
-(``--json``: everything, machine-readable). Exit codes (``jobs.exit_codes``): 0 no
+(``--json``: everything, machine-readable). Exit codes (``jobs.cli.exit_codes``): 0 no
 error-severity check failed (warnings alone exit 0: a clean tenant has some, and CI validating
 fixtures must tell them from failures), 1 an error-severity check failed (bad data, including
 a wrong shape, a duplicated Zuora key or a volume drop, which would stop a pipeline run) — or,
@@ -21,14 +21,17 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.errors import ReconError
-from jobs.argtypes import IN_DIR, PathArg
+from jobs.cli.argtypes import IN_DIR, PathArg
+from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_global_options, add_json, add_run
+from jobs.cli.common import settings_of as _settings
+from jobs.cli.exit_codes import NEEDS_A_PERSON
 
 if TYPE_CHECKING:
     from expectations.validate import ValidationResult
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_FAILED = NEEDS_A_PERSON
 WIDTH = {"where": 56, "rule": 40, "detail": 100}
 
 
@@ -40,12 +43,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("path", metavar="PATH", type=PathArg(IN_DIR),
                    help="a snapshot directory (DATA/snapshots/<run_id>) or a dataset directory")
-    p.add_argument("--run", metavar="RUN",
-                   help="run id to record results under (default: the snapshot's run id, or a "
-                   "new one for a dataset)")
+    add_run(p, "run id to record results under (default: the snapshot's run id, or a new one "
+            "for a dataset)", metavar="RUN")
     p.add_argument("--no-gx", action="store_true",
                    help="skip the Great Expectations business-rule suites")
-    p.add_argument("--json", action="store_true", help="print all results as JSON")
+    add_json(p, "print all results as JSON")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on warning-severity failures too (default: only errors)")
     p.set_defaults(func=_from_args)
@@ -53,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _from_args(args: argparse.Namespace) -> int:
-    return run(args, load_settings(getattr(args, "config", None)))
+    return run(args, _settings(args))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -163,10 +165,9 @@ def table(result: ValidationResult) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """A stand-alone parser (``recon``'s global flags + ``validate``), for tests and for
-    running this command before it is wired into ``jobs.cli``."""
+    running this command alone)."""
     p = argparse.ArgumentParser(prog="recon")
-    p.add_argument("--config")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
     add_parser(sub)
     return p

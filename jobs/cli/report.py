@@ -4,7 +4,7 @@
 Writes ``report.html`` (one self-contained page) and ``report.json`` (its machine-readable twin)
 into ``DATA/runs/<run_id>/`` (or ``--out DIR``) and prints the banner and the paths. Without
 ``--run``: the newest run, a failed extract included (its report says PARTIAL — NOT
-RECONCILED). Exit codes (``jobs.exit_codes``): 0 written; with ``--fail-on-drift`` the banner
+RECONCILED). Exit codes (``jobs.cli.exit_codes``): 0 written; with ``--fail-on-drift`` the banner
 decides: 1 DRIFT, 2 ERROR or PARTIAL; 2 when no report can be written (each file is written
 aside and renamed, so a failure leaves the previous report whole).
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.config import Settings, load_settings
-from jobs.argtypes import OUT_DIR, PathArg
-
-EXIT_OK = 0
+from core.config import Settings
+from jobs.cli.argtypes import OUT_DIR, PathArg
+from jobs.cli.common import EXIT_OK, add_fail_on_drift, add_run
+from jobs.cli.common import settings_of as _settings
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,11 +27,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="write a run's drift report (self-contained HTML + JSON)",
         description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--run", metavar="RUN", help="run id (default: the newest run)")
-    p.add_argument("--out", metavar="DIR", type=PathArg(OUT_DIR), help="directory to write report.html and "
-                   "report.json into (default: DATA/runs/<run_id>/)")
-    p.add_argument("--fail-on-drift", action="store_true",
-                   help="exit 1 on DRIFT, 2 on ERROR or PARTIAL (the banner's exit code)")
+    add_run(p, "run id (default: the newest run)", metavar="RUN")
+    p.add_argument("--out", metavar="DIR", type=PathArg(OUT_DIR),
+                   help="directory to write report.html and report.json into (default: "
+                   "DATA/runs/<run_id>/)")
+    add_fail_on_drift(p, "exit 1 on DRIFT, 2 on ERROR or PARTIAL (the banner's exit code)")
     p.add_argument("--mask-pii", action="store_true",
                    help="mask e-mail addresses (for reports that leave the team)")
     p.add_argument("--no-plan", action="store_true",
@@ -44,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _from_args(args: argparse.Namespace) -> int:
-    return run(args, load_settings(getattr(args, "config", None)))
+    return run(args, _settings(args))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
