@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium test test-fast lint arch demo bench clean
+.PHONY: setup chromium test test-fast lint arch demo bench clean check-dist
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
@@ -66,4 +66,10 @@ mutate: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[mutate]'
 	$(BIN)/python -m pytest -q -p no:cacheprovider mutate/test_mutators.py
 	$(BIN)/python -m mutate $(MUTATE_ARGS)
+
+# recon's wheel and a plain `pip install .` carry no sandbox (issue 14): builds the wheel, installs
+# recon alone in a fresh virtualenv, imports the stages there and checks `recon sandbox` and
+# `recon demo` refuse with exit 2. Slow (a fresh venv); never part of `make test`.
+check-dist: setup
+	$(BIN)/python tools/check_dist.py
 
