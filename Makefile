@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium test test-fast lint arch demo bench clean check-dist
+.PHONY: setup chromium test test-fast lint arch demo bench clean check-dist same-outputs
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
@@ -73,3 +73,8 @@ mutate: setup
 check-dist: setup
 	$(BIN)/python tools/check_dist.py
 
+# Same inputs, same outputs: the base revision and this tree each reconcile, plan and report one
+# copied snapshot; prints identical/different per artefact. make same-outputs BASE=<rev>
+BASE ?= db52a1d
+same-outputs: setup
+	$(BIN)/python tools/same_outputs.py --base $(BASE)
