@@ -251,6 +251,11 @@ def compare(base: Path, head: Path, run: str, inputs_taken: dt.datetime) -> dict
     directories each side wrote."""
     result: dict[str, list[str]] = {}
     rb, rh = base / "runs" / run, head / "runs" / run
+    missing = [str(d / f) for d in (rb, rh)
+               for f in ("drift.parquet", "repair-plan.json", "report.json")
+               if not (d / f).is_file()]
+    if missing:
+        raise StepFailed(f"an artefact was not written: {', '.join(missing)}")
 
     name = "drift.parquet (all columns but run_id, sorted by fingerprint)"
     db, dh = drift_frame(rb / "drift.parquet"), drift_frame(rh / "drift.parquet")
