@@ -294,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="db52a1d", help="base revision (default: db52a1d, "
                         "the tree before issue 14)")
+    parser.add_argument("--head", type=Path, default=ROOT,
+                        help="the tree to compare with the base (default: this checkout)")
     parser.add_argument("--accounts", type=int, default=200, help="tenant size (default 200)")
     parser.add_argument("--drift", type=float, default=0.05,
                         help="share of subscriptions with drift (default 0.05)")
@@ -304,11 +306,14 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="recon-same-outputs-", dir=args.work)).resolve()
     base_rev = git("rev-parse", "--verify", f"{args.base}^{{commit}}")
-    head_rev = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    head = args.head.resolve()
+    head_rev = (git("rev-parse", "HEAD", cwd=head) if (head / ".git").exists()
+                else "(not a checkout)")
+    dirty = git("status", "--porcelain", "--untracked-files=no", cwd=head) if (
+        head / ".git").exists() else ""
     base_tree = work / "base-tree"
     print(f"base {args.base} ({base_rev[:10]}) vs head {head_rev[:10]}"
-          f"{' + uncommitted changes' if dirty else ''} ({ROOT}); work directory {work}")
+          f"{' + uncommitted changes' if dirty else ''} ({head}); work directory {work}")
     code = 2
     try:
         git("worktree", "add", "--detach", "--quiet", str(base_tree), base_rev)
@@ -321,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         # every timestamp from here on is a side's own run time, not an input
         inputs_taken = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         print(f"run {run}: each side reconciles, plans and reports its copy, in {work / 'run'}:")
-        for side in (Side("base", base_tree, work / "run"), Side("head", ROOT, work / "run")):
+        for side in (Side("base", base_tree, work / "run"), Side("head", head, work / "run")):
             side.work.mkdir()
             shutil.copytree(seeder.data, side.data)
             shutil.copy(seeder.local_db, side.local_db)
