@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="recon-same-outputs-", dir=args.work)).resolve()
     base_rev = git("rev-parse", "--verify", f"{args.base}^{{commit}}")
     head = args.head.resolve()
-    head_rev = (git("rev-parse", "HEAD", cwd=head) if (head / ".git").exists()
-                else "(not a checkout)")
+    head_rev = (git("rev-parse", "--short=10", "HEAD", cwd=head) if (head / ".git").exists()
+                else head.name)
     dirty = git("status", "--porcelain", "--untracked-files=no", cwd=head) if (
         head / ".git").exists() else ""
     base_tree = work / "base-tree"
