@@ -238,6 +238,44 @@ def canonical(value: Any) -> list[str]:
                       default=str).splitlines()
 
 
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def reordered(base: Any, head: Any, path: str = "$") -> list[str] | None:
+    """The JSON paths of the lists that hold the same items in another order, when that is the
+    only difference between ``base`` and ``head``; else None. Tells a reordering (e.g. ties of
+    a sort broken differently) from a changed value at a glance."""
+    if isinstance(base, dict) and isinstance(head, dict):
+        if base.keys() != head.keys():
+            return None
+        found: list[str] = []
+        for key in base:
+            sub = reordered(base[key], head[key], f"{path}.{key}")
+            if sub is None:
+                return None
+            found += sub
+        return found
+    if isinstance(base, list) and isinstance(head, list):
+        if len(base) != len(head):
+            return None
+        pairs = [reordered(b, h, f"{path}[{i}]") for i, (b, h) in enumerate(zip(base, head, strict=True))]
+        if all(p is not None for p in pairs):
+            return [q for p in pairs if p for q in p]
+        return [path] if sorted(map(_key, base)) == sorted(map(_key, head)) else None
+    return [] if base == head else None
+
+
+def json_diff(base: Any, head: Any, name: str) -> list[str]:
+    """Nothing when equal; else which lists were only reordered, or the text diff."""
+    if base == head:
+        return []
+    paths = reordered(base, head)
+    if paths:
+        return [f"  order only: the same items in another order in {', '.join(paths[:10])}"]
+    return text_diff(canonical(base), canonical(head), name)
+
+
 def text_diff(base: list[str], head: list[str], name: str) -> list[str]:
     diff = list(difflib.unified_diff(base, head, f"base/{name}", f"head/{name}", n=2,
                                      lineterm=""))
@@ -266,19 +304,18 @@ def compare(base: Path, head: Path, run: str, inputs_taken: dt.datetime) -> dict
 
     pb = json.loads((rb / "repair-plan.json").read_text())
     ph = json.loads((rh / "repair-plan.json").read_text())
-    ob, oh = canonical(clean(pb.get("operations"))), canonical(clean(ph.get("operations")))
     name = (f"repair-plan.json operations ({len(pb.get('operations') or ()):,} base, "
             f"{len(ph.get('operations') or ()):,} head; without plan id, timestamps, run ids)")
-    result[name] = [] if ob == oh else text_diff(ob, oh, "repair-plan.json#operations")
-    rest_b = canonical(clean({k: v for k, v in pb.items() if k != "operations"}))
-    rest_h = canonical(clean({k: v for k, v in ph.items() if k != "operations"}))
+    result[name] = json_diff(clean(pb.get("operations")), clean(ph.get("operations")),
+                             "repair-plan.json#operations")
     name = "repair-plan.json other fields (needs_a_person, not_planned, summary, …)"
-    result[name] = [] if rest_b == rest_h else text_diff(rest_b, rest_h, "repair-plan.json")
+    result[name] = json_diff(clean({k: v for k, v in pb.items() if k != "operations"}),
+                             clean({k: v for k, v in ph.items() if k != "operations"}),
+                             "repair-plan.json")
 
-    jb = canonical(clean(json.loads((rb / "report.json").read_text())))
-    jh = canonical(clean(json.loads((rh / "report.json").read_text())))
     name = "report.json (without timestamps, durations, run ids)"
-    result[name] = [] if jb == jh else text_diff(jb, jh, "report.json")
+    result[name] = json_diff(clean(json.loads((rb / "report.json").read_text())),
+                             clean(json.loads((rh / "report.json").read_text())), "report.json")
     return result
 
 
