@@ -18,9 +18,12 @@ wrote:
    plan (same normalisation), and ``report.json`` (without timestamps, durations and run ids),
    printing ``identical`` or ``different`` per artefact with a readable diff.
 
-"Timestamps" are the keys in :data:`VOLATILE` and every timestamp later than the moment the
-inputs were taken: no input holds one, so it is the time a side ran (e.g. the ``created_at``
-the planner gives the rows it inserts), written ``<TIME OF THE RUN>``.
+Timestamps are found by value: every one later than the moment the inputs were taken is the
+time a side ran (no input can hold one; e.g. the ``created_at`` the planner gives the rows it
+inserts), written ``<TIME OF THE RUN>``, and so is its tenant-zone rendering beside it. Ids and
+durations are dropped by key (:data:`VOLATILE`). A difference that is only the order of a list
+is named as such, with the list's JSON path. ``--head PATH`` compares another tree (a merge, a
+branch's export) instead of this checkout.
 
 The base runs from a ``git worktree`` of BASE with this venv's interpreter and
 ``PYTHONPATH`` pointing at that worktree (the dependencies are the same but for new ones; the
