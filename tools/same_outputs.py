@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     dirty = git("status", "--porcelain", "--untracked-files=no", cwd=head) if (
         head / ".git").exists() else ""
     base_tree = work / "base-tree"
-    print(f"base {args.base} ({base_rev[:10]}) vs head {head_rev[:10]}"
+    print(f"base {args.base} ({base_rev[:10]}) vs head {head_rev}"
           f"{' + uncommitted changes' if dirty else ''} ({head}); work directory {work}")
     code = 2
     try:
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
         code = 1 if any(differences.values()) else 0
         print(f"\nsame-outputs: {'identical' if code == 0 else 'outputs differ'} "
-              f"(base {base_rev[:10]}, head {head_rev[:10]}, run {run})")
+              f"(base {base_rev[:10]}, head {head_rev}, run {run})")
     except StepFailed as e:
         print(f"same-outputs: a step failed: {e}", file=sys.stderr)
     finally:
