@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium test test-fast lint demo bench clean
+.PHONY: setup chromium test test-fast lint arch demo bench clean check-dist same-outputs
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
@@ -35,8 +35,14 @@ chromium:
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# The floors (.importlinter, README "Architecture"): an upward import, or production code
+# importing the sandbox or the tests, fails here. tests/test_architecture.py proves it can fail.
+arch: setup
+	$(BIN)/lint-imports --no-cache --no-logo
+
 test: setup chromium
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(PYTEST)
 
 # The inner loop: everything but the tests marked slow (under 2 minutes on 2 cores).
@@ -60,3 +66,15 @@ mutate: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[mutate]'
 	$(BIN)/python -m pytest -q -p no:cacheprovider mutate/test_mutators.py
 	$(BIN)/python -m mutate $(MUTATE_ARGS)
+
+# recon's wheel and a plain `pip install .` carry no sandbox (issue 14): builds the wheel, installs
+# recon alone in a fresh virtualenv, imports the stages there and checks `recon sandbox` and
+# `recon demo` refuse with exit 2. Slow (a fresh venv); never part of `make test`.
+check-dist: setup
+	$(BIN)/python tools/check_dist.py
+
+# Same inputs, same outputs: the base revision and this tree each reconcile, plan and report one
+# copied snapshot; prints identical/different per artefact. make same-outputs BASE=<rev>
+BASE ?= db52a1d
+same-outputs: setup
+	$(BIN)/python tools/same_outputs.py --base $(BASE)
