@@ -886,7 +886,7 @@ def rules_table(c: Collected, f: pl.DataFrame) -> tuple[RuleRow, ...]:
         objects=pl.col("object").unique().sort(),
         kinds=pl.col("kind").unique().sort(),
         examples=pl.col("key").filter(pl.col("status") != "resolved").head(RULE_EXAMPLES),
-    ).sort(["open", "code"], descending=[True, False])
+    ).sort(["open", "code", "is_rule"], descending=[True, False, False])  # a total order
     out = []
     for r in agg.to_dicts():
         code = r["code"]

@@ -185,6 +185,11 @@ def _partial_report(data: Path, run_id: str, settings: Settings) -> None:
 
 
 def add_parser(sub: Any) -> None:
+    from jobs.cli.sandbox import add_unavailable, sandbox_installed
+
+    if not sandbox_installed():
+        add_unavailable(sub, "demo", "run the main job on the embedded defaults")
+        return
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
     generate_args(demo, accounts=2_000, drift=0.02)
     demo.add_argument("--data-dir", type=PathArg(OUT_DIR),

@@ -135,7 +135,35 @@ def generate_args(p: argparse.ArgumentParser, accounts: int = 1_000, drift: floa
                    help="the tenant's 'today' (fixed by default, for reproducibility)")
 
 
+def sandbox_installed() -> bool:
+    """Whether the ``sandbox`` distribution can be imported (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("sandbox") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _not_installed(args: argparse.Namespace) -> int:
+    require_sandbox(f"recon {args.command}")
+    return EXIT_OK  # the sandbox appeared after the parser was built: nothing to do
+
+
+def add_unavailable(sub: Any, name: str, help: str) -> None:
+    """``name`` without the sandbox installed: every invocation, ``--help`` included, exits 2
+    saying how to install it (argparse would otherwise print a help for commands that cannot
+    run)."""
+    p = sub.add_parser(name, help=f"{help} (needs the sandbox: not installed)", add_help=False,
+                       prefix_chars="+")  # every word, --help included, is an argument here
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_not_installed, command=name)
+
+
 def add_parser(sub: Any) -> None:
+    if not sandbox_installed():
+        add_unavailable(sub, "sandbox", "the Zuora sandbox: tenant generator")
+        return
     sb = sub.add_parser("sandbox", help="the Zuora sandbox: tenant generator")
     sb_sub = sb.add_subparsers(dest="sandbox_command", required=True)
     gen = sb_sub.add_parser("generate", help="generate a Zuora tenant and its local copy with "

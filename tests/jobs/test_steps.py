@@ -205,7 +205,8 @@ def test_without_the_sandbox_recon_works_and_its_commands_say_how_to_install_it(
     (tmp_path / "tenant").mkdir()
     for argv in (["demo", "--data-dir", str(tmp_path / "demo")],
                  ["sandbox", "generate", "--out", str(tmp_path / "t")],
-                 ["sandbox", "serve", "--data", str(tmp_path / "tenant")]):
+                 ["sandbox", "serve", "--data", str(tmp_path / "tenant")],
+                 ["sandbox", "--help"], ["demo", "--help"]):
         r = _without_sandbox(cli, *argv, cwd=tmp_path)
         assert r.returncode == 2, (argv, r.stdout, r.stderr)
         assert "pip install -e ./sandbox" in r.stderr and "make demo" in r.stderr, r.stderr
