@@ -24,7 +24,8 @@ from core.catalog import get
 from core.config import redact_url
 from core.errors import DatasetError, LocalDatabaseError
 from core.localdb import schema
-from core.localdb.connect import LocalDB, _duckdb_path, connect, duckdb_url
+from core.localdb.connect import LocalDB, connect, duckdb_url
+from core.localdb.dialect import duckdb_path
 from core.values import render_frame
 from sandbox.generate import drift
 from sandbox.generate.catalog import build_catalog
@@ -154,8 +155,7 @@ def _prepare_target(db: LocalDB, url: str, replace: bool) -> None:
     if replace:
         for t in reversed(schema.all_tables()):
             if t in held:
-                cascade = " CASCADE" if db.dialect == "postgres" else ""
-                db.execute(f"DROP TABLE IF EXISTS {t}{cascade}")
+                db.execute(db.dialect.drop_table_sql(t))
 
 
 def generate(opts: Options, out: Path, db_url: str | None = None,
@@ -192,7 +192,7 @@ def _inside(db_url: str | None, out: Path, work: Path) -> str | None:
     with the tenant instead of being replaced by it."""
     if db_url is None or not db_url.startswith("duckdb:"):
         return db_url
-    path = _duckdb_path(db_url)
+    path = duckdb_path(db_url)
     if path == ":memory:":
         return db_url
     try:
