@@ -36,9 +36,8 @@ from pathlib import Path
 import duckdb
 
 from core.errors import ReconError
+from core.layout import DataLayout
 from core.localdb import migrations as mig
-
-STATE_FILE = "state.duckdb"
 
 _TABLES: dict[str, str] = {}
 # The state file's migrations, in order (append only; never edit a released one). Version 1
@@ -165,7 +164,7 @@ class Mark:
 
 
 def state_path(data_dir: Path | str) -> Path:
-    return Path(data_dir) / STATE_FILE
+    return DataLayout(data_dir).state_file
 
 
 def _naive_utc(t: dt.datetime) -> dt.datetime:

@@ -568,6 +568,8 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGN
 
 def _crash_dir(args: argparse.Namespace | None) -> Path:
     """``DATA/crash`` when the data directory is usable, else a temp directory."""
+    from core.layout import DataLayout
+
     candidates: list[Path] = []
     if args is not None and getattr(args, "data_dir", None):
         candidates.append(Path(args.data_dir))
@@ -577,7 +579,7 @@ def _crash_dir(args: argparse.Namespace | None) -> Path:
         pass
     for data in candidates:
         try:
-            d = data / "crash"
+            d = DataLayout(data).crash
             d.mkdir(parents=True, exist_ok=True)
             return d
         except OSError:

@@ -23,15 +23,23 @@ import duckdb
 import polars as pl
 
 from core.config import Settings
-from core.snapshot import FAILED_SUFFIX, Snapshot, list_snapshots, open_snapshot, snapshots_dir
+from core.layout import (
+    DRIFT_FILE,
+    FAILED_SUFFIX,
+    FIELD_STATS_FILE,
+    MANIFEST,
+    OBJECT_STATS_FILE,
+    PLAN_FILE,
+    SUMMARY_FILE,
+    DataLayout,
+    run_dir,
+)
+from core.snapshot import Snapshot, list_snapshots, open_snapshot, snapshots_dir
 from core.state import state_path
 from expectations.quarantine import QUARANTINE_SCHEMA, read_quarantine
 from expectations.results import RESULT_SCHEMA
 from reconcile.findings import DRIFT_SCHEMA
 from reports.errors import ReportError, RunNotFound
-
-RUNS = "runs"
-PLAN_FILE = "repair-plan.json"
 
 
 @dataclass
@@ -61,23 +69,19 @@ class Collected:
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
 
 
-def run_dir(data_dir: Path, run_id: str) -> Path:
-    return data_dir / RUNS / run_id
-
-
 def known_runs(data_dir: Path) -> list[str]:
     """Run ids with a trace on disk (snapshots, complete or failed, and run directories)."""
     ids: set[str] = set()
     root = snapshots_dir(data_dir)
     if root.is_dir():
         for p in root.iterdir():
-            if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file():
+            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file():
                 ids.add(p.name.removesuffix(FAILED_SUFFIX))
-    runs = data_dir / RUNS
+    runs = DataLayout(data_dir).runs
     if runs.is_dir():
         ids.update(p.name for p in runs.iterdir()
                    if p.is_dir() and not p.name.startswith(".")
-                   and ((p / "summary.json").is_file() or (p / "drift.parquet").is_file()))
+                   and ((p / SUMMARY_FILE).is_file() or (p / DRIFT_FILE).is_file()))
     return sorted(ids)
 
 
@@ -157,9 +161,9 @@ def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> p
 
 
 def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
-    for candidate in (snapshots_dir(data_dir) / run_id,
-                      snapshots_dir(data_dir) / f"{run_id}{FAILED_SUFFIX}"):
-        if (candidate / "manifest.json").is_file():
+    layout = DataLayout(data_dir)
+    for candidate in (layout.snapshot_dir(run_id), layout.failed_snapshot_dir(run_id)):
+        if (candidate / MANIFEST).is_file():
             return open_snapshot(candidate)
     return None
 
@@ -276,19 +280,19 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     rid = resolve_run(data_dir, run_id)
     snap = _snapshot(data_dir, rid)
     rdir = run_dir(data_dir, rid)
-    reconciled = (rdir / "drift.parquet").is_file() and (rdir / "summary.json").is_file()
-    drift = _read_parquet(rdir / "drift.parquet", DRIFT_SCHEMA) if reconciled else \
+    reconciled = (rdir / DRIFT_FILE).is_file() and (rdir / SUMMARY_FILE).is_file()
+    drift = _read_parquet(rdir / DRIFT_FILE, DRIFT_SCHEMA) if reconciled else \
         pl.DataFrame(schema=DRIFT_SCHEMA)
     missing = [c for c in DRIFT_SCHEMA if c not in drift.columns]
     if missing:
-        raise ReportError(f"{rdir / 'drift.parquet'} lacks columns {missing}: written by an "
+        raise ReportError(f"{rdir / DRIFT_FILE} lacks columns {missing}: written by an "
                           "older recon? re-run `recon reconcile --run " + rid + "`")
     summary: dict[str, Any] = {}
     if reconciled:
         try:
-            summary = json.loads((rdir / "summary.json").read_text())
+            summary = json.loads((rdir / SUMMARY_FILE).read_text())
         except (OSError, ValueError) as e:
-            raise ReportError(f"{rdir / 'summary.json'} cannot be read: {e}") from e
+            raise ReportError(f"{rdir / SUMMARY_FILE} cannot be read: {e}") from e
     state = _state_parts(data_dir, rid, settings.report_trend_runs, job_run_id,
                          snap.manifest.started_at if snap else None)
     checks = state["checks"] if state["checks"] is not None else pl.DataFrame(schema=RESULT_SCHEMA)
@@ -302,9 +306,9 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     return Collected(
         data_dir=data_dir, run_id=rid, snapshot=snap, reconciled=reconciled,
         drift=drift.select(list(DRIFT_SCHEMA)),
-        object_stats=_read_parquet(rdir / "object_stats.parquet") if reconciled
+        object_stats=_read_parquet(rdir / OBJECT_STATS_FILE) if reconciled
         else pl.DataFrame(),
-        field_stats=_read_parquet(rdir / "field_stats.parquet") if reconciled
+        field_stats=_read_parquet(rdir / FIELD_STATS_FILE) if reconciled
         else pl.DataFrame(),
         summary=summary, checks=checks,
         quarantine=quarantine if quarantine.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),
