@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from core import ledger
 from core.config import Settings
 from core.layout import (
     DRIFT_FILE,
@@ -35,9 +35,10 @@ from core.layout import (
     run_dir,
 )
 from core.snapshot import Snapshot, list_snapshots, open_snapshot, snapshots_dir
-from core.state import state_path
+from core.state import StateUnreadable, open_read_only
 from expectations.quarantine import QUARANTINE_SCHEMA, read_quarantine
-from expectations.results import RESULT_SCHEMA
+from expectations.results import RESULT_SCHEMA, results_of
+from reconcile import history
 from reconcile.findings import DRIFT_SCHEMA
 from reports.errors import ReportError, RunNotFound
 
@@ -104,50 +105,18 @@ def _in_state(data_dir: Path, run_id: str) -> bool:
     with open_state(data_dir) as con:
         if con is None:
             return False
-        tables = _tables(con)
-        for table in ("reconcile_runs", "job_runs"):
-            if table in tables and con.sql(f"SELECT count(*) FROM {table} WHERE run_id = $r",
-                                           params={"r": run_id}).fetchall()[0][0]:
-                return True
-    return False
+        return history.was_reconciled(con, run_id) or ledger.has_attempt(con, run_id)
 
 
 @contextlib.contextmanager
 def open_state(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """recon's state, read-only (None when there is none yet). A writer holding the file (the
-    nightly run closing a step) is waited for briefly; in the same process, where DuckDB
-    refuses a second configuration of one file, a plain connection shares the open one."""
-    path = state_path(data_dir)
-    if not path.is_file():
-        yield None
-        return
-    con = None
-    last: Exception | None = None
-    for attempt in range(20):
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            break
-        except duckdb.Error as e:
-            last = e
-            if "different configuration" in str(e):
-                try:
-                    con = duckdb.connect(str(path))
-                    break
-                except duckdb.Error as e2:
-                    last = e2
-            time.sleep(0.05 * (attempt + 1))
-    if con is None:
-        raise ReportError(f"recon state {path} cannot be read (another process holds it?): "
-                          f"{type(last).__name__}")
+    """recon's state, read-only (None when there is none yet): :func:`core.state.open_read_only`
+    with its refusal as a :class:`ReportError`."""
     try:
-        yield con
-    finally:
-        con.close()
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables"
-                                  ).fetchall()}
+        with open_read_only(data_dir) as con:
+            yield con
+    except StateUnreadable as e:
+        raise ReportError(str(e)) from e
 
 
 def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
@@ -168,10 +137,6 @@ def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
     return None
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict]:
-    return con.sql(sql, params=params).pl().to_dicts()
-
-
 def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str | None = None,
                  snapshot_started: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"recon_runs": [], "last_clean": None, "checks": None, "job": None,
@@ -179,25 +144,13 @@ def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str |
     with open_state(data_dir) as con:
         if con is None:
             return out
-        tables = _tables(con)
-        p = {"r": run_id, "n": trend_runs}
-        if "reconcile_runs" in tables:
-            rows = _rows(con, "SELECT * FROM (SELECT * FROM reconcile_runs WHERE run_id <= $r "
-                              "ORDER BY run_id DESC LIMIT $n) ORDER BY run_id", p)
-            for r in rows:
-                r["summary"] = json.loads(r["summary"]) if r.get("summary") else {}
-            out["recon_runs"] = rows
-            clean = con.sql(
-                "SELECT max(run_id) FROM reconcile_runs WHERE run_id <= $r AND "
-                "coalesce(TRY_CAST(json_extract(summary, '$.drift') AS BIGINT), 1) = 0",
-                params={"r": run_id}).fetchall()
-            out["last_clean"] = clean[0][0] if clean else None
-        if "check_results" in tables:
-            out["checks"] = con.sql("SELECT * FROM check_results WHERE run_id = $r ORDER BY "
-                                    "checked_at", params={"r": run_id}).pl()
-        if "job_runs" in tables:
-            out["jobs"], out["job"] = _jobs(con.sql("SELECT * FROM job_runs").pl(), run_id,
-                                            job_run_id, snapshot_started)
+        # each floor's own reader of its own table (no SQL on another's tables here)
+        out["recon_runs"] = history.recent_runs(con, run_id, trend_runs)
+        out["last_clean"] = history.last_clean_run(con, run_id)
+        out["checks"] = results_of(con, run_id)
+        attempts = ledger.job_runs(con)
+        if attempts is not None:
+            out["jobs"], out["job"] = _jobs(attempts, run_id, job_run_id, snapshot_started)
     return out
 
 
