@@ -65,7 +65,7 @@ class DatabaseIdentity:
         return cls(**doc)
 
     def describe(self) -> str:
-        if self.dialect == "postgres":
+        if self.dialect == Dialect.POSTGRES:
             return (f"PostgreSQL database {self.database!r} on cluster "
                     f"{self.system_identifier} (recon id {self.uuid})")
         return f"DuckDB file {self.path} (recon id {self.uuid})"
