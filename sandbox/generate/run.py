@@ -112,7 +112,8 @@ def build_world(opts: Options, chunk_no: int, n_accounts: int, catalog: dict[str
 
 # what a generated tenant directory holds: a directory with only these may be replaced
 TENANT_ENTRIES = frozenset({dataset.ZUORA_DIR, dataset.TENANT_FILE, dataset.LABELS_FILE,
-                            "local.duckdb", "local.duckdb.wal", "local.duckdb.repair.lock"})
+                            dataset.LOCAL_DB_FILE, f"{dataset.LOCAL_DB_FILE}.wal",
+                            f"{dataset.LOCAL_DB_FILE}.repair.lock"})
 
 
 def _check_out(out: Path) -> None:
@@ -206,7 +207,7 @@ def _generate(opts: Options, out: Path, db_url: str | None,
               progress: Callable[[str], None] | None, replace: bool) -> Summary:
     t0 = time.perf_counter()
     if db_url is None:
-        db_url = duckdb_url((out / "local.duckdb").resolve())
+        db_url = duckdb_url((out / dataset.LOCAL_DB_FILE).resolve())
     with connect(db_url) as db:
         _prepare_target(db, db_url, replace)  # before any work: a refusal is immediate
         catalog = build_catalog_frames(opts.seed)
