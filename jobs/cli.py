@@ -299,6 +299,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from core.config import Secret
+    from core.layout import DataLayout
     from core.localdb.connect import duckdb_url
     from jobs.lineage import extract_step, validate_recorded
     from sandbox.generate.run import Options, generate
@@ -307,7 +308,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     settings = _settings(args)
     data = Path(args.data_dir or settings.data_dir)
-    tenant = data / "demo"
+    tenant = DataLayout(data).demo
     progress = _progress(args)
     opts = Options(accounts=args.accounts, seed=args.seed, drift=args.drift, d26=args.d26,
                    as_of=args.as_of, tz=settings.tenant_tz)
@@ -384,13 +385,14 @@ def _demo_repair(args: argparse.Namespace, data: Path, run_id: str, settings: Se
     """Plan repairs, dry-run them against the demo's local copy, and with ``--apply`` apply
     them there (the demo's own DuckDB file; the small tenant trips the change-fraction guard
     on its tiny catalog tables, so the demo passes --force and prints what the guard said)."""
+    from core.layout import PLAN_FILE
     from repair.apply import apply_plan
     from repair.planner import build_plan, summary_text, write_plan
 
     if progress:
         progress("plan repairs")
     plan = build_plan(data, run_id, local_database_url=settings.local_database_url)
-    path = write_plan(plan, run_dir(data, run_id) / "repair-plan.json")
+    path = write_plan(plan, run_dir(data, run_id) / PLAN_FILE)
     _write_text(path.with_suffix(".txt"), summary_text(plan) + "\n")
     if progress:
         progress("dry run of the repair plan")

@@ -157,6 +157,7 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     report decide)."""
     import polars as pl
 
+    from core.layout import PLAN_FILE
     from extract.extractor import ExtractOptions
     from jobs.lineage import extract_step, validate_recorded
     from reconcile.engine import reconcile_snapshot, resolve_snapshot, run_dir
@@ -190,7 +191,7 @@ def run_steps(job: str, settings: Settings, *, stop: threading.Event, progress: 
     _check(stop, "repair plan")
     progress("repair plan")
     plan = build_plan(data, snap.run_id, local_database_url=settings.local_database_url)
-    plan_path = write_plan(plan, run_dir(data, snap.run_id) / "repair-plan.json")
+    plan_path = write_plan(plan, run_dir(data, snap.run_id) / PLAN_FILE)
     _check(stop, "report")
     progress("report")
     report_path = _report(settings, snap.run_id)

@@ -57,8 +57,8 @@ def test_the_floors_ask_the_layout(tmp_path: Path) -> None:
 def test_no_production_module_restates_the_layout() -> None:
     """The directory names are spelled in core/layout.py only: a restatement elsewhere (as
     ``RUNS = "runs"`` once was, three times) fails here, naming the file."""
-    names = ['"runs"', '"snapshots"', '"locks"', '"crash"', '"state.duckdb"',
-             '"drift.parquet"', '"summary.json"']
+    names = ['"runs"', '"snapshots"', '"locks"', '"crash"', '"demo"', '"state.duckdb"',
+             '"drift.parquet"', '"summary.json"', '"repair-plan.json"', '"report.html"']
     out = subprocess.run(
         ["git", "grep", "-n", "-F", *[x for n in names for x in ("-e", f"/ {n}")], "--",
          "*.py", ":!tests", ":!bench", ":!sandbox", ":!mutate"],
