@@ -4,8 +4,9 @@
   whole apply. The session's ``application_name`` names the holder, so a refused apply can say
   who holds it; a killed holder's session ends and the server releases the lock.
 * DuckDB: an exclusive ``fcntl.flock`` on ``<database file>.repair.lock``
-  (:class:`core.locks.FileLock`), whose content is the holder as JSON. The kernel releases the lock when the holding process dies (even by
-  ``kill -9``), so there is never a stale lock to clean up; the file's content is only a label.
+  (:class:`core.locks.FileLock`), whose content is the holder as JSON. The kernel releases the
+  lock when the holding process dies (even by ``kill -9``), so there is never a stale lock to
+  clean up; the file's content is only a label.
 * In-memory DuckDB: nothing to share, no lock.
 """
 
