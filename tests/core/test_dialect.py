@@ -91,4 +91,5 @@ def test_no_module_outside_the_dialect_branches_on_its_name() -> None:
          "--", "*.py", ":!tests", ":!bench", ":!mutate", ":!core/localdb/dialect.py"],
         cwd=REPO, capture_output=True, text=True)
     assert out.returncode in (0, 1), out.stderr
-    assert out.stdout == "", f"branch on the dialect's name (ask core.localdb.dialect):\n{out.stdout}"
+    assert out.stdout == "", \
+        f"branch on the dialect's name (ask core.localdb.dialect):\n{out.stdout}"
