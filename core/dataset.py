@@ -38,6 +38,7 @@ from core.errors import DatasetError
 ZUORA_DIR = "zuora"
 TENANT_FILE = "tenant.json"
 LABELS_FILE = "labels.parquet"
+LOCAL_DB_FILE = "local.duckdb"  # a generated tenant's local database (DuckDB)
 RAW = "$raw"  # a record's raw-bytes member (field -> base64 of the exact bytes)
 
 

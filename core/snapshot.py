@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import io
 import json
@@ -47,12 +46,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import ReconError, TransientError
+from core.layout import FAILED_SUFFIX, MANIFEST, TMP_PREFIX, DataLayout
+from core.locks import FileLock, LockBusy
 from core.profile import Profiler
 
-SNAPSHOTS = "snapshots"
-MANIFEST = "manifest.json"
-TMP_PREFIX = ".tmp-"
-FAILED_SUFFIX = ".failed"
 KINDS = ("zuora", "local", "rejects", "delta")
 
 COMPLETE = "complete"
@@ -70,7 +67,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 def snapshots_dir(data_dir: Path | str) -> Path:
-    return Path(data_dir) / SNAPSHOTS
+    return DataLayout(data_dir).snapshots
 
 
 def _utc_iso(t: dt.datetime | None) -> str | None:
@@ -177,11 +174,12 @@ class SnapshotWriter:
     :meth:`fail` (exactly one of them)."""
 
     def __init__(self, data_dir: Path | str, run_id: str) -> None:
-        self.root = snapshots_dir(data_dir)
+        layout = DataLayout(data_dir)
+        self.root = layout.snapshots
         self.run_id = run_id
-        self.dir = self.root / f"{TMP_PREFIX}{run_id}"
-        self.final_dir = self.root / run_id
-        self.failed_dir = self.root / f"{run_id}{FAILED_SUFFIX}"
+        self.dir = layout.tmp_snapshot_dir(run_id)
+        self.final_dir = layout.snapshot_dir(run_id)
+        self.failed_dir = layout.failed_snapshot_dir(run_id)
         if self.final_dir.exists() or self.failed_dir.exists() or self.dir.exists():
             raise SnapshotError(f"snapshot {run_id} already exists under {self.root}")
         for kind in KINDS:
@@ -342,7 +340,7 @@ def last_passed(data_dir: Path | str, scope: str = "all", before: str | None = N
 
 
 def find_complete(data_dir: Path | str, run_id: str) -> Snapshot | None:
-    p = snapshots_dir(data_dir) / run_id
+    p = DataLayout(data_dir).snapshot_dir(run_id)
     if not (p / MANIFEST).is_file():
         return None
     s = open_snapshot(p)
@@ -383,19 +381,17 @@ class ExtractBusy(SnapshotError, TransientError):
 @contextlib.contextmanager
 def run_lock(data_dir: Path | str) -> Iterator[None]:
     """Exclusive per data directory: a second extract fails fast instead of interleaving."""
-    root = snapshots_dir(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    fh = open(root / ".lock", "w")
+    layout = DataLayout(data_dir)
+    lock = FileLock(layout.extract_lock)
     try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExtractBusy(
-                f"another extract is running on {root} (lock {root / '.lock'} is held)"
-            ) from None
+        lock.acquire()
+    except LockBusy:
+        raise ExtractBusy(f"another extract is running on {layout.snapshots} "
+                          f"(lock {layout.extract_lock} is held)") from None
+    try:
         yield
     finally:
-        fh.close()
+        lock.release()
 
 
 utc_iso = _utc_iso

@@ -36,9 +36,8 @@ from pathlib import Path
 import duckdb
 
 from core.errors import ReconError, TransientError
+from core.layout import DataLayout
 from core.localdb import migrations as mig
-
-STATE_FILE = "state.duckdb"
 
 _TABLES: dict[str, str] = {}
 # The state file's migrations, in order (append only; never edit a released one). Version 1
@@ -165,7 +164,53 @@ class Mark:
 
 
 def state_path(data_dir: Path | str) -> Path:
-    return Path(data_dir) / STATE_FILE
+    return DataLayout(data_dir).state_file
+
+
+class StateUnreadable(StateError):
+    """The state file exists but could not be opened for reading (a writer held it past the
+    short wait of :func:`open_read_only`)."""
+
+
+@contextmanager
+def open_read_only(data_dir: Path | str) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """recon's state, read-only (None when there is none yet), for readers that must never
+    write, migrate or wait long: a report built while the nightly runs. A writer holding the
+    file (the nightly closing a step) is waited for briefly; in the same process, where DuckDB
+    refuses a second configuration of one file, a plain connection shares the open one. The
+    packages' typed readers (``reconcile.history``, ``expectations.results``,
+    ``core.ledger``) take the connection this yields."""
+    path = state_path(data_dir)
+    if not path.is_file():
+        yield None
+        return
+    con = None
+    last: Exception | None = None
+    for attempt in range(20):
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            break
+        except duckdb.Error as e:
+            last = e
+            if "different configuration" in str(e):
+                try:
+                    con = duckdb.connect(str(path))
+                    break
+                except duckdb.Error as e2:
+                    last = e2
+            time.sleep(0.05 * (attempt + 1))
+    if con is None:
+        raise StateUnreadable(f"recon state {path} cannot be read (another process holds it?): "
+                              f"{type(last).__name__}")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables of a state connection (an old file may lack a floor's newer table)."""
+    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
 
 
 def _naive_utc(t: dt.datetime) -> dt.datetime:

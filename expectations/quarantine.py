@@ -32,10 +32,9 @@ from pathlib import Path
 
 import polars as pl
 
+from core.layout import DataLayout
 from expectations.results import CheckResult, pct
 
-RUNS = "runs"
-QUARANTINE = "quarantine"
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "side": pl.String(),
     "object": pl.String(),
@@ -53,7 +52,7 @@ def empty_quarantine() -> pl.DataFrame:
 
 
 def quarantine_dir(data_dir: Path | str, run_id: str) -> Path:
-    return Path(data_dir) / RUNS / run_id / QUARANTINE
+    return DataLayout(data_dir).quarantine_dir(run_id)
 
 
 def write_quarantine(data_dir: Path | str, run_id: str, frame: pl.DataFrame) -> dict[str, int]:

@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
-from core.state import StateDB, StateError, register_table, state_path
+from core.state import StateDB, StateError, register_table, state_path, table_names
 
 SOURCES = ("pandera", "gx", "volume", "extract", "quarantine")
 SEVERITIES = ("error", "warning")
@@ -206,3 +207,11 @@ def read_validation(data_dir: Path | str, run_id: str) -> RunValidation:
                                                     list(rec["sample_values"] or []))
         failures.append(CheckResult(**rec))
     return RunValidation(run_id, int(total), tuple(failures))
+def results_of(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame | None:
+    """The stored check results of ``run_id`` as written (oldest check first), read on a
+    read-only state connection (:func:`core.state.open_read_only`); None when the state has
+    no results table yet. The report reads the results through this, never with SQL."""
+    if "check_results" not in table_names(con):
+        return None
+    return con.sql("SELECT * FROM check_results WHERE run_id = $r ORDER BY checked_at",
+                   params={"r": run_id}).pl()

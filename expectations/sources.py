@@ -32,7 +32,7 @@ from core.values import REJECT_SCHEMA, parse_frame
 from expectations.contracts import LOCAL, ZUORA, local_dtype
 
 LOCAL_JSONL_DIR = "local"
-LOCAL_DUCKDB = "local.duckdb"
+LOCAL_DUCKDB = dataset.LOCAL_DB_FILE
 
 
 def _quote(name: str) -> str:

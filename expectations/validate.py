@@ -31,6 +31,7 @@ import polars as pl
 
 from core.config import Settings
 from core.errors import ReconError
+from core.layout import SNAPSHOTS
 from core.snapshot import Snapshot, new_run_id, open_snapshot
 from expectations import contracts as ct
 from expectations import sources
@@ -113,7 +114,7 @@ def validate_path(path: Path | str, settings: Settings, *, run_id: str | None = 
     if sources.is_snapshot(p):
         snap = open_snapshot(p)
         if data_dir is None:
-            data_dir = p.parent.parent if p.parent.name == "snapshots" else settings.data_dir
+            data_dir = p.parent.parent if p.parent.name == SNAPSHOTS else settings.data_dir
         return validate_snapshot(snap, data_dir, settings=settings, run_id=run_id, gx=gx,
                                  suites_dir=suites_dir)
     if not (p / "zuora").is_dir():

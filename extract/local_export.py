@@ -35,6 +35,7 @@ from core.config import redact_url
 from core.errors import LocalDatabaseError
 from core.localdb import schema
 from core.localdb.connect import LocalDB, connect
+from core.localdb.dialect import Dialect
 from core.localdb.identity import DatabaseIdentity, read_identity
 from core.profile import local_enums, local_keys
 from core.snapshot import IterStream, ParquetSink, sha256_file
@@ -179,6 +180,10 @@ def _arrow_reader(rel: object) -> object:
     return fn(ARROW_BATCH_ROWS)
 
 
+# each driver's fast path: COPY … TO STDOUT on PostgreSQL, an Arrow stream on DuckDB
+_EXPORTERS = {Dialect.POSTGRES: _export_postgres, Dialect.DUCKDB: _export_duckdb}
+
+
 def export_local_snapshot(url: str, out_dir: Path | str,
                           tables: list[str] | None = None) -> LocalExport:
     """Export ``tables`` (default: every local table, parents first) from the local database
@@ -188,10 +193,7 @@ def export_local_snapshot(url: str, out_dir: Path | str,
     out.mkdir(parents=True, exist_ok=True)
     tables = tables or schema.all_tables()
     with connect(url) as db:
-        if db.dialect == "postgres":
-            results, identity = _export_postgres(db, tables, out)
-        else:
-            results, identity = _export_duckdb(db, tables, out)
+        results, identity = _EXPORTERS[db.dialect](db, tables, out)
     return LocalExport({r.table: r for r in results}, identity)
 
 

@@ -4,27 +4,24 @@ The lock is taken inside ``recon run`` itself, so cron, the scheduler and a pers
 terminal all respect it. With a PostgreSQL local database it is ``pg_try_advisory_lock`` on a
 session held for the whole run (shared by every host that reaches the database; the server
 releases it when the session ends, even after ``kill -9``); otherwise an exclusive
-``fcntl.flock`` on ``DATA/locks/<job>.lock`` (released by the kernel when the holder dies). The
-lock file's content, and the session's ``application_name``, name the holder for the refusal
-message.
+``fcntl.flock`` on ``DATA/locks/<job>.lock`` (:class:`core.locks.FileLock`, released by the
+kernel when the holder dies). The lock file's content, and the session's ``application_name``,
+name the holder for the refusal message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import fcntl
 import hashlib
-import json
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from core.config import Settings
 from core.errors import ReconError
+from core.layout import DataLayout
+from core.localdb.dialect import Dialect
+from core.locks import FileLock, LockBusy, holder_label
 
 
 class JobLocked(ReconError):
@@ -37,8 +34,7 @@ def _key(job: str) -> int:
 
 
 def holder(run_id: str, job: str) -> dict[str, Any]:
-    return {"job": job, "run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "since": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+    return holder_label(job=job, run_id=run_id)
 
 
 def describe(h: dict[str, Any]) -> str:
@@ -50,33 +46,24 @@ def describe(h: dict[str, Any]) -> str:
 def job_lock(settings: Settings, job: str, run_id: str) -> Iterator[None]:
     """Hold the job's lock for the ``with`` block or raise :class:`JobLocked`."""
     me = holder(run_id, job)
-    if urlsplit(settings.local_database_url).scheme in ("postgresql", "postgres"):
+    dialect = Dialect.from_url(settings.local_database_url)
+    if dialect is not None and dialect.advisory_locks:
         yield from _pg_lock(settings.local_database_url, job, me)
     else:
-        yield from _file_lock(Path(settings.data_dir) / "locks" / f"{job}.lock", job, me)
+        yield from _file_lock(DataLayout(settings.data_dir).job_lock(job), job, me)
 
 
 def _file_lock(path: Path, job: str, me: dict[str, Any]) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
+    lock = FileLock(path, me)
     try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            try:
-                other = json.loads(fh.read() or "{}")
-            except ValueError:
-                other = {}
-            raise JobLocked(f"job {job} is already running as {describe(other)}; lock "
-                            f"{path} — wait for it, or check `recon runs`") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps(me))
-        fh.flush()
+        lock.acquire()
+    except LockBusy as busy:
+        raise JobLocked(f"job {job} is already running as {describe(busy.holder)}; lock "
+                        f"{path} — wait for it, or check `recon runs`") from None
+    try:
         yield
     finally:
-        fh.close()
+        lock.release()
 
 
 def _pg_lock(url: str, job: str, me: dict[str, Any]) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""Run history of recon's jobs, in recon's state (table ``job_runs``).
+"""Run history of recon's jobs, in recon's state (table ``job_runs``, declared with its
+cross-floor readers in :mod:`core.ledger`).
 
 One row per attempt: a retry is a new row with ``attempt`` n+1 and trigger ``retry``, under the
 same idempotency key (job + scheduled date), so "did last night's nightly run succeed?" is one
@@ -17,33 +18,14 @@ from typing import Any
 
 import polars as pl
 
-from core.state import StateDB, register_table
+from core import ledger  # noqa: F401 — declares the job_runs table this module writes
+from core.state import StateDB
 from jobs.steps import JOBS as _DECLARED
 
 JOBS = tuple(_DECLARED)  # nightly, catalog, full: declared with their steps (jobs.steps)
 TRIGGERS = ("schedule", "manual", "retry", "catch-up")
 STATUSES = ("running", "clean", "drift", "failed", "skipped", "missed")
 DONE = ("clean", "drift")  # a successful run
-
-register_table("job_runs", """
-CREATE TABLE IF NOT EXISTS job_runs (
-  run_id         VARCHAR PRIMARY KEY,  -- this attempt
-  job            VARCHAR NOT NULL,     -- nightly | catalog | full
-  idem_key       VARCHAR NOT NULL,     -- job + scheduled date: one successful run per key
-  trigger        VARCHAR NOT NULL,     -- schedule | manual | retry | catch-up
-  scheduled_for  TIMESTAMP,            -- UTC tick this run is for (NULL: manual, no date)
-  started_at     TIMESTAMP NOT NULL,   -- UTC
-  finished_at    TIMESTAMP,
-  status         VARCHAR NOT NULL,     -- running | clean | drift | failed | skipped | missed
-  attempt        INTEGER NOT NULL,
-  error_class    VARCHAR,
-  error_message  VARCHAR,
-  counts         VARCHAR,              -- JSON: rows, findings by status/action, repairs, …
-  report_path    VARCHAR,
-  snapshot_run   VARCHAR,              -- the snapshot (and reconcile run) it produced
-  host           VARCHAR,
-  pid            INTEGER
-)""")
 
 
 def now_utc() -> dt.datetime:

@@ -154,16 +154,16 @@ def _reconcile(run: StepRun) -> None:
 def _plan(run: StepRun) -> None:
     """The repair plan for review: ``repair-plan.json`` and its ``repair-plan.txt`` summary
     (README promises both, whoever runs the job)."""
-    from reconcile.engine import run_dir
+    from core.layout import PLAN_FILE, PLAN_SUMMARY_FILE, DataLayout
     from repair.plan import write_plan
     from repair.planner import build_plan, summary_text
     from reports.atomic import write_text_atomic
 
     run.plan = build_plan(run.data, run.snapshot.run_id,
                           local_database_url=run.settings.local_database_url)
-    run.plan_path = write_plan(run.plan, run_dir(run.data, run.snapshot.run_id)
-                               / "repair-plan.json")
-    write_text_atomic(run.plan_path.with_suffix(".txt"), summary_text(run.plan) + "\n")
+    out = DataLayout(run.data).run_dir(run.snapshot.run_id)
+    run.plan_path = write_plan(run.plan, out / PLAN_FILE)
+    write_text_atomic(out / PLAN_SUMMARY_FILE, summary_text(run.plan) + "\n")
     run.counts["repair_operations"] = len(run.plan.operations)
 
 

@@ -19,6 +19,15 @@ from typing import Any
 
 import polars as pl
 
+from core.layout import (
+    DRIFT_FILE,
+    FIELD_STATS_FILE,
+    MANIFEST,
+    OBJECT_STATS_FILE,
+    SUMMARY_FILE,
+    DataLayout,
+    run_dir,
+)
 from core.snapshot import Snapshot, latest_complete, open_snapshot, snapshots_dir
 from core.state import StateDB
 from expectations.quarantine import read_quarantine
@@ -28,12 +37,6 @@ from reconcile.findings import FINDINGS_DDL, insert
 from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db, scope_objects
 from reconcile.quarantine import hold_back
 from reconcile.rules import CATALOG_RULES, PREPARE_SQL, RULES, prepare
-
-RUNS = "runs"
-
-
-def run_dir(data_dir: Path | str, run_id: str) -> Path:
-    return Path(data_dir) / RUNS / run_id
 
 
 @dataclass
@@ -64,9 +67,9 @@ def resolve_snapshot(data_dir: Path | str, run_id: str | None) -> Snapshot:
             raise ReconcileError(f"no complete snapshot under {snapshots_dir(data_dir)}; run "
                                  "`recon extract` first")
         return snap
-    for candidate in (snapshots_dir(data_dir) / run_id,
-                      snapshots_dir(data_dir) / f"{run_id}.failed"):
-        if (candidate / "manifest.json").is_file():
+    layout = DataLayout(data_dir)
+    for candidate in (layout.snapshot_dir(run_id), layout.failed_snapshot_dir(run_id)):
+        if (candidate / MANIFEST).is_file():
             return open_snapshot(candidate)
     raise ReconcileError(f"no snapshot {run_id!r} under {snapshots_dir(data_dir)}")
 
@@ -147,10 +150,10 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
             }
             out = run_dir(data_dir, snapshot.run_id)
             out.mkdir(parents=True, exist_ok=True)
-            _write(out / "drift.parquet", drift)
-            _write(out / "object_stats.parquet", object_stats)
-            _write(out / "field_stats.parquet", field_stats)
-            (out / "summary.json").write_text(json.dumps(
+            _write(out / DRIFT_FILE, drift)
+            _write(out / OBJECT_STATS_FILE, object_stats)
+            _write(out / FIELD_STATS_FILE, field_stats)
+            (out / SUMMARY_FILE).write_text(json.dumps(
                 {**run, "as_of": db.as_of.isoformat() + "Z", "started_at":
                  started.isoformat() + "Z", "finished_at": run["finished_at"].isoformat() + "Z",
                  "quarantined_rows": db.quarantined, "timings": timings},

@@ -14,13 +14,14 @@ reconciling a run again replaces its rows and gives the same answer.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 import duckdb
 import polars as pl
 
-from core.state import StateDB, register_table
+from core.state import StateDB, register_table, table_names
 from reconcile.findings import DRIFT_SCHEMA
 
 _DRIFT_COLS = ", ".join(
@@ -118,3 +119,53 @@ def store(state: StateDB, run_id: str, drift: pl.DataFrame, run: dict[str, Any],
             f"INSERT INTO reconcile_runs ({', '.join(cols)}) VALUES "
             f"({', '.join('?' for _ in cols)})",
             [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in run.values()])
+
+
+# -- typed readers (for the floors above: the report) -----------------------------------------
+class ReconcileRunRow(TypedDict):
+    """One ``reconcile_runs`` row as the readers return it (``summary`` parsed)."""
+
+    run_id: str
+    as_of: dt.datetime
+    snapshot_mode: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    duration_s: float
+    grace_hours: float
+    previous_run: str | None
+    findings: int
+    summary: dict[str, Any]  # counts by kind, action, status, severity, object
+    scope: str | None
+
+
+def recent_runs(con: duckdb.DuckDBPyConnection, upto: str,
+                limit: int) -> list[ReconcileRunRow]:
+    """The last ``limit`` reconciled runs up to ``upto`` (included), oldest first; [] on a
+    state file without the table. ``con``: :func:`core.state.open_read_only`'s."""
+    if "reconcile_runs" not in table_names(con):
+        return []
+    rows = con.sql("SELECT * FROM (SELECT * FROM reconcile_runs WHERE run_id <= $r "
+                   "ORDER BY run_id DESC LIMIT $n) ORDER BY run_id",
+                   params={"r": upto, "n": limit}).pl().to_dicts()
+    for r in rows:
+        r["summary"] = json.loads(r["summary"]) if r.get("summary") else {}
+    return rows  # type: ignore[return-value]
+
+
+def last_clean_run(con: duckdb.DuckDBPyConnection, upto: str) -> str | None:
+    """The latest run up to ``upto`` whose summary counted no drift (None: none, or no
+    table)."""
+    if "reconcile_runs" not in table_names(con):
+        return None
+    clean = con.sql(
+        "SELECT max(run_id) FROM reconcile_runs WHERE run_id <= $r AND "
+        "coalesce(TRY_CAST(json_extract(summary, '$.drift') AS BIGINT), 1) = 0",
+        params={"r": upto}).fetchall()
+    return clean[0][0] if clean else None
+
+
+def was_reconciled(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether ``run_id`` has a ``reconcile_runs`` row."""
+    return "reconcile_runs" in table_names(con) and bool(con.sql(
+        "SELECT count(*) FROM reconcile_runs WHERE run_id = $r",
+        params={"r": run_id}).fetchall()[0][0])

@@ -27,9 +27,10 @@ import polars as pl
 
 from core.catalog import LOCAL_TABLES, OBJECTS, get
 from core.errors import ReconError
+from core.layout import DataLayout
 from core.localdb.schema import all_tables
 from core.snapshot import Snapshot, parse_utc
-from core.state import FAILED, STATE_FILE, StateDB
+from core.state import FAILED, StateDB
 from expectations.quarantine import QUARANTINE_SCHEMA
 
 
@@ -101,7 +102,7 @@ def refuse_failed_verdict(snapshot: Snapshot) -> None:
     export would delete good local rows. Reads recon's state beside the snapshot (DATA/), and
     only when one exists: a snapshot nobody validated is not refused here."""
     data_dir = snapshot.path.parent.parent
-    if not (data_dir / STATE_FILE).is_file():
+    if not DataLayout(data_dir).state_file.is_file():
         return
     with StateDB(data_dir) as st:
         v = st.verdict(snapshot.run_id)

@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import polars as pl
 
 from core.config import Settings, redact_url
 from core.errors import ConfigError, LocalDatabaseError
-from core.localdb.connect import LocalDB, _duckdb_path, connect, require_exists
+from core.localdb.connect import LocalDB, connect, require_exists
+from core.localdb.dialect import database_file
 from core.localdb.identity import DatabaseIdentity, read_identity
 from repair import audit
 from repair.audit import Session, utc_now
@@ -393,9 +393,8 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
 def list_applies(settings: Settings) -> pl.DataFrame:
     """Every apply and revert recorded in the local database, oldest first."""
     url = settings.local_database_url
-    if urlsplit(url).scheme == "duckdb":
-        path = _duckdb_path(url)
-        if path != ":memory:" and not Path(path).exists():
-            return audit.list_applies_empty()
+    path = database_file(url)
+    if path is not None and not path.exists():
+        return audit.list_applies_empty()
     with connect(url) as db:
         return audit.list_applies(Session(db))

@@ -21,6 +21,7 @@ import polars as pl
 
 from core.localdb import recon_objects
 from core.localdb.connect import LocalDB
+from core.localdb.dialect import Dialect
 
 APPLIES, AUDIT = recon_objects.APPLIES, recon_objects.AUDIT
 # the DDL is a migration on the shared floor (core.localdb.recon_objects); these are the
@@ -48,30 +49,26 @@ def utc_now() -> dt.datetime:
 
 
 class Session:
-    """The few dialect differences the executor needs, over one :class:`LocalDB`."""
+    """One :class:`LocalDB` as the executor uses it: its SQL differences are answered by
+    ``dialect`` (:class:`~core.localdb.dialect.Dialect`); what stays here is the drivers' bulk
+    paths (COPY or Arrow) and transaction handles."""
 
     def __init__(self, db: LocalDB) -> None:
         self.db = db
-        self.pg = db.dialect == "postgres"
+        self.dialect: Dialect = db.dialect
+        self.pg = db.dialect is Dialect.POSTGRES  # the driver is psycopg (COPY, Rollback)
         self.raw = db.raw
         self._n = 0
 
     @property
     def ph(self) -> str:
-        return "%s" if self.pg else "?"
+        return self.dialect.placeholder
 
     def run(self, sql: str, params: tuple | list | None = None) -> None:
-        if self.pg:
-            self.raw.execute(sql, params)
-        else:
-            self.raw.execute(sql, params)
+        self.raw.execute(sql, params)
 
     def rows(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
-        if self.pg:
-            with self.raw.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        return self.raw.execute(sql, params).fetchall()
+        return self.dialect.fetch(self.raw, sql, params)
 
     def temp_name(self, prefix: str) -> str:
         self._n += 1
@@ -100,7 +97,9 @@ class Session:
             self.raw.unregister(view)
 
     def drop_temp(self, name: str) -> None:
-        self.run(f"DROP TABLE IF EXISTS {name}")
+        """Drop a temporary table of :meth:`load_temp`, unless the transaction's end does."""
+        if not self.dialect.temp_tables_drop_at_commit:
+            self.run(f"DROP TABLE IF EXISTS {name}")
 
     @contextmanager
     def transaction(self, rollback: bool = False) -> Iterator[None]:
@@ -122,11 +121,7 @@ class Session:
         self.raw.execute("ROLLBACK" if rollback else "COMMIT")
 
     def table_exists(self, name: str) -> bool:
-        if self.pg:
-            return self.rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
-        return bool(self.rows(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
-            "AND table_schema = current_schema()", [name])[0][0])
+        return bool(self.rows(self.dialect.table_exists_sql, [name])[0][0])
 
     def count_rows(self, table: str) -> int:
         return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])

@@ -345,8 +345,9 @@ class Executor:
             audit: list[tuple] = []
             try:
                 with self.sess.transaction(rollback=self.dry_run):
-                    if self.sess.pg:
-                        self.sess.run(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                    timeout = self.sess.dialect.lock_timeout_sql(LOCK_TIMEOUT)
+                    if timeout:
+                        self.sess.run(timeout)
                     for run in schedule(ops):
                         o, a = self._run(run, b, now)
                         out += o
@@ -473,8 +474,7 @@ class Executor:
             return out, self._classify_and_write(run, uniq, tmp, cols, types, pk, bcols, acols,
                                                  batch, now, outcome)
         finally:
-            if not sess.pg:
-                sess.drop_temp(tmp)
+            sess.drop_temp(tmp)
 
     def _classify_and_write(self, run: _Run, ops: list[Op], tmp: str, cols: list[str],
                             types: dict[str, str], pk: str, bcols: list[str],
@@ -483,7 +483,8 @@ class Executor:
         sess, table, kind = self.sess, run.table, run.op
         sel = ", ".join(f"cur.{c}" for c in cols)
         on = " AND ".join(f"cur.{c} = x.k_{c}" for c in run.key_cols)
-        lock = " FOR UPDATE OF cur" if sess.pg and not self.dry_run and kind != "insert" else ""
+        lock = sess.dialect.row_lock_clause("cur") if not self.dry_run and kind != "insert" \
+            else ""
         found: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for r in sess.rows(f"SELECT x.seq, {sel} FROM {tmp} x JOIN {table} cur ON {on}{lock}"):
             found[r[0]].append(dict(zip(cols, r[1:], strict=True)))
@@ -540,7 +541,8 @@ class Executor:
         else:
             gen = generated_pk(table)
             ins, exprs, src = list(acols), [f"x.a_{c}" for c in acols], f"{tmp} x"
-            if gen and gen not in acols and not sess.pg:  # DuckDB: no identity → max(id)+n
+            if gen and gen not in acols and sess.dialect.identity_clause is None:
+                # no identity (DuckDB): the ids are max(id)+n
                 ins.append(gen)
                 exprs.append("m.base + row_number() OVER (ORDER BY x.seq)")
                 src += f" CROSS JOIN (SELECT COALESCE(max({gen}), 0) AS base FROM {table}) m"
@@ -606,8 +608,7 @@ class Executor:
                         f"SELECT x.i, cur.{column} FROM {name} x JOIN {table} cur ON {on}"):
                     hits[i].append(v)
             finally:
-                if not self.sess.pg:
-                    self.sess.drop_temp(name)
+                self.sess.drop_temp(name)
             for i, t in enumerate(items):
                 ref = Ref(table=table, match=tuple(zip(mcols, t, strict=True)), column=column)
                 vals = hits.get(i, [])

@@ -3,9 +3,10 @@
 * PostgreSQL: ``pg_try_advisory_lock(REPAIR_LOCK_KEY)`` on a dedicated session held for the
   whole apply. The session's ``application_name`` names the holder, so a refused apply can say
   who holds it; a killed holder's session ends and the server releases the lock.
-* DuckDB: an exclusive ``fcntl.flock`` on ``<database file>.repair.lock``, whose content is the
-  holder as JSON. The kernel releases the lock when the holding process dies (even by
-  ``kill -9``), so there is never a stale lock to clean up; the file's content is only a label.
+* DuckDB: an exclusive ``fcntl.flock`` on ``<database file>.repair.lock``
+  (:class:`core.locks.FileLock`), whose content is the holder as JSON. The kernel releases the
+  lock when the holding process dies (even by ``kill -9``), so there is never a stale lock to
+  clean up; the file's content is only a label.
 * In-memory DuckDB: nothing to share, no lock.
 """
 
@@ -13,19 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import getpass
-import json
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from core.config import redact_url
 from core.errors import LocalDatabaseError
-from core.localdb.connect import _duckdb_path
+from core.localdb.dialect import Dialect, duckdb_path
+from core.locks import FileLock, LockBusy, holder_label
 from repair.guards import LockHeld
 
 log = logging.getLogger("recon.repair")
@@ -42,13 +40,11 @@ def _user() -> str:
 
 
 def holder_info(apply_id: str, kind: str) -> dict[str, Any]:
-    return {"apply_id": apply_id, "kind": kind, "host": socket.gethostname(),
-            "pid": os.getpid(), "user": _user(),
-            "since": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+    return holder_label(apply_id=apply_id, kind=kind, user=_user())
 
 
 def lock_file_path(url: str) -> Path | None:
-    path = _duckdb_path(url)
+    path = duckdb_path(url)
     return None if path == ":memory:" else Path(path + ".repair.lock")
 
 
@@ -68,7 +64,7 @@ class RepairLock:
 
     def __init__(self, url: str, apply_id: str, kind: str = "apply") -> None:
         self.url, self.info = url, holder_info(apply_id, kind)
-        self._fd: int | None = None
+        self._file: FileLock | None = None
         self._pg: Any = None
 
     def __enter__(self) -> RepairLock:
@@ -80,8 +76,8 @@ class RepairLock:
 
     # -- acquire / release -----------------------------------------------------------------
     def acquire(self) -> None:
-        scheme = urlsplit(self.url).scheme
-        if scheme == "duckdb":
+        dialect = Dialect.from_url(self.url)
+        if dialect is not None and not dialect.advisory_locks:
             self._acquire_file()
         else:
             self._acquire_pg()
@@ -91,16 +87,9 @@ class RepairLock:
         its way out (a PostgreSQL restart kills the lock session as well as the apply's), and
         a release error must not replace that error. Nothing is lost by ignoring one: the
         lock dies with its session or file descriptor, both closed here whatever happens."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except OSError as e:
-                log.warning("releasing the repair lock file: %s (closing it releases it)", e)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if self._file is not None:
+            lock, self._file = self._file, None
+            lock.release()
         if self._pg is not None:
             conn, self._pg = self._pg, None
             try:
@@ -118,33 +107,20 @@ class RepairLock:
         path = lock_file_path(self.url)
         if path is None:
             return
+        lock = FileLock(path, self.info)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise LocalDatabaseError(f"cannot open the repair lock file {path}: {e.strerror}"
-                                     ) from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                raw = os.pread(fd, 65536, 0).decode("utf-8", "replace")
-            finally:
-                os.close(fd)
-            try:
-                holder = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError:
-                holder = {}
-            who = _describe(holder) if holder else "a process that has not written its name"
+            lock.acquire()
+        except LockBusy as busy:
+            who = _describe(busy.holder) if busy.holder else \
+                "a process that has not written its name"
             raise LockHeld(
                 f"another repair holds the lock on {path.name.removesuffix('.repair.lock')}: "
                 f"{who}. Wait for it to finish (`recon repair history`); the lock is released "
-                f"as soon as that process ends (lock file {path}).", holder) from None
-        data = json.dumps(self.info).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
-        os.fsync(fd)
-        self._fd = fd
+                f"as soon as that process ends (lock file {path}).", busy.holder) from None
+        except OSError as e:
+            raise LocalDatabaseError(f"cannot open the repair lock file {path}: {e.strerror}"
+                                     ) from e
+        self._file = lock
 
     def _acquire_pg(self) -> None:
         import psycopg

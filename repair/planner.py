@@ -19,9 +19,10 @@ import polars as pl
 
 from core.config import redact_url
 from core.errors import ReconError
+from core.layout import DRIFT_FILE, run_dir
 from core.localdb.identity import DatabaseIdentity
 from expectations.results import read_validation
-from reconcile.engine import resolve_snapshot, run_dir
+from reconcile.engine import resolve_snapshot
 from reconcile.load import open_snapshot_db
 from reconcile.rules import PREPARE_SQL, prepare
 from repair.plan import (
@@ -48,7 +49,7 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
     narrows it to one object/table name or one rule id."""
     data_dir = Path(data_dir)
     snap = resolve_snapshot(data_dir, run_id)
-    drift_path = run_dir(data_dir, snap.run_id) / "drift.parquet"
+    drift_path = run_dir(data_dir, snap.run_id) / DRIFT_FILE
     if not drift_path.is_file():
         raise PlanError(f"run {snap.run_id} has not been reconciled (no {drift_path}); run "
                         "`recon reconcile --run " + snap.run_id + "` first")

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.layout import REPORT_HTML as HTML_FILE
+from core.layout import REPORT_JSON as JSON_FILE
+from core.layout import run_dir
 from reports import html, json_out
 from reports.atomic import write_text_atomic
-from reports.collect import collect, run_dir
+from reports.collect import collect
 from reports.errors import ReportError
 from reports.model import build_model, to_json
-
-HTML_FILE = "report.html"
-JSON_FILE = "report.json"
 
 
 @dataclass(frozen=True)

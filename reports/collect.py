@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +21,26 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from core import ledger
 from core.config import Settings
-from core.snapshot import FAILED_SUFFIX, Snapshot, list_snapshots, open_snapshot, snapshots_dir
-from core.state import state_path
+from core.layout import (
+    DRIFT_FILE,
+    FAILED_SUFFIX,
+    FIELD_STATS_FILE,
+    MANIFEST,
+    OBJECT_STATS_FILE,
+    PLAN_FILE,
+    SUMMARY_FILE,
+    DataLayout,
+    run_dir,
+)
+from core.snapshot import Snapshot, list_snapshots, open_snapshot, snapshots_dir
+from core.state import StateUnreadable, open_read_only
 from expectations.quarantine import QUARANTINE_SCHEMA, read_quarantine
-from expectations.results import RESULT_SCHEMA
+from expectations.results import RESULT_SCHEMA, results_of
+from reconcile import history
 from reconcile.findings import DRIFT_SCHEMA
 from reports.errors import ReportError, RunNotFound
-
-RUNS = "runs"
-PLAN_FILE = "repair-plan.json"
 
 
 @dataclass
@@ -60,23 +69,19 @@ class Collected:
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
 
 
-def run_dir(data_dir: Path, run_id: str) -> Path:
-    return data_dir / RUNS / run_id
-
-
 def known_runs(data_dir: Path) -> list[str]:
     """Run ids with a trace on disk (snapshots, complete or failed, and run directories)."""
     ids: set[str] = set()
     root = snapshots_dir(data_dir)
     if root.is_dir():
         for p in root.iterdir():
-            if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file():
+            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file():
                 ids.add(p.name.removesuffix(FAILED_SUFFIX))
-    runs = data_dir / RUNS
+    runs = DataLayout(data_dir).runs
     if runs.is_dir():
         ids.update(p.name for p in runs.iterdir()
                    if p.is_dir() and not p.name.startswith(".")
-                   and ((p / "summary.json").is_file() or (p / "drift.parquet").is_file()))
+                   and ((p / SUMMARY_FILE).is_file() or (p / DRIFT_FILE).is_file()))
     return sorted(ids)
 
 
@@ -99,50 +104,18 @@ def _in_state(data_dir: Path, run_id: str) -> bool:
     with open_state(data_dir) as con:
         if con is None:
             return False
-        tables = _tables(con)
-        for table in ("reconcile_runs", "job_runs"):
-            if table in tables and con.sql(f"SELECT count(*) FROM {table} WHERE run_id = $r",
-                                           params={"r": run_id}).fetchall()[0][0]:
-                return True
-    return False
+        return history.was_reconciled(con, run_id) or ledger.has_attempt(con, run_id)
 
 
 @contextlib.contextmanager
 def open_state(data_dir: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """recon's state, read-only (None when there is none yet). A writer holding the file (the
-    nightly run closing a step) is waited for briefly; in the same process, where DuckDB
-    refuses a second configuration of one file, a plain connection shares the open one."""
-    path = state_path(data_dir)
-    if not path.is_file():
-        yield None
-        return
-    con = None
-    last: Exception | None = None
-    for attempt in range(20):
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            break
-        except duckdb.Error as e:
-            last = e
-            if "different configuration" in str(e):
-                try:
-                    con = duckdb.connect(str(path))
-                    break
-                except duckdb.Error as e2:
-                    last = e2
-            time.sleep(0.05 * (attempt + 1))
-    if con is None:
-        raise ReportError(f"recon state {path} cannot be read (another process holds it?): "
-                          f"{type(last).__name__}")
+    """recon's state, read-only (None when there is none yet): :func:`core.state.open_read_only`
+    with its refusal as a :class:`ReportError`."""
     try:
-        yield con
-    finally:
-        con.close()
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables"
-                                  ).fetchall()}
+        with open_read_only(data_dir) as con:
+            yield con
+    except StateUnreadable as e:
+        raise ReportError(str(e)) from e
 
 
 def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
@@ -156,15 +129,11 @@ def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> p
 
 
 def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
-    for candidate in (snapshots_dir(data_dir) / run_id,
-                      snapshots_dir(data_dir) / f"{run_id}{FAILED_SUFFIX}"):
-        if (candidate / "manifest.json").is_file():
+    layout = DataLayout(data_dir)
+    for candidate in (layout.snapshot_dir(run_id), layout.failed_snapshot_dir(run_id)):
+        if (candidate / MANIFEST).is_file():
             return open_snapshot(candidate)
     return None
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict]:
-    return con.sql(sql, params=params).pl().to_dicts()
 
 
 def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str | None = None,
@@ -174,25 +143,13 @@ def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str |
     with open_state(data_dir) as con:
         if con is None:
             return out
-        tables = _tables(con)
-        p = {"r": run_id, "n": trend_runs}
-        if "reconcile_runs" in tables:
-            rows = _rows(con, "SELECT * FROM (SELECT * FROM reconcile_runs WHERE run_id <= $r "
-                              "ORDER BY run_id DESC LIMIT $n) ORDER BY run_id", p)
-            for r in rows:
-                r["summary"] = json.loads(r["summary"]) if r.get("summary") else {}
-            out["recon_runs"] = rows
-            clean = con.sql(
-                "SELECT max(run_id) FROM reconcile_runs WHERE run_id <= $r AND "
-                "coalesce(TRY_CAST(json_extract(summary, '$.drift') AS BIGINT), 1) = 0",
-                params={"r": run_id}).fetchall()
-            out["last_clean"] = clean[0][0] if clean else None
-        if "check_results" in tables:
-            out["checks"] = con.sql("SELECT * FROM check_results WHERE run_id = $r ORDER BY "
-                                    "checked_at", params={"r": run_id}).pl()
-        if "job_runs" in tables:
-            out["jobs"], out["job"] = _jobs(con.sql("SELECT * FROM job_runs").pl(), run_id,
-                                            job_run_id, snapshot_started)
+        # each floor's own reader of its own table (no SQL on another's tables here)
+        out["recon_runs"] = history.recent_runs(con, run_id, trend_runs)
+        out["last_clean"] = history.last_clean_run(con, run_id)
+        out["checks"] = results_of(con, run_id)
+        attempts = ledger.job_runs(con)
+        if attempts is not None:
+            out["jobs"], out["job"] = _jobs(attempts, run_id, job_run_id, snapshot_started)
     return out
 
 
@@ -304,19 +261,19 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     rid = resolve_run(data_dir, run_id)
     snap = _snapshot(data_dir, rid)
     rdir = run_dir(data_dir, rid)
-    reconciled = (rdir / "drift.parquet").is_file() and (rdir / "summary.json").is_file()
-    drift = _read_parquet(rdir / "drift.parquet", DRIFT_SCHEMA) if reconciled else \
+    reconciled = (rdir / DRIFT_FILE).is_file() and (rdir / SUMMARY_FILE).is_file()
+    drift = _read_parquet(rdir / DRIFT_FILE, DRIFT_SCHEMA) if reconciled else \
         pl.DataFrame(schema=DRIFT_SCHEMA)
     missing = [c for c in DRIFT_SCHEMA if c not in drift.columns]
     if missing:
-        raise ReportError(f"{rdir / 'drift.parquet'} lacks columns {missing}: written by an "
+        raise ReportError(f"{rdir / DRIFT_FILE} lacks columns {missing}: written by an "
                           "older recon? re-run `recon reconcile --run " + rid + "`")
     summary: dict[str, Any] = {}
     if reconciled:
         try:
-            summary = json.loads((rdir / "summary.json").read_text())
+            summary = json.loads((rdir / SUMMARY_FILE).read_text())
         except (OSError, ValueError) as e:
-            raise ReportError(f"{rdir / 'summary.json'} cannot be read: {e}") from e
+            raise ReportError(f"{rdir / SUMMARY_FILE} cannot be read: {e}") from e
     state = _state_parts(data_dir, rid, settings.report_trend_runs, job_run_id,
                          snap.manifest.started_at if snap else None)
     checks = state["checks"] if state["checks"] is not None else pl.DataFrame(schema=RESULT_SCHEMA)
@@ -330,9 +287,9 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     return Collected(
         data_dir=data_dir, run_id=rid, snapshot=snap, reconciled=reconciled,
         drift=drift.select(list(DRIFT_SCHEMA)),
-        object_stats=_read_parquet(rdir / "object_stats.parquet") if reconciled
+        object_stats=_read_parquet(rdir / OBJECT_STATS_FILE) if reconciled
         else pl.DataFrame(),
-        field_stats=_read_parquet(rdir / "field_stats.parquet") if reconciled
+        field_stats=_read_parquet(rdir / FIELD_STATS_FILE) if reconciled
         else pl.DataFrame(),
         summary=summary, checks=checks,
         quarantine=quarantine if quarantine.height else pl.DataFrame(schema=QUARANTINE_SCHEMA),

@@ -22,6 +22,16 @@ import polars as pl
 
 from core.catalog import OBJECTS
 from core.config import Settings
+from core.layout import (
+    DRIFT_FILE,
+    FIELD_STATS_FILE,
+    MANIFEST,
+    OBJECT_STATS_FILE,
+    PLAN_FILE,
+    QUARANTINE,
+    SUMMARY_FILE,
+    DataLayout,
+)
 from reports.collect import Collected
 from reports.words import DRIFT_TITLES, SOURCE_WORDS, check_words
 
@@ -690,10 +700,10 @@ def run_header(c: Collected, settings: Settings, rel: Any) -> RunHeader:
         reconcile_s=s.get("duration_s"),
         grace_hours=s.get("grace_hours"),
         previous_run=prev,
-        previous_report=rel(c.data_dir / "runs" / prev / "report.html") if prev and (
-            c.data_dir / "runs" / prev / "report.html").is_file() else None,
+        previous_report=rel(DataLayout(c.data_dir).report_html(prev)) if prev and (
+            DataLayout(c.data_dir).report_html(prev)).is_file() else None,
         last_clean_run=c.last_clean_run,
-        run_dir=(c.data_dir / "runs" / c.run_id).as_posix() if c.reconciled else None,
+        run_dir=DataLayout(c.data_dir).run_dir(c.run_id).as_posix() if c.reconciled else None,
     )
 
 
@@ -1076,7 +1086,7 @@ def trends(c: Collected, settings: Settings, rel: Any) -> Trends:
             banner = "ERROR"
         else:
             banner = "DRIFT" if drift else "CLEAN"
-        report = c.data_dir / "runs" / rid / "report.html"
+        report = DataLayout(c.data_dir).report_html(rid)
         runs.append(TrendRun(
             run_id=rid, banner=banner, reconciled=reconciled,
             snapshot_status=m.status if m else None, mode=m.mode if m else None,
@@ -1115,15 +1125,15 @@ def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bo
     f = prepare_findings(c.drift, mask_pii=mask_pii)
     numbers = summary_numbers(c, f)
     tr = trends(c, settings, rel)
-    rdir = c.data_dir / "runs" / c.run_id
+    rdir = DataLayout(c.data_dir).run_dir(c.run_id)
     artifacts = {name: rel(rdir / name) for name in (
-        "drift.parquet", "object_stats.parquet", "field_stats.parquet", "summary.json",
-        "repair-plan.json") if (rdir / name).is_file()}
-    if (rdir / "quarantine").is_dir():
-        artifacts["quarantine/"] = rel(rdir / "quarantine")
+        DRIFT_FILE, OBJECT_STATS_FILE, FIELD_STATS_FILE, SUMMARY_FILE, PLAN_FILE)
+        if (rdir / name).is_file()}
+    if (rdir / QUARANTINE).is_dir():
+        artifacts[f"{QUARANTINE}/"] = rel(rdir / QUARANTINE)
     if c.snapshot:
         artifacts["snapshot"] = rel(c.snapshot.path)
-        artifacts["manifest.json"] = rel(c.snapshot.path / "manifest.json")
+        artifacts[MANIFEST] = rel(c.snapshot.path / MANIFEST)
     described = settings.describe()
     model = ReportModel(
         schema_version=SCHEMA_VERSION,

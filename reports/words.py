@@ -1,40 +1,16 @@
 """Plain words for codes: drift ids, kinds, checks, statuses. The report is read by people who
 did not write the reconciler; every code it shows comes with a sentence from here.
 
-The drift titles restate domain.md §5 (the catalogue of drift the generator injects and the
-reconciler reports), so a finding's ``drift_id`` can be read without the document at hand.
+The drift titles are domain.md §5's catalogue (:mod:`core.drift`, which the sandbox's
+generator reads too), so a finding's ``drift_id`` can be read without the document at hand.
 """
 
 from __future__ import annotations
 
-DRIFT_TITLES: dict[str, str] = {
-    "D01": "Missing local subscription version",
-    "D02": "Order / latest pointer on an older version",
-    "D03": "Local orphan version (deleted or rolled back in Zuora)",
-    "D04": "Field drift on a version (custom fields changed outside an order)",
-    "D05": "Date off by one day (time zone)",
-    "D06": "Decimal / rounding drift",
-    "D07": "Status drift (e.g. a missed cancellation)",
-    "D08": "Segment / tier corruption in the local copy",
-    "D09": "Zero or several local latest versions",
-    "D10": "Subscription moved to another billing account",
-    "D11": "Duplicate local orders for one subscription name",
-    "D12": "Several active subscriptions on one namespace",
-    "D13": "Paid Zuora subscription without a local order",
-    "D14": "Order with nil or stale Zuora-derived columns",
-    "D15": "Local order references a subscription unknown to Zuora",
-    "D16": "Billing account missing locally",
-    "D17": "Local billing account orphan",
-    "D18": "Bill-To / Sold-To reference drift",
-    "D19": "Contact detail / e-mail drift",
-    "D20": "User linked to the wrong billing account via e-mail",
-    "D21": "Account field / status drift",
-    "D22": "Product catalog drift",
-    "D23": "Catalog row retired in Zuora but referenced locally",
-    "D24": "Subscription owner vs invoice owner confusion",
-    "D25": "Namespace name / id metadata drift",
-    "D26": "Normalisation-only difference (not drift)",
-}
+from core.drift import TITLES
+
+# the titles are core.drift's (declared once, shared with the sandbox that injects them)
+DRIFT_TITLES: dict[str, str] = TITLES
 
 KIND_WORDS: dict[str, str] = {
     "missing_in_local": "missing locally (in Zuora, not in the local copy)",

@@ -1,7 +1,8 @@
 """Connections to the local database, PostgreSQL (production) or DuckDB (embedded default).
 
 The two are wrapped behind one small interface so that schema creation, the generator, the
-local export and the repair job do not branch on the dialect for the common operations. Bulk
+local export and the repair job do not branch on the dialect for the common operations; the
+SQL that differs is answered by ``db.dialect`` (:class:`core.localdb.dialect.Dialect`). Bulk
 loads use each engine's fast path: Arrow for DuckDB, ``COPY`` for PostgreSQL.
 """
 
@@ -12,7 +13,6 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import duckdb
 import polars as pl
@@ -20,25 +20,16 @@ import polars as pl
 from core.config import redact_url
 from core.errors import LocalDatabaseError
 from core.localdb import schema
-
-
-def _duckdb_path(url: str) -> str:
-    """SQLAlchemy's convention: ``duckdb:///rel/path`` is relative to the working directory,
-    ``duckdb:////abs/path`` is absolute, ``duckdb:///:memory:`` is in memory."""
-    rest = url[len("duckdb://"):]
-    if rest.startswith("/"):
-        rest = rest[1:]
-    return ":memory:" if rest in ("", ":memory:") else rest
+from core.localdb.dialect import Dialect, database_file, duckdb_path
 
 
 def require_exists(url: str, hint: str = "create one with `recon db init`") -> None:
     """Refuse a DuckDB URL whose file does not exist (opening it would create an empty
     database); PostgreSQL and in-memory URLs pass."""
-    if urlsplit(url).scheme == "duckdb":
-        path = _duckdb_path(url)
-        if path != ":memory:" and not Path(path).is_file():
-            raise LocalDatabaseError(f"no local database at {path}: check local.database_url "
-                                     f"({hint})")
+    path = database_file(url)
+    if path is not None and not path.is_file():
+        raise LocalDatabaseError(f"no local database at {duckdb_path(url)}: check "
+                                 f"local.database_url ({hint})")
 
 
 def duckdb_url(path: str | Path) -> str:
@@ -49,23 +40,23 @@ def duckdb_url(path: str | Path) -> str:
 class LocalDB:
     """One open connection. Use as a context manager; ``close()`` is idempotent."""
 
-    dialect: str
+    dialect: Dialect
 
     def __init__(self, url: str) -> None:
         self.url = url
-        scheme = urlsplit(url).scheme
+        dialect = Dialect.from_url(url)
         try:
-            if scheme == "duckdb":
-                self.dialect = "duckdb"
-                path = _duckdb_path(url)
+            if dialect is Dialect.DUCKDB:
+                self.dialect = dialect
+                path = duckdb_path(url)
                 if path != ":memory:":
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self._duck = duckdb.connect(path)
                 self._pg = None
-            elif scheme in ("postgresql", "postgres"):
+            elif dialect is Dialect.POSTGRES:
                 import psycopg
 
-                self.dialect = "postgres"
+                self.dialect = dialect
                 self._pg = psycopg.connect(url, autocommit=True)
                 self._duck = None
             else:
@@ -98,7 +89,7 @@ class LocalDB:
     @property
     def raw(self) -> Any:
         """The driver connection (duckdb or psycopg), for callers that need dialect features."""
-        return self._duck if self.dialect == "duckdb" else self._pg
+        return self._duck if self._duck is not None else self._pg
 
     # -- statements ------------------------------------------------------------------------
     def execute(self, sql: str, params: tuple | list | None = None) -> None:
@@ -123,6 +114,11 @@ class LocalDB:
             assert self._pg is not None
             with self._pg.transaction():
                 yield self
+
+    def fetch(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
+        """Rows as tuples ([] for a statement without a result), in the caller's
+        transaction when there is one."""
+        return self.dialect.fetch(self.raw, sql, params)
 
     def query(self, sql: str, params: tuple | list | None = None) -> pl.DataFrame:
         """Run a query and return a polars frame."""
@@ -161,7 +157,7 @@ class LocalDB:
 
     def reset_identities(self) -> None:
         """After loading rows with explicit ids, move PostgreSQL identities past them."""
-        if self.dialect != "postgres":
+        if self.dialect.identity_clause is None:  # writers assigned the ids: nothing to move
             return
         for table in schema.all_tables():
             cols = {c.name: c for c in schema.table_columns(table)}

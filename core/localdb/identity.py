@@ -19,12 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from core.errors import LocalDatabaseError
 from core.localdb import migrations as mig
 from core.localdb import recon_objects
+from core.localdb.dialect import Dialect
 
 STAMP_HINT = "run `recon db stamp`"
 
@@ -55,18 +55,17 @@ class DatabaseIdentity:
         for k in ("uuid", "dialect"):
             if not isinstance(doc.get(k), str) or not doc[k]:
                 raise ValueError(f"identity.{k} must be a non-empty string")
-        if doc["dialect"] not in ("postgres", "duckdb"):
+        if doc["dialect"] not in tuple(Dialect):
             raise ValueError(f"identity.dialect must be postgres or duckdb, got "
                              f"{doc['dialect']!r}")
-        need = ("database", "system_identifier") if doc["dialect"] == "postgres" else ("path",)
-        for k in need:
+        for k in Dialect(doc["dialect"]).identity_fields:
             if not isinstance(doc.get(k), str) or not doc[k]:
                 raise ValueError(f"identity.{k} must be a non-empty string for "
                                  f"{doc['dialect']}")
         return cls(**doc)
 
     def describe(self) -> str:
-        if self.dialect == "postgres":
+        if self.dialect == Dialect.POSTGRES:
             return (f"PostgreSQL database {self.database!r} on cluster "
                     f"{self.system_identifier} (recon id {self.uuid})")
         return f"DuckDB file {self.path} (recon id {self.uuid})"
@@ -79,30 +78,17 @@ class DatabaseIdentity:
         return f"recon's own objects: schema {new} ({change}); identity: {self.describe()}"
 
 
-def _fetch(db: Any, sql: str) -> list[tuple]:
-    return mig.LocalConn(db).fetch(sql)
+def _fetch(db: Any, sql: str, params: tuple | list | None = None) -> list[tuple]:
+    return mig.LocalConn(db).fetch(sql, params)
 
 
 def _has_identity_table(db: Any) -> bool:
-    conn = mig.LocalConn(db)
-    if db.dialect == "postgres":
-        return bool(conn.fetch("SELECT to_regclass(%s) IS NOT NULL",
-                               (recon_objects.IDENTITY,))[0][0])
-    return bool(conn.fetch(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
-        "AND table_schema = current_schema()", [recon_objects.IDENTITY])[0][0])
+    return bool(_fetch(db, db.dialect.table_exists_sql, [recon_objects.IDENTITY])[0][0])
 
 
 def _where(db: Any) -> dict[str, str]:
     """The part of the identity the database reports about itself right now."""
-    if db.dialect == "postgres":
-        name, sysid = _fetch(db, "SELECT current_database(), "
-                                 "(SELECT system_identifier FROM pg_control_system())")[0]
-        return {"database": str(name), "system_identifier": str(sysid)}
-    rows = _fetch(db, "SELECT path FROM duckdb_databases() "
-                      "WHERE database_name = current_database()")
-    path = rows[0][0] if rows and rows[0][0] else ":memory:"
-    return {"path": path if path == ":memory:" else str(Path(path).resolve())}
+    return db.dialect.whereabouts(db.raw)
 
 
 def read_identity(db: Any) -> DatabaseIdentity | None:
@@ -118,7 +104,7 @@ def read_identity(db: Any) -> DatabaseIdentity | None:
             f"{recon_objects.IDENTITY} holds {len(rows)} rows ({', '.join(r[0] for r in rows)});"
             " a database has one identity. Keep the row of this database and delete the others"
             " (a copy must be stamped anew: delete every row, then run `recon db stamp`)")
-    return DatabaseIdentity(uuid=rows[0][0], dialect=db.dialect, **_where(db))
+    return DatabaseIdentity(uuid=rows[0][0], dialect=db.dialect.value, **_where(db))
 
 
 def require_identity(db: Any) -> DatabaseIdentity:
@@ -137,12 +123,12 @@ def stamp(db: Any) -> tuple[DatabaseIdentity, tuple[int, int]]:
     identity and the ``(from, to)`` schema versions of recon's objects."""
     versions = recon_objects.upgrade(db)
     with db.transaction():
-        if db.dialect == "postgres":  # two concurrent stamps must not write two identities
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (mig.MIGRATION_LOCK_KEY,))
+        lock = db.dialect.xact_lock_sql()
+        if lock:  # two concurrent stamps must not write two identities
+            db.execute(lock, (mig.MIGRATION_LOCK_KEY,))
         if read_identity(db) is None:
-            ph = "%s" if db.dialect == "postgres" else "?"
             db.execute(f"INSERT INTO {recon_objects.IDENTITY} (uuid, created_at) "
-                       f"VALUES ({ph}, {ph})",
+                       f"VALUES ({db.dialect.placeholders(2)})",
                        [str(uuidlib.uuid4()), dt.datetime.now(dt.UTC).replace(tzinfo=None)])
     ident = read_identity(db)
     assert ident is not None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.errors import ReconError
+from core.localdb.dialect import Dialect
 
 VERSION_TABLE = "recon_schema_migrations"
 VERSION_DDL = f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
@@ -48,7 +49,7 @@ class SchemaOutdated(ReconError):
 class Conn(Protocol):
     """What a migration needs from a connection (both stores' adapters provide it)."""
 
-    dialect: str  # "postgres" | "duckdb"
+    dialect: Dialect
 
     def execute(self, sql: str, params: tuple | list | None = None) -> None: ...
 
@@ -81,11 +82,7 @@ def latest(migrations: Sequence[Migration]) -> int:
 
 
 def _has_version_table(conn: Conn) -> bool:
-    if conn.dialect == "postgres":
-        return bool(conn.fetch("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,))[0][0])
-    return bool(conn.fetch(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
-        "AND table_schema = current_schema()", [VERSION_TABLE])[0][0])
+    return bool(conn.fetch(conn.dialect.table_exists_sql, [VERSION_TABLE])[0][0])
 
 
 def current_version(conn: Conn) -> int:
@@ -121,14 +118,15 @@ def migrate(conn: Conn, what: str, migrations: Sequence[Migration], *,
     recorded without running. Raises :class:`SchemaTooNew` for a newer store."""
     check_sequence(what, migrations)
     with conn.transaction():
-        if conn.dialect == "postgres":
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        lock = conn.dialect.xact_lock_sql()
+        if lock:  # two processes migrating one database take turns
+            conn.execute(lock, (MIGRATION_LOCK_KEY,))
         found = check_not_newer(conn, what, migrations)  # re-read under the lock
         conn.execute(VERSION_DDL)
         if before is not None:
             before(conn)
         pending = [m for m in migrations if m.version > found]
-        ph = "%s" if conn.dialect == "postgres" else "?"
+        values = conn.dialect.placeholders(3)
         for m in pending:
             if not record_only:
                 for sql in m.statements:
@@ -136,7 +134,7 @@ def migrate(conn: Conn, what: str, migrations: Sequence[Migration], *,
                 if m.run is not None:
                     m.run(conn)
             conn.execute(f"INSERT INTO {VERSION_TABLE} (version, name, applied_at) "
-                         f"VALUES ({ph}, {ph}, {ph})", [m.version, m.name, _utc_now()])
+                         f"VALUES ({values})", [m.version, m.name, _utc_now()])
     return pending
 
 
@@ -144,7 +142,7 @@ def migrate(conn: Conn, what: str, migrations: Sequence[Migration], *,
 class DuckConn:
     """A raw DuckDB connection as a :class:`Conn` (the state file)."""
 
-    dialect = "duckdb"
+    dialect = Dialect.DUCKDB
 
     def __init__(self, con: Any) -> None:
         self.con = con
@@ -177,12 +175,7 @@ class LocalConn:
         self.db.execute(sql, params)
 
     def fetch(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
-        raw = self.db.raw
-        if self.dialect == "postgres":
-            with raw.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        return raw.execute(sql, params).fetchall()
+        return self.dialect.fetch(self.db.raw, sql, params)
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         return self.db.transaction()

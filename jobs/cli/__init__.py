@@ -29,6 +29,7 @@ from pathlib import Path
 
 from core.config import load_settings
 from core.errors import ReconError
+from core.layout import DataLayout
 from jobs.cli import (
     config,
     db,
@@ -82,7 +83,7 @@ def _crash_dir(args: argparse.Namespace | None) -> Path:
         pass
     for data in candidates:
         try:
-            d = data / "crash"
+            d = DataLayout(data).crash
             d.mkdir(parents=True, exist_ok=True)
             return d
         except OSError:

@@ -27,6 +27,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import ReconError
+from core.layout import DataLayout
 from jobs.cli.argtypes import OUT_DIR, PathArg
 from jobs.cli.common import EXIT_ERROR, EXIT_OK, Progress
 from jobs.cli.common import progress_of as _progress
@@ -133,7 +134,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     settings = _settings(args)
     data = Path(args.data_dir or settings.data_dir)
-    tenant = data / "demo"
+    tenant = DataLayout(data).demo
     progress = _progress(args)
     opts = Options(accounts=args.accounts, seed=args.seed, drift=args.drift, d26=args.d26,
                    as_of=args.as_of, tz=settings.tenant_tz)

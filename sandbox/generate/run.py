@@ -24,7 +24,8 @@ from core.catalog import get
 from core.config import redact_url
 from core.errors import DatasetError, LocalDatabaseError
 from core.localdb import schema
-from core.localdb.connect import LocalDB, _duckdb_path, connect, duckdb_url
+from core.localdb.connect import LocalDB, connect, duckdb_url
+from core.localdb.dialect import duckdb_path
 from core.values import render_frame
 from sandbox.generate import drift
 from sandbox.generate.catalog import build_catalog
@@ -111,7 +112,8 @@ def build_world(opts: Options, chunk_no: int, n_accounts: int, catalog: dict[str
 
 # what a generated tenant directory holds: a directory with only these may be replaced
 TENANT_ENTRIES = frozenset({dataset.ZUORA_DIR, dataset.TENANT_FILE, dataset.LABELS_FILE,
-                            "local.duckdb", "local.duckdb.wal", "local.duckdb.repair.lock"})
+                            dataset.LOCAL_DB_FILE, f"{dataset.LOCAL_DB_FILE}.wal",
+                            f"{dataset.LOCAL_DB_FILE}.repair.lock"})
 
 
 def _check_out(out: Path) -> None:
@@ -154,8 +156,7 @@ def _prepare_target(db: LocalDB, url: str, replace: bool) -> None:
     if replace:
         for t in reversed(schema.all_tables()):
             if t in held:
-                cascade = " CASCADE" if db.dialect == "postgres" else ""
-                db.execute(f"DROP TABLE IF EXISTS {t}{cascade}")
+                db.execute(db.dialect.drop_table_sql(t))
 
 
 def generate(opts: Options, out: Path, db_url: str | None = None,
@@ -192,7 +193,7 @@ def _inside(db_url: str | None, out: Path, work: Path) -> str | None:
     with the tenant instead of being replaced by it."""
     if db_url is None or not db_url.startswith("duckdb:"):
         return db_url
-    path = _duckdb_path(db_url)
+    path = duckdb_path(db_url)
     if path == ":memory:":
         return db_url
     try:
@@ -206,7 +207,7 @@ def _generate(opts: Options, out: Path, db_url: str | None,
               progress: Callable[[str], None] | None, replace: bool) -> Summary:
     t0 = time.perf_counter()
     if db_url is None:
-        db_url = duckdb_url((out / "local.duckdb").resolve())
+        db_url = duckdb_url((out / dataset.LOCAL_DB_FILE).resolve())
     with connect(db_url) as db:
         _prepare_target(db, db_url, replace)  # before any work: a refusal is immediate
         catalog = build_catalog_frames(opts.seed)

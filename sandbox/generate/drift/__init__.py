@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 
+from core.drift import REPORTED_IDS
 from sandbox.generate.drift import accounts, catalog, normalisation, orders, subscriptions
 from sandbox.generate.drift.base import Scenario, World
 
 SCENARIOS: dict[str, Scenario] = {
     **subscriptions.SCENARIOS, **orders.SCENARIOS, **accounts.SCENARIOS, **catalog.SCENARIOS,
 }
-DRIFT_IDS = tuple(f"D{i:02d}" for i in range(1, 26))
+DRIFT_IDS = REPORTED_IDS  # one named scenario per reported drift of core.drift
 
 
 def count_for(world: World, rate: float, n_scenarios: int) -> int:
