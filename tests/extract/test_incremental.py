@@ -82,6 +82,7 @@ def _fresh(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("Id", "CreatedDate", "UpdatedDate")}
 
 
+@pytest.mark.slow
 def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
                                                       tmp_path: Path) -> None:
     full = run(srv, tmp_path, "full")
@@ -133,6 +134,7 @@ def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
     assert c.manifest.zuora["Product"]["rows"] == 12
 
 
+@pytest.mark.slow
 def test_marks_follow_validated_snapshots_only(srv: SandboxServer, tmp_path: Path) -> None:
     full = run(srv, tmp_path, "full")
     started = dt.datetime.fromisoformat(full.started_at.replace("Z", "+00:00"))

@@ -65,6 +65,7 @@ def test_db_init_print_renders_both_dialects(capsys) -> None:
     assert "IDENTITY" not in duck and "CREATE TABLE IF NOT EXISTS orders" in duck
 
 
+@pytest.mark.slow
 def test_generate_prints_summary_and_rejects_bad_input(tmp_path: Path, capsys) -> None:
     assert main(["sandbox", "generate", "--accounts", "30", "--drift", "0.05",
                  "--out", str(tmp_path / "t")]) == 0
@@ -106,6 +107,7 @@ def test_extract_without_a_zuora_exits_2_naming_the_cause(tmp_path: Path) -> Non
         for p in (tmp_path / "data" / "snapshots").glob("*/manifest.json"))
 
 
+@pytest.mark.slow
 def test_extract_allow_empty_takes_a_comma_list_and_rejects_unknown_objects(tmp_path: Path) -> None:
     """The suspect-export error tells people to pass `--allow-empty A,B`; that must work, and
     a misspelt object must fail instead of silently allowing nothing."""

@@ -180,6 +180,7 @@ print("finished", r.status, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
         url: str, tmp_path: Path) -> None:
     ops = account_updates(url, 20)  # 4 batches of 5

@@ -47,6 +47,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory):
     return data, world, result, build_plan(data, "r1")
 
 
+@pytest.mark.slow
 def test_every_auto_finding_is_planned_and_no_human_one_is(planned) -> None:
     _, _, result, plan = planned
     covered = {f for op in plan["operations"] for f in op["findings"]}
@@ -59,6 +60,7 @@ def test_every_auto_finding_is_planned_and_no_human_one_is(planned) -> None:
     assert plan["not_planned"] == []
 
 
+@pytest.mark.slow
 def test_operations_are_in_dependency_order_with_before_images(planned) -> None:
     _, world, _, plan = planned
     ops = plan["operations"]
@@ -81,6 +83,7 @@ def test_operations_are_in_dependency_order_with_before_images(planned) -> None:
     assert all(op["group"].startswith("version:") for op in ops if op["step"] == "subscriptions")
 
 
+@pytest.mark.slow
 def test_new_rows_reference_rows_an_earlier_step_creates(planned) -> None:
     _, _, _, plan = planned
     contact = next(op for op in plan["operations"] if op["table"] == "billing_account_contacts"
@@ -90,6 +93,7 @@ def test_new_rows_reference_rows_an_earlier_step_creates(planned) -> None:
     assert "id" not in contact["after"], "surrogate ids are generated at apply time"
 
 
+@pytest.mark.slow
 def test_summary_and_file(planned, tmp_path: Path) -> None:
     _, _, _, plan = planned
     text = summary_text(plan)
@@ -102,6 +106,7 @@ def test_summary_and_file(planned, tmp_path: Path) -> None:
     assert again["snapshot_complete"] is True
 
 
+@pytest.mark.slow
 def test_only_narrows_the_plan(planned) -> None:
     data, _, _, _ = planned
     plan = build_plan(data, "r1", only="D11")
@@ -116,6 +121,7 @@ def test_unreconciled_run_is_refused(tmp_path: Path) -> None:
         build_plan(tmp_path, "r9")
 
 
+@pytest.mark.slow
 def test_the_target_identity_is_copied_from_the_snapshot_not_the_settings(planned) -> None:
     data = planned[0]
     snap = resolve_snapshot(data, "r1")

@@ -42,6 +42,9 @@ QVALUE = "<script>window.__pwned=4</script>"
 SECRET, PASSWORD, HOST = "s3cr3t-XYZ", "pw-SECRET", "db.internal"
 TEMPLATE = "https://zuora.example/apps/{object}/{id}"
 
+# Every test here reads the module's three reconciled runs (or drives Chromium): slow.
+pytestmark = pytest.mark.slow
+
 
 def _settings(data: Path, **kw: Any) -> Settings:
     return Settings(data_dir=data, zuora_client_secret=Secret(SECRET),
