@@ -21,9 +21,7 @@ from repair.guards import (
 )
 from repair.lock import lock_file_path
 from tests.support.repair import (
-    BACKENDS,
     account_updates,
-    backend_url,
     dump,
     one,
     retry_locked,
@@ -34,11 +32,6 @@ from tests.support.repair import (
     wait_for_line,
     write_plan,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest) -> str:
-    return backend_url(request)
 
 
 def _refused_unchanged(db_url: str, tmp_path: Path, plan: Path, exc: type, match: str,
