@@ -5,7 +5,6 @@ deletes, inserts, a new subscription version) the merged snapshot equals a fresh
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,21 +17,13 @@ from extract.extractor import ExtractError, ExtractOptions, run_extract
 from jobs.lineage import extract_step, validate_base
 from sandbox.server import SandboxServer
 from tests.support.extract import (
-    SECRET,
     assert_same_zuora,
-    base_dataset,
     fast_options,
     next_second,
     settings,
 )
 
 LAG0 = dt.timedelta(0)
-
-
-@pytest.fixture
-def srv() -> Iterator[SandboxServer]:
-    with SandboxServer(base_dataset(), client_secret=SECRET, job_step_delay=0.01) as s:
-        yield s
 
 
 def run(srv: SandboxServer, data: Path, mode: str, lag: dt.timedelta = LAG0,
