@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import os
 import re
 from html import unescape
 from pathlib import Path
@@ -29,7 +28,7 @@ from jobs.cli import main
 from reconcile.engine import reconcile_snapshot
 from reports import SCHEMA_VERSION, RunNotFound, build_report
 from sandbox.generate.drift import SCENARIOS
-from tests.support.chromium import Chromium, find_binary
+from tests.support.chromium import Chromium
 from tests.support.snapshots import LATER, write_snapshot
 from tests.support.worlds import fresh_world
 
@@ -244,25 +243,6 @@ def test_cli_report_writes_and_exit_code_follows_the_banner(
 
 
 # -- in headless Chromium ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    reason = None
-    if find_binary() is None:
-        reason = ("no Chromium at /usr/bin/chromium or $RECON_CHROMIUM (make test installs it "
-                  "as root: apt-get install chromium)")
-    else:
-        try:
-            import websocket  # noqa: F401
-        except ImportError:
-            reason = "the websocket-client test dependency is missing (make setup)"
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"headless Chromium is required in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    with Chromium(width=1400, height=1000) as c:
-        yield c
-
-
 def _load(c: Chromium, path: Path, fragment: str = "") -> None:
     c.clear()
     c.open_file(path, fragment)
