@@ -36,9 +36,10 @@ _OLD = r"""
 import datetime as dt, inspect, json, sys
 from pathlib import Path
 duck, pg, data = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-from tests.support.repair import account_updates, make_db, settings_for, write_plan
-from repair.apply import apply_plan
-from core.state import StateDB
+# module names of the base commit's tree (a16424a), not of this one: keep them as they were
+from repair_support import account_updates, make_db, settings_for, write_plan
+from jobs.repair.apply import apply_plan
+from extract.state import StateDB
 from jobs import runs
 out = {}
 for name, url in (("duck", duck), ("pg", pg)):
