@@ -11,6 +11,7 @@ Usage::
     python tools/count_tests.py              # table for ./tests
     python tools/count_tests.py --json       # the same as JSON (for diffing two commits)
     python tools/count_tests.py --no-collect # assertions only (no pytest run)
+    python tools/count_tests.py --slow       # and how many of each folder's tests are slow
 
 Exit status 0; 2 when pytest cannot collect (its output is printed).
 """
@@ -68,11 +69,12 @@ def assertions_per_folder(root: Path) -> dict[str, Counter[str]]:
     return out
 
 
-def collected_per_folder(root: Path, python: str) -> Counter[str]:
-    """Collected node ids per folder, from ``pytest --collect-only -q`` (all markers)."""
+def collected_per_folder(root: Path, python: str, marker: str | None = None) -> Counter[str]:
+    """Collected node ids per folder, from ``pytest --collect-only -q`` (all tests, or those
+    matching the ``-m`` expression ``marker``)."""
     proc = subprocess.run(
         [python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-p", "no:xdist", str(root)],
+         "-p", "no:xdist", *(["-m", marker] if marker else []), str(root)],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--no-collect", action="store_true",
                         help="skip pytest collection (assertion counts only)")
+    parser.add_argument("--slow", action="store_true",
+                        help="also count the tests marked slow (a second collection)")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter that runs pytest (default: this one)")
     args = parser.parse_args(argv)
@@ -102,17 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     root: Path = args.root
     asserts = assertions_per_folder(root)
     tests = Counter() if args.no_collect else collected_per_folder(root, args.python)
+    slow = collected_per_folder(root, args.python, "slow") \
+        if args.slow and not args.no_collect else None
     folders = sorted(set(asserts) | set(tests))
     rows = {f: {"tests": tests.get(f, 0), "asserts": asserts.get(f, Counter())["asserts"],
                 "raises": asserts.get(f, Counter())["raises"]} for f in folders}
-    total = {k: sum(r[k] for r in rows.values()) for k in ("tests", "asserts", "raises")}
+    if slow is not None:
+        for f in folders:
+            rows[f]["slow"] = slow.get(f, 0)
+    keys = ["tests", *(["slow"] if slow is not None else []), "asserts", "raises"]
+    total = {k: sum(r[k] for r in rows.values()) for k in keys}
 
     if args.json:
         print(json.dumps({"folders": rows, "total": total}, indent=2, sort_keys=True))
         return 0
-    print(f"{'folder':<22}{'tests':>8}{'asserts':>9}{'raises':>8}")
+    print(f"{'folder':<22}" + "".join(f"{k:>9}" for k in keys))
     for folder, r in {**rows, "total": total}.items():
-        print(f"{folder:<22}{r['tests']:>8}{r['asserts']:>9}{r['raises']:>8}")
+        print(f"{folder:<22}" + "".join(f"{r[k]:>9}" for k in keys))
     return 0
 
 
