@@ -48,6 +48,7 @@ def world() -> tuple[Frames, Frames]:
     return world_frames(0.0, 0.5)
 
 
+@pytest.mark.slow
 def test_every_rule_passes_on_a_clean_world(world: tuple[Frames, Frames]) -> None:
     results = run(*world)
     suites = rules.load_suites()
@@ -67,6 +68,7 @@ def test_references_views_follow_the_catalogue_edges() -> None:
     assert used == set(rules.VIEWS)  # every view has at least one rule
 
 
+@pytest.mark.slow
 def test_segment_rules(world: tuple[Frames, Frames]) -> None:
     zuora, local = world
     ch = zuora["RatePlanCharge"]
@@ -90,6 +92,7 @@ def test_segment_rules(world: tuple[Frames, Frames]) -> None:
     assert got[("zuora_local_rate_plan_charges", "one_last_segment")].severity == "warning"
 
 
+@pytest.mark.slow
 def test_latest_version_and_account_contact_rules(world: tuple[Frames, Frames]) -> None:
     zuora, local = world
     subs = zuora["Subscription"]
@@ -108,6 +111,7 @@ def test_latest_version_and_account_contact_rules(world: tuple[Frames, Frames]) 
     assert got[("Account", "bill_to_is_own_contact")].sample_values == [b["BillToId"]]
 
 
+@pytest.mark.slow
 def test_orders_and_membership_rules(world: tuple[Frames, Frames]) -> None:
     zuora, local = world
     orders = local["orders"]
@@ -129,6 +133,7 @@ def test_orders_and_membership_rules(world: tuple[Frames, Frames]) -> None:
     assert ref.sample_keys == [str(members["id"][0])] and ref.sample_values == ["-5"]
 
 
+@pytest.mark.slow
 def test_rules_that_cannot_run_are_errors_not_failures(tmp_path: Path,
                                                        world: tuple[Frames, Frames]) -> None:
     zuora, local = world

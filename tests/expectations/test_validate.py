@@ -53,6 +53,7 @@ def failures_of(results: list[dict]) -> list[tuple]:
 
 
 # -- the committed fixtures ---------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_SETS)
 def test_fixture_sets_give_exactly_the_expected_failures(
         name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,6 +145,7 @@ def test_contracts_pass_on_a_generated_dataset(tmp_path: Path) -> None:
 
 
 # -- snapshots ---------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("profiles", [False, True], ids=["rows", "profiles"])
 def test_snapshot_validation_quarantines_rejects_and_bad_rows(tmp_path: Path,
                                                               profiles: bool) -> None:

@@ -5,7 +5,6 @@ then jittered backoff, and the per-run Zuora-Track-Id."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,12 +19,6 @@ from sandbox.server import SandboxServer
 from tests.support.extract import SECRET, Sleeps, base_dataset, policy
 
 JOB = "/v1/batch-query/jobs/unknown"  # any authenticated route; 404 body is fine for us
-
-
-@pytest.fixture
-def srv() -> Iterator[SandboxServer]:
-    with SandboxServer(base_dataset(), client_secret=SECRET) as s:
-        yield s
 
 
 def client(srv: SandboxServer, sleeps: Sleeps | None = None, attempts: int = 4,

@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from core.catalog import ZType, get
 from core.snapshot import latest_complete
@@ -187,6 +188,7 @@ def _dataset(root: Path, seed: int) -> tuple[dict[str, dict], dict[str, set[str]
     return expected, bad_fields, bad_keys
 
 
+@pytest.mark.slow
 def test_fuzzed_records_arrive_exactly_or_are_quarantined(tmp_path: Path) -> None:
     seed = SEED
     spec = get(OBJECT)

@@ -5,7 +5,6 @@ deletes, inserts, a new subscription version) the merged snapshot equals a fresh
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,21 +17,13 @@ from extract.extractor import ExtractError, ExtractOptions, run_extract
 from jobs.lineage import extract_step, validate_base
 from sandbox.server import SandboxServer
 from tests.support.extract import (
-    SECRET,
     assert_same_zuora,
-    base_dataset,
     fast_options,
     next_second,
     settings,
 )
 
 LAG0 = dt.timedelta(0)
-
-
-@pytest.fixture
-def srv() -> Iterator[SandboxServer]:
-    with SandboxServer(base_dataset(), client_secret=SECRET, job_step_delay=0.01) as s:
-        yield s
 
 
 def run(srv: SandboxServer, data: Path, mode: str, lag: dt.timedelta = LAG0,
@@ -82,6 +73,7 @@ def _fresh(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("Id", "CreatedDate", "UpdatedDate")}
 
 
+@pytest.mark.slow
 def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
                                                       tmp_path: Path) -> None:
     full = run(srv, tmp_path, "full")
@@ -133,6 +125,7 @@ def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
     assert c.manifest.zuora["Product"]["rows"] == 12
 
 
+@pytest.mark.slow
 def test_marks_follow_validated_snapshots_only(srv: SandboxServer, tmp_path: Path) -> None:
     full = run(srv, tmp_path, "full")
     started = dt.datetime.fromisoformat(full.started_at.replace("Z", "+00:00"))

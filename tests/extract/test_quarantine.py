@@ -21,6 +21,7 @@ from tests.support.extract import SECRET, base_dataset, fast_options, next_secon
 LAG0 = dt.timedelta(0)
 
 
+@pytest.mark.slow
 def test_quarantined_key_is_a_marker_and_is_re_requested_until_it_parses(tmp_path: Path
                                                                          ) -> None:
     data = tmp_path / "data"

@@ -362,6 +362,7 @@ def test_generate_refuses_a_database_with_data_and_leaves_nothing(
         "billing_accounts"] > 0  # replaced, not appended
 
 
+@pytest.mark.slow
 def test_generated_tenant_directory_replaced_whole_other_directories_refused_and_a_bad_byte(
         tmp_path: Path, env: Path, capsys) -> None:
     out = tmp_path / "t"

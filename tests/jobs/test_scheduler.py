@@ -105,6 +105,7 @@ def test_two_scheduler_processes_make_one_successful_run_per_tick(tmp_path: Path
 
 
 # -- 3. downtime: exactly one catch-up run ----------------------------------------------------
+@pytest.mark.slow
 def test_missed_nights_after_downtime_make_exactly_one_catch_up_run(tmp_path: Path) -> None:
     now = dt.datetime.now(UTC).replace(second=0, microsecond=0)
     last_tick = now - dt.timedelta(hours=6)  # the latest tick: 6 h ago, the next in 18 h

@@ -98,6 +98,7 @@ def test_dataset_parses_back_without_rejects_and_matches_local(small_dataset: Pa
     assert set(d.select("object", "key").iter_rows()) <= labelled
 
 
+@pytest.mark.slow
 def test_generation_is_deterministic(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):

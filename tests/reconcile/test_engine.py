@@ -65,6 +65,7 @@ def test_no_snapshot_at_all_is_a_clear_error(tmp_path: Path) -> None:
         resolve_snapshot(tmp_path, None)
 
 
+@pytest.mark.slow
 def test_recent_zuora_change_is_pending_not_drift(tmp_path: Path) -> None:
     world = _world("D21")
     at = _at(world)
@@ -85,6 +86,7 @@ def test_recent_zuora_change_is_pending_not_drift(tmp_path: Path) -> None:
     assert "pending" not in set(result.drift["status"])
 
 
+@pytest.mark.slow
 def test_quarantined_rows_are_reported_as_such_never_as_missing(tmp_path: Path) -> None:
     world = _world("D01")
     missing = world.label_frame().filter(pl.col("object") == "Subscription")["key"][0]
@@ -99,6 +101,7 @@ def test_quarantined_rows_are_reported_as_such_never_as_missing(tmp_path: Path) 
     assert "not_nullable on TermEndDate" in rows["explanation"][0]
 
 
+@pytest.mark.slow
 def test_quarantine_files_of_the_run_are_read(tmp_path: Path) -> None:
     world = _world("D21")
     key = world.label_frame()["key"][0]
@@ -141,6 +144,7 @@ def test_history_new_persisting_resolved(tmp_path: Path) -> None:
     assert "resolved" not in set(fourth.drift["status"])
 
 
+@pytest.mark.slow
 def test_rerunning_a_run_is_idempotent(tmp_path: Path) -> None:
     world = _world("D05")
     snap = write_snapshot(world, tmp_path, "r1")
@@ -157,6 +161,7 @@ def test_rerunning_a_run_is_idempotent(tmp_path: Path) -> None:
     assert (n, runs) == (a.drift.height, 1)
 
 
+@pytest.mark.slow
 def test_output_contract(tmp_path: Path) -> None:
     world = _world("D11", "D05")
     result = reconcile_snapshot(write_snapshot(world, tmp_path, "r1"), tmp_path)
@@ -207,6 +212,7 @@ def _quarantine(obj: str, key: str, column: str = "Name") -> pl.DataFrame:
                          "severity": ["error"]})
 
 
+@pytest.mark.slow
 def test_a_quarantined_subscription_holds_back_its_order_findings(tmp_path: Path) -> None:
     """D14 on an order is derived from the latest version; with that version quarantined
     nothing derived from it may be reported as drift or planned: it waits, `quarantined`."""
@@ -233,6 +239,7 @@ def test_a_quarantined_subscription_holds_back_its_order_findings(tmp_path: Path
     assert sorted(others["fingerprint"]) == sorted(before["fingerprint"])
 
 
+@pytest.mark.slow
 def test_a_quarantined_contact_holds_back_the_people_derived_from_it(tmp_path: Path) -> None:
     """D19/D20: customers and memberships follow the Sold-To contact's e-mail; a quarantined
     contact cannot say who the people are, so its account's findings wait."""
@@ -258,6 +265,7 @@ def test_a_quarantined_contact_holds_back_the_people_derived_from_it(tmp_path: P
     assert set(held["kind"]) <= {"quarantined"} and set(held["action"]) <= {"human"}
 
 
+@pytest.mark.slow
 def test_an_unreadable_key_keeps_orphans_from_automatic_deletion(tmp_path: Path) -> None:
     """A Zuora record whose Id is not UTF-8 is quarantined without a key; the local row it
     is could look orphaned, so that object's orphans need a person while it lasts."""

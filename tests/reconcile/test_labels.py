@@ -28,6 +28,7 @@ def _reconcile(world, tmp_path: Path):
     return reconcile_snapshot(snap, tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sid", sorted(SCENARIOS))
 def test_scenario_precision_and_recall(sid: str, tmp_path: Path) -> None:
     world = fresh_world()
@@ -40,6 +41,7 @@ def test_scenario_precision_and_recall(sid: str, tmp_path: Path) -> None:
     assert set(result.drift["status"]) == {"new"}, "nothing is in the grace window a day later"
 
 
+@pytest.mark.slow
 def test_every_scenario_together_at_a_realistic_rate_with_d26(tmp_path: Path) -> None:
     world = fresh_world(accounts=1500, seed=29)
     apply(world, 0.05, 0.05)

@@ -16,9 +16,7 @@ from repair.executor import make_batches, schedule
 from repair.guards import RepairFailed
 from repair.plan import parse_plan
 from tests.support.repair import (
-    BACKENDS,
     account_updates,
-    backend_url,
     dump,
     execute,
     make_db,
@@ -30,12 +28,6 @@ from tests.support.repair import (
     settings_for,
     write_plan,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest) -> str:
-    return backend_url(request)
-
 
 NEW_ACCOUNT = {"zuora_account_id": "acct-new-1", "zuora_account_name": "Initech Ltd",
                "zuora_account_number": "A99000001", "currency": "EUR",

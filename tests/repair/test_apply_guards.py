@@ -23,9 +23,7 @@ from repair.guards import (
 )
 from repair.lock import lock_file_path
 from tests.support.repair import (
-    BACKENDS,
     account_updates,
-    backend_url,
     dump,
     one,
     retry_locked,
@@ -36,11 +34,6 @@ from tests.support.repair import (
     wait_for_line,
     write_plan,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest) -> str:
-    return backend_url(request)
 
 
 def _refused_unchanged(db_url: str, tmp_path: Path, plan: Path, exc: type, match: str,
@@ -205,6 +198,7 @@ def _apply_in_child(url: str, tmp_path: Path, plan: Path, *, in_batch: float = 0
                  .replace("sys.argv[5]", repr(str(between))))
 
 
+@pytest.mark.slow
 def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
         url: str, tmp_path: Path) -> None:
     ops = account_updates(url, 20)  # 4 batches of 5

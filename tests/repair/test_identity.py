@@ -121,6 +121,7 @@ def _cli(url: str, data: Path, *argv: str) -> int:
 
 
 # -- PostgreSQL ↔ DuckDB ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_plan_for_postgres_is_refused_on_duckdb_and_back(pg_url: str, duckdb_url: str,
                                                           tmp_path: Path, capsys) -> None:
     make_db(pg_url)
@@ -143,6 +144,7 @@ def test_a_plan_for_postgres_is_refused_on_duckdb_and_back(pg_url: str, duckdb_u
 
 
 # -- two databases on one PostgreSQL server; a copy of a database -----------------------------
+@pytest.mark.slow
 def test_two_databases_on_one_server_and_a_copy_are_told_apart(pg_dsn: str,
                                                                 tmp_path: Path, capsys) -> None:
     with other_database(pg_dsn) as a_url, other_database(pg_dsn) as b_url:

@@ -46,6 +46,7 @@ def _doc(plan: Plan) -> dict:
     return plan_document(plan)
 
 
+@pytest.mark.slow
 def test_every_auto_finding_is_planned_and_no_human_one_is(planned) -> None:
     _, _, result, model = planned
     plan = _doc(model)
@@ -59,6 +60,7 @@ def test_every_auto_finding_is_planned_and_no_human_one_is(planned) -> None:
     assert plan["not_planned"] == []
 
 
+@pytest.mark.slow
 def test_operations_are_in_dependency_order_with_before_images(planned) -> None:
     _, world, _, model = planned
     plan = _doc(model)
@@ -82,6 +84,7 @@ def test_operations_are_in_dependency_order_with_before_images(planned) -> None:
     assert all(op["group"].startswith("version:") for op in ops if op["step"] == "subscriptions")
 
 
+@pytest.mark.slow
 def test_new_rows_reference_rows_an_earlier_step_creates(planned) -> None:
     _, _, _, model = planned
     plan = _doc(model)
@@ -92,6 +95,7 @@ def test_new_rows_reference_rows_an_earlier_step_creates(planned) -> None:
     assert "id" not in contact["after"], "surrogate ids are generated at apply time"
 
 
+@pytest.mark.slow
 def test_summary_and_file(planned, tmp_path: Path) -> None:
     _, _, _, plan = planned
     text = summary_text(plan)
@@ -117,6 +121,7 @@ def test_a_built_plan_written_and_read_back_is_the_same_plan(planned, tmp_path: 
     assert write_plan(again, tmp_path / "again.json").read_text() == path.read_text()
 
 
+@pytest.mark.slow
 def test_only_narrows_the_plan(planned) -> None:
     data, _, _, _ = planned
     plan = build_plan(data, "r1", only="D11")
@@ -132,6 +137,7 @@ def test_unreconciled_run_is_refused(tmp_path: Path) -> None:
         build_plan(tmp_path, "r9")
 
 
+@pytest.mark.slow
 def test_the_target_identity_is_copied_from_the_snapshot_not_the_settings(planned) -> None:
     data = planned[0]
     snap = resolve_snapshot(data, "r1")

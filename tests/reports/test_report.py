@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import os
 import re
 from html import unescape
 from pathlib import Path
@@ -31,7 +30,7 @@ from repair.plan import write_plan
 from repair.planner import build_plan
 from reports import SCHEMA_VERSION, RunNotFound, build_report
 from sandbox.generate.drift import SCENARIOS
-from tests.support.chromium import Chromium, find_binary
+from tests.support.chromium import Chromium
 from tests.support.snapshots import LATER, write_snapshot
 from tests.support.worlds import fresh_world
 
@@ -43,6 +42,9 @@ NEW_NAME = "<svg onload=alert(3)>Smith"
 QVALUE = "<script>window.__pwned=4</script>"
 SECRET, PASSWORD, HOST = "s3cr3t-XYZ", "pw-SECRET", "db.internal"
 TEMPLATE = "https://zuora.example/apps/{object}/{id}"
+
+# Every test here reads the module's three reconciled runs (or drives Chromium): slow.
+pytestmark = pytest.mark.slow
 
 
 def _settings(data: Path, **kw: Any) -> Settings:
@@ -415,25 +417,6 @@ def test_every_model_field_the_page_script_reads_exists(runs: dict[str, Any],
 
 
 # -- in headless Chromium ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    reason = None
-    if find_binary() is None:
-        reason = ("no Chromium at /usr/bin/chromium or $RECON_CHROMIUM (make test installs it "
-                  "as root: apt-get install chromium)")
-    else:
-        try:
-            import websocket  # noqa: F401
-        except ImportError:
-            reason = "the websocket-client test dependency is missing (make setup)"
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"headless Chromium is required in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    with Chromium(width=1400, height=1000) as c:
-        yield c
-
-
 def _load(c: Chromium, path: Path, fragment: str = "") -> None:
     c.clear()
     c.open_file(path, fragment)

@@ -8,38 +8,24 @@ import time
 import pytest
 import requests
 
-from sandbox.generate.run import Options, generate
 from sandbox.server import FaultSpecError, SandboxServer, parse_spec
+from tests.support.extract import base_dataset
+from tests.support.sandbox import get_token
 
 ACCOUNT_QUERY = {"name": "Account", "type": "zoqlexport",
                  "query": "select Id, Name, AccountNumber, UpdatedDate from Account"}
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sandbox_faults")
-    generate(Options(accounts=60, seed=3), out)
-    return out
+def data_dir():
+    # the 60-account tenant (seed 3) the extract tests use, generated once per test process
+    return base_dataset()
 
 
 @pytest.fixture
 def srv(data_dir):
     with SandboxServer(data_dir, job_step_delay=0.01) as s:
         yield s
-
-
-def get_token(srv) -> requests.Response:
-    return requests.post(f"{srv.url}/oauth/token", data={
-        "client_id": "recon", "client_secret": "sandbox-secret",
-        "grant_type": "client_credentials"})
-
-
-@pytest.fixture
-def http(srv):
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {get_token(srv).json()['access_token']}"
-    yield s
-    s.close()
 
 
 def submit(srv, http, **extra) -> requests.Response:

@@ -19,6 +19,7 @@ from core.catalog import get
 from core.values import parse_frame
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxError, SandboxServer
+from tests.support.sandbox import token
 
 TZ = "America/Los_Angeles"
 TERMINAL = ("completed", "error", "aborted", "cancelled")
@@ -36,22 +37,6 @@ def data_dir(tmp_path_factory):
 def srv(data_dir):
     with SandboxServer(data_dir, job_step_delay=0.02) as s:
         yield s
-
-
-def token(srv: SandboxServer) -> str:
-    r = requests.post(f"{srv.url}/oauth/token", data={
-        "client_id": "recon", "client_secret": "sandbox-secret",
-        "grant_type": "client_credentials"})
-    assert r.status_code == 200, r.text
-    return r.json()["access_token"]
-
-
-@pytest.fixture
-def http(srv):
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {token(srv)}"
-    yield s
-    s.close()
 
 
 def typed(name: str, data_dir) -> pl.DataFrame:
