@@ -4,7 +4,7 @@ the function the mutant is in) to pytest node ids.
 Why declared and not measured: coverage would need a full traced run of the suite (~10 min
 on 2 cores) before every mutation run; the rules are named DuckDB queries whose drift ids
 say exactly which label scenarios exercise them. Every entry starts with the hand-valued
-ground-truth tests (``tests/test_ground_truth_*.py``, by glob, so later files count) and
+ground-truth tests (``tests/reconcile/test_ground_truth_*.py``, by glob, so later files count) and
 ends with a clean tenant (no false finding); a rule module's shared code also runs every
 scenario together (a realistic tenant, ~20 s), a single rule's function only its scenarios.
 Tests run in the order given, ``-x``: the most specific first, so a mutant dies early.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-GROUND_TRUTH = "tests/test_ground_truth_*.py"
+GROUND_TRUTH = "tests/reconcile/test_ground_truth_*.py"
 _L = "tests/reconcile/test_labels.py::"
 CLEAN = _L + "test_clean_tenant_with_normalisation_variations_has_no_findings"
 TOGETHER = _L + "test_every_scenario_together_at_a_realistic_rate_with_d26"
