@@ -83,6 +83,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_stores_of_an_older_recon_are_upgraded_and_newer_ones_refused(
         old_code: Path, duckdb_url: str, pg_url: str, tmp_path: Path, capsys) -> None:

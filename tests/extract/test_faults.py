@@ -127,6 +127,7 @@ def test_job_error_recovery_resubmits_and_reports(srv: SandboxServer, tmp_path: 
     assert any("resubmitting" in e for e in m.aqua["events"])
 
 
+@pytest.mark.slow
 def test_token_expiry_during_a_long_aqua_poll(tmp_path: Path) -> None:
     """One-second tokens, a job that runs 1.5 s: the poll outlives two tokens; one renewal
     is proactive, one follows a revocation (401) in the middle of the poll."""
@@ -156,6 +157,7 @@ FATAL = [
 
 @pytest.mark.parametrize(("route", "kind", "times", "params", "cause", "words"), FATAL,
                          ids=[f"{r}-{k}" for r, k, *_ in FATAL])
+@pytest.mark.slow
 def test_fails_clearly_and_publishes_nothing(srv: SandboxServer, baseline: Path, tmp_path: Path,
                                              route, kind, times, params, cause, words) -> None:
     data = tmp_path / "data"
@@ -217,6 +219,7 @@ def test_bad_secret_fails_at_once(srv: SandboxServer, tmp_path: Path) -> None:
 
 
 # -- suspect empty exports ------------------------------------------------------------------
+@pytest.mark.slow
 def test_zero_rows_where_there_were_rows_fails_unless_allowed(own_srv: SandboxServer,
                                                               tmp_path: Path) -> None:
     srv = own_srv
@@ -234,6 +237,7 @@ def test_zero_rows_where_there_were_rows_fails_unless_allowed(own_srv: SandboxSe
     assert latest_complete(tmp_path).run_id == m.run_id
 
 
+@pytest.mark.slow
 def test_suspect_check_applies_to_incremental_merges(own_srv: SandboxServer,
                                                      tmp_path: Path) -> None:
     srv = own_srv

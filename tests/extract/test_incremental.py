@@ -159,6 +159,7 @@ def test_marks_follow_validated_snapshots_only(srv: SandboxServer, tmp_path: Pat
         assert {m.run_id for m in st.hwms().values()} == {inc.run_id}
 
 
+@pytest.mark.slow
 def test_lag_keeps_recent_changes_for_the_next_run(srv: SandboxServer, tmp_path: Path) -> None:
     lag = dt.timedelta(hours=2)
     full = run(srv, tmp_path, "full", lag=lag)
@@ -180,6 +181,7 @@ def test_incremental_without_marks_runs_full(srv: SandboxServer, tmp_path: Path)
     assert "no complete snapshot passed validation" in m.note
 
 
+@pytest.mark.slow
 def test_marks_older_than_deleted_retention_force_full(srv: SandboxServer,
                                                        tmp_path: Path) -> None:
     run(srv, tmp_path, "full")

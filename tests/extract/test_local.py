@@ -75,6 +75,7 @@ def test_duckdb_export_equals_tables(tmp_path: Path) -> None:
     assert c["first_name"].to_list() == ["", None, 'Zoë "Z", \nO\'Neil']
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_export_equals_tables(pg_url: str, tmp_path: Path) -> None:
     src = dataset_duckdb(tmp_path)
@@ -97,6 +98,7 @@ def test_postgres_export_equals_tables(pg_url: str, tmp_path: Path) -> None:
     assert isinstance(tiers["price"][0], Decimal)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_extract_run_includes_postgres_local_tables(pg_url: str, tmp_path: Path) -> None:
     with connect(pg_url) as pg, connect(dataset_duckdb(tmp_path)) as dk:

@@ -30,6 +30,7 @@ def test_help_lists_subcommands() -> None:
         assert cmd in r.stdout
 
 
+@pytest.mark.slow
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     env = {"RECON_ZUORA_CLIENT_SECRET": "s3cr3t-value",
            "RECON_LOCAL_DATABASE_URL": "postgresql://app:pa55word@db.internal/cdot"}

@@ -317,6 +317,7 @@ def test_validate_warnings_alone_exit_0_unless_strict() -> None:
     assert exit_code(result(("passed", "error"))) == 0
 
 
+@pytest.mark.slow
 def test_a_partial_apply_exits_1_and_lists_every_skipped_operation(
         env: Path, tmp_path: Path, capsys) -> None:
     url = os.environ["RECON_LOCAL_DATABASE_URL"]
@@ -341,6 +342,7 @@ def test_a_partial_apply_exits_1_and_lists_every_skipped_operation(
 # -- generate: a non-empty target, no half-written directory ----------------------------------
 @pytest.mark.parametrize("backend", ["duckdb", pytest.param("postgres",
                                                             marks=pytest.mark.postgres)])
+@pytest.mark.slow
 def test_generate_refuses_a_database_with_data_and_leaves_nothing(
         backend: str, request, tmp_path: Path, env: Path, capsys) -> None:
     url = (request.getfixturevalue("pg_url") if backend == "postgres"

@@ -46,6 +46,7 @@ def _by_tick(rows: list[dict]) -> dict[dt.datetime, list[dict]]:
 
 
 # -- 1. a fast trigger runs the nightly job and records it ------------------------------------
+@pytest.mark.slow
 def test_fast_trigger_runs_the_nightly_job_and_records_each_tick(tmp_path: Path) -> None:
     p = SchedulerProc(tmp_path, "--every", "2", "--no-catch-up")
     try:
@@ -137,6 +138,7 @@ def test_missed_nights_after_downtime_make_exactly_one_catch_up_run(tmp_path: Pa
 
 
 # -- 4. SIGTERM mid-run -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigterm_mid_run_aborts_cleanly_records_the_run_and_exits_0(tmp_path: Path) -> None:
     p = SchedulerProc(tmp_path, "--every", "2", "--no-catch-up", "--work", "1.5", "--parts",
                       "3")
@@ -247,6 +249,7 @@ def test_a_tick_waits_for_a_held_lock_then_runs(tmp_path: Path) -> None:
     assert row["status"] == "clean" and row["scheduled_for"] == tick.replace(tzinfo=None)
 
 
+@pytest.mark.slow
 def test_a_lock_held_past_the_grace_is_a_skipped_row_naming_the_holder(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, jobs_misfire_grace_hours=1 / 3600)
     tick = dt.datetime(2026, 11, 2, 2, 30, tzinfo=UTC)

@@ -194,6 +194,7 @@ def _without_sandbox(code: str, *args: str, cwd: Path) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_without_the_sandbox_recon_works_and_its_commands_say_how_to_install_it(
         tmp_path: Path) -> None:
     ok = _without_sandbox("import jobs.cli, jobs.pipeline, jobs.scheduler, jobs.steps\n"

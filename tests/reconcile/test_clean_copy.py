@@ -57,6 +57,7 @@ def small_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_dataset_files_and_metadata(small_dataset: Path) -> None:
     for spec in OBJECTS:
         assert dataset.object_path(small_dataset, spec).is_file(), spec.name
@@ -108,6 +109,7 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
     assert pl.read_parquet(a / "labels.parquet").equals(pl.read_parquet(b / "labels.parquet"))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_generate_into_postgresql(tmp_path: Path, pg_url: str) -> None:
     summary = generate(Options(accounts=60, seed=3, drift=0.05), tmp_path / "t", pg_url)

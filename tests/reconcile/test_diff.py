@@ -30,6 +30,7 @@ def _base(sql_type: str) -> str:
     return sql_type.split("(")[0].upper()
 
 
+@pytest.mark.slow
 def test_normalising_the_aligned_value_is_normalising_the_value() -> None:
     """For every compared field of the catalogue whose alignment is exact, the normalised
     local value computed from the aligned value equals the one computed from the value

@@ -53,6 +53,7 @@ def test_every_scenario_together_at_a_realistic_rate_with_d26(tmp_path: Path) ->
     assert labelled(labels) > 200, "a realistic run covers hundreds of findings"
 
 
+@pytest.mark.slow
 def test_clean_tenant_with_normalisation_variations_has_no_findings(tmp_path: Path) -> None:
     world = fresh_world()
     apply_d26(world, 0.05)

@@ -273,6 +273,7 @@ def test_an_insert_that_would_break_a_unique_column_is_skipped(url: str,
     assert [r[1] for r in added] == ["acct-new-1"]
 
 
+@pytest.mark.slow
 def test_revert_restores_the_exact_pre_apply_state(url: str, tmp_path: Path) -> None:
     settings = settings_for(url, tmp_path)
     # also delete a whole account (re-inserted with the same id by the revert)

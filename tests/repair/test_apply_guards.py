@@ -246,6 +246,7 @@ def test_kill_9_mid_apply_leaves_whole_batches_and_a_rerun_completes(
     assert dump(url) == original
 
 
+@pytest.mark.slow
 def test_the_between_batches_hook_holds_the_lock_for_a_real_apply(
         url: str, tmp_path: Path) -> None:
     """A real apply in another process (slowed by a test hook it is given) holds the lock: a second

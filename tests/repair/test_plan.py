@@ -111,6 +111,7 @@ def test_summary_and_file(planned, tmp_path: Path) -> None:
     assert again["summary"]["groups"] == len({op.group for op in plan.operations})
 
 
+@pytest.mark.slow
 def test_a_built_plan_written_and_read_back_is_the_same_plan(planned, tmp_path: Path) -> None:
     _, _, _, plan = planned
     path = write_plan(plan, tmp_path / "plan.json")
