@@ -8,7 +8,6 @@ renderer that drifts from either is caught on the engine where it matters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -92,22 +91,6 @@ _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
-@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "duckdb"])
-def db(request: pytest.FixtureRequest) -> Iterator[LocalDB]:
-    """A connection to an empty database (either engine) with the schema created."""
-    url = request.getfixturevalue("pg_url" if request.param == "postgres" else "duckdb_url")
-    with connect(url) as conn:
-        conn.init_schema()
-        yield conn
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[LocalDB]:
-    with connect(pg_url) as conn:
-        conn.init_schema()
-        yield conn
-
-
 def expected_columns() -> dict[str, dict[str, tuple[str, bool]]]:
     """table -> column -> (catalogue local type, nullable), straight from the catalogue."""
     tables: dict[str, dict[str, tuple[str, bool]]] = {}

@@ -17,7 +17,6 @@ import pytest
 from core.catalog import OBJECTS
 from expectations import rules
 from expectations.results import CheckResult
-from tests.support.expectations import world_frames
 
 REPO = Path(__file__).resolve().parents[2]
 Frames = dict[str, pl.DataFrame]
@@ -41,11 +40,6 @@ def patch(df: pl.DataFrame, key_col: str, key: object, **values: object) -> pl.D
     hit = pl.col(key_col) == key
     return df.with_columns([pl.when(hit).then(pl.lit(v, df.schema[c])).otherwise(pl.col(c))
                             .alias(c) for c, v in values.items()])
-
-
-@pytest.fixture(scope="module")
-def world() -> tuple[Frames, Frames]:
-    return world_frames(0.0, 0.5)
 
 
 @pytest.mark.slow

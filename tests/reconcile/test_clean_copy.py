@@ -50,13 +50,6 @@ def test_a_real_difference_is_seen_by_the_oracle() -> None:
     assert d.select("object", "key", "field").rows() == [("RatePlanChargeTier", key, "Price")]
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tenant")
-    generate(Options(accounts=150, seed=5, drift=0.05, chunk=60), out)
-    return out
-
-
 @pytest.mark.slow
 def test_dataset_files_and_metadata(small_dataset: Path) -> None:
     for spec in OBJECTS:
