@@ -35,6 +35,9 @@ PLANTS = {
     "no-dev-code": ("repair/apply.py",
                     "def _planted():\n    import tests.support.jobs  # noqa\n",
                     "repair.apply -> tests.support.jobs"),
+    "cli-on-top": ("jobs/steps.py",
+                   "def _planted():\n    from jobs.cli import common  # noqa\n",
+                   "jobs.steps -> jobs.cli.common"),
 }
 
 
