@@ -43,7 +43,7 @@ arch: setup
 test: setup chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache --no-logo
-	$(PYTEST)
+	$(PYTEST) --durations=10
 
 # The inner loop: everything but the tests marked slow (under 2 minutes on 2 cores).
 test-fast: setup
