@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from core.config import Secret, Settings
+from sandbox.generate.run import Options, generate
+from sandbox.server import SandboxServer
+from tests.support.pipeline import SECRET
 
 
 @pytest.fixture
@@ -32,3 +38,31 @@ def no_http_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(client, "retrying", retrying)
     yield
     assert used, "extract.client.retrying was never called: no_http_backoff patches nothing"
+
+
+# -- the pipeline tests' world (tests/jobs/test_pipeline*.py) ----------------------------------
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("jobs-tenant")
+    generate(Options(accounts=120, seed=21, drift=0.05), out)
+    return out
+
+
+@pytest.fixture
+def env(tenant: Path, tmp_path: Path, pg_url: str):
+    """A sandbox serving the tenant and a PostgreSQL local database loaded with its local
+    side; settings pointing at both."""
+    from core.localdb.connect import connect, duckdb_url
+    from core.localdb.schema import all_tables
+
+    with connect(duckdb_url(tenant / "local.duckdb")) as src, connect(pg_url) as dst:
+        dst.init_schema()
+        for table in all_tables():
+            dst.load(table, src.read_table(table))
+        dst.reset_identities()
+    with SandboxServer(tenant, client_id="recon", client_secret=SECRET) as srv:
+        srv.store.preload()
+        settings = Settings(zuora_base_url=srv.url, zuora_client_secret=Secret(SECRET),
+                            local_database_url=pg_url, data_dir=tmp_path / "data",
+                            jobs_retries=2, jobs_retry_delay_s=0.0)
+        yield srv, settings
