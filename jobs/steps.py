@@ -18,10 +18,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.errors import ReconError
+
+if TYPE_CHECKING:  # typing only: the steps import their floors lazily (cheap --help)
+    from repair.plan import Plan
 
 Progress = Callable[[str], None]
 # The job attempt being run in this thread (``job_runs.run_id``), for the report's header:
@@ -46,7 +49,7 @@ class StepRun:
     snapshot: Any = None  # core.snapshot.Snapshot
     checks: Any = None  # expectations.validate.ValidationResult
     result: Any = None  # reconcile.engine.ReconcileResult
-    plan: dict[str, Any] | None = None
+    plan: Plan | None = None
     plan_path: Path | None = None
     report: Any = None  # reports.build.ReportPaths
     report_path: str | None = None
