@@ -6,9 +6,13 @@ BIN    := $(VENV)/bin
 .PHONY: setup chromium test test-fast lint arch demo bench clean check-dist same-outputs
 
 # The venv is rebuilt when the declared or pinned dependencies change.
+# uv installs the pinned set in seconds (pip takes about 90 s on 2 cores); if uv cannot be
+# installed or fails, pip installs the same pinned set.
+INSTALL := -c constraints.txt -e '.[dev]' -e ./sandbox
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -e ./sandbox
+	{ $(BIN)/pip install -q -c constraints.txt uv && $(BIN)/uv pip install -q --python $(BIN)/python $(INSTALL); } \
+	  || $(BIN)/pip install -q $(INSTALL)
 	touch $@
 
 setup: $(VENV)/.installed
