@@ -27,51 +27,70 @@ INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
-class IntRange:
+class _Range:
+    """``type=<Range>(lo, hi)``: a number with ``lo <= x <= hi``. A subclass says how a number
+    is parsed and shown; the checks and messages are written once here."""
+
+    lo: float
+    hi: float
+    what: str = "a number"
+    kind = "a number"  # what the "give …" hint asks for
+
+    def parse(self, text: str) -> float:
+        raise NotImplementedError
+
+    def show(self, x: float) -> str:
+        raise NotImplementedError
+
+    def echo(self, x: float, text: str) -> str:
+        """The value as an out-of-range message repeats it: as typed."""
+        return text
+
+    def __call__(self, text: str) -> float:
+        try:
+            x = self.parse(text.strip().replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {self.what}; give {self.kind} from {self.show(self.lo)} to "
+                f"{self.show(self.hi)}") from None
+        if not math.isfinite(x) or not self.lo <= x <= self.hi:
+            raise argparse.ArgumentTypeError(
+                f"{self.echo(x, text)} is out of range: give {self.what} from {self.show(self.lo)} to "
+                f"{self.show(self.hi)}")
+        return x
+
+    def __repr__(self) -> str:  # argparse says "invalid <repr> value" only if we do not raise
+        return f"{type(self).__name__}({self.lo}, {self.hi})"
+
+
+@dataclass(frozen=True, repr=False)
+class IntRange(_Range):
     """``type=IntRange(lo, hi)``: an integer with ``lo <= n <= hi``."""
 
     lo: int
     hi: int
     what: str = "a whole number"
+    kind = "a whole number"
 
-    def __call__(self, text: str) -> int:
-        try:
-            n = int(text.strip().replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {self.what}; give a whole number from {self.lo:,} to "
-                f"{self.hi:,}") from None
-        if not self.lo <= n <= self.hi:
-            raise argparse.ArgumentTypeError(
-                f"{n:,} is out of range: give {self.what} from {self.lo:,} to {self.hi:,}")
-        return n
+    def parse(self, text: str) -> int:
+        return int(text)
 
-    def __repr__(self) -> str:  # argparse says "invalid <repr> value" only if we do not raise
-        return f"IntRange({self.lo}, {self.hi})"
+    def show(self, x: float) -> str:
+        return f"{x:,}"
+
+    def echo(self, x: float, text: str) -> str:
+        return self.show(x)
 
 
-@dataclass(frozen=True)
-class FloatRange:
+@dataclass(frozen=True, repr=False)
+class FloatRange(_Range):
     """``type=FloatRange(lo, hi)``: a finite number with ``lo <= x <= hi``."""
 
-    lo: float
-    hi: float
-    what: str = "a number"
+    def parse(self, text: str) -> float:
+        return float(text)
 
-    def __call__(self, text: str) -> float:
-        try:
-            x = float(text.strip().replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {self.what}; give a number from {self.lo:g} to "
-                f"{self.hi:g}") from None
-        if not math.isfinite(x) or not self.lo <= x <= self.hi:
-            raise argparse.ArgumentTypeError(
-                f"{text} is out of range: give {self.what} from {self.lo:g} to {self.hi:g}")
-        return x
-
-    def __repr__(self) -> str:
-        return f"FloatRange({self.lo}, {self.hi})"
+    def show(self, x: float) -> str:
+        return f"{x:g}"
 
 
 IN_FILE, IN_DIR, OUT_FILE, OUT_DIR = "input file", "input directory", "output file", \
