@@ -1,0 +1,5 @@
+"""Targeted sync by key (issue 15): re-read one object's records from Zuora and repair its local
+copy through the same normalisation, rules and guarded, audited repair path as the nightly.
+
+The floor between repair and reports: it imports the stages below it and is imported only by
+the report, the jobs and the callout workers."""
