@@ -3,3 +3,22 @@ copy through the same normalisation, rules and guarded, audited repair path as t
 
 The floor between repair and reports: it imports the stages below it and is imported only by
 the report, the jobs and the callout workers."""
+
+from sync.model import (
+    SYNC_FAILED,
+    SYNC_LEFT,
+    SYNC_OBJECTS,
+    SYNC_OK,
+    Change,
+    Leftover,
+    SyncBadRecord,
+    SyncError,
+    SyncRequest,
+    SyncResult,
+    SyncTransient,
+    new_sync_id,
+)
+
+__all__ = ["SYNC_FAILED", "SYNC_LEFT", "SYNC_OBJECTS", "SYNC_OK", "Change", "Leftover",
+           "SyncBadRecord", "SyncError", "SyncRequest", "SyncResult", "SyncTransient",
+           "new_sync_id"]
