@@ -3,28 +3,26 @@ the store) becomes the Zuora callout(s) recon's receiver subscribes to, delivere
 with Zuora's semantics (docs/zuora-api.md §5) — so the event path can be tested end to end, lost,
 late and out-of-order deliveries included.
 
-Which mutation sends which event (README "The Zuora sandbox server" repeats this table):
+Which mutation sends which event (README "Callouts from the sandbox" has the same table):
 
-============================================  ==================  ===============================
-mutation                                       kind                payload (ids only)
-============================================  ==================  ===============================
-Contact insert/update/delete                   contact             ContactId, AccountId, ChangeType
-Account insert/update/delete (BillTo/SoldTo    account             AccountId, AccountNumber,
-too)                                                               BillToId, SoldToId, ChangeType
-Subscription update of custom fields only      subscription        SubscriptionName, SubscriptionId,
-(``*__c``; an order changes more)                                  AccountId, ChangeType
-Subscription insert (a new version), any       order_processed     OrderNumber, SubscriptionNames,
-other Subscription update or delete; any                           AccountIds (comma-separated)
-RatePlan, RatePlanCharge or Tier change
-Product, ProductRatePlan, ProductRatePlanCharge catalog            ObjectType, Id, ProductId,
-or ProductRatePlanChargeTier change                                ChangeType (INSERT|UPDATE|DELETE)
-============================================  ==================  ===============================
+- Contact insert/update/delete → ``contact``: ContactId, AccountId, ChangeType.
+- Account insert/update/delete (BillToId/SoldToId changes included) → ``account``: AccountId,
+  AccountNumber, BillToId, SoldToId, ChangeType.
+- Subscription update of custom fields only (``*__c``: Zuora's custom event for changes made
+  outside an order) → ``subscription``: SubscriptionName, SubscriptionId, AccountId, ChangeType.
+- Subscription insert (a new version), any other Subscription update or delete, any RatePlan,
+  RatePlanCharge or RatePlanChargeTier change (all of which Zuora makes through an order) →
+  ``order_processed``: OrderNumber, SubscriptionNames, AccountIds (comma-separated).
+- Product, ProductRatePlan, ProductRatePlanCharge or ProductRatePlanChargeTier change →
+  ``catalog``: ObjectType, Id, ProductId, ChangeType (INSERT|UPDATE|DELETE).
+- Anything else sends nothing (no callout of recon's covers it).
 
 A batch (``{"mutations": [...]}`` on the HTTP API, :meth:`Callouts.batch` in Python) is one
 order: its subscription changes send ONE Order Processed naming every subscription and account
 it touched, sent after the whole batch is applied (a new version is a Subscription insert, its
 rate plans, charges and tiers, and the old version expired: one order, as in Zuora). A change the
-sandbox cannot tie to a subscription or a product (an orphan rate plan) sends nothing.
+sandbox cannot tie to a subscription (an orphan rate plan) sends nothing; a catalog change always
+sends (ProductId empty when its product cannot be found: the catalog syncs whole anyway).
 
 Delivery: a background sender (a few threads over one due-time queue), so a mutation's answer
 never waits for its callout. Each notification has a ``Zuora-Notification-Id`` kept across
@@ -418,8 +416,8 @@ class CalloutSender:
                             d.release = None
                         if status == 200:
                             self._finish(d, "sent")
-                        elif retriable(status) and d.attempts < self.cfg.attempts \
-                                and not self._stopping:
+                        elif retriable(status) and d.attempts < self.cfg.attempts:
+                            # (when stopping, it stays queued: pending, not failed)
                             self._push(d, time.monotonic() + self.cfg.retry_interval)
                         else:
                             self._finish(d, "failed")

@@ -273,6 +273,12 @@ def test_a_batch_names_every_subscription_it_touches_and_answers_before_the_call
     accounts = ",".join(dict.fromkeys(s["AccountId"] for s in subs))
     assert seen.payload["SubscriptionNames"] == names
     assert seen.payload["AccountIds"] == accounts
+    receiver.slow = 0.0
+    with srv.mutation_batch():  # the Python path: one order too
+        for s in subs:
+            srv.store.update("Subscription", s["Id"], Notes="renewed")
+    assert srv.callouts.sender.drain(5)
+    assert [s.payload["SubscriptionNames"] for s in receiver.seen] == [names, names]
 
 
 # -- delivery -----------------------------------------------------------------------------
