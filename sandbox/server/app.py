@@ -461,14 +461,14 @@ def serve(data_dir: str | Path, port: int = 8808, tenant_tz: str | None = None,
     srv.store.preload()
     print(f"loaded {len(srv.store.objects)} objects in {time.monotonic() - t0:.1f}s",
           flush=True)
+    if srv.callouts is not None:
+        print(srv.callouts.cfg.describe(), flush=True)
     print(f"Zuora sandbox serving {srv.data_dir} at {srv.url} (tenant zone {srv.tenant_tz}; "
           f"client_id={srv.tokens.client_id!r}); Ctrl-C stops", flush=True)
     armed = srv.faults.pending()
     if armed:
         print("faults armed: " + ", ".join(f"{f.route}:{f.kind}x{f.times}" for f in armed),
               flush=True)
-    if srv.callouts is not None:
-        print(srv.callouts.cfg.describe(), flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

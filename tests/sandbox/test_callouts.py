@@ -9,7 +9,10 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -435,3 +438,42 @@ def test_serve_help_shows_the_callout_flags_and_they_need_a_url(data_dir: Path, 
     monkeypatch.chdir(data_dir.parent)
     code = main(["sandbox", "serve", "--data", str(data_dir), "--callout-loss", "0.1"])
     assert code == 2 and "--callout-loss need(s) --callout-url" in capsys.readouterr().err
+
+
+def test_recon_sandbox_serve_sends_callouts(data_dir: Path, receiver: Receiver,
+                                            tmp_path: Path) -> None:
+    """The CLI's flags reach the sender: a real `recon sandbox serve` process, one mutation."""
+    receiver.reset()
+    receiver.auth = ("zuora", "pw")
+    port, log = free_port(), tmp_path / "callouts.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
+    env["RECON_SANDBOX_CALLOUT_AUTH"] = "zuora:pw"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "sandbox", "serve", "--data", str(data_dir),
+         "--port", str(port), "--callout-url", receiver.url, "--callout-secret", "shh",
+         "--callout-log", str(log), "--callout-seed", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        out = ""
+        while "serving" not in out:
+            line = proc.stdout.readline()
+            assert line, f"recon sandbox serve ended: {proc.stderr.read()}"
+            out += line
+        assert "callouts to " + receiver.url in out and "pw" not in out and "shh" not in out
+        contact = json.loads((data_dir / "zuora" / "Contact.jsonl").open().readline())["Id"]
+        r = requests.post(f"http://127.0.0.1:{port}/sandbox/mutations", timeout=10, json={
+            "op": "update", "object": "Contact", "id": contact, "fields": {"City": "Oslo"}})
+        assert r.status_code == 200, r.text
+        first, second = receiver.wait(2)
+        assert (first.status, second.status) == (401, 200)
+        assert second.headers["x-zuora-signature"] == hmac.new(b"shh", second.body,
+                                                               hashlib.sha256).hexdigest()
+        deadline = time.monotonic() + 5
+        while not log.exists() or not log.read_text():
+            assert time.monotonic() < deadline, "nothing logged"
+            time.sleep(0.02)
+        line = json.loads(log.read_text().splitlines()[0])
+        assert line["outcome"] == "sent" and line["keys"] == {"contact": [contact]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
