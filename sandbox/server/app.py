@@ -13,7 +13,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,8 @@ class SandboxServer:
                  callout_retry_interval: float | None = None,
                  callout_attempts: int | None = None, callout_seed: int | None = None,
                  callout_log: str | Path | None = None, callout_senders: int | None = None,
-                 callout_signature_header: str | None = None) -> None:
+                 callout_signature_header: str | None = None,
+                 callout_paths: Mapping[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.tenant_tz = tenant_zone(self.data_dir, tenant_tz)
         self.stats: Counter = Counter()
@@ -105,7 +106,8 @@ class SandboxServer:
                 preemptive=callout_preemptive, loss=callout_loss, delay=callout_delay,
                 reorder=callout_reorder, retry_interval=callout_retry_interval,
                 attempts=callout_attempts, seed=callout_seed, log=callout_log,
-                senders=callout_senders, signature_header=callout_signature_header))
+                senders=callout_senders, signature_header=callout_signature_header,
+                paths=callout_paths))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _bind(self) -> ThreadingHTTPServer:
@@ -169,6 +171,11 @@ class SandboxServer:
         subscriptions they touch, sent when the block ends (no callouts: a plain block)."""
         with self.callouts.batch() if self.callouts else contextlib.nullcontext():
             yield
+
+    def drain_callouts(self, timeout: float) -> bool:
+        """Wait until no callout is queued, held back or in flight (retries included); whether
+        that happened within ``timeout`` seconds (True at once without callouts)."""
+        return self.callouts is None or self.callouts.sender.drain(timeout)
 
     def callout_report(self) -> dict[str, Any]:
         """Every callout by outcome (sent, dropped, failed, pending) with its kind and keys."""

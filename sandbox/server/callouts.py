@@ -334,7 +334,11 @@ class CalloutSender:
         self._seq = itertools.count(1)
         self._busy = 0
         self._stopping = False
-        self._log = cfg.log.open("a", encoding="utf-8") if cfg.log else None
+        try:
+            self._log = cfg.log.open("a", encoding="utf-8") if cfg.log else None
+        except OSError as e:
+            raise SandboxError(f"callout log {cfg.log}: {e.strerror or e}; give a file the "
+                               "sandbox can append to") from e
         self._threads = [threading.Thread(target=self._run, name=f"zuora-callouts-{i}",
                                           daemon=True) for i in range(cfg.senders)]
         for t in self._threads:

@@ -166,16 +166,12 @@ def row(srv: SandboxServer, obj: str, id_: str) -> dict[str, Any]:
     return found
 
 
-def report(srv: SandboxServer) -> dict[str, Any]:
-    assert srv.callouts is not None and srv.callouts.sender.drain(5)
+def drained(srv: SandboxServer) -> dict[str, Any]:
+    """``GET /sandbox/callouts`` once every notification has reached its outcome."""
+    assert srv.callouts is not None and srv.drain_callouts(5)
     r = requests.get(f"{srv.url}/sandbox/callouts", timeout=10)
     assert r.status_code == 200
     return r.json()
-
-
-def drained(srv: SandboxServer) -> dict[str, Any]:
-    """The report once every notification has reached its outcome."""
-    return report(srv)
 
 
 # -- what each mutation sends -------------------------------------------------------------
@@ -280,7 +276,7 @@ def test_a_batch_names_every_subscription_it_touches_and_answers_before_the_call
     with srv.mutation_batch():  # the Python path: one order too
         for s in subs:
             srv.store.update("Subscription", s["Id"], Notes="renewed")
-    assert srv.callouts.sender.drain(5)
+    assert srv.drain_callouts(5)
     assert [s.payload["SubscriptionNames"] for s in receiver.seen] == [names, names]
 
 
@@ -311,7 +307,7 @@ def test_preemptive_auth_and_the_hmac_signature(make, receiver: Receiver) -> Non
     assert only.status == 200 and only.headers["authorization"].startswith("Basic ")
     assert only.headers["x-zuora-signature"] == hmac.new(b"shh", only.body,
                                                          hashlib.sha256).hexdigest()
-    srv.callouts.sender.drain(2)
+    srv.drain_callouts(2)
     assert len(receiver.seen) == 1
 
 
@@ -424,6 +420,8 @@ def test_bad_callout_settings_are_refused_with_a_reason(data_dir: Path) -> None:
         SandboxServer(data_dir, callout_url="http://127.0.0.1:1", callout_attempts=6)
     with pytest.raises(SandboxError, match="USER:PASS"):
         SandboxServer(data_dir, callout_url="http://127.0.0.1:1", callout_auth="nopassword")
+    with pytest.raises(SandboxError, match="callout log .*append"):
+        SandboxServer(data_dir, callout_url="http://127.0.0.1:1", callout_log=data_dir)
 
 
 def test_serve_help_shows_the_callout_flags_and_they_need_a_url(data_dir: Path, capsys,
