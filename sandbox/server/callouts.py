@@ -9,7 +9,7 @@ Which mutation sends which event (README "Callouts from the sandbox" has the sam
 - Account insert/update/delete (BillToId/SoldToId changes included) → ``account``: AccountId,
   AccountNumber, BillToId, SoldToId, ChangeType.
 - Subscription update of custom fields only (``*__c``: Zuora's custom event for changes made
-  outside an order) → ``subscription``: SubscriptionName, SubscriptionId, AccountId, ChangeType.
+  outside an order; inside a batch that changes the subscription otherwise, the order covers it) → ``subscription``: SubscriptionName, SubscriptionId, AccountId, ChangeType.
 - Subscription insert (a new version), any other Subscription update or delete, any RatePlan,
   RatePlanCharge or RatePlanChargeTier change (all of which Zuora makes through an order) →
   ``order_processed``: OrderNumber, SubscriptionNames, AccountIds (comma-separated).
@@ -241,11 +241,16 @@ def _union(parts: Iterable[Iterable[str]]) -> tuple[str, ...]:
 
 def coalesce(events: list[CalloutEvent], order_number: str) -> list[CalloutEvent]:
     """One order's events: its Order Processed parts merged into one (named ``order_number``),
-    identical other events sent once, first-come order kept."""
+    a custom-field event for a subscription the order names left out (Zuora sends the custom
+    event only for changes made outside an order), identical other events sent once,
+    first-come order kept."""
     out: list[CalloutEvent] = []
     seen: set[str] = set()
     orders = [e for e in events if e.kind == "order_processed"]
+    in_order = {n for o in orders for n in o.keys["subscription"]}
     for e in events:
+        if e.kind == "subscription" and e.keys["subscription"][0] in in_order:
+            continue
         if e.kind == "order_processed":
             if e is not orders[0]:
                 continue

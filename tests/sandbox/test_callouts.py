@@ -273,9 +273,10 @@ def test_a_batch_names_every_subscription_it_touches_and_answers_before_the_call
     assert seen.payload["SubscriptionNames"] == names
     assert seen.payload["AccountIds"] == accounts
     receiver.slow = 0.0
-    with srv.mutation_batch():  # the Python path: one order too
+    with srv.mutation_batch():  # the Python path: one order too, custom fields included
         for s in subs:
             srv.store.update("Subscription", s["Id"], Notes="renewed")
+            srv.store.update("Subscription", s["Id"], GitLabNamespaceName__c="in-order")
     assert srv.drain_callouts(5)
     assert [s.payload["SubscriptionNames"] for s in receiver.seen] == [names, names]
 
