@@ -59,21 +59,17 @@ from urllib.parse import urlsplit
 
 import requests
 
+from core.catalog.events import CATALOG_OBJECTS as CATALOG_EVENT_OBJECTS
+from core.catalog.events import EVENT_KINDS
 from core.config import redact_url
 from sandbox.server.store import Mutation, Store
 from sandbox.server.wire import SandboxError
 
-# The receiver's default path per event kind (the receiver's recon.toml defaults: same table).
-DEFAULT_PATHS: Mapping[str, str] = {
-    "contact": "/callouts/contact",
-    "account": "/callouts/account",
-    "subscription": "/callouts/subscription",
-    "order_processed": "/callouts/order-processed",
-    "catalog": "/callouts/catalog",
-}
+# The receiver's default path per event kind, and the catalog's objects: declared once in the
+# catalogue (core.catalog.events), which recon's receiver reads too.
+DEFAULT_PATHS: Mapping[str, str] = {k.name: k.path for k in EVENT_KINDS}
 KINDS = tuple(DEFAULT_PATHS)
-CATALOG_OBJECTS = ("Product", "ProductRatePlan", "ProductRatePlanCharge",
-                   "ProductRatePlanChargeTier")
+CATALOG_OBJECTS = CATALOG_EVENT_OBJECTS
 SUBSCRIPTION_PARTS = ("RatePlan", "RatePlanCharge", "RatePlanChargeTier")
 CHANGE_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 BOOKKEEPING = frozenset({"UpdatedDate", "UpdatedById"})  # not a change of their own
