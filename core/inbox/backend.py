@@ -245,14 +245,11 @@ class PostgresBackend(Backend):
         self.url = url
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            with self.conn.transaction():
-                # one creator at a time (two processes starting together)
-                self.conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                                  (int.from_bytes(b"reconinb", "big", signed=True),))
-                for _, ddl in _ddl("DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
-                    self.conn.execute(ddl)  # type: ignore[arg-type]
-                for ddl in INDEXES:
-                    self.conn.execute(ddl)  # type: ignore[arg-type]
+            # created already (the last index is created last, in the same transaction):
+            # skip the DDL, whose CREATE INDEX would lock the tables against running workers
+            made = self.conn.execute("SELECT to_regclass('recon_inbox_events_received')")
+            if (made.fetchone() or (None,))[0] is None:
+                self._create()
             row = self.conn.execute(
                 "SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity "
                 "WHERE pid = pg_backend_pid()").fetchone()
@@ -260,6 +257,16 @@ class PostgresBackend(Backend):
         except psycopg.Error as e:
             raise InboxUnavailable(f"cannot open the callout inbox in {redact_url(url)}: "
                                    f"{type(e).__name__}: {e}") from e
+
+    def _create(self) -> None:
+        with self.conn.transaction():
+            # one creator at a time (two processes starting together)
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                              (int.from_bytes(b"reconinb", "big", signed=True),))
+            for _, ddl in _ddl("DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
+                self.conn.execute(ddl)  # type: ignore[arg-type]
+            for ddl in INDEXES:
+                self.conn.execute(ddl)  # type: ignore[arg-type]
 
     @staticmethod
     def _sql(sql: str) -> str:

@@ -121,7 +121,7 @@ class Inbox:
                 b.execute("DELETE FROM recon_inbox_events WHERE notification_id = ?",
                           (e.notification_id,))
                 b.execute(insert, values)
-            for obj, key in e.keys:
+            for obj, key in sorted(set(e.keys)):  # one lock order: no deadlock between
                 self._schedule(obj, key, e.notification_id, now, e.debounce_s.get(obj, 0.0))
         return StoreOutcome(Stored.NEW, e.notification_id, e.keys)
 
@@ -226,7 +226,7 @@ class Inbox:
         """The claim's rows still held by it (a taken-over claim finishes nothing)."""
         b = self.backend
         out = []
-        for key in claim.keys:
+        for key in sorted(claim.keys):
             rows = b.fetch("SELECT key, ids, rerun_ids, rerun_first_at FROM "
                            "recon_inbox_pending WHERE object = ? AND key = ? AND claimed_by = ?"
                            + b.for_update, (claim.object, key, claim.token))
