@@ -1,54 +1,30 @@
-"""Callout event kinds: where each kind is received and where its keys sit in the payload.
+"""Callout event kinds as configured: the defaults (``core.catalog.events``, declared with the
+catalogue) overlaid with ``[callouts.events.<kind>]``, and reading a payload's keys.
 
-Declared in the shared base because three floors read it: the receiver (``callouts``) takes the
-keys out of a payload with it, the nightly (``reconcile``) asks which objects an event kind
-covers to count missed callouts, and the configuration checks ``[callouts.events.<kind>]``
-with it at load time, so a typo in a template's mapping fails at start, not at the first
-event.
+In the shared base because the configuration checks ``[callouts.events.<kind>]`` with it at
+load time (a typo in a template's mapping fails at start, not at the first event) and the
+receiver (``callouts``) and any reader of the inbox share one reading of a payload.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
+from core.catalog.events import EVENT_KINDS, WHOLE_CATALOG, EventKind
 from core.errors import ConfigError
+
+__all__ = ["DEFAULT_KINDS", "EVENT_OBJECTS", "WHOLE_CATALOG", "EventKind", "PayloadError",
+           "event_kinds", "extract_keys", "parse_event_kinds"]
 
 #: the objects an event can name (the targeted sync's objects, ``sync.model.SYNC_OBJECTS``,
 #: restated here because the shared base cannot import the sync floor)
 EVENT_OBJECTS: tuple[str, ...] = ("account", "contact", "subscription", "catalog")
-#: the catalog is synced whole: its events all name this key
-WHOLE_CATALOG = "*"
 
-
-@dataclass(frozen=True)
-class EventKind:
-    """One kind of callout: its path on the receiver and, per sync object, the dotted path of
-    the payload field holding that object's key(s). ``catalog`` maps to ``""``: the whole
-    catalog (key ``*``), whatever the payload says."""
-
-    name: str
-    path: str
-    keys: tuple[tuple[str, str], ...]  # (object, dotted payload path)
-
-    @property
-    def objects(self) -> tuple[str, ...]:
-        return tuple(o for o, _ in self.keys)
-
-
-DEFAULT_KINDS: dict[str, EventKind] = {
-    k.name: k for k in (
-        EventKind("contact", "/callouts/contact", (("contact", "ContactId"),)),
-        EventKind("account", "/callouts/account", (("account", "AccountId"),)),
-        EventKind("subscription", "/callouts/subscription",
-                  (("subscription", "SubscriptionName"),)),
-        EventKind("order_processed", "/callouts/order-processed",
-                  (("subscription", "SubscriptionNames"), ("account", "AccountIds"))),
-        EventKind("catalog", "/callouts/catalog", (("catalog", ""),)),
-    )
-}
+#: the defaults, declared once with the catalogue (``core.catalog.events``)
+DEFAULT_KINDS: dict[str, EventKind] = {k.name: k for k in EVENT_KINDS}
 
 
 class PayloadError(ValueError):
@@ -73,19 +49,24 @@ def _kind(name: str, table: Any, base: EventKind | None) -> EventKind:
         if base is None:
             raise ConfigError(f"{where}: a new event kind needs keys = {{object = "
                               "\"PayloadField\"}}")
-        return EventKind(name, path, base.keys)
+        return replace(base, path=path)
     if not isinstance(raw_keys, Mapping) or not raw_keys:
         raise ConfigError(f"{where}: keys must map a sync object to a payload field, e.g. "
-                          "keys = { account = \"AccountId\" }")
-    keys = []
+                          "keys = { account = \"AccountId\" } (catalog = \"\": the whole "
+                          "catalog)")
+    keys, whole = [], None
     for obj, field in raw_keys.items():
         if obj not in EVENT_OBJECTS:
             raise ConfigError(f"{where}: keys names {obj!r}; the objects are "
                               f"{', '.join(EVENT_OBJECTS)}")
-        if not isinstance(field, str) or (obj != "catalog" and not field.strip()):
+        if obj == "catalog":
+            whole = "catalog"  # synced whole: seed 004's one debounced catalog sync
+            continue
+        if not isinstance(field, str) or not field.strip():
             raise ConfigError(f"{where}: keys.{obj} must be a dotted payload field name")
         keys.append((obj, field.strip()))
-    return EventKind(name, path, tuple(keys))
+    return EventKind(name, path, tuple(keys), whole=whole,
+                     description=base.description if base else "")
 
 
 def parse_event_kinds(text: str) -> dict[str, EventKind]:
@@ -144,10 +125,9 @@ def extract_keys(kind: EventKind, payload: Any) -> tuple[tuple[str, str], ...]:
         raise PayloadError("the body must be a JSON object")
     found: list[tuple[str, str]] = []
     missing: list[str] = []
+    if kind.whole:
+        found.append((kind.whole, WHOLE_CATALOG))
     for obj, field in kind.keys:
-        if obj == "catalog":
-            found.append((obj, WHOLE_CATALOG))
-            continue
         value = _dig(payload, field)
         keys = [] if value is None else _split(value, obj, field)
         if not keys:

@@ -96,6 +96,18 @@ class KeySync:
     status: str | None  # ok | left | failed | dead
     last_event_at: dt.datetime | None
 
+    @property
+    def dead(self) -> bool:
+        """The key's latest callout was dead-lettered (no event for it arrived since)."""
+        return self.status == "dead" and (
+            self.last_event_at is None or self.finished_at is None
+            or self.last_event_at <= self.finished_at)
+
+    @property
+    def synced_at(self) -> dt.datetime | None:
+        """When a sync last WROTE the key (dead letters and failures wrote nothing)."""
+        return self.finished_at if self.status in ("ok", "left") else None
+
 
 @dataclass(frozen=True)
 class DeadLetter:
