@@ -281,3 +281,19 @@ def test_event_kinds_and_key_extraction() -> None:
         parse_event_kinds(json.dumps({"account": {"path": "/callouts/contact"}}))
     with pytest.raises(ConfigError, match="objects are"):
         parse_event_kinds(json.dumps({"x": {"path": "/x", "keys": {"invoice": "Id"}}}))
+
+
+def test_callouts_events_tables_in_recon_toml(tmp_path: Path) -> None:
+    from core.config import load_settings
+    from core.inbox import event_kinds
+
+    cfg = tmp_path / "recon.toml"
+    cfg.write_text('[callouts.events.account]\npath = "/z/account"\n\n'
+                   '[callouts.events.order_processed]\nkeys = { subscription = "Names" }\n')
+    kinds = event_kinds(load_settings(cfg, env={}))
+    assert kinds["account"].path == "/z/account"
+    assert kinds["account"].keys == (("account", "AccountId"),)
+    assert kinds["order_processed"].keys == (("subscription", "Names"),)
+    cfg.write_text('[callouts.events.account]\npath = "z"\n')
+    with pytest.raises(ConfigError, match="callouts.events.*path must be a URL path"):
+        load_settings(cfg, env={})
