@@ -76,10 +76,11 @@ def _body(resp: Any, what: str) -> Any:
                                f"JSON", status=resp.status_code) from e
 
 
-def _zoql_records(client: ZuoraClient, spec: ObjectSpec, field: str,
+def _zoql_records(client: ZuoraClient, spec: ObjectSpec, field: str | None,
                   values: list[str]) -> tuple[list[dict[str, Any]], int]:
-    where = " or ".join(f"{field} = {_zoql_literal(v)}" for v in values)
-    q = f"select {', '.join(spec.field_names)} from {spec.name} where {where}"
+    q = f"select {', '.join(spec.field_names)} from {spec.name}"
+    if field is not None:
+        q += " where " + " or ".join(f"{field} = {_zoql_literal(v)}" for v in values)
     body = _body(client.request("POST", "/v1/action/query", route="query",
                                 json={"queryString": q, "conf": {"batchSize": ZOQL_PAGE}},
                                 headers={"Accept": "application/json"}), "POST /v1/action/query")
@@ -130,6 +131,18 @@ def read_by_key(client: ZuoraClient, spec: ObjectSpec, field: str, values: Itera
         got, n = fetch(client, spec, field, chunk)
         records += got
         calls += n
+    return _typed(spec, records, tenant_tz, calls)
+
+
+def read_all(client: ZuoraClient, spec: ObjectSpec, *, tenant_tz: str) -> ByKey:
+    """Every record of ``spec`` with ZOQL (paged by ``queryMore``): for the small catalog
+    objects a whole-catalog sync reads; big objects go through the extractor's AQuA path."""
+    records, calls = _zoql_records(client, spec, None, [])
+    return _typed(spec, records, tenant_tz, calls)
+
+
+def _typed(spec: ObjectSpec, records: list[dict[str, Any]], tenant_tz: str,
+           calls: int) -> ByKey:
     if not records:
         return ByKey(spec, empty_frame(spec), pl.DataFrame(schema=REJECTS), calls)
     names = spec.field_names

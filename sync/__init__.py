@@ -4,6 +4,7 @@ copy through the same normalisation, rules and guarded, audited repair path as t
 The floor between repair and reports: it imports the stages below it and is imported only by
 the report, the jobs and the callout workers."""
 
+from sync.engine import sync_dir, sync_keys
 from sync.model import (
     SYNC_FAILED,
     SYNC_LEFT,
@@ -21,4 +22,4 @@ from sync.model import (
 
 __all__ = ["SYNC_FAILED", "SYNC_LEFT", "SYNC_OBJECTS", "SYNC_OK", "Change", "Leftover",
            "SyncBadRecord", "SyncError", "SyncRequest", "SyncResult", "SyncTransient",
-           "new_sync_id"]
+           "new_sync_id", "sync_dir", "sync_keys"]
