@@ -351,6 +351,7 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         check_target(target, target, what, redact_url(url))  # refuses an unstamped target
         sess = Session(db)
         audit.ensure_tables(sess)
+        apply_id = _sync_apply(sess, apply_id)
         orig = audit.get_apply(sess, apply_id)
         if orig is None:
             raise ApplyNotFound(f"no apply {apply_id!r} in {audit.APPLIES} of the local "
@@ -365,8 +366,12 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         rows = audit.read_audit(sess, apply_id)
         ops = revert_ops(rows)
         batches = make_batches(ops, size)
+        # a targeted sync's apply was bounded by sync.max_rows_per_key, not by a table
+        # fraction (one key of a small table is a large fraction): undoing it is too
+        by_sync = str(orig["run_id"] or "").startswith(SYNC_PREFIX)
         try:
-            notes += _fraction(sess, ops, settings, force, f"reverting {apply_id}")
+            over = _fraction(sess, ops, settings, force or by_sync, f"reverting {apply_id}")
+            notes += over if force or not by_sync else []
         except RepairRefused as e:
             if yes:
                 audit.insert_apply(sess, _apply_row(
@@ -388,6 +393,19 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
                        status=status, plan_id=orig["plan_id"], run_id=orig["run_id"],
                        batches=len(batches), outcomes=outcomes,
                        seconds=time.monotonic() - t0, reverts_apply_id=apply_id, notes=notes)
+
+
+SYNC_PREFIX = "sync-"  # sync.model.new_sync_id: a targeted sync's apply has it as run_id
+
+
+def _sync_apply(sess: Session, apply_id: str) -> str:
+    """``recon repair revert SYNC_ID``: the apply a targeted sync made (its run id is the
+    sync id); any other id is returned as given."""
+    if not apply_id.startswith(SYNC_PREFIX) or not sess.table_exists(audit.APPLIES):
+        return apply_id
+    rows = sess.rows(f"SELECT apply_id FROM {audit.APPLIES} WHERE run_id = {sess.ph} AND "
+                     "kind = 'apply' ORDER BY started_at DESC", [apply_id])
+    return rows[0][0] if rows else apply_id
 
 
 def list_applies(settings: Settings) -> pl.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 import requests
 
 from core.config import Settings
@@ -44,3 +45,99 @@ def test_subscription_custom_field_is_synced(world) -> None:
     assert got["notes"].to_list() == ["changed by a person in Zuora"]
     assert [(c.table, c.op, c.columns) for c in res.changes] == [
         ("zuora_local_subscriptions", "update", ("notes", "updated_date"))]
+
+
+def _clone(srv: SandboxServer, obj: str, **fields) -> str:
+    """Insert a copy of the first live ``obj`` with ``fields`` changed (a new Id); audit
+    dates are the sandbox's own."""
+    row = srv.store.live(obj).row(0, named=True)
+    skip = {"Id", "CreatedDate", "UpdatedDate", "_deleted_at"}
+    vals = {k: (v.isoformat() if hasattr(v, "isoformat") else
+                str(v) if not isinstance(v, (int, bool, float, str)) else v)
+            for k, v in row.items() if v is not None and k not in skip and not k.startswith("_")}
+    vals.update(fields)
+    return mutate(srv, "insert", obj, **vals)
+
+
+def test_new_account_creates_billing_account_contacts_and_customer(world) -> None:
+    """Seed 001: an account the local copy lacks, with a Sold-To e-mail no customer has —
+    the sync creates the billing account, both contacts (as local references) and the
+    customer with its membership; the audit names the trigger; revert undoes it all."""
+    from repair.apply import list_applies, revert_apply
+
+    srv, settings = world
+    acct = _clone(srv, "Account", AccountNumber="A-SYNC-NEW", Name="Synced Co")
+    bill = _clone(srv, "Contact", AccountId=acct, WorkEmail="bill.sync@example.com",
+                  FirstName="Bill")
+    sold = _clone(srv, "Contact", AccountId=acct, WorkEmail="Sold.Sync@example.com ",
+                  FirstName="Sol")
+    mutate(srv, "update", "Account", acct, BillToId=bill, SoldToId=sold)
+
+    dry = sync_keys(settings, SyncRequest("account", ("A-SYNC-NEW",), dry_run=True))
+    assert dry.exit_code == 0 and dry.apply_id is None
+    assert {(c.table, c.op) for c in dry.changes} >= {
+        ("billing_accounts", "insert"), ("billing_account_contacts", "insert"),
+        ("customers", "insert"), ("billing_account_memberships", "insert")}
+    assert local(settings, "SELECT * FROM billing_accounts WHERE zuora_account_id = %s",
+                 [acct]).height == 0  # a dry run writes nothing
+
+    res = sync_keys(settings, SyncRequest("account", ("A-SYNC-NEW",),
+                                          trigger="callout:n-1,n-2"))
+    assert res.exit_code == 0, res.leftovers
+    ba = local(settings, "SELECT id, zuora_account_number, bill_to_contact_id, "
+               "sold_to_contact_id FROM billing_accounts WHERE zuora_account_id = %s", [acct])
+    assert ba["zuora_account_number"].to_list() == ["A-SYNC-NEW"]
+    contacts = local(settings, "SELECT id, zuora_contact_id FROM billing_account_contacts "
+                     "WHERE zuora_account_id = %s ORDER BY first_name", [acct])
+    by_zid = dict(zip(contacts["zuora_contact_id"], contacts["id"], strict=True))
+    assert ba["bill_to_contact_id"][0] == by_zid[bill]  # local references, not Zuora ids
+    assert ba["sold_to_contact_id"][0] == by_zid[sold]
+    cust = local(settings, "SELECT c.email FROM customers c JOIN billing_account_memberships "
+                 "m ON m.customer_id = c.id WHERE m.billing_account_id = %s", [ba["id"][0]])
+    assert cust["email"].to_list() == ["sold.sync@example.com"]
+    applies = list_applies(settings).filter(pl.col("apply_id") == res.apply_id)
+    assert applies["run_id"].to_list() == [res.sync_id]
+    assert "trigger callout:n-1,n-2" in applies["message"][0]
+
+    # a second sync finds nothing to do
+    again = sync_keys(settings, SyncRequest("account", (acct,)))
+    assert again.exit_code == 0 and again.changes == ()
+
+    back = revert_apply(res.sync_id, settings, yes=True)  # the sync id names its apply
+    assert back.status == "complete" and back.reverts_apply_id == res.apply_id
+    assert local(settings, "SELECT * FROM billing_accounts WHERE zuora_account_id = %s",
+                 [acct]).height == 0
+    assert local(settings, "SELECT * FROM customers WHERE email = %s",
+                 ["sold.sync@example.com"]).height == 0
+
+
+@pytest.mark.slow
+def test_a_nightly_after_a_sync_finds_nothing_for_the_key(world) -> None:
+    """The sync repairs a drifted key the nightly way (new billing account, contacts and a
+    customer for a new Sold-To e-mail); a nightly with lag 0 and grace 0 then has zero
+    findings (pending included) and zero operations for that key."""
+    import dataclasses
+    import threading
+
+    from jobs.steps import run_steps
+
+    srv, settings = world
+    acct = _clone(srv, "Account", AccountNumber="A-SYNC-NIGHT", Name="Night Co")
+    bill = _clone(srv, "Contact", AccountId=acct, WorkEmail="night.bill@example.com")
+    sold = _clone(srv, "Contact", AccountId=acct, WorkEmail="night.sold@example.com")
+    mutate(srv, "update", "Account", acct, BillToId=bill, SoldToId=sold)
+    res = sync_keys(settings, SyncRequest("account", (acct,)))
+    assert res.exit_code == 0 and res.changes, res
+
+    nightly = dataclasses.replace(settings, extract_lag_hours=0.0, reconcile_grace_hours=0.0)
+    seen: dict = {}
+    run_steps("full", nightly, stop=threading.Event(), progress=lambda _m: None,
+              through="plan", after=lambda name, run: seen.update(run=run))
+    run = seen["run"]
+    mine = run.result.drift.filter(
+        (pl.col("account_id") == acct) | pl.col("key").is_in(
+            [acct, bill, sold, "night.sold@example.com", "night.bill@example.com"]))
+    assert mine.height == 0, mine.select("object", "key", "rule", "status", "explanation")
+    ops = [op for op in run.plan.operations
+           if acct in str(op.key) or acct in str(op.after) or "night." in str(op.after)]
+    assert ops == []
