@@ -199,7 +199,9 @@ def run_history(args: argparse.Namespace) -> int:
                   else f"{r['plan_id']} ({r['run_id']})")
         print(f"  {r['apply_id']:<28} {r['kind']:<6} {r['status']:<9} {started:<19} "
               f"{r['ops_planned']:>8,} {r['ops_applied']:>8,} {r['ops_skipped']:>8,}  {target}")
-        if r["message"] and r["status"] in ("failed", "refused", "partial"):
+        # a targeted sync's apply (run id = sync id): its message names the keys and trigger
+        sync = str(r["run_id"] or "").startswith("sync-")
+        if r["message"] and (sync or r["status"] in ("failed", "refused", "partial")):
             print(f"      {r['message'][:300]}")
     return EXIT_OK
 
