@@ -9,7 +9,7 @@ import requests
 from core.config import Settings
 from core.localdb.connect import connect
 from sandbox.server import SandboxServer
-from sync import SyncRequest, sync_keys
+from sync import SyncError, SyncRequest, sync_keys
 
 
 def mutate(srv: SandboxServer, op: str, obj: str, id_: str | None = None, **fields) -> str:
@@ -141,3 +141,41 @@ def test_a_nightly_after_a_sync_finds_nothing_for_the_key(world) -> None:
     ops = [op for op in run.plan.operations
            if acct in str(op.key) or acct in str(op.after) or "night." in str(op.after)]
     assert ops == []
+
+
+def test_contact_is_synced(world) -> None:
+    srv, settings = world
+    acct = srv.store.live("Account").row(4, named=True)
+    cid = acct["BillToId"]
+    mutate(srv, "update", "Contact", cid, City="Springfield", WorkEmail="NEW.bill@x.example")
+    res = sync_keys(settings, SyncRequest("contact", (cid,), trigger="callout:c-9"))
+    assert res.exit_code == 0, res.leftovers
+    got = local(settings, "SELECT city, work_email FROM billing_account_contacts WHERE "
+                "zuora_contact_id = %s", [cid]).row(0)
+    assert got == ("Springfield", "NEW.bill@x.example")
+    assert {c.table for c in res.changes} == {"billing_account_contacts"}
+
+
+def test_catalog_product_and_whole_catalog(world) -> None:
+    import dataclasses
+
+    srv, settings = world
+    prod = srv.store.live("Product").row(0, named=True)
+    mutate(srv, "update", "Product", prod["Id"], Name="Renamed in Zuora")
+    res = sync_keys(settings, SyncRequest("catalog", (prod["Id"],)))
+    assert res.exit_code == 0, res.leftovers
+    assert local(settings, "SELECT name FROM zuora_local_products WHERE zuora_id = %s",
+                 [prod["Id"]])["name"].to_list() == ["Renamed in Zuora"]
+    whole = sync_keys(settings, SyncRequest("catalog"))
+    assert whole.exit_code == 0 and whole.changes == (), whole
+
+    # a catalog that shrank suspiciously is refused; a small table has an absolute floor
+    tiers = srv.store.live("ProductRatePlanChargeTier")["Id"].head(3).to_list()
+    for t in tiers:
+        mutate(srv, "delete", "ProductRatePlanChargeTier", t)
+    strict = dataclasses.replace(settings, sync_catalog_min_rows=2, sync_catalog_max_shrink=0.01)
+    with pytest.raises(SyncError, match="Zuora no longer returns 3 of the"):
+        sync_keys(strict, SyncRequest("catalog"))
+    ok = sync_keys(dataclasses.replace(settings, sync_catalog_min_rows=3),
+                   SyncRequest("catalog", dry_run=True))
+    assert sum(c.op == "delete" for c in ok.changes) == 3
