@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,18 +238,26 @@ def subject(req: SyncRequest, read: _Read) -> pl.Expr:
 
 
 # -- the sync --------------------------------------------------------------------------------
+LOCK_WAIT_S = 120.0  # how long a sync waits for a running apply before "retry later"
+LOCK_POLL_S = 0.1
+
+
+class _Busy(Exception):  # noqa: N818 - a signal between the attempt and its loop
+    """Another apply holds the repair lock: nothing was written; read again when it ends."""
+
+
 def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient | None = None,
-              progress: Progress | None = None, keep: bool = True) -> SyncResult:
+              progress: Progress | None = None, keep: bool = True,
+              lock_wait_s: float = LOCK_WAIT_S) -> SyncResult:
     """Sync ``request``'s keys (see the module doc). Raises :class:`SyncError` (could not
     sync: exit 2), :class:`SyncTransient` (retry later) or :class:`SyncBadRecord` (a record
     Zuora returned breaks a contract: nothing written). ``keep=False`` removes the keyed
-    snapshot afterwards (the audit in the local database is the record of what changed)."""
-    from reconcile.engine import reconcile_snapshot
-    from repair.apply import apply_plan
-    from repair.guards import LockHeld, RepairRefused
-    from repair.plan import write_plan
-    from repair.planner import build_plan
+    snapshot afterwards (the audit in the local database is the record of what changed).
 
+    When an apply (the nightly's) holds the repair lock, the sync waits for it to end and
+    then reads Zuora and the local rows AGAIN before planning: what it read before may be
+    older than what that apply committed, and a sync never writes an older value over a
+    newer one (up to ``lock_wait_s``; then :class:`SyncTransient`)."""
     say = progress or (lambda _m: None)
     started = dt.datetime.now(dt.UTC)
     sync_id = new_sync_id(started)
@@ -259,17 +268,56 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
                             "RECON_ZUORA_CLIENT_SECRET)")
         client = ZuoraClient.from_settings(settings, track_id=sync_id,
                                            policy=RetryPolicy(attempts=4, backoff_cap=10.0))
+    deadline = time.monotonic() + lock_wait_s
     try:
-        try:
-            read = _read(settings, request, client)
-        except ZuoraError as e:
-            if isinstance(e, TransientError):
-                raise SyncTransient(f"reading {request.object} from Zuora failed for the "
-                                    f"moment: {e}") from e
-            raise SyncError(f"reading {request.object} from Zuora failed: {e}") from e
+        while True:
+            root = sync_dir(settings.data_dir, sync_id)
+            try:
+                return _attempt(settings, request, client, sync_id, started, say)
+            except _Busy as e:
+                if time.monotonic() > deadline:
+                    raise SyncTransient(f"{sync_id}: another repair held the lock for more "
+                                        f"than {lock_wait_s:g}s ({e}); retry later") from None
+                say(f"{sync_id}: waiting for the repair lock ({e}); the sync reads again "
+                    "once it is free")
+                shutil.rmtree(root, ignore_errors=True)
+                _wait_for_lock(settings, deadline)
+            finally:
+                if not keep:
+                    shutil.rmtree(root, ignore_errors=True)
     finally:
         if own:
             client.close()
+
+
+def _wait_for_lock(settings: Settings, deadline: float) -> None:
+    """Poll the repair lock (without holding it) until it is free or the deadline passes."""
+    from repair.guards import LockHeld
+    from repair.lock import RepairLock
+
+    while time.monotonic() < deadline:
+        try:
+            with RepairLock(settings.local_database_url, "sync-probe", "apply"):
+                return
+        except LockHeld:
+            time.sleep(LOCK_POLL_S)
+
+
+def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync_id: str,
+             started: dt.datetime, say: Progress) -> SyncResult:
+    from reconcile.engine import reconcile_snapshot
+    from repair.apply import apply_plan
+    from repair.guards import LockHeld, RepairRefused
+    from repair.plan import write_plan
+    from repair.planner import build_plan
+
+    try:
+        read = _read(settings, request, client)
+    except ZuoraError as e:
+        if isinstance(e, TransientError):
+            raise SyncTransient(f"reading {request.object} from Zuora failed for the "
+                                f"moment: {e}") from e
+        raise SyncError(f"reading {request.object} from Zuora failed: {e}") from e
     say(f"{sync_id}: read {read.zuora.rows} Zuora records ({read.zuora.requests} requests), "
         f"{read.local.rows} local rows")
     _check_records(read)
@@ -277,62 +325,55 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
     _check_catalog_shrink(settings, request, read)
 
     root = sync_dir(settings.data_dir, sync_id)
-    try:
-        snap_path = _write_snapshot(root, sync_id, request, read, settings)
-        from core.snapshot import open_snapshot
+    snap_path = _write_snapshot(root, sync_id, request, read, settings)
+    from core.snapshot import open_snapshot
 
-        snap = open_snapshot(snap_path)
-        reconcile_snapshot(snap, root, grace_hours=0.0)
-        drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
-        drift = pl.read_parquet(drift_path)
-        mine = drift.filter(subject(request, read))
-        mine.write_parquet(drift_path)
-        plan = build_plan(root, sync_id, local_database_url=settings.local_database_url)
-        plan_path = write_plan(plan, DataLayout(root).run_dir(sync_id) / PLAN_FILE)
-        leftovers = [Leftover("human", p.object, p.key, p.rule, p.field, p.explanation)
-                     for p in plan.needs_a_person]
-        leftovers += [Leftover("skipped", u.object, u.key, u.rule, u.field,
-                               f"no repair operation for this finding: {u.explanation}")
-                      for u in plan.not_planned]
-        ops = {op.seq: op for op in plan.operations}
-        changes: list[Change] = []
-        if request.dry_run:
-            changes = [Change(op.table, op.op, _plain(op.key), _columns(op.op, op.after),
-                              op.reason) for op in plan.operations]
-        elif plan.operations:
-            try:
-                res = apply_plan(plan_path, settings, yes=True, force=True)
-            except LockHeld as e:
-                raise SyncTransient(f"{sync_id}: another repair holds the lock ({e}); the "
-                                    "sync reads again when it retries") from e
-            except RepairRefused as e:
-                raise SyncError(f"{sync_id}: the repair was refused: {e}") from e
-            except LocalDatabaseError as e:
-                raise SyncTransient(f"{sync_id}: the local database failed: {e}") from e
-            _name_trigger(settings, res.apply_id, sync_id, request)
-            for o in res.outcomes:
-                op = ops[o.seq]
-                if o.status == "applied":
-                    changes.append(Change(o.table, o.op, _plain(o.key),
-                                          _columns(o.op, op.after), op.reason))
-                elif o.status != "already_applied":
-                    leftovers.append(Leftover(
-                        "skipped", o.table, json.dumps(_plain(o.key), sort_keys=True,
-                                                       default=str), None, None,
-                        f"{o.op} skipped ({o.status}): {o.detail}"))
-            apply_id = res.apply_id
-        else:
-            apply_id = None
-    finally:
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+    snap = open_snapshot(snap_path)
+    reconcile_snapshot(snap, root, grace_hours=0.0)
+    drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
+    drift = pl.read_parquet(drift_path)
+    drift.filter(subject(request, read)).write_parquet(drift_path)
+    plan = build_plan(root, sync_id, local_database_url=settings.local_database_url)
+    plan_path = write_plan(plan, DataLayout(root).run_dir(sync_id) / PLAN_FILE)
+    leftovers = [Leftover("human", p.object, p.key, p.rule, p.field, p.explanation)
+                 for p in plan.needs_a_person]
+    leftovers += [Leftover("skipped", u.object, u.key, u.rule, u.field,
+                           f"no repair operation for this finding: {u.explanation}")
+                  for u in plan.not_planned]
+    ops = {op.seq: op for op in plan.operations}
+    changes: list[Change] = []
+    apply_id = None
+    if request.dry_run:
+        changes = [Change(op.table, op.op, _plain(op.key), _columns(op.op, op.after),
+                          op.reason) for op in plan.operations]
+    elif plan.operations:
+        try:
+            res = apply_plan(plan_path, settings, yes=True, force=True)
+        except LockHeld as e:
+            raise _Busy(str(e)) from e
+        except RepairRefused as e:
+            raise SyncError(f"{sync_id}: the repair was refused: {e}") from e
+        except LocalDatabaseError as e:
+            raise SyncTransient(f"{sync_id}: the local database failed: {e}") from e
+        _name_trigger(settings, res.apply_id, sync_id, request)
+        for o in res.outcomes:
+            op = ops[o.seq]
+            if o.status == "applied":
+                changes.append(Change(o.table, o.op, _plain(o.key),
+                                      _columns(o.op, op.after), op.reason))
+            elif o.status != "already_applied":
+                leftovers.append(Leftover(
+                    "skipped", o.table, json.dumps(_plain(o.key), sort_keys=True,
+                                                   default=str), None, None,
+                    f"{o.op} skipped ({o.status}): {o.detail}"))
+        apply_id = res.apply_id
     missing = tuple(k for k, v in read.found.items() if v is None)
     code = SYNC_OK if request.dry_run or not leftovers else SYNC_LEFT
     return SyncResult(
         sync_id=sync_id, object=request.object, keys=request.keys, trigger=request.trigger,
         dry_run=request.dry_run, started_at=started, finished_at=dt.datetime.now(dt.UTC),
         exit_code=code, changes=tuple(changes), leftovers=tuple(leftovers), missing=missing,
-        apply_id=None if request.dry_run else apply_id)
+        apply_id=apply_id)
 
 
 def _plain(key: dict) -> dict:

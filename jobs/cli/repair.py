@@ -21,7 +21,7 @@ from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_run, add_yes, write_text
 from jobs.cli.common import progress_of as _progress
 from jobs.cli.common import settings_of as _settings
 from jobs.cli.exit_codes import NEEDS_A_PERSON
-from repair.executor import ALREADY, APPLIED, CONFLICT, REF_MISSING
+from repair.executor import ALREADY, APPLIED, CONFLICT, REF_MISSING, SUPERSEDED
 
 EXIT_PARTIAL = NEEDS_A_PERSON
 
@@ -65,7 +65,7 @@ def format_change(o: Any) -> list[str]:
 
 def format_skip(o: Any) -> str:
     label = {CONFLICT: "conflict", REF_MISSING: "referenced row missing",
-             ALREADY: "already applied"}[o.status]
+             ALREADY: "already applied", SUPERSEDED: "superseded"}[o.status]
     return f"  [{o.seq}] {o.op} {o.table} {_key(o.key)}: {label} — {o.detail}"
 
 
@@ -102,6 +102,10 @@ def format_result(result: Any, settings: Settings | None = None) -> list[str]:
         lines.append("would skip (conflicts and missing references):" if result.dry_run
                      else "skipped, not written (conflicts and missing references):")
         lines += [format_skip(o) for o in skipped]
+    synced = [o for o in result.outcomes if o.status == SUPERSEDED]
+    if synced:  # not conflicts: a targeted sync wrote newer values after the snapshot
+        lines.append("not written, superseded by targeted syncs (newer than this plan):")
+        lines += [format_skip(o) for o in synced]
     if result.dry_run:
         lines.append("nothing was written; run again with --yes to apply")
     elif result.kind == "apply" and result.ops_applied:
