@@ -605,8 +605,8 @@ class Executor:
         rows = self.sess.rows(
             f"SELECT a.key, ap.run_id, a.applied_at FROM {AUDIT} a JOIN {APPLIES} ap ON "
             f"ap.apply_id = a.apply_id WHERE a.table_name = {p} AND a.applied_at > {p} AND "
-            f"ap.kind = 'apply' AND ap.run_id LIKE 'sync-%' ORDER BY a.applied_at",
-            [table, self.superseded_after])
+            f"ap.kind = 'apply' AND ap.run_id LIKE {p} ORDER BY a.applied_at",
+            [table, self.superseded_after, "sync-%"])
         return {str(k): (str(r), t) for k, r, t in rows}
 
     @staticmethod
