@@ -261,6 +261,19 @@ class Settings:
                                          check=_secret_http_url)
     alerts_new_drift_threshold: int = setting(
         1, "alerts.new_drift_threshold", "alert when a run has at least this many new findings")
+    # targeted sync (issue 15, `recon sync`): guards sized for one key, not a whole table
+    sync_max_rows_per_key: int = setting(
+        5000, "sync.max_rows_per_key",
+        "sync: refuse a key whose subtree (Zuora + local rows) is larger", ge=1)
+    sync_batch_threshold: int = setting(
+        200, "sync.batch_threshold",
+        "sync: more keys than this in one request are read by one incremental export", ge=1)
+    sync_catalog_min_rows: int = setting(
+        20, "sync.catalog_min_rows",
+        "sync: below this many local rows a catalog table's shrink check uses this floor", ge=0)
+    sync_catalog_max_shrink: float = setting(
+        0.5, "sync.catalog_max_shrink",
+        "sync: refuse a catalog sync that removes more than this share of a table", gt=0, le=1)
     # -- issue 15: the callout receiver, its inbox and workers, the shared request budget --
     callouts_host: str = setting("127.0.0.1", "callouts.host", "callouts: receiver bind address")
     callouts_port: int = setting(8809, "callouts.port", "callouts: receiver port", ge=1,
@@ -325,9 +338,6 @@ class Settings:
     callouts_alert_window_s: float = setting(300.0, "callouts.alert_window_s",
                                              "callouts: window of the reject burst alert (s)",
                                              gt=0)
-    sync_batch_threshold: int = setting(
-        100, "sync.batch_threshold",
-        "sync: more pending keys of one object than this are synced as one batch", ge=1)
     zuora_budget_rate_per_s: float = setting(
         20.0, "zuora.budget_rate_per_s",
         "Zuora request budget shared by recon's processes: requests per second (0: no limit)",

@@ -44,13 +44,14 @@ from jobs.cli import (
     sandbox,
     scheduler,
     snapshots,
+    sync,
     validate,
 )
 from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_global_options
 
 # in `recon --help` order
 COMMAND_GROUPS = (config, db, sandbox, extract, validate, reconcile, run, runs, scheduler,
-                  snapshots, repair, report, callouts, demo)
+                  snapshots, repair, sync, report, callouts, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

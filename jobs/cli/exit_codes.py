@@ -54,6 +54,10 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                       1: "partial: rows changed since the apply were skipped (each listed)",
                       2: f"{_ALWAYS_2}, refused, lock held, unknown apply id, a batch failed"},
     "repair history": {0: "listed", 2: f"{_ALWAYS_2}, database unreachable"},
+    "sync": {0: "the keys are consistent after the sync, or a dry run that could read",
+             1: "`human` findings or skipped operations remain (each listed)",
+             2: f"{_ALWAYS_2}, Zuora or the local database unreachable, a bad record "
+                "(rule named), the row cap refused it"},
     "report": {0: "report written (without `--fail-on-drift`: whatever its banner)",
                1: "report written, banner DRIFT, with `--fail-on-drift`",
                2: f"{_ALWAYS_2}, no report could be written; banner ERROR or PARTIAL, with "

@@ -89,7 +89,7 @@ DOCUMENTED_DEFAULTS = {
     "callouts_debounce_subscription_s": "5.0",
     "callouts_debounce_catalog_s": "300.0",
     "callouts_max_attempts": "5",
-    "sync_batch_threshold": "100",
+    "sync_batch_threshold": "200",
 }
 
 
@@ -174,6 +174,9 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_CALLOUTS_ALERT_REJECTS": "3",
         "RECON_CALLOUTS_ALERT_WINDOW_S": "30",
         "RECON_SYNC_BATCH_THRESHOLD": "20",
+        "RECON_SYNC_MAX_ROWS_PER_KEY": "100",
+        "RECON_SYNC_CATALOG_MIN_ROWS": "5",
+        "RECON_SYNC_CATALOG_MAX_SHRINK": "0.25",
         "RECON_ZUORA_BUDGET_RATE_PER_S": "5",
         "RECON_ZUORA_BUDGET_CONCURRENCY": "4",
     }
@@ -374,7 +377,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         assert documented_default(spec, default), \
             f"{spec.key}: README default {default!r}, declared {spec.default!r}"
     assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
-    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 53
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 56
 
 
 def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:
