@@ -103,7 +103,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     metrics = Metrics(health)
     workers_pool: WorkerPool | None = None
     if n > 0:
-        sync_fn = sync or default_sync()
+        sync_fn = sync or default_sync(settings)
 
         def observe(status: str, claim: Any, detail: str) -> None:
             metrics.observe(status, claim.object, len(claim.keys))
@@ -196,7 +196,7 @@ def work(settings: Settings, *, workers: int | None = None, sync: SyncFn | None 
         mhost = metrics_host or settings.callouts_metrics_host
         _check_port(mhost, mport, "metrics")
         metrics_server, _ = start_http_server(mport, mhost, registry=metrics.registry)
-    pool = WorkerPool(settings, sync or default_sync(), n, observer=observe)
+    pool = WorkerPool(settings, sync or default_sync(settings), n, observer=observe)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda s, f: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -45,11 +45,30 @@ SyncFn = Callable[[Settings, SyncRequest], SyncResult]
 Observer = Callable[[str, Claim, str], None]
 
 
-def default_sync() -> SyncFn:
-    """``sync.sync_keys`` (imported when first needed: the receiver starts without it)."""
-    from sync import sync_keys  # type: ignore[attr-defined]
+def default_sync(settings: Settings) -> SyncFn:
+    """``sync.sync_keys`` (imported when first needed), with one Zuora client per worker
+    thread (its token and keep-alive connection reused from sync to sync) that draws from the
+    tenant's shared request budget, so workers and the nightly's extract never exceed Zuora's
+    limits together. No keyed snapshot is kept per sync: the audit in the local database is
+    the record of what a sync changed."""
+    from extract.client import RetryPolicy, ZuoraClient
+    from sync import sync_keys
 
-    return sync_keys  # type: ignore[no-any-return]
+    local = threading.local()
+    shared = settings.zuora_budget_rate_per_s > 0 or settings.zuora_budget_concurrency > 0
+
+    def run(settings: Settings, request: SyncRequest) -> SyncResult:
+        client = getattr(local, "client", None)
+        if client is None:
+            from core.inbox import open_budget
+
+            client = local.client = ZuoraClient.from_settings(
+                settings, track_id=f"callouts-{socket.gethostname()}-{os.getpid()}-"
+                f"{threading.get_ident()}", policy=RetryPolicy(attempts=4, backoff_cap=10.0),
+                budget=open_budget(settings) if shared else None)
+        return sync_keys(settings, request, client=client, keep=False)
+
+    return run
 
 
 def request_of(claim: Claim) -> SyncRequest:
