@@ -130,3 +130,11 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
         yield r
     finally:
         stop(r)
+
+
+def start_workers(data_dir: Path, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
+    """``callouts.service.work`` in a process of its own (PostgreSQL inbox), recording syncs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.callouts.fake_sync_server", "work", str(free_port()),
+         str(workers)], cwd=data_dir, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)

@@ -1,6 +1,7 @@
 """``python -m tests.callouts.fake_sync_server PORT METRICS_PORT WORKERS``: the real receiver
 (uvicorn, ``callouts.service.serve``) with a recording sync instead of ``sync.sync_keys``, so
-the receiver's tests need no Zuora. Settings come from ``RECON_*`` like any recon process.
+the receiver's tests need no Zuora; ``… work METRICS_PORT WORKERS``: the workers apart
+(``callouts.service.work``). Settings come from ``RECON_*`` like any recon process.
 
 The sync appends ``{"at": "start"|"end", object, keys, trigger}`` lines to ``$FAKE_SYNC_LOG``
 and sleeps ``$FAKE_SYNC_DELAY`` seconds in between (a sync in flight, for the SIGTERM test)."""
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 
-from callouts.service import serve
+from callouts.service import serve, work
 from core.config import Settings, load_settings
 from sync.model import SyncRequest, SyncResult, new_sync_id
 
@@ -30,7 +31,8 @@ def _log(line: dict) -> None:
 
 def recording_sync(settings: Settings, request: SyncRequest) -> SyncResult:
     started = dt.datetime.now(dt.UTC)
-    line = {"object": request.object, "keys": list(request.keys), "trigger": request.trigger}
+    line = {"object": request.object, "keys": list(request.keys), "trigger": request.trigger,
+            "pid": os.getpid()}
     _log({"at": "start", **line})
     time.sleep(float(os.environ.get("FAKE_SYNC_DELAY", "0")))
     _log({"at": "end", **line})
@@ -39,6 +41,10 @@ def recording_sync(settings: Settings, request: SyncRequest) -> SyncResult:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "work":
+        metrics_port, workers = int(sys.argv[2]), int(sys.argv[3])
+        sys.exit(work(load_settings(), metrics_port=metrics_port, workers=workers,
+                      sync=recording_sync))
     port, metrics_port, workers = (int(a) for a in sys.argv[1:4])
     sys.exit(serve(load_settings(), port=port, metrics_port=metrics_port, workers=workers,
                    sync=recording_sync))
