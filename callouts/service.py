@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from callouts.alerts import Alerts
@@ -78,10 +79,12 @@ def _monitor(settings: Settings, pool: InboxPool, alerts: Alerts, stop: threadin
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
           metrics_host: str | None = None, metrics_port: int | None = None,
-          workers: int | None = None, sync: SyncFn | None = None) -> int:
+          workers: int | None = None, sync: SyncFn | None = None,
+          ssl_certfile: str | Path | None = None, ssl_keyfile: str | Path | None = None) -> int:
     """Run the receiver until SIGTERM/SIGINT; returns the exit code (0 after a clean drain).
     ``workers`` (default ``callouts.workers``) run in this process; with PostgreSQL 0 is
-    allowed (``recon callouts work`` runs them elsewhere)."""
+    allowed (``recon callouts work`` runs them elsewhere). ``ssl_certfile``/``ssl_keyfile``
+    serve https directly (Zuora calls https only), else a TLS proxy goes in front."""
     import uvicorn
 
     check_auth(settings)
@@ -92,6 +95,11 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     metrics_port = settings.callouts_metrics_port if metrics_port is None else metrics_port
     n = settings.callouts_workers if workers is None else workers
     backend = inbox_backend_kind(settings)
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
+    if n == 0 and backend == "sqlite":
+        log.warning("callouts: no workers: with the SQLite inbox nothing else syncs the "
+                    "events this receiver stores")
     _check_port(host, port, "callouts")
     pool = InboxPool(lambda: open_inbox(settings), 1 if backend == "sqlite" else 4)
     alerts = Alerts(settings)
@@ -147,7 +155,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     app = create_app(receiver, metrics_route=not metrics_port, lifespan=lifespan)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=30,
-                            timeout_keep_alive=30)
+                            timeout_keep_alive=30,
+                            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
     server = uvicorn.Server(config)
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s))

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.config import Settings
 from core.inbox import INBOX_FILE, Inbox, inbox_backend_kind, open_inbox
-from jobs.cli.argtypes import PORT, IntRange
+from jobs.cli.argtypes import IN_FILE, PORT, IntRange, PathArg
 from jobs.cli.common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, add_json, add_log_json, setup_logging
 from jobs.cli.common import settings_of as _settings
 
@@ -29,7 +29,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args)
     return serve(_settings(args), host=args.host, port=args.port,
                  metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-                 workers=args.workers)
+                 workers=args.workers, ssl_certfile=args.ssl_certfile,
+                 ssl_keyfile=args.ssl_keyfile)
 
 
 def cmd_work(args: argparse.Namespace) -> int:
@@ -158,6 +159,10 @@ def add_parser(sub: Any) -> None:
     serve = cs.add_parser("serve", help="the callout receiver (with its workers)")
     serve.add_argument("--host", help="bind address (default: config callouts.host)")
     serve.add_argument("--port", type=PORT, help="port (default: config callouts.port, 8809)")
+    serve.add_argument("--ssl-certfile", type=PathArg(IN_FILE), help="TLS certificate (PEM) "
+                       "to serve https directly (default: plain http behind a TLS proxy)")
+    serve.add_argument("--ssl-keyfile", type=PathArg(IN_FILE), help="TLS private key (PEM) "
+                       "of --ssl-certfile")
     for p in (serve, cs.add_parser("work", help="sync workers apart from the receiver "
                                    "(PostgreSQL local side only)")):
         p.add_argument("--metrics-host", help="bind address of /metrics (default: config "
