@@ -23,7 +23,7 @@ def _db(tmp_path: Path) -> str:
 
 
 def test_sigterm_drains_the_sync_in_flight_and_exits_0(tmp_path: Path) -> None:
-    env = receiver_env(tmp_path, _db(tmp_path), FAKE_SYNC_DELAY="1.5",
+    env = receiver_env(tmp_path, _db(tmp_path), FAKE_SYNC_DELAY="0.8",
                        RECON_CALLOUTS_DEBOUNCE_ACCOUNT_S="0")
     r = start_receiver(tmp_path, env)
     try:
@@ -67,7 +67,7 @@ def test_kill_9_mid_stream_loses_no_accepted_event(tmp_path: Path) -> None:
     try:
         for t in posters:
             t.start()
-        wait_for(lambda: len(accepted) > 100)
+        wait_for(lambda: len(accepted) > 50)
         r.proc.kill()  # SIGKILL: no drain, no cleanup
         r.proc.wait(10)
         stop_posting.set()
@@ -78,7 +78,7 @@ def test_kill_9_mid_stream_loses_no_accepted_event(tmp_path: Path) -> None:
             with inbox_of(r2) as ib:
                 stored = ib.event_ids()
             assert set(accepted) <= stored
-            assert len(accepted) > 100
+            assert len(accepted) > 50
         finally:
             stop(r2)
     finally:
