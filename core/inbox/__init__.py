@@ -10,8 +10,11 @@ the receiver writes (DuckDB allows one writing process, which the nightly needs)
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
+
+import polars as pl
 
 from core.config import Settings
 from core.inbox.backend import (
@@ -78,6 +81,43 @@ def open_budget(settings: Settings, **kwargs: object) -> RequestBudget:
                          **kwargs)  # type: ignore[arg-type]
 
 
+def inbox_exists(settings: Settings) -> bool:
+    """Whether a callout inbox was ever created for ``settings``' local side: readers (the
+    nightly, ``recon status``) must not create one as a side effect of looking."""
+    if inbox_backend_kind(settings) == "sqlite":
+        return (settings.data_dir / INBOX_FILE).is_file()
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.local_database_url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('recon_inbox_events_received')").fetchone()
+    except psycopg.Error as e:
+        raise InboxUnavailable(f"cannot look for the callout inbox: {type(e).__name__}: "
+                               f"{e}") from e
+    return bool(row and row[0])
+
+
+def read_activity(settings: Settings) -> pl.DataFrame | None:
+    """Per (sync object, key): the latest callout, whether it was dead-lettered, the latest
+    sync that wrote the key — the frame the nightly registers as ``activity``
+    (``reconcile.events.ACTIVITY_SCHEMA``); None when there is no inbox. Times are naive
+    UTC."""
+    if not inbox_exists(settings):
+        return None
+    with open_inbox(settings) as inbox:
+        rows = inbox.last_syncs()
+
+    def naive(t: dt.datetime | None) -> dt.datetime | None:
+        return None if t is None else t.astimezone(dt.UTC).replace(tzinfo=None)
+
+    return pl.DataFrame(
+        [{"object": k.object, "key": k.key, "last_event_at": naive(k.last_event_at),
+          "dead": k.dead, "synced_at": naive(k.synced_at),
+          "sync_id": k.sync_id if k.synced_at else None} for k in rows],
+        schema={"object": pl.String(), "key": pl.String(), "last_event_at": pl.Datetime("us"),
+                "dead": pl.Boolean(), "synced_at": pl.Datetime("us"), "sync_id": pl.String()})
+
+
 def debounce_of(settings: Settings) -> dict[str, float]:
     """Seconds from a key's first pending event to its sync, per object."""
     return {"contact": settings.callouts_debounce_contact_s,
@@ -92,5 +132,6 @@ __all__ = [
     "InboxHealth", "InboxUnavailable", "KeySync", "NewEvent", "PayloadError", "PendingKey",
     "PostgresBackend", "Rejected", "RequestBudget", "SqliteBackend", "StoreOutcome", "Stored",
     "SyncLogEntry", "debounce_of", "event_kinds", "extract_keys", "inbox_backend_kind",
+    "inbox_exists", "read_activity",
     "open_backend", "open_budget", "open_inbox", "parse_event_kinds", "tenant_of",
 ]

@@ -297,3 +297,23 @@ def test_callouts_events_tables_in_recon_toml(tmp_path: Path) -> None:
     cfg.write_text('[callouts.events.account]\npath = "z"\n')
     with pytest.raises(ConfigError, match="callouts.events.*path must be a URL path"):
         load_settings(cfg, env={})
+
+
+def test_activity_for_the_nightly(settings: Settings, clock: FakeClock) -> None:
+    from core.inbox import inbox_exists, read_activity
+
+    assert read_activity(settings) is None  # no inbox yet: None, and looking creates none
+    assert not inbox_exists(settings)
+    with open_inbox(settings, clock=clock) as inbox:
+        inbox.store_event(ev("n1"))
+        inbox.store_event(ev("n2", key="A2"))
+        clock.advance(2)
+        c1, c2 = sorted(claim(inbox), key=lambda c: c.keys)
+        inbox.finish(c1, sync_id="sync-1", status="ok", started_at=clock(), debounce_s=2)
+        inbox.dead_letter(c2, reason="bad record", sync_id="sync-2")
+    frame = read_activity(settings)
+    assert frame is not None
+    rows = {r["key"]: r for r in frame.iter_rows(named=True)}
+    assert (rows["A1"]["dead"], rows["A1"]["sync_id"]) == (False, "sync-1")
+    assert rows["A1"]["synced_at"] is not None and rows["A1"]["synced_at"].tzinfo is None
+    assert (rows["A2"]["dead"], rows["A2"]["synced_at"]) == (True, None)
