@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from core.config import Settings
-from core.inbox import INBOX_FILE, Inbox, inbox_backend_kind, open_inbox
+from core.inbox import INBOX_FILE, Inbox, inbox_exists, open_inbox
 from jobs.cli.argtypes import IN_FILE, PORT, IntRange, PathArg
 from jobs.cli.common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, add_json, add_log_json, setup_logging
 from jobs.cli.common import settings_of as _settings
@@ -42,11 +42,8 @@ def cmd_work(args: argparse.Namespace) -> int:
 
 
 def _existing_inbox(settings: Settings) -> Inbox | None:
-    """The inbox, or None when this data directory never received a callout (SQLite)."""
-    if inbox_backend_kind(settings) == "sqlite" and not (settings.data_dir
-                                                         / INBOX_FILE).is_file():
-        return None
-    return open_inbox(settings)
+    """The inbox, or None when none was ever created (looking creates nothing)."""
+    return open_inbox(settings) if inbox_exists(settings) else None
 
 
 def _plain(value: Any) -> Any:
@@ -83,8 +80,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"inbox": None}))
         else:
-            print(f"no callout inbox yet ({settings.data_dir / INBOX_FILE}): `recon callouts "
-                  "serve` creates it with the first event")
+            print("no callout inbox yet: `recon callouts serve` creates it (with a DuckDB "
+                  f"local side at {settings.data_dir / INBOX_FILE})")
         return EXIT_OK
     now = dt.datetime.now(dt.UTC)
     with inbox:
