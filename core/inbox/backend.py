@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import sqlite3
 import threading
@@ -111,6 +112,9 @@ INDEXES = (
     "(received_at)",
 )
 TABLES = tuple(name for name, _ in _ddl("REAL", "INTEGER"))
+# this process's incarnation: a claim made by an earlier process with the same pid (a restarted
+# container is pid 1 again) is recognised as dead
+_INCARNATION = secrets.token_hex(4)
 
 
 class Backend:
@@ -203,17 +207,22 @@ class SqliteBackend(Backend):
             self._run("COMMIT", ())
 
     def claimer(self) -> str:
-        return f"{socket.gethostname()}:{os.getpid()}"
+        return f"{socket.gethostname()}:{os.getpid()}:{_INCARNATION}"
 
     def claimer_alive(self, claimer: str | None) -> bool:
-        """SQLite is one host's store: a claimer process that no longer exists is dead."""
-        if not claimer or ":" not in claimer:
+        """SQLite is one host's store: a claimer process that no longer exists is dead, and so
+        is an earlier incarnation with this process's pid (a container restarted: pid 1
+        again)."""
+        parts = (claimer or "").rsplit(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
             return False
-        host, _, pid = claimer.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
+        host, pid, incarnation = parts[0], int(parts[1]), parts[2]
+        if host != socket.gethostname():
             return True  # not ours to judge: the lease decides
+        if pid == os.getpid():
+            return incarnation == _INCARNATION
         try:
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
@@ -306,9 +315,13 @@ class PostgresBackend(Backend):
         if not claimer or "@" not in claimer:
             return False
         pid, _, start = claimer.partition("@")
-        rows = self.fetch("SELECT 1 FROM pg_stat_activity WHERE pid = ? AND "
-                          "backend_start::text = ?", (int(pid), start))
-        return bool(rows)
+        rows = self.fetch("SELECT backend_start::text FROM pg_stat_activity WHERE pid = ?",
+                          (int(pid),))
+        if not rows:
+            return False  # the claimer's connection is gone
+        # another role's session shows no start time without pg_read_all_stats: alive for all
+        # we know (the lease decides); a different start time is a new backend with that pid
+        return rows[0][0] is None or rows[0][0] == start
 
     def close(self) -> None:
         with self.lock:

@@ -317,3 +317,23 @@ def test_activity_for_the_nightly(settings: Settings, clock: FakeClock) -> None:
     assert (rows["A1"]["dead"], rows["A1"]["sync_id"]) == (False, "sync-1")
     assert rows["A1"]["synced_at"] is not None and rows["A1"]["synced_at"].tzinfo is None
     assert (rows["A2"]["dead"], rows["A2"]["synced_at"]) == (True, None)
+
+
+def test_sqlite_claim_of_a_dead_or_earlier_process_is_taken_over(tmp_path: Path,
+                                                                 clock: FakeClock) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    s = dataclasses.replace(Settings(), data_dir=tmp_path,
+                            local_database_url=f"duckdb:///{tmp_path / 'l.duckdb'}")
+    with open_inbox(s, clock=clock) as inbox:
+        b = inbox.backend
+        assert b.claimer_alive(b.claimer())
+        host = socket.gethostname()
+        assert not b.claimer_alive(f"{host}:{os.getpid()}:earlier")  # same pid, restarted
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert not b.claimer_alive(f"{host}:{gone}:x")
+        assert b.claimer_alive(f"other-host:{gone}:x")  # another host's: the lease decides
