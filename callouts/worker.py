@@ -140,7 +140,8 @@ class Worker:
         sync_id = sync_id or new_sync_id()
         dead = self.inbox.fail(claim, error=detail, max_attempts=s.callouts_max_attempts,
                                backoff_s=s.callouts_retry_backoff_s, sync_id=sync_id,
-                               started_at=started)
+                               started_at=started,
+                               debounce_s=self.debounce.get(claim.object, 0.0))
         return self._tell(Outcome(claim, "dead" if dead else "failed", sync_id, detail))
 
     def _tell(self, outcome: Outcome) -> Outcome:

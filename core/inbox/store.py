@@ -262,14 +262,16 @@ class Inbox:
             self._log(sync_id, claim, started_at, now, status, message)
 
     def fail(self, claim: Claim, *, error: str, max_attempts: int, backoff_s: float,
-             sync_id: str | None = None, started_at: float | None = None) -> bool:
+             sync_id: str | None = None, started_at: float | None = None,
+             debounce_s: float = 0.0) -> bool:
         """A transient failure: back to waiting after ``backoff_s · 2^(attempt-1)``, or dead
         after ``max_attempts``. Returns True when the keys were dead-lettered."""
         b, now = self.backend, self.clock()
         attempt = claim.attempts + 1
         if attempt >= max_attempts:
             self.dead_letter(claim, reason=f"{error} (gave up after {attempt} attempts)",
-                             sync_id=sync_id, started_at=started_at, attempts=attempt)
+                             sync_id=sync_id, started_at=started_at, attempts=attempt,
+                             debounce_s=debounce_s)
             return True
         with b.transaction():
             for key, ids, rerun, _ in self._held(claim):
@@ -343,12 +345,11 @@ class Inbox:
             where = "requeued_at IS NULL" + ("" if all_dead else " AND id = ?")
             rows = b.fetch(f"SELECT id, object, key, ids, first_event_at FROM recon_inbox_dead "
                            f"WHERE {where}", () if all_dead else (dead_id,))
-            for did, obj, key, ids, first in rows:
-                b.execute("INSERT INTO recon_inbox_pending (object, key, state, first_event_at,"
-                          " last_event_at, events, not_before, attempts, ids, rerun_ids) VALUES"
-                          " (?, ?, 'waiting', ?, ?, ?, ?, 0, ?, '[]') "
-                          "ON CONFLICT (object, key) DO NOTHING",
-                          (obj, key, first, now, len(_ids(ids)), now, ids))
+            for did, obj, key, ids, _first in rows:
+                # as if the events arrived now, without debounce: they join a sync that is
+                # already waiting or running for the key, else wait for an immediate one
+                for nid in _ids(ids):
+                    self._schedule(obj, key, nid, now, 0.0)
                 b.execute("UPDATE recon_inbox_dead SET requeued_at = ? WHERE id = ?",
                           (now, did))
                 self._set_events(_ids(ids), "pending", now, None)

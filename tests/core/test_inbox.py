@@ -337,3 +337,19 @@ def test_sqlite_claim_of_a_dead_or_earlier_process_is_taken_over(tmp_path: Path,
                               capture_output=True, text=True, check=True).stdout.strip()
         assert not b.claimer_alive(f"{host}:{gone}:x")
         assert b.claimer_alive(f"other-host:{gone}:x")  # another host's: the lease decides
+
+
+def test_retry_joins_a_sync_already_waiting_for_the_key(inbox: Inbox, clock: FakeClock) -> None:
+    inbox.store_event(ev("n1"))
+    clock.advance(2)
+    [c] = claim(inbox)
+    inbox.dead_letter(c, reason="bad record")
+    inbox.store_event(ev("n2"))  # a new event for the dead key: a fresh sync waits
+    [d] = inbox.dead_letters()
+    assert inbox.retry(d.id) == 1
+    [p] = inbox.pending()
+    assert p.notification_ids == ("n2", "n1") and p.state == "waiting"
+    clock.advance(2)
+    [c] = claim(inbox)
+    inbox.finish(c, sync_id="s", status="ok", started_at=clock(), debounce_s=2)
+    assert {e.status for e in inbox.events()} == {"processed"}
