@@ -45,6 +45,7 @@ from repair.executor import (
     CONFLICT,
     NO_HOOKS,
     REF_MISSING,
+    SUPERSEDED,
     BatchHooks,
     Executor,
     Outcome,
@@ -66,7 +67,8 @@ Progress = Callable[[str], None] | None
 
 _COUNT_SCHEMA = {"table": pl.String, "op": pl.String, "planned": pl.Int64, "applied": pl.Int64,
                  "already_applied": pl.Int64, "conflict": pl.Int64,
-                 "referenced_row_missing": pl.Int64, "skipped": pl.Int64}
+                 "referenced_row_missing": pl.Int64, "skipped": pl.Int64,
+                 "superseded": pl.Int64}
 _OUTCOME_SCHEMA = {"seq": pl.Int64, "batch": pl.Int64, "table": pl.String, "op": pl.String,
                    "group": pl.String, "key": pl.String, "status": pl.String,
                    "detail": pl.String, "expected": pl.String, "current": pl.String}
@@ -111,11 +113,11 @@ class ApplyResult:
         acc: dict[tuple[str, str], dict[str, int]] = {}
         for o in self.outcomes:
             c = acc.setdefault((o.table, o.op), dict.fromkeys(
-                ("planned", APPLIED, ALREADY, CONFLICT, REF_MISSING), 0))
+                ("planned", APPLIED, ALREADY, CONFLICT, REF_MISSING, SUPERSEDED), 0))
             c["planned"] += 1
             c[o.status] += 1
         rows = [(t, op, c["planned"], c[APPLIED], c[ALREADY], c[CONFLICT], c[REF_MISSING],
-                 c["planned"] - c[APPLIED]) for (t, op), c in sorted(acc.items())]
+                 c["planned"] - c[APPLIED], c[SUPERSEDED]) for (t, op), c in sorted(acc.items())]
         return pl.DataFrame(rows, schema=_COUNT_SCHEMA, orient="row")
 
     def _frame(self, outcomes: list[Outcome]) -> pl.DataFrame:
@@ -136,6 +138,19 @@ class ApplyResult:
     @property
     def operations(self) -> pl.DataFrame:
         return self._frame(self.outcomes)
+
+
+def snapshot_time(settings: Settings, run_id: str) -> dt.datetime | None:
+    """When the plan's snapshot was taken (naive UTC; its extract's start, the Zuora as-of):
+    rows a targeted sync wrote after it hold newer values than the plan, which skips them
+    as superseded. None for a sync's own plan or a snapshot no longer on disk."""
+    from core.snapshot import find_complete, parse_utc
+
+    if run_id.startswith(SYNC_PREFIX):
+        return None
+    snap = find_complete(settings.data_dir, run_id)
+    t = parse_utc(snap.manifest.started_at) if snap is not None else None
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t is not None else None
 
 
 def new_apply_id(kind: str = "apply") -> str:
@@ -195,10 +210,13 @@ def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
     conflicts = sum(o.status == CONFLICT for o in outcomes)
     missing = sum(o.status == REF_MISSING for o in outcomes)
     already = sum(o.status == ALREADY for o in outcomes)
+    synced = sum(o.status == SUPERSEDED for o in outcomes)
     status = "partial" if conflicts or missing else "complete"
     parts = []
     if already:
         parts.append(f"{already} already applied")
+    if synced:  # not a conflict: a targeted sync wrote a newer value (listed per operation)
+        parts.append(f"{synced} superseded by targeted syncs")
     if conflicts:
         parts.append(f"{conflicts} skipped as conflicts")
     if missing:
@@ -207,19 +225,19 @@ def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
 
 
 def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str,
-             row: dict[str, Any], progress: Progress,
-             hooks: BatchHooks = NO_HOOKS) -> tuple[str, list[Outcome]]:
+             row: dict[str, Any], progress: Progress, hooks: BatchHooks = NO_HOOKS,
+             superseded_after: dt.datetime | None = None) -> tuple[str, list[Outcome]]:
     """Run the batches; with ``yes`` record running → complete/partial/failed."""
     later = later_values([op for b in batches for op in b])
     if not yes:
         return "dry_run", Executor(sess, dry_run=True, apply_id=None, progress=progress,
-                                   later=later).run(batches)
+                                   later=later, superseded_after=superseded_after).run(batches)
     stale = audit.mark_abandoned(sess)
     if stale and progress:
         progress(f"marked abandoned applies as failed: {', '.join(stale)}")
     audit.insert_apply(sess, row)
     ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress, later=later,
-                  hooks=hooks)
+                  hooks=hooks, superseded_after=superseded_after)
     try:
         outcomes = ex.run(batches)
     except BaseException as e:
@@ -293,7 +311,8 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                          plan_path=path, ops=len(plan.operations), status="running",
                          target=target)
         status, outcomes = _execute(sess, batches, yes=yes, apply_id=apply_id, row=row,
-                                    progress=progress, hooks=hooks)
+                                    progress=progress, hooks=hooks,
+                                    superseded_after=snapshot_time(settings, plan.run_id))
     return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
                        status=status, plan_id=plan.plan_id, run_id=plan.run_id,
                        batches=len(batches), outcomes=outcomes,
@@ -351,6 +370,7 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         check_target(target, target, what, redact_url(url))  # refuses an unstamped target
         sess = Session(db)
         audit.ensure_tables(sess)
+        apply_id = _sync_apply(sess, apply_id)
         orig = audit.get_apply(sess, apply_id)
         if orig is None:
             raise ApplyNotFound(f"no apply {apply_id!r} in {audit.APPLIES} of the local "
@@ -365,8 +385,12 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         rows = audit.read_audit(sess, apply_id)
         ops = revert_ops(rows)
         batches = make_batches(ops, size)
+        # a targeted sync's apply was bounded by sync.max_rows_per_key, not by a table
+        # fraction (one key of a small table is a large fraction): undoing it is too
+        by_sync = str(orig["run_id"] or "").startswith(SYNC_PREFIX)
         try:
-            notes += _fraction(sess, ops, settings, force, f"reverting {apply_id}")
+            over = _fraction(sess, ops, settings, force or by_sync, f"reverting {apply_id}")
+            notes += over if force or not by_sync else []
         except RepairRefused as e:
             if yes:
                 audit.insert_apply(sess, _apply_row(
@@ -388,6 +412,19 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
                        status=status, plan_id=orig["plan_id"], run_id=orig["run_id"],
                        batches=len(batches), outcomes=outcomes,
                        seconds=time.monotonic() - t0, reverts_apply_id=apply_id, notes=notes)
+
+
+SYNC_PREFIX = "sync-"  # sync.model.new_sync_id: a targeted sync's apply has it as run_id
+
+
+def _sync_apply(sess: Session, apply_id: str) -> str:
+    """``recon repair revert SYNC_ID``: the apply a targeted sync made (its run id is the
+    sync id); any other id is returned as given."""
+    if not apply_id.startswith(SYNC_PREFIX) or not sess.table_exists(audit.APPLIES):
+        return apply_id
+    rows = sess.rows(f"SELECT apply_id FROM {audit.APPLIES} WHERE run_id = {sess.ph} AND "
+                     "kind = 'apply' ORDER BY started_at DESC", [apply_id])
+    return rows[0][0] if rows else apply_id
 
 
 def list_applies(settings: Settings) -> pl.DataFrame:

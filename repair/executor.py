@@ -23,6 +23,7 @@ followed through an in-memory overlay.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -46,7 +47,10 @@ APPLIED = "applied"  # in a dry run: would be applied
 ALREADY = "already_applied"
 CONFLICT = "conflict"
 REF_MISSING = "referenced_row_missing"
-STATUSES = (APPLIED, ALREADY, CONFLICT, REF_MISSING)
+# a targeted sync (issue 15) wrote the row after the plan's snapshot was taken: the plan's
+# value is older than what is there now, so it is not written — and it is no conflict
+SUPERSEDED = "superseded"
+STATUSES = (APPLIED, ALREADY, CONFLICT, REF_MISSING, SUPERSEDED)
 
 # PostgreSQL: a batch waits at most this long for a row lock held by the application, then
 # fails (rolled back; re-run the plan later) instead of hanging.
@@ -327,8 +331,11 @@ class Executor:
     def __init__(self, sess: Session, *, dry_run: bool, apply_id: str | None,
                  progress: Callable[[str], None] | None = None,
                  later: dict[int, dict[str, Any]] | None = None,
-                 hooks: BatchHooks = NO_HOOKS) -> None:
+                 hooks: BatchHooks = NO_HOOKS,
+                 superseded_after: dt.datetime | None = None) -> None:
         self.sess, self.dry_run, self.apply_id = sess, dry_run, apply_id
+        # the plan's snapshot time: rows a targeted sync wrote later are skipped (SUPERSEDED)
+        self.superseded_after = superseded_after
         self.progress = progress
         self.hooks = hooks
         self.later = later or {}
@@ -438,6 +445,21 @@ class Executor:
             uniq.append(op)
         if not uniq:
             return out, []
+
+        # 2b. rows a targeted sync wrote after this plan's snapshot: its value is newer
+        if self.superseded_after is not None:
+            synced = self._synced(table)
+            keep = []
+            for op in uniq:
+                hit = synced.get(json.dumps(_jd(op.key), sort_keys=True))
+                if hit is None:
+                    keep.append(op)
+                    continue
+                outcome(op, SUPERSEDED, f"superseded by sync {hit[0]}: it wrote this row at "
+                        f"{hit[1]:%Y-%m-%d %H:%M:%S}Z, after this plan's snapshot was taken")
+            uniq = keep
+            if not uniq:
+                return out, []
 
         # 3. temp table + classification
         tmp = sess.temp_name("op")
@@ -571,6 +593,21 @@ class Executor:
                           None if before_img is None else json.dumps(_jd(before_img)),
                           None if after_img is None else json.dumps(_jd(after_img)), now))
         return audit
+
+    def _synced(self, table: str) -> dict[str, tuple[str, dt.datetime]]:
+        """Audit key → (sync id, when) of the rows of ``table`` that a targeted sync's apply
+        wrote after :attr:`superseded_after`: read in the batch's own transaction, so a sync
+        that committed before it is seen (and one cannot commit during it: the repair
+        lock)."""
+        from repair.audit import APPLIES, AUDIT
+
+        p = self.sess.ph
+        rows = self.sess.rows(
+            f"SELECT a.key, ap.run_id, a.applied_at FROM {AUDIT} a JOIN {APPLIES} ap ON "
+            f"ap.apply_id = a.apply_id WHERE a.table_name = {p} AND a.applied_at > {p} AND "
+            f"ap.kind = 'apply' AND ap.run_id LIKE {p} ORDER BY a.applied_at",
+            [table, self.superseded_after, "sync-%"])
+        return {str(k): (str(r), t) for k, r, t in rows}
 
     @staticmethod
     def _changes(op: Op, current: dict[str, Any] | None,

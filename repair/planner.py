@@ -72,18 +72,20 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
         prepare(con, db.as_of.isoformat(sep=" "), scope)
         for sql in PREPARE_SQL if scope == "all" else ():
             con.execute(sql)
-        parts = [f"SELECT {OP_COLUMNS} FROM ({q})" for q in all_steps_sql(stamp, scope)]
+        present = {r[0] for r in con.execute("SELECT DISTINCT object FROM auto").fetchall()}
+        parts = [f"SELECT {OP_COLUMNS} FROM ({q})"
+                 for q in all_steps_sql(stamp, scope, objects=present)]
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
         ops = con.sql(
             f"SELECT row_number() OVER (ORDER BY CASE step {order} END, grp, ord, tbl, "
             f"CAST(key AS VARCHAR)) AS seq, step, grp AS \"group\", tbl AS \"table\", op, "
             f"CAST(key AS VARCHAR) AS key, CAST(before AS VARCHAR) AS before, "
             f"CAST(after AS VARCHAR) AS after, reason, findings "
-            f"FROM ({' UNION ALL '.join(parts)}) ORDER BY seq").pl()
+            f"FROM ({' UNION ALL '.join(parts)}) ORDER BY seq").pl() if parts else None
     finally:
         db.close()
     operations = []
-    for i, r in enumerate(ops.iter_rows(named=True)):
+    for i, r in enumerate(ops.iter_rows(named=True) if ops is not None else ()):
         doc = {"seq": r["seq"], "step": r["step"], "group": r["group"], "table": r["table"],
                "op": r["op"], "key": json.loads(r["key"]),
                "before": json.loads(r["before"]) if r["before"] is not None else None,

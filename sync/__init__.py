@@ -4,6 +4,8 @@ copy through the same normalisation, rules and guarded, audited repair path as t
 The floor between repair and reports: it imports the stages below it and is imported only by
 the report, the jobs and the callout workers."""
 
+from typing import Any
+
 from sync.model import (
     SYNC_FAILED,
     SYNC_LEFT,
@@ -21,4 +23,14 @@ from sync.model import (
 
 __all__ = ["SYNC_FAILED", "SYNC_LEFT", "SYNC_OBJECTS", "SYNC_OK", "Change", "Leftover",
            "SyncBadRecord", "SyncError", "SyncRequest", "SyncResult", "SyncTransient",
-           "new_sync_id"]
+           "new_sync_id", "sync_dir", "sync_keys"]
+
+
+def __getattr__(name: str) -> Any:
+    """``sync_keys`` and ``sync_dir`` on first use: ``recon --help`` builds every command's
+    parser and must not pay for the sync's imports (polars, the stages)."""
+    if name in ("sync_keys", "sync_dir"):
+        from sync import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'sync' has no attribute {name!r}")

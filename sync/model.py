@@ -90,6 +90,9 @@ class SyncResult:
     changes: tuple[Change, ...] = ()
     leftovers: tuple[Leftover, ...] = ()
     missing: tuple[str, ...] = field(default=())  # keys Zuora no longer returns (read twice)
+    # the repair apply that wrote the changes (``recon repair revert APPLY_ID`` undoes the
+    # sync); None for a dry run or when nothing needed writing
+    apply_id: str | None = None
 
     @property
     def seconds(self) -> float:

@@ -150,6 +150,13 @@ class Field:
     def compared(self) -> bool:
         return self.stored and self.compare and self.owner is Owner.ZUORA
 
+    @property
+    def object_query_name(self) -> str:
+        """The field as Object Query spells it (lower camel: ``TermStartDate`` →
+        ``termStartDate``, ``MRR`` → ``mRR``, docs/zuora-api.md §2.7); ZOQL and AQuA use
+        :attr:`name`. Declared here once so a reader never guesses either spelling."""
+        return self.name[:1].lower() + self.name[1:]
+
 
 @dataclass(frozen=True)
 class Column:
@@ -209,6 +216,12 @@ class ObjectSpec:
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @property
+    def object_query_path(self) -> str:
+        """The object's Object Query collection (``RatePlanCharge`` →
+        ``rate-plan-charges``: kebab case, plural; docs/zuora-api.md §2.7)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "-", self.name).lower() + "s"
 
     @property
     def stored_fields(self) -> list[Field]:

@@ -54,6 +54,10 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                       1: "partial: rows changed since the apply were skipped (each listed)",
                       2: f"{_ALWAYS_2}, refused, lock held, unknown apply id, a batch failed"},
     "repair history": {0: "listed", 2: f"{_ALWAYS_2}, database unreachable"},
+    "sync": {0: "the keys are consistent after the sync, or a dry run that could read",
+             1: "`human` findings or skipped operations remain (each listed)",
+             2: f"{_ALWAYS_2}, Zuora or the local database unreachable, a bad record "
+                "(rule named), the row cap refused it"},
     "report": {0: "report written (without `--fail-on-drift`: whatever its banner)",
                1: "report written, banner DRIFT, with `--fail-on-drift`",
                2: f"{_ALWAYS_2}, no report could be written; banner ERROR or PARTIAL, with "
@@ -70,6 +74,16 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "status": {0: "no job overdue", 1: "a job is overdue",
                2: f"{_ALWAYS_2}, unreadable state"},
     "scheduler": {0: "stopped by a signal", 2: f"{_ALWAYS_2}, unreadable schedule"},
+    "callouts serve": {0: "stopped by a signal after draining the syncs in flight",
+                       2: f"{_ALWAYS_2}, no authentication configured, port taken, inbox "
+                          "unusable"},
+    "callouts work": {0: "stopped by a signal after draining the syncs in flight",
+                      2: f"{_ALWAYS_2}, the local side is not PostgreSQL, inbox unreachable"},
+    "callouts status": {0: "shown, nothing needs a person",
+                        1: "dead letters, or the oldest pending event past "
+                           "`callouts.alert_oldest_pending_s`",
+                        2: f"{_ALWAYS_2}, inbox unreachable"},
+    "callouts retry": {0: "requeued", 2: f"{_ALWAYS_2}, no such dead letter, no inbox"},
     "demo": {0: "demo finished (drift is expected)", 2: f"{_ALWAYS_2}, a step failed"},
 }
 

@@ -21,7 +21,7 @@ from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_run, add_yes, write_text
 from jobs.cli.common import progress_of as _progress
 from jobs.cli.common import settings_of as _settings
 from jobs.cli.exit_codes import NEEDS_A_PERSON
-from repair.executor import ALREADY, APPLIED, CONFLICT, REF_MISSING
+from repair.executor import ALREADY, APPLIED, CONFLICT, REF_MISSING, SUPERSEDED
 
 EXIT_PARTIAL = NEEDS_A_PERSON
 
@@ -65,7 +65,7 @@ def format_change(o: Any) -> list[str]:
 
 def format_skip(o: Any) -> str:
     label = {CONFLICT: "conflict", REF_MISSING: "referenced row missing",
-             ALREADY: "already applied"}[o.status]
+             ALREADY: "already applied", SUPERSEDED: "superseded"}[o.status]
     return f"  [{o.seq}] {o.op} {o.table} {_key(o.key)}: {label} — {o.detail}"
 
 
@@ -102,6 +102,10 @@ def format_result(result: Any, settings: Settings | None = None) -> list[str]:
         lines.append("would skip (conflicts and missing references):" if result.dry_run
                      else "skipped, not written (conflicts and missing references):")
         lines += [format_skip(o) for o in skipped]
+    synced = [o for o in result.outcomes if o.status == SUPERSEDED]
+    if synced:  # not conflicts: a targeted sync wrote newer values after the snapshot
+        lines.append("not written, superseded by targeted syncs (newer than this plan):")
+        lines += [format_skip(o) for o in synced]
     if result.dry_run:
         lines.append("nothing was written; run again with --yes to apply")
     elif result.kind == "apply" and result.ops_applied:
@@ -199,7 +203,9 @@ def run_history(args: argparse.Namespace) -> int:
                   else f"{r['plan_id']} ({r['run_id']})")
         print(f"  {r['apply_id']:<28} {r['kind']:<6} {r['status']:<9} {started:<19} "
               f"{r['ops_planned']:>8,} {r['ops_applied']:>8,} {r['ops_skipped']:>8,}  {target}")
-        if r["message"] and r["status"] in ("failed", "refused", "partial"):
+        # a targeted sync's apply (run id = sync id): its message names the keys and trigger
+        sync = str(r["run_id"] or "").startswith("sync-")
+        if r["message"] and (sync or r["status"] in ("failed", "refused", "partial")):
             print(f"      {r['message'][:300]}")
     return EXIT_OK
 

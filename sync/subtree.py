@@ -1,0 +1,273 @@
+"""What one sync reads: its keys' Zuora records and the local rows the nightly's rules need.
+
+A sync is the nightly's reconciliation on a keyed dataset. That dataset must hold, on each
+side, the key's whole subtree AND everything a cross-key rule reads about it — otherwise a
+rule would see "nothing" where the local database has "something" and plan a row the nightly
+would then flag (a second customer for an existing e-mail, D19; an order whose namespace
+another order uses, D12/D13). So besides the subtree it holds the *context*: the accounts of
+a subscription and their Bill-To/Sold-To contacts (D13 picks the customer of the Sold-To
+e-mail), the catalog rows its rate plans use (the order derivation, D14), the customers of
+the e-mails, the orders of the names and of the namespaces. Findings about the context are
+not the sync's business: :func:`subject` says which findings belong to the keys.
+
+Zuora is read with ZOQL by key (:mod:`extract.bykey`); the local rows are read in ONE
+transaction (REPEATABLE READ on PostgreSQL), filtered by key, with exactly the columns and
+Arrow types the local export writes (:func:`extract.local_export.table_schema`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import polars as pl
+import pyarrow as pa
+
+from core.catalog import BY_NAME, OBJECTS, get
+from core.localdb.connect import LocalDB
+from core.localdb.dialect import Dialect
+from core.localdb.schema import all_tables, table_columns
+from core.values import REJECTS, empty_frame
+from extract.bykey import read_all, read_by_key
+from extract.client import ZuoraClient
+from extract.local_export import table_schema
+
+CATALOG = tuple(o.name for o in OBJECTS if o.group == "catalog")
+
+
+@dataclass
+class ZuoraSide:
+    """The Zuora records read for one sync, per object (every catalogue object present)."""
+
+    frames: dict[str, pl.DataFrame] = field(
+        default_factory=lambda: {o.name: empty_frame(o) for o in OBJECTS})
+    rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTS))
+    requests: int = 0
+
+    def add(self, obj: str, frame: pl.DataFrame) -> None:
+        if frame.height:
+            self.frames[obj] = pl.concat([self.frames[obj], frame]).unique(
+                subset=["Id"], keep="last", maintain_order=True)
+
+    def ids(self, obj: str, col: str = "Id") -> list[str]:
+        return [v for v in self.frames[obj][col].unique().to_list() if v is not None]
+
+    @property
+    def rows(self) -> int:
+        return sum(f.height for f in self.frames.values())
+
+
+class Reader:
+    """Reads by key into a :class:`ZuoraSide` (one client, the tenant's zone)."""
+
+    def __init__(self, client: ZuoraClient, tenant_tz: str, api: str = "zoql") -> None:
+        self.client, self.tz, self.api = client, tenant_tz, api
+
+    def read(self, side: ZuoraSide, obj: str, fld: str, values: Iterable[str]) -> pl.DataFrame:
+        got = read_by_key(self.client, get(obj), fld, values, tenant_tz=self.tz, api=self.api)
+        side.requests += got.requests
+        if got.rejects.height:
+            side.rejects = pl.concat([side.rejects, got.rejects])
+        side.add(obj, got.frame)
+        return got.frame
+
+    # -- the subtrees ------------------------------------------------------------------------
+    def accounts(self, side: ZuoraSide, keys: Iterable[str]) -> dict[str, str | None]:
+        """Accounts by id or number, with their Bill-To and Sold-To contacts; returns
+        key → account id (None: Zuora returns no such account)."""
+        keys = list(keys)
+        by_id = self.read(side, "Account", "Id", keys)
+        found = {k: k for k in by_id["Id"].to_list()}
+        rest = [k for k in keys if k not in found]
+        if rest:
+            by_no = self.read(side, "Account", "AccountNumber", rest)
+            found.update(dict(zip(by_no["AccountNumber"].to_list(), by_no["Id"].to_list(),
+                                  strict=True)))
+        self.contacts_of(side)
+        return {k: found.get(k) for k in keys}
+
+    def contacts_of(self, side: ZuoraSide) -> None:
+        acc = side.frames["Account"]
+        ids = [v for v in acc["BillToId"].to_list() + acc["SoldToId"].to_list() if v]
+        missing = set(ids) - set(side.ids("Contact"))
+        if missing:
+            self.read(side, "Contact", "Id", sorted(missing))
+
+    def contacts(self, side: ZuoraSide, keys: Iterable[str]) -> dict[str, str | None]:
+        """Contacts by id and every account that names one as Bill-To or Sold-To (what
+        decides whether the local copy holds it at all: the Contact scope)."""
+        keys = list(keys)
+        got = self.read(side, "Contact", "Id", keys)
+        self.read(side, "Account", "BillToId", keys)
+        self.read(side, "Account", "SoldToId", keys)
+        self.read(side, "Account", "Id", got["AccountId"].drop_nulls().to_list())
+        self.contacts_of(side)
+        have = set(got["Id"].to_list())
+        return {k: k if k in have else None for k in keys}
+
+    def subscriptions(self, side: ZuoraSide, names: Iterable[str]) -> dict[str, str | None]:
+        """Every version of the named subscriptions with rate plans, charges (all segments)
+        and tiers; the context: their accounts (and contacts) and the catalog rows their
+        rate plans use."""
+        names = list(names)
+        subs = self.read(side, "Subscription", "Name", names)
+        ids = subs["Id"].to_list()
+        if ids:
+            rps = self.read(side, "RatePlan", "SubscriptionId", ids)
+            charges = self.read(side, "RatePlanCharge", "SubscriptionId", ids)
+            self.read(side, "RatePlanChargeTier", "RatePlanChargeId", charges["Id"].to_list())
+            accts = {v for c in ("AccountId", "InvoiceOwnerId") for v in subs[c].to_list() if v}
+            self.read(side, "Account", "Id", sorted(accts))
+            self.contacts_of(side)
+            prps = self.read(side, "ProductRatePlan", "Id",
+                             rps["ProductRatePlanId"].drop_nulls().unique().to_list())
+            self.read(side, "Product", "Id", prps["ProductId"].drop_nulls().unique().to_list())
+        have = set(subs["Name"].to_list())
+        return {n: n if n in have else None for n in names}
+
+    def catalog(self, side: ZuoraSide, products: Iterable[str] | None) -> dict[str, str | None]:
+        """The whole catalog (``products`` None) or the subtrees of some products."""
+        if products is None:
+            for obj in CATALOG:
+                self._all(side, obj)
+            return {}
+        keys = list(products)
+        prods = self.read(side, "Product", "Id", keys)
+        prps = self.read(side, "ProductRatePlan", "ProductId", prods["Id"].to_list())
+        prpcs = self.read(side, "ProductRatePlanCharge", "ProductRatePlanId",
+                          prps["Id"].to_list())
+        self.read(side, "ProductRatePlanChargeTier", "ProductRatePlanChargeId",
+                  prpcs["Id"].to_list())
+        have = set(prods["Id"].to_list())
+        return {k: k if k in have else None for k in keys}
+
+    def _all(self, side: ZuoraSide, obj: str) -> None:
+        """Every record of a (small) catalog object: ZOQL without a filter, paged."""
+        got = read_all(self.client, get(obj), tenant_tz=self.tz)
+        side.requests += got.requests
+        if got.rejects.height:
+            side.rejects = pl.concat([side.rejects, got.rejects])
+        side.add(obj, got.frame)
+
+
+# -- the local side --------------------------------------------------------------------------
+@dataclass
+class LocalSide:
+    """Local rows per table (Arrow, typed as the local export types them; every table)."""
+
+    tables: dict[str, pa.Table]
+    identity: object | None
+
+    def frame(self, table: str) -> pl.DataFrame:
+        return pl.from_arrow(self.tables[table])  # type: ignore[return-value]
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.tables.values())
+
+
+def _fetch(db: LocalDB, table: str, where: str, params: list) -> pa.Table:
+    cols = [c.name for c in table_columns(table)]
+    rows = db.fetch(f"SELECT {', '.join(cols)} FROM {table} WHERE {where}", params)
+    schema = table_schema(table)
+    return pa.Table.from_pylist([dict(zip(cols, r, strict=True)) for r in rows], schema=schema)
+
+
+def _in(db: LocalDB, col: str, values: Iterable[object]) -> tuple[str, list]:
+    vals = list(dict.fromkeys(v for v in values if v is not None))
+    if not vals:
+        return "FALSE", []
+    return f"{col} IN ({db.dialect.placeholders(len(vals))})", vals
+
+
+def _or(*parts: tuple[str, list]) -> tuple[str, list]:
+    where = " OR ".join(p[0] for p in parts)
+    return f"({where})", [v for p in parts for v in p[1]]
+
+
+def _col(t: pa.Table, name: str) -> list:
+    return [v for v in t.column(name).to_pylist() if v is not None]
+
+
+def read_local(db: LocalDB, z: ZuoraSide, *, names: Iterable[str] = (),
+               accounts: Iterable[str] = (), contacts: Iterable[str] = (),
+               catalog: str | Iterable[str] | None = None) -> LocalSide:
+    """The local rows of the subtree and its context, read in one transaction. ``names``,
+    ``accounts``, ``contacts``: the keys asked for, besides what Zuora returned (a key Zuora
+    lost still has its local rows read, so the nightly's rule for it applies); ``catalog``:
+    ``"*"`` the whole catalog, else product ids."""
+    from core.localdb.identity import read_identity
+
+    out: dict[str, pa.Table] = {}
+
+    def get_rows(table: str, part: tuple[str, list]) -> pa.Table:
+        out[table] = _fetch(db, table, part[0], part[1])
+        return out[table]
+
+    lower = "lower(trim(email))"
+    with db.transaction():
+        if db.dialect is Dialect.POSTGRES:
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        identity = read_identity(db)
+        names = set(names) | set(z.ids("Subscription", "Name"))
+        subs = get_rows("zuora_local_subscriptions", _in(db, "name", names))
+        sub_ids = set(_col(subs, "zuora_id")) | set(z.ids("Subscription"))
+        rps = get_rows("zuora_local_rate_plans", _in(db, "subscription_id", sub_ids))
+        chs = get_rows("zuora_local_rate_plan_charges", _in(db, "subscription_id", sub_ids))
+        get_rows("zuora_local_rate_plan_charge_tiers", _in(
+            db, "rate_plan_charge_id", set(_col(chs, "zuora_id"))
+            | set(z.ids("RatePlanCharge"))))
+        acct_ids = (set(accounts) | set(z.ids("Account"))
+                    | set(_col(subs, "account_id")) | set(_col(subs, "invoice_owner_id")))
+        bas = get_rows("billing_accounts", _in(db, "zuora_account_id", acct_ids))
+        ba_ids = set(_col(bas, "id"))
+        get_rows("billing_account_contacts", _or(
+            _in(db, "zuora_contact_id", set(contacts) | set(z.ids("Contact"))),
+            _in(db, "billing_account_id", ba_ids),
+            _in(db, "id", set(_col(bas, "bill_to_contact_id"))
+                | set(_col(bas, "sold_to_contact_id")))))
+        ns = {str(v).strip() for v in _col(subs, "git_lab_namespace_id__c")
+              + z.ids("Subscription", "GitLabNamespaceId__c") if str(v).strip()}
+        orders = get_rows("orders", _or(_in(db, "subscription_name", names),
+                                        _in(db, "billing_account_id", ba_ids)))
+        ns |= {str(v).strip() for v in _col(orders, "gl_namespace_id") if str(v).strip()}
+        if ns:
+            orders = get_rows("orders", _or(_in(db, "subscription_name", names),
+                                            _in(db, "billing_account_id", ba_ids),
+                                            _in(db, "trim(gl_namespace_id)", ns)))
+        emails = {str(v).strip().lower() for v in
+                  z.ids("Contact", "WorkEmail")
+                  + _col(out["billing_account_contacts"], "work_email") if str(v).strip()}
+        members = get_rows("billing_account_memberships", _in(db, "billing_account_id", ba_ids))
+        get_rows("customers", _or(_in(db, lower, emails),
+                                  _in(db, "id", set(_col(members, "customer_id"))
+                                      | set(_col(orders, "customer_id")))))
+        # the catalog: the whole of it, some products' subtrees, or what the rate plans use
+        if catalog == "*":
+            for obj in CATALOG:
+                get_rows(BY_NAME[obj].table, ("TRUE", []))
+            # D23: only rate plans on plans Zuora no longer has can make a catalog finding
+            gone = (set(_col(out["zuora_local_product_rate_plans"], "zuora_id"))
+                    - set(z.ids("ProductRatePlan")))
+            get_rows("zuora_local_rate_plans", _in(db, "product_rate_plan_id", gone))
+        else:
+            prod_keys = set(catalog or ())
+            prps = get_rows("zuora_local_product_rate_plans", _or(
+                _in(db, "zuora_id", set(_col(rps, "product_rate_plan_id"))
+                    | set(z.ids("ProductRatePlan")) | set(z.ids("RatePlan", "ProductRatePlanId"))),
+                _in(db, "product_id", prod_keys)))
+            get_rows("zuora_local_products", _in(
+                db, "zuora_id", prod_keys | set(_col(prps, "product_id")) | set(z.ids("Product"))))
+            prpcs = get_rows("zuora_local_product_rate_plan_charges", _in(
+                db, "product_rate_plan_id", set(_col(prps, "zuora_id"))) if prod_keys
+                else ("FALSE", []))
+            get_rows("zuora_local_product_rate_plan_charge_tiers", _in(
+                db, "product_rate_plan_charge_id", set(_col(prpcs, "zuora_id"))
+                | set(z.ids("ProductRatePlanCharge"))))
+            if prod_keys:  # D23: the subscriptions' rate plans that use those plans
+                get_rows("zuora_local_rate_plans", _or(
+                    _in(db, "subscription_id", sub_ids),
+                    _in(db, "product_rate_plan_id", set(_col(prps, "zuora_id")))))
+        for table in all_tables():
+            out.setdefault(table, table_schema(table).empty_table())
+    return LocalSide(out, identity)

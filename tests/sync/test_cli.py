@@ -1,0 +1,97 @@
+"""``recon sync``: what it prints, its exit codes, a key Zuora lost, the guards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from core.config import Settings
+from core.localdb.connect import connect
+from jobs.cli import main
+from sync import SyncBadRecord, SyncError, SyncRequest, sync_keys
+from tests.sync.test_sync import local, mutate
+
+
+def config(settings: Settings, tmp_path: Path) -> str:
+    path = tmp_path / "recon.toml"
+    path.write_text(
+        f'[zuora]\nbase_url = "{settings.zuora_base_url}"\n'
+        f'client_secret = "{settings.zuora_client_secret.get()}"\n'
+        f'tenant_tz = "{settings.tenant_tz}"\n'
+        f"[local]\ndatabase_url = '{settings.local_database_url}'\n"
+        f'[paths]\ndata_dir = "{settings.data_dir}"\n')
+    return str(path)
+
+
+def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> None:
+    srv, settings = world
+    sub = srv.store.live("Subscription").filter(pl.col("IsLatestVersion")).row(3, named=True)
+    mutate(srv, "update", "Subscription", sub["Id"], TurnOnAutoRenew__c="Yes"
+           if sub["TurnOnAutoRenew__c"] != "Yes" else "No")
+    cfg = config(settings, tmp_path)
+    assert main(["--config", cfg, "sync", "subscription", sub["Name"], "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would change" in out and "zuora_local_subscriptions" in out
+    assert "turn_on_auto_renew__c" in out
+    assert main(["--config", cfg, "sync", "subscription", sub["Name"], "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sync_id"].startswith("sync-") and doc["exit_code"] == 0
+    assert [c["table"] for c in doc["changes"]] == ["zuora_local_subscriptions"]
+    assert main(["--config", cfg, "repair", "history"]) == 0
+    hist = capsys.readouterr().out
+    assert doc["sync_id"] in hist and "trigger manual" in hist
+
+
+def test_a_key_zuora_lost_is_read_twice_and_left_to_a_person(world, tmp_path: Path,
+                                                            capsys) -> None:
+    """An order for a subscription Zuora does not return: read twice (nothing found is not
+    an error), then the nightly's rule D15 — a person's — and exit 1, listed."""
+    srv, settings = world
+    with connect(settings.local_database_url) as db:
+        db.execute("INSERT INTO orders (id, subscription_name, trial, reconciliation_accepted) "
+                   "VALUES (990001, 'A-S-GONE', false, false)")
+    before = srv.stats["query"]
+    res = sync_keys(settings, SyncRequest("subscription", ("A-S-GONE",)))
+    assert srv.stats["query"] - before >= 2  # the second read confirms it
+    assert res.missing == ("A-S-GONE",)
+    assert res.exit_code == 1
+    assert [(lo.kind, lo.rule) for lo in res.leftovers] == [("human", "D15")]
+    cfg = config(settings, tmp_path)
+    assert main(["--config", cfg, "sync", "subscription", "A-S-GONE"]) == 1
+    out = capsys.readouterr().out
+    assert "Zuora no longer returns (read twice): A-S-GONE" in out and "human D15" in out
+
+
+def test_a_bad_record_refuses_the_sync_and_writes_nothing(world, tmp_path: Path,
+                                                         capsys) -> None:
+    srv, settings = world
+    acct = srv.store.live("Account").row(2, named=True)
+    mutate(srv, "update", "Account", acct["Id"], Status="Closed-ish", Name="renamed")
+    with pytest.raises(SyncBadRecord, match=rf"Account {acct['Id']} .*Status"):
+        sync_keys(settings, SyncRequest("account", (acct["Id"],)))
+    assert local(settings, "SELECT zuora_account_name FROM billing_accounts WHERE "
+                 "zuora_account_id = %s", [acct["Id"]])["zuora_account_name"].to_list() == [
+        acct["Name"]]
+    assert main(["--config", config(settings, tmp_path), "sync", "account", acct["Id"]]) == 2
+    assert "breaks the contract rule" in capsys.readouterr().err
+    mutate(srv, "update", "Account", acct["Id"], Status=acct["Status"], Name=acct["Name"])
+
+
+def test_the_row_cap_refuses_a_large_key(world) -> None:
+    import dataclasses
+
+    srv, settings = world
+    name = srv.store.live("Subscription")["Name"][5]
+    small = dataclasses.replace(settings, sync_max_rows_per_key=5)
+    with pytest.raises(SyncError, match="sync.max_rows_per_key"):
+        sync_keys(small, SyncRequest("subscription", (name,)))
+
+
+def test_bad_requests_exit_2(world, tmp_path: Path, capsys) -> None:
+    _srv, settings = world
+    cfg = config(settings, tmp_path)
+    assert main(["--config", cfg, "sync", "account"]) == 2
+    assert "needs at least one key" in capsys.readouterr().err
