@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from core.catalog import OBJECTS, ObjectSpec
 from core.config import Settings
 from core.errors import ReconError
+from core.inbox import RequestBudget, shared_budget
 from core.profile import (
     merged_profile,
     profile_metadata,
@@ -404,6 +405,7 @@ class _Run:
             tenant_tz=settings.tenant_tz, lag_s=lag.total_seconds(), scope=scope_of(opt))
         self.stage = "setup"
         self.client: ZuoraClient | None = None
+        self.budget: RequestBudget | None = None
         self.exporter: AquaExporter | None = None
         self.local_done = False
         self.planned: tuple[str, ...] = ()
@@ -423,6 +425,8 @@ class _Run:
         finally:
             if self.client is not None:
                 self.client.close()
+            if self.budget is not None:
+                self.budget.backend.close()
 
     # -- happy path ------------------------------------------------------------------------
     def _run(self) -> Manifest:
@@ -446,9 +450,12 @@ class _Run:
                  + (f" onto {p.base.run_id}" if p.base else "") + f", {len(p.queries)} objects")
 
         self.stage = "zuora export"
+        # the request budget the callout workers share (when callouts are received here):
+        # the nightly draws from it too, so together they stay inside Zuora's limits
+        self.budget = shared_budget(self.settings)
         self.client = ZuoraClient.from_settings(
             self.settings, track_id=self.run_id, policy=opt.policy, timeout=opt.http_timeout,
-            zuora_version=opt.zuora_version)
+            zuora_version=opt.zuora_version, budget=self.budget)
         m.track_id = self.client.track_id
         self.exporter = AquaExporter(self.client, self.settings.tenant_tz, opt.aqua, self.say)
         target = self.writer.dir / ("delta" if p.mode == "incremental" else "zuora")
@@ -548,6 +555,8 @@ class _Run:
     def _stats(self) -> None:
         if self.client is not None:
             self.manifest.api = self.client.stats.as_dict()
+            if self.budget is not None:  # time spent waiting for the shared request budget
+                self.manifest.api["budget_wait_s"] = round(self.budget.waited_s, 3)
 
     # -- failure ---------------------------------------------------------------------------
     def _fail(self, e: BaseException) -> None:

@@ -81,6 +81,13 @@ def open_budget(settings: Settings, **kwargs: object) -> RequestBudget:
                          **kwargs)  # type: ignore[arg-type]
 
 
+def shared_budget(settings: Settings) -> RequestBudget | None:
+    """The tenant's shared request budget when callouts are received here (an inbox exists:
+    workers draw from it, so the nightly must too), else None — a tenant without callouts
+    gets no new store and no new limit. The caller closes ``budget.backend``."""
+    return open_budget(settings) if inbox_exists(settings) else None
+
+
 def inbox_exists(settings: Settings) -> bool:
     """Whether a callout inbox was ever created for ``settings``' local side: readers (the
     nightly, ``recon status``) must not create one as a side effect of looking."""
@@ -142,6 +149,6 @@ __all__ = [
     "InboxHealth", "InboxUnavailable", "KeySync", "NewEvent", "PayloadError", "PendingKey",
     "PostgresBackend", "Rejected", "RequestBudget", "SqliteBackend", "StoreOutcome", "Stored",
     "SyncLogEntry", "debounce_of", "event_kinds", "extract_keys", "inbox_backend_kind",
-    "inbox_exists", "read_activity", "read_health",
+    "inbox_exists", "read_activity", "read_health", "shared_budget",
     "open_backend", "open_budget", "open_inbox", "parse_event_kinds", "tenant_of",
 ]
