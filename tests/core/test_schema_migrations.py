@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.inbox import NewEvent, open_inbox
 from core.localdb import migrations, recon_objects
 from core.localdb.connect import connect
 from core.state import MIGRATIONS as STATE_MIGRATIONS
@@ -29,6 +30,10 @@ from tests.support.repair import REPO, identity_of, one, rows, settings_for
 
 # Commits whose stores this recon must upgrade (a16424a: issue 13's base, before versioning).
 BASE_COMMITS = ("a16424a",)
+# Commits whose stores this recon opens as they are (same schema version, the house's module
+# layout): 5304606 is issue 15's base (the event path adds stores of its own, the inbox, beside
+# the versioned ones and never changes theirs).
+SAME_SCHEMA_COMMITS = ("5304606",)
 
 # Runs with the OLD code on sys.path: a DuckDB and a PostgreSQL local database, each with an
 # apply (audit rows), and a state file with high-water marks and a job run.
@@ -57,20 +62,53 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module", params=BASE_COMMITS)
-def old_code(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The base commit's tree, exported from this repository's history (``git archive``)."""
-    dest = tmp_path_factory.mktemp(f"recon-{request.param}")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", request.param],
+# The same, in the house's layout (issue 14 onward: core/, repair/, tests/support/).
+_OLD_HOUSE = r"""
+import datetime as dt, json, sys
+from pathlib import Path
+duck, pg, data = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+from tests.support.repair import account_updates, make_db, settings_for, write_plan
+from repair.apply import apply_plan
+from core.state import StateDB
+from jobs import runs
+out = {}
+for name, url in (("duck", duck), ("pg", pg)):
+    make_db(url)
+    plan = write_plan(url, data / f"{name}-plan.json", account_updates(url, 2))
+    out[name] = apply_plan(plan, settings_for(url, data), yes=True).apply_id
+with StateDB(data) as st:
+    st.set_hwms("run-old", "full", {"Account": dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)})
+    runs.start(st, "nightly-old", "nightly", "nightly:2026-11-23", "schedule", None, 1)
+    runs.finish(st, "nightly-old", "clean")
+print(json.dumps(out))
+"""
+
+
+def _export(commit: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A commit's tree, exported from this repository's history (``git archive``)."""
+    dest = tmp_path_factory.mktemp(f"recon-{commit}")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
 
-def _run_old(old: Path, duck: str, pg: str, data: Path) -> dict[str, str]:
+@pytest.fixture(scope="module", params=BASE_COMMITS)
+def old_code(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base commit's tree."""
+    return _export(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=SAME_SCHEMA_COMMITS)
+def house_code(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(request.param, tmp_path_factory)
+
+
+def _run_old(old: Path, duck: str, pg: str, data: Path, script: str = _OLD) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     env["PYTHONPATH"] = os.pathsep.join([str(old), str(old / "tests")])
-    p = subprocess.run([sys.executable, "-c", _OLD, duck, pg, str(data)], cwd=old, env=env,
+    p = subprocess.run([sys.executable, "-c", script, duck, pg, str(data)], cwd=old, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -159,6 +197,40 @@ def test_stores_of_an_older_recon_are_upgraded_and_newer_ones_refused(
     with pytest.raises(StateSchemaTooNew, match=r"recon state .*state\.duckdb: this database "
                                                 r"was written by a newer recon \(schema"):
         StateDB(data)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_stores_of_issue_15s_base_open_as_they_are_and_take_the_inbox_beside_them(
+        house_code: Path, duckdb_url: str, pg_url: str, tmp_path: Path, capsys) -> None:
+    """Stores written by the code of issue 15's base commit: the same schema version, so
+    ``db init`` finds them up to date; their applies stay listed and revertible, their plans
+    readable, their state file intact; the callout inbox is created beside them (in the
+    PostgreSQL local database, in a SQLite file for the DuckDB one) without touching them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    applied = _run_old(house_code, duckdb_url, pg_url, data, _OLD_HOUSE)
+    for name, url in (("duck", duckdb_url), ("pg", pg_url)):
+        with connect(url) as db:
+            assert recon_objects.version(db) == recon_objects.LATEST
+        code, out, err = _cli(capsys, "db", "init", "--db", url)
+        assert code == 0 and f"schema {recon_objects.LATEST} (up to date)" in out, err
+        settings = settings_for(url, data)
+        before = list_applies(settings)
+        assert before.filter(before["apply_id"] == applied[name])["status"].to_list() == [
+            "complete"]
+        assert len(load_plan(data / f"{name}-plan.json").operations) == 2
+        with open_inbox(settings) as inbox:  # the event path's store, new beside the old ones
+            inbox.store_event(NewEvent(f"n-{name}", None, "account",
+                                       (("account", "A-1"),), "{}"))
+            assert inbox.health().queue_depth == 1
+        assert list_applies(settings).equals(before)
+        undo = revert_apply(applied[name], settings, yes=True)
+        assert undo.ops_applied == 2
+    with StateDB(data) as st:
+        assert st.hwms()["Account"].run_id == "run-old"
+        listed = runs.list_runs(st)
+        assert listed.filter(listed["run_id"] == "nightly-old")["status"].to_list() == ["clean"]
 
 
 def one_state(st: StateDB, sql: str) -> int:
