@@ -81,6 +81,10 @@ DOCUMENTED_DEFAULTS = {
     "jobs_misfire_grace_hours": "6.0",
     "alerts_webhook_url": "not set",
     "alerts_new_drift_threshold": "1",
+    "sync_max_rows_per_key": "5000",
+    "sync_batch_threshold": "200",
+    "sync_catalog_min_rows": "20",
+    "sync_catalog_max_shrink": "0.5",
 }
 
 
@@ -140,6 +144,10 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_JOBS_MISFIRE_GRACE_HOURS": "2",
         "RECON_ALERTS_WEBHOOK_URL": "https://hooks.example.com/T000/B000/XXXX",
         "RECON_ALERTS_NEW_DRIFT_THRESHOLD": "10",
+        "RECON_SYNC_MAX_ROWS_PER_KEY": "100",
+        "RECON_SYNC_BATCH_THRESHOLD": "7",
+        "RECON_SYNC_CATALOG_MIN_ROWS": "3",
+        "RECON_SYNC_CATALOG_MAX_SHRINK": "0.25",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -160,6 +168,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
             s.jobs_retry_delay_s, s.jobs_misfire_grace_hours, s.alerts_new_drift_threshold) == (
         "Europe/Berlin", "15 1 * * *", "0 5 * * 6", 4, 1.5, 2.0, 10)
     assert s.alerts_webhook_url.get() == "https://hooks.example.com/T000/B000/XXXX"
+    assert (s.sync_max_rows_per_key, s.sync_batch_threshold, s.sync_catalog_min_rows,
+            s.sync_catalog_max_shrink) == (100, 7, 3, 0.25)
     assert "XXXX" not in json.dumps(s.describe()), "a webhook URL is a secret"
 
 
@@ -331,7 +341,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         assert documented_default(spec, default), \
             f"{spec.key}: README default {default!r}, declared {spec.default!r}"
     assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
-    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 27
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 31
 
 
 def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:
