@@ -62,6 +62,27 @@ def sync_dir(data_dir: Path | str, sync_id: str) -> Path:
     return Path(data_dir) / SYNCS / sync_id
 
 
+def prune_syncs(data_dir: Path | str, older_than: dt.timedelta) -> list[str]:
+    """Remove the keyed datasets of syncs older than ``older_than`` (by the time in their
+    id); returns the sync ids removed. What a sync changed stays in the local database's
+    audit: the dataset only explains how it was decided."""
+    root = Path(data_dir) / SYNCS
+    if not root.is_dir():
+        return []
+    cutoff = dt.datetime.now(dt.UTC) - older_than
+    gone = []
+    for d in sorted(root.iterdir()):
+        try:
+            when = dt.datetime.strptime(d.name.split("-")[1], "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=dt.UTC)
+        except (IndexError, ValueError):
+            continue  # not a sync's directory: never ours to remove
+        if when < cutoff:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d.name)
+    return gone
+
+
 @dataclass
 class _Read:
     zuora: ZuoraSide
@@ -148,15 +169,53 @@ def _check_cap(settings: Settings, req: SyncRequest, read: _Read) -> None:
     """``sync.max_rows_per_key``: a sync may rewrite its key's whole subtree, never more
     than this many rows per key (Zuora's and the local side's together)."""
     cap = settings.sync_max_rows_per_key
-    keys = max(1, len(req.keys))
-    rows = read.zuora.rows + read.local.rows
-    if req.object == "catalog" and not req.keys:
-        rows = sum(read.zuora.frames[o].height for o in CATALOG)
-    if rows > cap * keys:
+    if req.object == "subscription":
+        sizes = _subscription_sizes(read)
+    elif req.object == "catalog" and not req.keys:
+        sizes = {"(whole catalog)": sum(read.zuora.frames[o].height for o in CATALOG)}
+    else:  # accounts, contacts, products: a few rows each; the request's share per key
+        total = read.zuora.rows + read.local.rows
+        sizes = {k: -(-total // max(1, len(req.keys))) for k in req.keys}
+    big = {k: n for k, n in sizes.items() if n > cap}
+    if big:
+        k, n = max(big.items(), key=lambda kv: kv[1])
         raise SyncError(
-            f"refusing to sync {req.object} {', '.join(req.keys) or '(whole catalog)'}: its "
-            f"subtree holds {rows:,} rows, more than sync.max_rows_per_key ({cap:,}) per key; "
-            "the nightly reconciles it (or raise RECON_SYNC_MAX_ROWS_PER_KEY)")
+            f"refusing to sync {req.object} {k}: its subtree holds {n:,} rows (Zuora and "
+            f"local), more than sync.max_rows_per_key ({cap:,}); the nightly reconciles it "
+            "(or raise RECON_SYNC_MAX_ROWS_PER_KEY)"
+            + (f"; {len(big) - 1} more key(s) over the cap" if len(big) > 1 else ""))
+
+
+def _subscription_sizes(read: _Read) -> dict[str, int]:
+    """Rows per subscription name: its versions, rate plans, charges and tiers, on both
+    sides (the context — accounts, catalog — is not the key's to rewrite)."""
+    z, lo = read.zuora.frames, read.local
+    name_of: dict[str, str] = dict(zip(z["Subscription"]["Id"].to_list(),
+                                       z["Subscription"]["Name"].to_list(), strict=True))
+    subs = lo.frame("zuora_local_subscriptions")
+    name_of.update(zip(subs["zuora_id"].to_list(), subs["name"].to_list(), strict=True))
+    charge_sub: dict[str, str] = dict(zip(z["RatePlanCharge"]["Id"].to_list(),
+                                          z["RatePlanCharge"]["SubscriptionId"].to_list(),
+                                          strict=True))
+    lch = lo.frame("zuora_local_rate_plan_charges")
+    charge_sub.update(zip(lch["zuora_id"].to_list(), lch["subscription_id"].to_list(),
+                          strict=True))
+    sizes: dict[str, int] = {}
+
+    def count(sub_ids: list) -> None:
+        for sid in sub_ids:
+            name = name_of.get(sid)
+            if name is not None:
+                sizes[name] = sizes.get(name, 0) + 1
+
+    count(z["Subscription"]["Id"].to_list() + subs["zuora_id"].to_list())
+    count(z["RatePlan"]["SubscriptionId"].to_list() + z["RatePlanCharge"]["SubscriptionId"]
+          .to_list())
+    count(lo.frame("zuora_local_rate_plans")["subscription_id"].to_list()
+          + lch["subscription_id"].to_list())
+    count([charge_sub.get(c) for c in z["RatePlanChargeTier"]["RatePlanChargeId"].to_list()
+           + lo.frame("zuora_local_rate_plan_charge_tiers")["rate_plan_charge_id"].to_list()])
+    return sizes
 
 
 def _check_catalog_shrink(settings: Settings, req: SyncRequest, read: _Read) -> None:

@@ -18,3 +18,16 @@ def test_a_small_catalog_table_may_lose_up_to_the_floor() -> None:
     assert outcomes(2) == {"Product": "failed", "Account": "failed"}  # 3 lost > floor 2
     assert set(catalog_floors(1)) == {"Product", "ProductRatePlan", "ProductRatePlanCharge",
                                       "ProductRatePlanChargeTier"}
+
+
+def test_prune_removes_only_old_sync_datasets(tmp_path) -> None:
+    import datetime as dt
+
+    from sync import new_sync_id, prune_syncs
+
+    old = new_sync_id(dt.datetime.now(dt.UTC) - dt.timedelta(days=10))
+    new = new_sync_id()
+    for name in (old, new, "not-a-sync"):
+        (tmp_path / "syncs" / name).mkdir(parents=True)
+    assert prune_syncs(tmp_path, dt.timedelta(days=7)) == [old]
+    assert sorted(p.name for p in (tmp_path / "syncs").iterdir()) == sorted([new, "not-a-sync"])
