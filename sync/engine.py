@@ -51,7 +51,14 @@ from sync.model import (
     SyncTransient,
     new_sync_id,
 )
-from sync.subtree import CATALOG, LocalSide, Reader, ZuoraSide, read_local
+from sync.subtree import (
+    CATALOG,
+    STORM_OBJECTS,
+    LocalSide,
+    Reader,
+    ZuoraSide,
+    read_local,
+)
 
 SYNCS = "syncs"
 Progress = Callable[[str], None]
@@ -106,11 +113,36 @@ def _read_zuora(reader: Reader, req: SyncRequest, keys: tuple[str, ...]) -> tupl
     return side, found
 
 
-def _read(settings: Settings, req: SyncRequest, client: ZuoraClient) -> _Read:
+def _storm(settings: Settings, req: SyncRequest, reader: Reader, sync_id: str,
+           say: Progress) -> None:
+    """More than ``sync.batch_threshold`` keys of one object: read the object (and its
+    subtree) with one incremental export merged onto the latest complete snapshot instead
+    of per-key queries. Without such a snapshot the keys are read one query per 50."""
+    from core.snapshot import latest_complete
+
+    objects = STORM_OBJECTS.get(req.object)
+    if objects is None or len(req.keys) <= settings.sync_batch_threshold:
+        return
+    base = latest_complete(settings.data_dir)
+    if base is None:
+        say(f"{sync_id}: {len(req.keys)} keys but no complete snapshot to build an "
+            "incremental export on: reading them by key")
+        return
+    work = sync_dir(settings.data_dir, sync_id) / "export"
+    rows = reader.export_current(objects, base, work, f"recon-{sync_id}", say)
+    say(f"{sync_id}: {len(req.keys)} keys > sync.batch_threshold "
+        f"({settings.sync_batch_threshold}): one incremental export of "
+        f"{', '.join(objects)} onto {base.run_id} ({rows} rows changed)")
+
+
+def _read(settings: Settings, req: SyncRequest, client: ZuoraClient, sync_id: str = "",
+          say: Progress = lambda _m: None) -> _Read:
     reader = Reader(client, settings.tenant_tz)
+    _storm(settings, req, reader, sync_id, say)
     side, found = _read_zuora(reader, req, req.keys)
     gone = tuple(k for k, v in found.items() if v is None)
-    if gone:  # a key Zuora does not return: read it once more before believing it
+    if gone:  # a key Zuora does not return: read it once more (by key) before believing it
+        reader = Reader(client, settings.tenant_tz)
         again, found2 = _read_zuora(reader, req, gone)
         for obj, frame in again.frames.items():
             side.add(obj, frame)
@@ -371,7 +403,7 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     from repair.planner import build_plan
 
     try:
-        read = _read(settings, request, client)
+        read = _read(settings, request, client, sync_id, say)
     except ZuoraError as e:
         if isinstance(e, TransientError):
             raise SyncTransient(f"reading {request.object} from Zuora failed for the "

@@ -99,3 +99,32 @@ def res_message(settings, apply_id: str) -> str | None:
 
     rows = list_applies(settings).filter(pl.col("apply_id") == apply_id)
     return rows["message"][0]
+
+
+def test_a_storm_of_keys_is_read_with_one_incremental_export(world) -> None:
+    """More than sync.batch_threshold keys: one AQuA export of the subtree's objects merged
+    onto the latest complete snapshot, not a query per key; the keys end up in step."""
+    from core.snapshot import latest_complete
+    from extract.aqua import AquaOptions
+    from extract.extractor import ExtractOptions, run_extract
+
+    srv, settings = world
+    if latest_complete(settings.data_dir) is None:
+        run_extract(settings, "full", options=ExtractOptions(
+            aqua=AquaOptions(poll_interval=0.05)))
+    latest = srv.store.live("Subscription").filter(pl.col("IsLatestVersion"))
+    rows = [latest.row(i, named=True) for i in (3, 4, 5)]
+    for i, row in enumerate(rows):
+        mutate(srv, "update", "Subscription", row["Id"], Notes=f"storm {i}")
+    names = tuple(r["Name"] for r in rows)
+    submits, queries = srv.stats["aqua_submit"], srv.stats["query"]
+    said: list[str] = []
+    res = sync_keys(dataclasses.replace(settings, sync_batch_threshold=2),
+                    SyncRequest("subscription", names), progress=said.append)
+    assert res.exit_code == 0, res.leftovers
+    assert srv.stats["aqua_submit"] == submits + 1
+    assert any("one incremental export" in m for m in said)
+    # the context (accounts, contacts, catalog) is still read by key: a few queries, not
+    # one per subscription object
+    assert srv.stats["query"] - queries <= 6
+    assert [notes(settings, r["Id"]) for r in rows] == ["storm 0", "storm 1", "storm 2"]
