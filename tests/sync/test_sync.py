@@ -179,3 +179,58 @@ def test_catalog_product_and_whole_catalog(world) -> None:
     ok = sync_keys(dataclasses.replace(settings, sync_catalog_min_rows=3),
                    SyncRequest("catalog", dry_run=True))
     assert sum(c.op == "delete" for c in ok.changes) == 3
+
+
+def test_subscription_order_created_and_duplicates_deduped(world) -> None:
+    """D13: a subscription without an order gets one, derived from its latest version; D11:
+    duplicates are deduped only when unambiguous (else a person decides: exit 1)."""
+    srv, settings = world
+    names = local(settings, "SELECT subscription_name FROM orders WHERE NOT trial AND "
+                  "subscription_name IS NOT NULL ORDER BY id")["subscription_name"].to_list()
+    gone, dup = names[4], names[5]
+    cols = "subscription_id, zuora_account_id, billing_account_id, product_rate_plan_id, " \
+           "start_date, end_date, quantity"
+    was = local(settings, f"SELECT {cols} FROM orders WHERE subscription_name = %s", [gone])
+    with connect(settings.local_database_url) as db:
+        db.execute("DELETE FROM orders WHERE subscription_name = %s", [gone])
+        db.execute("INSERT INTO orders (id, customer_id, billing_account_id, "
+                   "product_rate_plan_id, subscription_id, subscription_name, start_date, "
+                   "end_date, quantity, amendment_type, trial, zuora_account_id, "
+                   "reconciliation_accepted, created_at, updated_at) SELECT 880001, "
+                   "customer_id, billing_account_id, product_rate_plan_id, subscription_id, "
+                   "subscription_name, start_date, end_date, quantity, amendment_type, trial, "
+                   "zuora_account_id, reconciliation_accepted, created_at, updated_at FROM "
+                   "orders WHERE subscription_name = %s", [dup])
+    made = sync_keys(settings, SyncRequest("subscription", (gone,)))
+    assert made.exit_code == 0, made.leftovers
+    assert [(c.table, c.op) for c in made.changes] == [("orders", "insert")]
+    now = local(settings, f"SELECT {cols} FROM orders WHERE subscription_name = %s", [gone])
+    assert now.equals(was)  # the same derivation as D14: the very values it had
+    same = sync_keys(settings, SyncRequest("subscription", (dup,)))  # two equal candidates
+    assert same.exit_code == 1 and [(lo.kind, lo.rule) for lo in same.leftovers] == [
+        ("human", "D11")] and same.changes == ()
+    with connect(settings.local_database_url) as db:  # now only one matches Zuora's account
+        db.execute("UPDATE orders SET zuora_account_id = %s, billing_account_id = NULL "
+                   "WHERE id = 880001", ["0" * 32])
+    deduped = sync_keys(settings, SyncRequest("subscription", (dup,)))
+    assert deduped.exit_code == 0, deduped.leftovers
+    assert ("orders", "delete", {"id": 880001}) in [(c.table, c.op, c.key)
+                                                    for c in deduped.changes]
+    assert local(settings, "SELECT count(*) AS n FROM orders WHERE subscription_name = %s",
+                 [dup])["n"][0] == 1
+
+
+def test_zuora_failing_for_the_moment_is_transient(world) -> None:
+    """5xx after the client's retries: SyncTransient (a worker retries later); nothing is
+    written."""
+    from extract.client import RetryPolicy, ZuoraClient
+    from sync import SyncTransient
+
+    srv, settings = world
+    name = srv.store.live("Subscription")["Name"][7]
+    srv.add_fault("query", "5xx", times=2)
+    client = ZuoraClient(srv.url, "recon", settings.zuora_client_secret,
+                         policy=RetryPolicy(attempts=2, sleep=lambda _s: None))
+    with pytest.raises(SyncTransient, match="for the moment"):
+        sync_keys(settings, SyncRequest("subscription", (name,)), client=client)
+    srv.clear_faults()
