@@ -45,6 +45,19 @@ def test_subscription_custom_field_is_synced(world) -> None:
     assert got["notes"].to_list() == ["changed by a person in Zuora"]
     assert [(c.table, c.op, c.columns) for c in res.changes] == [
         ("zuora_local_subscriptions", "update", ("notes", "updated_date"))]
+    assert_in_step(settings, "subscription", row["Name"])
+    from repair.apply import revert_apply
+
+    assert revert_apply(res.sync_id, settings, yes=True).status == "complete"
+    assert local(settings, "SELECT notes FROM zuora_local_subscriptions WHERE zuora_id = %s",
+                 [row["Id"]])["notes"].to_list() == [row["Notes"]]
+
+
+def assert_in_step(settings: Settings, obj: str, *keys: str) -> None:
+    """The local rows equal the projection of Zuora's: a dry run of the same sync finds
+    nothing to change and nothing left for a person."""
+    again = sync_keys(settings, SyncRequest(obj, keys, dry_run=True))
+    assert again.changes == () and again.leftovers == (), again
 
 
 def _clone(srv: SandboxServer, obj: str, **fields) -> str:
@@ -154,6 +167,7 @@ def test_contact_is_synced(world) -> None:
                 "zuora_contact_id = %s", [cid]).row(0)
     assert got == ("Springfield", "NEW.bill@x.example")
     assert {c.table for c in res.changes} == {"billing_account_contacts"}
+    assert_in_step(settings, "contact", cid)
 
 
 def test_catalog_product_and_whole_catalog(world) -> None:
@@ -166,6 +180,7 @@ def test_catalog_product_and_whole_catalog(world) -> None:
     assert res.exit_code == 0, res.leftovers
     assert local(settings, "SELECT name FROM zuora_local_products WHERE zuora_id = %s",
                  [prod["Id"]])["name"].to_list() == ["Renamed in Zuora"]
+    assert_in_step(settings, "catalog", prod["Id"])
     whole = sync_keys(settings, SyncRequest("catalog"))
     assert whole.exit_code == 0 and whole.changes == (), whole
 
