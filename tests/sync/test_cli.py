@@ -26,6 +26,7 @@ def config(settings: Settings, tmp_path: Path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> None:
     srv, settings = world
     sub = srv.store.live("Subscription").filter(pl.col("IsLatestVersion")).row(3, named=True)

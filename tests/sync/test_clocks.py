@@ -18,7 +18,7 @@ from jobs.steps import run_steps
 from repair.apply import apply_plan
 from repair.executor import APPLIED, CONFLICT, SUPERSEDED, BatchHooks
 from sync import SyncRequest, sync_keys
-from tests.sync.test_sync import local, mutate
+from tests.sync.test_sync import local, mutate, nightly_steps
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +44,8 @@ def test_sync_and_nightly_interleavings(world) -> None:
     # the nightly: snapshot, reconcile, plan (not applied yet)
     nightly = dataclasses.replace(settings, extract_lag_hours=0.0, reconcile_grace_hours=0.0)
     seen: dict = {}
-    run_steps("full", nightly, stop=threading.Event(), progress=lambda _m: None,
-              through="plan", after=lambda _n, run: seen.update(run=run))
+    run_steps(nightly_steps(), nightly, stop=threading.Event(), progress=lambda _m: None,
+              after=lambda _n, run: seen.update(run=run))
     plan_path = seen["run"].plan_path
     ops = {op.key.get("zuora_id"): op for op in seen["run"].plan.operations
            if op.table == "zuora_local_subscriptions"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
 import requests
@@ -10,6 +12,15 @@ from core.config import Settings
 from core.localdb.connect import connect
 from sandbox.server import SandboxServer
 from sync import SyncError, SyncRequest, sync_keys
+
+
+def nightly_steps():
+    """The nightly's declared steps through the plan, without the validation (the expensive
+    business-rule suites: a drift-free tenant has nothing for them to quarantine)."""
+    from jobs.steps import JOBS
+
+    job = JOBS["full"].through("plan")
+    return dataclasses.replace(job, steps=tuple(s for s in job.steps if s.name != "validate"))
 
 
 def mutate(srv: SandboxServer, op: str, obj: str, id_: str | None = None, **fields) -> str:
@@ -32,6 +43,7 @@ def test_subscription_in_step_is_left_alone(world) -> None:
     assert res.changes == ()
 
 
+@pytest.mark.slow
 def test_subscription_custom_field_is_synced(world) -> None:
     srv, settings = world
     subs = srv.store.live("Subscription").filter(pl.col("IsLatestVersion"))
@@ -72,6 +84,7 @@ def _clone(srv: SandboxServer, obj: str, **fields) -> str:
     return mutate(srv, "insert", obj, **vals)
 
 
+@pytest.mark.slow
 def test_new_account_creates_billing_account_contacts_and_customer(world) -> None:
     """Seed 001: an account the local copy lacks, with a Sold-To e-mail no customer has —
     the sync creates the billing account, both contacts (as local references) and the
@@ -129,7 +142,6 @@ def test_a_nightly_after_a_sync_finds_nothing_for_the_key(world) -> None:
     """The sync repairs a drifted key the nightly way (new billing account, contacts and a
     customer for a new Sold-To e-mail); a nightly with lag 0 and grace 0 then has zero
     findings (pending included) and zero operations for that key."""
-    import dataclasses
     import threading
 
     from jobs.steps import run_steps
@@ -144,8 +156,8 @@ def test_a_nightly_after_a_sync_finds_nothing_for_the_key(world) -> None:
 
     nightly = dataclasses.replace(settings, extract_lag_hours=0.0, reconcile_grace_hours=0.0)
     seen: dict = {}
-    run_steps("full", nightly, stop=threading.Event(), progress=lambda _m: None,
-              through="plan", after=lambda name, run: seen.update(run=run))
+    run_steps(nightly_steps(), nightly, stop=threading.Event(), progress=lambda _m: None,
+              after=lambda _name, run: seen.update(run=run))
     run = seen["run"]
     mine = run.result.drift.filter(
         (pl.col("account_id") == acct) | pl.col("key").is_in(
@@ -170,8 +182,8 @@ def test_contact_is_synced(world) -> None:
     assert_in_step(settings, "contact", cid)
 
 
+@pytest.mark.slow
 def test_catalog_product_and_whole_catalog(world) -> None:
-    import dataclasses
 
     srv, settings = world
     prod = srv.store.live("Product").row(0, named=True)
@@ -196,6 +208,7 @@ def test_catalog_product_and_whole_catalog(world) -> None:
     assert sum(c.op == "delete" for c in ok.changes) == 3
 
 
+@pytest.mark.slow
 def test_subscription_order_created_and_duplicates_deduped(world) -> None:
     """D13: a subscription without an order gets one, derived from its latest version; D11:
     duplicates are deduped only when unambiguous (else a person decides: exit 1)."""
