@@ -17,6 +17,13 @@ A sync is the nightly on a keyed dataset, not a second implementation of it:
    :func:`repair.apply.apply_plan` (the same executor, optimistic concurrency and audit;
    the table-fraction guard does not fit one key and is passed, the row cap replaces it);
    the apply's audit row names the sync and its trigger.
+
+Around it: more than ``sync.batch_threshold`` keys are read with one incremental export
+instead of per-key queries (:meth:`sync.subtree.Reader.export_current`); a sync that finds
+the repair lock held (the nightly applying) waits for it and reads everything again, so it
+never plans from values older than what that apply committed; every failure is typed —
+:class:`~sync.model.SyncError`, :class:`~sync.model.SyncTransient` (retry later) or
+:class:`~sync.model.SyncBadRecord` (dead-letter).
 """
 
 from __future__ import annotations
@@ -158,12 +165,12 @@ def _read(settings: Settings, req: SyncRequest, client: ZuoraClient, sync_id: st
         kw["contacts"] = req.keys
     else:
         kw["catalog"] = req.keys or "*"
-    require_exists(settings.local_database_url)
     try:
+        require_exists(settings.local_database_url)
         with connect(settings.local_database_url) as db:
             local = read_local(db, side, **kw)
     except ReconError:
-        raise
+        raise  # typed already: sync_keys maps it to SyncError or SyncTransient
     except Exception as e:
         raise SyncTransient(f"cannot read the local rows of {req.object} "
                             f"{', '.join(req.keys) or '(whole catalog)'}: {type(e).__name__}: "
@@ -365,6 +372,12 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
             root = sync_dir(settings.data_dir, sync_id)
             try:
                 return _attempt(settings, request, client, sync_id, started, say)
+            except SyncError:
+                raise
+            except ReconError as e:  # a stage below refused (typed): say which sync
+                cls = SyncTransient if isinstance(e, TransientError) else SyncError
+                raise cls(f"{sync_id} ({request.object} "
+                          f"{' '.join(request.keys) or '*'}): {e}") from e
             except _Busy as e:
                 if time.monotonic() > deadline:
                     raise SyncTransient(f"{sync_id}: another repair held the lock for more "
