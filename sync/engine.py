@@ -301,25 +301,40 @@ def _write_snapshot(root: Path, sync_id: str, req: SyncRequest, read: _Read,
     return w.complete(m)
 
 
+def _account_subject(accts: list[str], read: _Read) -> pl.Expr:
+    """Findings about accounts ``accts``: the account, its contacts (Zuora's Bill-To and
+    Sold-To and the local ones of the account), its customers and memberships."""
+    obj, key = pl.col("object"), pl.col("key")
+    acc = read.zuora.frames["Account"].filter(pl.col("Id").is_in(accts))
+    contacts = ([v for c in ("BillToId", "SoldToId") for v in acc[c].to_list() if v]
+                + read.local.frame("billing_account_contacts").filter(
+                    pl.col("zuora_account_id").is_in(accts))["zuora_contact_id"].to_list())
+    return (((obj == "Account") & key.is_in(accts))
+            | ((obj == "Contact") & key.is_in(contacts))
+            | (obj.is_in(["customers", "billing_account_memberships"])
+               & pl.col("account_id").is_in(accts)))
+
+
 def subject(req: SyncRequest, read: _Read) -> pl.Expr:
     """Which findings are the sync's: about its keys and their subtree. The context the
     rules needed (other accounts, catalog rows, other orders) is the nightly's business."""
     keys = list(req.keys)
     obj, key = pl.col("object"), pl.col("key")
     if req.object == "subscription":
+        # an account of theirs the local copy lacks is created with them (its contacts and
+        # Sold-To customer too): the order needs its billing account
+        have = set(read.local.frame("billing_accounts")["zuora_account_id"].to_list())
+        subs = read.zuora.frames["Subscription"]
+        new = sorted({a for c in ("AccountId", "InvoiceOwnerId") for a in subs[c].to_list()
+                      if a and a not in have})
         return (pl.col("subscription_name").is_in(keys)
                 | ((obj == "orders") & key.is_in(keys))
-                | ((obj == "Subscription") & key.is_in(read.zuora.ids("Subscription"))))
+                | ((obj == "Subscription") & key.is_in(read.zuora.ids("Subscription")))
+                | _account_subject(new, read))
     if req.object == "account":
         accts = [v for v in read.found.values() if v] + [k for k, v in read.found.items()
                                                          if v is None]
-        contacts = (read.zuora.ids("Contact")
-                    + read.local.frame("billing_account_contacts").filter(
-                        pl.col("zuora_account_id").is_in(accts))["zuora_contact_id"].to_list())
-        return (((obj == "Account") & key.is_in(accts))
-                | ((obj == "Contact") & key.is_in(contacts))
-                | (obj.is_in(["customers", "billing_account_memberships"])
-                   & pl.col("account_id").is_in(accts)))
+        return _account_subject(accts, read)
     if req.object == "contact":
         return (obj == "Contact") & key.is_in(keys)
     if not keys:
