@@ -19,6 +19,7 @@ stray log line, an error or a report cannot leak them. URLs are shown through
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -146,6 +147,16 @@ def _database_url(value: str) -> str:
     return value
 
 
+def _event_kinds(value: str) -> str:
+    """The ``[callouts.events.<kind>]`` tables (kept as JSON text) must parse into event kinds:
+    the check lives with the kinds (``core.inbox.kinds``), imported here only when set."""
+    if value:
+        from core.inbox.kinds import parse_event_kinds
+
+        parse_event_kinds(value)
+    return value
+
+
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -264,6 +275,77 @@ class Settings:
     sync_catalog_max_shrink: float = setting(
         0.5, "sync.catalog_max_shrink",
         "sync: refuse a catalog sync that removes more than this share of a table", gt=0, le=1)
+    # -- issue 15: the callout receiver, its inbox and workers, the shared request budget --
+    callouts_host: str = setting("127.0.0.1", "callouts.host", "callouts: receiver bind address")
+    callouts_port: int = setting(8809, "callouts.port", "callouts: receiver port", ge=1,
+                                 le=65535)
+    callouts_metrics_host: str = setting(
+        "127.0.0.1", "callouts.metrics_host",
+        "callouts: bind address of /metrics (keep it internal)")
+    callouts_metrics_port: int = setting(
+        9809, "callouts.metrics_port",
+        "callouts: port of /metrics (0: served on the receiver's own port)", ge=0, le=65535)
+    callouts_user: str = setting("", "callouts.user",
+                                 "callouts: Basic auth user Zuora sends (empty: no Basic auth)")
+    callouts_password: Secret = setting(Secret(None), "callouts.password",
+                                        "callouts: Basic auth password (a secret)",
+                                        file_key="callouts.password_file")
+    callouts_hmac_secret: Secret = setting(
+        Secret(None), "callouts.hmac_secret",
+        "callouts: HMAC-SHA256 secret of the body signature (a secret; empty: not checked)",
+        file_key="callouts.hmac_secret_file")
+    callouts_hmac_header: str = setting("X-Zuora-Signature", "callouts.hmac_header",
+                                        "callouts: header carrying the hex HMAC-SHA256")
+    callouts_max_body_bytes: int = setting(65536, "callouts.max_body_bytes",
+                                           "callouts: largest payload accepted (else 413)",
+                                           ge=256)
+    callouts_dedupe_days: float = setting(
+        7.0, "callouts.dedupe_days",
+        "callouts: Zuora-Notification-Id dedupe window (days; Zuora retries ≤ 5 × 24 h)", gt=0)
+    callouts_retention_days: float = setting(
+        14.0, "callouts.retention_days",
+        "callouts: processed events and kept payloads are pruned after (days)", gt=0)
+    callouts_debounce_contact_s: float = setting(
+        5.0, "callouts.debounce_contact_s", "callouts: contact debounce (s) from the first "
+        "pending event", ge=0)
+    callouts_debounce_account_s: float = setting(
+        5.0, "callouts.debounce_account_s", "callouts: account debounce (s)", ge=0)
+    callouts_debounce_subscription_s: float = setting(
+        5.0, "callouts.debounce_subscription_s", "callouts: subscription debounce (s)", ge=0)
+    callouts_debounce_catalog_s: float = setting(
+        300.0, "callouts.debounce_catalog_s", "callouts: catalog debounce (s)", ge=0)
+    callouts_max_attempts: int = setting(
+        5, "callouts.max_attempts", "callouts: sync attempts before a key is dead-lettered",
+        ge=1)
+    callouts_retry_backoff_s: float = setting(
+        30.0, "callouts.retry_backoff_s",
+        "callouts: first retry delay after a transient sync failure (s), doubled per attempt",
+        ge=0)
+    callouts_workers: int = setting(2, "callouts.workers",
+                                    "callouts: sync worker threads per process", ge=0)
+    callouts_claim_lease_s: float = setting(
+        3600.0, "callouts.claim_lease_s",
+        "callouts: a claimed sync not finished after this long (s) is taken over", gt=0)
+    callouts_events: str = setting(
+        "", "callouts.events",
+        "callouts: [callouts.events.<kind>] tables (path, keys) over the defaults (JSON in env)",
+        check=_event_kinds)
+    callouts_alert_oldest_pending_s: float = setting(
+        900.0, "callouts.alert_oldest_pending_s",
+        "callouts: alert when the oldest pending event is older (s)", gt=0)
+    callouts_alert_rejects: int = setting(
+        10, "callouts.alert_rejects",
+        "callouts: alert on this many 400/401 answers within alert_window_s", ge=1)
+    callouts_alert_window_s: float = setting(300.0, "callouts.alert_window_s",
+                                             "callouts: window of the reject burst alert (s)",
+                                             gt=0)
+    zuora_budget_rate_per_s: float = setting(
+        20.0, "zuora.budget_rate_per_s",
+        "Zuora request budget shared by recon's processes: requests per second (0: no limit)",
+        ge=0)
+    zuora_budget_concurrency: int = setting(
+        10, "zuora.budget_concurrency",
+        "Zuora request budget: requests in flight at once across processes (0: no limit)", ge=0)
 
     def describe(self) -> dict[str, str]:
         """A printable view with secrets masked (reports show it and hash it into config_hash)."""
@@ -416,6 +498,9 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
                 files[_BY_FILE_KEY[dotted].name] = value
                 continue
             spec = _BY_KEY.get(dotted)
+            if spec is not None and spec.type is str and isinstance(value, dict):
+                # a table of tables for a text setting ([callouts.events.<kind>]): kept as JSON
+                value = json.dumps(value, sort_keys=True)
             if spec is None:
                 known = ", ".join(k for s in SETTINGS for k in (s.key, s.file_key) if k)
                 raise ConfigError(f"{path}: unknown key {dotted} (known: {known})")

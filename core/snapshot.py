@@ -50,7 +50,10 @@ from core.layout import FAILED_SUFFIX, MANIFEST, TMP_PREFIX, DataLayout
 from core.locks import FileLock, LockBusy
 from core.profile import Profiler
 
-KINDS = ("zuora", "local", "rejects", "delta")
+# "deleted": per object, the Ids an incremental export saw deleted in Zuora and when
+# (``Id``, ``deleted_at``), kept for as long as Zuora exports deleted records, so the
+# reconciler can hold a deletion inside the grace window as pending (issue 15 point 5)
+KINDS = ("zuora", "local", "rejects", "delta", "deleted")
 
 COMPLETE = "complete"
 FAILED = "failed"
@@ -252,6 +255,12 @@ class Snapshot:
 
     def rejects_path(self, obj: str) -> Path:
         return self.path / "rejects" / f"{obj}.parquet"
+
+    def deleted_path(self, obj: str) -> Path:
+        """Zuora deletions seen by incremental exports (``Id``, ``deleted_at`` UTC); absent
+        when none were seen (always absent in a full snapshot: a full export cannot see
+        deletions, only their absence)."""
+        return self.path / "deleted" / f"{obj}.parquet"
 
     def read_zuora(self, obj: str) -> pl.DataFrame:
         return pl.read_parquet(self.zuora_path(obj))

@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import tenacity
@@ -40,6 +40,9 @@ from tenacity import RetryCallState
 
 from core.config import Secret, Settings
 from core.errors import ReconError, TransientError
+
+if TYPE_CHECKING:
+    from core.inbox.budget import Budget
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # what requests raises when the network, not Zuora, failed: retried here, wrapped when it is not
@@ -271,6 +274,7 @@ class ZuoraClient:
         session: requests.Session | None = None,
         stats: ApiStats | None = None,
         token_margin: float = 300.0,
+        budget: Budget | None = None,
     ) -> None:
         secret = client_secret if isinstance(client_secret, Secret) else Secret(client_secret)
         if not secret:
@@ -283,6 +287,9 @@ class ZuoraClient:
         self.timeout = timeout
         self.stats = stats or ApiStats()
         self.token_margin = token_margin
+        # the tenant's request budget shared with every recon process (core.inbox.budget);
+        # None (the default): this client alone decides its pace, as before issue 15
+        self.budget = budget
         self.session = session or requests.Session()
         self.session.headers.update({
             "Zuora-Track-Id": self.track_id,
@@ -368,11 +375,19 @@ class ZuoraClient:
     def _send(self, method: str, path: str, *, route: str, **kwargs: Any) -> requests.Response:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         kwargs.setdefault("timeout", self.timeout)
+        slot = self.budget.acquire() if self.budget is not None else None
         try:
             resp = self.session.request(method, url, **kwargs)
         except CONNECTION_ERRORS as e:
             self.stats.record_call(route, "connection")
             raise _Retryable(f"{type(e).__name__}: {e}") from e
+        finally:
+            if slot is not None and self.budget is not None:
+                self.budget.release(slot)
+        if resp.status_code == 429 and self.budget is not None:
+            wait, _ = server_wait(resp)
+            if wait:  # every process sharing the budget waits too, not only this one
+                self.budget.defer(min(wait, self.policy.max_server_wait))
         self.stats.record_call(route, resp.status_code)
         if not kwargs.get("stream"):
             self.stats.add(bytes=len(resp.content))

@@ -250,6 +250,26 @@ def merge_object(base_path: Path, delta_path: Path, out_path: Path) -> tuple[int
     return pq.ParquetFile(out_path).metadata.num_rows, int(counts[0]), int(counts[1])
 
 
+def merge_deletions(base: Path | None, delta_path: Path, out_path: Path,
+                    horizon: dt.datetime) -> int:
+    """The deletions this snapshot knows (``Id``, ``deleted_at``): the delta's deleted rows
+    (their ``UpdatedDate`` is the deletion time) and the base's still younger than
+    ``horizon`` (Zuora's retention) whose Id the delta did not bring back. Kept so that a row
+    deleted in Zuora inside the grace window is ``pending`` rather than drift, even when a
+    later incremental run no longer sees the deletion. Returns the rows written (no file
+    when there are none)."""
+    delta = pl.scan_parquet(delta_path).unique(subset=["Id"], keep="last", maintain_order=True)
+    parts = [delta.filter(pl.col(DELETED_FLAG))
+             .select("Id", pl.col("UpdatedDate").cast(pl.Datetime("us")).alias("deleted_at"))]
+    if base is not None and base.is_file():
+        parts.append(pl.scan_parquet(base).join(delta.select("Id"), on="Id", how="anti"))
+    out = (pl.concat(parts, how="vertical_relaxed")
+           .filter(pl.col("deleted_at") >= horizon).collect())
+    if out.height:
+        out.write_parquet(out_path)
+    return out.height
+
+
 def merge_rejects(base: Path | None, delta_rejects: Path | None, delta_path: Path,
                   out_path: Path) -> int:
     """Rejects of rows the delta did not touch carry over (the base's quarantine markers,
@@ -459,6 +479,8 @@ class _Run:
             if name in p.merge and ox.rows == 0:  # nothing changed: share the base's files
                 assert p.base is not None
                 link_or_copy(p.base.zuora_path(name), final)
+                if p.base.deleted_path(name).is_file():
+                    link_or_copy(p.base.deleted_path(name), self.writer.path("deleted", name))
                 rej = 0
                 if p.base.rejects_path(name).is_file():
                     link_or_copy(p.base.rejects_path(name), self.writer.path("rejects", name))
@@ -471,6 +493,10 @@ class _Run:
                 n, up, dele = merge_object(p.base.zuora_path(name), ox.path, final)
                 rej = merge_rejects(p.base.rejects_path(name), ox.rejects_path, ox.path,
                                     self.writer.path("rejects", name))
+                merge_deletions(p.base.deleted_path(name), ox.path,
+                                self.writer.path("deleted", name),
+                                self.opt.clock().astimezone(dt.UTC).replace(tzinfo=None)
+                                - self.opt.deleted_retention)
                 entry.update(rows=n, delta_rows=ox.rows, upserted=up, deleted_rows=dele,
                              rejects=rej, merge_s=round(time.monotonic() - t, 3))
             elif p.mode == "incremental":  # exported whole inside an incremental run
@@ -566,6 +592,6 @@ def read_snapshot_object(snapshot: Snapshot, spec: ObjectSpec) -> pl.DataFrame:
 
 __all__ = [
     "DEFAULT_LAG", "MODES", "Base", "ExtractError", "ExtractOptions", "SuspectExportError",
-    "check_keys", "check_not_suspect", "merge_object", "merge_rejects", "plan",
-    "read_snapshot_object", "run_extract",
+    "check_keys", "check_not_suspect", "merge_deletions", "merge_object", "merge_rejects",
+    "plan", "read_snapshot_object", "run_extract",
 ]

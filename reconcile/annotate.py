@@ -80,6 +80,10 @@ def _context_sql(spec: ObjectSpec, side: str) -> str:
     else:
         name, acct = "NULL", "NULL"
     updated = 't0."UpdatedDate"' if z and "UpdatedDate" in spec.field_names else "NULL"
+    if not z:  # a local-only row: when Zuora deleted it, if an incremental export saw that
+        joins.append(f'LEFT JOIN deleted."{spec.name}" gone '
+                     f'ON gone."Id" = CAST(t0.{key} AS VARCHAR)')
+        updated = "gone.deleted_at"
     return (f"SELECT CAST(t0.{key} AS VARCHAR) AS key, {name} AS subscription_name, "
             f"{acct} AS account_id, CAST({updated} AS TIMESTAMP) AS updated "
             f"FROM {rel} t0 {' '.join(joins)} "

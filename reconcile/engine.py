@@ -31,7 +31,7 @@ from core.layout import (
 from core.snapshot import Snapshot, latest_complete, open_snapshot, snapshots_dir
 from core.state import StateDB
 from expectations.quarantine import read_quarantine
-from reconcile import annotate, history
+from reconcile import annotate, events, history
 from reconcile.diff import diff_all
 from reconcile.findings import FINDINGS_DDL, insert
 from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db, scope_objects
@@ -96,8 +96,13 @@ def _summary(drift: pl.DataFrame) -> dict[str, Any]:
 def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours: float = 2.0,
                        quarantine: pl.DataFrame | None = None,
                        progress: Callable[[str], None] | None = None,
-                       threads: int | None = None) -> ReconcileResult:
-    """Reconcile ``snapshot`` (refused unless complete) and record the run."""
+                       threads: int | None = None,
+                       activity: pl.DataFrame | None = None) -> ReconcileResult:
+    """Reconcile ``snapshot`` (refused unless complete) and record the run.
+
+    ``activity``: the event path's per-key activity (``reconcile.events.ACTIVITY_SCHEMA``,
+    read from the inbox by the caller); None when no callouts are received, and then nothing
+    is held and no event-path figures are written."""
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     say = progress or (lambda _msg: None)
@@ -134,11 +139,22 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         timings["rules"] = time.perf_counter() - t
         hold_back(con, scope)  # what depends on a quarantined record waits too
         annotate.add_quarantined(con)
-        grace_start = (db.as_of - dt.timedelta(hours=grace_hours)).isoformat(sep=" ")
+        grace_at = db.as_of - dt.timedelta(hours=grace_hours)
+        grace_start = grace_at.isoformat(sep=" ")
+        if activity is not None:
+            events.register_activity(con, activity)
+            # the newest Zuora change this snapshot can hold: an incremental export stops at
+            # its start minus the lag, so a sync after that may be fresher than the snapshot
+            zuora_upper = db.as_of - dt.timedelta(seconds=snapshot.manifest.lag_s or 0)
+            events.hold(con, history.FINGERPRINT, zuora_upper, grace_at)
+        else:
+            events.no_holds(con)
         with StateDB(data_dir) as state:
             drift, prev = history.with_history(con, state, snapshot.run_id, grace_start, scope)
             drift = drift.sort("object", "kind", "key", "field", nulls_last=True)
             summary = _summary(drift)
+            if activity is not None:
+                summary["event_path"] = events.count(con, drift, grace_at).as_dict()
             seconds = round(time.perf_counter() - t0, 3)
             run = {
                 "run_id": snapshot.run_id, "as_of": db.as_of,

@@ -68,7 +68,9 @@ def previous_run(state: StateDB, run_id: str, scope: str = "all") -> str | None:
 def with_history(con: duckdb.DuckDBPyConnection, state: StateDB, run_id: str,
                  grace_start: str, scope: str = "all") -> tuple[pl.DataFrame, str | None]:
     """This run's drift rows (statuses and first-seen filled, resolved rows added) from the
-    temporary ``findings`` table of ``con`` and the previous run stored in ``state``."""
+    temporary ``findings`` table of ``con`` and the previous run stored in ``state``. A
+    finding in the temporary ``held`` table (``reconcile.events``: the event path has it in
+    hand) is ``pending`` with the reason appended to its explanation."""
     prev = previous_run(state, run_id, scope)
     before = (state.con.sql(
         "SELECT fingerprint, first_seen_run, object, key, kind, rule, field, zuora_value, "
@@ -83,13 +85,18 @@ def with_history(con: duckdb.DuckDBPyConnection, state: StateDB, run_id: str,
             WITH cur AS (SELECT *, {FINGERPRINT} AS fingerprint FROM findings)
             SELECT '{run_id}' AS run_id, c.object, c.key, c.kind, c.rule, c.field,
                    c.zuora_value, c.local_value, c.severity, c.action,
-                   CASE WHEN c.zuora_updated >= TIMESTAMP '{grace_start}' THEN 'pending'
+                   CASE WHEN c.zuora_updated >= TIMESTAMP '{grace_start}'
+                             OR h.fingerprint IS NOT NULL THEN 'pending'
                         WHEN b.fingerprint IS NOT NULL THEN 'persisting' ELSE 'new' END
                        AS status,
-                   coalesce(b.first_seen_run, '{run_id}') AS first_seen_run, c.explanation,
+                   coalesce(b.first_seen_run, '{run_id}') AS first_seen_run,
+                   CASE WHEN h.reason IS NULL THEN c.explanation
+                        ELSE c.explanation || ' (pending: ' || h.reason || ')' END
+                       AS explanation,
                    c.drift_id, c.subscription_name, c.account_id, c.zuora_updated,
                    c.evidence, c.fingerprint
             FROM cur c LEFT JOIN _before b USING (fingerprint)
+                 LEFT JOIN held h USING (fingerprint)
             UNION ALL
             SELECT '{run_id}', b.object, b.key, b.kind, b.rule, b.field, b.zuora_value,
                    b.local_value, b.severity, b.action, 'resolved', b.first_seen_run,
@@ -150,6 +157,18 @@ def recent_runs(con: duckdb.DuckDBPyConnection, upto: str,
     for r in rows:
         r["summary"] = json.loads(r["summary"]) if r.get("summary") else {}
     return rows  # type: ignore[return-value]
+
+
+def latest_run(con: duckdb.DuckDBPyConnection, scope: str = "all") -> ReconcileRunRow | None:
+    """The newest reconciled run of ``scope`` (None on a state file without one)."""
+    if "reconcile_runs" not in table_names(con):
+        return None
+    rows = con.sql("SELECT * FROM reconcile_runs WHERE coalesce(scope, 'all') = $s "
+                   "ORDER BY run_id DESC LIMIT 1", params={"s": scope}).pl().to_dicts()
+    if not rows:
+        return None
+    rows[0]["summary"] = json.loads(rows[0]["summary"]) if rows[0].get("summary") else {}
+    return rows[0]  # type: ignore[return-value]
 
 
 def last_clean_run(con: duckdb.DuckDBPyConnection, upto: str) -> str | None:

@@ -143,7 +143,7 @@ def open_snapshot_db(snapshot: Snapshot, quarantine: pl.DataFrame | None = None,
     # zuora_all / local_all: the same files with nothing hidden, for what must still be
     # *found* through a quarantined row (the subscription a finding belongs to, the records
     # a quarantined parent holds back: reconcile.quarantine)
-    for schema in ("zuora", "local", "derive", "zuora_all", "local_all"):
+    for schema in ("zuora", "local", "derive", "zuora_all", "local_all", "deleted"):
         con.execute(f"CREATE SCHEMA {schema}")
     # ``key IS NOT NULL``: a record quarantined without a readable key hides nothing (and a
     # NULL inside NOT IN would hide everything)
@@ -153,6 +153,14 @@ def open_snapshot_db(snapshot: Snapshot, quarantine: pl.DataFrame | None = None,
                  f"'{spec.name}' AND key IS NOT NULL)" if spec.name in hidden else "")
         con.execute(f'CREATE VIEW zuora."{spec.name}" AS SELECT * FROM {src}{where}')
         con.execute(f'CREATE VIEW zuora_all."{spec.name}" AS SELECT * FROM {src}')
+        # deletions an incremental export saw (Id, deleted_at): a local row deleted in Zuora
+        # inside the grace window is pending, not drift (reconcile.annotate)
+        gone = snapshot.deleted_path(spec.name)
+        con.execute(f'CREATE VIEW deleted."{spec.name}" AS ' + (
+            f'SELECT CAST("Id" AS VARCHAR) AS "Id", CAST(deleted_at AS TIMESTAMP) AS deleted_at '
+            f"FROM read_parquet({_lit(gone)})" if gone.is_file() else
+            'SELECT CAST(NULL AS VARCHAR) AS "Id", CAST(NULL AS TIMESTAMP) AS deleted_at '
+            "WHERE false"))
     local_only = {t.name: t for t in LOCAL_TABLES}
     for table in scope_tables(snapshot):
         src = f"read_parquet({_lit(snapshot.local_path(table))})"

@@ -74,6 +74,16 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "status": {0: "no job overdue", 1: "a job is overdue",
                2: f"{_ALWAYS_2}, unreadable state"},
     "scheduler": {0: "stopped by a signal", 2: f"{_ALWAYS_2}, unreadable schedule"},
+    "callouts serve": {0: "stopped by a signal after draining the syncs in flight",
+                       2: f"{_ALWAYS_2}, no authentication configured, port taken, inbox "
+                          "unusable"},
+    "callouts work": {0: "stopped by a signal after draining the syncs in flight",
+                      2: f"{_ALWAYS_2}, the local side is not PostgreSQL, inbox unreachable"},
+    "callouts status": {0: "shown, nothing needs a person",
+                        1: "dead letters, or the oldest pending event past "
+                           "`callouts.alert_oldest_pending_s`",
+                        2: f"{_ALWAYS_2}, inbox unreachable"},
+    "callouts retry": {0: "requeued", 2: f"{_ALWAYS_2}, no such dead letter, no inbox"},
     "demo": {0: "demo finished (drift is expected)", 2: f"{_ALWAYS_2}, a step failed"},
 }
 

@@ -11,15 +11,35 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
 from core.config import redact_url
 from core.errors import ReconError
-from jobs.cli.argtypes import COUNT, DRIFT, IN_DIR, OUT_DIR, PORT, SEED, SHARE, PathArg, date, zone
+from jobs.cli.argtypes import (
+    COUNT,
+    DRIFT,
+    IN_DIR,
+    OUT_DIR,
+    OUT_FILE,
+    PORT,
+    SEED,
+    SHARE,
+    FloatRange,
+    IntRange,
+    PathArg,
+    date,
+    zone,
+)
 from jobs.cli.common import EXIT_OK, add_db
 from jobs.cli.common import progress_of as _progress
 from jobs.cli.common import settings_of as _settings
+
+# Zuora's callout delivery settings: 1–5 attempts, at most 1440 minutes apart (zuora-api.md §5)
+CALLOUT_ATTEMPTS = IntRange(1, 5, "a number of delivery attempts")
+CALLOUT_INTERVAL = FloatRange(0.0, 86_400.0, "a number of seconds")
+CALLOUT_DELAY = FloatRange(0.0, 3_600.0, "a number of seconds")
 
 INSTALL_HINT = ("install it with `pip install -e ./sandbox` from a recon checkout, or run "
                 "`make demo`")
@@ -106,7 +126,8 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     try:
         serve(args.data, port=args.port, tenant_tz=args.tenant_tz, faults=args.faults,
               client_id=settings.zuora_client_id,
-              client_secret=settings.zuora_client_secret.get() or "sandbox-secret")
+              client_secret=settings.zuora_client_secret.get() or "sandbox-secret",
+              **callout_options(args))
     except (UnicodeDecodeError, ValueError, OSError) as e:
         bad = first_invalid_utf8(Path(args.data)) if not isinstance(e, OSError) else None
         if bad is not None:
@@ -121,6 +142,23 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         raise
     return EXIT_OK
 
+
+
+def callout_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--callout-*`` flags as ``SandboxServer``'s keyword options (none without a URL)."""
+    if not args.callout_url:
+        given = [f"--callout-{k.removeprefix('callout_').replace('_', '-')}"
+                 for k, v in vars(args).items()
+                 if k.startswith("callout_") and v not in (None, False)]
+        if given:
+            raise ReconError(f"{', '.join(given)} need(s) --callout-url (the receiver's base "
+                             "URL, e.g. http://127.0.0.1:8809)")
+        return {}
+    options = {k: v for k, v in vars(args).items() if k.startswith("callout_")}
+    for name in ("auth", "secret"):  # kept off the command line (and out of `ps`) if wished
+        options[f"callout_{name}"] = (options[f"callout_{name}"]
+                                      or os.environ.get(f"RECON_SANDBOX_CALLOUT_{name.upper()}"))
+    return options
 
 
 def generate_args(p: argparse.ArgumentParser, accounts: int = 1_000, drift: float = 0.0) -> None:
@@ -193,4 +231,33 @@ def add_parser(sub: Any) -> None:
     srv.add_argument("--tenant-tz", type=zone,
                      help="tenant time zone (default: the dataset's)")
     srv.add_argument("--faults", help="fault spec, e.g. aqua_file:truncate_csv:1,oauth:429:2")
+    co = srv.add_argument_group(
+        "callouts", "send Zuora's callouts for every mutation to a receiver (recon callouts "
+        "serve): each event kind to its default path on --callout-url (README \"The Zuora "
+        "sandbox server\")")
+    co.add_argument("--callout-url", metavar="BASE_URL",
+                    help="the receiver's base URL, e.g. http://127.0.0.1:8809")
+    co.add_argument("--callout-auth", metavar="USER:PASS",
+                    help="Basic credentials (non-preemptive: sent after the receiver's 401); "
+                    "default $RECON_SANDBOX_CALLOUT_AUTH")
+    co.add_argument("--callout-preemptive", action="store_true", default=None,
+                    help="send the Basic credentials on the first request")
+    co.add_argument("--callout-secret", metavar="S",
+                    help="HMAC-SHA256 secret: hex signature of the body in X-Zuora-Signature; "
+                    "default $RECON_SANDBOX_CALLOUT_SECRET")
+    co.add_argument("--callout-attempts", type=CALLOUT_ATTEMPTS, metavar="N",
+                    help="delivery attempts per notification, 1-5 (default 3, as Zuora)")
+    co.add_argument("--callout-retry-interval", type=CALLOUT_INTERVAL, metavar="S",
+                    help="seconds between attempts (default 1800, as Zuora)")
+    co.add_argument("--callout-loss", type=SHARE, metavar="P",
+                    help="share of notifications lost, never sent (logged as dropped)")
+    co.add_argument("--callout-delay", type=CALLOUT_DELAY, metavar="S",
+                    help="delay each notification by a random 0..S seconds")
+    co.add_argument("--callout-reorder", type=SHARE, metavar="P",
+                    help="share held back until the next notification has gone")
+    co.add_argument("--callout-seed", type=SEED, metavar="N",
+                    help="seed of the loss, delay and reorder draws (same seed, same choices)")
+    co.add_argument("--callout-log", type=PathArg(OUT_FILE), metavar="PATH",
+                    help="append every sent, dropped and failed notification (kind, keys) as "
+                    "JSON lines")
     srv.set_defaults(func=cmd_sandbox_serve)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -12,12 +13,14 @@ import time
 import traceback
 import uuid
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sandbox.server.aqua import Aqua
+from sandbox.server.callouts import Callouts, config_of
 from sandbox.server.faults import GENERIC, FaultBook, parse_spec
 from sandbox.server.oauth import TokenIssuer
 from sandbox.server.object_query import ObjectQuery
@@ -58,13 +61,26 @@ class _RateWindow:
 
 
 class SandboxServer:
-    """A Zuora tenant over HTTP, served from a dataset directory (README "Dataset format")."""
+    """A Zuora tenant over HTTP, served from a dataset directory (README "Dataset format").
+
+    With ``callout_url`` every mutation sends Zuora's callouts to that receiver
+    (:mod:`sandbox.server.callouts`; the other ``callout_*`` options are its delivery knobs,
+    ``None`` meaning Zuora's default)."""
 
     def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  tenant_tz: str | None = None, client_id: str = "recon",
                  client_secret: str = "sandbox-secret", token_ttl: float = 3600.0,
                  job_step_delay: float = 0.05, locator_ttl: float = 900.0,
-                 preload: bool = True, verbose: bool = False) -> None:
+                 preload: bool = True, verbose: bool = False,
+                 callout_url: str | None = None, callout_auth: str | tuple[str, str] | None = None,
+                 callout_secret: str | None = None, callout_preemptive: bool | None = None,
+                 callout_loss: float | None = None, callout_delay: float | None = None,
+                 callout_reorder: float | None = None,
+                 callout_retry_interval: float | None = None,
+                 callout_attempts: int | None = None, callout_seed: int | None = None,
+                 callout_log: str | Path | None = None, callout_senders: int | None = None,
+                 callout_signature_header: str | None = None,
+                 callout_paths: Mapping[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.tenant_tz = tenant_zone(self.data_dir, tenant_tz)
         self.stats: Counter = Counter()
@@ -83,6 +99,15 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
+        self.callouts: Callouts | None = None
+        if callout_url:
+            self.callouts = Callouts(self.store, config_of(
+                callout_url, auth=callout_auth, secret=callout_secret,
+                preemptive=callout_preemptive, loss=callout_loss, delay=callout_delay,
+                reorder=callout_reorder, retry_interval=callout_retry_interval,
+                attempts=callout_attempts, seed=callout_seed, log=callout_log,
+                senders=callout_senders, signature_header=callout_signature_header,
+                paths=callout_paths))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _bind(self) -> ThreadingHTTPServer:
@@ -124,6 +149,9 @@ class SandboxServer:
                 self._thread.join(timeout=5)
             self._httpd.server_close()
         self._httpd, self._thread = None, None
+        if self.callouts is not None:
+            self.callouts.close()
+            self.callouts = None
 
     def __enter__(self) -> SandboxServer:
         return self.start()
@@ -135,6 +163,26 @@ class SandboxServer:
     def url(self) -> str:
         host, port = self._bind().server_address[:2]
         return f"http://{host}:{port}"
+
+    # -- callouts ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def mutation_batch(self) -> Iterator[None]:
+        """Store mutations in this block are one Zuora order: one Order Processed for all the
+        subscriptions they touch, sent when the block ends (no callouts: a plain block)."""
+        with self.callouts.batch() if self.callouts else contextlib.nullcontext():
+            yield
+
+    def drain_callouts(self, timeout: float) -> bool:
+        """Wait until no callout is queued, held back or in flight (retries included); whether
+        that happened within ``timeout`` seconds (True at once without callouts)."""
+        return self.callouts is None or self.callouts.sender.drain(timeout)
+
+    def callout_report(self) -> dict[str, Any]:
+        """Every callout by outcome (sent, dropped, failed, pending) with its kind and keys."""
+        if self.callouts is None:
+            return {"enabled": False, "sent": [], "dropped": [], "failed": [], "pending": [],
+                    "counts": {"sent": 0, "dropped": 0, "failed": 0, "pending": 0}}
+        return self.callouts.sender.report()
 
     # -- faults --------------------------------------------------------------------------------
     def add_fault(self, route: str, kind: str, times: int = 1, **params: Any) -> None:
@@ -210,33 +258,57 @@ class SandboxServer:
             return "object_query", lambda: self.object_query.get(seg[1:], params)
         if method == "POST" and path.rstrip("/") == "/sandbox/mutations":
             return "sandbox_mutation", js(self._mutation, "sandbox")
+        if method == "GET" and path.rstrip("/") == "/sandbox/callouts":
+            return "sandbox_callouts", lambda: json_response(self.callout_report())
         if method == "GET" and path.rstrip("/") == "/sandbox/stats":
             return "sandbox_stats", lambda: json_response(dict(self.stats))
         return None, None
 
     def _mutation(self, data: Any) -> Response:
+        """One mutation ``{op, object, id, fields}``, or ``{"mutations": [...]}``: a batch
+        applied in order as one Zuora order (one Order Processed callout); a failing one stops
+        the batch, the ones before it stay applied (the message says how many)."""
+        if isinstance(data, dict) and "mutations" in data:
+            batch = data["mutations"]
+            if not isinstance(batch, list) or not all(isinstance(m, dict) for m in batch):
+                return json_response({"success": False, "message": "mutations must be a list "
+                                      "of {op, object, id, fields} objects"}, 400)
+            results: list[dict[str, Any]] = []
+            with self.mutation_batch():
+                for i, m in enumerate(batch):
+                    try:
+                        results.append(self._apply(m))
+                    except SandboxError as e:
+                        return json_response({"success": False, "applied": results, "message":
+                                              f"mutation {i + 1} of {len(batch)}: {e} (the "
+                                              f"{len(results)} before it were applied)"},
+                                             _status_of(e))
+            return json_response({"success": True, "results": results})
         if not isinstance(data, dict):
             return json_response({"success": False, "message": "body must be a JSON object"},
                                  400)
+        try:
+            return json_response({"success": True, **self._apply(data)})
+        except SandboxError as e:
+            return json_response({"success": False, "message": str(e)}, _status_of(e))
+
+    def _apply(self, data: dict[str, Any]) -> dict[str, Any]:
         op, obj, id_ = data.get("op"), data.get("object"), data.get("id")
         fields = data.get("fields") or {}
-        try:
-            if op == "update":
-                self.store.update(str(obj), str(id_), **fields)
-            elif op == "delete":
-                self.store.delete(str(obj), str(id_))
-            elif op == "insert":
-                row = dict(fields)
-                if id_:
-                    row["Id"] = id_
-                id_ = self.store.insert(str(obj), row)
-            else:
-                return json_response({"success": False, "message": f"unknown op {op!r}; "
-                                      "use update, delete or insert"}, 400)
-        except SandboxError as e:
-            status = 404 if "does not exist" in str(e) else 400
-            return json_response({"success": False, "message": str(e)}, status)
-        return json_response({"success": True, "op": op, "object": obj, "id": id_})
+        if not isinstance(fields, dict):
+            raise SandboxError("fields must be a JSON object of Zuora field names")
+        if op == "update":
+            self.store.update(str(obj), str(id_), **fields)
+        elif op == "delete":
+            self.store.delete(str(obj), str(id_))
+        elif op == "insert":
+            row = dict(fields)
+            if id_:
+                row["Id"] = id_
+            id_ = self.store.insert(str(obj), row)
+        else:
+            raise SandboxError(f"unknown op {op!r}; use update, delete or insert")
+        return {"op": op, "object": obj, "id": id_}
 
     def _fault_response(self, route: str, kind: str, p: dict[str, Any]) -> Response:
         if kind == "429":
@@ -283,6 +355,10 @@ class SandboxServer:
             h.setdefault("Concurrency-Limit-Type", "Default")
             h.setdefault("Concurrency-Limit-Limit", str(CONCURRENCY_LIMIT))
             h.setdefault("Concurrency-Limit-Remaining", str(free))
+
+
+def _status_of(e: SandboxError) -> int:
+    return 404 if "does not exist" in str(e) else 400
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -392,6 +468,8 @@ def serve(data_dir: str | Path, port: int = 8808, tenant_tz: str | None = None,
     srv.store.preload()
     print(f"loaded {len(srv.store.objects)} objects in {time.monotonic() - t0:.1f}s",
           flush=True)
+    if srv.callouts is not None:
+        print(srv.callouts.cfg.describe(), flush=True)
     print(f"Zuora sandbox serving {srv.data_dir} at {srv.url} (tenant zone {srv.tenant_tz}; "
           f"client_id={srv.tokens.client_id!r}); Ctrl-C stops", flush=True)
     armed = srv.faults.pending()

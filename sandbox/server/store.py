@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,24 @@ def spec_of(obj: str) -> ObjectSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class Mutation:
+    """One applied change, as :attr:`Store.listeners` hear it (the callout sender turns it into
+    Zuora's events). ``fields`` are the typed values written (an insert: the whole record)."""
+
+    op: str  # insert | update | delete
+    object: str
+    id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 class Store:
     def __init__(self, root: str | Path, tenant_tz: str) -> None:
         self.root = Path(root)
         self.tz = tenant_tz
+        # Called after every applied mutation, outside the object's lock, whichever path made it
+        # (the HTTP mutation API or a test's Python call): how the sandbox sends callouts.
+        self.listeners: list[Callable[[Mutation], None]] = []
         self._frames: dict[str, pl.DataFrame] = {}
         self._deleted: dict[str, int] = {}  # object -> rows with _deleted_at set
         self._updates: dict[str, dict[str, dict[str, Any]]] = {}  # obj -> id -> fields
@@ -240,6 +256,7 @@ class Store:
             held = self._raw.get(obj, {}).get(id)
             for name in values if held else ():  # a new value replaces the raw bytes
                 held.pop(name, None)
+        self._notify(Mutation("update", obj, id, values))
 
     def set_raw(self, obj: str, id: str, field: str, value: bytes,  # noqa: A002
                 **fields: Any) -> None:
@@ -258,6 +275,7 @@ class Store:
                 raise SandboxError(f"{obj} {id!r} does not exist (or was already deleted)")
             self._updates.setdefault(obj, {}).setdefault(id, {}).update(
                 {DELETED_AT: now, "UpdatedDate": now})
+        self._notify(Mutation("delete", obj, id, {DELETED_AT: now}))
 
     def insert(self, obj: str, row: dict[str, Any]) -> str:
         """A new record (Zuora names). ``Id`` defaults to a fresh one; Created/UpdatedDate to
@@ -272,7 +290,29 @@ class Store:
             if self._exists(obj, values["Id"]):
                 raise SandboxError(f"{obj} {values['Id']!r} already exists")
             self._inserts.setdefault(obj, []).append(values)
+        self._notify(Mutation("insert", obj, values["Id"], values))
         return values["Id"]
+
+    def _notify(self, m: Mutation) -> None:
+        for listener in self.listeners:
+            listener(m)
+
+    def peek(self, obj: str, id: str) -> dict[str, Any] | None:  # noqa: A002 - the contract
+        """One record as it stands now, deleted or not, queued mutations included — without
+        flushing them (a lookup per mutation must not cost a pass over the object)."""
+        with self._lock(obj):
+            row: dict[str, Any] | None = None
+            for r in reversed(self._inserts.get(obj, ())):
+                if r.get("Id") == id:
+                    row = dict(r)
+                    break
+            if row is None:
+                hit = self._base(obj).filter(pl.col("Id") == id)
+                if hit.height == 0:
+                    return None
+                row = hit.row(0, named=True)
+            row.update(self._updates.get(obj, {}).get(id, {}))
+            return row
 
     def _flush(self, spec: ObjectSpec, df: pl.DataFrame) -> pl.DataFrame:
         schema = dict(df.schema)

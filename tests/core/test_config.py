@@ -81,10 +81,15 @@ DOCUMENTED_DEFAULTS = {
     "jobs_misfire_grace_hours": "6.0",
     "alerts_webhook_url": "not set",
     "alerts_new_drift_threshold": "1",
-    "sync_max_rows_per_key": "5000",
+    "callouts_port": "8809",
+    "callouts_metrics_host": "127.0.0.1",
+    "callouts_password": "not set",
+    "callouts_hmac_header": "X-Zuora-Signature",
+    "callouts_dedupe_days": "7.0",
+    "callouts_debounce_subscription_s": "5.0",
+    "callouts_debounce_catalog_s": "300.0",
+    "callouts_max_attempts": "5",
     "sync_batch_threshold": "200",
-    "sync_catalog_min_rows": "20",
-    "sync_catalog_max_shrink": "0.5",
 }
 
 
@@ -144,10 +149,36 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_JOBS_MISFIRE_GRACE_HOURS": "2",
         "RECON_ALERTS_WEBHOOK_URL": "https://hooks.example.com/T000/B000/XXXX",
         "RECON_ALERTS_NEW_DRIFT_THRESHOLD": "10",
+        # issue 15: the callout receiver, workers and the shared request budget
+        "RECON_CALLOUTS_HOST": "0.0.0.0",
+        "RECON_CALLOUTS_PORT": "9000",
+        "RECON_CALLOUTS_METRICS_HOST": "10.0.0.1",
+        "RECON_CALLOUTS_METRICS_PORT": "0",
+        "RECON_CALLOUTS_USER": "zuora",
+        "RECON_CALLOUTS_PASSWORD": "callout-pw",
+        "RECON_CALLOUTS_HMAC_SECRET": "hmac-key",
+        "RECON_CALLOUTS_HMAC_HEADER": "X-Sig",
+        "RECON_CALLOUTS_MAX_BODY_BYTES": "4096",
+        "RECON_CALLOUTS_DEDUPE_DAYS": "6",
+        "RECON_CALLOUTS_RETENTION_DAYS": "30",
+        "RECON_CALLOUTS_DEBOUNCE_CONTACT_S": "1",
+        "RECON_CALLOUTS_DEBOUNCE_ACCOUNT_S": "2",
+        "RECON_CALLOUTS_DEBOUNCE_SUBSCRIPTION_S": "3",
+        "RECON_CALLOUTS_DEBOUNCE_CATALOG_S": "60",
+        "RECON_CALLOUTS_MAX_ATTEMPTS": "7",
+        "RECON_CALLOUTS_RETRY_BACKOFF_S": "5",
+        "RECON_CALLOUTS_WORKERS": "3",
+        "RECON_CALLOUTS_CLAIM_LEASE_S": "120",
+        "RECON_CALLOUTS_EVENTS": '{"account": {"path": "/z/account"}}',
+        "RECON_CALLOUTS_ALERT_OLDEST_PENDING_S": "60",
+        "RECON_CALLOUTS_ALERT_REJECTS": "3",
+        "RECON_CALLOUTS_ALERT_WINDOW_S": "30",
+        "RECON_SYNC_BATCH_THRESHOLD": "20",
         "RECON_SYNC_MAX_ROWS_PER_KEY": "100",
-        "RECON_SYNC_BATCH_THRESHOLD": "7",
-        "RECON_SYNC_CATALOG_MIN_ROWS": "3",
+        "RECON_SYNC_CATALOG_MIN_ROWS": "5",
         "RECON_SYNC_CATALOG_MAX_SHRINK": "0.25",
+        "RECON_ZUORA_BUDGET_RATE_PER_S": "5",
+        "RECON_ZUORA_BUDGET_CONCURRENCY": "4",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -169,8 +200,15 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "Europe/Berlin", "15 1 * * *", "0 5 * * 6", 4, 1.5, 2.0, 10)
     assert s.alerts_webhook_url.get() == "https://hooks.example.com/T000/B000/XXXX"
     assert (s.sync_max_rows_per_key, s.sync_batch_threshold, s.sync_catalog_min_rows,
-            s.sync_catalog_max_shrink) == (100, 7, 3, 0.25)
+            s.sync_catalog_max_shrink) == (100, 20, 5, 0.25)
     assert "XXXX" not in json.dumps(s.describe()), "a webhook URL is a secret"
+    assert (s.callouts_host, s.callouts_port, s.callouts_metrics_port, s.callouts_user,
+            s.callouts_max_body_bytes, s.callouts_debounce_catalog_s, s.callouts_max_attempts,
+            s.sync_batch_threshold, s.zuora_budget_concurrency) == (
+        "0.0.0.0", 9000, 0, "zuora", 4096, 60.0, 7, 20, 4)
+    assert (s.callouts_password.get(), s.callouts_hmac_secret.get()) == ("callout-pw",
+                                                                         "hmac-key")
+    assert "callout-pw" not in json.dumps(s.describe()), "the callout password is a secret"
 
 
 def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
@@ -341,7 +379,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         assert documented_default(spec, default), \
             f"{spec.key}: README default {default!r}, declared {spec.default!r}"
     assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
-    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 31
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 56
 
 
 def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:

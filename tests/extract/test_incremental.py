@@ -103,6 +103,13 @@ def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
     assert z["Subscription"]["window"]["from"] == full.hwms["Subscription"]
     b = snap(tmp_path, inc1.run_id)
     b.verify()
+    # the deletions and when they happened travel with the snapshot (reconcile holds them
+    # pending inside the grace window); the file is checksummed like the others
+    gone = pl.read_parquet(b.deleted_path("Contact"))
+    assert gone["Id"].to_list() == [a.read_zuora("Contact")["Id"][5]]
+    assert gone["deleted_at"].dtype == pl.Datetime("us") and gone["deleted_at"][0] is not None
+    assert "deleted/Contact.parquet" in b.manifest.files
+    assert not b.deleted_path("Account").exists()
     subs = b.read_zuora("Subscription")
     assert rows(subs, Id=old_v)[0]["Status"] == "Expired"
     assert rows(subs, Id=new_v)[0]["IsLatestVersion"] is True
@@ -119,6 +126,9 @@ def test_incremental_merge_equals_a_fresh_full_export(srv: SandboxServer,
     inc2 = run(srv, tmp_path, "incremental")
     assert inc2.base_run_id == inc1.run_id
     c = snap(tmp_path, inc2.run_id)
+    # carried over from round 1 (the delta no longer sees it), plus round 2's own
+    assert pl.read_parquet(c.deleted_path("Contact"))["Id"].to_list() == gone["Id"].to_list()
+    assert pl.read_parquet(c.deleted_path("Account"))["Id"].to_list() == [new_acct]
 
     fresh = run(srv, tmp_path, "full")
     assert_same_zuora(c, snap(tmp_path, fresh.run_id))

@@ -17,6 +17,7 @@ import pytest
 from core.snapshot import latest_complete
 from core.state import state_path
 from jobs import runs
+from jobs.cli import main
 from jobs.locks import JobLocked
 from jobs.pipeline import JobResult, run_job
 from tests.support.pipeline import SECRET, job_run_rows, steps
@@ -96,39 +97,48 @@ def test_catalog_job_reconciles_only_the_catalog(env) -> None:
 
 
 @pytest.mark.slow
-def test_cli_run_exit_codes(env, tmp_path: Path) -> None:
+def test_cli_run_exit_codes(env, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run`, `runs` and `status` through the CLI's entry point (in this process: the same
+    ``main`` the console script calls, without paying a Python start-up per command); the last
+    command runs as a real process, so the exit code is checked across a process boundary too."""
     _, settings = env
     cfg = tmp_path / "recon.toml"
     cfg.write_text(f'[paths]\ndata_dir = "{settings.data_dir}"\n[local]\n'
                    f'database_url = "{settings.local_database_url}"\n[zuora]\n'
                    f'base_url = "{settings.zuora_base_url}"\n')
-    e = {**os.environ, "PYTHONPATH": str(REPO), "RECON_ZUORA_CLIENT_SECRET": SECRET}
-    cmd = [sys.executable, "-m", "jobs.cli", "--config", str(cfg)]
-    out = subprocess.run([*cmd, "run", "nightly", "--fail-on-drift"], capture_output=True,
-                         text=True, env=e)
-    assert out.returncode == 1, out.stderr
-    assert "nightly run nightly-" in out.stdout and SECRET not in out.stdout + out.stderr
-    runs_out = subprocess.run([*cmd, "runs"], capture_output=True, text=True, env=e)
-    assert runs_out.returncode == 0 and "drift" in runs_out.stdout
+    monkeypatch.setenv("RECON_ZUORA_CLIENT_SECRET", SECRET)
+
+    def recon(*argv: str, config: Path = cfg) -> tuple[int, str, str]:
+        code = main(["--config", str(config), *argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, err = recon("run", "nightly", "--fail-on-drift")
+    assert code == 1, err
+    assert "nightly run nightly-" in out and SECRET not in out + err
+    code, out, _ = recon("runs")
+    assert code == 0 and "drift" in out
     # `recon status` exits 0 when no job is overdue and 1 when one is; the schedules are set so
     # the answer does not depend on the time of day the test runs at ("" disables a job).
-    def status(schedule: str) -> tuple[subprocess.CompletedProcess, dict[str, list[str]]]:
+    def status(schedule: str) -> tuple[int, str, dict[str, list[str]]]:
         sched = tmp_path / "status.toml"
         sched.write_text(cfg.read_text() + schedule)
-        out = subprocess.run([sys.executable, "-m", "jobs.cli", "--config", str(sched), "status"],
-                             capture_output=True, text=True, env=e)
-        return out, {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+        code, out, err = recon("status", config=sched)
+        return code, out + err, {line.split()[0]: line.split()
+                                 for line in out.splitlines()[1:]}
 
-    ok, rows = status('[schedule]\nnightly = "* * * * *"\ncatalog = ""\nfull = ""\n')
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert set(rows) == {"nightly"} and rows["nightly"][-1] == "ok", ok.stdout
-    late, rows = status('[schedule]\nnightly = ""\ncatalog = "0 0 1 1 *"\nfull = ""\n'
-                        '[jobs]\nmisfire_grace_hours = 0.01\n')
-    assert late.returncode == 1, late.stdout + late.stderr
-    assert set(rows) == {"catalog"} and rows["catalog"][-1] == "OVERDUE", late.stdout
-    assert "never" in rows["catalog"], late.stdout  # no catalog run ever succeeded
-    bad = subprocess.run([*cmd, "run", "nightly"], capture_output=True, text=True,
-                         env={**e, "RECON_ZUORA_CLIENT_SECRET": "nope"})
+    code, text, rows = status('[schedule]\nnightly = "* * * * *"\ncatalog = ""\nfull = ""\n')
+    assert code == 0, text
+    assert set(rows) == {"nightly"} and rows["nightly"][-1] == "ok", text
+    code, text, rows = status('[schedule]\nnightly = ""\ncatalog = "0 0 1 1 *"\nfull = ""\n'
+                              '[jobs]\nmisfire_grace_hours = 0.01\n')
+    assert code == 1, text
+    assert set(rows) == {"catalog"} and rows["catalog"][-1] == "OVERDUE", text
+    assert "never" in rows["catalog"], text  # no catalog run ever succeeded
+    e = {**os.environ, "PYTHONPATH": str(REPO), "RECON_ZUORA_CLIENT_SECRET": "nope"}
+    bad = subprocess.run([sys.executable, "-m", "jobs.cli", "--config", str(cfg), "run",
+                          "nightly"], capture_output=True, text=True, env=e)
     assert bad.returncode == 2 and "failed" in bad.stderr and "nope" not in bad.stderr
 
 

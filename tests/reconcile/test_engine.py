@@ -86,6 +86,31 @@ def test_recent_zuora_change_is_pending_not_drift(tmp_path: Path) -> None:
     assert "pending" not in set(result.drift["status"])
 
 
+def test_a_zuora_deletion_inside_the_grace_window_is_pending(tmp_path: Path) -> None:
+    """A local row whose Zuora record an incremental export saw deleted 30 minutes before the
+    snapshot is pending (a callout may still be on its way); one deleted five hours before is
+    drift; with no grace window both are."""
+    world = _world("D17")
+    at = _at(world)
+    orphans = world.label_frame().filter(pl.col("object") == "Account")["key"].unique().sort()
+    assert orphans.len() >= 2
+    recent, old = orphans[0], orphans[1]
+    gone = {"Account": pl.DataFrame({"Id": [recent, old], "deleted_at": [
+        at - dt.timedelta(minutes=30), at - dt.timedelta(hours=5)]})}
+    result = reconcile_snapshot(write_snapshot(world, tmp_path, "r1", at, deleted=gone),
+                                tmp_path, grace_hours=2)
+    orphan_rows = result.drift.filter((pl.col("object") == "Account")
+                                      & (pl.col("kind") == "orphaned_in_local"))
+    status = dict(orphan_rows.select("key", "status").iter_rows())
+    assert status[recent] == "pending"
+    assert status[old] == "new"
+    assert orphan_rows.filter(pl.col("key") == recent)["zuora_updated"][0] == \
+        at - dt.timedelta(minutes=30)
+    result = reconcile_snapshot(write_snapshot(world, tmp_path, "r2", at, deleted=gone),
+                                tmp_path, grace_hours=0)
+    assert "pending" not in set(result.drift["status"])
+
+
 @pytest.mark.slow
 def test_quarantined_rows_are_reported_as_such_never_as_missing(tmp_path: Path) -> None:
     world = _world("D01")

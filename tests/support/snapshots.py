@@ -23,7 +23,10 @@ LATER = dt.timedelta(days=1)
 
 
 def write_snapshot(world: World, data_dir: Path, run_id: str,
-                   started_at: dt.datetime | None = None) -> Snapshot:
+                   started_at: dt.datetime | None = None, *,
+                   deleted: dict[str, pl.DataFrame] | None = None) -> Snapshot:
+    """``deleted``: per object, Zuora deletions an incremental export saw (``Id``,
+    ``deleted_at``), written as the extractor writes them."""
     started = started_at or dt.datetime.combine(world.as_of, dt.time(7)) + LATER
     w = SnapshotWriter(data_dir, run_id)
     m = Manifest(run_id=run_id, mode="full", requested_mode="full",
@@ -43,4 +46,7 @@ def write_snapshot(world: World, data_dir: Path, run_id: str,
         pl.from_arrow(arrow.cast(pa.schema([f.with_nullable(True) for f in schema]))) \
             .write_parquet(w.path("local", table))
         m.local[table] = {"rows": frame.height}
+    for obj, frame in (deleted or {}).items():
+        frame.select(pl.col("Id").cast(pl.String), pl.col("deleted_at").cast(
+            pl.Datetime("us"))).write_parquet(w.path("deleted", obj))
     return open_snapshot(w.complete(m))
