@@ -17,6 +17,13 @@ A sync is the nightly on a keyed dataset, not a second implementation of it:
    :func:`repair.apply.apply_plan` (the same executor, optimistic concurrency and audit;
    the table-fraction guard does not fit one key and is passed, the row cap replaces it);
    the apply's audit row names the sync and its trigger.
+
+Around it: more than ``sync.batch_threshold`` keys are read with one incremental export
+instead of per-key queries (:meth:`sync.subtree.Reader.export_current`); a sync that finds
+the repair lock held (the nightly applying) waits for it and reads everything again, so it
+never plans from values older than what that apply committed; every failure is typed —
+:class:`~sync.model.SyncError`, :class:`~sync.model.SyncTransient` (retry later) or
+:class:`~sync.model.SyncBadRecord` (dead-letter).
 """
 
 from __future__ import annotations
@@ -51,7 +58,14 @@ from sync.model import (
     SyncTransient,
     new_sync_id,
 )
-from sync.subtree import CATALOG, LocalSide, Reader, ZuoraSide, read_local
+from sync.subtree import (
+    CATALOG,
+    STORM_OBJECTS,
+    LocalSide,
+    Reader,
+    ZuoraSide,
+    read_local,
+)
 
 SYNCS = "syncs"
 Progress = Callable[[str], None]
@@ -60,6 +74,27 @@ Progress = Callable[[str], None]
 def sync_dir(data_dir: Path | str, sync_id: str) -> Path:
     """``DATA/syncs/<sync_id>/``: the sync's keyed snapshot, drift and plan."""
     return Path(data_dir) / SYNCS / sync_id
+
+
+def prune_syncs(data_dir: Path | str, older_than: dt.timedelta) -> list[str]:
+    """Remove the keyed datasets of syncs older than ``older_than`` (by the time in their
+    id); returns the sync ids removed. What a sync changed stays in the local database's
+    audit: the dataset only explains how it was decided."""
+    root = Path(data_dir) / SYNCS
+    if not root.is_dir():
+        return []
+    cutoff = dt.datetime.now(dt.UTC) - older_than
+    gone = []
+    for d in sorted(root.iterdir()):
+        try:
+            when = dt.datetime.strptime(d.name.split("-")[1], "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=dt.UTC)
+        except (IndexError, ValueError):
+            continue  # not a sync's directory: never ours to remove
+        if when < cutoff:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d.name)
+    return gone
 
 
 @dataclass
@@ -85,11 +120,36 @@ def _read_zuora(reader: Reader, req: SyncRequest, keys: tuple[str, ...]) -> tupl
     return side, found
 
 
-def _read(settings: Settings, req: SyncRequest, client: ZuoraClient) -> _Read:
+def _storm(settings: Settings, req: SyncRequest, reader: Reader, sync_id: str,
+           say: Progress) -> None:
+    """More than ``sync.batch_threshold`` keys of one object: read the object (and its
+    subtree) with one incremental export merged onto the latest complete snapshot instead
+    of per-key queries. Without such a snapshot the keys are read one query per 50."""
+    from core.snapshot import latest_complete
+
+    objects = STORM_OBJECTS.get(req.object)
+    if objects is None or len(req.keys) <= settings.sync_batch_threshold:
+        return
+    base = latest_complete(settings.data_dir)
+    if base is None:
+        say(f"{sync_id}: {len(req.keys)} keys but no complete snapshot to build an "
+            "incremental export on: reading them by key")
+        return
+    work = sync_dir(settings.data_dir, sync_id) / "export"
+    rows = reader.export_current(objects, base, work, f"recon-{sync_id}", say)
+    say(f"{sync_id}: {len(req.keys)} keys > sync.batch_threshold "
+        f"({settings.sync_batch_threshold}): one incremental export of "
+        f"{', '.join(objects)} onto {base.run_id} ({rows} rows changed)")
+
+
+def _read(settings: Settings, req: SyncRequest, client: ZuoraClient, sync_id: str = "",
+          say: Progress = lambda _m: None) -> _Read:
     reader = Reader(client, settings.tenant_tz)
+    _storm(settings, req, reader, sync_id, say)
     side, found = _read_zuora(reader, req, req.keys)
     gone = tuple(k for k, v in found.items() if v is None)
-    if gone:  # a key Zuora does not return: read it once more before believing it
+    if gone:  # a key Zuora does not return: read it once more (by key) before believing it
+        reader = Reader(client, settings.tenant_tz)
         again, found2 = _read_zuora(reader, req, gone)
         for obj, frame in again.frames.items():
             side.add(obj, frame)
@@ -105,12 +165,12 @@ def _read(settings: Settings, req: SyncRequest, client: ZuoraClient) -> _Read:
         kw["contacts"] = req.keys
     else:
         kw["catalog"] = req.keys or "*"
-    require_exists(settings.local_database_url)
     try:
+        require_exists(settings.local_database_url)
         with connect(settings.local_database_url) as db:
             local = read_local(db, side, **kw)
     except ReconError:
-        raise
+        raise  # typed already: sync_keys maps it to SyncError or SyncTransient
     except Exception as e:
         raise SyncTransient(f"cannot read the local rows of {req.object} "
                             f"{', '.join(req.keys) or '(whole catalog)'}: {type(e).__name__}: "
@@ -148,15 +208,53 @@ def _check_cap(settings: Settings, req: SyncRequest, read: _Read) -> None:
     """``sync.max_rows_per_key``: a sync may rewrite its key's whole subtree, never more
     than this many rows per key (Zuora's and the local side's together)."""
     cap = settings.sync_max_rows_per_key
-    keys = max(1, len(req.keys))
-    rows = read.zuora.rows + read.local.rows
-    if req.object == "catalog" and not req.keys:
-        rows = sum(read.zuora.frames[o].height for o in CATALOG)
-    if rows > cap * keys:
+    if req.object == "subscription":
+        sizes = _subscription_sizes(read)
+    elif req.object == "catalog" and not req.keys:
+        sizes = {"(whole catalog)": sum(read.zuora.frames[o].height for o in CATALOG)}
+    else:  # accounts, contacts, products: a few rows each; the request's share per key
+        total = read.zuora.rows + read.local.rows
+        sizes = {k: -(-total // max(1, len(req.keys))) for k in req.keys}
+    big = {k: n for k, n in sizes.items() if n > cap}
+    if big:
+        k, n = max(big.items(), key=lambda kv: kv[1])
         raise SyncError(
-            f"refusing to sync {req.object} {', '.join(req.keys) or '(whole catalog)'}: its "
-            f"subtree holds {rows:,} rows, more than sync.max_rows_per_key ({cap:,}) per key; "
-            "the nightly reconciles it (or raise RECON_SYNC_MAX_ROWS_PER_KEY)")
+            f"refusing to sync {req.object} {k}: its subtree holds {n:,} rows (Zuora and "
+            f"local), more than sync.max_rows_per_key ({cap:,}); the nightly reconciles it "
+            "(or raise RECON_SYNC_MAX_ROWS_PER_KEY)"
+            + (f"; {len(big) - 1} more key(s) over the cap" if len(big) > 1 else ""))
+
+
+def _subscription_sizes(read: _Read) -> dict[str, int]:
+    """Rows per subscription name: its versions, rate plans, charges and tiers, on both
+    sides (the context — accounts, catalog — is not the key's to rewrite)."""
+    z, lo = read.zuora.frames, read.local
+    name_of: dict[str, str] = dict(zip(z["Subscription"]["Id"].to_list(),
+                                       z["Subscription"]["Name"].to_list(), strict=True))
+    subs = lo.frame("zuora_local_subscriptions")
+    name_of.update(zip(subs["zuora_id"].to_list(), subs["name"].to_list(), strict=True))
+    charge_sub: dict[str, str] = dict(zip(z["RatePlanCharge"]["Id"].to_list(),
+                                          z["RatePlanCharge"]["SubscriptionId"].to_list(),
+                                          strict=True))
+    lch = lo.frame("zuora_local_rate_plan_charges")
+    charge_sub.update(zip(lch["zuora_id"].to_list(), lch["subscription_id"].to_list(),
+                          strict=True))
+    sizes: dict[str, int] = {}
+
+    def count(sub_ids: list) -> None:
+        for sid in sub_ids:
+            name = name_of.get(sid)
+            if name is not None:
+                sizes[name] = sizes.get(name, 0) + 1
+
+    count(z["Subscription"]["Id"].to_list() + subs["zuora_id"].to_list())
+    count(z["RatePlan"]["SubscriptionId"].to_list() + z["RatePlanCharge"]["SubscriptionId"]
+          .to_list())
+    count(lo.frame("zuora_local_rate_plans")["subscription_id"].to_list()
+          + lch["subscription_id"].to_list())
+    count([charge_sub.get(c) for c in z["RatePlanChargeTier"]["RatePlanChargeId"].to_list()
+           + lo.frame("zuora_local_rate_plan_charge_tiers")["rate_plan_charge_id"].to_list()])
+    return sizes
 
 
 def _check_catalog_shrink(settings: Settings, req: SyncRequest, read: _Read) -> None:
@@ -203,25 +301,40 @@ def _write_snapshot(root: Path, sync_id: str, req: SyncRequest, read: _Read,
     return w.complete(m)
 
 
+def _account_subject(accts: list[str], read: _Read) -> pl.Expr:
+    """Findings about accounts ``accts``: the account, its contacts (Zuora's Bill-To and
+    Sold-To and the local ones of the account), its customers and memberships."""
+    obj, key = pl.col("object"), pl.col("key")
+    acc = read.zuora.frames["Account"].filter(pl.col("Id").is_in(accts))
+    contacts = ([v for c in ("BillToId", "SoldToId") for v in acc[c].to_list() if v]
+                + read.local.frame("billing_account_contacts").filter(
+                    pl.col("zuora_account_id").is_in(accts))["zuora_contact_id"].to_list())
+    return (((obj == "Account") & key.is_in(accts))
+            | ((obj == "Contact") & key.is_in(contacts))
+            | (obj.is_in(["customers", "billing_account_memberships"])
+               & pl.col("account_id").is_in(accts)))
+
+
 def subject(req: SyncRequest, read: _Read) -> pl.Expr:
     """Which findings are the sync's: about its keys and their subtree. The context the
     rules needed (other accounts, catalog rows, other orders) is the nightly's business."""
     keys = list(req.keys)
     obj, key = pl.col("object"), pl.col("key")
     if req.object == "subscription":
+        # an account of theirs the local copy lacks is created with them (its contacts and
+        # Sold-To customer too): the order needs its billing account
+        have = set(read.local.frame("billing_accounts")["zuora_account_id"].to_list())
+        subs = read.zuora.frames["Subscription"]
+        new = sorted({a for c in ("AccountId", "InvoiceOwnerId") for a in subs[c].to_list()
+                      if a and a not in have})
         return (pl.col("subscription_name").is_in(keys)
                 | ((obj == "orders") & key.is_in(keys))
-                | ((obj == "Subscription") & key.is_in(read.zuora.ids("Subscription"))))
+                | ((obj == "Subscription") & key.is_in(read.zuora.ids("Subscription")))
+                | _account_subject(new, read))
     if req.object == "account":
         accts = [v for v in read.found.values() if v] + [k for k, v in read.found.items()
                                                          if v is None]
-        contacts = (read.zuora.ids("Contact")
-                    + read.local.frame("billing_account_contacts").filter(
-                        pl.col("zuora_account_id").is_in(accts))["zuora_contact_id"].to_list())
-        return (((obj == "Account") & key.is_in(accts))
-                | ((obj == "Contact") & key.is_in(contacts))
-                | (obj.is_in(["customers", "billing_account_memberships"])
-                   & pl.col("account_id").is_in(accts)))
+        return _account_subject(accts, read)
     if req.object == "contact":
         return (obj == "Contact") & key.is_in(keys)
     if not keys:
@@ -274,6 +387,12 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
             root = sync_dir(settings.data_dir, sync_id)
             try:
                 return _attempt(settings, request, client, sync_id, started, say)
+            except SyncError:
+                raise
+            except ReconError as e:  # a stage below refused (typed): say which sync
+                cls = SyncTransient if isinstance(e, TransientError) else SyncError
+                raise cls(f"{sync_id} ({request.object} "
+                          f"{' '.join(request.keys) or '*'}): {e}") from e
             except _Busy as e:
                 if time.monotonic() > deadline:
                     raise SyncTransient(f"{sync_id}: another repair held the lock for more "
@@ -312,7 +431,7 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     from repair.planner import build_plan
 
     try:
-        read = _read(settings, request, client)
+        read = _read(settings, request, client, sync_id, say)
     except ZuoraError as e:
         if isinstance(e, TransientError):
             raise SyncTransient(f"reading {request.object} from Zuora failed for the "
