@@ -380,7 +380,8 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
             raise SyncError("no Zuora client secret configured: set zuora.client_secret (or "
                             "RECON_ZUORA_CLIENT_SECRET)")
         client = ZuoraClient.from_settings(settings, track_id=sync_id,
-                                           policy=RetryPolicy(attempts=4, backoff_cap=10.0))
+                                           policy=RetryPolicy(attempts=4, backoff_cap=10.0),
+                                           budget=_shared_budget(settings))
     deadline = time.monotonic() + lock_wait_s
     try:
         while True:
@@ -407,6 +408,16 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
     finally:
         if own:
             client.close()
+
+
+def _shared_budget(settings: Settings) -> object | None:
+    """The tenant's Zuora request budget shared by recon's processes (the nightly's extract,
+    the callout workers), when one is configured; None: this sync alone decides its pace."""
+    if settings.zuora_budget_rate_per_s <= 0 and settings.zuora_budget_concurrency <= 0:
+        return None
+    from core.inbox import open_budget
+
+    return open_budget(settings)
 
 
 def _wait_for_lock(settings: Settings, deadline: float) -> None:
