@@ -12,6 +12,7 @@ absorbs it, so a supervisor sees a clean stop, not a kill).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import signal
 import socket
@@ -27,6 +28,7 @@ from callouts.worker import SyncFn, WorkerPool, default_sync
 from core.config import Settings
 from core.errors import ConfigError, ReconError
 from core.inbox import event_kinds, inbox_backend_kind, open_inbox
+from sync import prune_syncs
 
 log = logging.getLogger("recon.callouts")
 
@@ -72,6 +74,12 @@ def _monitor(settings: Settings, pool: InboxPool, alerts: Alerts, stop: threadin
                     pruned = ib.prune()
                     if any(pruned.values()):
                         log.info("inbox pruned: %s", pruned)
+                    # manual syncs keep their keyed datasets (DATA/syncs/) to explain how
+                    # they decided; they go with the events they answered
+                    gone = prune_syncs(settings.data_dir, dt.timedelta(
+                        days=settings.callouts_retention_days))
+                    if gone:
+                        log.info("sync datasets pruned: %d", len(gone))
         except ReconError as e:
             log.warning("callout monitor: %s", e)
         ticks += 1

@@ -50,6 +50,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     except SyncError as e:
         print(f"recon: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    _record(settings, result)
     if args.json:
         print(result_json(result))
         return result.exit_code
@@ -71,6 +72,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"audit: apply {result.apply_id}; undo with `recon repair revert "
               f"{result.sync_id}`")
     return result.exit_code
+
+
+def _record(settings: Any, result: Any) -> None:
+    """Where callouts are received (an inbox exists), a manual sync is recorded as the keys'
+    last sync, as a worker's is: the nightly then holds those keys pending instead of writing
+    its older snapshot back over them, and `recon callouts status` lists the sync."""
+    from core.inbox import inbox_exists, open_inbox
+
+    if result.dry_run or result.exit_code == 2 or not inbox_exists(settings):
+        return
+    status = "ok" if result.exit_code == 0 else "left"
+    with open_inbox(settings) as inbox:
+        for key in result.keys or ("*",):
+            inbox.record_sync(result.object, key, result.sync_id, result.finished_at, status)
 
 
 def add_parser(sub: Any) -> None:

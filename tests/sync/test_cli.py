@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from core.config import Settings
+from core.inbox import open_inbox, read_activity
 from core.localdb.connect import connect
 from jobs.cli import main
 from sync import SyncBadRecord, SyncError, SyncRequest, sync_keys
@@ -33,6 +34,8 @@ def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> Non
     mutate(srv, "update", "Subscription", sub["Id"], TurnOnAutoRenew__c="Yes"
            if sub["TurnOnAutoRenew__c"] != "Yes" else "No")
     cfg = config(settings, tmp_path)
+    with open_inbox(settings):  # callouts are received here: manual syncs are recorded too
+        pass
     assert main(["--config", cfg, "sync", "subscription", sub["Name"], "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would change" in out and "zuora_local_subscriptions" in out
@@ -44,6 +47,12 @@ def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> Non
     assert main(["--config", cfg, "repair", "history"]) == 0
     hist = capsys.readouterr().out
     assert doc["sync_id"] in hist and "trigger manual" in hist
+    # the key's last sync in the inbox is this one (the dry run was not recorded): the
+    # nightly holds the key pending rather than writing an older snapshot back
+    activity = read_activity(settings)
+    assert activity is not None
+    row = activity.filter(pl.col("key") == sub["Name"]).to_dicts()
+    assert [(r["object"], r["sync_id"]) for r in row] == [("subscription", doc["sync_id"])]
 
 
 def test_a_key_zuora_lost_is_read_twice_and_left_to_a_person(world, tmp_path: Path,
