@@ -352,7 +352,8 @@ def demo_changes(srv: Any, tenant: Path, stamp: str) -> list[DemoChange]:
     from core.inbox import WHOLE_CATALOG
 
     labels = pl.read_parquet(tenant / "labels.parquet")
-    drifted = pl.Series([str(k) for k in labels["key"].drop_nulls().to_list()], dtype=pl.String)
+    drifted = pl.lit(sorted({str(k) for k in labels["key"].drop_nulls().to_list()}),
+                     dtype=pl.List(pl.String))
     st = srv.store
 
     def clean(df: pl.DataFrame, *cols: str) -> pl.DataFrame:
@@ -362,7 +363,7 @@ def demo_changes(srv: Any, tenant: Path, stamp: str) -> list[DemoChange]:
         return out
 
     accounts = clean(st.live("Account"), "BillToId", "SoldToId")
-    sold_to = accounts["SoldToId"].drop_nulls()
+    sold_to = pl.lit(accounts["SoldToId"].drop_nulls().to_list(), dtype=pl.List(pl.String))
     contact = clean(st.live("Contact"), "AccountId").filter(
         ~pl.col("Id").is_in(sold_to)).sort("Id").row(0, named=True)
     account = accounts.filter(pl.col("Id") != contact["AccountId"]).sort("Id").row(
