@@ -256,18 +256,27 @@ def _measure(sandbox: str, db_url: str, settings: Settings, keys: list[_Key], ta
                                      f"within {timeout:.0f}s of its mutation; the inbox: "
                                      f"{_inbox_state(settings, key)}")
                 time.sleep(POLL_S)
-    with open_inbox(settings) as inbox:
-        events = inbox.events(limit=100_000)
-        log = {e.sync_id: e for e in inbox.sync_log(100_000)}
-    received: dict[tuple[str, str], float] = {}
-    syncs: dict[tuple[str, str], tuple[float, float]] = {}
-    for e in events:
-        at = e.received_at.timestamp()
-        for k in e.keys:
-            received[k] = min(received.get(k, at), at)
-            entry = log.get(e.sync_id or "")
-            if entry is not None:
-                syncs[k] = (entry.started_at.timestamp(), entry.finished_at.timestamp())
+    # the worker records the sync in the inbox just after its commit made the row consistent
+    deadline = time.monotonic() + timeout
+    while True:
+        with open_inbox(settings) as inbox:
+            events = inbox.events(limit=100_000)
+            log = {e.sync_id: e for e in inbox.sync_log(100_000)}
+        received: dict[tuple[str, str], float] = {}
+        syncs: dict[tuple[str, str], tuple[float, float]] = {}
+        for e in events:
+            at = e.received_at.timestamp()
+            for k in e.keys:
+                received[k] = min(received.get(k, at), at)
+                entry = log.get(e.sync_id or "")
+                if entry is not None:
+                    syncs[k] = (entry.started_at.timestamp(), entry.finished_at.timestamp())
+        if all(k.event in syncs for k, _, _ in seen):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("callouts bench: the inbox does not record the syncs of "
+                             f"{[k.event for k, _, _ in seen if k.event not in syncs]}")
+        time.sleep(0.1)
     return [_Timing(done - received[k.event], done - sent,
                     syncs[k.event][0] - received[k.event],
                     syncs[k.event][1] - syncs[k.event][0]) for k, sent, done in seen]
