@@ -194,9 +194,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"report: {paths.html}  ({paths.html_bytes / 1e6:.1f} MB, {paths.seconds:.1f}s)")
             print(f"json:   {paths.json}")
         port = _port(sock)  # uvicorn closes the socket when it stops
+        t_events = time.perf_counter()
         synced = run_event_path(run_settings, srv, tenant, data, sock, creds, progress)
         if not args.quiet:
-            print_event_path(synced, data, port)
+            print_event_path(synced, data, port, time.perf_counter() - t_events)
     if not args.quiet:
         print(f"demo finished in {time.perf_counter() - t_start:.1f}s")
     return EXIT_OK
@@ -472,10 +473,11 @@ def run_event_path(settings: Settings, srv: Any, tenant: Path, data: Path,
     return synced
 
 
-def print_event_path(synced: list[DemoSync], data: Path, port: int) -> None:
+def print_event_path(synced: list[DemoSync], data: Path, port: int, seconds: float) -> None:
     print(f"\nevent path: the sandbox sent Zuora's callouts to the receiver on "
           f"http://127.0.0.1:{port} ({EVENT_WORKERS} workers in this process, debounce "
-          f"{EVENT_DEBOUNCE_S:g}s); targeted syncs into {data / EVENTS_DIR / 'local.duckdb'}")
+          f"{EVENT_DEBOUNCE_S:g}s); targeted syncs into {data / EVENTS_DIR / 'local.duckdb'} "
+          f"({seconds:.1f}s in all)")
     rows = [[s.change.what, f"{s.change.object} {s.change.key}",
              f"{s.change.column} = {s.local_value!r}",
              f"{s.seconds:.2f}s", f"{s.sync_id} ({s.status})"] for s in synced]
