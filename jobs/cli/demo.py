@@ -486,8 +486,8 @@ def print_event_path(synced: list[DemoSync], data: Path, port: int, seconds: flo
     for r in [header, *rows]:
         print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     if any(s.status == "left" for s in synced):
-        print("  (left: synced, and findings for a person remain on that key's subtree — the "
-              "demo tenant's labelled drift; `recon repair history` shows each sync's apply)")
+        print("  (left: synced; findings for a person remain on that key's subtree, the demo "
+              "tenant's labelled drift)")
 
 
 def add_parser(sub: Any) -> None:
