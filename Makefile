@@ -59,7 +59,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/run.py
 
-# The callouts bench alone (receiver throughput, callout → local latency; PostgreSQL), ~3 min.
+# The callouts bench alone (receiver throughput, callout → local latency; PostgreSQL), 3-5 min.
 bench-callouts: setup
 	$(BIN)/python bench/run.py --only callouts
 
