@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium test test-fast lint arch demo bench clean check-dist same-outputs
+.PHONY: setup chromium test test-fast lint arch demo bench bench-callouts clean check-dist same-outputs
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 # uv installs the pinned set in seconds (pip takes about 90 s on 2 cores); if uv cannot be
@@ -58,6 +58,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# The callouts bench alone (receiver throughput, callout → local latency; PostgreSQL), 3-5 min.
+bench-callouts: setup
+	$(BIN)/python bench/run.py --only callouts
 
 clean:
 	rm -rf $(VENV) data/

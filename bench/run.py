@@ -8,6 +8,9 @@ Repair: plan and apply of the 1% drift's auto findings on PostgreSQL (ops/s).
 Validate: contracts (target < 10% of the reconcile time) and GX business rules, same snapshot.
 Report: size and generation time for 100,000 findings, first render in headless Chromium.
 Diff: one 1M-row, 40-column table pair vs a bare DuckDB hash compare and datacompy (polars).
+Callouts: receiver throughput and answer time under a keep-alive load client, and callout
+received → local PostgreSQL row consistent, workers in the receiver's process and apart
+(``callouts_bench.py``; alone: ``--only callouts`` or ``make bench-callouts``).
 Figures in issue notes come from here, with the machine's size.
 """
 
@@ -57,11 +60,18 @@ def main() -> int:
     p.add_argument("--keep", help="directory to keep the generated tenant in")
     p.add_argument("--skip-extract", action="store_true", help="generator benchmark only")
     p.add_argument("--skip-diff", action="store_true", help="no 1M-row diff benchmark")
+    p.add_argument("--skip-callouts", action="store_true", help="no callouts benchmark")
+    p.add_argument("--only", choices=("callouts",), help="run just this benchmark")
     args = p.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         results = []
+        if args.only == "callouts":
+            from callouts_bench import bench_callouts
+
+            _print(bench_callouts(root / "callouts"))
+            return 0
         if not args.skip_diff:
             # First, while the machine is quiet: its sub-second runs are the most sensitive
             # to load, and the tenant benches leave the machine busy for a while (when it ran
@@ -69,6 +79,11 @@ def main() -> int:
             from diff_bench import bench_diff
 
             results.append(bench_diff())
+        if not args.skip_callouts:
+            # Latency figures, also sensitive to load: before the tenant benches too.
+            from callouts_bench import bench_callouts
+
+            results.extend(bench_callouts(root / "callouts"))
         results.append(bench_generate(args.accounts, args.format, root))
         if not args.skip_extract:
             from extract_bench import bench_extract
@@ -87,11 +102,15 @@ def main() -> int:
         from report_bench import bench_report
 
         results.append(bench_report())
-        for result in results:
-            for k, v in result.items():
-                print(f"  {k:>26}: {v:,}" if isinstance(v, int) else f"  {k:>26}: {v}")
-            print()
+        _print(results)
     return 0
+
+
+def _print(results: list[dict]) -> None:
+    for result in results:
+        for k, v in result.items():
+            print(f"  {k:>26}: {v:,}" if isinstance(v, int) else f"  {k:>26}: {v}")
+        print()
 
 
 if __name__ == "__main__":

@@ -12,16 +12,32 @@ that copy only, past the change-fraction guard the small tenant's tiny catalog t
 Reusing the tenant keeps history meaningful: a second demo shows the same findings as
 persisting, and after ``--apply`` the next demo shows the repaired ones as resolved. The
 demo records no job history (it is not a scheduled job of the data directory).
+
+Then the event path (issue 15): the callout receiver and its workers start in this process
+(real HTTP on loopback, Basic auth and HMAC with per-run random credentials, debounce
+:data:`EVENT_DEBOUNCE_S`), the sandbox sends Zuora's callouts to it, and the demo changes a
+contact's e-mail, an account's name, a subscription's custom field and adds a catalog product in
+the sandbox; it waits until each callout's targeted sync finished and prints the keys, their
+new local values and how long each took (callout received → sync finished). The syncs write a
+copy of the local database in ``DATA/demo-events/`` (with its own inbox), never the tenant's:
+the sandbox forgets its changes when it stops, so syncing them into the tenant's copy would show
+as drift in the next demo, and without ``--apply`` the demo never writes the tenant's copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import json
+import secrets
+import shutil
+import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +163,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         summary = generate(opts, tenant, progress=progress)
         if not args.quiet:
             print_summary(summary, tenant, None)
-    with SandboxServer(tenant, client_id=settings.zuora_client_id, client_secret=SECRET) as srv:
+    creds = EventCreds.new()
+    with _listener() as sock, SandboxServer(
+            tenant, client_id=settings.zuora_client_id, client_secret=SECRET,
+            callout_url=f"http://127.0.0.1:{_port(sock)}",
+            callout_auth=(creds.user, creds.password), callout_secret=creds.hmac_secret,
+            callout_signature_header=settings.callouts_hmac_header,
+            callout_retry_interval=EVENT_RETRY_S) as srv:
         srv.store.preload()
         run_settings = demo_settings(settings, data, tenant, srv.url, args.apply)
         show = _Show(args, tenant, srv.url, progress)
@@ -159,18 +181,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 # the run stops, but its report still says why (PARTIAL — NOT RECONCILED)
                 _partial_report(data, show.run.manifest.run_id, run_settings)
             raise
-    run = show.run
-    if run.counts.get("repair") == "refused":
-        print(f"recon: the demo's repair was refused: {run.counts.get('repair_refusal')}",
-              file=sys.stderr)
-        return EXIT_ERROR
+        run = show.run
+        if run.counts.get("repair") == "refused":
+            print(f"recon: the demo's repair was refused: {run.counts.get('repair_refusal')}",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        if not args.quiet:
+            s, result, paths = run.result.summary["by_status"], run.result, run.report
+            print(f"\n{paths.label} — {s.get('new', 0):,} new, {s.get('persisting', 0):,} "
+                  f"persisting, {s.get('resolved', 0):,} resolved since "
+                  f"{result.previous_run or 'no previous run'}, {s.get('pending', 0):,} pending")
+            print(f"report: {paths.html}  ({paths.html_bytes / 1e6:.1f} MB, {paths.seconds:.1f}s)")
+            print(f"json:   {paths.json}")
+        port = _port(sock)  # uvicorn closes the socket when it stops
+        t_events = time.perf_counter()
+        synced = run_event_path(run_settings, srv, tenant, data, sock, creds, progress)
+        if not args.quiet:
+            print_event_path(synced, data, port, time.perf_counter() - t_events)
     if not args.quiet:
-        s, result, paths = run.result.summary["by_status"], run.result, run.report
-        print(f"\n{paths.label} — {s.get('new', 0):,} new, {s.get('persisting', 0):,} "
-              f"persisting, {s.get('resolved', 0):,} resolved since "
-              f"{result.previous_run or 'no previous run'}, {s.get('pending', 0):,} pending")
-        print(f"report: {paths.html}  ({paths.html_bytes / 1e6:.1f} MB, {paths.seconds:.1f}s)")
-        print(f"json:   {paths.json}")
         print(f"demo finished in {time.perf_counter() - t_start:.1f}s")
     return EXIT_OK
 
@@ -183,6 +211,283 @@ def _partial_report(data: Path, run_id: str, settings: Settings) -> None:
         print(f"{paths.label}: {paths.html}", file=sys.stderr)
     except ReconError as report_error:
         print(f"recon: no report either: {report_error}", file=sys.stderr)
+
+
+# -- the event path (issue 15) ----------------------------------------------------------------
+EVENTS_DIR = "demo-events"  # under the data directory: the syncs' copy of the local database
+EVENTS_FILE = "events.json"  # what the event path changed and synced (read by its test)
+EVENT_DEBOUNCE_S = 0.5  # every object's debounce (the catalog's default is five minutes)
+EVENT_WORKERS = 4  # the four changes sync at once
+EVENT_RETRY_S = 0.5  # the sandbox's retry interval, should a callout fail
+EVENT_TIMEOUT_S = 60.0  # how long the demo waits for the callouts' syncs
+
+
+@dataclass(frozen=True)
+class EventCreds:
+    """The receiver's Basic credentials and HMAC secret, random per run: the demo configures
+    both sides itself, and authentication is mandatory for a receiver."""
+
+    user: str
+    password: str
+    hmac_secret: str
+
+    @classmethod
+    def new(cls) -> EventCreds:
+        return cls("zuora-demo", secrets.token_urlsafe(16), secrets.token_hex(16))
+
+
+@dataclass(frozen=True)
+class DemoChange:
+    """One record the event path changes in the sandbox, the key its callout names, and the
+    local row and column where the sync puts the new value."""
+
+    what: str  # e.g. "contact e-mail"
+    object: str  # the sync object (contact | account | subscription | catalog)
+    key: str
+    table: str
+    column: str
+    id_column: str
+    id: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DemoSync:
+    """A change as the event path delivered it: the sync that made the local copy equal."""
+
+    change: DemoChange
+    received_at: dt.datetime  # the first callout naming the key, as the inbox stored it
+    finished_at: dt.datetime  # the end of the sync that processed it
+    sync_id: str
+    status: str  # ok | left (findings for a person remain on the key's subtree)
+    local_value: Any  # the local column read back after the sync
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.received_at).total_seconds()
+
+
+@contextlib.contextmanager
+def _listener() -> Iterator[socket.socket]:
+    """The receiver's socket, bound before the sandbox starts (which needs its URL): no race
+    for a free port. It listens once the receiver starts, after the batch part."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+    finally:
+        sock.close()
+
+
+def _port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def event_settings(settings: Settings, events: Path, port: int, creds: EventCreds) -> Settings:
+    """The event path's settings: the copy in ``events`` as the local side (its inbox beside
+    it), the default event paths (those the sandbox posts to), short debounces, no alerts."""
+    from core.config import Secret
+    from core.localdb.connect import duckdb_url
+
+    return replace(settings, data_dir=events,
+                   local_database_url=duckdb_url((events / "local.duckdb").resolve()),
+                   callouts_host="127.0.0.1", callouts_port=port, callouts_user=creds.user,
+                   callouts_password=Secret(creds.password),
+                   callouts_hmac_secret=Secret(creds.hmac_secret), callouts_events="",
+                   callouts_workers=EVENT_WORKERS,
+                   callouts_debounce_contact_s=EVENT_DEBOUNCE_S,
+                   callouts_debounce_account_s=EVENT_DEBOUNCE_S,
+                   callouts_debounce_subscription_s=EVENT_DEBOUNCE_S,
+                   callouts_debounce_catalog_s=EVENT_DEBOUNCE_S,
+                   alerts_webhook_url=Secret(None))
+
+
+class _EventReceiver:
+    """``recon callouts serve`` in this process: the same receiver app and workers, uvicorn on
+    a thread (the demo's own process must not take signals away from the CLI)."""
+
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        import uvicorn
+
+        from callouts.alerts import Alerts
+        from callouts.app import InboxPool, Receiver, create_app
+        from callouts.metrics import Metrics
+        from callouts.worker import WorkerPool, default_sync
+        from core.inbox import event_kinds, open_inbox
+
+        self.pool = InboxPool(lambda: open_inbox(settings), 1)
+        self.workers = WorkerPool(settings, default_sync(settings), settings.callouts_workers)
+        receiver = Receiver(settings, event_kinds(settings), self.pool, Metrics(),
+                            Alerts(settings), on_stored=self.workers.notify)
+        self.server = uvicorn.Server(uvicorn.Config(
+            create_app(receiver), log_config=None, log_level="warning", access_log=False,
+            lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
+                                       name="recon-demo-callouts", daemon=True)
+        self.workers.start()
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ReconError("the demo's callout receiver did not start (see the log "
+                                 "above)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop accepting, then let the syncs in flight finish."""
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.workers.stop(120)
+        self.pool.close()
+
+
+def demo_changes(srv: Any, tenant: Path, stamp: str) -> list[DemoChange]:
+    """Change a few records in the sandbox through its store (each sends its callout): a
+    contact's e-mail, an account's name, a subscription's custom field (outside an order), and
+    a new catalog product. The records picked carry no labelled drift, so each sync's output
+    is the change the demo made (the catalog's sync also repairs the catalog's drift)."""
+    import polars as pl
+
+    from core.inbox import WHOLE_CATALOG
+
+    labels = pl.read_parquet(tenant / "labels.parquet")
+    drifted = pl.lit(sorted({str(k) for k in labels["key"].drop_nulls().to_list()}),
+                     dtype=pl.List(pl.String))
+    st = srv.store
+
+    def clean(df: pl.DataFrame, *cols: str) -> pl.DataFrame:
+        out = df.with_columns([pl.col(c).cast(pl.String) for c in ("Id", *cols)])
+        for c in ("Id", *cols):
+            out = out.filter(pl.col(c).is_null() | ~pl.col(c).is_in(drifted))
+        return out
+
+    accounts = clean(st.live("Account"), "BillToId", "SoldToId")
+    sold_to = pl.lit(accounts["SoldToId"].drop_nulls().to_list(), dtype=pl.List(pl.String))
+    contact = clean(st.live("Contact"), "AccountId").filter(
+        ~pl.col("Id").is_in(sold_to)).sort("Id").row(0, named=True)
+    account = accounts.filter(pl.col("Id") != contact["AccountId"]).sort("Id").row(
+        0, named=True)
+    sub = clean(st.live("Subscription"), "AccountId").filter(
+        pl.col("IsLatestVersion")).sort("Name").row(0, named=True)
+    product = st.live("Product").row(0, named=True)
+    changes = [
+        DemoChange("contact e-mail", "contact", contact["Id"], "billing_account_contacts",
+                   "work_email", "zuora_contact_id", contact["Id"],
+                   f"demo.{stamp}@example.com"),
+        DemoChange("account name", "account", account["Id"], "billing_accounts",
+                   "zuora_account_name", "zuora_account_id", account["Id"],
+                   f"Renamed in Zuora {stamp}"),
+        DemoChange("subscription custom field", "subscription", sub["Name"],
+                   "zuora_local_subscriptions", "git_lab_namespace_name__c", "zuora_id",
+                   sub["Id"], f"demo-namespace-{stamp}"),
+    ]
+    st.update("Contact", contact["Id"], WorkEmail=changes[0].value)
+    st.update("Account", account["Id"], Name=changes[1].value)
+    st.update("Subscription", sub["Id"], GitLabNamespaceName__c=changes[2].value)
+    name = f"Demo Add-on {stamp}"
+    new_id = st.insert("Product", {
+        "Name": name, "SKU": f"SKU-DEMO-{stamp}", "ProductNumber": f"PC-DEMO-{stamp}",
+        "Category": product["Category"], "Description": "Added in Zuora by recon demo.",
+        "EffectiveStartDate": product["EffectiveStartDate"],
+        "EffectiveEndDate": product["EffectiveEndDate"], "Tier__c": product["Tier__c"],
+        "DeploymentType__c": product["DeploymentType__c"],
+        "CreatedById": product["CreatedById"], "UpdatedById": product["UpdatedById"]})
+    changes.append(DemoChange("new catalog product", "catalog", WHOLE_CATALOG,
+                              "zuora_local_products", "name", "zuora_id", new_id, name))
+    return changes
+
+
+def _wait_synced(settings: Settings, changes: list[DemoChange],
+                 timeout: float) -> dict[tuple[str, str], tuple[dt.datetime, Any]]:
+    """Per (object, key): when its first callout was received and the sync log entry of the
+    sync that processed its last one, once every callout naming the key is processed."""
+    from core.inbox import open_inbox
+
+    want = {(c.object, c.key) for c in changes}
+    deadline = time.monotonic() + timeout
+    with open_inbox(settings) as inbox:
+        while True:
+            events = inbox.events()
+            log = {e.sync_id: e for e in inbox.sync_log(500)}
+            done: dict[tuple[str, str], tuple[dt.datetime, Any]] = {}
+            for obj_key in want:
+                mine = [e for e in events if obj_key in e.keys]
+                if mine and all(e.status != "pending" and e.sync_id in log for e in mine):
+                    last = max(mine, key=lambda e: e.received_at)
+                    done[obj_key] = (min(e.received_at for e in mine), log[last.sync_id])
+            if len(done) == len(want):
+                return done
+            if time.monotonic() > deadline:
+                missing = ", ".join(f"{o} {k}" for o, k in sorted(want - set(done)))
+                raise ReconError(f"the demo's event path: no sync of {missing} within "
+                                 f"{timeout:.0f}s of the changes (see `recon callouts status` "
+                                 f"with data_dir {settings.data_dir})")
+            time.sleep(0.05)
+
+
+def run_event_path(settings: Settings, srv: Any, tenant: Path, data: Path,
+                   sock: socket.socket, creds: EventCreds,
+                   progress: Progress | None) -> list[DemoSync]:
+    """Start the receiver and its workers, change a few records in the sandbox, wait until
+    their callouts are synced into the event path's copy of the local database, and read the
+    new values back (``DATA/demo-events/events.json`` records it)."""
+    from core.localdb.connect import connect
+
+    events = data / EVENTS_DIR
+    shutil.rmtree(events, ignore_errors=True)
+    events.mkdir(parents=True)
+    db = Path(settings.local_database_url.removeprefix("duckdb:///"))
+    for suffix in ("", ".wal"):  # a WAL not checkpointed yet belongs to the copy
+        if Path(f"{db}{suffix}").is_file():
+            shutil.copyfile(f"{db}{suffix}", events / f"local.duckdb{suffix}")
+    es = event_settings(settings, events, _port(sock), creds)
+    if progress:
+        progress("event path: the callout receiver and its workers")
+    receiver = _EventReceiver(es, sock)
+    try:
+        changes = demo_changes(srv, tenant, dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"))
+        if progress:
+            progress(f"event path: {len(changes)} changes in the sandbox, waiting for their "
+                     "syncs")
+        done = _wait_synced(es, changes, EVENT_TIMEOUT_S)
+    finally:
+        receiver.stop()
+    synced = []
+    with connect(es.local_database_url) as local:
+        for c in changes:
+            received, entry = done[(c.object, c.key)]
+            got = local.query(f"SELECT {c.column} AS v FROM {c.table} WHERE {c.id_column} = ?",
+                              [c.id])["v"].to_list()
+            synced.append(DemoSync(c, received, entry.finished_at, entry.sync_id, entry.status,
+                                   got[0] if got else None))
+    (events / EVENTS_FILE).write_text(json.dumps([{
+        **asdict(s.change), "sync_id": s.sync_id, "status": s.status, "seconds": s.seconds,
+        "local_value": s.local_value} for s in synced], indent=2, default=str) + "\n")
+    bad = [s for s in synced if s.status not in ("ok", "left") or s.local_value != s.change.value]
+    if bad:
+        raise ReconError("the demo's event path did not sync " + "; ".join(
+            f"{s.change.what} ({s.change.object} {s.change.key}: sync {s.sync_id} "
+            f"{s.status}, local {s.change.column} = {s.local_value!r})" for s in bad))
+    return synced
+
+
+def print_event_path(synced: list[DemoSync], data: Path, port: int, seconds: float) -> None:
+    print(f"\nevent path: the sandbox sent Zuora's callouts to the receiver on "
+          f"http://127.0.0.1:{port} ({EVENT_WORKERS} workers in this process, debounce "
+          f"{EVENT_DEBOUNCE_S:g}s); targeted syncs into {data / EVENTS_DIR / 'local.duckdb'} "
+          f"({seconds:.1f}s in all)")
+    rows = [[s.change.what, f"{s.change.object} {s.change.key}",
+             f"{s.change.column} = {s.local_value!r}",
+             f"{s.seconds:.2f}s", f"{s.sync_id} ({s.status})"] for s in synced]
+    header = ["CHANGED IN ZUORA", "KEY SYNCED", "LOCAL NOW", "CALLOUT → SYNCED", "SYNC"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    if any(s.status == "left" for s in synced):
+        print("  (left: synced; findings for a person remain on that key's subtree, the demo "
+              "tenant's labelled drift)")
 
 
 def add_parser(sub: Any) -> None:

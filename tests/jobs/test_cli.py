@@ -121,6 +121,37 @@ def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, 
                  "report.json"):
         assert (run / name).is_file(), name
     assert "repair plan:" in out and "report:" in out and "validated:" in out
+    _assert_event_path_synced(tmp_path)
+    assert "event path:" in out and "CALLOUT → SYNCED" in out
+
+
+def _assert_event_path_synced(data: Path) -> None:
+    """The demo's event path: the callouts of its four changes (contact, account,
+    subscription, catalog) were each synced (the inbox's last sync of the key is the one the
+    demo names), and the event path's copy of the local database holds the new values, which
+    the tenant's own copy does not (the demo never writes it without --apply)."""
+    from core.config import Settings
+    from core.inbox import open_inbox
+    from core.localdb.connect import connect, duckdb_url
+
+    events = data / "demo-events"
+    changes = json.loads((events / "events.json").read_text())
+    assert {c["object"] for c in changes} == {"contact", "account", "subscription", "catalog"}
+    settings = Settings(data_dir=events, local_database_url=duckdb_url(events / "local.duckdb"))
+    with open_inbox(settings) as inbox:
+        last = {(k.object, k.key): k for k in inbox.last_syncs()}
+        processed = [e for e in inbox.events() if e.status == "processed"]
+    for c in changes:
+        k = last[(c["object"], c["key"])]
+        assert k.status in ("ok", "left") and k.sync_id == c["sync_id"], (c, k)
+        assert any((c["object"], c["key"]) in e.keys and e.sync_id == c["sync_id"]
+                   for e in processed), c
+    for db, synced in ((events / "local.duckdb", True), (data / "demo" / "local.duckdb", False)):
+        with connect(duckdb_url(db)) as local:
+            for c in changes:
+                got = local.query(f"SELECT {c['column']} AS v FROM {c['table']} "
+                                  f"WHERE {c['id_column']} = ?", [c["id"]])["v"].to_list()
+                assert (got == [c["value"]]) is synced, (db, c, got)
 
 
 def test_extract_without_a_zuora_exits_2_naming_the_cause(
