@@ -7,11 +7,14 @@ BIN    := $(VENV)/bin
 
 # The venv is rebuilt when the declared or pinned dependencies change.
 # uv installs the pinned set in seconds (pip takes about 90 s on 2 cores); if uv cannot be
-# installed or fails, pip installs the same pinned set.
+# installed or fails, pip installs the same pinned set. --compile-bytecode writes the .pyc
+# files at install time, as pip does: uv skips them by default, and where
+# PYTHONDONTWRITEBYTECODE is set (CI here) every process would then compile Great Expectations,
+# polars' Python layer etc. from source on each start (~7 s per process on 2 cores).
 INSTALL := -c constraints.txt -e '.[dev]' -e ./sandbox
 $(VENV)/.installed: pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	{ $(BIN)/pip install -q -c constraints.txt uv && $(BIN)/uv pip install -q --python $(BIN)/python $(INSTALL); } \
+	{ $(BIN)/pip install -q -c constraints.txt uv && $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(INSTALL); } \
 	  || $(BIN)/pip install -q $(INSTALL)
 	touch $@
 
