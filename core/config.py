@@ -270,7 +270,8 @@ class Settings:
         "sync: more keys than this in one request are read by one incremental export", ge=1)
     sync_catalog_min_rows: int = setting(
         20, "sync.catalog_min_rows",
-        "sync: below this many local rows a catalog table's shrink check uses this floor", ge=0)
+        "catalog sync and job: rows a catalog table may always lose (small tables' floor)",
+        ge=0)
     sync_catalog_max_shrink: float = setting(
         0.5, "sync.catalog_max_shrink",
         "sync: refuse a catalog sync that removes more than this share of a table", gt=0, le=1)

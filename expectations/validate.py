@@ -44,7 +44,12 @@ from expectations.quarantine import (
     write_quarantine,
 )
 from expectations.results import CheckResult, results_frame, store_results
-from expectations.volume import blocking_drops, previous_complete, volume_results
+from expectations.volume import (
+    blocking_drops,
+    catalog_floors,
+    previous_complete,
+    volume_results,
+)
 
 MAX_LISTED = 20  # failures named in one error message; the rest are in the results
 
@@ -180,7 +185,8 @@ def _validate(src: sources.Source, data_dir: Path, settings: Settings, run_id: s
         if prev is not None:
             out.previous_run_id = prev.run_id
             vol = volume_results(src.row_counts(), sources.snapshot_row_counts(prev),
-                                 prev.run_id, settings.validate_max_volume_drop, run_id)
+                                 prev.run_id, settings.validate_max_volume_drop, run_id,
+                                 catalog_floors(settings.sync_catalog_min_rows))
             results += vol
             drops = blocking_drops(vol)
     out.timings["volume_s"] = time.perf_counter() - t

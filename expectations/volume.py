@@ -31,18 +31,31 @@ def previous_complete(data_dir: Path | str, run_id: str, scope: str = "all") -> 
     return baseline(data_dir, run_id, scope)
 
 
+def catalog_floors(min_rows: int) -> dict[str, int]:
+    """``sync.catalog_min_rows`` per catalog object: a catalog table is small (a handful of
+    products), so one deleted plan is a large share of it; losing up to this many rows never
+    fails the volume check on its own (an empty export still does: the extractor refuses
+    zero rows where the baseline had some)."""
+    from core.catalog import OBJECTS
+
+    return {o.name: min_rows for o in OBJECTS if o.group == "catalog"}
+
+
 def volume_results(current: dict[tuple[str, str], int], previous: dict[tuple[str, str], int],
-                   previous_run_id: str, max_drop: float, run_id: str) -> list[CheckResult]:
+                   previous_run_id: str, max_drop: float, run_id: str,
+                   floors: dict[str, int] | None = None) -> list[CheckResult]:
     """One result per object present in both runs. ``max_drop`` is a fraction: a drop of
-    *more* than it fails (exactly 20% of 100 rows passes at the default)."""
+    *more* than it fails (exactly 20% of 100 rows passes at the default), unless the rows
+    lost are at most the object's absolute floor (``floors``: :func:`catalog_floors`)."""
     out = []
+    floors = floors or {}
     for (side, name), before in previous.items():
         if (side, name) not in current:
             continue
         now = current[(side, name)]
         lost = max(before - now, 0)
         drop = lost / before if before else 0.0
-        failed = drop > max_drop
+        failed = drop > max_drop and lost > floors.get(name, 0)
         severity = "error" if side == ZUORA else "warning"
         msg = (f"{name}: {before:,} -> {now:,} rows ({-100 * drop:+.1f}%; limit -"
                f"{100 * max_drop:.0f}%) against snapshot {previous_run_id}")

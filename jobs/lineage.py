@@ -42,7 +42,7 @@ from core.state import FAILED, PASSED, UNVALIDATED, StateDB, Verdict
 from expectations.errors import ContractError, QuarantineError, ValidationError, VolumeError
 from expectations.sources import snapshot_row_counts
 from expectations.volume import baseline as volume_baseline
-from expectations.volume import blocking_drops, volume_results
+from expectations.volume import blocking_drops, catalog_floors, volume_results
 from extract.extractor import DELETED_RETENTION, Base, ExtractOptions, run_extract
 
 Progress = Callable[[str], None]
@@ -258,7 +258,7 @@ def volume_gate(settings: Settings) -> Callable[[Snapshot], dict[str, Any]]:
         else:
             results = volume_results(snapshot_row_counts(snap), snapshot_row_counts(base),
                                      base.run_id, settings.validate_max_volume_drop,
-                                     snap.run_id)
+                                     snap.run_id, catalog_floors(settings.sync_catalog_min_rows))
             failures = [r.message or r.object or "" for r in blocking_drops(results)]
             message = "; ".join(failures) if failures else f"compared with {base.run_id}"
         outcome = FAILED if failures else PASSED

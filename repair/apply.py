@@ -141,15 +141,20 @@ class ApplyResult:
 
 
 def snapshot_time(settings: Settings, run_id: str) -> dt.datetime | None:
-    """When the plan's snapshot was taken (naive UTC; its extract's start, the Zuora as-of):
-    rows a targeted sync wrote after it hold newer values than the plan, which skips them
-    as superseded. None for a sync's own plan or a snapshot no longer on disk."""
+    """The Zuora as-of time of the plan's snapshot (naive UTC): the earliest upper bound of
+    its export windows (``now − lag`` of an incremental extract; its high-water marks), else
+    its extract's start. Rows a targeted sync wrote after it hold values at least as new as
+    the plan's, which skips them as superseded. None for a sync's own plan or a snapshot no
+    longer on disk."""
     from core.snapshot import find_complete, parse_utc
 
     if run_id.startswith(SYNC_PREFIX):
         return None
     snap = find_complete(settings.data_dir, run_id)
-    t = parse_utc(snap.manifest.started_at) if snap is not None else None
+    if snap is None:
+        return None
+    marks = [t for t in (parse_utc(v) for v in snap.manifest.hwms.values()) if t is not None]
+    t = min(marks) if marks else parse_utc(snap.manifest.started_at)
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t is not None else None
 
 

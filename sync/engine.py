@@ -51,7 +51,14 @@ from sync.model import (
     SyncTransient,
     new_sync_id,
 )
-from sync.subtree import CATALOG, LocalSide, Reader, ZuoraSide, read_local
+from sync.subtree import (
+    CATALOG,
+    STORM_OBJECTS,
+    LocalSide,
+    Reader,
+    ZuoraSide,
+    read_local,
+)
 
 SYNCS = "syncs"
 Progress = Callable[[str], None]
@@ -60,6 +67,27 @@ Progress = Callable[[str], None]
 def sync_dir(data_dir: Path | str, sync_id: str) -> Path:
     """``DATA/syncs/<sync_id>/``: the sync's keyed snapshot, drift and plan."""
     return Path(data_dir) / SYNCS / sync_id
+
+
+def prune_syncs(data_dir: Path | str, older_than: dt.timedelta) -> list[str]:
+    """Remove the keyed datasets of syncs older than ``older_than`` (by the time in their
+    id); returns the sync ids removed. What a sync changed stays in the local database's
+    audit: the dataset only explains how it was decided."""
+    root = Path(data_dir) / SYNCS
+    if not root.is_dir():
+        return []
+    cutoff = dt.datetime.now(dt.UTC) - older_than
+    gone = []
+    for d in sorted(root.iterdir()):
+        try:
+            when = dt.datetime.strptime(d.name.split("-")[1], "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=dt.UTC)
+        except (IndexError, ValueError):
+            continue  # not a sync's directory: never ours to remove
+        if when < cutoff:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d.name)
+    return gone
 
 
 @dataclass
@@ -85,11 +113,36 @@ def _read_zuora(reader: Reader, req: SyncRequest, keys: tuple[str, ...]) -> tupl
     return side, found
 
 
-def _read(settings: Settings, req: SyncRequest, client: ZuoraClient) -> _Read:
+def _storm(settings: Settings, req: SyncRequest, reader: Reader, sync_id: str,
+           say: Progress) -> None:
+    """More than ``sync.batch_threshold`` keys of one object: read the object (and its
+    subtree) with one incremental export merged onto the latest complete snapshot instead
+    of per-key queries. Without such a snapshot the keys are read one query per 50."""
+    from core.snapshot import latest_complete
+
+    objects = STORM_OBJECTS.get(req.object)
+    if objects is None or len(req.keys) <= settings.sync_batch_threshold:
+        return
+    base = latest_complete(settings.data_dir)
+    if base is None:
+        say(f"{sync_id}: {len(req.keys)} keys but no complete snapshot to build an "
+            "incremental export on: reading them by key")
+        return
+    work = sync_dir(settings.data_dir, sync_id) / "export"
+    rows = reader.export_current(objects, base, work, f"recon-{sync_id}", say)
+    say(f"{sync_id}: {len(req.keys)} keys > sync.batch_threshold "
+        f"({settings.sync_batch_threshold}): one incremental export of "
+        f"{', '.join(objects)} onto {base.run_id} ({rows} rows changed)")
+
+
+def _read(settings: Settings, req: SyncRequest, client: ZuoraClient, sync_id: str = "",
+          say: Progress = lambda _m: None) -> _Read:
     reader = Reader(client, settings.tenant_tz)
+    _storm(settings, req, reader, sync_id, say)
     side, found = _read_zuora(reader, req, req.keys)
     gone = tuple(k for k, v in found.items() if v is None)
-    if gone:  # a key Zuora does not return: read it once more before believing it
+    if gone:  # a key Zuora does not return: read it once more (by key) before believing it
+        reader = Reader(client, settings.tenant_tz)
         again, found2 = _read_zuora(reader, req, gone)
         for obj, frame in again.frames.items():
             side.add(obj, frame)
@@ -148,15 +201,53 @@ def _check_cap(settings: Settings, req: SyncRequest, read: _Read) -> None:
     """``sync.max_rows_per_key``: a sync may rewrite its key's whole subtree, never more
     than this many rows per key (Zuora's and the local side's together)."""
     cap = settings.sync_max_rows_per_key
-    keys = max(1, len(req.keys))
-    rows = read.zuora.rows + read.local.rows
-    if req.object == "catalog" and not req.keys:
-        rows = sum(read.zuora.frames[o].height for o in CATALOG)
-    if rows > cap * keys:
+    if req.object == "subscription":
+        sizes = _subscription_sizes(read)
+    elif req.object == "catalog" and not req.keys:
+        sizes = {"(whole catalog)": sum(read.zuora.frames[o].height for o in CATALOG)}
+    else:  # accounts, contacts, products: a few rows each; the request's share per key
+        total = read.zuora.rows + read.local.rows
+        sizes = {k: -(-total // max(1, len(req.keys))) for k in req.keys}
+    big = {k: n for k, n in sizes.items() if n > cap}
+    if big:
+        k, n = max(big.items(), key=lambda kv: kv[1])
         raise SyncError(
-            f"refusing to sync {req.object} {', '.join(req.keys) or '(whole catalog)'}: its "
-            f"subtree holds {rows:,} rows, more than sync.max_rows_per_key ({cap:,}) per key; "
-            "the nightly reconciles it (or raise RECON_SYNC_MAX_ROWS_PER_KEY)")
+            f"refusing to sync {req.object} {k}: its subtree holds {n:,} rows (Zuora and "
+            f"local), more than sync.max_rows_per_key ({cap:,}); the nightly reconciles it "
+            "(or raise RECON_SYNC_MAX_ROWS_PER_KEY)"
+            + (f"; {len(big) - 1} more key(s) over the cap" if len(big) > 1 else ""))
+
+
+def _subscription_sizes(read: _Read) -> dict[str, int]:
+    """Rows per subscription name: its versions, rate plans, charges and tiers, on both
+    sides (the context — accounts, catalog — is not the key's to rewrite)."""
+    z, lo = read.zuora.frames, read.local
+    name_of: dict[str, str] = dict(zip(z["Subscription"]["Id"].to_list(),
+                                       z["Subscription"]["Name"].to_list(), strict=True))
+    subs = lo.frame("zuora_local_subscriptions")
+    name_of.update(zip(subs["zuora_id"].to_list(), subs["name"].to_list(), strict=True))
+    charge_sub: dict[str, str] = dict(zip(z["RatePlanCharge"]["Id"].to_list(),
+                                          z["RatePlanCharge"]["SubscriptionId"].to_list(),
+                                          strict=True))
+    lch = lo.frame("zuora_local_rate_plan_charges")
+    charge_sub.update(zip(lch["zuora_id"].to_list(), lch["subscription_id"].to_list(),
+                          strict=True))
+    sizes: dict[str, int] = {}
+
+    def count(sub_ids: list) -> None:
+        for sid in sub_ids:
+            name = name_of.get(sid)
+            if name is not None:
+                sizes[name] = sizes.get(name, 0) + 1
+
+    count(z["Subscription"]["Id"].to_list() + subs["zuora_id"].to_list())
+    count(z["RatePlan"]["SubscriptionId"].to_list() + z["RatePlanCharge"]["SubscriptionId"]
+          .to_list())
+    count(lo.frame("zuora_local_rate_plans")["subscription_id"].to_list()
+          + lch["subscription_id"].to_list())
+    count([charge_sub.get(c) for c in z["RatePlanChargeTier"]["RatePlanChargeId"].to_list()
+           + lo.frame("zuora_local_rate_plan_charge_tiers")["rate_plan_charge_id"].to_list()])
+    return sizes
 
 
 def _check_catalog_shrink(settings: Settings, req: SyncRequest, read: _Read) -> None:
@@ -312,7 +403,7 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     from repair.planner import build_plan
 
     try:
-        read = _read(settings, request, client)
+        read = _read(settings, request, client, sync_id, say)
     except ZuoraError as e:
         if isinstance(e, TransientError):
             raise SyncTransient(f"reading {request.object} from Zuora failed for the "

@@ -90,6 +90,9 @@ DOCUMENTED_DEFAULTS = {
     "callouts_debounce_catalog_s": "300.0",
     "callouts_max_attempts": "5",
     "sync_batch_threshold": "200",
+    "sync_max_rows_per_key": "5000",
+    "sync_catalog_min_rows": "20",
+    "sync_catalog_max_shrink": "0.5",
 }
 
 
@@ -199,6 +202,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
             s.jobs_retry_delay_s, s.jobs_misfire_grace_hours, s.alerts_new_drift_threshold) == (
         "Europe/Berlin", "15 1 * * *", "0 5 * * 6", 4, 1.5, 2.0, 10)
     assert s.alerts_webhook_url.get() == "https://hooks.example.com/T000/B000/XXXX"
+    assert (s.sync_max_rows_per_key, s.sync_batch_threshold, s.sync_catalog_min_rows,
+            s.sync_catalog_max_shrink) == (100, 20, 5, 0.25)
     assert "XXXX" not in json.dumps(s.describe()), "a webhook URL is a secret"
     assert (s.callouts_host, s.callouts_port, s.callouts_metrics_port, s.callouts_user,
             s.callouts_max_body_bytes, s.callouts_debounce_catalog_s, s.callouts_max_attempts,

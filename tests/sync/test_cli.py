@@ -26,6 +26,7 @@ def config(settings: Settings, tmp_path: Path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> None:
     srv, settings = world
     sub = srv.store.live("Subscription").filter(pl.col("IsLatestVersion")).row(3, named=True)
@@ -85,9 +86,16 @@ def test_the_row_cap_refuses_a_large_key(world) -> None:
 
     srv, settings = world
     name = srv.store.live("Subscription")["Name"][5]
+    fits = sync_keys(settings, SyncRequest("subscription", (name,), dry_run=True))
+    assert fits.exit_code == 0
     small = dataclasses.replace(settings, sync_max_rows_per_key=5)
-    with pytest.raises(SyncError, match="sync.max_rows_per_key"):
+    with pytest.raises(SyncError, match=rf"{name}: its subtree holds \d+ rows .*"
+                                        r"sync.max_rows_per_key \(5\)"):
         sync_keys(small, SyncRequest("subscription", (name,)))
+    before = len(list((settings.data_dir / "syncs").iterdir()))
+    with pytest.raises(SyncError):  # refused before anything is written, even the dataset
+        sync_keys(small, SyncRequest("subscription", (name,)))
+    assert len(list((settings.data_dir / "syncs").iterdir())) == before
 
 
 def test_bad_requests_exit_2(world, tmp_path: Path, capsys) -> None:

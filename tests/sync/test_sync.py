@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
 import requests
@@ -10,6 +12,15 @@ from core.config import Settings
 from core.localdb.connect import connect
 from sandbox.server import SandboxServer
 from sync import SyncError, SyncRequest, sync_keys
+
+
+def nightly_steps():
+    """The nightly's declared steps through the plan, without the validation (the expensive
+    business-rule suites: a drift-free tenant has nothing for them to quarantine)."""
+    from jobs.steps import JOBS
+
+    job = JOBS["full"].through("plan")
+    return dataclasses.replace(job, steps=tuple(s for s in job.steps if s.name != "validate"))
 
 
 def mutate(srv: SandboxServer, op: str, obj: str, id_: str | None = None, **fields) -> str:
@@ -32,6 +43,7 @@ def test_subscription_in_step_is_left_alone(world) -> None:
     assert res.changes == ()
 
 
+@pytest.mark.slow
 def test_subscription_custom_field_is_synced(world) -> None:
     srv, settings = world
     subs = srv.store.live("Subscription").filter(pl.col("IsLatestVersion"))
@@ -45,6 +57,19 @@ def test_subscription_custom_field_is_synced(world) -> None:
     assert got["notes"].to_list() == ["changed by a person in Zuora"]
     assert [(c.table, c.op, c.columns) for c in res.changes] == [
         ("zuora_local_subscriptions", "update", ("notes", "updated_date"))]
+    assert_in_step(settings, "subscription", row["Name"])
+    from repair.apply import revert_apply
+
+    assert revert_apply(res.sync_id, settings, yes=True).status == "complete"
+    assert local(settings, "SELECT notes FROM zuora_local_subscriptions WHERE zuora_id = %s",
+                 [row["Id"]])["notes"].to_list() == [row["Notes"]]
+
+
+def assert_in_step(settings: Settings, obj: str, *keys: str) -> None:
+    """The local rows equal the projection of Zuora's: a dry run of the same sync finds
+    nothing to change and nothing left for a person."""
+    again = sync_keys(settings, SyncRequest(obj, keys, dry_run=True))
+    assert again.changes == () and again.leftovers == (), again
 
 
 def _clone(srv: SandboxServer, obj: str, **fields) -> str:
@@ -59,6 +84,7 @@ def _clone(srv: SandboxServer, obj: str, **fields) -> str:
     return mutate(srv, "insert", obj, **vals)
 
 
+@pytest.mark.slow
 def test_new_account_creates_billing_account_contacts_and_customer(world) -> None:
     """Seed 001: an account the local copy lacks, with a Sold-To e-mail no customer has —
     the sync creates the billing account, both contacts (as local references) and the
@@ -116,7 +142,6 @@ def test_a_nightly_after_a_sync_finds_nothing_for_the_key(world) -> None:
     """The sync repairs a drifted key the nightly way (new billing account, contacts and a
     customer for a new Sold-To e-mail); a nightly with lag 0 and grace 0 then has zero
     findings (pending included) and zero operations for that key."""
-    import dataclasses
     import threading
 
     from jobs.steps import run_steps
@@ -131,8 +156,8 @@ def test_a_nightly_after_a_sync_finds_nothing_for_the_key(world) -> None:
 
     nightly = dataclasses.replace(settings, extract_lag_hours=0.0, reconcile_grace_hours=0.0)
     seen: dict = {}
-    run_steps("full", nightly, stop=threading.Event(), progress=lambda _m: None,
-              through="plan", after=lambda name, run: seen.update(run=run))
+    run_steps(nightly_steps(), nightly, stop=threading.Event(), progress=lambda _m: None,
+              after=lambda _name, run: seen.update(run=run))
     run = seen["run"]
     mine = run.result.drift.filter(
         (pl.col("account_id") == acct) | pl.col("key").is_in(
@@ -154,10 +179,11 @@ def test_contact_is_synced(world) -> None:
                 "zuora_contact_id = %s", [cid]).row(0)
     assert got == ("Springfield", "NEW.bill@x.example")
     assert {c.table for c in res.changes} == {"billing_account_contacts"}
+    assert_in_step(settings, "contact", cid)
 
 
+@pytest.mark.slow
 def test_catalog_product_and_whole_catalog(world) -> None:
-    import dataclasses
 
     srv, settings = world
     prod = srv.store.live("Product").row(0, named=True)
@@ -166,6 +192,7 @@ def test_catalog_product_and_whole_catalog(world) -> None:
     assert res.exit_code == 0, res.leftovers
     assert local(settings, "SELECT name FROM zuora_local_products WHERE zuora_id = %s",
                  [prod["Id"]])["name"].to_list() == ["Renamed in Zuora"]
+    assert_in_step(settings, "catalog", prod["Id"])
     whole = sync_keys(settings, SyncRequest("catalog"))
     assert whole.exit_code == 0 and whole.changes == (), whole
 
@@ -179,3 +206,59 @@ def test_catalog_product_and_whole_catalog(world) -> None:
     ok = sync_keys(dataclasses.replace(settings, sync_catalog_min_rows=3),
                    SyncRequest("catalog", dry_run=True))
     assert sum(c.op == "delete" for c in ok.changes) == 3
+
+
+@pytest.mark.slow
+def test_subscription_order_created_and_duplicates_deduped(world) -> None:
+    """D13: a subscription without an order gets one, derived from its latest version; D11:
+    duplicates are deduped only when unambiguous (else a person decides: exit 1)."""
+    srv, settings = world
+    names = local(settings, "SELECT subscription_name FROM orders WHERE NOT trial AND "
+                  "subscription_name IS NOT NULL ORDER BY id")["subscription_name"].to_list()
+    gone, dup = names[4], names[5]
+    cols = "subscription_id, zuora_account_id, billing_account_id, product_rate_plan_id, " \
+           "start_date, end_date, quantity"
+    was = local(settings, f"SELECT {cols} FROM orders WHERE subscription_name = %s", [gone])
+    with connect(settings.local_database_url) as db:
+        db.execute("DELETE FROM orders WHERE subscription_name = %s", [gone])
+        db.execute("INSERT INTO orders (id, customer_id, billing_account_id, "
+                   "product_rate_plan_id, subscription_id, subscription_name, start_date, "
+                   "end_date, quantity, amendment_type, trial, zuora_account_id, "
+                   "reconciliation_accepted, created_at, updated_at) SELECT 880001, "
+                   "customer_id, billing_account_id, product_rate_plan_id, subscription_id, "
+                   "subscription_name, start_date, end_date, quantity, amendment_type, trial, "
+                   "zuora_account_id, reconciliation_accepted, created_at, updated_at FROM "
+                   "orders WHERE subscription_name = %s", [dup])
+    made = sync_keys(settings, SyncRequest("subscription", (gone,)))
+    assert made.exit_code == 0, made.leftovers
+    assert [(c.table, c.op) for c in made.changes] == [("orders", "insert")]
+    now = local(settings, f"SELECT {cols} FROM orders WHERE subscription_name = %s", [gone])
+    assert now.equals(was)  # the same derivation as D14: the very values it had
+    same = sync_keys(settings, SyncRequest("subscription", (dup,)))  # two equal candidates
+    assert same.exit_code == 1 and [(lo.kind, lo.rule) for lo in same.leftovers] == [
+        ("human", "D11")] and same.changes == ()
+    with connect(settings.local_database_url) as db:  # now only one matches Zuora's account
+        db.execute("UPDATE orders SET zuora_account_id = %s, billing_account_id = NULL "
+                   "WHERE id = 880001", ["0" * 32])
+    deduped = sync_keys(settings, SyncRequest("subscription", (dup,)))
+    assert deduped.exit_code == 0, deduped.leftovers
+    assert ("orders", "delete", {"id": 880001}) in [(c.table, c.op, c.key)
+                                                    for c in deduped.changes]
+    assert local(settings, "SELECT count(*) AS n FROM orders WHERE subscription_name = %s",
+                 [dup])["n"][0] == 1
+
+
+def test_zuora_failing_for_the_moment_is_transient(world) -> None:
+    """5xx after the client's retries: SyncTransient (a worker retries later); nothing is
+    written."""
+    from extract.client import RetryPolicy, ZuoraClient
+    from sync import SyncTransient
+
+    srv, settings = world
+    name = srv.store.live("Subscription")["Name"][7]
+    srv.add_fault("query", "5xx", times=2)
+    client = ZuoraClient(srv.url, "recon", settings.zuora_client_secret,
+                         policy=RetryPolicy(attempts=2, sleep=lambda _s: None))
+    with pytest.raises(SyncTransient, match="for the moment"):
+        sync_keys(settings, SyncRequest("subscription", (name,)), client=client)
+    srv.clear_faults()
