@@ -112,14 +112,17 @@ def serve_env(data: Path, url: str, srv: SandboxServer, **extra: str) -> dict[st
 @contextlib.contextmanager
 def recon_process(args: list[str], env: dict[str, str], cwd: Path,
                   health: str | None = None) -> Iterator[subprocess.Popen]:
-    """``recon ARGS`` (``python -m jobs.cli``) as a process of its own; with ``health`` (a
-    URL), returned once it answers 200 there. Killed (-9) afterwards if still running."""
+    """``recon ARGS`` (``python -m jobs.cli``) as a process of its own, its output in a file
+    in ``cwd`` (a pipe nobody reads would block it once full); with ``health`` (a URL),
+    returned once it answers 200 there. Killed (-9) afterwards if still running."""
     cwd.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = cwd / f"recon-{'-'.join(args[:2])}-{secrets.token_hex(3)}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
 
     def up() -> bool:
-        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        assert proc.poll() is None, log.read_text()[-3000:]
         try:
             return requests.get(health, timeout=1).status_code == 200  # type: ignore[arg-type]
         except requests.ConnectionError:
@@ -133,8 +136,6 @@ def recon_process(args: list[str], env: dict[str, str], cwd: Path,
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def serve(env: dict[str, str], cwd: Path, port: int, *extra: str
