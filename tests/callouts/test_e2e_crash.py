@@ -39,31 +39,31 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 def test_kill_9_of_receiver_and_worker_mid_stream(pg_dsn: str, tmp_path: Path) -> None:
     tenant = generate_tenant(tmp_path / "tenant", accounts=8, seed=17)
     data, port = tmp_path / "data", free_port()
-    # Zuora retries a callout that got no 200: 5 attempts 1 s apart outlast a restart
+    # Zuora retries a callout that got no 200: 5 attempts 2 s apart outlast a restart
     with pg_schema(pg_dsn, tenant) as url, callout_sandbox(
-            tenant, port, callout_retry_interval=1.0, callout_attempts=5) as srv:
+            tenant, port, callout_retry_interval=2.0, callout_attempts=5) as srv:
         srv.store.preload()
         settings = Settings(zuora_base_url=srv.url, zuora_client_secret=Secret(ZUORA_SECRET),
                             local_database_url=url, data_dir=data, tenant_tz=srv.tenant_tz)
         env = serve_env(data, url, srv)
         subs = srv.store.live("Subscription").filter(pl.col("IsLatestVersion")).sort("Name")
         targets = ([("Subscription", r["Id"], "Notes", ("subscription", r["Name"]))
-                    for r in subs.head(4).iter_rows(named=True)]
+                    for r in subs.head(3).iter_rows(named=True)]
                    + [("Account", a, "Name", ("account", a))
-                      for a in srv.store.typed("Account").sort("AccountNumber")["Id"][:4]])
+                      for a in srv.store.typed("Account").sort("AccountNumber")["Id"][:3]])
         values: list[str] = []
         done = threading.Event()
 
-        def stream() -> None:  # 32 changes, round robin over the 8 keys, ~60 ms apart
+        def stream() -> None:  # 18 changes, round robin over the 6 keys, ~80 ms apart
             try:
-                for i in range(32):
+                for i in range(18):
                     obj, id_, field, _ = targets[i % len(targets)]
                     value = f"crash stream {i}"
                     r = requests.post(f"{srv.url}/sandbox/mutations", timeout=10, json={
                         "op": "update", "object": obj, "id": id_, "fields": {field: value}})
                     assert r.status_code == 200, r.text
                     values.append(value)
-                    time.sleep(0.06)
+                    time.sleep(0.08)
             finally:
                 done.set()
 
@@ -73,7 +73,7 @@ def test_kill_9_of_receiver_and_worker_mid_stream(pg_dsn: str, tmp_path: Path) -
                 recon_process(worker_args, env, data) as worker:
             feeder = threading.Thread(target=stream)
             feeder.start()
-            wait_for(lambda: len(values) >= 8, 30, "the stream under way")
+            wait_for(lambda: len(values) >= 5, 30, "the stream under way")
             receiver.send_signal(signal.SIGKILL)  # the receiver, mid-stream
             receiver.wait(10)
             with serve(env, data, port, "--workers", "0") as receiver2:
@@ -84,7 +84,7 @@ def test_kill_9_of_receiver_and_worker_mid_stream(pg_dsn: str, tmp_path: Path) -
                 worker.wait(10)
                 with recon_process(worker_args, env, data) as worker2:
                     feeder.join(60)
-                    assert done.is_set() and len(values) == 32
+                    assert done.is_set() and len(values) == 18
                     assert srv.drain_callouts(60), "the sandbox still retries callouts"
                     wait_for(lambda: not open_inbox(settings).pending(), 120,
                              "the queue drained", 0.2)
@@ -97,10 +97,11 @@ def test_kill_9_of_receiver_and_worker_mid_stream(pg_dsn: str, tmp_path: Path) -
 def check_after_crash(srv, settings: Settings, url: str, targets: list, values: list[str]
                       ) -> None:
     """Every 200 processed, no key stale, no change written twice."""
-    answered = {d.notification_id for d in srv.callouts.sender.records()
-                if d.outcome == "sent"}
-    assert answered, "no callout was answered 200"
-    assert any(d.attempts > 1 for d in srv.callouts.sender.records()), \
+    records = srv.callouts.sender.records()
+    assert {d.outcome for d in records} == {"sent"}, \
+        [(d.seq, d.outcome, d.attempts, d.requests[-1:]) for d in records if d.outcome != "sent"]
+    answered = {d.notification_id for d in records}
+    assert any(d.attempts > 1 for d in records), \
         "no callout met the receiver down (the kill came too late or too early)"
     with open_inbox(settings) as ib:
         events = {e.notification_id: e for e in ib.events(limit=10_000)}
@@ -108,8 +109,12 @@ def check_after_crash(srv, settings: Settings, url: str, targets: list, values: 
     assert answered <= set(events), answered - set(events)
     assert all(events[n].status == "processed" for n in answered), \
         [events[n] for n in answered if events[n].status != "processed"]
+    with open_inbox(settings) as ib:
+        last = {(k.object, k.key): k for k in ib.last_syncs()}
     for *_, (obj, key) in targets:
-        assert out_of_step(srv, url, obj, key) == [], (obj, key)
+        assert out_of_step(srv, url, obj, key) == [], (obj, key, last.get((obj, key)), [
+            (d.seq, d.notification_id, d.outcome) for d in records
+            if key in d.event.keys.get(obj, ())])
     with connect(url) as db:
         audit = db.query("SELECT apply_id, table_name, key, after FROM recon_repair_audit "
                          "WHERE op = 'update' AND table_name IN ('zuora_local_subscriptions', "

@@ -198,7 +198,7 @@ def test_nightly_with_default_lag_keeps_the_synced_value(world: World, tmp_path:
     nightly = dataclasses.replace(world.settings, data_dir=tmp_path / "nightly")
     assert nightly.extract_lag_hours > 0  # the default lag
     run_steps("full", nightly, stop=threading.Event(), progress=lambda _m: None,
-              through="reconcile")
+              through="validate")
     seq = last_seq(world.srv)
     mutate(world.srv, {"op": "update", "object": "Subscription", "id": sub["Id"],
                        "fields": {"Notes": "newer than the nightly's snapshot"}})
