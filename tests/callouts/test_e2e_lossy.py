@@ -70,6 +70,13 @@ def test_lost_delayed_reordered_callouts_then_one_nightly(lossy) -> None:
         assert requests.post(f"{srv.url}/sandbox/mutations", json=mutation,
                              timeout=10).status_code == 200
         changed.append(("subscription", row["Name"]))
+    bill_to = srv.store.typed("Account").filter(pl.col("Id").is_in(sub_owners))["BillToId"]
+    for i, contact in enumerate(sorted(set(bill_to.to_list()))[:4]):
+        mutation = {"op": "update", "object": "Contact", "id": contact,
+                    "fields": {"City": f"Lossy City {i}"}}
+        assert requests.post(f"{srv.url}/sandbox/mutations", json=mutation,
+                             timeout=10).status_code == 200
+        changed.append(("contact", contact))
     for i, acct in enumerate(accounts[len(accounts) // 2:]):
         mutation = {"op": "update", "object": "Account", "id": acct,
                     "fields": {"Name": f"Lossy Account {i}"}}
