@@ -159,6 +159,18 @@ def recent_runs(con: duckdb.DuckDBPyConnection, upto: str,
     return rows  # type: ignore[return-value]
 
 
+def latest_run(con: duckdb.DuckDBPyConnection, scope: str = "all") -> ReconcileRunRow | None:
+    """The newest reconciled run of ``scope`` (None on a state file without one)."""
+    if "reconcile_runs" not in table_names(con):
+        return None
+    rows = con.sql("SELECT * FROM reconcile_runs WHERE coalesce(scope, 'all') = $s "
+                   "ORDER BY run_id DESC LIMIT 1", params={"s": scope}).pl().to_dicts()
+    if not rows:
+        return None
+    rows[0]["summary"] = json.loads(rows[0]["summary"]) if rows[0].get("summary") else {}
+    return rows[0]  # type: ignore[return-value]
+
+
 def last_clean_run(con: duckdb.DuckDBPyConnection, upto: str) -> str | None:
     """The latest run up to ``upto`` whose summary counted no drift (None: none, or no
     table)."""

@@ -46,7 +46,7 @@ class ReportPaths:
 
 def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: Settings,
                  out_dir: Path | str | None = None, mask_pii: bool = False,
-                 read_applies: bool = False,
+                 read_applies: bool = False, read_inbox: bool = False,
                  job_run_id: str | None = None, now: dt.datetime | None = None) -> ReportPaths:
     """Write ``report.html`` and ``report.json`` for ``run_id`` (default: the newest run,
     failed extracts included) into ``out_dir`` (default ``DATA/runs/<run_id>/``).
@@ -54,7 +54,9 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     The repair section shows the run's saved ``repair-plan.json`` only (the report never
     plans: without one, ``plan_note`` says so and how to make one). ``read_applies``: also
     read this run's repair applies from the local database's audit (off by default: the
-    report then needs nothing but recon's own files). ``mask_pii``: mask e-mail addresses (reports that leave the team).
+    report then needs nothing but recon's own files). ``read_inbox``: also read the callout
+    inbox's health when it lives in the local database (PostgreSQL; the embedded SQLite inbox
+    is recon's own file and always read). ``mask_pii``: mask e-mail addresses (reports that leave the team).
     ``job_run_id``: the ``job_runs`` attempt this report belongs to (the nightly pipeline
     passes its own, so the header shows its trigger while the attempt is still running).
     """
@@ -62,7 +64,7 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     timings: dict[str, float] = {}
     data_dir = Path(data_dir)
     collected = collect(data_dir, run_id, settings=settings, read_applies=read_applies,
-                        job_run_id=job_run_id)
+                        read_inbox=read_inbox, job_run_id=job_run_id)
     timings["collect"] = time.perf_counter() - t0
     out = Path(out_dir) if out_dir is not None else run_dir(data_dir, collected.run_id)
     try:

@@ -23,6 +23,8 @@ import polars as pl
 
 from core import ledger
 from core.config import Settings
+from core.errors import ReconError
+from core.inbox import InboxHealth, inbox_backend_kind, read_health
 from core.layout import (
     DRIFT_FILE,
     FAILED_SUFFIX,
@@ -67,6 +69,8 @@ class Collected:
     applies: pl.DataFrame | None  # repair applies of this run (local database), when read
     applies_error: str | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    # the event path's health at report time (core.inbox.read_health); None: no inbox here
+    inbox_health: InboxHealth | None = None
 
 
 def known_runs(data_dir: Path) -> list[str]:
@@ -184,6 +188,21 @@ def _jobs(jobs: pl.DataFrame, run_id: str, job_run_id: str | None,
     return by_run, job
 
 
+def _inbox_health(settings: Settings, *, read_database: bool
+                  ) -> tuple[InboxHealth | None, str | None]:
+    """The callout inbox's health through its reader (which never creates one), else why it
+    could not be read (the error's class only: a driver message can name hosts). A
+    PostgreSQL inbox lives in the local database, which the report contacts only when asked
+    to (``read_database``, as for the repair history); the embedded SQLite inbox is one of
+    recon's own files and is always read."""
+    if inbox_backend_kind(settings) != "sqlite" and not read_database:
+        return None, None
+    try:
+        return read_health(settings), None
+    except ReconError as e:
+        return None, f"the callout inbox could not be read ({type(e).__name__})"
+
+
 def saved_plan_hint(run_id: str) -> str:
     """What the report says when a reconciled run has no saved plan: how to make one."""
     return f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
@@ -254,7 +273,7 @@ def _applies(settings: Settings, run_id: str) -> tuple[pl.DataFrame | None, str 
 
 
 def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
-            read_applies: bool = False,
+            read_applies: bool = False, read_inbox: bool = False,
             job_run_id: str | None = None) -> Collected:
     """Everything the report of ``run_id`` (default: the newest run) needs."""
     data_dir = Path(data_dir)
@@ -284,6 +303,7 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     snaps = [s for s in list_snapshots(data_dir) if s.run_id <= rid]
     plan, plan_error = _plan(data_dir, rid, snap, reconciled)
     applies, applies_error = _applies(settings, rid) if read_applies else (None, None)
+    health, health_note = _inbox_health(settings, read_database=read_applies or read_inbox)
     return Collected(
         data_dir=data_dir, run_id=rid, snapshot=snap, reconciled=reconciled,
         drift=drift.select(list(DRIFT_SCHEMA)),
@@ -296,4 +316,5 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
         recon_runs=state["recon_runs"], last_clean_run=state["last_clean"],
         snapshots=snaps[-settings.report_trend_runs:], job=state["job"], jobs=state["jobs"],
         plan=plan, plan_error=plan_error, applies=applies,
-        applies_error=applies_error)
+        applies_error=applies_error, inbox_health=health,
+        notes=[health_note] if health_note else [])

@@ -444,6 +444,27 @@ class CatalogueEntry:
 
 
 @dataclass(frozen=True)
+class EventPath:
+    """The nightly beside the event path: what this run held pending for it and what it
+    missed (``summary.json`` ``event_path``, reconcile.events), and the inbox's health at
+    report time (core.inbox). Absent from the report when callouts were never received."""
+
+    held_synced: int | None  # findings pending: a sync wrote their key after the snapshot
+    held_in_flight: int | None  # findings pending: a callout for their key is in flight
+    missed_callouts: int | None  # open findings no callout came for
+    missed_keys: tuple[str, ...]  # "object:key", all of them
+    failures: int | None  # open findings whose key's callout was dead-lettered
+    queue_depth: int | None  # the rest: the inbox now (None when it could not be read)
+    running: int | None
+    oldest_pending_s: float | None
+    dead_letters: int | None
+    syncs_24h: int | None
+    failed_24h: int | None
+    events_24h: int | None
+    rejected_24h: int | None
+
+
+@dataclass(frozen=True)
 class ReportModel:
     """The whole report but its findings rows: what both renderers consume."""
 
@@ -465,6 +486,7 @@ class ReportModel:
     catalogue: dict[str, CatalogueEntry]
     drift_titles: dict[str, str]
     notes: tuple[str, ...]
+    event_path: EventPath | None = None
 
 
 def to_json(value: Any) -> Any:
@@ -1114,6 +1136,31 @@ def object_trend(tr: Trends) -> dict[str, list[int]]:
 
 
 # -- the whole model --------------------------------------------------------------------------------
+def event_path_section(c: Collected) -> EventPath | None:
+    """The event path's figures, when this run reconciled beside an inbox or one exists now."""
+    counts = c.summary.get("summary", {}).get("event_path") if isinstance(
+        c.summary.get("summary"), dict) else None
+    h = c.inbox_health
+    if counts is None and h is None:
+        return None
+    counts = counts or {}
+
+    def n(key: str) -> int | None:
+        v = counts.get(key)
+        return int(v) if v is not None else None
+
+    return EventPath(
+        held_synced=n("held_synced"), held_in_flight=n("held_in_flight"),
+        missed_callouts=n("missed_callouts"),
+        missed_keys=tuple(str(k) for k in counts.get("missed_keys") or ()),
+        failures=n("failures"),
+        queue_depth=h.queue_depth if h else None, running=h.running if h else None,
+        oldest_pending_s=h.oldest_pending_s if h else None,
+        dead_letters=h.dead_letters if h else None, syncs_24h=h.syncs_24h if h else None,
+        failed_24h=h.failed_24h if h else None, events_24h=h.events_24h if h else None,
+        rejected_24h=h.rejected_24h if h else None)
+
+
 def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bool = False,
                 generated_at: dt.datetime | None = None) -> tuple[ReportModel, pl.DataFrame]:
     """(model, findings): everything the renderers need."""
@@ -1164,5 +1211,6 @@ def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bo
                    for o in OBJECTS},
         drift_titles=DRIFT_TITLES,
         notes=tuple(c.notes),
+        event_path=event_path_section(c),
     )
     return model, f

@@ -17,6 +17,13 @@ A sync is the nightly on a keyed dataset, not a second implementation of it:
    :func:`repair.apply.apply_plan` (the same executor, optimistic concurrency and audit;
    the table-fraction guard does not fit one key and is passed, the row cap replaces it);
    the apply's audit row names the sync and its trigger.
+
+Around it: more than ``sync.batch_threshold`` keys are read with one incremental export
+instead of per-key queries (:meth:`sync.subtree.Reader.export_current`); a sync that finds
+the repair lock held (the nightly applying) waits for it and reads everything again, so it
+never plans from values older than what that apply committed; every failure is typed —
+:class:`~sync.model.SyncError`, :class:`~sync.model.SyncTransient` (retry later) or
+:class:`~sync.model.SyncBadRecord` (dead-letter).
 """
 
 from __future__ import annotations
@@ -158,12 +165,12 @@ def _read(settings: Settings, req: SyncRequest, client: ZuoraClient, sync_id: st
         kw["contacts"] = req.keys
     else:
         kw["catalog"] = req.keys or "*"
-    require_exists(settings.local_database_url)
     try:
+        require_exists(settings.local_database_url)
         with connect(settings.local_database_url) as db:
             local = read_local(db, side, **kw)
     except ReconError:
-        raise
+        raise  # typed already: sync_keys maps it to SyncError or SyncTransient
     except Exception as e:
         raise SyncTransient(f"cannot read the local rows of {req.object} "
                             f"{', '.join(req.keys) or '(whole catalog)'}: {type(e).__name__}: "
@@ -294,25 +301,40 @@ def _write_snapshot(root: Path, sync_id: str, req: SyncRequest, read: _Read,
     return w.complete(m)
 
 
+def _account_subject(accts: list[str], read: _Read) -> pl.Expr:
+    """Findings about accounts ``accts``: the account, its contacts (Zuora's Bill-To and
+    Sold-To and the local ones of the account), its customers and memberships."""
+    obj, key = pl.col("object"), pl.col("key")
+    acc = read.zuora.frames["Account"].filter(pl.col("Id").is_in(accts))
+    contacts = ([v for c in ("BillToId", "SoldToId") for v in acc[c].to_list() if v]
+                + read.local.frame("billing_account_contacts").filter(
+                    pl.col("zuora_account_id").is_in(accts))["zuora_contact_id"].to_list())
+    return (((obj == "Account") & key.is_in(accts))
+            | ((obj == "Contact") & key.is_in(contacts))
+            | (obj.is_in(["customers", "billing_account_memberships"])
+               & pl.col("account_id").is_in(accts)))
+
+
 def subject(req: SyncRequest, read: _Read) -> pl.Expr:
     """Which findings are the sync's: about its keys and their subtree. The context the
     rules needed (other accounts, catalog rows, other orders) is the nightly's business."""
     keys = list(req.keys)
     obj, key = pl.col("object"), pl.col("key")
     if req.object == "subscription":
+        # an account of theirs the local copy lacks is created with them (its contacts and
+        # Sold-To customer too): the order needs its billing account
+        have = set(read.local.frame("billing_accounts")["zuora_account_id"].to_list())
+        subs = read.zuora.frames["Subscription"]
+        new = sorted({a for c in ("AccountId", "InvoiceOwnerId") for a in subs[c].to_list()
+                      if a and a not in have})
         return (pl.col("subscription_name").is_in(keys)
                 | ((obj == "orders") & key.is_in(keys))
-                | ((obj == "Subscription") & key.is_in(read.zuora.ids("Subscription"))))
+                | ((obj == "Subscription") & key.is_in(read.zuora.ids("Subscription")))
+                | _account_subject(new, read))
     if req.object == "account":
         accts = [v for v in read.found.values() if v] + [k for k, v in read.found.items()
                                                          if v is None]
-        contacts = (read.zuora.ids("Contact")
-                    + read.local.frame("billing_account_contacts").filter(
-                        pl.col("zuora_account_id").is_in(accts))["zuora_contact_id"].to_list())
-        return (((obj == "Account") & key.is_in(accts))
-                | ((obj == "Contact") & key.is_in(contacts))
-                | (obj.is_in(["customers", "billing_account_memberships"])
-                   & pl.col("account_id").is_in(accts)))
+        return _account_subject(accts, read)
     if req.object == "contact":
         return (obj == "Contact") & key.is_in(keys)
     if not keys:
@@ -358,13 +380,20 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
             raise SyncError("no Zuora client secret configured: set zuora.client_secret (or "
                             "RECON_ZUORA_CLIENT_SECRET)")
         client = ZuoraClient.from_settings(settings, track_id=sync_id,
-                                           policy=RetryPolicy(attempts=4, backoff_cap=10.0))
+                                           policy=RetryPolicy(attempts=4, backoff_cap=10.0),
+                                           budget=_shared_budget(settings))
     deadline = time.monotonic() + lock_wait_s
     try:
         while True:
             root = sync_dir(settings.data_dir, sync_id)
             try:
                 return _attempt(settings, request, client, sync_id, started, say)
+            except SyncError:
+                raise
+            except ReconError as e:  # a stage below refused (typed): say which sync
+                cls = SyncTransient if isinstance(e, TransientError) else SyncError
+                raise cls(f"{sync_id} ({request.object} "
+                          f"{' '.join(request.keys) or '*'}): {e}") from e
             except _Busy as e:
                 if time.monotonic() > deadline:
                     raise SyncTransient(f"{sync_id}: another repair held the lock for more "
@@ -379,6 +408,16 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
     finally:
         if own:
             client.close()
+
+
+def _shared_budget(settings: Settings) -> object | None:
+    """The tenant's Zuora request budget shared by recon's processes (the nightly's extract,
+    the callout workers), when one is configured; None: this sync alone decides its pace."""
+    if settings.zuora_budget_rate_per_s <= 0 and settings.zuora_budget_concurrency <= 0:
+        return None
+    from core.inbox import open_budget
+
+    return open_budget(settings)
 
 
 def _wait_for_lock(settings: Settings, deadline: float) -> None:

@@ -118,6 +118,16 @@ def read_activity(settings: Settings) -> pl.DataFrame | None:
                 "dead": pl.Boolean(), "synced_at": pl.Datetime("us"), "sync_id": pl.String()})
 
 
+def read_health(settings: Settings) -> InboxHealth | None:
+    """The event path's health now (queue depth, oldest pending, dead letters, the last 24
+    hours' syncs and events) for the report and ``recon status``; None when there is no
+    inbox (callouts were never received here). Never creates one."""
+    if not inbox_exists(settings):
+        return None
+    with open_inbox(settings) as inbox:
+        return inbox.health()
+
+
 def debounce_of(settings: Settings) -> dict[str, float]:
     """Seconds from a key's first pending event to its sync, per object."""
     return {"contact": settings.callouts_debounce_contact_s,
@@ -132,6 +142,6 @@ __all__ = [
     "InboxHealth", "InboxUnavailable", "KeySync", "NewEvent", "PayloadError", "PendingKey",
     "PostgresBackend", "Rejected", "RequestBudget", "SqliteBackend", "StoreOutcome", "Stored",
     "SyncLogEntry", "debounce_of", "event_kinds", "extract_keys", "inbox_backend_kind",
-    "inbox_exists", "read_activity",
+    "inbox_exists", "read_activity", "read_health",
     "open_backend", "open_budget", "open_inbox", "parse_event_kinds", "tenant_of",
 ]

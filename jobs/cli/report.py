@@ -38,7 +38,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="accepted for compatibility: the report shows the run's saved repair "
                         "plan only and never builds one")
     p.add_argument("--with-applies", action="store_true",
-                   help="also read this run's repair applies from the local database")
+                   help="also read this run's repair applies (and a PostgreSQL callout inbox's "
+                        "health) from the local database")
     p.set_defaults(func=_from_args)
     return p
 

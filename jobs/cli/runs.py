@@ -71,7 +71,38 @@ def cmd_status(args: argparse.Namespace) -> int:
             alerts.send(settings, alerts.payload(
                 "overdue", r["job"], last["run_id"] if last else None, "overdue", {}, None,
                 f"no success since the tick of {tick} UTC"))
+    _event_path_status(settings)
     return NEEDS_A_PERSON if any(r["overdue"] for r in rows) else EXIT_OK
+
+
+def _event_path_status(settings: Any) -> None:
+    """The event path's health (the callout inbox, read without creating it) and what the
+    latest nightly said of it (missed callouts, dead-lettered keys): printed only where
+    callouts are received. An unreadable inbox is said, never a reason to fail `status`."""
+    from core.errors import ReconError
+    from core.inbox import read_health
+    from core.state import open_read_only
+    from reconcile.history import latest_run
+
+    try:
+        h = read_health(settings)
+    except ReconError as e:
+        print(f"\nevent path: the callout inbox could not be read ({type(e).__name__})")
+        return
+    if h is None:
+        return
+    oldest = f"{h.oldest_pending_s:.0f}s" if h.oldest_pending_s is not None else "-"
+    print(f"\nevent path: queue {h.queue_depth} ({h.running} syncing), oldest pending {oldest}, "
+          f"dead letters {h.dead_letters}; last 24 h: {h.events_24h} callouts, {h.syncs_24h} "
+          f"syncs ({h.failed_24h} failed), {h.rejected_24h} rejected")
+    with open_read_only(settings.data_dir) as con:
+        last = latest_run(con) if con is not None else None
+    ev = last["summary"].get("event_path") if last else None
+    if last and ev is not None:
+        print(f"last nightly {last['run_id']}: {ev['missed_callouts']} findings with a "
+              f"missed callout ({len(ev['missed_keys'])} keys), {ev['failures']} on "
+              f"dead-lettered keys, {ev['held_synced'] + ev['held_in_flight']} held pending "
+              "for the event path")
 
 
 def add_parser(sub: Any) -> None:

@@ -90,9 +90,6 @@ DOCUMENTED_DEFAULTS = {
     "callouts_debounce_catalog_s": "300.0",
     "callouts_max_attempts": "5",
     "sync_batch_threshold": "200",
-    "sync_max_rows_per_key": "5000",
-    "sync_catalog_min_rows": "20",
-    "sync_catalog_max_shrink": "0.5",
 }
 
 

@@ -31,3 +31,21 @@ def test_prune_removes_only_old_sync_datasets(tmp_path) -> None:
         (tmp_path / "syncs" / name).mkdir(parents=True)
     assert prune_syncs(tmp_path, dt.timedelta(days=7)) == [old]
     assert sorted(p.name for p in (tmp_path / "syncs").iterdir()) == sorted([new, "not-a-sync"])
+
+
+
+def test_zuora_unreachable_is_transient(tmp_path) -> None:
+    """A worker retries later: the failure is typed SyncTransient, never a traceback."""
+    import pytest
+
+    from core.config import Secret, Settings
+    from extract.client import RetryPolicy, ZuoraClient
+    from sync import SyncRequest, SyncTransient, sync_keys
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = Settings(zuora_base_url=url, zuora_client_secret=Secret("x"),
+                        data_dir=tmp_path)
+    client = ZuoraClient(url, "recon", "x", policy=RetryPolicy(attempts=1))
+    with pytest.raises(SyncTransient, match="for the moment"):
+        sync_keys(settings, SyncRequest("contact", ("c1",)), client=client)

@@ -262,3 +262,49 @@ def test_zuora_failing_for_the_moment_is_transient(world) -> None:
     with pytest.raises(SyncTransient, match="for the moment"):
         sync_keys(settings, SyncRequest("subscription", (name,)), client=client)
     srv.clear_faults()
+
+
+@pytest.mark.slow
+def test_subscription_on_a_new_account_creates_the_account_and_the_order(world) -> None:
+    """Seeds 002/003: an Order Processed for a subscription whose account the local copy
+    lacks — the sync creates the billing account (and its contacts and Sold-To customer)
+    before the subscription's versions and its order, in one plan."""
+    srv, settings = world
+    acct = _clone(srv, "Account", AccountNumber="A-SUB-NEW", Name="Sub Co")
+    bill = _clone(srv, "Contact", AccountId=acct, WorkEmail="sub.bill@example.com")
+    sold = _clone(srv, "Contact", AccountId=acct, WorkEmail="sub.sold@example.com")
+    mutate(srv, "update", "Account", acct, BillToId=bill, SoldToId=sold)
+    src = srv.store.live("Subscription").filter(pl.col("IsLatestVersion")).row(2, named=True)
+    sid = "f" * 32
+    _clone_row(srv, "Subscription", src, Id=sid, Name="A-S-NEWACCT", AccountId=acct,
+               InvoiceOwnerId=acct, OriginalId=sid, PreviousSubscriptionId=None, Version=1)
+    for rp in srv.store.live("RatePlan").filter(pl.col("SubscriptionId") == src["Id"]).iter_rows(
+            named=True):
+        rp_id = _clone_row(srv, "RatePlan", rp, SubscriptionId=sid, SubscriptionOwnerId=acct,
+                           InvoiceOwnerId=acct)
+        for ch in srv.store.live("RatePlanCharge").filter(
+                pl.col("RatePlanId") == rp["Id"]).iter_rows(named=True):
+            _clone_row(srv, "RatePlanCharge", ch, RatePlanId=rp_id, SubscriptionId=sid,
+                       SubscriptionOwnerId=acct, InvoiceOwnerId=acct,
+                       ChargeNumber=f"C-{ch['ChargeNumber']}-N")
+    res = sync_keys(settings, SyncRequest("subscription", ("A-S-NEWACCT",)))
+    assert res.exit_code == 0, res.leftovers
+    made = {(c.table, c.op) for c in res.changes}
+    assert {("billing_accounts", "insert"), ("billing_account_contacts", "insert"),
+            ("customers", "insert"), ("zuora_local_subscriptions", "insert"),
+            ("orders", "insert")} <= made
+    order = local(settings, "SELECT o.subscription_id, b.zuora_account_id FROM orders o JOIN "
+                  "billing_accounts b ON b.id = o.billing_account_id WHERE "
+                  "o.subscription_name = %s", ["A-S-NEWACCT"])
+    assert order.rows() == [(sid, acct)]
+    assert_in_step(settings, "subscription", "A-S-NEWACCT")
+
+
+def _clone_row(srv: SandboxServer, obj: str, row: dict, **fields) -> str:
+    skip = {"Id", "CreatedDate", "UpdatedDate"}
+    vals = {k: (v.isoformat() if hasattr(v, "isoformat") else
+                str(v) if not isinstance(v, (int, bool, float, str)) else v)
+            for k, v in row.items() if v is not None and k not in skip and not k.startswith("_")}
+    vals.update({k: v for k, v in fields.items() if k != "Id"})
+    vals = {k: v for k, v in vals.items() if v is not None}
+    return mutate(srv, "insert", obj, fields.get("Id"), **vals)
