@@ -144,11 +144,16 @@ def _validate(run: StepRun) -> None:
 
 
 def _reconcile(run: StepRun) -> None:
+    """Reconcile the snapshot with the event path's per-key activity (the callout inbox), so
+    that keys a targeted sync wrote after the snapshot, or whose callout is in flight, are
+    ``pending`` instead of planned over a fresher local copy (README "Two clocks")."""
+    from core.inbox import read_activity
     from reconcile.engine import reconcile_snapshot
 
     run.result = reconcile_snapshot(run.snapshot, run.data,
                                     grace_hours=run.settings.reconcile_grace_hours,
-                                    progress=run.progress)
+                                    progress=run.progress,
+                                    activity=read_activity(run.settings))
     s = run.result.summary
     run.counts.update(**s["by_status"], auto=s["by_action"].get("auto", 0),
                       human=s["by_action"].get("human", 0))

@@ -61,6 +61,18 @@ def _finding_keys(fingerprint: str) -> str:
         f"WHERE ({expr}) IS NOT NULL" for obj, expr in SYNC_SCOPES.items())
 
 
+# The narrowest sync first: a finding several syncs cover is labelled with the most specific
+# key (a Contact finding is covered by its contact's sync and its account's; a missed callout
+# for it is the contact's, not the account's).
+NARROWEST_FIRST = ("contact", "subscription", "account", "catalog")
+
+
+def _rank(column: str) -> str:
+    """SQL: a one-character rank of the sync object in ``column`` (narrowest '0')."""
+    whens = " ".join(f"WHEN '{o}' THEN '{i}'" for i, o in enumerate(NARROWEST_FIRST))
+    return f"(CASE {column} {whens} ELSE '9' END)"
+
+
 def register_activity(con: duckdb.DuckDBPyConnection, activity: pl.DataFrame) -> None:
     """Load the inbox's per-key activity into ``con`` as the table ``activity``."""
     frame = activity.select([pl.col(c).cast(t) if c in activity.columns
@@ -114,7 +126,8 @@ def count(con: duckdb.DuckDBPyConnection, drift: pl.DataFrame,
             per_finding AS (
               SELECT fingerprint, any_value(status) AS status, bool_or(dead) AS dead,
                      bool_or(coalesce(told, false)) AS told, min(updated) AS updated,
-                     min(sync_object || ':' || sync_key) AS label
+                     substr(min({_rank('sync_object')} || sync_object || ':' || sync_key),
+                            2) AS label
               FROM judged GROUP BY fingerprint)
             SELECT
               (SELECT count(*) FROM held h JOIN _drift d USING (fingerprint)

@@ -41,13 +41,16 @@ def print_reconcile(result) -> None:  # noqa: ANN001 (reconcile.engine.Reconcile
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from core.inbox import read_activity
     from reconcile.engine import reconcile_snapshot, resolve_snapshot
 
     settings = _settings(args)
     snap = resolve_snapshot(settings.data_dir, args.run)
     grace = args.grace_hours if args.grace_hours is not None else settings.reconcile_grace_hours
+    # the event path's per-key activity: what a sync wrote after this snapshot, or a callout
+    # in flight, is pending rather than drift (None, and nothing held, without an inbox)
     result = reconcile_snapshot(snap, settings.data_dir, grace_hours=grace,
-                                progress=_progress(args))
+                                progress=_progress(args), activity=read_activity(settings))
     if not args.quiet:
         print_reconcile(result)
     if args.fail_on_drift and result.open.height:
