@@ -84,3 +84,22 @@ def test_synced_and_in_flight_keys_are_pending_missed_and_dead_ones_are_counted(
     assert f"account:{dead}" not in ev["missed_keys"]
     # the planner never plans a pending finding: the sync's newer value stays
     assert result.open.filter(pl.col("subscription_name") == synced).height == 0
+
+
+def test_a_missed_callout_is_named_by_the_narrowest_key_that_covers_it(tmp_path: Path) -> None:
+    """A Contact finding is covered by its contact's sync and by its account's; the missed
+    callout is the contact's (a contact event would have fixed it)."""
+    world = fresh_world()
+    SCENARIOS["D19"](world, 3)
+    at = dt.datetime.combine(world.as_of, dt.time(7)) + LATER
+    result = reconcile_snapshot(write_snapshot(world, tmp_path, "r1", at), tmp_path,
+                                grace_hours=2, activity=_activity([]))
+    contacts = result.drift.filter((pl.col("object") == "Contact")
+                                   & pl.col("status").is_in(["new", "persisting"])
+                                   & (pl.col("zuora_updated") < at - dt.timedelta(hours=2)))
+    assert contacts.height
+    keys = set(result.summary["event_path"]["missed_keys"])
+    assert {f"contact:{k}" for k in contacts["key"]} <= keys
+    assert not {f"account:{a}" for a in contacts["account_id"]} & keys - {
+        f"account:{a}" for a in result.drift.filter(pl.col("object") != "Contact")["account_id"]
+        .drop_nulls()}
