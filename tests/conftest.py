@@ -21,12 +21,13 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+
+from tests.support.pg import pg_schema, to_url
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 HOW_TO = (
@@ -81,18 +82,6 @@ def free_port() -> int:
 def free_port_fixture() -> int:
     """A free TCP port from this worker's range (see :func:`free_port`)."""
     return free_port()
-
-
-def _to_url(params: dict[str, object]) -> str:
-    """libpq parameters → a ``postgresql://`` URL (what ``core.localdb.connect`` accepts).
-
-    Everything but the database name goes into the query string, which libpq accepts for any
-    parameter, so socket directories and ``options`` need no special casing.
-    """
-    params = {k: str(v) for k, v in params.items() if v is not None}
-    dbname = params.pop("dbname", "")
-    query = urlencode(params, quote_via=quote)
-    return f"postgresql:///{quote(dbname, safe='')}" + (f"?{query}" if query else "")
 
 
 def _reachable(dsn: str) -> str | None:
@@ -150,7 +139,7 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         try:
-            yield _to_url({**conninfo_to_dict(admin), "dbname": dbname})
+            yield to_url({**conninfo_to_dict(admin), "dbname": dbname})
         finally:
             with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
                 conn.execute(
@@ -164,18 +153,8 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pg_url(pg_dsn: str) -> Iterator[str]:
     """URL of ``pg_dsn`` whose ``search_path`` is a fresh schema of this test's own, so tables
     created through it (``core.localdb.connect``) are private to the test."""
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    params = conninfo_to_dict(pg_dsn)
-    options = " ".join(filter(None, [str(params.get("options") or ""),
-                                     f"-csearch_path={schema}"]))
-    try:
-        yield _to_url({**params, "options": options})
-    finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(schema)))
+    with pg_schema(pg_dsn) as url:
+        yield url
 
 
 @pytest.fixture

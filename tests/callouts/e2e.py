@@ -22,21 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psycopg
 import requests
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from core.catalog import get
 from core.catalog.model import ObjectSpec
 from core.catalog.project import to_local
-from core.localdb.connect import connect, duckdb_url
-from core.localdb.schema import all_tables
+from core.localdb.connect import connect
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxServer
 from tests.callouts.conftest import PASSWORD, REPO, SECRET, USER
-from tests.conftest import _to_url, free_port
+from tests.conftest import free_port
 from tests.support.oracle import canonical
+from tests.support.pg import load_local_side
+from tests.support.pg import pg_schema as schema_of
 from tests.support.pipeline import SECRET as ZUORA_SECRET
 
 CATALOG = ("Product", "ProductRatePlan", "ProductRatePlanCharge", "ProductRatePlanChargeTier")
@@ -65,24 +63,10 @@ def generate_tenant(out: Path, accounts: int, seed: int = 15) -> Path:
 def pg_schema(pg_dsn: str, tenant: Path | None = None) -> Iterator[str]:
     """A PostgreSQL schema of its own (a URL whose search_path is it), loaded with the
     tenant's local side when given; dropped afterwards."""
-    schema = f"e_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    params = conninfo_to_dict(pg_dsn)
-    url = _to_url({**params, "options": " ".join(filter(None, [
-        str(params.get("options") or ""), f"-csearch_path={schema}"]))})
-    try:
+    with schema_of(pg_dsn, "e") as url:
         if tenant is not None:
-            with connect(duckdb_url(tenant / "local.duckdb")) as src, connect(url) as dst:
-                dst.init_schema()
-                for table in all_tables():
-                    dst.load(table, src.read_table(table))
-                dst.reset_identities()
+            load_local_side(tenant, url)
         yield url
-    finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(schema)))
 
 
 def callout_sandbox(tenant: Path, port: int, **options: Any) -> SandboxServer:

@@ -12,6 +12,7 @@ import pytest
 from core.config import Secret, Settings
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxServer
+from tests.support.pg import load_local_side
 from tests.support.pipeline import SECRET
 
 
@@ -52,14 +53,7 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(tenant: Path, tmp_path: Path, pg_url: str):
     """A sandbox serving the tenant and a PostgreSQL local database loaded with its local
     side; settings pointing at both."""
-    from core.localdb.connect import connect, duckdb_url
-    from core.localdb.schema import all_tables
-
-    with connect(duckdb_url(tenant / "local.duckdb")) as src, connect(pg_url) as dst:
-        dst.init_schema()
-        for table in all_tables():
-            dst.load(table, src.read_table(table))
-        dst.reset_identities()
+    load_local_side(tenant, pg_url)
     with SandboxServer(tenant, client_id="recon", client_secret=SECRET) as srv:
         srv.store.preload()
         settings = Settings(zuora_base_url=srv.url, zuora_client_secret=Secret(SECRET),

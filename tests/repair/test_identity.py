@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import _to_url
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -29,6 +28,7 @@ from repair import audit
 from repair.apply import apply_plan, list_applies, revert_apply
 from repair.guards import TargetMismatch, TargetNotStamped
 from repair.plan import PlanFormatError, load_plan
+from tests.support.pg import to_url
 from tests.support.repair import (
     account_updates,
     dump,
@@ -81,7 +81,7 @@ def other_database(pg_dsn: str, template: str | None = None) -> Iterator[str]:
                                                                 sql.Identifier(template))
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(stmt)
-    url = _to_url({**conninfo_to_dict(pg_dsn), "dbname": name})
+    url = to_url({**conninfo_to_dict(pg_dsn), "dbname": name})
     try:
         yield url
     finally:

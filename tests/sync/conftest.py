@@ -3,19 +3,15 @@ PostgreSQL schema per module (tests in a module pick different keys, so they sha
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from core.config import Secret, Settings
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxServer
-from tests.conftest import _to_url
+from tests.support.pg import load_local_side, pg_schema
 from tests.support.pipeline import SECRET
 
 
@@ -29,18 +25,8 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def module_pg(pg_dsn: str) -> Iterator[str]:
     """A PostgreSQL schema private to the module (``pg_url`` is per test)."""
-    schema = f"s_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    params = conninfo_to_dict(pg_dsn)
-    options = " ".join(filter(None, [str(params.get("options") or ""),
-                                     f"-csearch_path={schema}"]))
-    try:
-        yield _to_url({**params, "options": options})
-    finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(schema)))
+    with pg_schema(pg_dsn, "s") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +34,7 @@ def world(tenant: Path, module_pg: str, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[SandboxServer, Settings]]:
     """The sandbox serving the tenant and a PostgreSQL local database loaded with its local
     side; settings pointing at both."""
-    from core.localdb.connect import connect, duckdb_url
-    from core.localdb.schema import all_tables
-
-    with connect(duckdb_url(tenant / "local.duckdb")) as src, connect(module_pg) as dst:
-        dst.init_schema()
-        for table in all_tables():
-            dst.load(table, src.read_table(table))
-        dst.reset_identities()
+    load_local_side(tenant, module_pg)
     with SandboxServer(tenant, client_id="recon", client_secret=SECRET) as srv:
         srv.store.preload()
         settings = Settings(zuora_base_url=srv.url, zuora_client_secret=Secret(SECRET),
