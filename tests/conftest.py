@@ -27,6 +27,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from core.config import Settings
+from core.inbox import Inbox, open_inbox
+from tests.support.clock import FakeClock
 from tests.support.pg import pg_schema, to_url
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -162,3 +165,16 @@ def duckdb_url(tmp_path: Path) -> str:
     """URL of a not-yet-existing DuckDB file private to this test."""
     # duckdb:/// followed by the absolute path: absolute under either URL convention
     return f"duckdb:///{(tmp_path / 'local.duckdb').as_posix()}"
+
+
+# -- the callout inbox (core.inbox) on an injected clock, for the modules that declare the
+# ``settings`` fixture it is opened with (tests/core/test_inbox.py, tests/callouts/…) --------
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def inbox(settings: Settings, clock: FakeClock) -> Iterator[Inbox]:
+    with open_inbox(settings, clock=clock) as ib:
+        yield ib

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from callouts.worker import Worker
 from core.config import Settings
-from core.inbox import DEFAULT_KINDS, Inbox, NewEvent, debounce_of, extract_keys, open_inbox
+from core.inbox import DEFAULT_KINDS, Inbox, NewEvent, debounce_of, extract_keys
 from sync.model import SyncBadRecord, SyncRequest, SyncResult, SyncTransient, new_sync_id
 from tests.support.clock import FakeClock
 
@@ -45,17 +45,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return dataclasses.replace(Settings(), local_database_url=url, data_dir=tmp_path,
                                callouts_debounce_account_s=2.0, callouts_retry_backoff_s=10.0,
                                callouts_max_attempts=3)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def inbox(settings: Settings, clock: FakeClock) -> Iterator[Inbox]:
-    with open_inbox(settings, clock=clock) as ib:
-        yield ib
 
 
 def post(inbox: Inbox, settings: Settings, nid: str, kind: str, payload: dict) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,17 +40,6 @@ def _settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 @pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return _settings(request, tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def inbox(settings: Settings, clock: FakeClock) -> Iterator[Inbox]:
-    with open_inbox(settings, clock=clock) as ib:
-        yield ib
 
 
 def ev(nid: str, obj: str = "account", key: str = "A1", kind: str = "account") -> NewEvent:
