@@ -13,12 +13,14 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from core.catalog import ObjectSpec
 from core.layout import (
     DRIFT_FILE,
     FIELD_STATS_FILE,
@@ -97,12 +99,21 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                        quarantine: pl.DataFrame | None = None,
                        progress: Callable[[str], None] | None = None,
                        threads: int | None = None,
-                       activity: pl.DataFrame | None = None) -> ReconcileResult:
+                       activity: pl.DataFrame | None = None,
+                       keyed: bool = False) -> ReconcileResult:
     """Reconcile ``snapshot`` (refused unless complete) and record the run.
 
     ``activity``: the event path's per-key activity (``reconcile.events.ACTIVITY_SCHEMA``,
     read from the inbox by the caller); None when no callouts are received, and then nothing
-    is held and no event-path figures are written."""
+    is held and no event-path figures are written.
+
+    ``keyed``: the snapshot is a targeted sync's keyed dataset (``sync``), a few records per
+    object, reconciled once and never compared with an earlier run. Its findings are the
+    same — the same diff, rules and annotation —, but it skips what only a run needs: the
+    history in recon's state (no previous run: every finding is ``new`` unless in the grace
+    window or held, as it is against an empty state) and the diff and annotation of objects
+    with no row on either side (they cannot have a finding; their statistics are left
+    out). A sync runs within seconds of a callout, and those steps were most of its time."""
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     say = progress or (lambda _msg: None)
@@ -117,6 +128,8 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         t = time.perf_counter()
         scope = snapshot.manifest.scope
         objects = scope_objects(snapshot)
+        if keyed:
+            objects = [o for o in objects if _rows(snapshot, o)]
         object_stats, field_stats = diff_all(
             con, objects, {s.name: snapshot.zuora_path(s.name) for s in objects})
         timings["diff"] = time.perf_counter() - t
@@ -149,7 +162,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
             events.hold(con, history.FINGERPRINT, zuora_upper, grace_at)
         else:
             events.no_holds(con)
-        with StateDB(data_dir) as state:
+        with (nullcontext(None) if keyed else StateDB(data_dir)) as state:
             drift, prev = history.with_history(con, state, snapshot.run_id, grace_start, scope)
             drift = drift.sort("object", "kind", "key", "field", nulls_last=True)
             summary = _summary(drift)
@@ -174,11 +187,20 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                  started.isoformat() + "Z", "finished_at": run["finished_at"].isoformat() + "Z",
                  "quarantined_rows": db.quarantined, "timings": timings},
                 indent=2, sort_keys=True, default=str) + "\n")
-            history.store(state, snapshot.run_id, drift, run, object_stats)
+            if state is not None:
+                history.store(state, snapshot.run_id, drift, run, object_stats)
     finally:
         db.close()
     return ReconcileResult(snapshot.run_id, out, drift, object_stats, field_stats, summary,
                            prev, seconds, timings)
+
+
+def _rows(snapshot: Snapshot, spec: ObjectSpec) -> int:
+    """Rows of ``spec`` on both sides of ``snapshot``, as its manifest counts them (a keyed
+    dataset records every file's rows)."""
+    m = snapshot.manifest
+    return (int((m.zuora.get(spec.name) or {}).get("rows", 1))
+            + int((m.local.get(spec.table) or {}).get("rows", 1)))
 
 
 def _write(path: Path, frame: pl.DataFrame) -> None:

@@ -459,7 +459,7 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     from core.snapshot import open_snapshot
 
     snap = open_snapshot(snap_path)
-    reconcile_snapshot(snap, root, grace_hours=0.0)
+    reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True)
     drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
     drift = pl.read_parquet(drift_path)
     drift.filter(subject(request, read)).write_parquet(drift_path)
