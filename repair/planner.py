@@ -73,8 +73,12 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
         for sql in PREPARE_SQL if scope == "all" else ():
             con.execute(sql)
         present = {r[0] for r in con.execute("SELECT DISTINCT object FROM auto").fetchall()}
+        fields: dict[str, set[str]] = {}
+        for obj, fld in con.execute("SELECT DISTINCT object, field FROM auto WHERE kind = "
+                                    "'field_mismatch' AND field IS NOT NULL").fetchall():
+            fields.setdefault(obj, set()).add(fld)
         parts = [f"SELECT {OP_COLUMNS} FROM ({q})"
-                 for q in all_steps_sql(stamp, scope, objects=present)]
+                 for q in all_steps_sql(stamp, scope, objects=present, fields=fields)]
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
         ops = con.sql(
             f"SELECT row_number() OVER (ORDER BY CASE step {order} END, grp, ord, tbl, "
