@@ -100,7 +100,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                        progress: Callable[[str], None] | None = None,
                        threads: int | None = None,
                        activity: pl.DataFrame | None = None,
-                       keyed: bool = False) -> ReconcileResult:
+                       keyed: bool = False, db: SnapshotDB | None = None) -> ReconcileResult:
     """Reconcile ``snapshot`` (refused unless complete) and record the run.
 
     ``activity``: the event path's per-key activity (``reconcile.events.ACTIVITY_SCHEMA``,
@@ -111,15 +111,23 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
     object, reconciled once and never compared with an earlier run. Its findings are the
     same — the same diff, rules and annotation —, but it skips what only a run needs: the
     history in recon's state (no previous run: every finding is ``new`` unless in the grace
-    window or held, as it is against an empty state) and the diff and annotation of objects
-    with no row on either side (they cannot have a finding; their statistics are left
-    out). A sync runs within seconds of a callout, and those steps were most of its time."""
+    window or held, as it is against an empty state), the diff of objects with no row on
+    either side (they cannot have a finding; their statistics are left out) and the
+    annotation of objects the diff found nothing about (it only updates an object's own
+    findings). A sync runs within seconds of a callout, and those steps were most of its time.
+
+    ``db``: ``snapshot`` opened already (:func:`open_for_reconcile`), to reconcile in and
+    leave open — a sync plans in that connection next instead of opening the snapshot
+    again; None: opened here and closed."""
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     say = progress or (lambda _msg: None)
-    if quarantine is None:  # what the contracts quarantined for this run (expectations)
-        quarantine = read_quarantine(data_dir, snapshot.run_id)
-    db: SnapshotDB = open_snapshot_db(snapshot, quarantine, threads=threads)
+    own = db is None
+    if db is None:
+        db = open_for_reconcile(snapshot, data_dir, quarantine, threads=threads)
+    elif db.snapshot.run_id != snapshot.run_id:
+        raise ReconcileError(f"reconcile_snapshot was given {db.snapshot.run_id}'s database "
+                             f"for snapshot {snapshot.run_id}")
     timings: dict[str, float] = {}
     try:
         con = db.con
@@ -140,6 +148,9 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
             con.execute(sql)
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
+        if keyed:  # annotation updates each object's findings only: skip those without
+            found = {r[0] for r in con.execute("SELECT DISTINCT object FROM findings").fetchall()}
+            objects = [o for o in objects if o.name in found]
         annotate.annotate(con, objects)  # rules may narrow their work to annotated findings
         timings["annotate"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -190,9 +201,20 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
             if state is not None:
                 history.store(state, snapshot.run_id, drift, run, object_stats)
     finally:
-        db.close()
+        if own:
+            db.close()
     return ReconcileResult(snapshot.run_id, out, drift, object_stats, field_stats, summary,
                            prev, seconds, timings)
+
+
+def open_for_reconcile(snapshot: Snapshot, data_dir: Path | str,
+                       quarantine: pl.DataFrame | None = None, *,
+                       threads: int | None = None) -> SnapshotDB:
+    """``snapshot`` as :func:`reconcile_snapshot` opens it: its views, with what the
+    contracts quarantined for its run (read from ``data_dir`` when not given) hidden."""
+    if quarantine is None:  # what the contracts quarantined for this run (expectations)
+        quarantine = read_quarantine(data_dir, snapshot.run_id)
+    return open_snapshot_db(snapshot, quarantine, threads=threads)
 
 
 def _rows(snapshot: Snapshot, spec: ObjectSpec) -> int:

@@ -435,7 +435,7 @@ def _wait_for_lock(settings: Settings, deadline: float) -> None:
 
 def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync_id: str,
              started: dt.datetime, say: Progress) -> SyncResult:
-    from reconcile.engine import reconcile_snapshot
+    from reconcile.engine import open_for_reconcile, reconcile_snapshot
     from repair.apply import apply_plan
     from repair.guards import LockHeld, RepairRefused
     from repair.plan import write_plan
@@ -459,11 +459,18 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     from core.snapshot import open_snapshot
 
     snap = open_snapshot(snap_path)
-    reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True)
-    drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
-    drift = pl.read_parquet(drift_path)
-    drift.filter(subject(request, read)).write_parquet(drift_path)
-    plan = build_plan(root, sync_id, local_database_url=settings.local_database_url)
+    # one connection for the reconciliation and the plan: opening the snapshot is a good
+    # part of a sync's time, and the plan reads the same views
+    db = open_for_reconcile(snap, root)
+    try:
+        reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db)
+        drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
+        drift = pl.read_parquet(drift_path)
+        drift.filter(subject(request, read)).write_parquet(drift_path)
+        plan = build_plan(root, sync_id, local_database_url=settings.local_database_url,
+                          db=db)
+    finally:
+        db.close()
     plan_path = write_plan(plan, DataLayout(root).run_dir(sync_id) / PLAN_FILE)
     leftovers = [Leftover("human", p.object, p.key, p.rule, p.field, p.explanation)
                  for p in plan.needs_a_person]
