@@ -114,7 +114,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
     window or held, as it is against an empty state), the diff of objects with no row on
     either side (they cannot have a finding; their statistics are left out) and the
     annotation of objects the diff found nothing about (it only updates an object's own
-    findings). A sync runs within seconds of a callout, and those steps were most of its time.
+    findings) and of fields it found nothing about (``annotate(narrow=True)``). A sync runs within seconds of a callout, and those steps were most of its time.
 
     ``db``: ``snapshot`` opened already (:func:`open_for_reconcile`), to reconcile in and
     leave open — a sync plans in that connection next instead of opening the snapshot
@@ -151,7 +151,8 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         if keyed:  # annotation updates each object's findings only: skip those without
             found = {r[0] for r in con.execute("SELECT DISTINCT object FROM findings").fetchall()}
             objects = [o for o in objects if o.name in found]
-        annotate.annotate(con, objects)  # rules may narrow their work to annotated findings
+        # rules may narrow their work to annotated findings
+        annotate.annotate(con, objects, narrow=keyed)
         timings["annotate"] = time.perf_counter() - t
         t = time.perf_counter()
         for rule in RULES if scope == "all" else CATALOG_RULES:
