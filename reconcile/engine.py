@@ -146,6 +146,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         prepare(con, db.as_of.isoformat(sep=" "), scope)
         for sql in PREPARE_SQL if scope == "all" else ():
             con.execute(sql)
+        db.prepared = (db.as_of.isoformat(sep=" "), scope)
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
         if keyed:  # annotation updates each object's findings only: skip those without

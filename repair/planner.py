@@ -80,9 +80,11 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
                     "WHERE action = 'auto'")
         con.unregister("_drift")
         scope = snap.manifest.scope
-        prepare(con, db.as_of.isoformat(sep=" "), scope)
-        for sql in PREPARE_SQL if scope == "all" else ():
-            con.execute(sql)
+        if db.prepared != (db.as_of.isoformat(sep=" "), scope):  # else the reconcile's
+            prepare(con, db.as_of.isoformat(sep=" "), scope)
+            for sql in PREPARE_SQL if scope == "all" else ():
+                con.execute(sql)
+            db.prepared = (db.as_of.isoformat(sep=" "), scope)
         present = {r[0] for r in con.execute("SELECT DISTINCT object FROM auto").fetchall()}
         fields: dict[str, set[str]] = {}
         for obj, fld in con.execute("SELECT DISTINCT object, field FROM auto WHERE kind = "
