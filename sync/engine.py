@@ -410,6 +410,21 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
             client.close()
 
 
+def warm_up() -> None:
+    """Import what a sync runs (the stages below it import lazily, so ``recon --help`` stays
+    quick) and start DuckDB once: a long-lived worker calls this when it starts, so the first
+    callout's sync does not pay a second or two of imports on top of its own work."""
+    import duckdb
+
+    import reconcile.engine  # noqa: F401
+    import repair.apply  # noqa: F401
+    import repair.plan  # noqa: F401
+    import repair.planner  # noqa: F401
+    from core.snapshot import open_snapshot  # noqa: F401
+
+    duckdb.connect().close()
+
+
 def _shared_budget(settings: Settings) -> object | None:
     """The tenant's Zuora request budget shared by recon's processes (the nightly's extract,
     the callout workers), when one is configured; None: this sync alone decides its pace."""
