@@ -28,7 +28,8 @@ __all__ = ["SYNC_FAILED", "SYNC_LEFT", "SYNC_OBJECTS", "SYNC_OK", "Change", "Lef
 
 def __getattr__(name: str) -> Any:
     """``sync_keys``, ``sync_dir``, ``prune_syncs`` and ``warm_up`` on first use: ``recon
-    --help`` builds every command's parser and must not pay for the sync's imports (polars, the stages)."""
+    --help`` builds every command's parser and must not pay for the sync's imports (polars,
+    the stages)."""
     if name in ("sync_keys", "sync_dir", "prune_syncs", "warm_up"):
         from sync import engine
 
