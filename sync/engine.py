@@ -10,10 +10,13 @@ A sync is the nightly on a keyed dataset, not a second implementation of it:
 3. write them as a complete snapshot of a small data directory of its own,
    ``DATA/syncs/<sync_id>/`` (``snapshots/<sync_id>/`` in the snapshot format), and reconcile
    it with :func:`reconcile.engine.reconcile_snapshot` — the same diff, normalisation,
-   annotation and rules; its history lands in that directory's own state, so a sync is
-   never a run in ``recon runs`` or the nightly's history;
+   annotation and rules — as a *keyed* reconcile (``keyed=True``: no history in any state,
+   so a sync is never a run in ``recon runs`` or the nightly's history; objects and fields
+   without rows or findings skipped, which cannot change a finding:
+   ``tests/sync/test_keyed.py``);
 4. keep the findings about the keys' subtree (:func:`subject`), plan them with
-   :func:`repair.planner.build_plan` (the same repair steps) and apply the plan with
+   :func:`repair.planner.build_plan` (the same repair steps, in the reconcile's own DuckDB
+   connection: the snapshot is opened once) and apply the plan with
    :func:`repair.apply.apply_plan` (the same executor, optimistic concurrency and audit;
    the table-fraction guard does not fit one key and is passed, the row cap replaces it);
    the apply's audit row names the sync and its trigger.
