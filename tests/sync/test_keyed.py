@@ -33,7 +33,7 @@ EMPTIED = ("ProductRatePlanChargeTier", "RatePlanChargeTier")  # no rows on eith
 def _world(empty: tuple[str, ...] = ()):
     from core.catalog import get
 
-    world = fresh_world(accounts=150)
+    world = fresh_world(accounts=60)
     for sid in sorted(SCENARIOS):
         SCENARIOS[sid](world, 2)
     for obj in empty:
