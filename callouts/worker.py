@@ -52,8 +52,11 @@ def default_sync(settings: Settings) -> SyncFn:
     limits together. No keyed snapshot is kept per sync: the audit in the local database is
     the record of what a sync changed."""
     from extract.client import RetryPolicy, ZuoraClient
-    from sync import sync_keys
+    from sync import sync_keys, warm_up
 
+    # the sync's stages imported in the background while the worker starts: the first
+    # callout's sync then costs what the others cost
+    threading.Thread(target=warm_up, name="recon-sync-warm-up", daemon=True).start()
     local = threading.local()
     shared = settings.zuora_budget_rate_per_s > 0 or settings.zuora_budget_concurrency > 0
 

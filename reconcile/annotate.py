@@ -133,10 +133,13 @@ def _referenced_sql(spec: ObjectSpec) -> str | None:
     return None
 
 
-def _field_case(spec: ObjectSpec, what: str) -> str:
-    """CASE over ``f.field`` giving severity (``what='severity'``) or drift id."""
+def _field_case(spec: ObjectSpec, what: str, only: set[str] | None = None) -> str:
+    """CASE over ``f.field`` giving severity (``what='severity'``) or drift id (``only``:
+    arms for those fields only)."""
     arms = []
     for fld in spec.compared_fields:
+        if only is not None and fld.name not in only:
+            continue
         if what == "severity":
             val = ("low" if fld.name in AUDIT_FIELDS else
                    "high" if fld.name in HIGH_FIELDS else "medium")
@@ -167,10 +170,23 @@ def _field_drift(spec: ObjectSpec, name: str, norm: Norm) -> str:
     return "D04"
 
 
-def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = None) -> None:
-    """Fill context, action, severity, drift id and explanation of the diff's findings."""
+def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = None, *,
+             narrow: bool = False) -> None:
+    """Fill context, action, severity, drift id and explanation of the diff's findings.
+
+    ``narrow``: the per-field parts of the statements (a CASE arm, a UNION arm per field)
+    only for the fields the findings name — each only ever matches findings of its own
+    field, so the result is the same, and DuckDB does not bind an arm for every field of a
+    wide object (a targeted sync's keyed reconcile: a field or two)."""
     z_names = "(SELECT name FROM z_names)"
+    present: dict[str, set[str]] | None = None
+    if narrow:
+        present = {}
+        for obj_name, fld in con.execute(
+                "SELECT DISTINCT object, field FROM findings WHERE field IS NOT NULL").fetchall():
+            present.setdefault(obj_name, set()).add(fld)
     for spec in objects if objects is not None else OBJECTS:
+        only = None if present is None else present.get(spec.name, set())
         obj = sql_text(spec.name)
         _set_context(con, spec)
         ref = _referenced_sql(spec)
@@ -197,9 +213,9 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
                             THEN 'human' ELSE 'auto' END,
               drift_id = CASE f.kind WHEN 'orphaned_in_local' THEN {orphan_drift}
                                      WHEN 'missing_in_local' THEN {missing_drift}
-                                     ELSE {_field_case(spec, 'drift')} END,
+                                     ELSE {_field_case(spec, 'drift', only)} END,
               severity = CASE f.kind
-                  WHEN 'field_mismatch' THEN {_field_case(spec, 'severity')}
+                  WHEN 'field_mismatch' THEN {_field_case(spec, 'severity', only)}
                   WHEN 'orphaned_in_local' THEN
                        CASE WHEN ({human_orphan}) THEN 'high' ELSE {orphan_sev} END
                   ELSE {orphan_sev} END
@@ -243,7 +259,7 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
                                ELSE '' END)
               END
             WHERE f.object = {obj} AND f.kind IN {DIFF_KINDS}""")
-        _misfits(con, spec)
+        _misfits(con, spec, only)
 
 
 # The day difference the diff recorded for a date field (local − Zuora), or NULL.
@@ -281,7 +297,8 @@ def misfit_fields(spec: ObjectSpec) -> list[tuple[Field, str]]:
     return out
 
 
-def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
+def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
+             only: set[str] | None = None) -> None:
     """Findings on values valid in Zuora that the local column cannot hold (issue 13):
 
     * a differing column: ``human``, no drift id, says why and how to widen the column; the
@@ -297,12 +314,13 @@ def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
     if not fields or not kinds:
         return
     rel = f'zuora."{spec.name}"'
-    if "field_mismatch" in kinds:
+    mismatched = [(f, why) for f, why in fields if only is None or f.name in only]
+    if "field_mismatch" in kinds and mismatched:
         arms = " UNION ALL ".join(
             f"SELECT z.\"Id\" AS key, '{f.name}' AS field, '{f.column}' AS col, "
             f"'{f.local_type}' AS local_type, {why} AS why FROM {rel} z "
             f"WHERE z.\"Id\" IN (SELECT key FROM findings WHERE object = {obj} "
-            f"AND kind = 'field_mismatch' AND field = '{f.name}')" for f, why in fields)
+            f"AND kind = 'field_mismatch' AND field = '{f.name}')" for f, why in mismatched)
         con.execute(f"""
             UPDATE findings f SET action = 'human', drift_id = NULL,
               explanation = format('{{}} {{}}{{}}: {{}} in Zuora does not fit the local column '

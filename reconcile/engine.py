@@ -13,12 +13,14 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from core.catalog import ObjectSpec
 from core.layout import (
     DRIFT_FILE,
     FIELD_STATS_FILE,
@@ -97,18 +99,35 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                        quarantine: pl.DataFrame | None = None,
                        progress: Callable[[str], None] | None = None,
                        threads: int | None = None,
-                       activity: pl.DataFrame | None = None) -> ReconcileResult:
+                       activity: pl.DataFrame | None = None,
+                       keyed: bool = False, db: SnapshotDB | None = None) -> ReconcileResult:
     """Reconcile ``snapshot`` (refused unless complete) and record the run.
 
     ``activity``: the event path's per-key activity (``reconcile.events.ACTIVITY_SCHEMA``,
     read from the inbox by the caller); None when no callouts are received, and then nothing
-    is held and no event-path figures are written."""
+    is held and no event-path figures are written.
+
+    ``keyed``: the snapshot is a targeted sync's keyed dataset (``sync``), a few records per
+    object, reconciled once and never compared with an earlier run. Its findings are the
+    same — the same diff, rules and annotation —, but it skips what only a run needs: the
+    history in recon's state (no previous run: every finding is ``new`` unless in the grace
+    window or held, as it is against an empty state), the diff of objects with no row on
+    either side (they cannot have a finding; their statistics are left out) and the
+    annotation of objects the diff found nothing about (it only updates an object's own
+    findings) and of fields it found nothing about (``annotate(narrow=True)``). A sync runs within seconds of a callout, and those steps were most of its time.
+
+    ``db``: ``snapshot`` opened already (:func:`open_for_reconcile`), to reconcile in and
+    leave open — a sync plans in that connection next instead of opening the snapshot
+    again; None: opened here and closed."""
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     say = progress or (lambda _msg: None)
-    if quarantine is None:  # what the contracts quarantined for this run (expectations)
-        quarantine = read_quarantine(data_dir, snapshot.run_id)
-    db: SnapshotDB = open_snapshot_db(snapshot, quarantine, threads=threads)
+    own = db is None
+    if db is None:
+        db = open_for_reconcile(snapshot, data_dir, quarantine, threads=threads)
+    elif db.snapshot.run_id != snapshot.run_id:
+        raise ReconcileError(f"reconcile_snapshot was given {db.snapshot.run_id}'s database "
+                             f"for snapshot {snapshot.run_id}")
     timings: dict[str, float] = {}
     try:
         con = db.con
@@ -117,6 +136,8 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         t = time.perf_counter()
         scope = snapshot.manifest.scope
         objects = scope_objects(snapshot)
+        if keyed:
+            objects = [o for o in objects if _rows(snapshot, o)]
         object_stats, field_stats = diff_all(
             con, objects, {s.name: snapshot.zuora_path(s.name) for s in objects})
         timings["diff"] = time.perf_counter() - t
@@ -125,9 +146,14 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         prepare(con, db.as_of.isoformat(sep=" "), scope)
         for sql in PREPARE_SQL if scope == "all" else ():
             con.execute(sql)
+        db.prepared = (db.as_of.isoformat(sep=" "), scope)
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
-        annotate.annotate(con, objects)  # rules may narrow their work to annotated findings
+        if keyed:  # annotation updates each object's findings only: skip those without
+            found = {r[0] for r in con.execute("SELECT DISTINCT object FROM findings").fetchall()}
+            objects = [o for o in objects if o.name in found]
+        # rules may narrow their work to annotated findings
+        annotate.annotate(con, objects, narrow=keyed)
         timings["annotate"] = time.perf_counter() - t
         t = time.perf_counter()
         for rule in RULES if scope == "all" else CATALOG_RULES:
@@ -149,7 +175,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
             events.hold(con, history.FINGERPRINT, zuora_upper, grace_at)
         else:
             events.no_holds(con)
-        with StateDB(data_dir) as state:
+        with (nullcontext(None) if keyed else StateDB(data_dir)) as state:
             drift, prev = history.with_history(con, state, snapshot.run_id, grace_start, scope)
             drift = drift.sort("object", "kind", "key", "field", nulls_last=True)
             summary = _summary(drift)
@@ -174,11 +200,31 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                  started.isoformat() + "Z", "finished_at": run["finished_at"].isoformat() + "Z",
                  "quarantined_rows": db.quarantined, "timings": timings},
                 indent=2, sort_keys=True, default=str) + "\n")
-            history.store(state, snapshot.run_id, drift, run, object_stats)
+            if state is not None:
+                history.store(state, snapshot.run_id, drift, run, object_stats)
     finally:
-        db.close()
+        if own:
+            db.close()
     return ReconcileResult(snapshot.run_id, out, drift, object_stats, field_stats, summary,
                            prev, seconds, timings)
+
+
+def open_for_reconcile(snapshot: Snapshot, data_dir: Path | str,
+                       quarantine: pl.DataFrame | None = None, *,
+                       threads: int | None = None) -> SnapshotDB:
+    """``snapshot`` as :func:`reconcile_snapshot` opens it: its views, with what the
+    contracts quarantined for its run (read from ``data_dir`` when not given) hidden."""
+    if quarantine is None:  # what the contracts quarantined for this run (expectations)
+        quarantine = read_quarantine(data_dir, snapshot.run_id)
+    return open_snapshot_db(snapshot, quarantine, threads=threads)
+
+
+def _rows(snapshot: Snapshot, spec: ObjectSpec) -> int:
+    """Rows of ``spec`` on both sides of ``snapshot``, as its manifest counts them (a keyed
+    dataset records every file's rows)."""
+    m = snapshot.manifest
+    return (int((m.zuora.get(spec.name) or {}).get("rows", 1))
+            + int((m.local.get(spec.table) or {}).get("rows", 1)))
 
 
 def _write(path: Path, frame: pl.DataFrame) -> None:

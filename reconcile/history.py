@@ -65,13 +65,14 @@ def previous_run(state: StateDB, run_id: str, scope: str = "all") -> str | None:
     return rows[0][0] if rows else None
 
 
-def with_history(con: duckdb.DuckDBPyConnection, state: StateDB, run_id: str,
+def with_history(con: duckdb.DuckDBPyConnection, state: StateDB | None, run_id: str,
                  grace_start: str, scope: str = "all") -> tuple[pl.DataFrame, str | None]:
     """This run's drift rows (statuses and first-seen filled, resolved rows added) from the
     temporary ``findings`` table of ``con`` and the previous run stored in ``state``. A
     finding in the temporary ``held`` table (``reconcile.events``: the event path has it in
-    hand) is ``pending`` with the reason appended to its explanation."""
-    prev = previous_run(state, run_id, scope)
+    hand) is ``pending`` with the reason appended to its explanation. ``state`` None: no
+    previous run (a keyed dataset's, as against an empty state)."""
+    prev = previous_run(state, run_id, scope) if state is not None else None
     before = (state.con.sql(
         "SELECT fingerprint, first_seen_run, object, key, kind, rule, field, zuora_value, "
         "local_value, severity, action, explanation, drift_id, subscription_name, account_id, "

@@ -23,7 +23,7 @@ from core.layout import DRIFT_FILE, run_dir
 from core.localdb.identity import DatabaseIdentity
 from expectations.results import read_validation
 from reconcile.engine import resolve_snapshot
-from reconcile.load import open_snapshot_db
+from reconcile.load import SnapshotDB, open_snapshot_db
 from reconcile.rules import PREPARE_SQL, prepare
 from repair.plan import (
     SCHEMA_VERSION,
@@ -44,9 +44,12 @@ class PlanError(ReconError):
 
 
 def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | None = None,
-               local_database_url: str = "", now: dt.datetime | None = None) -> Plan:
+               local_database_url: str = "", now: dt.datetime | None = None,
+               db: SnapshotDB | None = None) -> Plan:
     """The plan for ``run_id`` (default: the latest reconciled complete snapshot). ``only``
-    narrows it to one object/table name or one rule id."""
+    narrows it to one object/table name or one rule id. ``db``: the snapshot opened already
+    (a sync's, reconciled in it a moment ago), planned in and left open; None: opened here
+    and closed (opening it is a good part of a targeted sync's plan)."""
     data_dir = Path(data_dir)
     snap = resolve_snapshot(data_dir, run_id)
     drift_path = run_dir(data_dir, snap.run_id) / DRIFT_FILE
@@ -62,19 +65,33 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
         if drift.height == 0:
             raise PlanError(f"--only {only!r} matches no open finding of run {snap.run_id} "
                             "(give an object, a local table or a rule id such as D11)")
-    db = open_snapshot_db(snap)
+    own = db is None
+    if db is None:
+        db = open_snapshot_db(snap)
+    elif db.snapshot.run_id != snap.run_id:
+        raise PlanError(f"build_plan was given {db.snapshot.run_id}'s database for run "
+                        f"{snap.run_id}")
     try:
         con = db.con
         con.register("_drift", drift.to_arrow())
-        con.execute("CREATE TEMP TABLE findings AS SELECT * FROM _drift")
-        con.execute("CREATE TEMP TABLE auto AS SELECT * FROM findings WHERE action = 'auto'")
+        # OR REPLACE: a connection handed over still holds the reconciliation's findings
+        con.execute("CREATE OR REPLACE TEMP TABLE findings AS SELECT * FROM _drift")
+        con.execute("CREATE OR REPLACE TEMP TABLE auto AS SELECT * FROM findings "
+                    "WHERE action = 'auto'")
+        con.unregister("_drift")
         scope = snap.manifest.scope
-        prepare(con, db.as_of.isoformat(sep=" "), scope)
-        for sql in PREPARE_SQL if scope == "all" else ():
-            con.execute(sql)
+        if db.prepared != (db.as_of.isoformat(sep=" "), scope):  # else the reconcile's
+            prepare(con, db.as_of.isoformat(sep=" "), scope)
+            for sql in PREPARE_SQL if scope == "all" else ():
+                con.execute(sql)
+            db.prepared = (db.as_of.isoformat(sep=" "), scope)
         present = {r[0] for r in con.execute("SELECT DISTINCT object FROM auto").fetchall()}
+        fields: dict[str, set[str]] = {}
+        for obj, fld in con.execute("SELECT DISTINCT object, field FROM auto WHERE kind = "
+                                    "'field_mismatch' AND field IS NOT NULL").fetchall():
+            fields.setdefault(obj, set()).add(fld)
         parts = [f"SELECT {OP_COLUMNS} FROM ({q})"
-                 for q in all_steps_sql(stamp, scope, objects=present)]
+                 for q in all_steps_sql(stamp, scope, objects=present, fields=fields)]
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
         ops = con.sql(
             f"SELECT row_number() OVER (ORDER BY CASE step {order} END, grp, ord, tbl, "
@@ -83,7 +100,8 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
             f"CAST(after AS VARCHAR) AS after, reason, findings "
             f"FROM ({' UNION ALL '.join(parts)}) ORDER BY seq").pl() if parts else None
     finally:
-        db.close()
+        if own:
+            db.close()
     operations = []
     for i, r in enumerate(ops.iter_rows(named=True) if ops is not None else ()):
         doc = {"seq": r["seq"], "step": r["step"], "group": r["group"], "table": r["table"],

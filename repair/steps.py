@@ -13,6 +13,8 @@ orders and memberships (:data:`repair.plan.STEPS`, declared once by the plan mod
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from core.catalog import LOCAL_BY_NAME, OBJECTS, ORDER_METADATA, ObjectSpec, get
 from core.localdb.schema import table_columns
 from reconcile.rules.base import ns
@@ -86,12 +88,18 @@ def _insertable(spec: ObjectSpec) -> str:
                    if not f.nullable and (why := f.misfit_sql(f'z."{f.name}"')) is not None)
 
 
-def updates_sql(spec: ObjectSpec) -> str | None:
+def updates_sql(spec: ObjectSpec, only: Collection[str] | None = None) -> str | None:
     """Rows on both sides with differing fields: set those columns to Zuora's projected value
     (one operation per row; REF columns are re-pointed in the references step). A column
     whose Zuora value the local column cannot hold is left alone (``Field.misfit_sql``; its
-    finding is a person's) while the row's other columns are updated."""
-    fields = [f for f in spec.compared_fields if f.ref is None]
+    finding is a person's) while the row's other columns are updated.
+
+    ``only``: the fields the ``auto`` mismatches of ``spec`` name (None: every field). Each
+    arm reads only the findings of its own field, so the others cannot add to an operation;
+    leaving them out spares DuckDB binding one arm per field of a wide object (a targeted
+    sync's one changed field of a subscription)."""
+    fields = [f for f in spec.compared_fields if f.ref is None
+              and (only is None or f.name in only)]
     if not fields:
         return None
     types = _types(spec.table)
@@ -306,13 +314,15 @@ def people_sql(now: str) -> str:
 
 
 def all_steps_sql(now: str, scope: str = "all",
-                  objects: set[str] | frozenset[str] | None = None) -> list[str]:
+                  objects: set[str] | frozenset[str] | None = None,
+                  fields: Mapping[str, Collection[str]] | None = None) -> list[str]:
     """Every operation query, in step order (a catalog-only snapshot: the catalog step).
 
     ``objects``: the objects the ``auto`` findings are about (None: all). Every query reads
     only ``auto`` findings of its own object, so the others cannot make an operation and
     are left out: DuckDB spends seconds binding the whole union even over a handful of rows
-    (a targeted sync plans a few findings of one or two objects)."""
+    (a targeted sync plans a few findings of one or two objects). ``fields``: per object, the
+    fields its ``auto`` field mismatches name (None: all; see :func:`updates_sql`)."""
     def wanted(*names: str) -> bool:
         return objects is None or any(n in objects for n in names)
 
@@ -321,7 +331,8 @@ def all_steps_sql(now: str, scope: str = "all",
                                                            "subscriptions"):
         for spec in (o for o in OBJECTS if o.group == group and wanted(o.name)):
             out.append(inserts_sql(spec, now))
-            if (u := updates_sql(spec)) is not None:
+            only = None if fields is None else fields.get(spec.name, ())
+            if (u := updates_sql(spec, only)) is not None:
                 out.append(u)
             out.append(deletes_sql(spec))
     if scope == "catalog":

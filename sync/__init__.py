@@ -23,13 +23,14 @@ from sync.model import (
 
 __all__ = ["SYNC_FAILED", "SYNC_LEFT", "SYNC_OBJECTS", "SYNC_OK", "Change", "Leftover",
            "SyncBadRecord", "SyncError", "SyncRequest", "SyncResult", "SyncTransient",
-           "new_sync_id", "prune_syncs", "sync_dir", "sync_keys"]
+           "new_sync_id", "prune_syncs", "sync_dir", "sync_keys", "warm_up"]
 
 
 def __getattr__(name: str) -> Any:
-    """``sync_keys``, ``sync_dir`` and ``prune_syncs`` on first use: ``recon --help`` builds every command's
-    parser and must not pay for the sync's imports (polars, the stages)."""
-    if name in ("sync_keys", "sync_dir", "prune_syncs"):
+    """``sync_keys``, ``sync_dir``, ``prune_syncs`` and ``warm_up`` on first use: ``recon
+    --help`` builds every command's parser and must not pay for the sync's imports (polars,
+    the stages)."""
+    if name in ("sync_keys", "sync_dir", "prune_syncs", "warm_up"):
         from sync import engine
 
         return getattr(engine, name)

@@ -10,10 +10,13 @@ A sync is the nightly on a keyed dataset, not a second implementation of it:
 3. write them as a complete snapshot of a small data directory of its own,
    ``DATA/syncs/<sync_id>/`` (``snapshots/<sync_id>/`` in the snapshot format), and reconcile
    it with :func:`reconcile.engine.reconcile_snapshot` — the same diff, normalisation,
-   annotation and rules; its history lands in that directory's own state, so a sync is
-   never a run in ``recon runs`` or the nightly's history;
+   annotation and rules — as a *keyed* reconcile (``keyed=True``: no history in any state,
+   so a sync is never a run in ``recon runs`` or the nightly's history; objects and fields
+   without rows or findings skipped, which cannot change a finding:
+   ``tests/sync/test_keyed.py``);
 4. keep the findings about the keys' subtree (:func:`subject`), plan them with
-   :func:`repair.planner.build_plan` (the same repair steps) and apply the plan with
+   :func:`repair.planner.build_plan` (the same repair steps, in the reconcile's own DuckDB
+   connection: the snapshot is opened once) and apply the plan with
    :func:`repair.apply.apply_plan` (the same executor, optimistic concurrency and audit;
    the table-fraction guard does not fit one key and is passed, the row cap replaces it);
    the apply's audit row names the sync and its trigger.
@@ -410,6 +413,25 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
             client.close()
 
 
+def warm_up() -> None:
+    """Do once what a process's first sync would pay for on top of its own work (1.5–2 s on
+    2 busy cores): import the stages (they import lazily, so ``recon --help`` stays quick),
+    the contracts' models (pandera, and pandas that Arrow also loads for the local rows)
+    and DuckDB. A long-lived worker calls this when it starts."""
+    import duckdb
+    import pandas  # noqa: F401  (what pyarrow loads at the first local rows it converts)
+
+    import reconcile.engine  # noqa: F401
+    import repair.apply  # noqa: F401
+    import repair.plan  # noqa: F401
+    import repair.planner  # noqa: F401
+    from core.snapshot import open_snapshot  # noqa: F401
+    from expectations.contracts import contracts
+
+    contracts()  # built once per process (cached)
+    duckdb.connect().close()
+
+
 def _shared_budget(settings: Settings) -> object | None:
     """The tenant's Zuora request budget shared by recon's processes (the nightly's extract,
     the callout workers), when one is configured; None: this sync alone decides its pace."""
@@ -435,7 +457,7 @@ def _wait_for_lock(settings: Settings, deadline: float) -> None:
 
 def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync_id: str,
              started: dt.datetime, say: Progress) -> SyncResult:
-    from reconcile.engine import reconcile_snapshot
+    from reconcile.engine import open_for_reconcile, reconcile_snapshot
     from repair.apply import apply_plan
     from repair.guards import LockHeld, RepairRefused
     from repair.plan import write_plan
@@ -459,11 +481,18 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     from core.snapshot import open_snapshot
 
     snap = open_snapshot(snap_path)
-    reconcile_snapshot(snap, root, grace_hours=0.0)
-    drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
-    drift = pl.read_parquet(drift_path)
-    drift.filter(subject(request, read)).write_parquet(drift_path)
-    plan = build_plan(root, sync_id, local_database_url=settings.local_database_url)
+    # one connection for the reconciliation and the plan: opening the snapshot is a good
+    # part of a sync's time, and the plan reads the same views
+    db = open_for_reconcile(snap, root)
+    try:
+        reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db)
+        drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
+        drift = pl.read_parquet(drift_path)
+        drift.filter(subject(request, read)).write_parquet(drift_path)
+        plan = build_plan(root, sync_id, local_database_url=settings.local_database_url,
+                          db=db)
+    finally:
+        db.close()
     plan_path = write_plan(plan, DataLayout(root).run_dir(sync_id) / PLAN_FILE)
     leftovers = [Leftover("human", p.object, p.key, p.rule, p.field, p.explanation)
                  for p in plan.needs_a_person]

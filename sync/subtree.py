@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from core.localdb.schema import all_tables, table_columns
 from core.snapshot import Snapshot, parse_utc
 from core.values import REJECTS, empty_frame
 from extract.aqua import DELETED_FLAG, AquaExporter, AquaOptions, ExportQuery, Window
-from extract.bykey import read_all, read_by_key
+from extract.bykey import ByKey, read_all, read_by_key
 from extract.client import ZuoraClient
 from extract.local_export import table_schema
 
@@ -81,21 +82,49 @@ class Reader:
         self.current_rejects: pl.DataFrame = pl.DataFrame(schema=REJECTS)
 
     def read(self, side: ZuoraSide, obj: str, fld: str, values: Iterable[str]) -> pl.DataFrame:
-        if obj in self.current:
-            vals = list(dict.fromkeys(v for v in values if v is not None))
-            frame = self.current[obj].filter(pl.col(fld).is_in(vals)).collect()
-            side.add(obj, frame)
-            bad = self.current_rejects.filter(
-                (pl.col("object") == obj) & pl.col("key").is_in(frame["Id"].to_list()))
-            if bad.height:
-                side.rejects = pl.concat([side.rejects, bad])
-            return frame
-        got = read_by_key(self.client, get(obj), fld, values, tenant_tz=self.tz, api=self.api)
-        side.requests += got.requests
-        if got.rejects.height:
-            side.rejects = pl.concat([side.rejects, got.rejects])
-        side.add(obj, got.frame)
-        return got.frame
+        return self.read_many(side, [(obj, fld, values)])[0]
+
+    def read_many(self, side: ZuoraSide, reads: list[tuple[str, str, Iterable[str]]]
+                  ) -> list[pl.DataFrame]:
+        """Several reads that do not depend on each other (object, field, values each): the
+        Zuora requests run concurrently — a sync's latency is mostly waiting on them, and
+        the client is thread-safe — and their records are added to ``side`` in the order
+        given, as one read after the other would."""
+        reads = [(obj, fld, list(values)) for obj, fld, values in reads]
+        asked = [r for r in reads if r[0] not in self.current]
+        if len(asked) > 1:
+            with ThreadPoolExecutor(max_workers=len(asked)) as pool:
+                futures = {id(r): pool.submit(self._by_key, *r) for r in asked}
+                got = {k: f.result() for k, f in futures.items()}
+        else:
+            got = {id(r): self._by_key(*r) for r in asked}
+        out = []
+        for r in reads:
+            obj, fld, values = r
+            if obj in self.current:
+                out.append(self._from_current(side, obj, fld, values))
+                continue
+            one = got[id(r)]
+            side.requests += one.requests
+            if one.rejects.height:
+                side.rejects = pl.concat([side.rejects, one.rejects])
+            side.add(obj, one.frame)
+            out.append(one.frame)
+        return out
+
+    def _by_key(self, obj: str, fld: str, values: list[str]) -> ByKey:
+        return read_by_key(self.client, get(obj), fld, values, tenant_tz=self.tz, api=self.api)
+
+    def _from_current(self, side: ZuoraSide, obj: str, fld: str, values: list[str]
+                      ) -> pl.DataFrame:
+        vals = list(dict.fromkeys(v for v in values if v is not None))
+        frame = self.current[obj].filter(pl.col(fld).is_in(vals)).collect()
+        side.add(obj, frame)
+        bad = self.current_rejects.filter(
+            (pl.col("object") == obj) & pl.col("key").is_in(frame["Id"].to_list()))
+        if bad.height:
+            side.rejects = pl.concat([side.rejects, bad])
+        return frame
 
     def export_current(self, objects: Iterable[str], base: Snapshot, work: Path,
                        job_name: str, progress: Callable[[str], None]) -> int:
@@ -145,20 +174,27 @@ class Reader:
         return {k: found.get(k) for k in keys}
 
     def contacts_of(self, side: ZuoraSide) -> None:
+        self.read_many(side, self._contacts_of(side))
+
+    def _contacts_of(self, side: ZuoraSide) -> list[tuple[str, str, Iterable[str]]]:
+        """The read of the accounts' Bill-To and Sold-To contacts not read yet (none: [])."""
         acc = side.frames["Account"]
         ids = [v for v in acc["BillToId"].to_list() + acc["SoldToId"].to_list() if v]
         missing = set(ids) - set(side.ids("Contact"))
-        if missing:
-            self.read(side, "Contact", "Id", sorted(missing))
+        return [("Contact", "Id", sorted(missing))] if missing else []
 
     def contacts(self, side: ZuoraSide, keys: Iterable[str]) -> dict[str, str | None]:
         """Contacts by id and every account that names one as Bill-To or Sold-To (what
         decides whether the local copy holds it at all: the Contact scope)."""
         keys = list(keys)
-        got = self.read(side, "Contact", "Id", keys)
-        self.read(side, "Account", "BillToId", keys)
-        self.read(side, "Account", "SoldToId", keys)
-        self.read(side, "Account", "Id", got["AccountId"].drop_nulls().to_list())
+        got, _, _ = self.read_many(side, [("Contact", "Id", keys), ("Account", "BillToId", keys),
+                                          ("Account", "SoldToId", keys)])
+        # the contacts' own accounts (those not read already, i.e. not naming them) and the
+        # Bill-To/Sold-To contacts of the accounts read so far, together; then those of the
+        # accounts this added
+        own = set(got["AccountId"].drop_nulls().to_list()) - set(side.ids("Account"))
+        self.read_many(side, ([("Account", "Id", sorted(own))] if own else [])
+                       + self._contacts_of(side))
         self.contacts_of(side)
         have = set(got["Id"].to_list())
         return {k: k if k in have else None for k in keys}
@@ -166,19 +202,20 @@ class Reader:
     def subscriptions(self, side: ZuoraSide, names: Iterable[str]) -> dict[str, str | None]:
         """Every version of the named subscriptions with rate plans, charges (all segments)
         and tiers; the context: their accounts (and contacts) and the catalog rows their
-        rate plans use."""
+        rate plans use. Reads that do not depend on each other run together."""
         names = list(names)
         subs = self.read(side, "Subscription", "Name", names)
         ids = subs["Id"].to_list()
         if ids:
-            rps = self.read(side, "RatePlan", "SubscriptionId", ids)
-            charges = self.read(side, "RatePlanCharge", "SubscriptionId", ids)
-            self.read(side, "RatePlanChargeTier", "RatePlanChargeId", charges["Id"].to_list())
             accts = {v for c in ("AccountId", "InvoiceOwnerId") for v in subs[c].to_list() if v}
-            self.read(side, "Account", "Id", sorted(accts))
-            self.contacts_of(side)
-            prps = self.read(side, "ProductRatePlan", "Id",
-                             rps["ProductRatePlanId"].drop_nulls().unique().to_list())
+            rps, charges, _ = self.read_many(side, [
+                ("RatePlan", "SubscriptionId", ids), ("RatePlanCharge", "SubscriptionId", ids),
+                ("Account", "Id", sorted(accts))])
+            _, prps, *_ = self.read_many(side, [
+                ("RatePlanChargeTier", "RatePlanChargeId", charges["Id"].to_list()),
+                ("ProductRatePlan", "Id",
+                 rps["ProductRatePlanId"].drop_nulls().unique().to_list()),
+                *self._contacts_of(side)])
             self.read(side, "Product", "Id", prps["ProductId"].drop_nulls().unique().to_list())
         have = set(subs["Name"].to_list())
         return {n: n if n in have else None for n in names}
