@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from core.catalog import OBJECTS
 from core.config import Settings
 from core.errors import LocalDatabaseError, ReconError, TransientError
+from core.inbox import shared_budget
 from core.layout import DRIFT_FILE, PLAN_FILE, DataLayout
 from core.localdb.connect import connect, require_exists
 from core.snapshot import Manifest, SnapshotWriter, utc_iso
@@ -378,13 +379,17 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
     started = dt.datetime.now(dt.UTC)
     sync_id = new_sync_id(started)
     own = client is None
+    budget = None
     if client is None:
         if not settings.zuora_client_secret:
             raise SyncError("no Zuora client secret configured: set zuora.client_secret (or "
                             "RECON_ZUORA_CLIENT_SECRET)")
+        # the request budget the callout workers and the nightly share, where callouts are
+        # received (an inbox exists); a tenant without callouts gets no new store
+        budget = shared_budget(settings)
         client = ZuoraClient.from_settings(settings, track_id=sync_id,
                                            policy=RetryPolicy(attempts=4, backoff_cap=10.0),
-                                           budget=_shared_budget(settings))
+                                           budget=budget)
     deadline = time.monotonic() + lock_wait_s
     try:
         while True:
@@ -411,6 +416,8 @@ def sync_keys(settings: Settings, request: SyncRequest, *, client: ZuoraClient |
     finally:
         if own:
             client.close()
+        if budget is not None:
+            budget.backend.close()
 
 
 def warm_up() -> None:
@@ -430,16 +437,6 @@ def warm_up() -> None:
 
     contracts()  # built once per process (cached)
     duckdb.connect().close()
-
-
-def _shared_budget(settings: Settings) -> object | None:
-    """The tenant's Zuora request budget shared by recon's processes (the nightly's extract,
-    the callout workers), when one is configured; None: this sync alone decides its pace."""
-    if settings.zuora_budget_rate_per_s <= 0 and settings.zuora_budget_concurrency <= 0:
-        return None
-    from core.inbox import open_budget
-
-    return open_budget(settings)
 
 
 def _wait_for_lock(settings: Settings, deadline: float) -> None:

@@ -30,6 +30,8 @@ def test_sync_and_revert_on_duckdb(tmp_path: Path) -> None:
         mutate(srv, "update", "Subscription", sub["Id"], Notes="synced on duckdb")
         res = sync_keys(settings, SyncRequest("subscription", (sub["Name"],)))
         assert res.exit_code == 0, res.leftovers
+        # no callouts here: the sync draws from no shared budget and creates no inbox
+        assert not (settings.data_dir / "inbox.sqlite").exists()
 
         def notes() -> str | None:
             with connect(settings.local_database_url) as db:
