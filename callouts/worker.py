@@ -58,17 +58,18 @@ def default_sync(settings: Settings) -> SyncFn:
     # callout's sync then costs what the others cost
     threading.Thread(target=warm_up, name="recon-sync-warm-up", daemon=True).start()
     local = threading.local()
-    shared = settings.zuora_budget_rate_per_s > 0 or settings.zuora_budget_concurrency > 0
 
     def run(settings: Settings, request: SyncRequest) -> SyncResult:
         client = getattr(local, "client", None)
         if client is None:
-            from core.inbox import open_budget
+            from core.inbox import shared_budget
 
+            # the same rule as the nightly's extract and `recon sync`: where an inbox exists
+            # (always, for a worker) every process draws from the tenant's budget
             client = local.client = ZuoraClient.from_settings(
                 settings, track_id=f"callouts-{socket.gethostname()}-{os.getpid()}-"
                 f"{threading.get_ident()}", policy=RetryPolicy(attempts=4, backoff_cap=10.0),
-                budget=open_budget(settings) if shared else None)
+                budget=shared_budget(settings))
         return sync_keys(settings, request, client=client, keep=False)
 
     return run

@@ -53,12 +53,13 @@ class EventPathCounts:
                 "failures": self.failures}
 
 
-def _finding_keys(fingerprint: str) -> str:
-    """Every finding with every (sync object, key) that would cover it."""
+def _finding_keys(source: str, fingerprint: str, columns: str) -> str:
+    """Every finding of ``source`` with every (sync object, key) that would cover it (the
+    scopes of core.catalog.events), plus ``columns`` of the finding."""
     return " UNION ALL ".join(
-        f"SELECT {fingerprint} AS fingerprint, '{obj}' AS sync_object, "
-        f"CAST({expr} AS VARCHAR) AS sync_key, f.zuora_updated FROM findings f "
-        f"WHERE ({expr}) IS NOT NULL" for obj, expr in SYNC_SCOPES.items())
+        f"SELECT {fingerprint} AS fingerprint, {columns}, '{obj}' AS sync_object, "
+        f"CAST({expr} AS VARCHAR) AS sync_key FROM {source} f WHERE ({expr}) IS NOT NULL"
+        for obj, expr in SYNC_SCOPES.items())
 
 
 # The narrowest sync first: a finding several syncs cover is labelled with the most specific
@@ -86,23 +87,26 @@ def hold(con: duckdb.DuckDBPyConnection, fingerprint: str, as_of: dt.datetime,
          grace_start: dt.datetime) -> None:
     """Create the temp table ``held (fingerprint, reason)``: findings that are ``pending``
     because of the event path (``reconcile.history`` reads it). Needs ``activity``."""
+    # ``synced`` sorts before ``in_flight``: a finding held for both is held by the sync
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE held AS
-        SELECT fingerprint, min(reason) AS reason FROM (
+        SELECT fingerprint, arg_min(reason, why) AS reason, min(why) AS why FROM (
           SELECT k.fingerprint,
+                 CASE WHEN a.synced_at > ? THEN 'a_synced' ELSE 'b_in_flight' END AS why,
                  CASE WHEN a.synced_at > ? THEN
                            'synced by ' || a.sync_id || ' after this snapshot'
                       ELSE 'a callout for ' || k.sync_object || ' ' || k.sync_key ||
                            ' is in flight' END AS reason
-          FROM ({_finding_keys(fingerprint)}) k
+          FROM ({_finding_keys("findings", fingerprint, "f.zuora_updated")}) k
           JOIN activity a ON a.object = k.sync_object AND a.key = k.sync_key
           WHERE a.synced_at > ? OR (a.last_event_at >= ? AND NOT coalesce(a.dead, false)))
-        GROUP BY fingerprint""", [as_of, as_of, grace_start])
+        GROUP BY fingerprint""", [as_of, as_of, as_of, grace_start])
 
 
 def no_holds(con: duckdb.DuckDBPyConnection) -> None:
     """An empty ``held`` table: no event path (no inbox)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE held (fingerprint VARCHAR, reason VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE held (fingerprint VARCHAR, reason VARCHAR, "
+                "why VARCHAR)")
 
 
 def count(con: duckdb.DuckDBPyConnection, drift: pl.DataFrame,
@@ -110,10 +114,7 @@ def count(con: duckdb.DuckDBPyConnection, drift: pl.DataFrame,
     """The event path's figures for this run's ``drift`` rows (statuses set)."""
     con.register("_drift", drift.to_arrow())
     try:
-        keys = " UNION ALL ".join(
-            f"SELECT f.fingerprint, f.status, f.zuora_updated, '{obj}' AS sync_object, "
-            f"CAST({expr} AS VARCHAR) AS sync_key FROM _drift f WHERE ({expr}) IS NOT NULL"
-            for obj, expr in SYNC_SCOPES.items())
+        keys = _finding_keys("_drift", "f.fingerprint", "f.status, f.zuora_updated")
         row = con.execute(f"""
             WITH k AS ({keys}),
             judged AS (
@@ -131,9 +132,9 @@ def count(con: duckdb.DuckDBPyConnection, drift: pl.DataFrame,
               FROM judged GROUP BY fingerprint)
             SELECT
               (SELECT count(*) FROM held h JOIN _drift d USING (fingerprint)
-                 WHERE d.status = 'pending' AND h.reason LIKE 'synced by %'),
+                 WHERE d.status = 'pending' AND h.why = 'a_synced'),
               (SELECT count(*) FROM held h JOIN _drift d USING (fingerprint)
-                 WHERE d.status = 'pending' AND h.reason NOT LIKE 'synced by %'),
+                 WHERE d.status = 'pending' AND h.why = 'b_in_flight'),
               count(*) FILTER (WHERE status IN ('new', 'persisting') AND NOT dead AND NOT told
                                AND updated < ?),
               list(DISTINCT label ORDER BY label) FILTER (
