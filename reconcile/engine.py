@@ -38,7 +38,7 @@ from reconcile.diff import diff_all
 from reconcile.findings import FINDINGS_DDL, insert
 from reconcile.load import ReconcileError, SnapshotDB, open_snapshot_db, scope_objects
 from reconcile.quarantine import hold_back
-from reconcile.rules import CATALOG_RULES, PREPARE_SQL, RULES, prepare
+from reconcile.rules import CATALOG_RULES, RULES, prepare_rules, reads_order_relations
 
 
 @dataclass
@@ -100,7 +100,8 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
                        progress: Callable[[str], None] | None = None,
                        threads: int | None = None,
                        activity: pl.DataFrame | None = None,
-                       keyed: bool = False, db: SnapshotDB | None = None) -> ReconcileResult:
+                       keyed: bool = False, db: SnapshotDB | None = None,
+                       about: frozenset[str] | None = None) -> ReconcileResult:
     """Reconcile ``snapshot`` (refused unless complete) and record the run.
 
     ``activity``: the event path's per-key activity (``reconcile.events.ACTIVITY_SCHEMA``,
@@ -115,6 +116,13 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
     either side (they cannot have a finding; their statistics are left out) and the
     annotation of objects the diff found nothing about (it only updates an object's own
     findings) and of fields it found nothing about (``annotate(narrow=True)``). A sync runs within seconds of a callout, and those steps were most of its time.
+
+    ``about`` (keyed only): the objects (catalogue objects and local tables) whose findings
+    the caller keeps — a sync's subject. The rules that cannot produce one
+    (:attr:`~reconcile.rules.Rule.about`) do not run; nor does the diff of other objects
+    unless a rule that runs reads its findings (``Rule.reads``); nor the order derivation
+    when no rule that runs reads it. The findings about those objects are the same
+    (``tests/sync/test_keyed.py``); the others are not computed.
 
     ``db``: ``snapshot`` opened already (:func:`open_for_reconcile`), to reconcile in and
     leave open — a sync plans in that connection next instead of opening the snapshot
@@ -136,17 +144,20 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         t = time.perf_counter()
         scope = snapshot.manifest.scope
         objects = scope_objects(snapshot)
+        rules = RULES if scope == "all" else CATALOG_RULES
         if keyed:
             objects = [o for o in objects if _rows(snapshot, o)]
+        if keyed and about is not None:
+            rules = [r for r in rules if about.intersection(r.about)]
+            diffed = about.union(*(r.reads for r in rules))
+            objects = [o for o in objects if o.name in diffed]
         object_stats, field_stats = diff_all(
             con, objects, {s.name: snapshot.zuora_path(s.name) for s in objects})
         timings["diff"] = time.perf_counter() - t
         say("rules")
         t = time.perf_counter()
-        prepare(con, db.as_of.isoformat(sep=" "), scope)
-        for sql in PREPARE_SQL if scope == "all" else ():
-            con.execute(sql)
-        db.prepared = (db.as_of.isoformat(sep=" "), scope)
+        db.prepared = prepare_rules(con, db.as_of.isoformat(sep=" "), scope,
+                                    orders=reads_order_relations(*(r.sql() for r in rules)))
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
         if keyed:  # annotation updates each object's findings only: skip those without
@@ -156,7 +167,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         annotate.annotate(con, objects, narrow=keyed)
         timings["annotate"] = time.perf_counter() - t
         t = time.perf_counter()
-        for rule in RULES if scope == "all" else CATALOG_RULES:
+        for rule in rules:
             try:
                 con.execute(insert(rule.sql()))
             except Exception as e:  # a broken rule must name itself, not fail anonymously

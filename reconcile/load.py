@@ -47,10 +47,10 @@ class SnapshotDB:
     snapshot: Snapshot
     as_of: dt.datetime  # naive UTC: when the Zuora export started
     quarantined: int
-    # (as_of, scope) the rules' helper relations were built for (``reconcile.rules.prepare``
-    # and ``PREPARE_SQL``), None until then: a planner given this connection after the
-    # reconciliation reuses them
-    prepared: tuple[str, str] | None = None
+    # (as_of, scope, with the order derivation) the rules' helper relations were built for
+    # (``reconcile.rules.prepare_rules``), None until then: a planner given this connection
+    # after the reconciliation reuses them
+    prepared: tuple[str, str, bool] | None = None
 
     def close(self) -> None:
         self.con.close()

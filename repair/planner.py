@@ -24,7 +24,7 @@ from core.localdb.identity import DatabaseIdentity
 from expectations.results import read_validation
 from reconcile.engine import resolve_snapshot
 from reconcile.load import SnapshotDB, open_snapshot_db
-from reconcile.rules import PREPARE_SQL, prepare
+from reconcile.rules import prepare_rules, reads_order_relations
 from repair.plan import (
     SCHEMA_VERSION,
     STEPS,
@@ -80,11 +80,6 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
                     "WHERE action = 'auto'")
         con.unregister("_drift")
         scope = snap.manifest.scope
-        if db.prepared != (db.as_of.isoformat(sep=" "), scope):  # else the reconcile's
-            prepare(con, db.as_of.isoformat(sep=" "), scope)
-            for sql in PREPARE_SQL if scope == "all" else ():
-                con.execute(sql)
-            db.prepared = (db.as_of.isoformat(sep=" "), scope)
         present = {r[0] for r in con.execute("SELECT DISTINCT object FROM auto").fetchall()}
         fields: dict[str, set[str]] = {}
         for obj, fld in con.execute("SELECT DISTINCT object, field FROM auto WHERE kind = "
@@ -92,6 +87,12 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
             fields.setdefault(obj, set()).add(fld)
         parts = [f"SELECT {OP_COLUMNS} FROM ({q})"
                  for q in all_steps_sql(stamp, scope, objects=present, fields=fields)]
+        # the order derivation's relations only when a step reads them
+        orders = reads_order_relations(*parts)
+        as_of = db.as_of.isoformat(sep=" ")
+        if (db.prepared is None or db.prepared[:2] != (as_of, scope)
+                or (orders and not db.prepared[2])):  # else the reconcile's
+            db.prepared = prepare_rules(con, as_of, scope, orders=orders)
         order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
         ops = con.sql(
             f"SELECT row_number() OVER (ORDER BY CASE step {order} END, grp, ord, tbl, "

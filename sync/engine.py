@@ -305,6 +305,20 @@ def _write_snapshot(root: Path, sync_id: str, req: SyncRequest, read: _Read,
     return w.complete(m)
 
 
+# the objects (catalogue objects, local tables) a sync's findings can be about, per sync
+# object: :func:`subject` keeps no other, so the reconcile computes no other
+# (``reconcile_snapshot(about=...)``: the rules that cannot produce one do not run)
+_PEOPLE = ("Account", "Contact", "customers", "billing_account_memberships")
+SUBJECT_OBJECTS: dict[str, frozenset[str]] = {
+    "contact": frozenset({"Contact"}),
+    "account": frozenset(_PEOPLE),
+    # the subtree, the order, and the accounts created with them (see subject)
+    "subscription": frozenset({*(o.name for o in OBJECTS if o.group == "subscriptions"),
+                               "orders", *_PEOPLE}),
+    "catalog": frozenset(CATALOG),
+}
+
+
 def _account_subject(accts: list[str], read: _Read) -> pl.Expr:
     """Findings about accounts ``accts``: the account, its contacts (Zuora's Bill-To and
     Sold-To and the local ones of the account), its customers and memberships."""
@@ -320,8 +334,13 @@ def _account_subject(accts: list[str], read: _Read) -> pl.Expr:
 
 
 def subject(req: SyncRequest, read: _Read) -> pl.Expr:
-    """Which findings are the sync's: about its keys and their subtree. The context the
-    rules needed (other accounts, catalog rows, other orders) is the nightly's business."""
+    """Which findings are the sync's: about its keys and their subtree, and only about
+    :data:`SUBJECT_OBJECTS`. The context the rules needed (other accounts, catalog rows,
+    other orders) is the nightly's business."""
+    return pl.col("object").is_in(sorted(SUBJECT_OBJECTS[req.object])) & _subject(req, read)
+
+
+def _subject(req: SyncRequest, read: _Read) -> pl.Expr:
     keys = list(req.keys)
     obj, key = pl.col("object"), pl.col("key")
     if req.object == "subscription":
@@ -480,9 +499,11 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     snap = open_snapshot(snap_path)
     # one connection for the reconciliation and the plan: opening the snapshot is a good
     # part of a sync's time, and the plan reads the same views
-    db = open_for_reconcile(snap, root)
+    # one thread: a keyed snapshot is a few rows, and DuckDB's time goes to planning
+    db = open_for_reconcile(snap, root, threads=1)
     try:
-        reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db)
+        reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db,
+                           about=SUBJECT_OBJECTS[request.object])
         drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
         drift = pl.read_parquet(drift_path)
         drift.filter(subject(request, read)).write_parquet(drift_path)

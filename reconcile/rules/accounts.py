@@ -91,7 +91,10 @@ def d17_sql() -> str:
 
 
 RULES = [
-    Rule("D19", "Sold-To e-mail without a customer or membership", d19_sql),
-    Rule("D20", "membership whose customer matches none of the account's contacts", d20_sql),
-    Rule("D17", "membership to a billing account unknown to Zuora", d17_sql),
+    Rule("D19", "Sold-To e-mail without a customer or membership", d19_sql,
+         about=("customers", "billing_account_memberships")),
+    Rule("D20", "membership whose customer matches none of the account's contacts", d20_sql,
+         about=("billing_account_memberships",)),
+    Rule("D17", "membership to a billing account unknown to Zuora", d17_sql,
+         about=("billing_account_memberships",)),
 ]

@@ -24,6 +24,7 @@ Helper relations (temporary tables):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,11 +36,19 @@ from core.catalog.orders import LATEST_SQL, derived_orders_sql
 
 @dataclass(frozen=True)
 class Rule:
-    """One cross-object rule. ``sql`` returns finding rows; ``id`` is its domain.md §5 id."""
+    """One cross-object rule. ``sql`` returns finding rows; ``id`` is its domain.md §5 id.
+    ``about``: the objects its findings can be about (their ``object`` column), so a reconcile
+    that keeps only some objects' findings (a targeted sync's) skips the rules that cannot
+    produce one; ``tests/sync/test_keyed.py`` runs every rule on every drift scenario and
+    holds each to its declaration. ``reads``: the objects whose diff findings (the
+    ``findings`` relation) it reads, so that reconcile diffs them even when it keeps none
+    of their findings; a rule whose SQL reads ``findings`` must name them (the same test)."""
 
     id: str
     title: str
     sql: Callable[[], str]
+    about: tuple[str, ...]
+    reads: tuple[str, ...] = ()
     doc: str = ""
 
 
@@ -60,9 +69,24 @@ def ns(expr: str) -> str:
     return f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
 
 
-def prepare(con: duckdb.DuckDBPyConnection, as_of: str, scope: str = "all") -> None:
+# what ``prepare(orders=False)`` leaves out: the order derivation and what is built on it
+ORDER_RELATIONS = ("z_latest", "l_versions", "derived", "nt_orders", "order_names",
+                   "single_orders")
+_ORDER_RELATION = re.compile(r"\b(" + "|".join(ORDER_RELATIONS) + r")\b")
+
+
+def reads_order_relations(*sqls: str) -> bool:
+    """Whether any of these queries reads a relation only ``prepare(orders=True)`` builds."""
+    return any(_ORDER_RELATION.search(sql) for sql in sqls)
+
+
+def prepare(con: duckdb.DuckDBPyConnection, as_of: str, scope: str = "all", *,
+            orders: bool = True) -> None:
     """Build the helper relations the rules share (see module doc). ``as_of`` is an ISO UTC
-    timestamp literal. A catalog-only snapshot gets only what catalog rules read."""
+    timestamp literal. A catalog-only snapshot gets only what catalog rules read.
+    ``orders=False``: all but :data:`ORDER_RELATIONS` — what the annotation and the rules
+    on accounts and the catalog read: a targeted sync that runs no rule and plans no step
+    reading them skips the derivation, a good part of its time."""
     s = "zuora_local_subscriptions"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE run_ctx AS
                     SELECT TIMESTAMP '{as_of}' AS as_of, CAST(TIMESTAMP '{as_of}' AS DATE)
@@ -72,10 +96,14 @@ def prepare(con: duckdb.DuckDBPyConnection, as_of: str, scope: str = "all") -> N
                     FROM local.zuora_local_rate_plans""")
     if scope == "catalog":
         return
-    con.execute(f"CREATE OR REPLACE TEMP TABLE z_latest AS {LATEST_SQL}")
     con.execute("""CREATE OR REPLACE TEMP TABLE z_versions AS
                    SELECT Name AS name, Id AS id, Version AS version, AccountId AS account_id
                    FROM zuora.Subscription""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE z_names AS
+                   SELECT DISTINCT name FROM z_versions""")
+    if not orders:
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE z_latest AS {LATEST_SQL}")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE l_versions AS
                     SELECT {col('Subscription', 'Name')} AS name,
                            {col('Subscription', 'Id')} AS id,
@@ -88,8 +116,6 @@ def prepare(con: duckdb.DuckDBPyConnection, as_of: str, scope: str = "all") -> N
         con.execute(f"CREATE OR REPLACE TEMP TABLE derived AS {derived_orders_sql(None)}")
     finally:
         con.execute("SET search_path = 'zuora,local'")
-    con.execute("""CREATE OR REPLACE TEMP TABLE z_names AS
-                   SELECT DISTINCT name FROM z_versions""")
     con.execute("""CREATE OR REPLACE TEMP TABLE nt_orders AS
                    SELECT * FROM local.orders WHERE NOT coalesce(trial, false)""")
     con.execute("""CREATE OR REPLACE TEMP TABLE order_names AS

@@ -78,6 +78,8 @@ def d23_sql() -> str:
 
 
 RULES = [
-    Rule("D22", "current plan without a complete, consistent classification", d22_sql),
-    Rule("D23", "subscription rate plans reference a plan absent from the catalog", d23_sql),
+    Rule("D22", "current plan without a complete, consistent classification", d22_sql,
+         about=("ProductRatePlan",)),
+    Rule("D23", "subscription rate plans reference a plan absent from the catalog", d23_sql,
+         about=("ProductRatePlan",)),
 ]

@@ -283,16 +283,18 @@ def d12_sql() -> str:
 
 
 RULES = [
-    Rule("D15", "order references a subscription unknown to Zuora", d15_sql),
-    Rule("D11", "duplicate non-trial orders for one subscription name", d11_sql),
-    Rule("D02", "order points at an older version (D14 when not a version at all)", pointer_sql),
+    Rule("D15", "order references a subscription unknown to Zuora", d15_sql, about=("orders",)),
+    Rule("D11", "duplicate non-trial orders for one subscription name", d11_sql,
+         about=("orders",)),
+    Rule("D02", "order points at an older version (D14 when not a version at all)", pointer_sql,
+         about=("orders",)),
     Rule("D10", "order on the wrong account: moved (D10), invoice owner (D24), other (D14)",
-         accounts_sql),
-    Rule("D14", "order with nil or stale Zuora-derived columns", d14_sql),
+         accounts_sql, about=("orders",)),
+    Rule("D14", "order with nil or stale Zuora-derived columns", d14_sql, about=("orders",)),
     Rule("D04", "order namespace conflicts with Zuora (D04) or stale metadata (D25)",
-         namespace_sql),
-    Rule("D13", "paid Zuora subscription without a local order", d13_sql),
-    Rule("D12", "several active base subscriptions on one namespace", d12_sql),
+         namespace_sql, about=("orders",)),
+    Rule("D13", "paid Zuora subscription without a local order", d13_sql, about=("orders",)),
+    Rule("D12", "several active base subscriptions on one namespace", d12_sql, about=("orders",)),
 ]
 
 PREPARE = f"CREATE OR REPLACE TEMP TABLE single_orders AS {_single()}"

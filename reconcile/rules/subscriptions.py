@@ -96,6 +96,8 @@ def d08_sql() -> str:
 
 
 RULES = [
-    Rule("D09", "zero or several local latest versions", d09_sql),
-    Rule("D08", "local segment / tier corruption", d08_sql),
+    Rule("D09", "zero or several local latest versions", d09_sql, about=("Subscription",)),
+    Rule("D08", "local segment / tier corruption", d08_sql,
+         about=("RatePlanCharge", "RatePlanChargeTier"),
+         reads=("RatePlan", "RatePlanCharge", "RatePlanChargeTier", "Subscription")),
 ]
