@@ -222,12 +222,13 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
 
 def open_for_reconcile(snapshot: Snapshot, data_dir: Path | str,
                        quarantine: pl.DataFrame | None = None, *,
-                       threads: int | None = None) -> SnapshotDB:
+                       threads: int | None = None, shared: bool = False) -> SnapshotDB:
     """``snapshot`` as :func:`reconcile_snapshot` opens it: its views, with what the
-    contracts quarantined for its run (read from ``data_dir`` when not given) hidden."""
+    contracts quarantined for its run (read from ``data_dir`` when not given) hidden.
+    ``shared``: see :func:`~reconcile.load.open_snapshot_db`."""
     if quarantine is None:  # what the contracts quarantined for this run (expectations)
         quarantine = read_quarantine(data_dir, snapshot.run_id)
-    return open_snapshot_db(snapshot, quarantine, threads=threads)
+    return open_snapshot_db(snapshot, quarantine, threads=threads, shared=shared)
 
 
 def _rows(snapshot: Snapshot, spec: ObjectSpec) -> int:

@@ -34,7 +34,7 @@ from repair.plan import (
     UnplannedFinding,
     parse_op,
 )
-from repair.steps import OP_COLUMNS, all_steps_sql
+from repair.steps import OP_COLUMNS, Present, all_steps_sql
 
 RESOLVED_BY_ROWS = ("D08", "D09")  # rule findings the row operations of their version fix
 
@@ -80,13 +80,8 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
                     "WHERE action = 'auto'")
         con.unregister("_drift")
         scope = snap.manifest.scope
-        present = {r[0] for r in con.execute("SELECT DISTINCT object FROM auto").fetchall()}
-        fields: dict[str, set[str]] = {}
-        for obj, fld in con.execute("SELECT DISTINCT object, field FROM auto WHERE kind = "
-                                    "'field_mismatch' AND field IS NOT NULL").fetchall():
-            fields.setdefault(obj, set()).add(fld)
         parts = [f"SELECT {OP_COLUMNS} FROM ({q})"
-                 for q in all_steps_sql(stamp, scope, objects=present, fields=fields)]
+                 for q in all_steps_sql(stamp, scope, Present.of(con))]
         # the order derivation's relations only when a step reads them
         orders = reads_order_relations(*parts)
         as_of = db.as_of.isoformat(sep=" ")

@@ -13,7 +13,10 @@ orders and memberships (:data:`repair.plan.STEPS`, declared once by the plan mod
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import duckdb
 
 from core.catalog import LOCAL_BY_NAME, OBJECTS, ORDER_METADATA, ObjectSpec, get
 from core.localdb.schema import table_columns
@@ -313,40 +316,69 @@ def people_sql(now: str) -> str:
                       WHERE m.customer_id = c.id AND m.billing_account_id = ba.id)"""
 
 
-def all_steps_sql(now: str, scope: str = "all",
-                  objects: set[str] | frozenset[str] | None = None,
-                  fields: Mapping[str, Collection[str]] | None = None) -> list[str]:
+@dataclass(frozen=True)
+class Present:
+    """What a plan's ``auto`` findings are: their distinct (object, kind, rule, field).
+    Every step query reads only findings of its own object and kind — and the order and
+    people steps only their rules' and fields' — so a step none of them can feed makes no
+    operation and is left out of the plan's query: DuckDB spends most of a targeted sync's
+    planning binding a union of steps it does not need."""
+
+    shapes: frozenset[tuple[str, str, str | None, str | None]]
+
+    @classmethod
+    def of(cls, con: duckdb.DuckDBPyConnection) -> Present:
+        return cls(frozenset(con.execute(
+            "SELECT DISTINCT object, kind, rule, field FROM auto").fetchall()))
+
+    def has(self, obj: str, kind: str | None = None, rule: str | None = None) -> bool:
+        return any(o == obj and kind in (None, k) and rule in (None, r)
+                   for o, k, r, _f in self.shapes)
+
+    def fields(self, obj: str, kind: str) -> set[str]:
+        return {f for o, k, _r, f in self.shapes if o == obj and k == kind and f is not None}
+
+
+def all_steps_sql(now: str, scope: str = "all", present: Present | None = None) -> list[str]:
     """Every operation query, in step order (a catalog-only snapshot: the catalog step).
 
-    ``objects``: the objects the ``auto`` findings are about (None: all). Every query reads
-    only ``auto`` findings of its own object, so the others cannot make an operation and
-    are left out: DuckDB spends seconds binding the whole union even over a handful of rows
-    (a targeted sync plans a few findings of one or two objects). ``fields``: per object, the
-    fields its ``auto`` field mismatches name (None: all; see :func:`updates_sql`)."""
-    def wanted(*names: str) -> bool:
-        return objects is None or any(n in objects for n in names)
+    ``present``: what the ``auto`` findings are (None: anything, every step); the steps no
+    finding can feed are left out (see :class:`Present`; ``tests/sync/test_keyed.py``
+    shows the operations are the same either way)."""
+    def has(obj: str, kind: str | None = None, rule: str | None = None) -> bool:
+        return present is None or present.has(obj, kind, rule)
+
+    def fields(obj: str, kind: str) -> set[str] | None:
+        return None if present is None else present.fields(obj, kind)
 
     out: list[str] = []
     for group in ("catalog",) if scope == "catalog" else ("catalog", "accounts",
                                                            "subscriptions"):
-        for spec in (o for o in OBJECTS if o.group == group and wanted(o.name)):
-            out.append(inserts_sql(spec, now))
-            only = None if fields is None else fields.get(spec.name, ())
-            if (u := updates_sql(spec, only)) is not None:
+        for spec in (o for o in OBJECTS if o.group == group):
+            if has(spec.name, "missing_in_local"):
+                out.append(inserts_sql(spec, now))
+            if has(spec.name, "field_mismatch") and (
+                    u := updates_sql(spec, fields(spec.name, "field_mismatch"))) is not None:
                 out.append(u)
-            out.append(deletes_sql(spec))
+            if has(spec.name, "orphaned_in_local"):
+                out.append(deletes_sql(spec))
     if scope == "catalog":
         return out
-    if wanted("Account"):
+    refs = fields("Account", "field_mismatch")
+    if has("Account", "missing_in_local") or refs is None or refs & {"BillToId", "SoldToId"}:
         out.append(account_refs_sql())
-    if wanted("orders"):
-        out.append(order_columns_sql("references", ("subscription_id", "zuora_account_id",
-                                                    "billing_account_id")))
-        out.append(order_columns_sql("orders", ("product_rate_plan_id", "start_date",
-                                                "end_date", "quantity", "amendment_type",
-                                                "gl_namespace_name")))
+    violated = fields("orders", "rule_violation")
+    for step, columns in (("references", ("subscription_id", "zuora_account_id",
+                                          "billing_account_id")),
+                          ("orders", ("product_rate_plan_id", "start_date", "end_date",
+                                      "quantity", "amendment_type", "gl_namespace_name"))):
+        cols = tuple(c for c in columns if violated is None or c in violated)
+        if cols:
+            out.append(order_columns_sql(step, cols))
+    if has("orders", "duplicate_local", "D11"):
         out.append(dedupe_sql())
+    if has("orders", rule="D13"):
         out.append(create_orders_sql(now))
-    if wanted("customers", "billing_account_memberships"):
+    if has("customers", rule="D19") or has("billing_account_memberships", rule="D19"):
         out.append(people_sql(now))
     return out

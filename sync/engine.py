@@ -499,8 +499,9 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     snap = open_snapshot(snap_path)
     # one connection for the reconciliation and the plan: opening the snapshot is a good
     # part of a sync's time, and the plan reads the same views
-    # one thread: a keyed snapshot is a few rows, and DuckDB's time goes to planning
-    db = open_for_reconcile(snap, root, threads=1)
+    # in the process's shared single-threaded DuckDB instance: a keyed snapshot is a few
+    # rows, and a new instance would cost as much as the reconcile
+    db = open_for_reconcile(snap, root, shared=True)
     try:
         reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db,
                            about=SUBJECT_OBJECTS[request.object])

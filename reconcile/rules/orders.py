@@ -207,10 +207,17 @@ def d14_sql() -> str:
 
 
 def namespace_sql() -> str:
-    """D04 (namespace conflict with Zuora, human) and D25 (namespace metadata)."""
-    sm = """(SELECT p.DeploymentType__c FROM derive.ProductRatePlan prp
-              JOIN derive.Product p ON p.Id = prp.ProductId
-              WHERE prp.Id = coalesce(z_product_rate_plan_id, product_rate_plan_id))"""
+    """D04 (namespace conflict with Zuora, human) and D25 (namespace metadata). An order with
+    a namespace on a subscription without one is D25 when its plan is self-managed only
+    (the plan's ``DeploymentType__c``, joined once: ``deployment``), else D04."""
+    sm = ("coalesce(list_contains(deployment, 'self_managed') AND NOT "
+          "list_contains(deployment, 'gitlab_dot_com'), false)")
+    no_ns = f"""(SELECT s.*, string_split(p.DeploymentType__c, ';') AS deployment
+        FROM single_orders s
+        LEFT JOIN derive.ProductRatePlan prp
+               ON prp.Id = coalesce(s.z_product_rate_plan_id, s.product_rate_plan_id)
+        LEFT JOIN derive.Product p ON p.Id = prp.ProductId
+        WHERE s.z_ns IS NULL AND {ns('s.gl_namespace_id')} IS NOT NULL)"""
     return " UNION ALL ".join([
         _finding("'D04'", "gl_namespace_id", "human", "high", "z_ns", "gl_namespace_id",
                  "format('order {} is linked to namespace {} but GitLabNamespaceId__c on the "
@@ -223,15 +230,13 @@ def namespace_sql() -> str:
                  "update the name', id, z_ns, coalesce(gl_namespace_name, ''), z_ns_name)",
                  f"z_ns IS NOT NULL AND z_ns = {ns('gl_namespace_id')} AND z_ns_name IS NOT "
                  "NULL AND NULLIF(TRIM(gl_namespace_name), '') IS DISTINCT FROM z_ns_name"),
-        _finding("CASE WHEN coalesce(list_contains(string_split(" + sm + ", ';'), "
-                 "'self_managed') AND NOT list_contains(string_split(" + sm + ", ';'), "
-                 "'gitlab_dot_com'), false) THEN 'D25' ELSE 'D04' END",
+        _finding(f"CASE WHEN {sm} THEN 'D25' ELSE 'D04' END",
                  "gl_namespace_id", "human", "high", "z_ns", "gl_namespace_id",
                  "format('order {} carries namespace {} but {} has no GitLabNamespaceId__c in "
                  "Zuora{}: investigate, a person decides', id, gl_namespace_id, "
-                 "subscription_name, CASE WHEN list_contains(string_split(" + sm + ", ';'), "
-                 "'self_managed') THEN ' (a self-managed subscription)' ELSE '' END)",
-                 f"z_ns IS NULL AND {ns('gl_namespace_id')} IS NOT NULL"),
+                 "subscription_name, CASE WHEN list_contains(deployment, 'self_managed') "
+                 "THEN ' (a self-managed subscription)' ELSE '' END)",
+                 "true", source=no_ns),
     ])
 
 

@@ -20,9 +20,10 @@ import pytest
 from core.layout import DRIFT_FILE, run_dir
 from core.snapshot import open_snapshot
 from reconcile.engine import open_for_reconcile, reconcile_snapshot
+from reconcile.rules import prepare_rules
 from repair.plan import plan_document
 from repair.planner import build_plan
-from repair.steps import OP_COLUMNS, all_steps_sql
+from repair.steps import OP_COLUMNS, Present, all_steps_sql
 from sandbox.generate.drift import SCENARIOS
 from tests.support.snapshots import write_snapshot
 from tests.support.worlds import fresh_world
@@ -50,6 +51,18 @@ def _plan_doc(plan) -> dict:
     return doc
 
 
+def _ops(db, present: Present | None) -> list:
+    """The plan's operations over ``db`` (its ``auto`` relation), the steps bound for
+    ``present`` or every step (None)."""
+    parts = all_steps_sql("2026-01-01T00:00:00.000000", "all", present)
+    rows = db.con.sql(" UNION ALL ".join(
+        f"SELECT {OP_COLUMNS} FROM ({q})" for q in parts)).fetchall()
+    # key, before, after are JSON objects whose members come in no set order (the planner
+    # reads them into dicts)
+    return sorted(([*r[:4], *(json.loads(v) if v else v for v in r[4:7]), *r[7:]]
+                   for r in rows), key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
 def _both_ways(tmp: Path, empty: tuple[str, ...]
                ) -> tuple[pl.DataFrame, pl.DataFrame, dict, dict, list, list]:
     world = _world(empty)
@@ -65,26 +78,11 @@ def _both_ways(tmp: Path, empty: tuple[str, ...]
     try:
         new = reconcile_snapshot(ksnap, keyed, grace_hours=0.0, keyed=True, db=db)
         new_plan = build_plan(keyed, "r1", now=now, db=db)
-        # the update step bound for the fields the findings name only, or for every field:
-        # the same operations (findings/auto are the plan's, still in the connection)
-        present = {r[0] for r in db.con.execute("SELECT DISTINCT object FROM auto").fetchall()}
-        fields: dict[str, set[str]] = {}
-        for obj, fld in db.con.execute("SELECT DISTINCT object, field FROM auto WHERE kind = "
-                                       "'field_mismatch' AND field IS NOT NULL").fetchall():
-            fields.setdefault(obj, set()).add(fld)
+        # the steps bound for what the auto findings are, or every step: the same operations
+        # (findings/auto are the plan's, still in the connection)
+        present = Present.of(db.con)
 
-        def ops(f: dict | None) -> list:
-            parts = all_steps_sql("2026-01-01T00:00:00.000000", "all", objects=present,
-                                  fields=f)
-            rows = db.con.sql(" UNION ALL ".join(
-                f"SELECT {OP_COLUMNS} FROM ({q})" for q in parts)).fetchall()
-            # key, before, after are JSON objects whose members come in no set order (the
-            # planner reads them into dicts)
-            return sorted(([*r[:4], *(json.loads(v) if v else v for v in r[4:7]), *r[7:]]
-                           for r in rows), key=lambda r: json.dumps(r, sort_keys=True,
-                                                                      default=str))
-
-        narrow, wide = ops(fields), ops(None)
+        narrow, wide = _ops(db, present), _ops(db, None)
     finally:
         db.close()
     assert pl.read_parquet(run_dir(keyed, "r1") / DRIFT_FILE).equals(new.drift)
@@ -156,8 +154,12 @@ def test_a_keyed_reconcile_about_a_subject_finds_what_the_nightly_finds_about_it
     try:
         got = reconcile_snapshot(ksnap, tmp_path / "k", grace_hours=0.0, keyed=True, db=db,
                                  about=about).drift
-        # the plan in the same connection, order steps included, as a sync plans
+        # the plan in the same connection, order steps included, as a sync plans; its steps
+        # narrowed to what the findings are make the operations every step makes
         plan = build_plan(tmp_path / "k", "r1", db=db)
+        narrow = _ops(db, Present.of(db.con))
+        prepare_rules(db.con, db.as_of.isoformat(sep=" "), "all")  # every step's relations
+        wide = _ops(db, None)
     finally:
         db.close()
     want = nightly.filter(pl.col("object").is_in(sorted(about)))
@@ -166,3 +168,4 @@ def test_a_keyed_reconcile_about_a_subject_finds_what_the_nightly_finds_about_it
     assert set(got["object"].unique()) <= about
     assert got.sort(order, nulls_last=True).equals(want.sort(order, nulls_last=True))
     assert {op.table for op in plan.operations}, "nothing planned from those findings"
+    assert narrow == wide and len(narrow) == len(plan.operations)
