@@ -28,6 +28,7 @@ diff and the repair), never here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import polars as pl
@@ -68,7 +69,10 @@ def dtype_of(field: Field) -> pl.DataType:
     return DTYPES[field.ztype]
 
 
+@functools.lru_cache(maxsize=256)
 def empty_frame(spec: ObjectSpec) -> pl.DataFrame:
+    """No row of ``spec``, typed. Cached by the (frozen) spec: frames are immutable, and a
+    targeted sync starts from one per object."""
     return pl.DataFrame(schema={f.name: dtype_of(f) for f in spec.fields})
 
 

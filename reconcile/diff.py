@@ -139,6 +139,7 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
         "SELECT count(*) FROM _dk WHERE NOT missing AND NOT orphan").fetchall()[0][0]
     field_stats = pl.DataFrame(schema=FIELD_STATS_SCHEMA)
     unequal = 0
+    parts: list[str] = []
     if candidates and fields:
         # Normalise the candidates only: Zuora's values read again for those keys, the
         # local ones from what the hash pass kept. Rows equal after normalisation were
@@ -157,8 +158,14 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
             FROM ({zuora}) z JOIN _dk d ON d.key = z.key""")
         if zuora_file is not None:
             con.unregister("_zraw")
-        parts = []
-        for f in fields:
+        # the fields that differ in at least one candidate row: one arm each below (binding
+        # an arm per field of a wide object costs more than comparing a few rows)
+        flags = ", ".join(f"""CASE WHEN "z_{f.name}" IS DISTINCT FROM "l_{f.name}" """
+                          f"THEN {sql_text(f.name)} END" for f in fields)
+        differ = {r[0] for r in con.execute(
+            f"SELECT DISTINCT unnest(list_filter([{flags}], lambda x: x IS NOT NULL)) FROM _mm"
+        ).fetchall()}
+        for f in (f for f in fields if f.name in differ):
             zc, lc = f'"z_{f.name}"', f'"l_{f.name}"'
             delta = (f"CAST(abs(CAST({zc} AS DOUBLE) - CAST({lc} AS DOUBLE)) AS VARCHAR)"
                      if _numeric(f) else
@@ -172,6 +179,7 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
                        {"datediff('day', " + zc + ", " + lc + ")" if f.norm is Norm.DATE
                         else "NULL"} AS day_shift
                 FROM _mm WHERE {zc} IS DISTINCT FROM {lc}""")
+    if parts:  # (none: every candidate was equal after normalisation, D26)
         con.execute("CREATE OR REPLACE TEMP TABLE _fm AS " + " UNION ALL ".join(parts))
         con.execute(insert(f"""
             SELECT {obj} AS object, key, 'field_mismatch' AS kind, field, zuora_value,

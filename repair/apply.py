@@ -231,8 +231,15 @@ def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
 
 def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str,
              row: dict[str, Any], progress: Progress, hooks: BatchHooks = NO_HOOKS,
-             superseded_after: dt.datetime | None = None) -> tuple[str, list[Outcome]]:
-    """Run the batches; with ``yes`` record running → complete/partial/failed."""
+             superseded_after: dt.datetime | None = None,
+             note: str | None = None) -> tuple[str, list[Outcome]]:
+    """Run the batches; with ``yes`` record running → complete/partial/failed. ``note``
+    leads the audit row's message (who asked for the apply, e.g. a sync and its trigger)."""
+
+    def message(text: str | None) -> str | None:
+        joined = "; ".join(t for t in (note, text) if t)
+        return joined[:2000] if joined else None
+
     later = later_values([op for b in batches for op in b])
     if not yes:
         return "dry_run", Executor(sess, dry_run=True, apply_id=None, progress=progress,
@@ -250,13 +257,13 @@ def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str
         msg = str(e) if isinstance(e, RepairFailed) else f"{type(e).__name__}: {e}"
         counts = (sum(o.status == APPLIED for o in done), sum(o.status != APPLIED for o in done))
         try:
-            audit.finish_apply(sess, apply_id, "failed", *counts, msg[:2000])
+            audit.finish_apply(sess, apply_id, "failed", *counts, message(msg))
         except Exception:  # noqa: BLE001 — the session died with the error (server restart)
-            _finish_on_a_new_session(sess.db.url, apply_id, counts, msg[:2000])
+            _finish_on_a_new_session(sess.db.url, apply_id, counts, message(msg) or "")
         raise
-    status, message = _summary(outcomes)
+    status, summary = _summary(outcomes)
     audit.finish_apply(sess, apply_id, status, sum(o.status == APPLIED for o in outcomes),
-                       sum(o.status != APPLIED for o in outcomes), message)
+                       sum(o.status != APPLIED for o in outcomes), message(summary))
     return status, outcomes
 
 
@@ -280,8 +287,10 @@ def _finish_on_a_new_session(url: str, apply_id: str, counts: tuple[int, int], m
 
 def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                batch_size: int | None = None, force: bool = False, progress: Progress = None,
-               now: dt.datetime | None = None, hooks: BatchHooks = NO_HOOKS) -> ApplyResult:
-    """Apply a repair plan to the local database (``yes=False``: dry run, writes nothing)."""
+               now: dt.datetime | None = None, hooks: BatchHooks = NO_HOOKS,
+               note: str | None = None) -> ApplyResult:
+    """Apply a repair plan to the local database (``yes=False``: dry run, writes nothing).
+    ``note``: leads the audit row's message (``recon repair history``): who asked for it."""
     t0 = time.monotonic()
     plan = load_plan(plan_path)
     size = _batch_size(settings, batch_size)
@@ -317,7 +326,8 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                          target=target)
         status, outcomes = _execute(sess, batches, yes=yes, apply_id=apply_id, row=row,
                                     progress=progress, hooks=hooks,
-                                    superseded_after=snapshot_time(settings, plan.run_id))
+                                    superseded_after=snapshot_time(settings, plan.run_id),
+                                    note=note)
     return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
                        status=status, plan_id=plan.plan_id, run_id=plan.run_id,
                        batches=len(batches), outcomes=outcomes,

@@ -288,7 +288,7 @@ def _check_catalog_shrink(settings: Settings, req: SyncRequest, read: _Read) -> 
 def _write_snapshot(root: Path, sync_id: str, req: SyncRequest, read: _Read,
                     settings: Settings) -> Path:
     scope = "catalog" if req.object == "catalog" else "all"
-    w = SnapshotWriter(root, sync_id)
+    w = SnapshotWriter(root, sync_id, durable=False)
     m = Manifest(run_id=sync_id, mode="full", requested_mode="sync",
                  started_at=utc_iso(read.as_of), tenant_tz=settings.tenant_tz, scope=scope,
                  note=f"targeted sync of {req.object} {' '.join(req.keys) or '*'} "
@@ -526,14 +526,17 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
                           op.reason) for op in plan.operations]
     elif plan.operations:
         try:
-            res = apply_plan(plan_path, settings, yes=True, force=True)
+            # the audit row names the sync and what triggered it (``manual`` or the callout
+            # ids), in the message ``recon repair history`` shows; its run_id is the sync id
+            res = apply_plan(plan_path, settings, yes=True, force=True,
+                             note=f"sync {sync_id}: {request.object} "
+                                  f"{' '.join(request.keys) or '*'}; trigger {request.trigger}")
         except LockHeld as e:
             raise _Busy(str(e)) from e
         except RepairRefused as e:
             raise SyncError(f"{sync_id}: the repair was refused: {e}") from e
         except LocalDatabaseError as e:
             raise SyncTransient(f"{sync_id}: the local database failed: {e}") from e
-        _name_trigger(settings, res.apply_id, sync_id, request)
         for o in res.outcomes:
             op = ops[o.seq]
             if o.status == "applied":
@@ -564,22 +567,3 @@ def _columns(op: str, after: dict | None) -> tuple[str, ...]:
     if op != "update" or not after:
         return ()
     return tuple(sorted(after))
-
-
-def _name_trigger(settings: Settings, apply_id: str | None, sync_id: str,
-                  req: SyncRequest) -> None:
-    """The apply's audit row names the sync and what triggered it (``manual`` or the
-    callout ids), in the message ``recon repair history`` shows; its ``run_id`` is the sync
-    id already (the plan's snapshot)."""
-    if apply_id is None:
-        return
-    from repair.audit import APPLIES
-
-    with connect(settings.local_database_url) as db, db.transaction():
-        p = db.dialect.placeholder
-        row = db.fetch(f"SELECT message FROM {APPLIES} WHERE apply_id = {p}", [apply_id])
-        msg = row[0][0] if row else None
-        text = (f"sync {sync_id}: {req.object} {' '.join(req.keys) or '*'}; trigger "
-                f"{req.trigger}" + (f"; {msg}" if msg else ""))
-        db.execute(f"UPDATE {APPLIES} SET message = {p} WHERE apply_id = {p}",
-                   [text[:4000], apply_id])
