@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 
 from core.catalog import OBJECTS, Field, Norm, ObjectSpec, get
@@ -91,15 +93,22 @@ def _context_sql(spec: ObjectSpec, side: str) -> str:
             f"{sql_text(spec.name)} AND kind IN {DIFF_KINDS})")
 
 
-def _set_context(con: duckdb.DuckDBPyConnection, spec: ObjectSpec) -> None:
+def _set_context(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
+                 has: Callable[[str], bool] = lambda _kind: True) -> None:
+    """Subscription, account and update time of the object's findings, from the side that
+    holds the row; ``has``: whether any finding of the object is of that kind (a side none
+    is read from is skipped)."""
     obj = sql_text(spec.name)
-    for side, kinds in (("zuora", "('missing_in_local', 'field_mismatch')"),
-                        ("local", "('orphaned_in_local')")):
+    for side, kinds in (("zuora", ("missing_in_local", "field_mismatch")),
+                        ("local", ("orphaned_in_local",))):
+        if not any(has(k) for k in kinds):
+            continue
+        kinds_sql = "(" + ", ".join(f"'{k}'" for k in kinds) + ")"
         con.execute(f"""
             UPDATE findings f SET subscription_name = c.subscription_name,
                                   account_id = c.account_id, zuora_updated = c.updated
             FROM ({_context_sql(spec, side)}) c
-            WHERE f.object = {obj} AND f.kind IN {kinds} AND f.key = c.key""")
+            WHERE f.object = {obj} AND f.kind IN {kinds_sql} AND f.key = c.key""")
 
 
 def _referenced_sql(spec: ObjectSpec) -> str | None:
@@ -180,19 +189,27 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
     wide object (a targeted sync's keyed reconcile: a field or two)."""
     z_names = "(SELECT name FROM z_names)"
     present: dict[str, set[str]] | None = None
+    kinds: dict[str, set[str]] | None = None
     if narrow:
-        present = {}
-        for obj_name, fld in con.execute(
-                "SELECT DISTINCT object, field FROM findings WHERE field IS NOT NULL").fetchall():
-            present.setdefault(obj_name, set()).add(fld)
+        present, kinds = {}, {}
+        for obj_name, kind, fld in con.execute(
+                "SELECT DISTINCT object, kind, field FROM findings").fetchall():
+            kinds.setdefault(obj_name, set()).add(kind)
+            if fld is not None:
+                present.setdefault(obj_name, set()).add(fld)
     for spec in objects if objects is not None else OBJECTS:
         only = None if present is None else present.get(spec.name, set())
+        # narrow: the CASE arm of a kind no finding of the object has never matches a row;
+        # its SQL (subqueries over the local copy) is left out rather than bound
+        has = (lambda _k: True) if kinds is None else kinds.get(spec.name, set()).__contains__
         obj = sql_text(spec.name)
-        _set_context(con, spec)
+        _set_context(con, spec, has)
         ref = _referenced_sql(spec)
         subtree = spec.group == "subscriptions"
         human_orphan = (f"f.subscription_name IS NULL OR f.subscription_name NOT IN {z_names}"
                         if subtree else ref if ref is not None else "false")
+        if not has("orphaned_in_local"):
+            human_orphan = "false"
         orphan_drift = {
             "subscriptions": f"CASE WHEN {human_orphan} THEN 'D15' ELSE 'D03' END",
             "catalog": f"CASE WHEN {human_orphan} THEN 'D23' ELSE 'D22' END",
@@ -205,6 +222,10 @@ def annotate(con: duckdb.DuckDBPyConnection, objects: list[ObjectSpec] | None = 
             spec.group, "'D16'" if spec.name == "Account" else
             "CASE WHEN f.account_id IN (SELECT zuora_account_id FROM local.billing_accounts) "
             "THEN 'D18' ELSE 'D16' END")
+        if not has("orphaned_in_local"):
+            orphan_drift = "NULL"
+        if not has("missing_in_local"):
+            missing_drift = "NULL"
         orphan_sev = ("'high'" if spec.name in ("Subscription", "Account") else
                       "'low'" if spec.group == "catalog" else "'medium'")
         con.execute(f"""

@@ -196,7 +196,8 @@ def diff_object(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
         field_stats = pl.DataFrame(rows, schema=FIELD_STATS_SCHEMA, orient="row")
         unequal = con.execute("SELECT count(DISTINCT key) FROM _fm").fetchall()[0][0]
     counts = con.execute(f"""
-        SELECT (SELECT count(*) FROM ({zside})), (SELECT count(*) FROM local.{spec.table}),
+        SELECT (SELECT count(*) FROM ({zuora_side_sql(spec, [])})),
+               (SELECT count(*) FROM local.{spec.table}),
                (SELECT count(*) FILTER (WHERE missing) FROM _dk),
                (SELECT count(*) FILTER (WHERE orphan) FROM _dk)""").fetchall()[0]
     zrows, lrows, only_z, only_l = (int(x) for x in counts)
