@@ -211,6 +211,11 @@ class WorkerPool:
                                  args=(self.stop_event, self.wake, self.poll_s), daemon=True)
             t.start()
             self._threads.append(t)
+        # keys scheduled by other processes (a receiver on another host, `callouts retry`)
+        # wake these workers at once where the store can say so (PostgreSQL NOTIFY, on a
+        # connection of its own); polling stays the fallback
+        if self._inboxes:
+            self._inboxes[0].listen(self.notify, self.stop_event)
 
     def notify(self) -> None:
         """An event was stored: wake the workers instead of waiting for their next poll."""

@@ -10,12 +10,15 @@ import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from core.config import redact_url
 from core.errors import LocalDatabaseError, TransientError
+
+# the PostgreSQL channel on which the receiver tells workers on other hosts to claim now
+WAKE_CHANNEL = "recon_inbox_wake"
 
 
 class InboxError(LocalDatabaseError):
@@ -145,6 +148,17 @@ class Backend:
 
     def claimer_alive(self, claimer: str | None) -> bool:
         raise NotImplementedError
+
+    def notify(self) -> None:
+        """Tell workers in other processes that keys were scheduled (inside the
+        transaction that scheduled them). SQLite: nothing — its workers share the
+        receiver's process, which wakes them itself."""
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event
+               ) -> threading.Thread | None:
+        """Call ``wake`` whenever another process notifies; None where there is no such
+        channel (the workers poll)."""
+        return None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -310,6 +324,30 @@ class PostgresBackend(Backend):
 
     def claimer(self) -> str:
         return self._me
+
+    def notify(self) -> None:
+        # delivered when the transaction commits, to every listening worker process
+        self._run(f"NOTIFY {WAKE_CHANNEL}", ())
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event) -> threading.Thread:
+        """A daemon thread that calls ``wake`` on every ``notify`` of any process (its own
+        connection, ``LISTEN``); on a lost connection it reconnects after a second (the
+        workers' polling covers the gap). Ends when ``stop`` is set."""
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    with self._psycopg.connect(self.url, autocommit=True,
+                                               connect_timeout=10) as conn:
+                        conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                        while not stop.is_set():
+                            for _n in conn.notifies(timeout=0.5):
+                                wake()
+                except self._psycopg.Error:
+                    stop.wait(1.0)
+
+        t = threading.Thread(target=run, name="recon-inbox-listen", daemon=True)
+        t.start()
+        return t
 
     def claimer_alive(self, claimer: str | None) -> bool:
         if not claimer or "@" not in claimer:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -123,6 +124,7 @@ class Inbox:
                 b.execute(insert, values)
             for obj, key in sorted(set(e.keys)):  # one lock order: no deadlock between
                 self._schedule(obj, key, e.notification_id, now, e.debounce_s.get(obj, 0.0))
+            b.notify()  # workers in other processes claim at once, not at their next poll
         return StoreOutcome(Stored.NEW, e.notification_id, e.keys)
 
     def _schedule(self, obj: str, key: str, nid: str, now: float, debounce: float) -> None:
@@ -353,6 +355,8 @@ class Inbox:
                 b.execute("UPDATE recon_inbox_dead SET requeued_at = ? WHERE id = ?",
                           (now, did))
                 self._set_events(_ids(ids), "pending", now, None)
+            if rows:
+                b.notify()
         return len(rows)
 
     def prune(self) -> dict[str, int]:
@@ -373,6 +377,12 @@ class Inbox:
                 "dead": b.execute("DELETE FROM recon_inbox_dead WHERE requeued_at < ?",
                                   (before,)),
             }
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event
+               ) -> threading.Thread | None:
+        """Call ``wake`` when another process schedules keys (PostgreSQL ``LISTEN``, on its
+        own connection); None when the store has no such channel."""
+        return self.backend.listen(wake, stop)
 
     def next_due(self) -> float | None:
         """The earliest debounce deadline of a waiting key (epoch s), None when none waits."""

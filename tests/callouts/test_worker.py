@@ -177,3 +177,31 @@ def test_1000_callouts_for_50_keys_in_one_window_are_50_syncs(settings: Settings
                                                                       for i in range(50))
     assert all(len(r.trigger.split(",")) == 20 for r in sync.requests)
     assert inbox.pending() == [] and inbox.health().syncs_24h == 50
+
+
+@pytest.mark.postgres
+def test_a_worker_pool_wakes_on_an_event_stored_by_another_process(pg_url: str,
+                                                                    tmp_path: Path) -> None:
+    """On PostgreSQL the receiver may run on another host: the event it stores wakes the
+    pool's workers through NOTIFY at once, not at their next poll (here 60 s)."""
+    import time
+
+    from callouts.worker import WorkerPool
+    from core.inbox import open_inbox
+
+    settings = dataclasses.replace(Settings(), local_database_url=pg_url, data_dir=tmp_path,
+                                   callouts_debounce_contact_s=0.0)
+    sync = RecordingSync()
+    pool = WorkerPool(settings, sync, 1, poll_s=60.0)
+    pool.start()
+    try:
+        time.sleep(1.0)  # the workers' first claims are done: they now wait on the poll
+        with open_inbox(settings) as other:  # the receiver's connection, not the pool's
+            post(other, settings, "n-wake", "contact", {"ContactId": "c-wake"})
+        t0 = time.monotonic()
+        while not sync.requests and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+        assert [r.keys for r in sync.requests] == [("c-wake",)]
+        assert time.monotonic() - t0 < 5, "woken by the poll, not by the notification"
+    finally:
+        assert pool.stop(10)
