@@ -48,14 +48,23 @@ class ZuoraSide:
         default_factory=lambda: {o.name: empty_frame(o) for o in OBJECTS})
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTS))
     requests: int = 0
+    # ids() per (object, column), dropped when the object's frame changes: the local read
+    # asks for the same ones many times
+    _ids: dict[tuple[str, str], list[str]] = field(default_factory=dict, repr=False)
 
     def add(self, obj: str, frame: pl.DataFrame) -> None:
         if frame.height:
             self.frames[obj] = pl.concat([self.frames[obj], frame]).unique(
                 subset=["Id"], keep="last", maintain_order=True)
+            for k in [k for k in self._ids if k[0] == obj]:
+                del self._ids[k]
 
     def ids(self, obj: str, col: str = "Id") -> list[str]:
-        return [v for v in self.frames[obj][col].unique().to_list() if v is not None]
+        got = self._ids.get((obj, col))
+        if got is None:
+            got = self._ids[(obj, col)] = [
+                v for v in self.frames[obj][col].unique().to_list() if v is not None]
+        return list(got)
 
     @property
     def rows(self) -> int:
