@@ -257,11 +257,31 @@ class Inbox:
         events processed, last sync per key, the sync log; rerun events rescheduled."""
         b, now = self.backend, self.clock()
         with b.transaction():
+            done: list[str] = []
             for key, ids, rerun, rerun_first in self._held(claim):
-                self._set_events(_ids(ids), "processed", now, sync_id)
+                done += _ids(ids)
                 self._record_key(claim.object, key, sync_id, now, status)
                 self._after_run(claim, key, rerun, rerun_first, debounce_s)
+            self._set_events(self._settled(done), "processed", now, sync_id)
             self._log(sync_id, claim, started_at, now, status, message)
+
+    def _settled(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` whose every key is synced: an event naming several keys (an Order
+        Processed callout: subscriptions and accounts) stays pending while another of its
+        keys still waits or runs."""
+        b, out = self.backend, []
+        for nid in dict.fromkeys(ids):
+            row = b.fetch("SELECT keys FROM recon_inbox_events WHERE notification_id = ?",
+                          (nid,))
+            keys = {tuple(k) for k in json.loads(row[0][0])} if row else set()
+            waiting = False
+            for obj, key in keys if len(keys) > 1 else ():
+                for ids_, rerun in b.fetch("SELECT ids, rerun_ids FROM recon_inbox_pending "
+                                           "WHERE object = ? AND key = ?", (obj, key)):
+                    waiting = waiting or nid in _ids(ids_) or nid in _ids(rerun)
+            if not waiting:
+                out.append(nid)
+        return out
 
     def fail(self, claim: Claim, *, error: str, max_attempts: int, backoff_s: float,
              sync_id: str | None = None, started_at: float | None = None,

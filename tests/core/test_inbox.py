@@ -111,6 +111,24 @@ def test_events_during_a_sync_schedule_exactly_one_more(inbox: Inbox,
     assert inbox.pending() == []
 
 
+def test_an_event_naming_several_keys_is_processed_when_all_of_them_synced(
+        inbox: Inbox, clock: FakeClock) -> None:
+    """An Order Processed callout names a subscription and an account: it stays pending until
+    both keys' syncs finished, whichever finishes first."""
+    inbox.store_event(NewEvent("op-1", "r", "order_processed",
+                               (("subscription", "S1"), ("account", "A1")), "{}", DEB))
+    clock.advance(2)
+    claims = {c.object: c for c in claim(inbox)}
+    assert set(claims) == {"subscription", "account"}
+    inbox.finish(claims["account"], sync_id="sync-a", status="ok", started_at=clock(),
+                 debounce_s=2.0)
+    assert [e.status for e in inbox.events()] == ["pending"]
+    inbox.finish(claims["subscription"], sync_id="sync-s", status="ok", started_at=clock(),
+                 debounce_s=2.0)
+    [e] = inbox.events()
+    assert (e.status, e.sync_id) == ("processed", "sync-s")
+
+
 def test_storm_is_one_batch(inbox: Inbox, clock: FakeClock) -> None:
     for i in range(6):
         inbox.store_event(ev(f"n{i}", key=f"A{i}"))
