@@ -562,7 +562,8 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
         sync_id=sync_id, object=request.object, keys=request.keys, trigger=request.trigger,
         dry_run=request.dry_run, started_at=started, finished_at=dt.datetime.now(dt.UTC),
         exit_code=code, changes=tuple(changes), leftovers=tuple(leftovers), missing=missing,
-        apply_id=apply_id)
+        apply_id=apply_id,
+        resolved=tuple((k, v) for k, v in read.found.items() if v and v != k))
 
 
 def _plain(key: dict) -> dict:

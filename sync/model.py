@@ -93,6 +93,14 @@ class SyncResult:
     # the repair apply that wrote the changes (``recon repair revert APPLY_ID`` undoes the
     # sync); None for a dry run or when nothing needed writing
     apply_id: str | None = None
+    # (key asked, Zuora id) where they differ: an account asked for by its number
+    resolved: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def synced_keys(self) -> tuple[str, ...]:
+        """The keys as the nightly's findings name them (Zuora ids for accounts)."""
+        ids = dict(self.resolved)
+        return tuple(ids.get(k, k) for k in self.keys)
 
     @property
     def seconds(self) -> float:

@@ -84,7 +84,7 @@ def _record(settings: Any, result: Any) -> None:
         return
     status = "ok" if result.exit_code == 0 else "left"
     with open_inbox(settings) as inbox:
-        for key in result.keys or ("*",):
+        for key in result.synced_keys or ("*",):
             inbox.record_sync(result.object, key, result.sync_id, result.finished_at, status)
 
 

@@ -55,6 +55,24 @@ def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> Non
     assert [(r["object"], r["sync_id"]) for r in row] == [("subscription", doc["sync_id"])]
 
 
+def test_a_manual_sync_by_account_number_is_recorded_under_the_account_id(
+        world, tmp_path: Path, capsys) -> None:
+    """The nightly's findings name accounts by Zuora id: a sync asked for by number is
+    recorded under the id it resolved to, so the nightly holds that account too."""
+    srv, settings = world
+    acct = srv.store.live("Account").row(7, named=True)
+    cfg = config(settings, tmp_path)
+    with open_inbox(settings):
+        pass
+    assert main(["--config", cfg, "sync", "account", acct["AccountNumber"], "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["resolved"] == [[acct["AccountNumber"], acct["Id"]]]
+    activity = read_activity(settings)
+    assert activity is not None
+    rows = activity.filter(pl.col("sync_id") == doc["sync_id"]).to_dicts()
+    assert [(r["object"], r["key"]) for r in rows] == [("account", acct["Id"])]
+
+
 def test_a_key_zuora_lost_is_read_twice_and_left_to_a_person(world, tmp_path: Path,
                                                             capsys) -> None:
     """An order for a subscription Zuora does not return: read twice (nothing found is not
