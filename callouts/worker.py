@@ -9,8 +9,9 @@ the inbox (:mod:`core.inbox.store`), so they hold the same for threads in the re
 
 * exit 0 or 1 → ``finish`` (1: findings left for a person, reported by the sync itself);
 * :class:`~sync.model.SyncBadRecord` → dead letter with the reason (retrying cannot help);
-* :class:`~sync.model.SyncTransient`, any other failure or exit 2 → retry with exponential
-  backoff, dead letter after ``callouts.max_attempts``.
+* :class:`~sync.model.SyncTransient`, any other failure, exit 2, or an apply that met
+  conflicts (a row changed between the sync's read and its write) → retry with exponential
+  backoff and fresh reads, dead letter after ``callouts.max_attempts``.
 
 The sync callable and the clock are injected, so the rules are tested with a recording sync and
 a clock that jumps minutes at a time.
@@ -131,6 +132,10 @@ class Worker:
             return self._failed(claim, "; ".join(lo.explanation for lo in result.leftovers)
                                 or "the sync could not sync (exit 2)", started,
                                 result.sync_id)
+        if result.conflicts:  # the rows moved under the sync: read them again, later
+            return self._failed(claim, f"{result.conflicts} operation(s) met a row that "
+                                "changed after the sync read it (conflict); synced again "
+                                "with fresh reads", started, result.sync_id)
         status = "ok" if result.exit_code == SYNC_OK else "left"
         self.inbox.finish(claim, sync_id=result.sync_id, status=status, started_at=started,
                           debounce_s=debounce)

@@ -483,6 +483,7 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
              started: dt.datetime, say: Progress) -> SyncResult:
     from reconcile.engine import open_for_reconcile, reconcile_snapshot
     from repair.apply import apply_plan
+    from repair.executor import CONFLICT
     from repair.guards import LockHeld, RepairRefused
     from repair.plan import write_plan
     from repair.planner import build_plan
@@ -552,8 +553,8 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
                                       _columns(o.op, op.after), op.reason))
             elif o.status != "already_applied":
                 leftovers.append(Leftover(
-                    "skipped", o.table, json.dumps(_plain(o.key), sort_keys=True,
-                                                   default=str), None, None,
+                    "conflict" if o.status == CONFLICT else "skipped", o.table,
+                    json.dumps(_plain(o.key), sort_keys=True, default=str), None, None,
                     f"{o.op} skipped ({o.status}): {o.detail}"))
         apply_id = res.apply_id
     missing = tuple(k for k, v in read.found.items() if v is None)

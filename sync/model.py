@@ -64,9 +64,11 @@ class Change:
 @dataclass(frozen=True)
 class Leftover:
     """A finding or an operation the sync did not apply: a ``human`` finding (never applied
-    automatically) or a skipped operation (a conflict, a guard), with why."""
+    automatically), a ``conflict`` (the row changed between the sync's read and its write:
+    the callout worker syncs the key again later) or another ``skipped`` operation, with
+    why."""
 
-    kind: str  # "human" | "skipped"
+    kind: str  # "human" | "conflict" | "skipped"
     object: str
     key: str
     rule: str | None
@@ -95,6 +97,10 @@ class SyncResult:
     apply_id: str | None = None
     # (key asked, Zuora id) where they differ: an account asked for by its number
     resolved: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def conflicts(self) -> int:
+        return sum(lo.kind == "conflict" for lo in self.leftovers)
 
     @property
     def synced_keys(self) -> tuple[str, ...]:

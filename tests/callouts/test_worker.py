@@ -145,6 +145,35 @@ def test_transient_retries_with_backoff_then_dead_letter(settings: Settings, inb
     assert inbox.last_syncs()[0].status == "ok"
 
 
+def test_a_sync_that_met_a_conflict_is_synced_again_with_fresh_reads(
+        settings: Settings, inbox: Inbox, clock: FakeClock) -> None:
+    """A row changed between the sync's read and its write (the apply skipped it as a
+    conflict): the key is not left stale — it is synced again after the backoff."""
+    from sync.model import Leftover
+
+    calls: list[SyncRequest] = []
+
+    def sync(settings: Settings, request: SyncRequest) -> SyncResult:
+        calls.append(request)
+        now = dt.datetime.now(dt.UTC)
+        left = (Leftover("conflict", "billing_accounts", '{"zuora_account_id": "A1"}', None,
+                         None, "update skipped (conflict): the row changed"),)
+        return SyncResult(new_sync_id(), request.object, request.keys, request.trigger, False,
+                          now, now, 1 if len(calls) == 1 else 0,
+                          leftovers=left if len(calls) == 1 else ())
+
+    seen: list[str] = []
+    worker = Worker(settings, inbox, sync, clock=clock, observer=lambda s, c, d: seen.append(s))
+    post(inbox, settings, "n1", "account", {"AccountId": "A1"})
+    clock.advance(2)
+    assert drain(worker) == 1 and seen == ["failed"]
+    [p] = inbox.pending()
+    assert "conflict" in (p.last_error or "")
+    clock.advance(10)  # the backoff
+    assert drain(worker) == 1 and seen == ["failed", "ok"]
+    assert inbox.pending() == [] and inbox.last_syncs()[0].status == "ok"
+
+
 def test_bad_record_is_dead_lettered_without_retry(settings: Settings, inbox: Inbox,
                                                    clock: FakeClock) -> None:
     sync = RecordingSync()
