@@ -156,8 +156,9 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         timings["diff"] = time.perf_counter() - t
         say("rules")
         t = time.perf_counter()
+        sqls = {r.id: r.sql() for r in rules}  # built once: prepared for, then run
         db.prepared = prepare_rules(con, db.as_of.isoformat(sep=" "), scope,
-                                    orders=reads_order_relations(*(r.sql() for r in rules)))
+                                    orders=reads_order_relations(*sqls.values()))
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
         if keyed:  # annotation updates each object's findings only: skip those without
@@ -169,7 +170,7 @@ def reconcile_snapshot(snapshot: Snapshot, data_dir: Path | str, *, grace_hours:
         t = time.perf_counter()
         for rule in rules:
             try:
-                con.execute(insert(rule.sql()))
+                con.execute(insert(sqls[rule.id]))
             except Exception as e:  # a broken rule must name itself, not fail anonymously
                 raise ReconcileError(f"rule {rule.id} ({rule.title}) failed: {e}") from e
             timings[f"rule {rule.id}"] = time.perf_counter() - t

@@ -44,6 +44,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from core.catalog import OBJECTS
+from core.catalog.events import ACCOUNT_OBJECTS, CATALOG_OBJECTS, SUBSCRIPTION_OBJECTS
 from core.config import Settings
 from core.errors import LocalDatabaseError, ReconError, TransientError
 from core.inbox import shared_budget
@@ -314,16 +315,14 @@ def _write_snapshot(root: Path, sync_id: str, req: SyncRequest, read: _Read,
 
 
 # the objects (catalogue objects, local tables) a sync's findings can be about, per sync
-# object: :func:`subject` keeps no other, so the reconcile computes no other
-# (``reconcile_snapshot(about=...)``: the rules that cannot produce one do not run)
-_PEOPLE = ("Account", "Contact", "customers", "billing_account_memberships")
+# object — what the catalogue says each sync covers (core.catalog.events), and for a
+# subscription also the accounts created with it (see subject). :func:`subject` keeps no
+# other, so the reconcile computes no other (``reconcile_snapshot(about=...)``)
 SUBJECT_OBJECTS: dict[str, frozenset[str]] = {
     "contact": frozenset({"Contact"}),
-    "account": frozenset(_PEOPLE),
-    # the subtree, the order, and the accounts created with them (see subject)
-    "subscription": frozenset({*(o.name for o in OBJECTS if o.group == "subscriptions"),
-                               "orders", *_PEOPLE}),
-    "catalog": frozenset(CATALOG),
+    "account": frozenset(ACCOUNT_OBJECTS),
+    "subscription": frozenset(SUBSCRIPTION_OBJECTS + ACCOUNT_OBJECTS),
+    "catalog": frozenset(CATALOG_OBJECTS),
 }
 
 
@@ -512,11 +511,11 @@ def _attempt(settings: Settings, request: SyncRequest, client: ZuoraClient, sync
     # rows, and a new instance would cost as much as the reconcile
     db = open_for_reconcile(snap, root, shared=True)
     try:
-        reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db,
-                           about=SUBJECT_OBJECTS[request.object])
-        drift_path = DataLayout(root).run_dir(sync_id) / DRIFT_FILE
-        drift = pl.read_parquet(drift_path)
-        drift.filter(subject(request, read)).write_parquet(drift_path)
+        result = reconcile_snapshot(snap, root, grace_hours=0.0, keyed=True, db=db,
+                                    about=SUBJECT_OBJECTS[request.object])
+        # the plan reads the run's drift file: only the sync's findings stay in it
+        result.drift.filter(subject(request, read)).write_parquet(
+            DataLayout(root).run_dir(sync_id) / DRIFT_FILE)
         plan = build_plan(root, sync_id, local_database_url=settings.local_database_url,
                           db=db)
     finally:
