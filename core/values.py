@@ -262,6 +262,8 @@ def render_expr(field: Field, tenant_tz: str, style: str = "zoql") -> pl.Expr:
             out = _decimal_text(col)
         case _:
             out = col
+            if style == "object_query" and field.object_query_values:
+                out = out.replace(field.to_object_query)
     return out.alias(field.name)
 
 

@@ -98,6 +98,7 @@ def _zoql_records(client: ZuoraClient, spec: ObjectSpec, field: str | None,
 def _oq_records(client: ZuoraClient, spec: ObjectSpec, field: str,
                 values: list[str]) -> tuple[list[dict[str, Any]], int]:
     camel = {f.object_query_name: f.name for f in spec.fields}
+    respell = {f.name: f.from_object_query for f in spec.fields if f.object_query_values}
     f = spec.field(field).object_query_name
     path = f"/object-query/{spec.object_query_path}"
     params: dict[str, Any] = {
@@ -109,7 +110,12 @@ def _oq_records(client: ZuoraClient, spec: ObjectSpec, field: str,
         body = _body(client.request("GET", path, route="object_query", params=params,
                                     headers={"Accept": "application/json"}), f"GET {path}")
         calls += 1
-        out += [{camel.get(k, k): v for k, v in r.items()} for r in body.get("data") or []]
+        page = [{camel.get(k, k): v for k, v in r.items()} for r in body.get("data") or []]
+        for r in page if respell else ():  # Object Query's enum spellings → the read spelling
+            for name, back in respell.items():
+                if r.get(name) in back:
+                    r[name] = back[r[name]]
+        out += page
         nxt = body.get("nextPage")
         if not nxt:
             return out, calls

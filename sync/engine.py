@@ -215,10 +215,12 @@ def _check_cap(settings: Settings, req: SyncRequest, read: _Read) -> None:
     than this many rows per key (Zuora's and the local side's together)."""
     cap = settings.sync_max_rows_per_key
     if req.object == "subscription":
-        sizes = _subscription_sizes(read)
+        sizes = _subtree_sizes(read, "Subscription", "Name")
     elif req.object == "catalog" and not req.keys:
         sizes = {"(whole catalog)": sum(read.zuora.frames[o].height for o in CATALOG)}
-    else:  # accounts, contacts, products: a few rows each; the request's share per key
+    elif req.object == "catalog":
+        sizes = _subtree_sizes(read, "Product", "Id")
+    else:  # accounts and contacts: a row or three each, no subtree below them
         total = read.zuora.rows + read.local.rows
         sizes = {k: -(-total // max(1, len(req.keys))) for k in req.keys}
     big = {k: n for k, n in sizes.items() if n > cap}
@@ -231,36 +233,43 @@ def _check_cap(settings: Settings, req: SyncRequest, read: _Read) -> None:
             + (f"; {len(big) - 1} more key(s) over the cap" if len(big) > 1 else ""))
 
 
-def _subscription_sizes(read: _Read) -> dict[str, int]:
-    """Rows per subscription name: its versions, rate plans, charges and tiers, on both
-    sides (the context — accounts, catalog — is not the key's to rewrite)."""
-    z, lo = read.zuora.frames, read.local
-    name_of: dict[str, str] = dict(zip(z["Subscription"]["Id"].to_list(),
-                                       z["Subscription"]["Name"].to_list(), strict=True))
-    subs = lo.frame("zuora_local_subscriptions")
-    name_of.update(zip(subs["zuora_id"].to_list(), subs["name"].to_list(), strict=True))
-    charge_sub: dict[str, str] = dict(zip(z["RatePlanCharge"]["Id"].to_list(),
-                                          z["RatePlanCharge"]["SubscriptionId"].to_list(),
-                                          strict=True))
-    lch = lo.frame("zuora_local_rate_plan_charges")
-    charge_sub.update(zip(lch["zuora_id"].to_list(), lch["subscription_id"].to_list(),
-                          strict=True))
-    sizes: dict[str, int] = {}
+def _subtree_sizes(read: _Read, root: str, key_field: str) -> dict[str, int]:
+    """Rows per key of ``root`` (a subscription by Name: all its versions; a product by Id)
+    over the root and every object whose catalogue parent chain (``ObjectSpec.parent``) leads
+    to it, Zuora's rows and the local side's together. Context the sync also reads (accounts,
+    the catalog behind a subscription) is not the key's to rewrite and is not counted."""
+    by_name = {spec.name: spec for spec in OBJECTS}
 
-    def count(sub_ids: list) -> None:
-        for sid in sub_ids:
-            name = name_of.get(sid)
-            if name is not None:
-                sizes[name] = sizes.get(name, 0) + 1
+    def rows(spec_name: str, ref: str) -> pl.DataFrame:
+        """(id, ref) of one object's rows on both sides, ``ref`` a field of it."""
+        spec = by_name[spec_name]
+        parts = []
+        z = read.zuora.frames.get(spec_name)
+        if z is not None and z.height:
+            parts.append(z.select(pl.col("Id").cast(pl.String).alias("id"),
+                                  pl.col(ref).cast(pl.String).alias("ref")))
+        col = spec.field(ref).column
+        if spec.table in read.local.tables and col is not None:
+            lo = read.local.frame(spec.table)
+            if lo.height:
+                parts.append(lo.select(pl.col(spec.key_column).cast(pl.String).alias("id"),
+                                       pl.col(col).cast(pl.String).alias("ref")))
+        return (pl.concat(parts) if parts
+                else pl.DataFrame(schema={"id": pl.String, "ref": pl.String}))
 
-    count(z["Subscription"]["Id"].to_list() + subs["zuora_id"].to_list())
-    count(z["RatePlan"]["SubscriptionId"].to_list() + z["RatePlanCharge"]["SubscriptionId"]
-          .to_list())
-    count(lo.frame("zuora_local_rate_plans")["subscription_id"].to_list()
-          + lch["subscription_id"].to_list())
-    count([charge_sub.get(c) for c in z["RatePlanChargeTier"]["RatePlanChargeId"].to_list()
-           + lo.frame("zuora_local_rate_plan_charge_tiers")["rate_plan_charge_id"].to_list()])
-    return sizes
+    top = rows(root, key_field).rename({"ref": "key"})
+    counted = [top.select("key")]
+    owner = {root: top.unique(subset="id", keep="first")}
+    for spec in OBJECTS:  # parents are declared before their children
+        if spec.parent is None or spec.parent[1] not in owner:
+            continue
+        parent_field, parent = spec.parent
+        hit = rows(spec.name, parent_field).join(owner[parent].rename({"id": "ref"}),
+                                                 on="ref", how="inner")
+        counted.append(hit.select("key"))
+        owner[spec.name] = hit.select("id", "key").unique(subset="id", keep="first")
+    sizes = pl.concat(counted).drop_nulls().group_by("key").len()
+    return dict(zip(sizes["key"].to_list(), sizes["len"].to_list(), strict=True))
 
 
 def _check_catalog_shrink(settings: Settings, req: SyncRequest, read: _Read) -> None:

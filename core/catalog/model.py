@@ -115,6 +115,11 @@ class Field:
     nullable: bool = True  # local null rule (seed 003 "null:false")
     norm: Norm = Norm.EXACT
     enum: tuple[str, ...] = ()  # Zuora's allowed values (read spelling)
+    # (read spelling, Object Query spelling) for each value Object Query spells differently,
+    # e.g. ListPriceBase ("Per Billing Period", "PerBillingPeriod"), docs/zuora-api.md §2.7.
+    # No field recon copies has one today (the documented differences are in fields it does
+    # not copy); declared here so both the reader and the sandbox translate from one place.
+    object_query_values: tuple[tuple[str, str], ...] = ()
     compare: bool = True  # False: stored but not compared (e.g. volatile values)
     owner: Owner = Owner.ZUORA
     ref: Ref | None = None
@@ -156,6 +161,16 @@ class Field:
         ``termStartDate``, ``MRR`` → ``mRR``, docs/zuora-api.md §2.7); ZOQL and AQuA use
         :attr:`name`. Declared here once so a reader never guesses either spelling."""
         return self.name[:1].lower() + self.name[1:]
+
+    @property
+    def to_object_query(self) -> dict[str, str]:
+        """Read spelling → Object Query spelling, for the values that differ."""
+        return dict(self.object_query_values)
+
+    @property
+    def from_object_query(self) -> dict[str, str]:
+        """Object Query spelling → the read spelling every other path uses."""
+        return {oq: read for read, oq in self.object_query_values}
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ class ObjectQuery:
             chosen = [_field(spec, n.strip(), "fields[]").name
                       for v in multi["fields"] for n in v.split(",") if n.strip()]
             names = list(dict.fromkeys(["Id", *chosen]))
-        camel = {n: render.camel(n) for n in names}
+        camel = {n: spec.field(n).object_query_name for n in names}
         df = self.store.live(spec.name)
 
         if key is not None:

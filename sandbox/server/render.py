@@ -43,11 +43,6 @@ def records(spec: ObjectSpec, typed: pl.DataFrame, tz: str, style: str,
     return [{k: v for k, v in r.items() if v is not None} for r in rows]
 
 
-def camel(name: str) -> str:
-    """Zuora's Object Query spelling: ``TermStartDate`` → ``termStartDate``, ``MRR`` → ``mRR``."""
-    return name[:1].lower() + name[1:]
-
-
 def csv_field(value: bytes | None, null: str = "") -> bytes:
     """One CSV field as Zuora (and polars) quote it: NULL is the null replacement, an empty
     string ``""``, a value with a comma, quote, CR or LF quoted with quotes doubled; every

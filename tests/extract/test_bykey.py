@@ -54,3 +54,42 @@ def test_unknown_keys_read_nothing_and_no_keys_ask_nothing(sandbox: SandboxServe
                               api=api)
             assert got.frame.height == 0 and got.requests == 1
         assert read_by_key(client, spec, "Id", [], tenant_tz=sandbox.tenant_tz).requests == 0
+
+
+def test_object_query_enum_spellings_are_read_back_from_the_catalogues_declaration(
+        sandbox: SandboxServer) -> None:
+    """Object Query spells some enum values differently from ZOQL (``PerBillingPeriod`` for
+    ``Per Billing Period``, docs §2.7). A field declaring those pairs once
+    (``Field.object_query_values``) is served so by the sandbox and read back to the read
+    spelling, so both APIs still give identical typed rows. No copied field differs today, so
+    this declares pairs on ChargeModel for the duration of the test."""
+    import dataclasses
+    import json
+
+    from core.catalog import BY_NAME
+
+    spec = BY_NAME["ProductRatePlanCharge"]
+    old = spec.field("ChargeModel")
+    pairs = tuple((v, v.upper().replace(" ", "_")) for v in old.enum)
+    new = dataclasses.replace(old, object_query_values=pairs)
+    fields = tuple(new if f is old else f for f in spec.fields)
+    object.__setattr__(spec, "fields", fields)
+    spec._by_name["ChargeModel"] = new
+    try:
+        ids = sandbox.store.live(spec.name)["Id"].head(60).to_list()
+        with ZuoraClient(sandbox.url, "recon", SECRET,
+                         policy=RetryPolicy(attempts=2)) as client:
+            raw = json.loads(client.request(
+                "GET", f"/object-query/{spec.object_query_path}", route="object_query",
+                params={"pageSize": "99", "fields[]": "chargeModel"}).text)["data"]
+            served = {r["chargeModel"] for r in raw if "chargeModel" in r}
+            assert served and served <= {oq for _, oq in pairs}  # the sandbox speaks it
+            z = read_by_key(client, spec, "Id", ids, tenant_tz=sandbox.tenant_tz, api="zoql")
+            o = read_by_key(client, spec, "Id", ids, tenant_tz=sandbox.tenant_tz,
+                            api="object_query")
+        assert o.rejects.height == 0
+        assert set(o.frame["ChargeModel"].drop_nulls()) <= set(old.enum)
+        assert z.frame.sort("Id").equals(o.frame.sort("Id"))
+    finally:
+        object.__setattr__(spec, "fields", tuple(old if f is new else f for f in spec.fields))
+        spec._by_name["ChargeModel"] = old

@@ -108,20 +108,56 @@ def test_a_bad_record_refuses_the_sync_and_writes_nothing(world, tmp_path: Path,
     mutate(srv, "update", "Account", acct["Id"], Status=acct["Status"], Name=acct["Name"])
 
 
-def test_the_row_cap_refuses_a_large_key(world) -> None:
+def _subtree_rows(srv, settings: Settings, root: str, key_field: str, key: str) -> int:
+    """Rows of one key's subtree on both sides, counted from the sandbox's store and the local
+    tables directly (the catalogue's parent edges say which objects hang below ``root``)."""
+    from core.catalog import BY_NAME, OBJECTS
+
+    spec = BY_NAME[root]
+    z = srv.store.live(root).filter(pl.col(key_field) == key)
+    lo = local(settings, f"SELECT {spec.key_column} AS id FROM {spec.table} "
+               f"WHERE {spec.field(key_field).column} = %s", [key])
+    total, ids = z.height + lo.height, {root: set(z["Id"].to_list()) | set(lo["id"].to_list())}
+    for child in OBJECTS:
+        if child.parent is None or child.parent[1] not in ids:
+            continue
+        ref, parent = child.parent
+        z = srv.store.live(child.name).filter(pl.col(ref).is_in(sorted(ids[parent])))
+        lo = local(settings, f"SELECT {child.key_column} AS id FROM {child.table} "
+                   f"WHERE {child.field(ref).column} = ANY(%s)", [sorted(ids[parent])])
+        total += z.height + lo.height
+        ids[child.name] = set(z["Id"].to_list()) | set(lo["id"].to_list())
+    return total
+
+
+@pytest.mark.parametrize(("obj", "root", "key_field"), [
+    ("subscription", "Subscription", "Name"), ("catalog", "Product", "Id")])
+def test_the_row_cap_counts_the_keys_whole_subtree(world, obj: str, root: str,
+                                                    key_field: str) -> None:
+    """The cap is exact per key: with two keys whose subtrees hold N > M rows (all versions,
+    rate plans, charges, tiers; a product's rate plans, charges and tiers; both sides), the
+    sync passes under a cap of N and is refused under N - 1, naming the bigger key and N —
+    not an average over the request."""
     import dataclasses
 
     srv, settings = world
-    name = srv.store.live("Subscription")["Name"][5]
-    fits = sync_keys(settings, SyncRequest("subscription", (name,), dry_run=True))
-    assert fits.exit_code == 0
-    small = dataclasses.replace(settings, sync_max_rows_per_key=5)
-    with pytest.raises(SyncError, match=rf"{name}: its subtree holds \d+ rows .*"
-                                        r"sync.max_rows_per_key \(5\)"):
-        sync_keys(small, SyncRequest("subscription", (name,)))
+    keys = srv.store.live(root)[key_field].unique(maintain_order=True).to_list()
+    sizes = {k: _subtree_rows(srv, settings, root, key_field, k) for k in keys[:12]}
+    big = max(sizes, key=lambda k: sizes[k])
+    small_key = min(sizes, key=lambda k: sizes[k])
+    n = sizes[big]
+    assert n > 4 and sizes[small_key] < n - 1  # real subtrees of different sizes
+    both = (big, small_key)
+    exact = dataclasses.replace(settings, sync_max_rows_per_key=n)
+    assert sync_keys(exact, SyncRequest(obj, both, dry_run=True)).exit_code == 0
+    small = dataclasses.replace(settings, sync_max_rows_per_key=n - 1)
+    with pytest.raises(SyncError, match=rf"{big}: its subtree holds {n:,} rows .*"
+                                        rf"sync.max_rows_per_key \({n - 1:,}\)") as e:
+        sync_keys(small, SyncRequest(obj, both))
+    assert "more key(s)" not in str(e.value)
     before = len(list((settings.data_dir / "syncs").iterdir()))
     with pytest.raises(SyncError):  # refused before anything is written, even the dataset
-        sync_keys(small, SyncRequest("subscription", (name,)))
+        sync_keys(small, SyncRequest(obj, both))
     assert len(list((settings.data_dir / "syncs").iterdir())) == before
 
 
