@@ -41,6 +41,8 @@ MODULES: dict[str, list[str]] = {
     "reconcile/rules/accounts.py": [*scenarios("D17", "D19", "D20"), CLEAN, TOGETHER],
     "reconcile/rules/subscriptions.py": [*scenarios("D08", "D09", "D03"), CLEAN, TOGETHER],
     "reconcile/rules/catalog.py": [*scenarios("D22", "D23"), CLEAN, TOGETHER],
+    # the catalog classification D22 reads (and the scopes, views and `recon catalog plans`)
+    "core/catalog/scopes.py": ["tests/core/test_catalog_scopes.py", *scenarios("D22"), CLEAN],
 }
 FUNCTIONS: dict[tuple[str, str], list[str]] = {
     ("reconcile/rules/orders.py", "d15_sql"): [*scenarios("D15"), CLEAN],

@@ -3,56 +3,31 @@
 
 from __future__ import annotations
 
-from core.catalog import get
+from core.catalog.scopes import ZUORA, current_sql, problems_sql
 from reconcile.rules.base import Rule, col
-
-
-def _allowed(field: str) -> str:
-    return "[" + ", ".join(f"'{v}'" for v in get("Product").field(field).enum) + "]"
-
-
-def _values(expr: str) -> str:
-    return (f"list_filter(list_transform(string_split(coalesce({expr}, ''), ';'), "
-            "lambda t: lower(trim(t))), lambda t: t <> '')")
 
 
 def d22_sql() -> str:
     """Current plans CustomersDot cannot classify: the product's Category, Tier__c or
     DeploymentType__c missing (Base Products and Add On Services need both), the plan's
     WebDirect__c missing, a value outside the seed-004 enums, or a base product with several
-    tiers or deployments. Deciding what a new plan is needs a config/code change (human)."""
-    tiers, deps = _values("p.Tier__c"), _values("p.DeploymentType__c")
-    reasons = [
-        ("p.Id IS NULL", "its product is not in the catalog"),
-        ("p.Id IS NOT NULL AND p.Category IS NULL", "product Category is empty"),
-        (f"p.Category IN ('Base Products', 'Add On Services') AND len({tiers}) = 0",
-         "product Tier__c is empty"),
-        (f"p.Category IN ('Base Products', 'Add On Services') AND len({deps}) = 0",
-         "product DeploymentType__c is empty"),
-        ("prp.WebDirect__c IS NULL", "plan WebDirect__c is empty"),
-        (f"len(list_filter({tiers}, lambda t: NOT list_contains({_allowed('Tier__c')}, t))) > 0",
-         "product Tier__c has a value outside the allowed tiers"),
-        (f"len(list_filter({deps}, lambda t: NOT list_contains("
-         f"{_allowed('DeploymentType__c')}, t))) > 0",
-         "product DeploymentType__c has a value outside the allowed deployment types"),
-        (f"p.Category = 'Base Products' AND (len({tiers}) > 1 OR len({deps}) > 1)",
-         "a base product must have exactly one tier and one deployment type"),
-    ]
-    why = ", ".join(f"CASE WHEN {cond} THEN '{text}' END" for cond, text in reasons)
+    tiers or deployments. Deciding what a new plan is needs a config/code change (human).
+    The reasons are the catalog scopes' own (``core.catalog.scopes.PROBLEMS``), read here
+    over Zuora's export, so the scopes the views and ``recon catalog plans`` resolve and
+    this rule never disagree on what a plan is."""
     return f"""
     WITH c AS (
         SELECT prp.Id, prp.Name, p.Name AS product, prp.UpdatedDate,
-               list_filter([{why}], lambda x: x IS NOT NULL) AS reasons
-        FROM zuora.ProductRatePlan prp
-        LEFT JOIN zuora.Product p ON p.Id = prp.ProductId
-        WHERE coalesce(prp.EffectiveEndDate, DATE '9999-12-31') > (SELECT as_of_date FROM run_ctx))
+               {problems_sql(ZUORA)} AS reasons
+        FROM {ZUORA.source()}
+        WHERE {current_sql(ZUORA, "(SELECT as_of_date FROM run_ctx)")})
     SELECT 'ProductRatePlan' AS object, Id AS key, 'rule_violation' AS kind, 'D22' AS rule,
            'human' AS action, 'medium' AS severity, 'D22' AS drift_id,
            format('plan ''{{}}'' of product ''{{}}'' cannot be classified ({{}}): CustomersDot '
                   'cannot tell what it sells; classify it in Zuora or in configuration',
-                  Name, coalesce(product, '?'), array_to_string(reasons, '; ')) AS explanation,
+                  Name, coalesce(product, '?'), reasons) AS explanation,
            UpdatedDate AS zuora_updated
-    FROM c WHERE len(reasons) > 0"""
+    FROM c WHERE reasons IS NOT NULL"""
 
 
 def d23_sql() -> str:
