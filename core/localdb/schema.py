@@ -13,6 +13,7 @@ decides how each dialect spells keys, identities and constraints:
 from __future__ import annotations
 
 from core.catalog import LOCAL_TABLES, OBJECTS, Column, LocalTable, ObjectSpec
+from core.localdb import scopes
 from core.localdb.dialect import Dialect
 
 DIALECTS = tuple(d.value for d in Dialect)
@@ -132,6 +133,7 @@ def ddl(dialect: str) -> list[str]:
                 f"REFERENCES {ref_table} ({ref_col}) DEFERRABLE INITIALLY DEFERRED; "
                 "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
             )
+    stmts += scopes.ddl(d)  # views over the tables (catalog scopes), after them
     return stmts
 
 
