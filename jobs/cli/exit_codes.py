@@ -58,6 +58,11 @@ EXIT_CODES: dict[str, dict[int, str]] = {
              1: "`human` findings or skipped operations remain (each listed)",
              2: f"{_ALWAYS_2}, Zuora or the local database unreachable, a bad record "
                 "(rule named), the row cap refused it"},
+    "catalog plans": {0: "plans listed (with the plans that cannot be classified, if any)",
+                      1: "a current plan cannot be classified (D22), with "
+                         "`--fail-on-unclassified`",
+                      2: f"{_ALWAYS_2}, unknown scope (the known ones named), database "
+                         "unreachable or without the catalog cache"},
     "report": {0: "report written (without `--fail-on-drift`: whatever its banner)",
                1: "report written, banner DRIFT, with `--fail-on-drift`",
                2: f"{_ALWAYS_2}, no report could be written; banner ERROR or PARTIAL, with "
