@@ -36,7 +36,7 @@ from core.catalog.scopes import (
     problems_sql,
     scopes,
 )
-from core.errors import LocalDatabaseError
+from core.errors import ConfigError, LocalDatabaseError
 
 VIEW = "catalog_plan_scopes"
 VIEWS = (VIEW,)
@@ -83,8 +83,8 @@ def plans(db: Any, *wanted: str | Scope | Scopes, as_of: dt.date | None = None,
     """The cached product rate plans in all of ``wanted`` (scope names as in seed 004, or
     :class:`Scope` objects composed with ``&``), e.g. ``plans(db, "self_managed", "premium",
     "active", tenant_tz="America/Los_Angeles")``. ``as_of`` defaults to today in
-    ``tenant_tz`` (one of the two must be given). An unknown scope is a ``CatalogError``
-    naming the known ones. Sorted by product name, plan name, plan id."""
+    ``tenant_tz`` (one of the two must be given, else ``ConfigError``). An unknown scope is a
+    ``CatalogError`` naming the known ones. Sorted by product name, plan name, plan id."""
     chosen = scopes(*wanted)
     for table in (LOCAL.plans, LOCAL.products):
         if not db.fetch(db.dialect.table_exists_sql, [table])[0][0]:
@@ -93,8 +93,8 @@ def plans(db: Any, *wanted: str | Scope | Scopes, as_of: dt.date | None = None,
                 "with `recon db init` and fill the cache (`recon sync catalog`)")
     if as_of is None:
         if tenant_tz is None:
-            raise ValueError("plans(): give as_of or tenant_tz (the tenant's zone decides "
-                             "which day is today)")
+            raise ConfigError("catalog scopes need a date: give as_of, or tenant_tz "
+                              "(zuora.tenant_tz) so that today is the tenant's date")
         as_of = tenant_today(tenant_tz, clock)
     found = _sorted(db.query(plan_classification_sql(LOCAL, chosen.sql(LOCAL, as_of))))
     day = f"DATE '{as_of.isoformat()}'"

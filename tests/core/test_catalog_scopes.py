@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.catalog.scopes import LOCAL, NAMES, SCOPE, scopes
-from core.errors import CatalogError, LocalDatabaseError
+from core.errors import CatalogError, ConfigError, LocalDatabaseError
 from core.localdb.connect import LocalDB, connect, duckdb_url
 from core.localdb.scopes import VIEW, plan_ids, plans, tenant_today
 from tests.support.pg import pg_schema
@@ -123,6 +123,8 @@ def test_an_unknown_scope_names_the_known_ones(db: LocalDB) -> None:
         plans(db, "premium", "platinum", as_of=BEFORE)
     with pytest.raises(CatalogError, match="needs a date"):
         scopes("active").sql(LOCAL)
+    with pytest.raises(ConfigError, match="give as_of, or tenant_tz"):
+        plans(db, "active")
 
 
 def test_a_database_without_the_catalog_cache_is_named(tmp_path: Path) -> None:
