@@ -8,11 +8,11 @@ code they point at moves (an unknown id is reported).
 from __future__ import annotations
 
 EQUIVALENT: dict[str, str] = {
-    "sql:core/catalog/orders.py:40:func-drop:0":
+    "sql:core/catalog/orders.py:137:func-drop:0":
         "ROUND(x) inside CAST(... AS INTEGER): DuckDB's cast of a DECIMAL to an integer "
         "already rounds half away from zero, exactly what ROUND does; the result is the same "
         "for every quantity.",
-    "sql:core/catalog/orders.py:25:order-flip:1":
+    "sql:core/catalog/orders.py:112:order-flip:1":
         "UpdatedDate only breaks ties between live versions of one Name with the same Version "
         "number; Zuora never holds two (domain.md §1.1 items 1 and 10: versions are 1..n, a "
         "number is re-used only after the version holding it was deleted), so the tie never "

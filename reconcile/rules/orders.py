@@ -50,10 +50,17 @@ def d15_sql() -> str:
     GROUP BY o.subscription_name"""
 
 
-def d11_sql() -> str:
+def keeper_rank_sql(orders: str, latest: str, billing_accounts: str) -> str:
+    """D11's choice of the order to keep, declared once: for each row of ``orders`` (the
+    non-trial orders of duplicated names), ``rk`` = 1 for the keeper, with the facts the
+    choice rests on. Portable SQL over three relations: D11 runs it in DuckDB on a snapshot
+    (Zuora's latest versions), ``recon db constrain`` on PostgreSQL over the local copy's
+    latest versions (``core.catalog.orders.LOCAL``).
+
+    The keeper (domain.md D11): the row on the latest version's account (``zuora_account_id``
+    and its billing account both), then the row whose namespace is the one Zuora names, then
+    the row carrying the most GitLab metadata, then the oldest (``created_at``, then ``id``)."""
     meta_n = " + ".join(f"CAST({_meta(c)} IS NOT NULL AS INTEGER)" for c in _METADATA) or "0"
-    conflict = ", ".join(
-        f"CASE WHEN count(DISTINCT {_meta(c)}) > 1 THEN '{c}' END" for c in _METADATA)
     return f"""
     WITH g AS (
         SELECT o.*, z.AccountId AS z_account, z.UpdatedDate AS z_updated,
@@ -62,16 +69,25 @@ def d11_sql() -> str:
                {ns('o.gl_namespace_id')} IS NOT NULL
                    AND {ns('o.gl_namespace_id')} = {ns('z.GitLabNamespaceId__c')} AS ns_match,
                {meta_n} AS meta_n
-        FROM nt_orders o
-        JOIN order_names n USING (subscription_name)
-        JOIN z_latest z ON z.Name = o.subscription_name
-        LEFT JOIN local.billing_accounts ba ON ba.id = o.billing_account_id
-        WHERE n.n > 1 AND n.known
-    ), ranked AS (
-        SELECT *, row_number() OVER (PARTITION BY subscription_name
-                                     ORDER BY matches DESC, ns_match DESC, meta_n DESC,
-                                              created_at ASC NULLS LAST, id ASC) AS rk
-        FROM g
+        FROM {orders} o
+        LEFT JOIN {latest} z ON z.Name = o.subscription_name
+        LEFT JOIN {billing_accounts} ba ON ba.id = o.billing_account_id
+    )
+    SELECT *, row_number() OVER (PARTITION BY subscription_name
+                                 ORDER BY matches DESC NULLS LAST, ns_match DESC NULLS LAST,
+                                          meta_n DESC NULLS LAST, created_at ASC NULLS LAST,
+                                          id ASC) AS rk
+    FROM g"""
+
+
+def d11_sql() -> str:
+    conflict = ", ".join(
+        f"CASE WHEN count(DISTINCT {_meta(c)}) > 1 THEN '{c}' END" for c in _METADATA)
+    # names Zuora knows only (an unknown one is D15): every such name has a z_latest row
+    dup = ("(SELECT o.* FROM nt_orders o JOIN order_names n USING (subscription_name) "
+           "WHERE n.n > 1 AND n.known)")
+    return f"""
+    WITH ranked AS ({keeper_rank_sql(dup, 'z_latest', 'local.billing_accounts')}
     ), groups AS (
         SELECT subscription_name, any_value(z_account) AS z_account,
                any_value(z_updated) AS z_updated, count(*) AS n,
