@@ -26,7 +26,7 @@ EQUIVALENT: dict[str, str] = {
        "integer digits), and an integral decimal casts to HUGEINT exactly: same value, NULL "
        "for NULL, same result type (HUGEINT). Speed only."
        for i, name in enumerate(("INTEGER", "BIGINT", "SMALLINT"))},
-    "sql:reconcile/rules/base.py:93:func-drop:0":
+    "sql:reconcile/rules/base.py:119:func-drop:0":
         "`NOT coalesce(trial, false)` vs `NOT trial` differ only on a NULL trial; the "
         "catalogue declares orders.trial BOOLEAN NOT NULL DEFAULT false (core/catalog, seed "
         "003) and the local contracts (expectations/contracts.py) check it, so the local table "
