@@ -21,6 +21,7 @@ import duckdb
 from core.catalog import LOCAL_BY_NAME, OBJECTS, ORDER_METADATA, ObjectSpec, get
 from core.localdb.schema import table_columns
 from reconcile.rules.base import ns
+from reconcile.rules.orders import link_conflict_sql
 from repair.sql import insert_json, jv, local_row_json, projected_json, ref
 
 OP_COLUMNS = "step, grp, tbl, op, key, before, after, reason, findings, ord"
@@ -168,23 +169,31 @@ def _order_value(col: str) -> str:
         return jv("s.z_account", _ORDERS[col])
     if col == "gl_namespace_name":
         return jv("s.z_ns_name", _ORDERS[col])
+    if col == "gl_namespace_id":
+        return jv("s.z_ns", _ORDERS[col])
     return jv(f"s.z_{col}", _ORDERS[col])
 
 
 def order_columns_sql(step: str, columns: tuple[str, ...]) -> str:
     """Single-order column findings (D02, D10, D24, D14, D25 names): set the column to what
     Zuora's latest version says. ``references`` takes the pointers, ``orders`` the rest."""
+    # a namespace linked back (D13) brings its name along: one operation, no D25 next run
+    # (the companion column carries no fingerprint nor reason of its own)
+    pairs = [(c, c, "a.fingerprint", "a.explanation") for c in columns] + [
+        ("gl_namespace_id", "gl_namespace_name", "NULL", "NULL")
+        for c in columns if c == "gl_namespace_id"]
     arms = " UNION ALL ".join(
         f"SELECT s.id, s.subscription_name, '{c}' AS col, {_order_value(c)} AS zv, "
-        f"{jv(f's.{c}', _ORDERS[c])} AS lv, a.fingerprint, a.explanation "
+        f"{jv(f's.{c}', _ORDERS[c])} AS lv, {fp} AS fingerprint, {why} AS explanation "
         f"FROM auto a JOIN single_orders s ON s.subscription_name = a.key "
-        f"WHERE a.object = 'orders' AND a.kind = 'rule_violation' AND a.field = '{c}'"
-        for c in columns)
+        f"WHERE a.object = 'orders' AND a.kind = 'rule_violation' AND a.field = '{f}'"
+        for f, c, fp, why in pairs)
     return f"""
     SELECT '{step}' AS step, 'order:' || any_value(subscription_name) AS grp, 'orders' AS tbl,
            'update' AS op, json_object('id', id) AS key, json_group_object(col, lv) AS before,
            json_group_object(col, zv) AS after, string_agg(explanation, ' | ' ORDER BY col)
-           AS reason, list(fingerprint ORDER BY col) AS findings, 2 AS ord
+           AS reason, list(fingerprint ORDER BY col) FILTER (WHERE fingerprint IS NOT NULL)
+           AS findings, 2 AS ord
     FROM ({arms}) GROUP BY id"""
 
 
@@ -241,9 +250,14 @@ def dedupe_sql() -> str:
 
 
 def create_orders_sql(now: str) -> str:
-    """D13: an order for a paid subscription without one, from its latest version; the
-    namespace is linked only when no other order uses it."""
+    """D13: an order for a paid subscription without one, from its latest version, with the
+    namespace that version names — a namespace carries any number of orders (a base plan,
+    add-ons, renewals booked as new subscriptions once the old one ended); the link is left to
+    a person only when two active base subscriptions would share it (D12,
+    :func:`reconcile.rules.orders.link_conflict_sql`)."""
     z_ns = ns("d.namespace_id")
+    conflict = link_conflict_sql("d.subscription_name", z_ns, "d.latest_status",
+                                 "d.product_rate_plan_id")
     values = {
         "subscription_name": jv("d.subscription_name", "VARCHAR"),
         "subscription_id": jv("d.subscription_id", "VARCHAR"),
@@ -257,9 +271,9 @@ def create_orders_sql(now: str) -> str:
                           "za.Id = d.zuora_account_id JOIN zuora.Contact sc ON sc.Id = "
                           "za.SoldToId WHERE lower(trim(c.email)) = lower(trim(sc.WorkEmail)) "
                           "LIMIT 1)", "BIGINT"),
-        "gl_namespace_id": jv(f"CASE WHEN used.ns IS NULL THEN {z_ns} END", "VARCHAR"),
-        "gl_namespace_name": jv("CASE WHEN used.ns IS NULL AND "
-                                f"{z_ns} IS NOT NULL THEN d.namespace_name END", "VARCHAR"),
+        "gl_namespace_id": jv(f"CASE WHEN NOT {conflict} THEN {z_ns} END", "VARCHAR"),
+        "gl_namespace_name": jv(f"CASE WHEN NOT {conflict} AND {z_ns} IS NOT NULL THEN "
+                                "d.namespace_name END", "VARCHAR"),
         "trial": "to_json(false)", "reconciliation_accepted": "to_json(false)",
         "source": "to_json('recon-repair')",
         "created_at": f"to_json('{now}')", "updated_at": f"to_json('{now}')",
@@ -271,9 +285,7 @@ def create_orders_sql(now: str) -> str:
                        d.zuora_account_id) AS key, NULL::JSON AS before, {after} AS after,
            a.explanation AS reason, [a.fingerprint] AS findings, 1 AS ord
     FROM auto a JOIN derived d ON d.subscription_name = a.key
-    LEFT JOIN (SELECT DISTINCT {ns('gl_namespace_id')} AS ns FROM local.orders) used
-           ON used.ns = {z_ns}
-    WHERE a.rule = 'D13'"""
+    WHERE a.rule = 'D13' AND a.field IS NULL"""
 
 
 def people_sql(now: str) -> str:
@@ -371,7 +383,8 @@ def all_steps_sql(now: str, scope: str = "all", present: Present | None = None) 
     for step, columns in (("references", ("subscription_id", "zuora_account_id",
                                           "billing_account_id")),
                           ("orders", ("product_rate_plan_id", "start_date", "end_date",
-                                      "quantity", "amendment_type", "gl_namespace_name"))):
+                                      "quantity", "amendment_type", "gl_namespace_id",
+                                      "gl_namespace_name"))):
         cols = tuple(c for c in columns if violated is None or c in violated)
         if cols:
             out.append(order_columns_sql(step, cols))

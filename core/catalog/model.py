@@ -124,6 +124,11 @@ class Field:
     owner: Owner = Owner.ZUORA
     ref: Ref | None = None
     zuora_required: bool = False  # Zuora always populates it
+    # Why this local column departs from the seed's schema (e.g. an input of the order
+    # derivation seed 003 does not store). Such a column is additive and nullable: ``recon db
+    # init`` creates it with the table and adds it to an existing database (``ADD COLUMN IF
+    # NOT EXISTS``); README "The local schema" lists every one.
+    deviation: str = ""
 
     @property
     def max_length(self) -> int | None:

@@ -330,7 +330,11 @@ RATE_PLAN = ObjectSpec(
               zuora_required=True),
         Field("Name", ZType.STR, "name", "VARCHAR(255)", nullable=False, zuora_required=True),
         *_audit(),
-        _only("AmendmentType", ZType.STR, AMENDMENT_TYPE),
+        Field("AmendmentType", ZType.STR, "amendment_type", "VARCHAR(64)", norm=Norm.ENUM,
+              enum=AMENDMENT_TYPE,
+              deviation="not in seed 003's Zuora::Local::RatePlan; stored so that "
+              "orders.amendment_type can be read delegated to the latest version "
+              "(orders_current, issue 16)"),
         _only("OriginalRatePlanId", ZType.ID),
         _only("SubscriptionOwnerId", ZType.ID),
         _only("InvoiceOwnerId", ZType.ID),

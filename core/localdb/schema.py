@@ -13,7 +13,6 @@ decides how each dialect spells keys, identities and constraints:
 from __future__ import annotations
 
 from core.catalog import LOCAL_TABLES, OBJECTS, Column, LocalTable, ObjectSpec
-from core.localdb import scopes
 from core.localdb.dialect import Dialect
 
 DIALECTS = tuple(d.value for d in Dialect)
@@ -117,11 +116,30 @@ def all_tables() -> list[str]:
     return [s.table for s in OBJECTS] + [t.name for t in LOCAL_TABLES]
 
 
+def deviations() -> list[tuple[str, str, str, str]]:
+    """(table, column, local type, why) of every column the catalogue adds to a seed's
+    schema (``Field.deviation``): additive and nullable, so an existing database gains it with
+    ``ADD COLUMN IF NOT EXISTS`` and nothing else changes."""
+    out = []
+    for spec in OBJECTS:
+        for f in spec.stored_fields:
+            if f.deviation:
+                assert f.nullable and f.local_type, f"{spec.name}.{f.name}: an added column " \
+                    "must be nullable and typed"
+                out.append((spec.table, f.column or "", f.local_type, f.deviation))
+    return out
+
+
 def ddl(dialect: str) -> list[str]:
-    """The statements that create the whole local schema (idempotent: IF NOT EXISTS)."""
+    """The statements that create the whole local schema (idempotent: IF NOT EXISTS), then
+    the columns added since a database was created and recon's views (``core.localdb.views``)."""
+    from core.localdb import views
+
     d = _check(dialect)
     stmts = [object_table_ddl(s, d) for s in OBJECTS]
     stmts += [local_table_ddl(t, d) for t in LOCAL_TABLES]
+    stmts += [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {local_type}"
+              for table, column, local_type, _ in deviations()]
     if d.secondary_structures:
         for i, (table, cols) in enumerate(INDEXES):
             name = f"ix{i:02d}_{table}"[:63]
@@ -133,8 +151,7 @@ def ddl(dialect: str) -> list[str]:
                 f"REFERENCES {ref_table} ({ref_col}) DEFERRABLE INITIALLY DEFERRED; "
                 "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
             )
-    stmts += scopes.ddl(d)  # views over the tables (catalog scopes), after them
-    return stmts
+    return stmts + views.ddl(d)  # views over the tables (orders_current, catalog scopes)
 
 
 def render(dialect: str) -> str:

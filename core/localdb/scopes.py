@@ -37,16 +37,9 @@ from core.catalog.scopes import (
     scopes,
 )
 from core.errors import ConfigError, LocalDatabaseError
+from core.localdb import views
 
-VIEW = "catalog_plan_scopes"
-VIEWS = (VIEW,)
-
-
-def ddl(dialect: str) -> list[str]:
-    """The statements creating the views (idempotent). The SQL is the same on both dialects;
-    ``CREATE OR REPLACE`` keeps an application's own views over ours valid across runs."""
-    del dialect  # one text for both: core.catalog.scopes writes only portable SQL
-    return [f"CREATE OR REPLACE VIEW {VIEW} AS\n{plan_classification_sql(LOCAL)}"]
+VIEW = views.CATALOG_PLAN_SCOPES  # created by `recon db init` (core.localdb.views)
 
 
 def utc_now() -> dt.datetime:
@@ -122,5 +115,5 @@ def plan_ids(db: Any, *wanted: str | Scope | Scopes, as_of: dt.date | None = Non
     return plans(db, *wanted, as_of=as_of, tenant_tz=tenant_tz, clock=clock).ids
 
 
-__all__ = ["NAMES", "VIEW", "VIEWS", "PlanListing", "ddl", "plan_ids", "plans",
+__all__ = ["NAMES", "VIEW", "PlanListing", "plan_ids", "plans",
            "tenant_today"]

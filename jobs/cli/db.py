@@ -1,4 +1,5 @@
-"""``recon db init`` and ``recon db stamp``: the local database's schema and identity."""
+"""``recon db init``, ``recon db stamp`` and ``recon db constrain``: the local database's
+schema, identity and the unique keys on orders."""
 
 from __future__ import annotations
 
@@ -44,6 +45,24 @@ def cmd_db_stamp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- recon db constrain ---------------------------------------------------------------------
+def cmd_db_constrain(args: argparse.Namespace) -> int:
+    """The unique keys on orders, once the D11 duplicates are gone (PostgreSQL only)."""
+    from core.localdb.connect import connect, require_exists
+    from repair.constrain import constrain
+
+    url = args.db or _settings(args).local_database_url
+    require_exists(url)
+    with connect(url) as db:
+        result = constrain(db)
+    if not args.quiet:
+        for name in result.created:
+            print(f"created {name} on orders")
+        for name in result.present:
+            print(f"{name} already in place")
+    return EXIT_OK
+
+
 def add_parser(sub: Any) -> None:
     db = sub.add_parser("db", help="local database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -61,3 +80,13 @@ def add_parser(sub: Any) -> None:
         "else; idempotent. Repair plans are bound to the identity.")
     add_db(stamp)
     stamp.set_defaults(func=cmd_db_stamp)
+    constrain = db_sub.add_parser(
+        "constrain", help="add the unique keys on orders once no D11 duplicate remains "
+        "(PostgreSQL only)",
+        description="Refuses (exit 2) while any duplicate order remains, listing each group "
+        "with the keeper D11 would choose; then builds, without a long lock, UNIQUE "
+        "(subscription_name, zuora_account_id) (seed 003's key) and a partial unique index on "
+        "subscription_name for non-trial orders. Idempotent. On DuckDB it exits 2: there D11 "
+        "stays a finding.")
+    add_db(constrain)
+    constrain.set_defaults(func=cmd_db_constrain)

@@ -29,6 +29,9 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "db init": {0: "schema ready (or DDL printed)", 2: f"{_ALWAYS_2}, database unreachable"},
     "db stamp": {0: "recon's own objects and the identity ready",
                  2: f"{_ALWAYS_2}, database unreachable or written by a newer recon"},
+    "db constrain": {0: "the unique keys on orders are in place (created or already there)",
+                     2: f"{_ALWAYS_2}, duplicate orders remain (each group listed with D11's "
+                        "keeper), the local database is DuckDB, a lock wait timed out"},
     "sandbox generate": {0: "tenant written", 2: f"{_ALWAYS_2}, `--db` already holds data "
                          "(without `--replace`), `--out` not a tenant directory"},
     "sandbox serve": {0: "stopped cleanly", 2: f"{_ALWAYS_2}, unreadable dataset (file and "

@@ -50,10 +50,17 @@ def d15_sql() -> str:
     GROUP BY o.subscription_name"""
 
 
-def d11_sql() -> str:
+def keeper_rank_sql(orders: str, latest: str, billing_accounts: str) -> str:
+    """D11's choice of the order to keep, declared once: for each row of ``orders`` (the
+    non-trial orders of duplicated names), ``rk`` = 1 for the keeper, with the facts the
+    choice rests on. Portable SQL over three relations: D11 runs it in DuckDB on a snapshot
+    (Zuora's latest versions), ``recon db constrain`` on PostgreSQL over the local copy's
+    latest versions (``core.catalog.orders.LOCAL``).
+
+    The keeper (domain.md D11): the row on the latest version's account (``zuora_account_id``
+    and its billing account both), then the row whose namespace is the one Zuora names, then
+    the row carrying the most GitLab metadata, then the oldest (``created_at``, then ``id``)."""
     meta_n = " + ".join(f"CAST({_meta(c)} IS NOT NULL AS INTEGER)" for c in _METADATA) or "0"
-    conflict = ", ".join(
-        f"CASE WHEN count(DISTINCT {_meta(c)}) > 1 THEN '{c}' END" for c in _METADATA)
     return f"""
     WITH g AS (
         SELECT o.*, z.AccountId AS z_account, z.UpdatedDate AS z_updated,
@@ -62,16 +69,25 @@ def d11_sql() -> str:
                {ns('o.gl_namespace_id')} IS NOT NULL
                    AND {ns('o.gl_namespace_id')} = {ns('z.GitLabNamespaceId__c')} AS ns_match,
                {meta_n} AS meta_n
-        FROM nt_orders o
-        JOIN order_names n USING (subscription_name)
-        JOIN z_latest z ON z.Name = o.subscription_name
-        LEFT JOIN local.billing_accounts ba ON ba.id = o.billing_account_id
-        WHERE n.n > 1 AND n.known
-    ), ranked AS (
-        SELECT *, row_number() OVER (PARTITION BY subscription_name
-                                     ORDER BY matches DESC, ns_match DESC, meta_n DESC,
-                                              created_at ASC NULLS LAST, id ASC) AS rk
-        FROM g
+        FROM {orders} o
+        LEFT JOIN {latest} z ON z.Name = o.subscription_name
+        LEFT JOIN {billing_accounts} ba ON ba.id = o.billing_account_id
+    )
+    SELECT *, row_number() OVER (PARTITION BY subscription_name
+                                 ORDER BY matches DESC NULLS LAST, ns_match DESC NULLS LAST,
+                                          meta_n DESC NULLS LAST, created_at ASC NULLS LAST,
+                                          id ASC) AS rk
+    FROM g"""
+
+
+def d11_sql() -> str:
+    conflict = ", ".join(
+        f"CASE WHEN count(DISTINCT {_meta(c)}) > 1 THEN '{c}' END" for c in _METADATA)
+    # names Zuora knows only (an unknown one is D15): every such name has a z_latest row
+    dup = ("(SELECT o.* FROM nt_orders o JOIN order_names n USING (subscription_name) "
+           "WHERE n.n > 1 AND n.known)")
+    return f"""
+    WITH ranked AS ({keeper_rank_sql(dup, 'z_latest', 'local.billing_accounts')}
     ), groups AS (
         SELECT subscription_name, any_value(z_account) AS z_account,
                any_value(z_updated) AS z_updated, count(*) AS n,
@@ -240,40 +256,86 @@ def namespace_sql() -> str:
     ])
 
 
+# An Active latest version with a plan of a Base Products product (``derived`` finds the base
+# plan through the product's Category, Zuora's catalog or the local cache): the only kind of
+# subscription of which a namespace may carry one. Add-ons (no base plan) and subscriptions no
+# longer Active never conflict (domain.md D12).
+_ACTIVE_BASE = "z.Status = 'Active' AND d.product_rate_plan_id IS NOT NULL"
+
+
+def base_claims_sql() -> str:
+    """(ns, name): every namespace an active base subscription holds — the namespace of its
+    order, and the one Zuora's latest version names. A namespace carries any number of
+    orders (a base plan, add-ons bought as their own subscriptions, expired and cancelled
+    ones); only two names here for one namespace truly conflict (D12). Declared once: D12
+    groups it, D13 and the namespace link ask it, and the repair's order creation too."""
+    return f"""
+        SELECT {ns('o.gl_namespace_id')} AS ns, o.subscription_name AS name
+        FROM nt_orders o JOIN z_latest z ON z.Name = o.subscription_name
+        JOIN derived d ON d.subscription_name = o.subscription_name
+        WHERE {_ACTIVE_BASE} AND {ns('o.gl_namespace_id')} IS NOT NULL
+        UNION
+        SELECT {ns('z.GitLabNamespaceId__c')}, z.Name
+        FROM z_latest z JOIN derived d ON d.subscription_name = z.Name
+        WHERE {_ACTIVE_BASE} AND {ns('z.GitLabNamespaceId__c')} IS NOT NULL"""
+
+
+def link_conflict_sql(name: str, namespace: str, status: str, base_plan: str) -> str:
+    """SQL: linking subscription ``name`` (latest ``status``, base plan ``base_plan``) to
+    ``namespace`` would make two active base subscriptions share it — the one case where the
+    link is a person's decision (domain.md D12/D13). Every other link is made."""
+    return (f"(coalesce({status} = 'Active' AND {base_plan} IS NOT NULL, false) AND EXISTS ("
+            f"SELECT 1 FROM ({base_claims_sql()}) c WHERE c.ns = {namespace} "
+            f"AND c.name <> {name}))")
+
+
 def d13_sql() -> str:
+    """D13: a paid subscription without an order (created from the latest version, with the
+    namespace its latest version names); and an order that lost that namespace (linked back).
+    Either link waits for a person only when it would put two active base subscriptions on one
+    namespace (that pair is D12 as well)."""
+    z_ns = ns("d.namespace_id")
+    conflict = link_conflict_sql("d.subscription_name", z_ns, "d.latest_status",
+                                 "d.product_rate_plan_id")
+    lost_conflict = link_conflict_sql("subscription_name", "z_ns", "z_status",
+                                      "z_product_rate_plan_id")
+    lost = _finding(
+        "'D13'", "gl_namespace_id", "auto", "high", "z_ns", "gl_namespace_id",
+        "format('order {} of {} has no namespace; the latest version names namespace {} "
+        "({}): link it', id, subscription_name, z_ns, coalesce(z_ns_name, 'unnamed'))",
+        f"z_ns IS NOT NULL AND {ns('gl_namespace_id')} IS NULL AND NOT {lost_conflict}")
+    lost_human = _finding(
+        "'D13'", "gl_namespace_id", "human", "high", "z_ns", "gl_namespace_id",
+        "format('order {} of {} has no namespace; the latest version names namespace {}, "
+        "which another active base subscription holds (D12): a person links it', id, "
+        "subscription_name, z_ns)",
+        f"z_ns IS NOT NULL AND {ns('gl_namespace_id')} IS NULL AND {lost_conflict}")
     return f"""
     SELECT 'orders' AS object, d.subscription_name AS key, 'rule_violation' AS kind,
-           'D13' AS rule, 'auto' AS action, 'high' AS severity, 'D13' AS drift_id,
+           'D13' AS rule, NULL AS field, NULL AS zuora_value, NULL AS local_value,
+           'auto' AS action, 'high' AS severity, 'D13' AS drift_id,
            format('{{}} is {{}} in Zuora (latest version {{}}, {{}}, account {{}}) but has no '
                   'local order: create it from the latest version{{}}', d.subscription_name,
                   d.latest_status, z.Version, d.subscription_id, d.zuora_account_id,
-                  CASE WHEN {ns('d.namespace_id')} IS NULL THEN ''
-                       WHEN used.ns IS NOT NULL THEN '; namespace ' || {ns('d.namespace_id')}
-                            || ' is already linked to another order: a person links it'
-                       ELSE '; link namespace ' || {ns('d.namespace_id')} END) AS explanation,
+                  CASE WHEN {z_ns} IS NULL THEN ''
+                       WHEN {conflict} THEN '; namespace ' || {z_ns}
+                            || ' is held by another active base subscription (D12): a '
+                            || 'person links it'
+                       ELSE '; link namespace ' || {z_ns} END) AS explanation,
            d.subscription_name, d.zuora_account_id AS account_id,
            z.UpdatedDate AS zuora_updated,
            json_object('subscription_id', d.subscription_id) AS evidence
     FROM derived d
     JOIN z_latest z ON z.Name = d.subscription_name
-    LEFT JOIN (SELECT DISTINCT {ns('gl_namespace_id')} AS ns FROM nt_orders) used
-           ON used.ns = {ns('d.namespace_id')}
     WHERE d.latest_status IN ({_PAID})
-      AND d.subscription_name NOT IN (SELECT subscription_name FROM order_names)"""
+      AND d.subscription_name NOT IN (SELECT subscription_name FROM order_names)
+    UNION ALL {lost}
+    UNION ALL {lost_human}"""
 
 
 def d12_sql() -> str:
-    active = "z.Status = 'Active' AND d.product_rate_plan_id IS NOT NULL"
     return f"""
-    WITH pairs AS (
-        SELECT {ns('o.gl_namespace_id')} AS ns, o.subscription_name AS name
-        FROM nt_orders o JOIN z_latest z ON z.Name = o.subscription_name
-        JOIN derived d ON d.subscription_name = o.subscription_name
-        WHERE {active} AND {ns('o.gl_namespace_id')} IS NOT NULL
-        UNION
-        SELECT {ns('z.GitLabNamespaceId__c')}, z.Name
-        FROM z_latest z JOIN derived d ON d.subscription_name = z.Name
-        WHERE {active} AND {ns('z.GitLabNamespaceId__c')} IS NOT NULL
+    WITH pairs AS ({base_claims_sql()}
     )
     SELECT 'orders' AS object, p.ns AS key, 'rule_violation' AS kind, 'D12' AS rule,
            'human' AS action, 'high' AS severity, 'D12' AS drift_id,

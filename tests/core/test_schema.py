@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from core.catalog import LOCAL_TABLES, OBJECTS
-from core.localdb import recon_objects, scopes
+from core.localdb import recon_objects, views
 from core.localdb.connect import LocalDB, connect
 from core.localdb.schema import all_tables
 
@@ -201,11 +201,12 @@ def test_every_table_exists(db: LocalDB) -> None:
     found = db.query(
         "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema ="
         " current_schema() AND table_catalog = current_database()")
-    tables = set(found.filter(found["table_type"] == "BASE TABLE")["table_name"])
+    tables = set(found.filter(pl.col("table_type") == "BASE TABLE")["table_name"])
     assert tables == set(all_tables()) | set(recon_objects.OBJECTS)  # init stamps it too
     assert set(all_tables()) == set(expected_columns())
-    # and the views over them (catalog scopes, issue 16)
-    assert set(found.filter(found["table_type"] == "VIEW")["table_name"]) == set(scopes.VIEWS)
+    # and recon's views (core.localdb.views), nothing else
+    assert set(found.filter(pl.col("table_type") == "VIEW")["table_name"]) == {
+        v.name for v in views.VIEWS}
 
 
 def test_columns_and_nullability_match_the_catalogue(db: LocalDB) -> None:

@@ -521,20 +521,25 @@ def test_d15_lists_the_non_trial_orders_in_id_order(orders_findings) -> None:
 
 
 def test_d13_namespace_linking_is_said_per_case(orders_findings) -> None:
-    """D13: a paid latest version without an order is created; its namespace is linked only
-    when no other order holds it. An order without a name hides nothing."""
+    """D13: a paid latest version without an order is created with the namespace its latest
+    version names; a namespace carries several orders (domain.md D12: base plan and add-ons,
+    seed 003 "Support Multiple Active Orders on a Namespace"), so 9400 — a cancelled
+    subscription's order, an add-on's order — is linked to A-S27 (the one active base
+    subscription) and A-S28 (an add-on) alike. Only 9100, which another active base
+    subscription's order holds (A-S22, D12), waits for a person. An order without a name
+    hides nothing."""
     got = {k[1]: f["explanation"] for k, f in orders_findings.items() if k[0] == "D13"}
     assert got == {
         "A-S20": "A-S20 is Active in Zuora (latest version 1, s20v1, account acc_000) but has "
                  "no local order: create it from the latest version",
         "A-S21": "A-S21 is Active in Zuora (latest version 1, s21v1, account acc_d12_b) but has "
-                 "no local order: create it from the latest version; namespace 9100 is already "
-                 "linked to another order: a person links it",
+                 "no local order: create it from the latest version; namespace 9100 is held "
+                 "by another active base subscription (D12): a person links it",
         "A-S23": "A-S23 is Active in Zuora (latest version 1, s23v1, account acc_new) but has "
                  "no local order: create it from the latest version; link namespace 9200",
         **{n: f"{n} is Active in Zuora (latest version 1, s{n[-2:]}v1, account acc_new) but "
-              "has no local order: create it from the latest version; namespace 9400 is "
-              "already linked to another order: a person links it" for n in ("A-S27", "A-S28")},
+              "has no local order: create it from the latest version; link namespace 9400"
+           for n in ("A-S27", "A-S28")},
     }
 
 
