@@ -29,6 +29,14 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "db init": {0: "schema ready (or DDL printed)", 2: f"{_ALWAYS_2}, database unreachable"},
     "db stamp": {0: "recon's own objects and the identity ready",
                  2: f"{_ALWAYS_2}, database unreachable or written by a newer recon"},
+    "db guards": {0: "guards installed, removed, or their DDL printed",
+                  2: f"{_ALWAYS_2}, database unreachable, not PostgreSQL (DuckDB has no "
+                     "triggers), a table missing"},
+    "db check": {0: "guards as generated (DuckDB: none, said plainly) and recon's schema "
+                    "current",
+                 1: "a guard missing, altered or unexpected, or recon's schema not current "
+                    "(each listed)",
+                 2: f"{_ALWAYS_2}, database unreachable"},
     "sandbox generate": {0: "tenant written", 2: f"{_ALWAYS_2}, `--db` already holds data "
                          "(without `--replace`), `--out` not a tenant directory"},
     "sandbox serve": {0: "stopped cleanly", 2: f"{_ALWAYS_2}, unreadable dataset (file and "
