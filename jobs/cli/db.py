@@ -135,7 +135,7 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         print(f"guards: none — {guards.NOT_ENFORCED_ON_DUCKDB}")
     else:
         n_ok = len(found) - len(problems)
-        print(f"guards: {n_ok} of {len(found)} as generated"
+        print(f"guards: {n_ok} of {len(found)} guard functions and triggers as generated"
               + ("" if problems else " (all present and unaltered)"))
         for f in problems:
             print(f"  {f.status.upper():<10} {f.object} {f.name}: {f.detail}")
