@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -157,6 +158,26 @@ def _event_kinds(value: str) -> str:
     return value
 
 
+def _guard_tables(value: str) -> str:
+    """Every name must be a mixed table of the catalogue with something to guard: the check
+    lives with the guards (``core.localdb.guards``), imported here only when set."""
+    if value.strip():
+        from core.localdb.guards import check_guard_tables, parse_names
+
+        check_guard_tables(parse_names(value))
+    return value
+
+
+_TRIGGER_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+def _trigger_names(value: str) -> str:
+    for name in value.replace(",", " ").split():
+        if not _TRIGGER_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a trigger name or table.trigger")
+    return value
+
+
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -213,6 +234,10 @@ class Settings:
                              check=_iana_zone)
     local_database_url: str = setting("duckdb:///data/local.duckdb", "local.database_url",
                                       "local database", check=_database_url, redact=True)
+    local_guard_tables: str = setting(
+        "", "local.guard_tables",
+        "PostgreSQL: mixed tables whose Zuora-owned and derived columns only recon may update "
+        "(comma-separated, e.g. orders, billing_accounts)", check=_guard_tables)
     data_dir: Path = setting(Path("data"), "paths.data_dir", "data directory")
     extract_mode: str = setting("incremental", "extract.mode", "default extract mode",
                                 check=_extract_mode)
@@ -235,6 +260,10 @@ class Settings:
     repair_batch_size: int = setting(1000, "repair.batch_size",
                                      "repair: operations per transaction", ge=1)
     repair_auto: bool = setting(False, "repair.auto", "repair: nightly job applies auto repairs")
+    repair_allowed_triggers: str = setting(
+        "", "repair.allowed_triggers",
+        "repair: other triggers allowed on the tables it writes (comma-separated trigger or "
+        "table.trigger)", check=_trigger_names)
     report_zuora_url_template: str = setting(
         "https://www.zuora.com/platform/{object}/{id}", "report.zuora_url_template",
         "report: link for Zuora ids, with {object} and {id} (empty: no links)",
@@ -501,6 +530,9 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
             if spec is not None and spec.type is str and isinstance(value, dict):
                 # a table of tables for a text setting ([callouts.events.<kind>]): kept as JSON
                 value = json.dumps(value, sort_keys=True)
+            if (spec is not None and spec.type is str and isinstance(value, list)
+                    and all(isinstance(v, str) for v in value)):
+                value = ", ".join(value)  # a list setting written as a TOML array
             if spec is None:
                 known = ", ".join(k for s in SETTINGS for k in (s.key, s.file_key) if k)
                 raise ConfigError(f"{path}: unknown key {dotted} (known: {known})")

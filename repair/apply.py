@@ -36,6 +36,7 @@ from core.config import Settings, redact_url
 from core.errors import ConfigError, LocalDatabaseError
 from core.localdb.connect import LocalDB, connect, require_exists
 from core.localdb.dialect import database_file
+from core.localdb.guards import triggers_on
 from core.localdb.identity import DatabaseIdentity, read_identity
 from repair import audit
 from repair.audit import Session, utc_now
@@ -59,6 +60,7 @@ from repair.guards import (
     check_fraction,
     check_plan,
     check_target,
+    check_triggers,
 )
 from repair.lock import RepairLock, _user
 from repair.plan import Op, column_types, decode, load_plan, primary_key
@@ -186,6 +188,13 @@ def _fraction(sess: Session, ops: list[Op], settings: Settings, force: bool,
     return check_fraction(changes, rows, settings.repair_max_change_fraction, force, what)
 
 
+def _triggers(db: LocalDB, ops: list[Op], settings: Settings, what: str) -> None:
+    """Refuse (:class:`~repair.guards.ForeignTrigger`) when a table the operations write
+    carries a trigger that is neither recon's guard nor in ``repair.allowed_triggers``."""
+    check_triggers(triggers_on(db, {op.table for op in ops}),
+                   settings.repair_allowed_triggers, what)
+
+
 def _target(db: LocalDB) -> DatabaseIdentity | None:
     try:
         return read_identity(db)
@@ -249,7 +258,7 @@ def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str
         progress(f"marked abandoned applies as failed: {', '.join(stale)}")
     audit.insert_apply(sess, row)
     ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress, later=later,
-                  hooks=hooks, superseded_after=superseded_after)
+                  hooks=hooks, superseded_after=superseded_after, writer=row["kind"])
     try:
         outcomes = ex.run(batches)
     except BaseException as e:
@@ -307,6 +316,8 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
         audit.ensure_tables(sess)
         try:
             check_plan(plan, settings, now)
+            _triggers(db, plan.operations, settings, f"{'' if yes else 'a dry run of '}plan "
+                      f"{plan.plan_id}")
             notes = _fraction(sess, plan.operations, settings, force,
                               f"plan {plan.plan_id}")
         except RepairRefused as e:
@@ -404,6 +415,7 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         # fraction (one key of a small table is a large fraction): undoing it is too
         by_sync = str(orig["run_id"] or "").startswith(SYNC_PREFIX)
         try:
+            _triggers(db, ops, settings, what)
             over = _fraction(sess, ops, settings, force or by_sync, f"reverting {apply_id}")
             notes += over if force or not by_sync else []
         except RepairRefused as e:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ReconError
+from core.localdb.writer import mark
 from repair.audit import Session, utc_now, write_audit
 from repair.guards import RepairFailed
 from repair.plan import (
@@ -332,8 +333,11 @@ class Executor:
                  progress: Callable[[str], None] | None = None,
                  later: dict[int, dict[str, Any]] | None = None,
                  hooks: BatchHooks = NO_HOOKS,
-                 superseded_after: dt.datetime | None = None) -> None:
+                 superseded_after: dt.datetime | None = None, writer: str = "apply") -> None:
         self.sess, self.dry_run, self.apply_id = sess, dry_run, apply_id
+        # the writer kind each batch's transaction is marked with (core.localdb.writer):
+        # the local-copy guards let recon's own writes through by it
+        self.writer = writer
         # the plan's snapshot time: rows a targeted sync wrote later are skipped (SUPERSEDED)
         self.superseded_after = superseded_after
         self.progress = progress
@@ -355,6 +359,8 @@ class Executor:
                     timeout = self.sess.dialect.lock_timeout_sql(LOCK_TIMEOUT)
                     if timeout:
                         self.sess.run(timeout)
+                    if not self.dry_run and self.apply_id is not None:
+                        mark(self.sess.db, self.writer, self.apply_id)
                     for run in schedule(ops):
                         o, a = self._run(run, b, now)
                         out += o

@@ -10,6 +10,9 @@
 * the plan is not older than ``repair.max_plan_age_hours`` (applies only, not reverts);
 * no table would have more than ``repair.max_change_fraction`` of its rows updated or deleted,
   unless ``--force``;
+* no table the plan writes carries a trigger that is neither recon's own guard nor listed in
+  ``repair.allowed_triggers`` (PostgreSQL; foreign-key triggers are internal and fine): such
+  a trigger would run on recon's writes and could change rows behind the audit's back;
 * no other apply holds the repair lock (:mod:`repair.lock`).
 """
 
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import ReconError
+from core.localdb.guards import Trigger, parse_names
 from core.localdb.identity import STAMP_HINT, DatabaseIdentity
 from expectations.results import ResultsUnreadable, read_validation
 from repair.plan import Plan
@@ -60,6 +64,14 @@ class ChangeFractionExceeded(RepairRefused):
     def __init__(self, message: str, table: str, count: int, rows: int) -> None:
         super().__init__(message)
         self.table, self.count, self.rows = table, count, rows
+
+
+class ForeignTrigger(RepairRefused):
+    """A table the plan writes carries a trigger that is not recon's and not allowed."""
+
+    def __init__(self, message: str, triggers: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.triggers = triggers  # (table, trigger)
 
 
 class LockHeld(RepairRefused):
@@ -178,3 +190,22 @@ def check_fraction(changes: dict[str, int], rows: dict[str, int], max_fraction: 
                 table, n, total)
         notes.append(f"--force: {msg}")
     return notes
+
+
+def check_triggers(found: list[Trigger], allowed: str, what: str) -> None:
+    """Refuse when a trigger in ``found`` (the non-internal triggers on the tables a plan
+    writes) is neither one of recon's guards nor listed in ``allowed``
+    (``repair.allowed_triggers``: ``trigger`` or ``table.trigger``)."""
+    ok = set(parse_names(allowed))
+    foreign = [t for t in found if not t.is_recon and t.name not in ok
+               and f"{t.table}.{t.name}" not in ok]
+    if not foreign:
+        return
+    listed = ", ".join(f"{t.name} on {t.table} (calls {t.function}())" for t in foreign)
+    raise ForeignTrigger(
+        f"refusing {what}: the local database has trigger(s) that are not recon's on the "
+        f"tables it would write: {listed}. A trigger runs on recon's writes too and could "
+        "change rows behind the audit's back (and a revert could not undo that). If it only "
+        "observes, list it in repair.allowed_triggers (RECON_REPAIR_ALLOWED_TRIGGERS; "
+        f"e.g. {foreign[0].table}.{foreign[0].name}); otherwise drop or disable it before "
+        "applying.", [(t.table, t.name) for t in foreign])

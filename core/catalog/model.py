@@ -203,6 +203,12 @@ class ObjectSpec:
     parent: tuple[str, str] | None = None  # (field, parent object): the subtree edge
     zuora_scope: str | None = None  # SQL predicate: which Zuora rows the local copy holds
     unique_local: tuple[str, ...] = ()  # extra UNIQUE columns on the local table
+    # Who creates and deletes the table's rows. ``Owner.ZUORA``: the table is a copy of Zuora
+    # that only recon writes (the local-copy guards reject any other write, issue 16).
+    # ``Owner.LOCAL``: the application creates and deletes rows itself (a CustomersDot
+    # BillingAccount is created when a customer creates a Zuora account); only its
+    # Zuora-owned columns are recon's (guarded when the table is in ``local.guard_tables``).
+    row_owner: Owner = Owner.ZUORA
     doc: str = ""
     _by_name: dict[str, Field] = field(default_factory=dict, init=False, repr=False, compare=False)
 

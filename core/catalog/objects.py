@@ -186,7 +186,7 @@ PRODUCT_RATE_PLAN_CHARGE_TIER = ObjectSpec(
 # --------------------------------------------------------------------------------------------
 ACCOUNT = ObjectSpec(
     name="Account", table="billing_accounts", group="accounts", local_pk="id",
-    unique_local=("zuora_account_id",),
+    unique_local=("zuora_account_id",), row_owner=Owner.LOCAL,
     fields=(
         _id("zuora_account_id"),
         Field("Name", ZType.STR, "zuora_account_name", "VARCHAR(255)", nullable=False,

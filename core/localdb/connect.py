@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,18 @@ class LocalDB:
             with self._pg.transaction():
                 yield self
 
+    @contextlib.contextmanager
+    def writing(self, kind: str, ident: str) -> Iterator[LocalDB]:
+        """One transaction marked as recon's write path (:mod:`core.localdb.writer`): the
+        local-copy guards let its writes through. For recon's own writers only — a loader of
+        a database recon manages (kind ``load``), the backfill — and for the administrators'
+        escape hatch (kind ``hatch``)."""
+        from core.localdb.writer import mark
+
+        with self.transaction():
+            mark(self, kind, ident)
+            yield self
+
     def fetch(self, sql: str, params: tuple | list | None = None) -> list[tuple]:
         """Rows as tuples ([] for a statement without a result), in the caller's
         transaction when there is one."""
@@ -138,11 +150,17 @@ class LocalDB:
         return self.query(f"SELECT {', '.join(cols)} FROM {table}")
 
     # -- schema ----------------------------------------------------------------------------
-    def init_schema(self, stamp: bool = True) -> list[str]:
-        """Create every local table (idempotent) and, with ``stamp``, recon's own objects and
-        the database's identity (``recon db init``); returns the catalogue table names."""
+    def init_schema(self, stamp: bool = True, guard_tables: Sequence[str] = ()) -> list[str]:
+        """Create every local table (idempotent), on PostgreSQL the local-copy guards
+        (:mod:`core.localdb.guards`; ``guard_tables``: the mixed tables opted in by
+        ``local.guard_tables``) and, with ``stamp``, recon's own objects and the database's
+        identity (``recon db init``); returns the catalogue table names."""
+        from core.localdb import guards
+
         for stmt in schema.ddl(self.dialect):
             self.execute(stmt)
+        if self.dialect is Dialect.POSTGRES:
+            guards.install(self, guards.plan(guard_tables))
         if stamp:
             self.stamp()
         return schema.all_tables()
@@ -169,7 +187,9 @@ class LocalDB:
 
     # -- bulk load -------------------------------------------------------------------------
     def load(self, table: str, df: pl.DataFrame) -> int:
-        """Append ``df`` to ``table``; columns are matched by name, missing ones are NULL."""
+        """Append ``df`` to ``table``; columns are matched by name, missing ones are NULL.
+        On PostgreSQL a table that copies Zuora is guarded: load inside
+        :meth:`writing` (kind ``load``) when this is recon loading a database it manages."""
         if df.height == 0:
             return 0
         known = [c.name for c in schema.table_columns(table)]

@@ -32,6 +32,14 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "db constrain": {0: "the unique keys on orders are in place (created or already there)",
                      2: f"{_ALWAYS_2}, duplicate orders remain (each group listed with D11's "
                         "keeper), the local database is DuckDB, a lock wait timed out"},
+    "db guards": {0: "guards installed, removed, or their DDL printed",
+                  2: f"{_ALWAYS_2}, database unreachable, not PostgreSQL (DuckDB has no "
+                     "triggers), a table missing"},
+    "db check": {0: "guards as generated (DuckDB: none, said plainly) and recon's schema "
+                    "current",
+                 1: "a guard missing, altered or unexpected, or recon's schema not current "
+                    "(each listed)",
+                 2: f"{_ALWAYS_2}, database unreachable"},
     "sandbox generate": {0: "tenant written", 2: f"{_ALWAYS_2}, `--db` already holds data "
                          "(without `--replace`), `--out` not a tenant directory"},
     "sandbox serve": {0: "stopped cleanly", 2: f"{_ALWAYS_2}, unreadable dataset (file and "

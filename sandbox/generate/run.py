@@ -228,7 +228,7 @@ def _generate(opts: Options, out: Path, db_url: str | None,
                 dataset.write_object(out, get(name), render_frame(get(name), frame, opts.tz),
                                      append=not first, fmt=opts.fmt)
                 summary.counts[name] = summary.counts.get(name, 0) + frame.height
-            with db.transaction():
+            with db.writing("load", "sandbox-generate"):  # recon loads the copy it manages
                 for table in LOCAL_ORDER:
                     if table in world.local:
                         summary.local_counts[table] = summary.local_counts.get(table, 0) + \

@@ -72,6 +72,8 @@ DOCUMENTED_DEFAULTS = {
     "repair_max_plan_age_hours": "24.0",
     "repair_batch_size": "1000",
     "repair_auto": "false",
+    "repair_allowed_triggers": "",
+    "local_guard_tables": "",
     "schedule_timezone": "UTC",
     "schedule_nightly": "30 2 * * *",
     "schedule_catalog": "0 6 * * *",
@@ -179,6 +181,9 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_SYNC_CATALOG_MAX_SHRINK": "0.25",
         "RECON_ZUORA_BUDGET_RATE_PER_S": "5",
         "RECON_ZUORA_BUDGET_CONCURRENCY": "4",
+        # issue 16: the local-copy guards
+        "RECON_LOCAL_GUARD_TABLES": "orders, billing_accounts",
+        "RECON_REPAIR_ALLOWED_TRIGGERS": "orders.app_audit, touch_updated_at",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -209,6 +214,21 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert (s.callouts_password.get(), s.callouts_hmac_secret.get()) == ("callout-pw",
                                                                          "hmac-key")
     assert "callout-pw" not in json.dumps(s.describe()), "the callout password is a secret"
+    assert (s.local_guard_tables, s.repair_allowed_triggers) == (
+        "orders, billing_accounts", "orders.app_audit, touch_updated_at")
+
+
+def test_guard_settings_refuse_a_table_without_anything_to_guard(tmp_path: Path) -> None:
+    """A typo in local.guard_tables must not leave a table silently unguarded."""
+    for name, why in (("customers", "no Zuora-owned or derived column"),
+                      ("zuora_local_subscriptions", "read-only as a whole already"),
+                      ("order", "no such table")):
+        with pytest.raises(ConfigError, match=f"local.guard_tables.*{name}.*{why}"):
+            load_settings(None, env={"RECON_LOCAL_GUARD_TABLES": f"orders, {name}"})
+    with pytest.raises(ConfigError, match="repair.allowed_triggers.*not a trigger name"):
+        load_settings(None, env={"RECON_REPAIR_ALLOWED_TRIGGERS": "orders.audit; DROP"})
+    toml = write(tmp_path, '[local]\nguard_tables = ["orders", "billing_accounts"]\n')
+    assert load_settings(toml, env={}).local_guard_tables == "orders, billing_accounts"
 
 
 def test_bad_extract_settings_are_config_errors(tmp_path: Path) -> None:
@@ -379,7 +399,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         assert documented_default(spec, default), \
             f"{spec.key}: README default {default!r}, declared {spec.default!r}"
     assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
-    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 56
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 58
 
 
 def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:

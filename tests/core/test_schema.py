@@ -21,6 +21,7 @@ from core.catalog import LOCAL_TABLES, OBJECTS
 from core.localdb import recon_objects, views
 from core.localdb.connect import LocalDB, connect
 from core.localdb.schema import all_tables
+from tests.support.pg import outside_write
 
 DUPLICATE = (psycopg.errors.UniqueViolation, duckdb.ConstraintException)
 
@@ -138,13 +139,13 @@ def constraints(db: LocalDB, kind: str) -> dict[str, list[tuple[str, ...]]]:
 
 
 def insert(db: LocalDB, table: str, **values: Any) -> None:
-    """A plain INSERT (not the bulk path), with the driver's own placeholder style."""
+    """A plain INSERT (not the bulk path), with the driver's own placeholder style, written
+    through the escape hatch (the tables that copy Zuora are guarded on PostgreSQL; inside
+    a caller's transaction the hatch's transaction is a savepoint)."""
     mark = "%s" if db.dialect == "postgres" else "?"
     cols = ", ".join(values)
-    db.execute(
-        f"INSERT INTO {table} ({cols}) VALUES ({', '.join([mark] * len(values))})",
-        list(values.values()),
-    )
+    outside_write(db, f"INSERT INTO {table} ({cols}) VALUES "
+                  f"({', '.join([mark] * len(values))})", list(values.values()))
 
 
 def required(table: str, **values: Any) -> dict[str, Any]:

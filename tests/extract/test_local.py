@@ -81,8 +81,9 @@ def test_postgres_export_equals_tables(pg_url: str, tmp_path: Path) -> None:
     src = dataset_duckdb(tmp_path)
     with connect(pg_url) as pg, connect(src) as dk:
         pg.init_schema()
-        for t in TABLES:
-            pg.load(t, dk.read_table(t))
+        with pg.writing("load", "tests"):
+            for t in TABLES:
+                pg.load(t, dk.read_table(t))
     tricky_rows(pg_url)
     res = assert_export_equals_tables(pg_url, tmp_path / "pg")
     assert res["orders"].rows > 0
@@ -103,8 +104,9 @@ def test_postgres_export_equals_tables(pg_url: str, tmp_path: Path) -> None:
 def test_extract_run_includes_postgres_local_tables(pg_url: str, tmp_path: Path) -> None:
     with connect(pg_url) as pg, connect(dataset_duckdb(tmp_path)) as dk:
         pg.init_schema()
-        for t in TABLES:
-            pg.load(t, dk.read_table(t))
+        with pg.writing("load", "tests"):
+            for t in TABLES:
+                pg.load(t, dk.read_table(t))
     with SandboxServer(base_dataset(), client_secret=SECRET, job_step_delay=0.01) as srv:
         m = run_extract(settings(srv.url, tmp_path / "data", pg_url), "full",
                         lag=dt.timedelta(0), options=fast_options(local=True))

@@ -31,7 +31,8 @@ from jobs.cli.argtypes import (
     date,
     zone,
 )
-from tests.support.repair import account_updates, execute, make_db, one, write_plan
+from tests.support.pg import outside_write
+from tests.support.repair import account_updates, make_db, one, write_plan
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -325,8 +326,8 @@ def test_a_partial_apply_exits_1_and_lists_every_skipped_operation(
     ops = account_updates(url, 3)
     plan = write_plan(url, tmp_path / "plan.json", ops)
     for o in ops[:2]:  # changed after planning: both must be skipped as conflicts
-        execute(url, "UPDATE billing_accounts SET zuora_account_name = 'edited' "
-                     f"WHERE zuora_account_id = '{o['key']['zuora_account_id']}'")
+        outside_write(url, "UPDATE billing_accounts SET zuora_account_name = 'edited' "
+                           f"WHERE zuora_account_id = '{o['key']['zuora_account_id']}'")
     code, _ = run_main(["repair", "apply", str(plan), "--force"], capsys)  # dry run
     assert code == 0
     code = main(["repair", "apply", str(plan), "--yes", "--force"])
@@ -348,7 +349,7 @@ def test_generate_refuses_a_database_with_data_and_leaves_nothing(
     url = (request.getfixturevalue("pg_url") if backend == "postgres"
            else f"duckdb:///{tmp_path / 'target.duckdb'}")
     assert main(["-q", "db", "init", "--db", url]) == 0
-    execute(url, "INSERT INTO customers (id, email) VALUES (1, 'someone@example.com')")
+    outside_write(url, "INSERT INTO customers (id, email) VALUES (1, 'someone@example.com')")
     gen = ["-q", "sandbox", "generate", "--accounts", "4", "--db", url, "--out",
            str(tmp_path / "t")]
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -101,8 +101,9 @@ def test_the_chain(tenants: tuple[Path, Path], tmp_path: Path, pg_url: str,
     tenant, half = tenants
     with connect(duckdb_url(tenant / "local.duckdb")) as src, connect(pg_url) as dst:
         dst.init_schema()
-        for table in all_tables():
-            dst.load(table, src.read_table(table))
+        with dst.writing("load", "tests"):
+            for table in all_tables():
+                dst.load(table, src.read_table(table))
         dst.reset_identities()
     data = tmp_path / "data"
     with SandboxServer(tenant, client_id="recon", client_secret=SECRET) as srv:

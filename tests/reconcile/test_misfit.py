@@ -292,8 +292,9 @@ def test_the_plan_applies_on_postgresql(misfit, pg_url: str, tmp_path: Path) -> 
     data, w, _, plan, keys, _ = misfit
     with connect(pg_url) as db:
         db.init_schema()
-        for t in all_tables():
-            db.load(t, w.local[t])
+        with db.writing("load", "tests"):
+            for t in all_tables():
+                db.load(t, w.local[t])
         db.reset_identities()
     # the world's snapshot was not exported from this database: bind the plan to it, as an
     # extract from it would have

@@ -15,10 +15,10 @@ from repair.apply import apply_plan, list_applies, revert_apply
 from repair.executor import make_batches, schedule
 from repair.guards import RepairFailed
 from repair.plan import parse_plan
+from tests.support.pg import outside_write
 from tests.support.repair import (
     account_updates,
     dump,
-    execute,
     make_db,
     one,
     op,
@@ -131,8 +131,8 @@ def test_a_row_changed_after_planning_is_skipped_not_overwritten(url: str,
     ops = account_updates(url, 3)
     plan = write_plan(url, tmp_path / "plan.json", ops)
     zid = ops[1]["key"]["zuora_account_id"]
-    execute(url, f"UPDATE billing_accounts SET zuora_account_name = 'Renamed by the app' "
-                 f"WHERE zuora_account_id = '{zid}'")  # the app, after the plan was made
+    outside_write(url, f"UPDATE billing_accounts SET zuora_account_name = 'Renamed by the app' "
+                       f"WHERE zuora_account_id = '{zid}'")  # the app, after the plan was made
     dry = apply_plan(plan, settings_for(url, tmp_path))
     assert [o.status for o in dry.outcomes] == ["applied", "conflict", "applied"]
     result = apply_plan(plan, settings_for(url, tmp_path), yes=True)
@@ -309,8 +309,8 @@ def test_revert_skips_rows_changed_since_the_apply(url: str, tmp_path: Path) -> 
     ops = account_updates(url, 3)
     applied = apply_plan(write_plan(url, tmp_path / "p.json", ops), settings, yes=True)
     zid = ops[0]["key"]["zuora_account_id"]
-    execute(url, f"UPDATE billing_accounts SET currency = 'CHF' WHERE zuora_account_id = "
-                 f"'{zid}'")
+    outside_write(url, f"UPDATE billing_accounts SET currency = 'CHF' WHERE zuora_account_id = "
+                       f"'{zid}'")
     result = revert_apply(applied.apply_id, settings, yes=True)
     assert result.status == "partial"
     st = {o.seq: o for o in result.outcomes}

@@ -8,6 +8,7 @@ import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -45,6 +46,27 @@ def pg_schema(pg_dsn: str, prefix: str = "t") -> Iterator[str]:
                 sql.Identifier(schema)))
 
 
+def outside_write(db_or_url: Any, sql: str, params: tuple | list | None = None,
+                  who: str = "tests") -> None:
+    """One statement written as an outside writer (an administrator, the application) would
+    write the local copy: BEGIN; the escape hatch's mark (``hatch:<who>``, README "Local copy
+    guards"); the statement; COMMIT. Tests that plant drift use this rather than switching
+    the guards off (on DuckDB the mark is a no-op). ``db_or_url``: a LocalDB or a URL."""
+    from core.localdb.connect import connect
+    from core.localdb.writer import mark
+
+    def write(db: Any) -> None:
+        with db.transaction():
+            mark(db, "hatch", who)
+            db.execute(sql, params)
+
+    if isinstance(db_or_url, str):
+        with connect(db_or_url) as db:
+            write(db)
+    else:
+        write(db_or_url)
+
+
 def load_local_side(tenant: Path, url: str) -> None:
     """The generated tenant's local side (its ``local.duckdb``) loaded into the database at
     ``url``: recon's schema created, every table copied, identity sequences moved past the
@@ -54,6 +76,7 @@ def load_local_side(tenant: Path, url: str) -> None:
 
     with connect(duckdb_url(tenant / "local.duckdb")) as src, connect(url) as dst:
         dst.init_schema()
-        for table in all_tables():
-            dst.load(table, src.read_table(table))
+        with dst.writing("load", "tests"):  # the loader of a database recon manages
+            for table in all_tables():
+                dst.load(table, src.read_table(table))
         dst.reset_identities()

@@ -60,7 +60,8 @@ def make_db(url: str, tables: dict[str, pl.DataFrame] | None = None) -> dict[str
     tables = world_tables() if tables is None else tables
     with connect(url) as db:
         db.init_schema()
-        counts = {t: db.load(t, df) for t, df in tables.items()}
+        with db.writing("load", "tests"):  # the loader of a database recon manages
+            counts = {t: db.load(t, df) for t, df in tables.items()}
         db.reset_identities()
     return counts
 
@@ -81,11 +82,6 @@ def rows(url: str, sql: str) -> list[tuple]:
 
 def one(url: str, sql: str) -> Any:
     return rows(url, sql)[0][0]
-
-
-def execute(url: str, sql: str) -> None:
-    with connect(url) as db:
-        db.execute(sql)
 
 
 def dump(url: str, tables: list[str] | None = None) -> dict[str, list[tuple]]:

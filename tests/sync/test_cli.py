@@ -13,6 +13,7 @@ from core.inbox import open_inbox, read_activity
 from core.localdb.connect import connect
 from jobs.cli import main
 from sync import SyncBadRecord, SyncError, SyncRequest, sync_keys
+from tests.support.pg import outside_write
 from tests.sync.test_sync import local, mutate
 
 
@@ -79,8 +80,8 @@ def test_a_key_zuora_lost_is_read_twice_and_left_to_a_person(world, tmp_path: Pa
     an error), then the nightly's rule D15 — a person's — and exit 1, listed."""
     srv, settings = world
     with connect(settings.local_database_url) as db:
-        db.execute("INSERT INTO orders (id, subscription_name, trial, reconciliation_accepted) "
-                   "VALUES (990001, 'A-S-GONE', false, false)")
+        outside_write(db, "INSERT INTO orders (id, subscription_name, trial, "
+                      "reconciliation_accepted) VALUES (990001, 'A-S-GONE', false, false)")
     before = srv.stats["query"]
     res = sync_keys(settings, SyncRequest("subscription", ("A-S-GONE",)))
     assert srv.stats["query"] - before >= 2  # the second read confirms it

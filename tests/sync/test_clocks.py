@@ -18,6 +18,7 @@ from jobs.steps import run_steps
 from repair.apply import apply_plan
 from repair.executor import APPLIED, CONFLICT, SUPERSEDED, BatchHooks
 from sync import SyncRequest, sync_keys
+from tests.support.pg import outside_write
 from tests.sync.test_sync import local, mutate, nightly_steps
 
 pytestmark = pytest.mark.slow
@@ -36,8 +37,8 @@ def test_sync_and_nightly_interleavings(world) -> None:
 
     with connect(settings.local_database_url) as db:  # both keys drifted locally
         for row, text in ((a, "local a"), (b, "local b")):
-            db.execute("UPDATE zuora_local_subscriptions SET notes = %s WHERE zuora_id = %s",
-                       [text, row["Id"]])
+            outside_write(db, "UPDATE zuora_local_subscriptions SET notes = %s "
+                          "WHERE zuora_id = %s", [text, row["Id"]])
     mutate(srv, "update", "Subscription", a["Id"], Notes="zuora a1")
     mutate(srv, "update", "Subscription", b["Id"], Notes="zuora b1")
 

@@ -12,6 +12,7 @@ from core.config import Settings
 from core.localdb.connect import connect
 from sandbox.server import SandboxServer
 from sync import SyncError, SyncRequest, sync_keys
+from tests.support.pg import outside_write
 
 
 def nightly_steps():
@@ -220,15 +221,15 @@ def test_subscription_order_created_and_duplicates_deduped(world) -> None:
            "start_date, end_date, quantity"
     was = local(settings, f"SELECT {cols} FROM orders WHERE subscription_name = %s", [gone])
     with connect(settings.local_database_url) as db:
-        db.execute("DELETE FROM orders WHERE subscription_name = %s", [gone])
-        db.execute("INSERT INTO orders (id, customer_id, billing_account_id, "
-                   "product_rate_plan_id, subscription_id, subscription_name, start_date, "
-                   "end_date, quantity, amendment_type, trial, zuora_account_id, "
-                   "reconciliation_accepted, created_at, updated_at) SELECT 880001, "
-                   "customer_id, billing_account_id, product_rate_plan_id, subscription_id, "
-                   "subscription_name, start_date, end_date, quantity, amendment_type, trial, "
-                   "zuora_account_id, reconciliation_accepted, created_at, updated_at FROM "
-                   "orders WHERE subscription_name = %s", [dup])
+        outside_write(db, "DELETE FROM orders WHERE subscription_name = %s", [gone])
+        outside_write(db, "INSERT INTO orders (id, customer_id, billing_account_id, "
+                      "product_rate_plan_id, subscription_id, subscription_name, start_date, "
+                      "end_date, quantity, amendment_type, trial, zuora_account_id, "
+                      "reconciliation_accepted, created_at, updated_at) SELECT 880001, "
+                      "customer_id, billing_account_id, product_rate_plan_id, subscription_id, "
+                      "subscription_name, start_date, end_date, quantity, amendment_type, trial, "
+                      "zuora_account_id, reconciliation_accepted, created_at, updated_at FROM "
+                      "orders WHERE subscription_name = %s", [dup])
     made = sync_keys(settings, SyncRequest("subscription", (gone,)))
     assert made.exit_code == 0, made.leftovers
     assert [(c.table, c.op) for c in made.changes] == [("orders", "insert")]
@@ -238,8 +239,8 @@ def test_subscription_order_created_and_duplicates_deduped(world) -> None:
     assert same.exit_code == 1 and [(lo.kind, lo.rule) for lo in same.leftovers] == [
         ("human", "D11")] and same.changes == ()
     with connect(settings.local_database_url) as db:  # now only one matches Zuora's account
-        db.execute("UPDATE orders SET zuora_account_id = %s, billing_account_id = NULL "
-                   "WHERE id = 880001", ["0" * 32])
+        outside_write(db, "UPDATE orders SET zuora_account_id = %s, billing_account_id = NULL "
+                      "WHERE id = 880001", ["0" * 32])
     deduped = sync_keys(settings, SyncRequest("subscription", (dup,)))
     assert deduped.exit_code == 0, deduped.leftovers
     assert ("orders", "delete", {"id": 880001}) in [(c.table, c.op, c.key)
