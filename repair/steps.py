@@ -240,9 +240,12 @@ def dedupe_sql() -> str:
     WHERE a.rule = 'D11' AND a.kind = 'duplicate_local'"""
 
 
-def create_orders_sql(now: str) -> str:
+def create_orders_sql(now: str, customer_id: str | None = None) -> str:
     """D13: an order for a paid subscription without one, from its latest version; the
-    namespace is linked only when no other order uses it."""
+    namespace is linked only when no other order uses it. ``customer_id``: SQL over the
+    derivation ``d`` giving the JSON of the order's customer (the backfill's: a reference to
+    the customer it creates in the same chunk); default: the local customer of the Sold-To
+    e-mail, when one exists."""
     z_ns = ns("d.namespace_id")
     values = {
         "subscription_name": jv("d.subscription_name", "VARCHAR"),
@@ -253,10 +256,11 @@ def create_orders_sql(now: str) -> str:
         "start_date": jv("d.start_date", "DATE"), "end_date": jv("d.end_date", "DATE"),
         "quantity": jv("d.quantity", "INTEGER"),
         "amendment_type": jv("d.amendment_type", "VARCHAR"),
-        "customer_id": jv("(SELECT c.id FROM local.customers c JOIN zuora.Account za ON "
-                          "za.Id = d.zuora_account_id JOIN zuora.Contact sc ON sc.Id = "
-                          "za.SoldToId WHERE lower(trim(c.email)) = lower(trim(sc.WorkEmail)) "
-                          "LIMIT 1)", "BIGINT"),
+        "customer_id": customer_id or jv(
+            "(SELECT c.id FROM local.customers c JOIN zuora.Account za ON "
+            "za.Id = d.zuora_account_id JOIN zuora.Contact sc ON sc.Id = "
+            "za.SoldToId WHERE lower(trim(c.email)) = lower(trim(sc.WorkEmail)) "
+            "LIMIT 1)", "BIGINT"),
         "gl_namespace_id": jv(f"CASE WHEN used.ns IS NULL THEN {z_ns} END", "VARCHAR"),
         "gl_namespace_name": jv("CASE WHEN used.ns IS NULL AND "
                                 f"{z_ns} IS NOT NULL THEN d.namespace_name END", "VARCHAR"),
