@@ -13,7 +13,8 @@ here now, and every floor asks :class:`DataLayout` for a path::
     DATA/snapshots/.lock                    the extract lock (one extract per data directory)
     DATA/runs/<run_id>/                     one run's outputs: drift.parquet, object_stats.parquet,
                                             field_stats.parquet, summary.json, quarantine/,
-                                            repair-plan.json, repair-plan.txt, report.html,
+                                            repair-plan.json, repair-plan.ops/ (its chunks),
+                                            repair-plan.txt, report.html,
                                             report.json
     DATA/backfills/<backfill_id>/           a backfill's plan: plan.json, plan.ops/chunk-*.parquet
     DATA/locks/<job>.lock                   one run per job at a time (jobs, DuckDB setups)
