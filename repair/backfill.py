@@ -229,8 +229,8 @@ def resolve_backfill_snapshot(data_dir: Path, run_id: str | None) -> Snapshot:
                 "that passed")
         raise BackfillRefused(
             f"refusing to backfill from snapshot {rid}: it is unvalidated (its volume and "
-            f"contract checks have not both run); run `recon validate "
-            f"{layout.snapshot_dir(rid)}` (or a job that validates it) first")
+            "contract checks have not both run: `recon snapshots` shows verdicts); fill from "
+            "a snapshot a job validated, e.g. one `recon run full` extracted")
     failed = failed_checks(data_dir, rid)
     if failed:
         raise BackfillRefused(

@@ -30,6 +30,7 @@ import pytest
 from core.config import Settings
 from core.localdb.connect import connect
 from core.localdb.schema import all_tables
+from core.localdb.writer import hatch_sql
 from core.state import StateDB
 from jobs.cli import main
 from reconcile.engine import reconcile_snapshot
@@ -270,7 +271,21 @@ def test_reverting_a_chunk_deletes_its_rows_and_a_rerun_fills_it_again(
     assert one(pg_url, "SELECT count(*) FROM zuora_local_subscriptions WHERE account_id IN "
                        f"({', '.join(repr(a) for a in gone)})") == 0
 
+    # a partial copy: one of the reverted accounts is back, written by someone else with
+    # another name; the re-run fills the rest around it and never touches it
+    planted = gone[0]
+    with connect(pg_url) as db, db.transaction():
+        db.execute(hatch_sql("test-partial-copy"))
+        db.execute("INSERT INTO billing_accounts (zuora_account_id, zuora_account_name) "
+                   f"VALUES ('{planted}', 'kept as it is')")
     again = backfill(settings, tenant.run_id, chunk_accounts=CHUNK * 3)
     assert [c.chunk for c in again.chunks if c.status == "committed"] == [last.chunk]
-    assert _natural(pg_url) == full
+    assert again.skipped == 0
+    assert rows(pg_url, f"SELECT zuora_account_name, bill_to_contact_id FROM billing_accounts "
+                        f"WHERE zuora_account_id = '{planted}'") == [("kept as it is", None)]
+    filled = _natural(pg_url)
+    for table in full:
+        if table != "billing_accounts":
+            assert filled[table] == full[table], table
+    assert len(filled["billing_accounts"]) == ACCOUNTS
 
