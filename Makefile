@@ -66,6 +66,12 @@ bench: setup
 bench-callouts: setup
 	$(BIN)/python bench/run.py --only callouts
 
+# The backfill bench alone at a small size (generate, extract, the 1% drift's nightly plan, a
+# backfill into an empty PostgreSQL database); BACKFILL_ACCOUNTS=100000 for the issue's figure.
+BACKFILL_ACCOUNTS ?= 300
+bench-backfill: setup
+	$(BIN)/python bench/run.py --accounts $(BACKFILL_ACCOUNTS) --only backfill
+
 clean:
 	rm -rf $(VENV) data/
 

@@ -4,7 +4,10 @@ Generator: a 100,000-account tenant (≈1M subscription versions), wall time and
 Extract: the same tenant served by the sandbox, local side in PostgreSQL: full extract wall
 time, records/s, API calls, peak RSS; incremental after 0.1% changes; local export rows/s.
 Reconcile: every object and rule on the full snapshot (target < 30 s, < 4 GB on 2 cores).
-Repair: plan and apply of the 1% drift's auto findings on PostgreSQL (ops/s).
+Repair: plan and apply of the 1% drift's auto findings on PostgreSQL (ops/s, plan bytes).
+Backfill: the full snapshot into an empty PostgreSQL database (``backfill_bench.py``; target
+< 5 min, < 2 GB RSS on 2 cores), with and without guards when they exist. At a small size
+alone: ``python bench/run.py --accounts 300 --only backfill``.
 Validate: contracts (target < 10% of the reconcile time) and GX business rules, same snapshot.
 Report: size and generation time for 100,000 findings, first render in headless Chromium.
 Diff: one 1M-row, 40-column table pair vs a bare DuckDB hash compare and datacompy (polars).
@@ -61,7 +64,11 @@ def main() -> int:
     p.add_argument("--skip-extract", action="store_true", help="generator benchmark only")
     p.add_argument("--skip-diff", action="store_true", help="no 1M-row diff benchmark")
     p.add_argument("--skip-callouts", action="store_true", help="no callouts benchmark")
-    p.add_argument("--only", choices=("callouts",), help="run just this benchmark")
+    p.add_argument("--only", choices=("callouts", "backfill"),
+                   help="run just this benchmark (backfill: with the generate, extract, "
+                   "reconcile and repair it starts from)")
+    p.add_argument("--chunk-accounts", type=int, default=1000,
+                   help="accounts per backfill chunk")
     args = p.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
@@ -71,6 +78,10 @@ def main() -> int:
             from callouts_bench import bench_callouts
 
             _print(bench_callouts(root / "callouts"))
+            return 0
+        if args.only == "backfill":
+            results.extend(_backfill_only(args, root))
+            _print(results)
             return 0
         if not args.skip_diff:
             # First, while the machine is quiet: its sub-second runs are the most sensitive
@@ -99,11 +110,32 @@ def main() -> int:
             from repair_bench import bench_repair
 
             results.append(bench_repair(root / "work", Path(rec["snapshot"]).name))
+            from backfill_bench import bench_backfill
+
+            results.append(bench_backfill(root / "work", Path(rec["snapshot"]).name,
+                                          args.chunk_accounts))
         from report_bench import bench_report
 
         results.append(bench_report())
         _print(results)
     return 0
+
+
+def _backfill_only(args: argparse.Namespace, root: Path) -> list[dict]:
+    """Generate and extract the tenant, reconcile and plan its 1% drift (the nightly plan's
+    figures), then backfill its snapshot into an empty database."""
+    from backfill_bench import bench_backfill
+    from extract_bench import bench_extract
+    from reconcile_bench import bench_reconcile
+    from repair_bench import bench_repair
+
+    out = [bench_generate(args.accounts, args.format, root),
+           bench_extract(root / f"tenant-{args.accounts}", root / "work")]
+    rec = bench_reconcile(root / "work")
+    run_id = Path(rec["snapshot"]).name
+    out += [rec, bench_repair(root / "work", run_id),
+            bench_backfill(root / "work", run_id, args.chunk_accounts)]
+    return out
 
 
 def _print(results: list[dict]) -> None:

@@ -13,8 +13,10 @@ here now, and every floor asks :class:`DataLayout` for a path::
     DATA/snapshots/.lock                    the extract lock (one extract per data directory)
     DATA/runs/<run_id>/                     one run's outputs: drift.parquet, object_stats.parquet,
                                             field_stats.parquet, summary.json, quarantine/,
-                                            repair-plan.json, repair-plan.txt, report.html,
+                                            repair-plan.json, repair-plan.ops/ (its chunks),
+                                            repair-plan.txt, report.html,
                                             report.json
+    DATA/backfills/<backfill_id>/           a backfill's plan: plan.json, plan.ops/chunk-*.parquet
     DATA/locks/<job>.lock                   one run per job at a time (jobs, DuckDB setups)
     DATA/crash/                             crash logs of unexpected errors
     DATA/demo/                              the demo's sandbox tenant
@@ -31,6 +33,7 @@ from pathlib import Path
 STATE_FILE = "state.duckdb"
 SNAPSHOTS = "snapshots"
 RUNS = "runs"
+BACKFILLS = "backfills"
 LOCKS = "locks"
 CRASH = "crash"
 DEMO = "demo"
@@ -104,6 +107,12 @@ class DataLayout:
 
     def report_html(self, run_id: str) -> Path:
         return self.run_dir(run_id) / REPORT_HTML
+
+    # -- backfills -------------------------------------------------------------------------
+    def backfill_dir(self, backfill_id: str) -> Path:
+        """``DATA/backfills/<id>``: a backfill's plan (JSON summary and chunk files) and its
+        working copy of the snapshot sorted by chunk."""
+        return self.root / BACKFILLS / backfill_id
 
     # -- locks, crash logs, demo -----------------------------------------------------------
     @property

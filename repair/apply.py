@@ -25,7 +25,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,17 @@ from repair.guards import (
     check_triggers,
 )
 from repair.lock import RepairLock, _user
-from repair.plan import Op, column_types, decode, load_plan, primary_key
+from repair.plan import (
+    Op,
+    chunk_columns,
+    column_types,
+    decode,
+    iter_chunks,
+    open_plan,
+    primary_key,
+    require_applicable,
+    verify_chunks,
+)
 
 Progress = Callable[[str], None] | None
 
@@ -172,10 +182,14 @@ def _batch_size(settings: Settings, batch_size: int | None) -> int:
     return n
 
 
-def _fraction(sess: Session, ops: list[Op], settings: Settings, force: bool,
+def _fraction(sess: Session, ops: list[Op] | dict[str, int], settings: Settings, force: bool,
               what: str) -> list[str]:
+    """The change-fraction guard; ``ops``: the operations, or their updates + deletes per
+    table already counted (a streamed plan's)."""
     changes: dict[str, int] = {}
-    for op in ops:
+    if isinstance(ops, dict):
+        changes = dict(ops)
+    for op in ops if isinstance(ops, list) else ():
         if op.op in ("update", "delete"):
             changes[op.table] = changes.get(op.table, 0) + 1
     try:
@@ -188,11 +202,10 @@ def _fraction(sess: Session, ops: list[Op], settings: Settings, force: bool,
     return check_fraction(changes, rows, settings.repair_max_change_fraction, force, what)
 
 
-def _triggers(db: LocalDB, ops: list[Op], settings: Settings, what: str) -> None:
+def _triggers(db: LocalDB, tables: set[str], settings: Settings, what: str) -> None:
     """Refuse (:class:`~repair.guards.ForeignTrigger`) when a table the operations write
     carries a trigger that is neither recon's guard nor in ``repair.allowed_triggers``."""
-    check_triggers(triggers_on(db, {op.table for op in ops}),
-                   settings.repair_allowed_triggers, what)
+    check_triggers(triggers_on(db, tables), settings.repair_allowed_triggers, what)
 
 
 def _target(db: LocalDB) -> DatabaseIdentity | None:
@@ -238,29 +251,43 @@ def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
     return status, ("; ".join(parts) or None)
 
 
-def _execute(sess: Session, batches: list[list[Op]], *, yes: bool, apply_id: str,
+def _execute(sess: Session, batches: list[list[Op]] | Iterable[list[list[Op]]], *,
+             yes: bool, apply_id: str,
              row: dict[str, Any], progress: Progress, hooks: BatchHooks = NO_HOOKS,
              superseded_after: dt.datetime | None = None,
-             note: str | None = None) -> tuple[str, list[Outcome]]:
+             note: str | None = None,
+             writer: tuple[str, str] | None = None) -> tuple[str, list[Outcome]]:
     """Run the batches; with ``yes`` record running → complete/partial/failed. ``note``
-    leads the audit row's message (who asked for the apply, e.g. a sync and its trigger)."""
+    leads the audit row's message (who asked for the apply, e.g. a sync and its trigger);
+    ``writer``: the (kind, ident) each batch's transaction is marked with."""
 
     def message(text: str | None) -> str | None:
         joined = "; ".join(t for t in (note, text) if t)
         return joined[:2000] if joined else None
 
-    later = later_values([op for b in batches for op in b])
+    # ``batches``: one list of batches, or segments of them (a streamed plan's chunks), run
+    # in order by one executor under one apply row
+    segments: Iterable[list[list[Op]]] = (
+        [batches] if isinstance(batches, list) else batches)
+
+    def run(ex: Executor) -> list[Outcome]:
+        for seg in segments:
+            ex.later = later_values([op for b in seg for op in b])
+            ex.run(seg)
+        return ex.outcomes
+
     if not yes:
-        return "dry_run", Executor(sess, dry_run=True, apply_id=None, progress=progress,
-                                   later=later, superseded_after=superseded_after).run(batches)
+        return "dry_run", run(Executor(sess, dry_run=True, apply_id=None, progress=progress,
+                                       superseded_after=superseded_after))
     stale = audit.mark_abandoned(sess)
     if stale and progress:
         progress(f"marked abandoned applies as failed: {', '.join(stale)}")
     audit.insert_apply(sess, row)
-    ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress, later=later,
-                  hooks=hooks, superseded_after=superseded_after, writer=row["kind"])
+    ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress,
+                  hooks=hooks, superseded_after=superseded_after,
+                  writer=writer or (row["kind"], apply_id))
     try:
-        outcomes = ex.run(batches)
+        outcomes = run(ex)
     except BaseException as e:
         done = ex.outcomes
         msg = str(e) if isinstance(e, RepairFailed) else f"{type(e).__name__}: {e}"
@@ -299,14 +326,31 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                now: dt.datetime | None = None, hooks: BatchHooks = NO_HOOKS,
                note: str | None = None) -> ApplyResult:
     """Apply a repair plan to the local database (``yes=False``: dry run, writes nothing).
-    ``note``: leads the audit row's message (``recon repair history``): who asked for it."""
+    ``note``: leads the audit row's message (``recon repair history``): who asked for it.
+    A version 3 plan is streamed: one chunk file's operations in memory at a time."""
     t0 = time.monotonic()
-    plan = load_plan(plan_path)
+    plan = require_applicable(open_plan(plan_path))
+    verify_chunks(plan)
     size = _batch_size(settings, batch_size)
     apply_id = new_apply_id("apply")
     url = settings.local_database_url
-    batches = make_batches(plan.operations, size)
     path = str(Path(plan_path).resolve())
+    changes: dict[str, int] = {}
+    written: set[str] = set()
+    n_ops = 0
+    for frame in chunk_columns(plan, ["table", "op"]):
+        n_ops += frame.height
+        written.update(frame["table"].unique().to_list())
+        for table, n in frame.filter(pl.col("op").is_in(["update", "delete"])).group_by(
+                "table").len().iter_rows():
+            changes[table] = changes.get(table, 0) + n
+    counted = {"batches": 0}
+
+    def segments() -> Iterator[list[list[Op]]]:
+        for ops in iter_chunks(plan):
+            seg = make_batches(ops, size)
+            counted["batches"] += len(seg)
+            yield seg
     require_exists(url)
     with RepairLock(url, apply_id, "apply"), connect(url) as db:
         target = _target(db)
@@ -316,32 +360,31 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
         audit.ensure_tables(sess)
         try:
             check_plan(plan, settings, now)
-            _triggers(db, plan.operations, settings, f"{'' if yes else 'a dry run of '}plan "
+            _triggers(db, written, settings, f"{'' if yes else 'a dry run of '}plan "
                       f"{plan.plan_id}")
-            notes = _fraction(sess, plan.operations, settings, force,
-                              f"plan {plan.plan_id}")
+            notes = _fraction(sess, changes, settings, force, f"plan {plan.plan_id}")
         except RepairRefused as e:
             if yes:
                 audit.insert_apply(sess, _apply_row(
                     apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
-                    plan_path=path, ops=len(plan.operations), status="refused",
+                    plan_path=path, ops=n_ops, status="refused",
                     message=str(e)[:2000], target=target))
             raise
         if progress:
             for n in notes:
                 progress(n)
             progress(f"{'applying' if yes else 'dry run of'} plan {plan.plan_id}: "
-                     f"{len(plan.operations)} operations in {len(batches)} batches")
+                     f"{n_ops} operations in {len(plan.chunks or [None])} chunk(s), batches "
+                     f"of up to {size}")
         row = _apply_row(apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
-                         plan_path=path, ops=len(plan.operations), status="running",
-                         target=target)
-        status, outcomes = _execute(sess, batches, yes=yes, apply_id=apply_id, row=row,
+                         plan_path=path, ops=n_ops, status="running", target=target)
+        status, outcomes = _execute(sess, segments(), yes=yes, apply_id=apply_id, row=row,
                                     progress=progress, hooks=hooks,
                                     superseded_after=snapshot_time(settings, plan.run_id),
                                     note=note)
     return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
                        status=status, plan_id=plan.plan_id, run_id=plan.run_id,
-                       batches=len(batches), outcomes=outcomes,
+                       batches=counted["batches"], outcomes=outcomes,
                        seconds=time.monotonic() - t0, notes=notes)
 
 
@@ -412,10 +455,13 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         ops = revert_ops(rows)
         batches = make_batches(ops, size)
         # a targeted sync's apply was bounded by sync.max_rows_per_key, not by a table
-        # fraction (one key of a small table is a large fraction): undoing it is too
-        by_sync = str(orig["run_id"] or "").startswith(SYNC_PREFIX)
+        # fraction (one key of a small table is a large fraction): undoing it is too; a
+        # backfill chunk's only inserted rows (filling an empty table is its purpose), so
+        # undoing it deletes just those
+        by_sync = (str(orig["run_id"] or "").startswith(SYNC_PREFIX)
+                   or str(orig["plan_id"] or "").startswith(BACKFILL_PREFIX))
         try:
-            _triggers(db, ops, settings, what)
+            _triggers(db, {op.table for op in ops}, settings, what)
             over = _fraction(sess, ops, settings, force or by_sync, f"reverting {apply_id}")
             notes += over if force or not by_sync else []
         except RepairRefused as e:
@@ -442,6 +488,8 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
 
 
 SYNC_PREFIX = "sync-"  # sync.model.new_sync_id: a targeted sync's apply has it as run_id
+# repair.backfill: a backfill's id, and the plan id of each chunk's apply ("bf-…/chunk-00003")
+BACKFILL_PREFIX = "bf-"
 
 
 def _sync_apply(sess: Session, apply_id: str) -> str:

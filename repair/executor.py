@@ -39,6 +39,7 @@ from repair.plan import (
     Ref,
     column_types,
     generated_pk,
+    pack_groups,
     primary_key,
     to_json,
     to_text,
@@ -62,7 +63,8 @@ LOCK_TIMEOUT = "30s"
 class BatchHooks:
     """Calls at the two points where a crash or a concurrent apply matters: ``written(b)``
     after batch ``b``'s rows and audit are written, before its COMMIT; ``committed(b)`` after
-    it committed. Real applies pass none; the kill -9 and lock tests pass functions that
+    it committed. Plain applies pass none; the backfill's ``written`` writes its chunk's
+    checkpoint in the chunk's own transaction; the kill -9 and lock tests pass functions that
     hold a batch open or slow the apply down, explicitly (no environment knob in production).
     Neither is called in a dry run."""
 
@@ -216,19 +218,7 @@ def _kind(op: Op) -> tuple:
 def make_batches(ops: list[Op], batch_size: int) -> list[list[Op]]:
     """Whole groups, in order of their first operation, up to ``batch_size`` operations per
     batch (a larger group is a batch of its own); each batch in ascending seq."""
-    groups: dict[str, list[Op]] = {}
-    for op in sorted(ops, key=lambda o: o.seq):
-        groups.setdefault(op.group, []).append(op)
-    batches: list[list[Op]] = []
-    cur: list[Op] = []
-    for g in groups.values():
-        if cur and len(cur) + len(g) > batch_size:
-            batches.append(cur)
-            cur = []
-        cur.extend(g)
-    if cur:
-        batches.append(cur)
-    return [sorted(b, key=lambda o: o.seq) for b in batches]
+    return pack_groups(ops, batch_size)
 
 
 def schedule(ops: list[Op]) -> list[_Run]:
@@ -333,10 +323,11 @@ class Executor:
                  progress: Callable[[str], None] | None = None,
                  later: dict[int, dict[str, Any]] | None = None,
                  hooks: BatchHooks = NO_HOOKS,
-                 superseded_after: dt.datetime | None = None, writer: str = "apply") -> None:
+                 superseded_after: dt.datetime | None = None,
+                 writer: tuple[str, str] | None = None) -> None:
         self.sess, self.dry_run, self.apply_id = sess, dry_run, apply_id
-        # the writer kind each batch's transaction is marked with (core.localdb.writer):
-        # the local-copy guards let recon's own writes through by it
+        # (kind, ident) each batch's transaction names as its writer (core.localdb.writer),
+        # e.g. ("backfill", chunk id); None: not marked here
         self.writer = writer
         # the plan's snapshot time: rows a targeted sync wrote later are skipped (SUPERSEDED)
         self.superseded_after = superseded_after
@@ -346,11 +337,16 @@ class Executor:
         self.overlay = _Overlay()
         self.outcomes: list[Outcome] = []
         self.batches_committed = 0
+        self.batches_run = 0
 
     # -- batches ---------------------------------------------------------------------------
     def run(self, batches: list[list[Op]]) -> list[Outcome]:
-        total = len(batches)
-        for b, ops in enumerate(batches, 1):
+        """Run ``batches`` in order; called again (a streamed plan's next chunk), the batch
+        numbers go on from the last call's."""
+        base = self.batches_run
+        total = base + len(batches)
+        self.batches_run = total
+        for b, ops in enumerate(batches, base + 1):
             now = utc_now()
             out: list[Outcome] = []
             audit: list[tuple] = []
@@ -359,8 +355,8 @@ class Executor:
                     timeout = self.sess.dialect.lock_timeout_sql(LOCK_TIMEOUT)
                     if timeout:
                         self.sess.run(timeout)
-                    if not self.dry_run and self.apply_id is not None:
-                        mark(self.sess.db, self.writer, self.apply_id)
+                    if self.writer is not None and not self.dry_run:
+                        mark(self.sess.db, *self.writer)
                     for run in schedule(ops):
                         o, a = self._run(run, b, now)
                         out += o

@@ -14,7 +14,23 @@ planner's author can find the bug from the message alone. Validation also casts 
 to the Python type of its column (``core.localdb.schema.table_columns``), so the executor
 compares exactly what the database holds: a ``DECIMAL(18,2)`` ``"10.50"`` equals ``10.5``.
 
-Layout (``schema_version`` 2; version 1 was the same without ``local_identity``)::
+Version 3 (what :func:`write_plan` writes) is *chunked and columnar*: the JSON file is the
+summary — every top-level field below but ``operations`` — plus ``chunks``, and the
+operations are Parquet files beside it, ``<plan stem>.ops/chunk-NNNNN.parquet``, one row per
+operation (columns :data:`OPS_SCHEMA`; ``key``/``before``/``after`` as the JSON text of the
+same objects), each chunk whole groups (a group never spans two chunks)::
+
+    "chunks": [{"file": "chunk-00001.parquet", "operations": int, "sha256": str,
+                "label": str}, ...]
+
+so a plan's size on disk and the memory of whoever writes or applies it grow with a chunk,
+not with the tenant: :func:`open_plan` reads only the summary and :func:`iter_chunks` yields
+one chunk's operations at a time (``repair apply`` streams them); :func:`read_plan` still
+reads a whole plan into memory (the report, tests). A chunk file whose sha256 is not the
+summary's is refused by name.
+
+Layout of versions 2 and 1 (one JSON document; version 1 was the same without
+``local_identity``); version 3's summary has the same fields::
 
     {"schema_version": 2, "plan_id": str, "run_id": str, "created_at": "2026-11-23T01:00:00Z",
      "snapshot_complete": bool, "validation": "passed"|"failed"|"not_run",
@@ -39,22 +55,35 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+import polars as pl
 
 from core.catalog import BY_TABLE, LOCAL_BY_NAME
 from core.errors import ReconError
 from core.localdb import schema
 from core.localdb.identity import DatabaseIdentity
 
-# the format write_plan writes (2: the target's identity, copied from the snapshot, in
-# "local_identity"); read_plan also reads every older one (READABLE_VERSIONS)
-SCHEMA_VERSION = 2
+# the format write_plan writes (3: operations as Parquet chunks beside a JSON summary; 2: the
+# target's identity, copied from the snapshot, in "local_identity"); read_plan also reads
+# every older one (READABLE_VERSIONS)
+SCHEMA_VERSION = 3
+# the oldest version apply accepts: version 1 names no target database
+APPLICABLE_FROM = 2
+# operations per chunk file write_plan cuts (whole groups; a larger group is a chunk of its own)
+CHUNK_OPERATIONS = 50_000
+# one Parquet row per operation (a chunk file's columns, in this order)
+OPS_SCHEMA: dict[str, Any] = {
+    "seq": pl.Int64, "step": pl.String, "group": pl.String, "table": pl.String,
+    "op": pl.String, "key": pl.String, "before": pl.String, "after": pl.String,
+    "reason": pl.String, "findings": pl.List(pl.String)}
 # the plan's steps, in the order the planner emits and the executor applies them
 Step = Literal["catalog", "accounts", "contacts", "subscriptions", "references", "orders"]
 OpKind = Literal["insert", "update", "delete"]
@@ -332,6 +361,17 @@ class Summary:
     not_planned: int
 
 
+@dataclass(frozen=True)
+class PlanChunk:
+    """One Parquet file of a version 3 plan's operations (``file`` relative to the plan's
+    ``<stem>.ops`` directory)."""
+
+    file: str
+    operations: int
+    sha256: str
+    label: str = ""  # what the chunk holds, e.g. "accounts A0001…A0100" (informational)
+
+
 @dataclass
 class Plan:
     """A repair plan: what the planner (:mod:`repair.planner`) built and apply, dry run and
@@ -351,10 +391,18 @@ class Plan:
     needs_a_person: list[PersonFinding] = field(default_factory=list)
     not_planned: list[UnplannedFinding] = field(default_factory=list)
     path: Path | None = field(default=None, compare=False)  # the file it was read from
+    # version 3 as read by open_plan: its chunk files (operations not loaded: iter_chunks);
+    # None: every operation is in ``operations``
+    chunks: list[PlanChunk] | None = field(default=None, compare=False)
 
     @property
     def summary(self) -> Summary:
         return summarize(self)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the operations are in chunk files not loaded yet (:func:`iter_chunks`)."""
+        return self.chunks is not None and not self.operations
 
 
 def encode(value: Any) -> Any:
@@ -406,8 +454,9 @@ def _created_text(t: dt.datetime) -> str:
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """The plan as the JSON document :func:`write_plan` writes (current format), e.g. for the
-    report's JSON."""
+    """The whole plan as one JSON document, its operations inline (what versions 1–2 wrote),
+    e.g. for the report's JSON; :func:`write_plan` writes the same summary with the
+    operations in chunk files instead."""
     s = plan.summary
     return {
         "schema_version": SCHEMA_VERSION,
@@ -429,49 +478,235 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-# -- the one writer and the one reader -------------------------------------------------------
-def write_plan(plan: Plan, path: str | Path) -> Path:
-    """Write ``plan`` to ``path`` in the current format (aside, then renamed: a reader never
-    sees half a plan)."""
-    path = Path(path)
+# -- operations as columns (version 3's chunk files) ----------------------------------------
+def ops_to_frame(ops: list[Op]) -> pl.DataFrame:
+    """Operations → chunk rows (:data:`OPS_SCHEMA`), values in the plan's JSON encoding."""
+    def js(d: dict[str, Any] | None) -> str | None:
+        return None if d is None else json.dumps(_enc(d), separators=(",", ":"))
+
+    return pl.DataFrame(
+        [(op.seq, op.step, op.group, op.table, op.op, js(op.key), js(op.before), js(op.after),
+          op.reason, list(op.findings)) for op in ops], schema=OPS_SCHEMA, orient="row")
+
+
+def ops_from_frame(frame: pl.DataFrame, path: Path | None = None) -> list[Op]:
+    """Chunk rows → validated, typed operations (:func:`parse_op` on each; the first problem
+    raises :class:`PlanFormatError` naming the operation)."""
+    missing = [c for c in OPS_SCHEMA if c not in frame.columns]
+    if missing:
+        raise PlanFormatError(f"operations lack the column(s) {', '.join(missing)}", path=path)
+    out = []
+    for i, r in enumerate(frame.iter_rows(named=True)):
+        doc = {"seq": r["seq"], "step": r["step"], "group": r["group"], "table": r["table"],
+               "op": r["op"], "reason": r["reason"] or "", "findings": list(r["findings"] or [])}
+        for part in ("key", "before", "after"):
+            try:
+                doc[part] = json.loads(r[part]) if r[part] is not None else None
+            except json.JSONDecodeError as e:
+                raise PlanFormatError(f"operations[{i}].{part} is not valid JSON: {e}",
+                                      seq=r["seq"], path=path) from None
+        out.append(_parse_op(doc, i, path))
+    return out
+
+
+def pack_groups(ops: list[Op], size: int) -> list[list[Op]]:
+    """Whole groups, in order of their first operation, up to ``size`` operations per pack (a
+    larger group is a pack of its own); each pack in ascending seq. The executor's batches
+    and version 3's chunk files are cut alike, so a streamed apply runs the groups in the
+    order a whole-plan apply does."""
+    groups: dict[str, list[Op]] = {}
+    for op in sorted(ops, key=lambda o: o.seq):
+        groups.setdefault(op.group, []).append(op)
+    packs: list[list[Op]] = []
+    cur: list[Op] = []
+    for g in groups.values():
+        if cur and len(cur) + len(g) > size:
+            packs.append(cur)
+            cur = []
+        cur.extend(g)
+    if cur:
+        packs.append(cur)
+    return [sorted(b, key=lambda o: o.seq) for b in packs]
+
+
+def ops_dir(path: Path) -> Path:
+    """Where a version 3 plan ``path`` keeps its chunk files: ``<stem>.ops`` beside it."""
+    return path.with_name(path.stem + ".ops")
+
+
+def write_chunk(frame: pl.DataFrame, path: Path, label: str = "") -> PlanChunk:
+    """Write one chunk of operations (rows of :data:`OPS_SCHEMA`) as Parquet, aside then
+    renamed; its :class:`PlanChunk` (the file's name, rows, sha256)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.select(list(OPS_SCHEMA)).cast(OPS_SCHEMA).write_parquet(
+        tmp, compression="zstd", statistics=False)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    tmp.replace(path)
+    return PlanChunk(file=path.name, operations=frame.height, sha256=digest, label=label)
+
+
+def read_chunk(plan_path: Path, chunk: PlanChunk) -> list[Op]:
+    """One chunk's operations, after checking its sha256 against the summary's."""
+    path = ops_dir(plan_path) / chunk.file
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PlanFormatError(f"chunk file {path} cannot be read ({e.strerror})",
+                              path=plan_path) from e
+    if hashlib.sha256(data).hexdigest() != chunk.sha256:
+        raise PlanFormatError(f"chunk file {path} does not have the sha256 the plan records "
+                              "(changed or truncated since the plan was written); re-create "
+                              "the plan", path=plan_path)
+    import io
+
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001 — any decoding error: not a chunk file
+        raise PlanFormatError(f"chunk file {path} is not Parquet: {e}", path=plan_path) from e
+    if frame.height != chunk.operations:
+        raise PlanFormatError(f"chunk file {path} holds {frame.height} operations, the plan "
+                              f"says {chunk.operations}", path=plan_path)
+    return ops_from_frame(frame, plan_path)
+
+
+def summary_document(plan: Plan, chunks: list[PlanChunk]) -> dict[str, Any]:
+    """Version 3's JSON file: :func:`plan_document` without the operations, with ``chunks``."""
+    doc = plan_document(plan)
+    del doc["operations"]
+    doc["chunks"] = [asdict(c) for c in chunks]
+    return doc
+
+
+def write_summary(path: Path, doc: dict[str, Any]) -> Path:
+    """Write a plan's JSON document aside, then rename it (a reader never sees half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan_document(plan), indent=1, sort_keys=False, default=str)
-                   + "\n")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
     tmp.replace(path)
     return path
 
 
-def read_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file of any version this recon ever wrote (1, 2); an unknown
-    version is refused by name (:class:`UnknownPlanVersion`). Reading is not applying: see
-    :func:`load_plan` for what apply accepts."""
-    p = Path(path)
+# -- the one writer and the one reader -------------------------------------------------------
+def write_plan(plan: Plan, path: str | Path, chunk_operations: int = CHUNK_OPERATIONS) -> Path:
+    """Write ``plan`` to ``path`` in the current format: the operations in chunk files of
+    whole groups (up to ``chunk_operations`` each) under ``<stem>.ops/``, then the JSON
+    summary naming them (renamed into place last: a reader never sees half a plan). Chunk
+    files of an earlier plan at the same path are replaced."""
+    path = Path(path)
+    directory = ops_dir(path)
+    if directory.is_dir():
+        for old in directory.glob("chunk-*.parquet"):
+            old.unlink()
+    chunks = [write_chunk(ops_to_frame(ops), directory / f"chunk-{i:05d}.parquet")
+              for i, ops in enumerate(pack_groups(plan.operations, chunk_operations), 1)]
+    return write_summary(path, summary_document(plan, chunks))
+
+
+def _read_doc(p: Path) -> Any:
     try:
         text = p.read_text()
     except OSError as e:
         raise PlanFormatError(f"cannot be read ({e.strerror})", path=p) from e
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise PlanFormatError(f"is not valid JSON: {e}", path=p) from e
-    plan = parse_plan(doc, path=p)
+
+
+def open_plan(path: str | Path) -> Plan:
+    """A plan file of any readable version, without loading a version 3 plan's operations
+    (``chunks`` names them; :func:`iter_chunks` yields them chunk by chunk). Versions 1–2
+    hold their operations inline and are read whole."""
+    p = Path(path)
+    plan = parse_plan(_read_doc(p), path=p)
     plan.path = p
     return plan
 
 
-def load_plan(path: str | Path) -> Plan:
-    """A plan file as apply takes it: :func:`read_plan`, then refused unless it is of the
-    current format (a version 1 plan names no target database, so it could be applied to the
-    wrong one)."""
-    plan = read_plan(path)
-    if plan.schema_version < SCHEMA_VERSION:
+def iter_chunks(plan: Plan) -> Iterator[list[Op]]:
+    """A plan's operations one chunk at a time (version 3: each chunk file, checked; a plan
+    whose operations are in memory: all of them at once)."""
+    if not plan.streamed:
+        yield plan.operations
+        return
+    assert plan.path is not None and plan.chunks is not None
+    for chunk in plan.chunks:
+        yield read_chunk(plan.path, chunk)
+
+
+def verify_chunks(plan: Plan) -> None:
+    """Check every chunk file of a streamed plan against the summary's sha256 (read in
+    blocks: memory stays flat), so apply refuses a changed plan before writing anything."""
+    if not plan.streamed:
+        return
+    assert plan.path is not None and plan.chunks is not None
+    for chunk in plan.chunks:
+        path = ops_dir(plan.path) / chunk.file
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        except OSError as e:
+            raise PlanFormatError(f"chunk file {path} cannot be read ({e.strerror})",
+                                  path=plan.path) from e
+        if digest.hexdigest() != chunk.sha256:
+            raise PlanFormatError(f"chunk file {path} does not have the sha256 the plan "
+                                  "records (changed or truncated since the plan was written); "
+                                  "re-create the plan", path=plan.path)
+
+
+def chunk_columns(plan: Plan, columns: list[str]) -> Iterator[pl.DataFrame]:
+    """Some columns of every operation, a chunk at a time, without decoding the values (e.g.
+    ``table`` and ``op`` for the change-fraction guard)."""
+    if not plan.streamed:
+        yield pl.DataFrame([{c: getattr(op, c) for c in columns} for op in plan.operations],
+                           schema={c: OPS_SCHEMA[c] for c in columns})
+        return
+    assert plan.path is not None and plan.chunks is not None
+    for chunk in plan.chunks:
+        yield pl.read_parquet(ops_dir(plan.path) / chunk.file, columns=columns)
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file of any version this recon ever wrote (1, 2, 3), every
+    operation in memory; an unknown version is refused by name (:class:`UnknownPlanVersion`).
+    Reading is not applying: see :func:`load_plan` for what apply accepts."""
+    plan = open_plan(path)
+    if plan.streamed:
+        ops = [op for chunk in iter_chunks(plan) for op in chunk]
+        _unique_seqs(ops, plan.path)
+        plan.operations = sorted(ops, key=lambda o: o.seq)
+    return plan
+
+
+def require_applicable(plan: Plan) -> Plan:
+    """Refuse a plan apply must not take: version 1 names no target database, so it could be
+    applied to the wrong one."""
+    if plan.schema_version < APPLICABLE_FROM:
         raise PlanFormatError(
             f"plan {plan.plan_id!r} has schema_version {plan.schema_version}, an older format "
-            f"without the identity of its target database; this recon applies only version "
-            f"{SCHEMA_VERSION} plans, which cannot be applied to the wrong database. "
-            "Re-create the plan with `recon repair plan`", path=plan.path)
+            f"without the identity of its target database; this recon applies only plans of "
+            f"versions {', '.join(str(v) for v in READABLE_VERSIONS if v >= APPLICABLE_FROM)}, "
+            "which cannot be applied to the wrong database. Re-create the plan with "
+            "`recon repair plan`", path=plan.path)
     return plan
+
+
+def load_plan(path: str | Path) -> Plan:
+    """A plan file as apply takes it, every operation read: :func:`read_plan`, then
+    :func:`require_applicable`. ``repair apply`` itself streams (:func:`open_plan`)."""
+    return require_applicable(read_plan(path))
+
+
+def _unique_seqs(ops: list[Op], path: Path | None) -> None:
+    seen: set[int] = set()
+    for op in ops:
+        if op.seq in seen:
+            raise PlanFormatError("seq is used by another operation; every seq must be unique",
+                                  seq=op.seq, path=path)
+        seen.add(op.seq)
 
 
 def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
@@ -479,9 +714,16 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "local_identity": None}
 
 
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 held its operations inline; read as a version 3 document with them in
+    memory (no chunk files)."""
+    return {**doc, "chunks": None}
+
+
 # version -> the step that brings a document of that version to the next one; a new format
 # adds its step here and changes only write_plan/parse_plan
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2,
+                                                                     2: _v2_to_v3}
 READABLE_VERSIONS = (*sorted(_UPGRADES), SCHEMA_VERSION)
 
 
@@ -523,10 +765,13 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     name = f"plan {doc.get('plan_id')!r}" if isinstance(doc.get("plan_id"), str) else "plan"
     if type(version) is not int or version not in READABLE_VERSIONS:
         raise UnknownPlanVersion(version, path)
-    if version == SCHEMA_VERSION and "local_identity" not in doc:
+    if version >= 2 and "local_identity" not in doc:
         raise PlanFormatError(f"{name} has no local_identity (the identity of its target "
                               "database); re-create the plan with `recon repair plan`",
                               path=path)
+    if version == 3 and ("operations" in doc or not isinstance(doc.get("chunks"), list)):
+        raise PlanFormatError(f"{name} is a version 3 plan: its operations are chunk files "
+                              "listed in chunks, never inline operations", path=path)
     read_as = version
     while read_as in _UPGRADES:
         doc = _UPGRADES[read_as](doc)
@@ -544,7 +789,8 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     if doc.get("validation") not in VALIDATIONS:
         raise PlanFormatError(f"validation must be one of {', '.join(VALIDATIONS)}, got "
                               f"{doc.get('validation')!r}", path=path)
-    ops_doc = doc.get("operations")
+    chunks = None if doc.get("chunks") is None else _chunks(doc["chunks"], path)
+    ops_doc = doc.get("operations") if chunks is None else []
     if not isinstance(ops_doc, list):
         raise PlanFormatError("operations must be a list", path=path)
     needs = _findings(doc, "needs_a_person", PersonFinding, path)
@@ -558,21 +804,27 @@ def parse_plan(doc: Any, path: str | Path | None = None) -> Plan:
     if only is not None and not isinstance(only, str):
         raise PlanFormatError("only must be a string or null", path=path)
 
-    ops: list[Op] = []
-    seen_seq: set[int] = set()
-    for i, od in enumerate(ops_doc):
-        op = _parse_op(od, i, path)
-        if op.seq in seen_seq:
-            raise PlanFormatError("seq is used by another operation; every seq must be unique",
-                                  seq=op.seq, path=path)
-        seen_seq.add(op.seq)
-        ops.append(op)
+    ops = [_parse_op(od, i, path) for i, od in enumerate(ops_doc)]
+    _unique_seqs(ops, path)
     ops.sort(key=lambda o: o.seq)
     return Plan(schema_version=version, plan_id=doc["plan_id"], run_id=doc["run_id"],
                 created_at=_created_at(doc.get("created_at"), path),
                 snapshot_complete=doc["snapshot_complete"], validation=doc["validation"],
                 local_database=local_db, local_identity=identity, operations=ops, only=only,
-                needs_a_person=needs, not_planned=unplanned, path=path)
+                needs_a_person=needs, not_planned=unplanned, path=path, chunks=chunks)
+
+
+def _chunks(raw: Any, path: Path | None) -> list[PlanChunk]:
+    out = []
+    for i, c in enumerate(raw):
+        if (not isinstance(c, dict) or not isinstance(c.get("file"), str)
+                or not re.fullmatch(r"[A-Za-z0-9_.\-]+\.parquet", c["file"])
+                or type(c.get("operations")) is not int or not isinstance(c.get("sha256"), str)):
+            raise PlanFormatError(f"chunks[{i}] must be {{\"file\": \"<name>.parquet\", "
+                                  "\"operations\": int, \"sha256\": str}", path=path)
+        out.append(PlanChunk(file=c["file"], operations=c["operations"], sha256=c["sha256"],
+                             label=str(c.get("label") or "")))
+    return out
 
 
 def parse_op(od: Any, index: int = 0, path: Path | None = None) -> Op:

@@ -11,10 +11,10 @@ the plan file: planning is always safe.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from core.config import redact_url
@@ -26,13 +26,15 @@ from reconcile.engine import resolve_snapshot
 from reconcile.load import SnapshotDB, open_snapshot_db
 from reconcile.rules import prepare_rules, reads_order_relations
 from repair.plan import (
+    OPS_SCHEMA,
     SCHEMA_VERSION,
     STEPS,
+    Op,
     PersonFinding,
     Plan,
     PlanFormatError,
     UnplannedFinding,
-    parse_op,
+    ops_from_frame,
 )
 from repair.steps import OP_COLUMNS, Present, all_steps_sql
 
@@ -88,28 +90,11 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
         if (db.prepared is None or db.prepared[:2] != (as_of, scope)
                 or (orders and not db.prepared[2])):  # else the reconcile's
             db.prepared = prepare_rules(con, as_of, scope, orders=orders)
-        order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
-        ops = con.sql(
-            f"SELECT row_number() OVER (ORDER BY CASE step {order} END, grp, ord, tbl, "
-            f"CAST(key AS VARCHAR)) AS seq, step, grp AS \"group\", tbl AS \"table\", op, "
-            f"CAST(key AS VARCHAR) AS key, CAST(before AS VARCHAR) AS before, "
-            f"CAST(after AS VARCHAR) AS after, reason, findings "
-            f"FROM ({' UNION ALL '.join(parts)}) ORDER BY seq").pl() if parts else None
+        ops = operations_frame(con, parts)
     finally:
         if own:
             db.close()
-    operations = []
-    for i, r in enumerate(ops.iter_rows(named=True) if ops is not None else ()):
-        doc = {"seq": r["seq"], "step": r["step"], "group": r["group"], "table": r["table"],
-               "op": r["op"], "key": json.loads(r["key"]),
-               "before": json.loads(r["before"]) if r["before"] is not None else None,
-               "after": json.loads(r["after"]) if r["after"] is not None else None,
-               "reason": r["reason"], "findings": list(r["findings"] or [])}
-        try:
-            operations.append(parse_op(doc, i))
-        except PlanFormatError as e:  # a planner bug: say which operation, write nothing
-            raise PlanError(f"the planner made an invalid operation for run {snap.run_id}: "
-                            f"{e}") from e
+    operations = parse_operations(ops, snap.run_id)
     covered = {f for op in operations for f in op.findings}
     auto = drift.filter(pl.col("action") == "auto")
     by_rows = auto.filter(pl.col("rule").is_in(RESOLVED_BY_ROWS))["fingerprint"].to_list()
@@ -144,6 +129,33 @@ def build_plan(data_dir: Path | str, run_id: str | None = None, *, only: str | N
                                                   "explanation")})
             for r in unplanned.iter_rows(named=True)],
     )
+
+
+def operations_frame(con: duckdb.DuckDBPyConnection, parts: list[str],
+                     first: str | None = None) -> pl.DataFrame:
+    """The operations the step queries ``parts`` (each selecting ``OP_COLUMNS``) make, as
+    plan rows: ``seq`` (1…, in step order, then group, then the query's own order), step,
+    group, table, op, key/before/after as JSON text, reason, findings. ``first``: SQL over
+    the rows ranking groups inside a step before the group name does (the backfill's people
+    before the orders that reference them)."""
+    if not parts:
+        return pl.DataFrame(schema=OPS_SCHEMA)
+    order = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STEPS))
+    return con.sql(
+        f"SELECT row_number() OVER (ORDER BY CASE step {order} END, {first or '0'}, grp, ord, "
+        f"tbl, CAST(key AS VARCHAR)) AS seq, step, grp AS \"group\", tbl AS \"table\", op, "
+        f"CAST(key AS VARCHAR) AS key, CAST(before AS VARCHAR) AS before, "
+        f"CAST(after AS VARCHAR) AS after, reason, findings "
+        f"FROM ({' UNION ALL '.join(parts)}) ORDER BY seq").pl()
+
+
+def parse_operations(ops: pl.DataFrame, run_id: str) -> list[Op]:
+    """Plan rows (:func:`operations_frame`) → validated, typed operations; an invalid one is
+    a planner bug, raised as :class:`PlanError` naming it (nothing is written)."""
+    try:
+        return ops_from_frame(ops)
+    except PlanFormatError as e:  # a planner bug: say which operation, write nothing
+        raise PlanError(f"the planner made an invalid operation for run {run_id}: {e}") from e
 
 
 def summary_text(plan: Plan) -> str:

@@ -249,12 +249,15 @@ def dedupe_sql() -> str:
     WHERE a.rule = 'D11' AND a.kind = 'duplicate_local'"""
 
 
-def create_orders_sql(now: str) -> str:
+def create_orders_sql(now: str, customer_id: str | None = None) -> str:
     """D13: an order for a paid subscription without one, from its latest version, with the
     namespace that version names — a namespace carries any number of orders (a base plan,
     add-ons, renewals booked as new subscriptions once the old one ended); the link is left to
     a person only when two active base subscriptions would share it (D12,
-    :func:`reconcile.rules.orders.link_conflict_sql`)."""
+    :func:`reconcile.rules.orders.link_conflict_sql`). ``customer_id``: SQL over the
+    derivation ``d`` giving the JSON of the order's customer (the backfill's: a reference to
+    the customer it creates in the same chunk); default: the local customer of the Sold-To
+    e-mail, when one exists."""
     z_ns = ns("d.namespace_id")
     conflict = link_conflict_sql("d.subscription_name", z_ns, "d.latest_status",
                                  "d.product_rate_plan_id")
@@ -267,10 +270,11 @@ def create_orders_sql(now: str) -> str:
         "start_date": jv("d.start_date", "DATE"), "end_date": jv("d.end_date", "DATE"),
         "quantity": jv("d.quantity", "INTEGER"),
         "amendment_type": jv("d.amendment_type", "VARCHAR"),
-        "customer_id": jv("(SELECT c.id FROM local.customers c JOIN zuora.Account za ON "
-                          "za.Id = d.zuora_account_id JOIN zuora.Contact sc ON sc.Id = "
-                          "za.SoldToId WHERE lower(trim(c.email)) = lower(trim(sc.WorkEmail)) "
-                          "LIMIT 1)", "BIGINT"),
+        "customer_id": customer_id or jv(
+            "(SELECT c.id FROM local.customers c JOIN zuora.Account za ON "
+            "za.Id = d.zuora_account_id JOIN zuora.Contact sc ON sc.Id = "
+            "za.SoldToId WHERE lower(trim(c.email)) = lower(trim(sc.WorkEmail)) "
+            "LIMIT 1)", "BIGINT"),
         "gl_namespace_id": jv(f"CASE WHEN NOT {conflict} THEN {z_ns} END", "VARCHAR"),
         "gl_namespace_name": jv(f"CASE WHEN NOT {conflict} AND {z_ns} IS NOT NULL THEN "
                                 "d.namespace_name END", "VARCHAR"),

@@ -287,6 +287,26 @@ def text_diff(base: list[str], head: list[str], name: str) -> list[str]:
                                                     if more > 0 else [])
 
 
+def plan_json(path: Path) -> dict[str, Any]:
+    """A plan file of any format as one document with its operations inline: version 3's
+    Parquet chunks (``<stem>.ops/``) are read back into ``operations``; the format's own
+    fields (``schema_version``, ``chunks`` with their hashes) are left out, so a base that
+    wrote version 2 compares with a head that writes version 3 by content."""
+    doc = json.loads(path.read_text())
+    chunks = doc.pop("chunks", None)
+    doc.pop("schema_version", None)
+    if chunks is not None:
+        ops = []
+        for c in chunks:
+            frame = pl.read_parquet(path.with_name(path.stem + ".ops") / c["file"])
+            for r in frame.iter_rows(named=True):
+                ops.append({**r, **{k: json.loads(r[k]) if r[k] is not None else None
+                                    for k in ("key", "before", "after")},
+                            "findings": list(r["findings"] or [])})
+        doc["operations"] = sorted(ops, key=lambda o: o["seq"])
+    return doc
+
+
 def compare(base: Path, head: Path, run: str, inputs_taken: dt.datetime) -> dict[str, list[str]]:
     """Artefact name -> the differences (empty: identical); ``base`` and ``head`` are the data
     directories each side wrote."""
@@ -305,8 +325,7 @@ def compare(base: Path, head: Path, run: str, inputs_taken: dt.datetime) -> dict
     def clean(value: Any) -> Any:
         return strip_volatile(value, inputs_taken)
 
-    pb = json.loads((rb / "repair-plan.json").read_text())
-    ph = json.loads((rh / "repair-plan.json").read_text())
+    pb, ph = plan_json(rb / "repair-plan.json"), plan_json(rh / "repair-plan.json")
     name = (f"repair-plan.json operations ({len(pb.get('operations') or ()):,} base, "
             f"{len(ph.get('operations') or ()):,} head; without plan id, timestamps, run ids)")
     result[name] = json_diff(clean(pb.get("operations")), clean(ph.get("operations")),

@@ -7,7 +7,9 @@ for a database recon manages itself); recon owns only these:
 * ``recon_identity``: the database's identity (one row; :mod:`core.localdb.identity`);
 * ``recon_repair_applies`` and ``recon_repair_audit``: the repair audit (:mod:`repair.audit`
   reads and writes them; their DDL lives here, on the shared floor, so that stamping a
-  database needs nothing from the repair floor).
+  database needs nothing from the repair floor);
+* ``recon_backfill_chunks``: the checkpoint of ``recon backfill`` (:mod:`repair.backfill`),
+  one row per committed chunk, written in the chunk's own transaction.
 
 Every change to these objects is a new numbered migration appended to :data:`MIGRATIONS`;
 never edit a released one. Version 1 is what recon wrote before versioning (a16424a created
@@ -21,6 +23,7 @@ from core.localdb import migrations as mig
 APPLIES = "recon_repair_applies"
 AUDIT = "recon_repair_audit"
 IDENTITY = "recon_identity"
+BACKFILL_CHUNKS = "recon_backfill_chunks"
 
 APPLIES_DDL_V1 = f"""CREATE TABLE IF NOT EXISTS {APPLIES} (
   apply_id          VARCHAR(64) NOT NULL,   -- e.g. ap-20261123T010203Z-3f2a1c
@@ -62,16 +65,35 @@ IDENTITY_DDL_V2 = f"""CREATE TABLE IF NOT EXISTS {IDENTITY} (
   PRIMARY KEY (uuid)
 )"""
 
+BACKFILL_CHUNKS_DDL_V3 = f"""CREATE TABLE IF NOT EXISTS {BACKFILL_CHUNKS} (
+  backfill_id     VARCHAR(128) NOT NULL,  -- bf-<snapshot run id>-c<accounts per chunk>
+  chunk           INTEGER NOT NULL,       -- 0: the catalog; 1..n: accounts in Id order
+  run_id          VARCHAR(255) NOT NULL,  -- the snapshot filled from
+  chunk_accounts  INTEGER NOT NULL,       -- accounts per chunk
+  first_key       VARCHAR(64),            -- the chunk's first and last account Id
+  last_key        VARCHAR(64),
+  accounts        INTEGER NOT NULL,
+  apply_id        VARCHAR(64) NOT NULL,   -- its row in recon_repair_applies (revert it by id)
+  plan_file       VARCHAR(1024),          -- the chunk's operations (Parquet)
+  plan_sha256     VARCHAR(64),
+  ops_planned     BIGINT NOT NULL,
+  ops_applied     BIGINT NOT NULL,
+  counts          VARCHAR,                -- JSON: rows inserted per table
+  committed_at    TIMESTAMP NOT NULL,     -- UTC, naive
+  PRIMARY KEY (backfill_id, chunk)
+)"""
+
 MIGRATIONS: tuple[mig.Migration, ...] = (
     mig.Migration(1, "repair audit: recon_repair_applies, recon_repair_audit",
                   (APPLIES_DDL_V1, AUDIT_DDL_V1)),
     mig.Migration(2, "identity: recon_identity; recon_repair_applies.target_identity",
                   (IDENTITY_DDL_V2,
                    f"ALTER TABLE {APPLIES} ADD COLUMN IF NOT EXISTS target_identity VARCHAR")),
+    mig.Migration(3, "backfill checkpoint: recon_backfill_chunks", (BACKFILL_CHUNKS_DDL_V3,)),
 )
 LATEST = mig.latest(MIGRATIONS)
 # every object recon may create in the local database (nothing else is ever created by a stamp)
-OBJECTS = (mig.VERSION_TABLE, IDENTITY, APPLIES, AUDIT)
+OBJECTS = (mig.VERSION_TABLE, IDENTITY, APPLIES, AUDIT, BACKFILL_CHUNKS)
 
 
 def what(db: object) -> str:

@@ -10,9 +10,8 @@ and any other exception into a one-line message plus a crash log (the traceback)
 
 The CLI is a thin layer: one module per command group (``jobs.cli.config``, ``db``,
 ``sandbox``, ``extract``, ``validate``, ``reconcile``, ``run``, ``runs`` (runs and status),
-``scheduler``, ``snapshots``, ``repair``, ``sync``, ``catalog``, ``report``, ``callouts``,
-``demo``), each registering its
-sub-commands with ``add_parser`` and calling down into the stages and jobs; the exit codes
+``scheduler``, ``snapshots``, ``repair``, ``backfill``, ``sync``, ``catalog``, ``report``,
+``callouts``, ``demo``), each registering its sub-commands with ``add_parser`` and calling down into the stages and jobs; the exit codes
 (``jobs.cli.exit_codes``) and shared options (``jobs.cli.common``) are declared once. The jobs
 themselves (``jobs.pipeline``, ``jobs.steps``, ``jobs.scheduler``) never import the CLI."""
 
@@ -32,6 +31,7 @@ from core.config import load_settings
 from core.errors import ReconError
 from core.layout import DataLayout
 from jobs.cli import (
+    backfill,
     callouts,
     catalog,
     config,
@@ -53,7 +53,7 @@ from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_global_options
 
 # in `recon --help` order
 COMMAND_GROUPS = (config, db, sandbox, extract, validate, reconcile, run, runs, scheduler,
-                  snapshots, repair, sync, catalog, report, callouts, demo)
+                  snapshots, repair, backfill, sync, catalog, report, callouts, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

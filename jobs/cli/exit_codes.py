@@ -65,6 +65,12 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                       1: "partial: rows changed since the apply were skipped (each listed)",
                       2: f"{_ALWAYS_2}, refused, lock held, unknown apply id, a batch failed"},
     "repair history": {0: "listed", 2: f"{_ALWAYS_2}, database unreachable"},
+    "backfill": {0: "every chunk committed (or committed before), nothing skipped",
+                 1: "some inserts skipped: a row appeared meanwhile (conflict) or a "
+                    "referenced row is missing (each chunk's apply lists them)",
+                 2: f"{_ALWAYS_2}, a failed, unvalidated or partial snapshot (named), an "
+                    "unstamped target, lock held, a chunk failed (rolled back; re-run to "
+                    "continue)"},
     "sync": {0: "the keys are consistent after the sync, or a dry run that could read",
              1: "`human` findings or skipped operations remain (each listed)",
              2: f"{_ALWAYS_2}, Zuora or the local database unreachable, a bad record "

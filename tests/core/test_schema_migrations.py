@@ -203,18 +203,18 @@ def test_stores_of_an_older_recon_are_upgraded_and_newer_ones_refused(
 @pytest.mark.postgres
 def test_stores_of_issue_15s_base_open_as_they_are_and_take_the_inbox_beside_them(
         house_code: Path, duckdb_url: str, pg_url: str, tmp_path: Path, capsys) -> None:
-    """Stores written by the code of issue 15's base commit: the same schema version, so
-    ``db init`` finds them up to date; their applies stay listed and revertible, their plans
+    """Stores written by the code of issue 15's base commit: one schema version older (issue
+    16 added the backfill checkpoint), so ``db init`` upgrades them in place; their applies stay listed and revertible, their plans
     readable, their state file intact; the callout inbox is created beside them (in the
     PostgreSQL local database, in a SQLite file for the DuckDB one) without touching them."""
     data = tmp_path / "data"
     data.mkdir()
     applied = _run_old(house_code, duckdb_url, pg_url, data, _OLD_HOUSE)
     for name, url in (("duck", duckdb_url), ("pg", pg_url)):
-        with connect(url) as db:
-            assert recon_objects.version(db) == recon_objects.LATEST
+        with connect(url) as db:  # version 3 (the backfill checkpoint) came in issue 16
+            assert recon_objects.version(db) == 2 < recon_objects.LATEST
         code, out, err = _cli(capsys, "db", "init", "--db", url)
-        assert code == 0 and f"schema {recon_objects.LATEST} (up to date)" in out, err
+        assert code == 0 and f"schema {recon_objects.LATEST} (upgraded from 2)" in out, err
         settings = settings_for(url, data)
         before = list_applies(settings)
         assert before.filter(before["apply_id"] == applied[name])["status"].to_list() == [

@@ -162,7 +162,7 @@ def misfit(tmp_path_factory: pytest.TempPathFactory):
         code = main(["--config", str(cfg), "repair", "plan", "--run", RUN,
                      "--out", str(data / "plan.json")])
     cli = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
-    plan = json.loads((data / "plan.json").read_text())
+    plan = plan_document(read_plan(data / "plan.json"))  # its operations, from the chunks
     keys = {"s1": s1, "s2": s2, "tier": tier["Id"], "charge": charge, "p1": p1, "p2": p2,
             "p3": p3, "t1": t1, "other_format": other}
     return data, w, result, plan, keys, cli

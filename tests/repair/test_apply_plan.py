@@ -4,12 +4,14 @@ command line (exit codes, dry run, history, no secrets)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import polars as pl
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
@@ -32,6 +34,7 @@ from repair.plan import write_plan as write_model
 from tests.support.repair import (
     account_updates,
     dump,
+    identity_of,
     make_db,
     op,
     plan_doc,
@@ -135,7 +138,8 @@ def test_invalid_operations_name_their_seq_and_problem(op_doc: dict, match: str)
 
 def test_plan_level_problems() -> None:
     bad([upd(), upd()], "seq is used by another operation")
-    bad([], "schema_version is 3", seq=None, schema_version=3)
+    bad([], "schema_version is 4", seq=None, schema_version=4)
+    bad([], "is a version 3 plan: its operations are chunk files", seq=None, schema_version=3)
     bad([], "plan_id must be a non-empty string", seq=None, plan_id="")
     bad([], "validation must be one of", seq=None, validation="maybe")
     bad([], "snapshot_complete must be true or false", seq=None, snapshot_complete="yes")
@@ -182,17 +186,22 @@ def _written_by(version: int) -> dict:
 
 
 def test_every_version_ever_written_is_read(tmp_path: Path) -> None:
-    assert READABLE_VERSIONS == (1, 2) and SCHEMA_VERSION == 2
+    assert READABLE_VERSIONS == (1, 2, 3) and SCHEMA_VERSION == 3
     plans = {}
-    for v in READABLE_VERSIONS:
+    for v in (1, 2):  # one JSON document, operations inline
         path = tmp_path / f"v{v}.json"
         path.write_text(json.dumps(_written_by(v), indent=1))
         plans[v] = read_plan(path)
         assert plans[v].schema_version == v and plans[v].path == path
-    v1, v2 = plans[1], plans[2]
+    # version 3: the summary, the operations in a Parquet chunk beside it
+    path = write_model(plans[2], tmp_path / "v3.json")
+    assert (tmp_path / "v3.ops" / "chunk-00001.parquet").is_file()
+    plans[3] = read_plan(path)
+    assert plans[3].schema_version == 3 and plans[3].path == path
+    v1, v2, v3 = plans[1], plans[2], plans[3]
     assert v1.local_identity is None  # version 1 named no target
-    assert v2.local_identity == DatabaseIdentity.from_dict(IDENT)
-    for p in (v1, v2):
+    assert v2.local_identity == v3.local_identity == DatabaseIdentity.from_dict(IDENT)
+    for p in (v1, v2, v3):
         assert [o.seq for o in p.operations] == [1, 2]
         tier, contact = p.operations
         assert tier.before == {"price": Decimal("10.50"),
@@ -210,9 +219,10 @@ def test_every_version_ever_written_is_read(tmp_path: Path) -> None:
                                               r"schema_version 1, an older format"):
         load_plan(tmp_path / "v1.json")
     assert load_plan(tmp_path / "v2.json") == v2
+    assert load_plan(tmp_path / "v3.json").operations == v2.operations
 
 
-@pytest.mark.parametrize("version", [3, 0, "2", None, True, 2.0])
+@pytest.mark.parametrize("version", [4, 0, "2", None, True, 2.0])
 def test_an_unknown_version_is_refused_by_name(version: object, tmp_path: Path) -> None:
     doc = _written_by(2)
     doc["schema_version"] = version
@@ -223,19 +233,22 @@ def test_an_unknown_version_is_refused_by_name(version: object, tmp_path: Path) 
             read(path)
         assert e.value.version == version
         assert f"schema_version is {version!r}, a plan format this recon does not know " \
-               "(it reads versions 1, 2)" in str(e.value)
+               "(it reads versions 1, 2, 3)" in str(e.value)
         assert isinstance(e.value, PlanFormatError) and e.value.seq is None
 
 
 def test_write_then_read_is_the_same_plan(tmp_path: Path) -> None:
     plan = parse_plan(_written_by(2))
     path = write_model(plan, tmp_path / "plan.json")
-    again = read_plan(path)
-    assert again == plan and again.schema_version == SCHEMA_VERSION
+    again = read_plan(path)  # a version 2 plan, written now: version 3, the same plan
+    assert dataclasses.replace(again, schema_version=2) == plan
+    assert again.schema_version == SCHEMA_VERSION
     assert write_model(again, tmp_path / "again.json").read_text() == path.read_text()
     doc = json.loads(path.read_text())
     assert doc["local_identity"] == IDENT and doc["only"] is None
-    assert doc["operations"][0]["after"] == {"price": "11.00",
+    assert "operations" not in doc and [c["operations"] for c in doc["chunks"]] == [2]
+    chunk = pl.read_parquet(tmp_path / "plan.ops" / doc["chunks"][0]["file"])
+    assert json.loads(chunk["after"][0]) == {"price": "11.00",
                                              "updated_date": "2026-02-03T04:05:06.500000"}
     assert doc["needs_a_person"] == [PERSON] and doc["not_planned"] == [UNPLANNED]
     # a version 1 plan is written in the current format: still naming no target (refused
@@ -244,6 +257,32 @@ def test_write_then_read_is_the_same_plan(tmp_path: Path) -> None:
     upgraded = read_plan(write_model(old, tmp_path / "v1-now.json"))
     assert upgraded.schema_version == SCHEMA_VERSION and upgraded.local_identity is None
     assert upgraded.operations == old.operations
+
+
+def test_a_chunked_plan_is_applied_chunk_by_chunk(duckdb_url: str, tmp_path: Path) -> None:
+    """Version 3 streams: each chunk file (whole groups) is read, checked and applied in
+    turn under one apply; a chunk file that changed since the plan was written is refused by
+    name before anything is written."""
+    make_db(duckdb_url)
+    settings = settings_for(duckdb_url, tmp_path / "data")
+    ops = account_updates(duckdb_url, 7, per_group=2)  # 4 groups: 2, 2, 2, 1 operations
+    plan = parse_plan(plan_doc(ops, local_identity=identity_of(duckdb_url)))
+    path = write_model(plan, tmp_path / "plan.json", chunk_operations=3)
+    doc = json.loads(path.read_text())
+    assert [c["operations"] for c in doc["chunks"]] == [2, 2, 3]  # a group never splits
+    before = dump(duckdb_url, ["billing_accounts"])
+    tampered = tmp_path / "plan.ops" / doc["chunks"][2]["file"]
+    good = tampered.read_bytes()
+    pl.read_parquet(tampered).with_columns(reason=pl.lit("edited")).write_parquet(tampered)
+    with pytest.raises(PlanFormatError, match=r"chunk-00003\.parquet does not have the sha256 "
+                                              r"the plan records"):
+        apply_plan(path, settings, yes=True)
+    assert dump(duckdb_url, ["billing_accounts"]) == before, "checked before writing"
+    tampered.write_bytes(good)
+    result = apply_plan(path, settings, yes=True, batch_size=2)
+    assert result.status == "complete" and result.ops_applied == 7
+    # batches of whole groups, numbered across the chunks [2] [2] [2+1]
+    assert result.batches == 4 and sorted({o.batch for o in result.outcomes}) == [1, 2, 3, 4]
 
 
 def _write_doc(path: Path, doc: dict) -> Path:

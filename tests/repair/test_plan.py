@@ -103,8 +103,8 @@ def test_summary_and_file(planned, tmp_path: Path) -> None:
     assert "needs a person" in text
     path = write_plan(plan, tmp_path / "plan.json")
     again = json.loads(path.read_text())
-    assert again["schema_version"] == SCHEMA_VERSION == plan.schema_version == 2
-    assert len(again["operations"]) == len(plan.operations)
+    assert again["schema_version"] == SCHEMA_VERSION == plan.schema_version == 3
+    assert sum(c["operations"] for c in again["chunks"]) == len(plan.operations)
     assert again["snapshot_complete"] is True
     # the summary in the file is the one derived from the operations
     assert again["summary"]["operations"] == len(plan.operations)

@@ -143,8 +143,9 @@ def test_report_files_and_json_twin_match_drift_parquet(runs: dict[str, Any]) ->
     assert doc["repair"]["available"] and doc["repair"]["source"] == "file"
     saved = json.loads((runs["data"] / "runs" / RUN2 / "repair-plan.json").read_text())
     assert doc["repair"]["plan_id"] == saved["plan_id"]
-    assert doc["repair"]["operations"] == len(saved["operations"]) > 0
-    assert doc["summary"]["repair_operations"] == len(saved["operations"])
+    planned = sum(c["operations"] for c in saved["chunks"])  # version 3: chunk files
+    assert doc["repair"]["operations"] == planned > 0
+    assert doc["summary"]["repair_operations"] == planned
     assert r.plan_note is None
     assert [t["run_id"] for t in doc["trends"]["runs"]] == [RUN1, RUN2]  # ≤ this run
     resolved = [f for f in doc["findings"] if f["status"] == "resolved"]

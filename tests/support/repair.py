@@ -19,7 +19,7 @@ import pytest
 from core.config import Settings
 from core.localdb import schema
 from core.localdb.connect import connect
-from repair.plan import SCHEMA_VERSION, to_json
+from repair.plan import to_json
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNTS = 40
@@ -131,7 +131,9 @@ def identity_of(url: str) -> dict | None:
 
 
 def plan_doc(ops: list[dict], **kw: Any) -> dict:
-    doc = {"schema_version": SCHEMA_VERSION, "plan_id": "plan-test", "run_id": "run-test",
+    """A plan document with its operations inline: version 2, the last such format, which
+    apply still takes (``repair.plan.write_plan`` writes version 3's chunk files)."""
+    doc = {"schema_version": 2, "plan_id": "plan-test", "run_id": "run-test",
            "created_at": utc_iso(), "snapshot_complete": True, "validation": "passed",
            "local_database": "test", "local_identity": None, "operations": ops,
            "needs_a_person": [], "summary": {}}
