@@ -193,6 +193,7 @@ def export_local_snapshot(url: str, out_dir: Path | str,
     out.mkdir(parents=True, exist_ok=True)
     tables = tables or schema.all_tables()
     with connect(url) as db:
+        schema.require_columns(db, tables)
         results, identity = _EXPORTERS[db.dialect](db, tables, out)
     return LocalExport({r.table: r for r in results}, identity)
 

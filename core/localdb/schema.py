@@ -154,6 +154,39 @@ def ddl(dialect: str) -> list[str]:
     return stmts + views.ddl(d)  # views over the tables (orders_current, catalog scopes)
 
 
+def missing_columns(db: object, tables: list[str] | None = None) -> list[tuple[str, Column]]:
+    """Catalogue columns that ``tables`` (default: every local table) of the local database
+    ``db`` (a LocalDB) lack — e.g. a column a later recon added (``Field.deviation``) to a
+    database created before it. A table that is missing altogether is not listed here (its
+    readers name it). Read from ``information_schema``, which both dialects answer."""
+    wanted = tables or all_tables()
+    found = db.query(  # type: ignore[attr-defined]
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema()")
+    have: dict[str, set[str]] = {}
+    for table, column in found.iter_rows():
+        have.setdefault(table, set()).add(column)
+    return [(t, c) for t in wanted if t in have for c in table_columns(t)
+            if c.name not in have[t]]
+
+
+def require_columns(db: object, tables: list[str] | None = None) -> None:
+    """Refuse, naming each missing column and the statement that adds it, when the local
+    database lacks a column the catalogue declares (``recon db init`` adds them to a database
+    recon manages; an application adds them in its migrations)."""
+    from core.errors import LocalDatabaseError
+
+    gone = missing_columns(db, tables)
+    if gone:
+        fixes = "; ".join(f"ALTER TABLE {t} ADD COLUMN {c.name} {c.local_type}"
+                          for t, c in gone)
+        raise LocalDatabaseError(
+            f"the local database lacks {len(gone)} column(s) this recon reads: "
+            + ", ".join(f"{t}.{c.name}" for t, c in gone)
+            + f"; run `recon db init` on a database recon manages, or add them in the "
+            f"application's migrations: {fixes}")
+
+
 def render(dialect: str) -> str:
     """The schema as one SQL script (``recon db init --print``)."""
     return ";\n\n".join(ddl(dialect)) + ";\n"

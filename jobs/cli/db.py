@@ -112,12 +112,14 @@ def cmd_db_guards(args: argparse.Namespace) -> int:
 
 
 def cmd_db_check(args: argparse.Namespace) -> int:
-    """Missing or altered guards and recon's schema version: exit 1 when something is off."""
+    """Missing or altered guards, missing columns and recon's schema version: exit 1 when
+    something is off."""
     import json
 
     from core.localdb import guards, recon_objects
     from core.localdb.connect import connect, require_exists
     from core.localdb.dialect import Dialect
+    from core.localdb.schema import missing_columns
 
     settings = _settings(args)
     url = args.db or settings.local_database_url
@@ -128,6 +130,7 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         enforced = db.dialect is Dialect.POSTGRES
         found = guards.check(db, gs) if enforced else []
         schema = db.fetch("SELECT current_schema()")[0][0] if enforced else None
+        columns = [f"{t}.{c.name} {c.local_type}" for t, c in missing_columns(db)]
     latest = recon_objects.LATEST
     problems = [f for f in found if f.status != guards.OK]
     version_problem = None
@@ -137,18 +140,23 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     elif version > latest:
         version_problem = (f"recon's objects are at schema version {version}, written by a "
                            f"newer recon (this one knows {latest}): upgrade recon")
-    bad = bool(problems or version_problem)
+    bad = bool(problems or version_problem or columns)
     if args.json:
         print(json.dumps({
             "database": redact_url(url), "dialect": db.dialect.value, "schema": schema,
             "schema_version": version, "schema_version_expected": latest,
             "schema_version_problem": version_problem, "guards_enforced": enforced,
             "guards_note": None if enforced else guards.NOT_ENFORCED_ON_DUCKDB,
-            "guards": [f.as_dict() for f in found], "ok": not bad}, indent=2))
+            "guards": [f.as_dict() for f in found], "missing_columns": columns,
+            "ok": not bad}, indent=2))
         return EXIT_DRIFT if bad else EXIT_OK
     where = f"{redact_url(url)}" + (f" (schema {schema})" if schema else "")
     print(f"local database {where}")
     print(version_problem or f"recon's objects: schema version {version} (current)")
+    if columns:
+        print(f"columns: {len(columns)} the catalogue declares are missing — "
+              + ", ".join(columns) + " (`recon db init` adds them; an application adds them in "
+              "its migrations)")
     if not enforced:
         print(f"guards: none — {guards.NOT_ENFORCED_ON_DUCKDB}")
     else:

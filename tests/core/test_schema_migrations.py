@@ -13,13 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from core.errors import LocalDatabaseError
 from core.inbox import NewEvent, open_inbox
 from core.localdb import migrations, recon_objects
 from core.localdb.connect import connect
+from core.localdb.schema import missing_columns
 from core.state import MIGRATIONS as STATE_MIGRATIONS
 from core.state import StateDB, StateSchemaTooNew, register_migration
+from extract.local_export import export_local
 from jobs import runs
 from jobs.cli import main
 from repair import audit
@@ -30,10 +34,12 @@ from tests.support.repair import REPO, identity_of, one, rows, settings_for
 
 # Commits whose stores this recon must upgrade (a16424a: issue 13's base, before versioning).
 BASE_COMMITS = ("a16424a",)
-# Commits whose stores this recon opens as they are (same schema version, the house's module
-# layout): 5304606 is issue 15's base (the event path adds stores of its own, the inbox, beside
-# the versioned ones and never changes theirs).
-SAME_SCHEMA_COMMITS = ("5304606",)
+# Commits in the house's module layout whose stores this recon upgrades by `db init`: 5304606
+# is issue 15's base (the event path adds stores of its own, the inbox, beside the versioned
+# ones and never changes theirs); 4d10f6f is issue 16's (the local copy gains a column,
+# rate plans' amendment_type, its read-only guards and views; recon's objects the backfill
+# checkpoint).
+SAME_SCHEMA_COMMITS = ("5304606", "4d10f6f")
 
 # Runs with the OLD code on sys.path: a DuckDB and a PostgreSQL local database, each with an
 # apply (audit rows), and a state file with high-water marks and a job run.
@@ -201,10 +207,13 @@ def test_stores_of_an_older_recon_are_upgraded_and_newer_ones_refused(
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_stores_of_issue_15s_base_open_as_they_are_and_take_the_inbox_beside_them(
+def test_stores_of_the_house_layout_bases_are_upgraded_and_take_the_inbox_beside_them(
         house_code: Path, duckdb_url: str, pg_url: str, tmp_path: Path, capsys) -> None:
-    """Stores written by the code of issue 15's base commit: one schema version older (issue
-    16 added the backfill checkpoint), so ``db init`` upgrades them in place; their applies stay listed and revertible, their plans
+    """Stores written by the code of issue 15's and issue 16's base commits: one schema
+    version older (issue 16 added the backfill checkpoint) and one local column short (rate
+    plans' amendment_type). Until ``db init`` the local export refuses, naming the column
+    and the statement that adds it; ``db init`` upgrades them in place and installs the
+    guards; their applies stay listed and revertible (through the guards), their plans
     readable, their state file intact; the callout inbox is created beside them (in the
     PostgreSQL local database, in a SQLite file for the DuckDB one) without touching them."""
     data = tmp_path / "data"
@@ -213,8 +222,19 @@ def test_stores_of_issue_15s_base_open_as_they_are_and_take_the_inbox_beside_the
     for name, url in (("duck", duckdb_url), ("pg", pg_url)):
         with connect(url) as db:  # version 3 (the backfill checkpoint) came in issue 16
             assert recon_objects.version(db) == 2 < recon_objects.LATEST
+        with pytest.raises(LocalDatabaseError, match=r"zuora_local_rate_plans\.amendment_type"
+                           r".*ALTER TABLE zuora_local_rate_plans ADD COLUMN amendment_type"):
+            export_local(url, tmp_path / f"export-{name}")
         code, out, err = _cli(capsys, "db", "init", "--db", url)
         assert code == 0 and f"schema {recon_objects.LATEST} (upgraded from 2)" in out, err
+        with connect(url) as db:
+            assert missing_columns(db) == []
+        code, out, err = _cli(capsys, "db", "check", "--db", url)
+        assert code == 0, out + err
+        if name == "pg":  # the guards are in: a plain write is refused, recon's revert passes
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match="zuora_local_rate_plans"):
+                rows(url, "UPDATE zuora_local_rate_plans SET name = 'x'")
         settings = settings_for(url, data)
         before = list_applies(settings)
         assert before.filter(before["apply_id"] == applied[name])["status"].to_list() == [
