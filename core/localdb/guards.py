@@ -33,6 +33,7 @@ from typing import Any
 from core.catalog import LOCAL_TABLES, OBJECTS, LocalTable, ObjectSpec, Owner
 from core.errors import ConfigError, LocalDatabaseError
 from core.localdb.dialect import Dialect
+from core.localdb.recon_objects import HATCH_LOG
 from core.localdb.writer import KINDS, SETTING
 
 PREFIX = "recon_guard"
@@ -56,11 +57,24 @@ _HATCH = HATCH_SQL.replace("'", "''")
 _HINT = (f"an administrator writes by hand in one transaction: BEGIN; {_HATCH} <statement>; "
          "COMMIT; (README \"Local copy guards\")")
 
+# An escape-hatch write is logged (recon_hatch_log, recon's own table beside the audit: once
+# per transaction, table and operation) so it stays distinguishable after its label is gone;
+# skipped where recon's objects are absent (guards printed into an unstamped schema).
+_LOG_HATCH = (
+    f"IF current_setting('{SETTING}', true) LIKE 'hatch:%' AND to_regclass("
+    f"quote_ident(TG_TABLE_SCHEMA) || '.{HATCH_LOG}') IS NOT NULL THEN\n"
+    f"      EXECUTE format('INSERT INTO %I.{HATCH_LOG} (txid, table_name, op, writer, db_user, "
+    "written_at) VALUES (txid_current(), $1, $2, $3, session_user, "
+    "clock_timestamp() AT TIME ZONE ''UTC'') ON CONFLICT DO NOTHING', TG_TABLE_SCHEMA)\n"
+    f"        USING TG_TABLE_NAME, TG_OP, current_setting('{SETTING}');\n"
+    "    END IF;")
+
 # The functions' bodies exactly as PostgreSQL keeps them (pg_proc.prosrc): `db check`
 # compares them character for character.
 COPY_BODY = f"""
 BEGIN
   IF {_IS_RECON} THEN
+    {_LOG_HATCH}
     RETURN NULL;
   END IF;
   RAISE EXCEPTION USING ERRCODE = '{ERRCODE}',
@@ -80,6 +94,7 @@ DECLARE
   new_row jsonb;
 BEGIN
   IF {_IS_RECON} THEN
+    {_LOG_HATCH}
     RETURN NEW;
   END IF;
   old_row := to_jsonb(OLD);
@@ -477,3 +492,13 @@ def markdown(objects: Sequence[ObjectSpec] = OBJECTS,
             lines.append(f"| `{t}` | none | the application's own data (recon's repairs of "
                          "it are audited like any other) |")
     return "\n".join(lines)
+
+
+def hatch_writes(db: Any) -> dict[str, Any]:
+    """What the escape-hatch log holds (``recon db check``): how many transactions wrote the
+    local copy through the hatch, and the latest one's time and label."""
+    got = db.fetch(f"SELECT count(DISTINCT txid), max(written_at) FROM {HATCH_LOG}")
+    n, latest = got[0] if got else (0, None)
+    who = db.fetch(f"SELECT writer FROM {HATCH_LOG} ORDER BY written_at DESC LIMIT 1")
+    return {"transactions": int(n or 0), "latest_at": latest,
+            "latest_writer": who[0][0] if who else None}

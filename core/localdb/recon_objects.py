@@ -24,6 +24,7 @@ APPLIES = "recon_repair_applies"
 AUDIT = "recon_repair_audit"
 IDENTITY = "recon_identity"
 BACKFILL_CHUNKS = "recon_backfill_chunks"
+HATCH_LOG = "recon_hatch_log"
 
 APPLIES_DDL_V1 = f"""CREATE TABLE IF NOT EXISTS {APPLIES} (
   apply_id          VARCHAR(64) NOT NULL,   -- e.g. ap-20261123T010203Z-3f2a1c
@@ -83,6 +84,20 @@ BACKFILL_CHUNKS_DDL_V3 = f"""CREATE TABLE IF NOT EXISTS {BACKFILL_CHUNKS} (
   PRIMARY KEY (backfill_id, chunk)
 )"""
 
+# Written by the local-copy guards (core.localdb.guards), never by recon's Python: one row per
+# (transaction, table, operation) that went through the administrators' escape hatch, so such
+# writes stay distinguishable from recon's (which are in the repair audit) after the
+# transaction's label is gone. The next reconcile finds what they changed like any drift.
+HATCH_LOG_DDL_V4 = f"""CREATE TABLE IF NOT EXISTS {HATCH_LOG} (
+  txid        BIGINT NOT NULL,          -- the writing transaction (txid_current())
+  table_name  VARCHAR(128) NOT NULL,
+  op          VARCHAR(8) NOT NULL,      -- INSERT | UPDATE | DELETE | TRUNCATE
+  writer      VARCHAR(255) NOT NULL,    -- the label: hatch:<who>
+  db_user     VARCHAR(255) NOT NULL,    -- session_user
+  written_at  TIMESTAMP NOT NULL,       -- UTC, naive: the first such statement
+  PRIMARY KEY (txid, table_name, op)
+)"""
+
 MIGRATIONS: tuple[mig.Migration, ...] = (
     mig.Migration(1, "repair audit: recon_repair_applies, recon_repair_audit",
                   (APPLIES_DDL_V1, AUDIT_DDL_V1)),
@@ -90,10 +105,11 @@ MIGRATIONS: tuple[mig.Migration, ...] = (
                   (IDENTITY_DDL_V2,
                    f"ALTER TABLE {APPLIES} ADD COLUMN IF NOT EXISTS target_identity VARCHAR")),
     mig.Migration(3, "backfill checkpoint: recon_backfill_chunks", (BACKFILL_CHUNKS_DDL_V3,)),
+    mig.Migration(4, "escape-hatch log: recon_hatch_log", (HATCH_LOG_DDL_V4,)),
 )
 LATEST = mig.latest(MIGRATIONS)
 # every object recon may create in the local database (nothing else is ever created by a stamp)
-OBJECTS = (mig.VERSION_TABLE, IDENTITY, APPLIES, AUDIT, BACKFILL_CHUNKS)
+OBJECTS = (mig.VERSION_TABLE, IDENTITY, APPLIES, AUDIT, BACKFILL_CHUNKS, HATCH_LOG)
 
 
 def what(db: object) -> str:

@@ -131,6 +131,7 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         found = guards.check(db, gs) if enforced else []
         schema = db.fetch("SELECT current_schema()")[0][0] if enforced else None
         columns = [f"{t}.{c.name} {c.local_type}" for t, c in missing_columns(db)]
+        hatch = guards.hatch_writes(db) if version >= 4 else None
     latest = recon_objects.LATEST
     problems = [f for f in found if f.status != guards.OK]
     version_problem = None
@@ -148,7 +149,7 @@ def cmd_db_check(args: argparse.Namespace) -> int:
             "schema_version_problem": version_problem, "guards_enforced": enforced,
             "guards_note": None if enforced else guards.NOT_ENFORCED_ON_DUCKDB,
             "guards": [f.as_dict() for f in found], "missing_columns": columns,
-            "ok": not bad}, indent=2))
+            "hatch_writes": hatch, "ok": not bad}, indent=2, default=str))
         return EXIT_DRIFT if bad else EXIT_OK
     where = f"{redact_url(url)}" + (f" (schema {schema})" if schema else "")
     print(f"local database {where}")
@@ -168,6 +169,10 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         if problems:
             print("`recon db guards` re-installs them (or `recon db guards --print` for the "
                   "application's migrations)")
+    if hatch and hatch["transactions"]:
+        print(f"escape-hatch writes logged: {hatch['transactions']} transaction(s), the latest "
+              f"at {hatch['latest_at']} by {hatch['latest_writer']} (recon_hatch_log; the next "
+              "reconcile finds what they changed)")
     return EXIT_DRIFT if bad else EXIT_OK
 
 

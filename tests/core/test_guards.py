@@ -116,6 +116,11 @@ def test_only_a_recon_label_lets_a_write_through_and_only_for_its_transaction(
         db.execute("SELECT set_config('recon.writer', 'hatch:alice-INC-1', true)")
         db.execute("UPDATE zuora_local_products SET name = 'Hatched'")
     assert db.fetch("SELECT name FROM zuora_local_products") == [("Hatched",)]
+    # distinguishable afterwards: the guards logged who wrote what through the hatch (once
+    # per transaction, table and operation), beside recon's own audit
+    assert db.fetch("SELECT table_name, op, writer, db_user FROM recon_hatch_log") == [
+        ("zuora_local_products", "UPDATE", "hatch:alice-INC-1", "postgres")]
+    assert guards.hatch_writes(db)["latest_writer"] == "hatch:alice-INC-1"
     # transaction-local: the next statement on the same connection is plain again
     refused(db, "UPDATE zuora_local_products SET name = 'Premium'")
     outside_write(db, "UPDATE zuora_local_products SET name = %s", ["Premium"])
