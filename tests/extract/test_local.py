@@ -121,7 +121,8 @@ def test_extract_run_includes_postgres_local_tables(pg_url: str, tmp_path: Path)
 
 
 def test_local_export_failure_fails_the_run(tmp_path: Path) -> None:
-    """A local table missing from the database: the run fails naming it, nothing published."""
+    """A local table short of its columns (the others missing): the run fails naming the
+    table's missing columns and the statements that add them, nothing published."""
     url = duckdb_url((tmp_path / "empty.duckdb").as_posix())
     with connect(url) as db:
         db.execute("CREATE TABLE zuora_local_products (zuora_id VARCHAR)")
@@ -129,7 +130,9 @@ def test_local_export_failure_fails_the_run(tmp_path: Path) -> None:
 
     with SandboxServer(base_dataset(), client_secret=SECRET, job_step_delay=0.01) as srv:
         srv.add_fault("aqua_submit", "slow_job", seconds=30)
-        with pytest.raises(ExtractError, match="local export of zuora_local_products"):
+        with pytest.raises(ExtractError, match=r"lacks 15 column\(s\).* zuora_local_products"
+                                               r"\.name.*ALTER TABLE zuora_local_products ADD "
+                                               r"COLUMN name VARCHAR\(100\)"):
             run_extract(settings(srv.url, tmp_path / "data", url), "full",
                         lag=dt.timedelta(0), options=fast_options(local=True))
         assert list(srv.aqua.jobs.values())[-1].cancelled, "the running AQuA job is cancelled"
