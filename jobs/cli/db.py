@@ -9,6 +9,7 @@ from typing import Any
 from core.config import redact_url
 from jobs.cli.common import EXIT_DRIFT, EXIT_OK, add_db, add_json
 from jobs.cli.common import settings_of as _settings
+from jobs.cli.jsonout import emit
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
@@ -114,8 +115,6 @@ def cmd_db_guards(args: argparse.Namespace) -> int:
 def cmd_db_check(args: argparse.Namespace) -> int:
     """Missing or altered guards, missing columns and recon's schema version: exit 1 when
     something is off."""
-    import json
-
     from core.localdb import guards, recon_objects
     from core.localdb.connect import connect, require_exists
     from core.localdb.dialect import Dialect
@@ -143,13 +142,13 @@ def cmd_db_check(args: argparse.Namespace) -> int:
                            f"newer recon (this one knows {latest}): upgrade recon")
     bad = bool(problems or version_problem or columns)
     if args.json:
-        print(json.dumps({
+        emit("db check", {
             "database": redact_url(url), "dialect": db.dialect.value, "schema": schema,
-            "schema_version": version, "schema_version_expected": latest,
-            "schema_version_problem": version_problem, "guards_enforced": enforced,
+            "recon_schema_version": version, "recon_schema_version_expected": latest,
+            "recon_schema_version_problem": version_problem, "guards_enforced": enforced,
             "guards_note": None if enforced else guards.NOT_ENFORCED_ON_DUCKDB,
             "guards": [f.as_dict() for f in found], "missing_columns": columns,
-            "hatch_writes": hatch, "ok": not bad}, indent=2, default=str))
+            "hatch_writes": hatch, "ok": not bad})
         return EXIT_DRIFT if bad else EXIT_OK
     where = f"{redact_url(url)}" + (f" (schema {schema})" if schema else "")
     print(f"local database {where}")

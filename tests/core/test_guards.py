@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from core.catalog import BY_TABLE, LOCAL_BY_NAME, LOCAL_TABLES, OBJECTS, Field, 
 from core.localdb import guards, schema
 from core.localdb.connect import LocalDB, connect
 from jobs.cli import main
+from tests.support.json_schema import check
 from tests.support.pg import outside_write, pg_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,7 +180,7 @@ def test_a_field_added_to_the_catalogue_is_guarded(pg_url: str) -> None:
 # -- recon db guards / db check ---------------------------------------------------------------
 def check_json(url: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
     code = main(["db", "check", "--db", url, "--json"])
-    return code, json.loads(capsys.readouterr().out)
+    return code, check("db check", capsys.readouterr().out)  # against docs/json
 
 
 def statuses(doc: dict) -> dict[str, str]:
@@ -195,7 +195,7 @@ def test_db_check_finds_dropped_altered_and_disabled_guards(
     assert main(["-q", "db", "init", "--db", pg_url]) == 0
     code, doc = check_json(pg_url, capsys)
     assert (code, doc["ok"], statuses(doc)) == (0, True, {})
-    assert doc["schema_version"] == doc["schema_version_expected"] > 0
+    assert doc["recon_schema_version"] == doc["recon_schema_version_expected"] > 0
     assert len(doc["guards"]) == 2 + len(COPY_TABLES) + 1  # 2 functions, 9 copies, orders
     with connect(pg_url) as db:
         db.execute("DROP TRIGGER recon_guard_copy ON zuora_local_rate_plans")
