@@ -196,13 +196,20 @@ def _load(sess: Session, frame: pl.DataFrame) -> None:
         for i in range(0, len(view), 1 << 20):
             cp.write(view[i:i + (1 << 20)])
         del view
-    sess.run(f"ANALYZE {OPS}")
+    # the planner's row counts per table and kind (the audit's join is a hash join, not a
+    # nested loop); the JSON columns need no statistics
+    sess.run(f"ANALYZE {OPS} (seq, tbl, op, has_ref)")
 
 
-def _keys(sess: Session, part: str, seq: int) -> tuple[str, ...]:
-    rows = sess.rows(f"SELECT k FROM {OPS}, jsonb_object_keys(coalesce({part}, '{{}}')) k "
-                     f"WHERE seq = %s ORDER BY k", [seq])
-    return tuple(r[0] for r in rows)
+def _columns(sess: Session, seqs: list[int]) -> dict[int, tuple[tuple[str, ...], ...]]:
+    """seq → the (key, after, before) columns of those operations (one scan)."""
+    def cols(part: str) -> str:
+        return (f"ARRAY(SELECT k FROM jsonb_object_keys(coalesce({part}, '{{}}')) k "
+                "ORDER BY k)")
+
+    return {int(s): (tuple(k), tuple(a), tuple(b)) for s, k, a, b in sess.rows(
+        f"SELECT seq, {cols('key')}, {cols('after')}, {cols('before')} FROM {OPS} "
+        "WHERE seq = ANY(%s)", [seqs])}
 
 
 def _runs(sess: Session) -> list[_Run]:
@@ -212,14 +219,13 @@ def _runs(sess: Session) -> list[_Run]:
         f"SELECT tbl, op, min(seq), max(seq), count(*) FROM {OPS} GROUP BY tbl, op "
         "ORDER BY min(seq)")]
     by = {(r.table, r.op): r for r in runs}
+    shapes = _columns(sess, [r.first for r in runs])
     for r in runs:
         if r.op not in ("insert", "update"):
             raise RepairFailed(f"the bulk path applies inserts and updates of the rows it "
                                f"inserts, not a {r.op} ({r.table}); apply this plan with "
                                "`recon repair apply`")
-        r.key_cols = _keys(sess, "key", r.first)
-        r.after_cols = _keys(sess, "after", r.first)
-        r.before_cols = _keys(sess, "before", r.first)
+        r.key_cols, r.after_cols, r.before_cols = shapes[r.first]
         types = column_types(r.table)
         unknown = [c for c in (*r.key_cols, *r.after_cols, *r.before_cols) if c not in types]
         if unknown:
