@@ -56,6 +56,7 @@ from repair.plan import column_types, local_tables, parse_type, primary_key
 
 OPS = "_recon_bulk_ops"  # the chunk's operations (temporary, dropped at commit)
 NEW = "_recon_bulk_new"  # primary keys of the rows this transaction inserted, per table
+WORK_MEM = "64MB"  # per sort or hash of one statement, for the chunk's transaction only
 _TEXT = ("VARCHAR", "TEXT", "CHAR", "CHARACTER VARYING", "CHARACTER")
 
 
@@ -144,7 +145,9 @@ def _value(src: str, col: str, local_type: str) -> str:
 def _json(expr: str, local_type: str) -> str:
     """SQL text: ``expr`` as the executor writes it into the audit (:func:`repair.plan.to_json`
     then ``json.dumps``): decimals and dates as strings, timestamps ISO 8601 with ``T`` (the
-    microseconds only when not zero), booleans and integers as JSON scalars, ``null``."""
+    microseconds only when not zero), booleans and integers as JSON scalars, ``null``. The
+    text is ``json.dumps``' but for characters outside ASCII, kept as UTF-8 where Python
+    writes ``\\uXXXX`` escapes: the same JSON value either way."""
     base = parse_type(local_type)[0]
     if base in ("DECIMAL", "NUMERIC"):
         inner = f"to_json(CAST({expr} AS text))::text"
@@ -227,6 +230,9 @@ def _runs(sess: Session) -> list[_Run]:
                                "`recon repair apply`")
         r.key_cols, r.after_cols, r.before_cols = shapes[r.first]
         types = column_types(r.table)
+        if r.op == "update" and not set(r.after_cols) <= set(r.before_cols):
+            raise RepairFailed(f"updates of {r.table} without the expected current value of "
+                               f"every column they set (seq {r.first})")
         unknown = [c for c in (*r.key_cols, *r.after_cols, *r.before_cols) if c not in types]
         if unknown:
             raise RepairFailed(f"operations on {r.table} name column(s) {', '.join(unknown)} "
@@ -375,6 +381,16 @@ def _insert_sql(run: _Run, track: bool) -> str:
            (SELECT count(*) FROM aud), (SELECT count(*) FROM src WHERE NOT shape_ok)"""
 
 
+def _before_image(cols: list[str], changed: tuple[str, ...], types: dict[str, str]) -> str:
+    """SQL text over the updated row ``u``: the row before the update — the columns it
+    changed as the plan's ``before`` said (``u.o_<col>``; the update applied only where the
+    row held exactly those), the others as they are."""
+    names = [f"o_{c}" if c in changed else c for c in cols]
+    parts = [f"'{'{' if i == 0 else ', '}\"{c}\": ' || {_json(f'u.{n}', types[c])}"
+             for i, (c, n) in enumerate(zip(cols, names, strict=True))]
+    return "(" + " || ".join(parts) + " || '}')"
+
+
 def _update_sql(run: _Run) -> str:
     table, types = run.table, column_types(run.table)
     cols = list(types)
@@ -387,7 +403,8 @@ def _update_sql(run: _Run) -> str:
     on = " AND ".join(f"cur.{k} = p.k_{k}" for k in run.key_cols)
     before_ok = "".join(f" AND (NOT p.bx_{c} OR cur.{c} IS NOT DISTINCT FROM p.b_{c})"
                         for c in run.before_cols)
-    own = f"CAST(cur.{pk} AS text) IN (SELECT pk FROM {NEW} WHERE tbl = '{table}')"
+    own = (f"cur.{pk} IN (SELECT CAST(n.pk AS {_cast_type(types[pk])}) FROM {NEW} n "
+           f"WHERE n.tbl = '{table}')")
     return f"""
     WITH src AS MATERIALIZED (
         SELECT o.seq, {', '.join(kitems + aitems + bitems)}, ({miss}) AS miss, ({amb}) AS amb,
@@ -397,20 +414,20 @@ def _update_sql(run: _Run) -> str:
     pick AS MATERIALIZED (
         SELECT DISTINCT ON ({', '.join(keys)}) * FROM src WHERE NOT miss AND NOT amb
         ORDER BY {', '.join(keys)}, seq),
-    old AS (
-        SELECT p.seq, {', '.join(f'cur.{c}' for c in cols)} FROM {table} cur JOIN pick p
-        ON {on} WHERE {own}{before_ok}),
     upd AS (
         UPDATE {table} cur SET {', '.join(f'{c} = p.a_{c}' for c in run.after_cols)}
         FROM pick p WHERE {on} AND {own}{before_ok}
-        RETURNING p.seq, {', '.join(f'cur.{c}' for c in cols)}),
+        RETURNING p.seq, {', '.join(f'p.k_{k}' for k in run.key_cols)},
+                  {', '.join(f'p.b_{c} AS o_{c}' for c in run.after_cols)},
+                  {', '.join(f'cur.{c}' for c in cols)}),
     aud AS (
         INSERT INTO {AUDIT} (apply_id, seq, batch, table_name, op, key, before, after,
                              applied_at)
         SELECT %(apply_id)s, u.seq, %(batch)s, '{table}', 'update',
-               {_object('p', run.key_cols, types, sort=True, prefix='k_')},
-               {_object('b', cols, types)}, {_object('u', cols, types)}, %(now)s
-        FROM upd u JOIN old b ON b.seq = u.seq JOIN pick p ON p.seq = u.seq
+               {_object('u', run.key_cols, types, sort=True, prefix='k_')},
+               {_before_image(cols, run.after_cols, types)}, {_object('u', cols, types)},
+               %(now)s
+        FROM upd u
         RETURNING 1)
     SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM src WHERE miss),
            (SELECT count(*) FROM aud), (SELECT count(*) FROM src WHERE NOT shape_ok)"""
@@ -427,11 +444,15 @@ def apply_chunk(sess: Session, frame: pl.DataFrame, *, apply_id: str, now: dt.da
     out = BulkResult()
     if frame.height == 0:
         return out
+    # a chunk's sorts and hashes (tens of thousands of rows) in memory, not in temp files
+    sess.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
     _load(sess, frame)
     runs = _runs(sess)
     updated = {r.table for r in runs if r.op == "update"}
     params = {"apply_id": apply_id, "batch": batch, "now": now}
     for run in runs:
+        if run.op == "update":  # its rows' count, else the planner loops over them per row
+            sess.run(f"ANALYZE {NEW}")
         sql = _insert_sql(run, run.table in updated) if run.op == "insert" else _update_sql(run)
         n, miss, applied, bad = sess.rows(sql, params)[0]
         if bad:
