@@ -5,16 +5,17 @@ Reports the wall time of the backfill alone (the extract it starts from is the e
 recording the snapshot's validation verdict, when the extract left it unvalidated, is not
 timed), the peak RSS of recon's process (DuckDB runs inside it; PostgreSQL's memory is not
 included: its database size is quoted apart), the plan's bytes on disk (JSON summary and
-Parquet chunks), rows inserted and insert throughput. When the guards of issue 16 exist
-(``core.localdb.guards``) the same backfill runs again into a second empty database with them
-installed, for the throughput with guards; otherwise it prints "guards: not available".
+Parquet chunks), rows inserted and insert throughput. It runs twice, each time into a new
+empty database: without the local-copy guards (``core.localdb.guards.remove`` after the
+schema is created), then with every guard installed (the copy tables' statement triggers and
+the column guards of every mixed table, ``guards.plan`` of them all), for the throughput
+with and without guards.
 
 Alone, at a small size: ``python bench/run.py --accounts 300 --only backfill``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -59,16 +60,16 @@ def _ensure_passed(work: Path, run_id: str) -> str:
     return verdict
 
 
-def _guards_installer():  # noqa: ANN202 — whatever the guards branch names it
-    try:
-        guards = importlib.import_module("core.localdb.guards")
-    except ImportError:
-        return None
-    for name in ("install", "install_guards", "apply_guards"):
-        fn = getattr(guards, name, None)
-        if callable(fn):
-            return fn
-    return None
+def _set_guards(url: str, on: bool) -> list[str]:
+    """Install every guard (the copy tables' and the column guards of every mixed table), or
+    take them all out; returns the tables guarded."""
+    from core.localdb import guards
+
+    with connect(url) as db:
+        if not on:
+            guards.remove(db)
+            return []
+        return guards.install(db, guards.plan(sorted(guards.guardable_columns())))
 
 
 def _one(work: Path, run_id: str, url: str, chunk_accounts: int) -> dict:
@@ -92,6 +93,7 @@ def bench_backfill(work: Path, run_id: str, chunk_accounts: int = 1000,
                    dbname: str = "recon_bench_backfill") -> dict:
     verdict = _ensure_passed(work, run_id)
     url = _empty_database(dbname)
+    _set_guards(url, on=False)
     plain = _one(work, run_id, url, chunk_accounts)
     out: dict[str, object] = {
         "bench": "recon backfill (empty PostgreSQL database)", "snapshot": run_id,
@@ -105,17 +107,12 @@ def bench_backfill(work: Path, run_id: str, chunk_accounts: int = 1000,
         "plan_bytes_on_disk": plain["plan_bytes"],
         "apply rows/s without guards": plain["ops_per_s"],
     }
-    install = _guards_installer()
-    if install is None:
-        out["guards"] = "not available"
-        print("guards: not available")
-        return out
     url2 = _empty_database(dbname + "_guarded")
-    with connect(url2) as db:
-        install(db)
+    out["guarded tables"] = len(_set_guards(url2, on=True))
     guarded = _one(work, run_id, url2, chunk_accounts)
     out["apply rows/s with guards"] = guarded["ops_per_s"]
     out["wall_s with guards"] = guarded["wall_s"]
+    out["peak_rss_mib with guards"] = guarded["peak_rss_mib"]
     return out
 
 

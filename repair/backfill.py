@@ -60,6 +60,7 @@ from core.localdb import recon_objects
 from core.localdb.connect import connect, require_exists
 from core.localdb.identity import DatabaseIdentity
 from core.localdb.schema import all_tables
+from core.localdb.writer import mark
 from core.snapshot import MANIFEST, Snapshot, last_passed, open_snapshot
 from core.state import ACCEPTED, FAILED, PASSED, StateDB
 from expectations.quarantine import read_quarantine
@@ -69,8 +70,9 @@ from reconcile.rules.base import ns
 from repair import audit
 from repair.apply import BACKFILL_PREFIX, _apply_row, _execute, _target, new_apply_id
 from repair.audit import Session, utc_now
-from repair.executor import APPLIED, CONFLICT, REF_MISSING, BatchHooks
-from repair.guards import RepairRefused, TargetNotStamped, failed_checks
+from repair.bulk import apply_chunk
+from repair.executor import APPLIED, CONFLICT, LOCK_TIMEOUT, REF_MISSING, BatchHooks
+from repair.guards import RepairFailed, RepairRefused, TargetNotStamped, failed_checks
 from repair.lock import RepairLock
 from repair.plan import (
     SCHEMA_VERSION,
@@ -463,10 +465,12 @@ def backfill(settings: Settings, run_id: str | None = None, *,
              chunk_accounts: int = DEFAULT_CHUNK_ACCOUNTS,
              progress: Callable[[str], None] | None = None,
              committed: Callable[[int], None] | None = None,
-             memory_limit: str = "1GB") -> BackfillResult:
+             memory_limit: str = "1GB", executor: bool = False) -> BackfillResult:
     """Fill the local database of ``settings`` from snapshot ``run_id`` (default: the newest
     that passed validation), chunk by chunk; see the module doc. ``committed(chunk)`` is
-    called after each chunk commits (tests). Raises :class:`BackfillRefused` (nothing
+    called after each chunk commits (tests). ``executor``: apply every chunk through the
+    generic executor, as on DuckDB, instead of the set-based path (tests compare the two).
+    Raises :class:`BackfillRefused` (nothing
     written) for a snapshot that is not a passed, complete whole-tenant one."""
     t0 = time.monotonic()
     if chunk_accounts < 1:
@@ -515,7 +519,7 @@ def backfill(settings: Settings, run_id: str | None = None, *,
                         sha256=r["plan_sha256"]))
                     continue
                 res = _run_chunk(sess, con, snap.run_id, bid, chunk, last, chunk_accounts,
-                                 (n, first, lastk), plan_path, target)
+                                 (n, first, lastk), plan_path, target, executor)
                 results.append(res)
                 chunk_files[chunk] = PlanChunk(file=Path(res.plan_file or "").name,
                                                operations=res.ops_planned,
@@ -542,8 +546,10 @@ def _label(chunk: int, first: str | None, last: str | None) -> str:
 def _run_chunk(sess: Session, con: duckdb.DuckDBPyConnection, run_id: str, bid: str,
                chunk: int, last: int, chunk_accounts: int,
                span: tuple[int, str | None, str | None], plan_path: Path,
-               target: DatabaseIdentity) -> ChunkResult:
-    """Plan, write and apply one chunk (one transaction with its audit and checkpoint)."""
+               target: DatabaseIdentity, executor: bool = False) -> ChunkResult:
+    """Plan, write and apply one chunk (one transaction with its audit and checkpoint): on
+    PostgreSQL set-based (:mod:`repair.bulk`), on DuckDB — or with ``executor`` — by the
+    generic executor."""
     t0 = time.monotonic()
     n, first, lastk = span
     chunk_id = f"{bid}.{chunk:05d}"
@@ -552,13 +558,12 @@ def _run_chunk(sess: Session, con: duckdb.DuckDBPyConnection, run_id: str, bid: 
     frame = plan_chunk(con, chunk, keys, present, utc_now(), chunk_id)
     file = write_chunk(frame, ops_dir(plan_path) / f"chunk-{chunk:05d}.parquet",
                        _label(chunk, first, lastk))
-    ops: list[Op] = ops_from_frame(frame, plan_path)
     apply_id = new_apply_id("apply")
     chunk_path = str((ops_dir(plan_path) / file.file).resolve())
     note = (f"backfill {bid} chunk {chunk} of {last}: {_label(chunk, first, lastk)} "
             f"({n} accounts); plan sha256 {file.sha256}")
     row = _apply_row(apply_id, "apply", plan_id=f"{bid}/chunk-{chunk:05d}", run_id=run_id,
-                     plan_path=chunk_path, ops=len(ops), status="running", target=target)
+                     plan_path=chunk_path, ops=frame.height, status="running", target=target)
     counts: dict[str, int] = {}
 
     def checkpoint(_batch: int) -> None:
@@ -575,19 +580,66 @@ def _run_chunk(sess: Session, con: duckdb.DuckDBPyConnection, run_id: str, bid: 
                  "ops_planned, ops_applied, counts, committed_at) VALUES "
                  f"({', '.join([p] * 14)})",
                  [bid, chunk, run_id, chunk_accounts, first, lastk, n, apply_id, chunk_path,
-                  file.sha256, len(ops), sum(int(c) for *_, c in written), json.dumps(counts),
-                  utc_now()])
+                  file.sha256, frame.height, sum(int(c) for *_, c in written),
+                  json.dumps(counts), utc_now()])
 
-    # one transaction: a chunk is committed whole or not at all
-    status, outcomes = _execute(sess, [ops], yes=True, apply_id=apply_id, row=row,
-                                progress=None, hooks=BatchHooks(written=checkpoint),
-                                note=note, writer=("backfill", chunk_id))
+    if sess.pg and not executor:
+        status, applied, conflicts, missing = _apply_bulk(
+            sess, frame, apply_id, row, note, ("backfill", chunk_id), checkpoint)
+    else:
+        # one transaction: a chunk is committed whole or not at all
+        ops: list[Op] = ops_from_frame(frame, plan_path)
+        status, outcomes = _execute(sess, [ops], yes=True, apply_id=apply_id, row=row,
+                                    progress=None, hooks=BatchHooks(written=checkpoint),
+                                    note=note, writer=("backfill", chunk_id))
+        applied = sum(o.status == APPLIED for o in outcomes)
+        conflicts = sum(o.status == CONFLICT for o in outcomes)
+        missing = sum(o.status == REF_MISSING for o in outcomes)
     return ChunkResult(
         chunk, "committed" if status == "complete" else status, apply_id, n, first, lastk,
-        len(ops), sum(o.status == APPLIED for o in outcomes),
-        sum(o.status == CONFLICT for o in outcomes),
-        sum(o.status == REF_MISSING for o in outcomes), dict(counts), chunk_path, file.sha256,
+        frame.height, applied, conflicts, missing, dict(counts), chunk_path, file.sha256,
         time.monotonic() - t0)
+
+
+def _apply_bulk(sess: Session, frame: pl.DataFrame, apply_id: str, row: dict[str, Any],
+                note: str, writer: tuple[str, str], checkpoint: Callable[[int], None]
+                ) -> tuple[str, int, int, int]:
+    """A chunk's operations applied set-based (:func:`repair.bulk.apply_chunk`) in ONE
+    transaction marked with the backfill's writer, with its audit and ``checkpoint``; the
+    apply row recorded running → complete/partial (or failed, the transaction rolled back),
+    as :func:`repair.apply._execute` records it. Returns (status, applied, conflicts,
+    referenced rows missing)."""
+    stale = audit.mark_abandoned(sess)
+    audit.insert_apply(sess, row)
+    try:
+        with sess.transaction():
+            timeout = sess.dialect.lock_timeout_sql(LOCK_TIMEOUT)
+            if timeout:
+                sess.run(timeout)
+            mark(sess.db, *writer)
+            res = apply_chunk(sess, frame, apply_id=apply_id, now=utc_now())
+            checkpoint(1)
+    except BaseException as e:
+        msg = str(e) if isinstance(e, RepairFailed) else (
+            f"the chunk failed and was rolled back: {type(e).__name__}: "
+            f"{' '.join(str(e).split())}; re-run the backfill to continue")
+        try:
+            audit.finish_apply(sess, apply_id, "failed", 0, 0, f"{note}; {msg}"[:2000])
+        except Exception:  # noqa: BLE001 — the session died with the error; the next run
+            pass  # marks the apply abandoned
+        if isinstance(e, Exception) and not isinstance(e, RepairFailed):
+            raise RepairFailed(msg) from e
+        raise
+    skipped = res.planned - res.applied
+    parts = [f"{res.conflicts} skipped as conflicts"] if res.conflicts else []
+    if res.ref_missing:
+        parts.append(f"{res.ref_missing} skipped: referenced row missing")
+    if stale:
+        parts.append(f"marked abandoned applies as failed: {', '.join(stale)}")
+    status = "partial" if skipped else "complete"
+    audit.finish_apply(sess, apply_id, status, res.applied, skipped,
+                       "; ".join([note, *parts])[:2000])
+    return status, res.applied, res.conflicts, res.ref_missing
 
 
 def _write_backfill_plan(path: Path, bid: str, run_id: str, url: str,

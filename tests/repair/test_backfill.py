@@ -3,7 +3,9 @@ passed snapshot, filled into empty schemas in chunks of a few accounts.
 
 * killed with SIGKILL (a real ``python -m jobs.cli backfill`` process) after its first chunks
   committed, then re-run: the result equals an uninterrupted backfill into another empty
-  schema (every table, surrogate ids mapped to natural keys, local timestamps left out);
+  schema by the generic executor (every table and every chunk's audit, surrogate ids mapped
+  to natural keys, local timestamps left out): the set-based path writes and audits exactly
+  what the executor does, and skips (counting them) rows that exist by the time it runs;
 * a Sold-To e-mail shared by accounts of different chunks yields one customer with a
   membership to each account;
 * the next reconcile of the filled copy has no ``auto`` finding: nothing a backfill should
@@ -14,6 +16,7 @@ passed snapshot, filled into empty schemas in chunks of a few accounts.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -35,7 +38,10 @@ from core.state import StateDB
 from jobs.cli import main
 from reconcile.engine import reconcile_snapshot
 from repair.apply import list_applies, revert_apply
+from repair.audit import Session, utc_now
 from repair.backfill import backfill, backfill_id_of
+from repair.bulk import apply_chunk
+from repair.plan import iter_chunks, open_plan, verify_chunks
 from tests.support.pg import pg_schema
 from tests.support.repair import REPO, one, rows
 from tests.support.snapshots import write_snapshot
@@ -171,10 +177,36 @@ def test_kill_9_then_resume_equals_an_uninterrupted_backfill(tenant: Tenant, pg_
     assert resumed.done_before == at_kill and resumed.skipped == 0
     assert {c.status for c in resumed.chunks[at_kill:]} == {"committed"}
 
-    whole = backfill(_settings(second, tenant), tenant.run_id, chunk_accounts=CHUNK)
+    # uninterrupted, by the generic executor (the path before the set-based one): the same
+    # rows, the same audit (chunk, seq, table, op, key, full images), the same counts
+    whole = backfill(_settings(second, tenant), tenant.run_id, chunk_accounts=CHUNK,
+                     executor=True)
     assert whole.done_before == 0 and whole.skipped == 0
     assert whole.inserted["billing_accounts"] == ACCOUNTS
     assert _natural(pg_url) == _natural(second)
+    assert _audit(pg_url) == _audit(second)
+    assert [c.ops_applied for c in resumed.chunks[at_kill:]] == \
+        [c.ops_applied for c in whole.chunks[at_kill:]]
+    # the plan is the record of what each chunk meant to insert: a version 3 plan that
+    # `repair apply` reads (each chunk checked and parsed), one operation per audit row
+    plan = open_plan(resumed.plan_path)
+    verify_chunks(plan)
+    assert plan.schema_version == 3
+    assert sum(len(ops) for ops in iter_chunks(plan)) == one(
+        pg_url, "SELECT count(*) FROM recon_repair_audit")
+
+    # a chunk's rows that exist by now (as if written since it was planned): the set-based
+    # path skips and counts every one, writes and audits nothing
+    frame = pl.read_parquet(resumed.chunks[-1].plan_file)
+    with connect(pg_url) as db:
+        sess = Session(db)
+        with sess.transaction(rollback=True):
+            db.execute(hatch_sql("test-bulk-again"))
+            res = apply_chunk(sess, frame, apply_id="ap-test-again", now=utc_now())
+            assert res.planned == frame.height > 0 and res.applied == 0
+            assert res.conflicts == frame.height and res.ref_missing == 0
+            assert sess.rows("SELECT count(*) FROM recon_repair_audit WHERE apply_id = "
+                             "'ap-test-again'")[0][0] == 0
 
     # the shared e-mail: one customer, a membership from each of its accounts (2 chunks)
     first, last = tenant.shared_accounts
@@ -289,3 +321,31 @@ def test_reverting_a_chunk_deletes_its_rows_and_a_rerun_fills_it_again(
             assert filled[table] == full[table], table
     assert len(filled["billing_accounts"]) == ACCOUNTS
 
+
+
+def _audit(url: str) -> list[tuple]:
+    """Every backfill chunk's audit rows as (chunk, seq, table, op, key, before, after), the
+    images parsed, local timestamps left out and surrogate ids replaced by natural keys."""
+    with connect(url) as db:
+        frames = {t: db.read_table(t) for t in NATURAL}
+    maps = {t: {str(i): k for i, k in zip(f["id"].to_list(), f[NATURAL[t]].to_list(),
+                                           strict=True)} for t, f in frames.items()}
+
+    def img(table: str, text: str | None) -> dict | None:
+        if text is None:
+            return None
+        out = {}
+        for c, v in json.loads(text).items():
+            if c in LOCAL_TIMES or (c == "id" and table not in NATURAL):
+                continue
+            target = NATURAL.get(table) if c == "id" else None
+            target = REFS.get((table, c), target) if c != "id" else table
+            out[c] = maps[target].get(str(v)) if target in maps and v is not None else v
+        return out
+
+    return sorted(
+        (chunk, seq, table, op, img(table, key), img(table, before), img(table, after))
+        for chunk, seq, table, op, key, before, after in rows(url, """
+            SELECT c.chunk, a.seq, a.table_name, a.op, a.key, a.before, a.after
+            FROM recon_repair_audit a JOIN recon_backfill_chunks c ON c.apply_id = a.apply_id
+        """))
