@@ -50,6 +50,8 @@ def reconcile_document(result, recorded_as: str | None) -> dict:  # noqa: ANN001
     per-object figures, where the drift is."""
     import polars as pl
 
+    from core.layout import DRIFT_FILE
+
     s = result.summary
     found = result.drift.filter(pl.col("status") != "resolved")
     per = found.group_by("object").agg(
@@ -63,7 +65,7 @@ def reconcile_document(result, recorded_as: str | None) -> dict:  # noqa: ANN001
             "previous_run": result.previous_run, "seconds": round(result.seconds, 3),
             "findings": int(s["findings"]), "drift": int(s["drift"]),
             "by_status": s["by_status"], "by_action": s["by_action"],
-            "objects": objects.to_dicts(), "drift_path": str(result.path / "drift.parquet")}
+            "objects": objects.to_dicts(), "drift_path": str(result.path / DRIFT_FILE)}
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
