@@ -455,7 +455,7 @@ def _on_executed(ctx: Context, sched: BlockingScheduler, announce: Callable[[str
         if not isinstance(r, JobResult):
             continue
         job = sched.get_job(r.job)
-        nxt = job.next_run_time if job is not None else None
+        nxt = getattr(job, "next_run_time", None) if job is not None else None
         why = f" ({type(r.error).__name__}: {r.error})" if r.error is not None else ""
         announce(f"{r.job}: run {r.run_id} {r.status}{why}"
                  + (f"; next tick {nxt.isoformat()} (UTC {naive_utc(nxt):%Y-%m-%d %H:%M})"

@@ -131,6 +131,21 @@ def test_status_shows_a_failed_latest_attempt_beside_the_last_success(history, c
     assert next(ln for ln in out.splitlines() if ln.startswith("nightly ")).endswith("ok")
 
 
+def test_a_manual_reconcile_is_recorded_once_and_never_over_a_jobs_run(history) -> None:
+    cfg, ids = history
+    with StateDB(cfg.parent / "data") as st:
+        hand = "20261205T000000000000Z-hand"
+        for status in ("drift", "clean"):  # reconciled twice: one row, the latest outcome
+            assert runs.record_manual(st, hand, status, T0, {"new": 0})
+        rows = st.con.execute("SELECT job, trigger, status, run FROM job_runs WHERE run_id = ?",
+                              [hand]).fetchall()
+        assert rows == [("reconcile", "manual", "clean", hand)]
+        # a job attempt's snapshot reconciled again stays the job's run
+        assert not runs.record_manual(st, f"{ids['B']}.a2", "drift", T0, {})
+        assert st.con.execute("SELECT count(*) FROM job_runs WHERE job = 'reconcile'"
+                              ).fetchall() == [(1,)]
+
+
 def test_a_state_file_from_before_the_run_column_is_migrated(tmp_path: Path) -> None:
     """A version-1 state file whose job_runs lacks ``run``: opening adds it (each old attempt
     its own run) and the resolver finds the old attempt."""
@@ -192,3 +207,25 @@ def test_log_json_emits_one_event_per_step_and_the_run_on_success(tmp_path: Path
     assert steps_[1]["counts"] == {"new": 1}
     (end,) = [e for e in events if e.get("event") == "run"]
     assert end["status"] == "clean" and end["run_id"] == result.run_id
+
+
+def test_scheduler_lines_for_a_terminal_and_its_catch_ups_are_logged(tmp_path: Path,
+                                                                      caplog) -> None:
+    """What `recon scheduler` prints on a terminal: each job's next tick and state, then the
+    catch-up it runs (also logged at WARNING, so a log reader sees it too)."""
+    from jobs.pipeline import JobResult
+    from jobs.scheduler import build_scheduler, schedule_lines
+
+    settings = settings_for(tmp_path)  # only the nightly, 30 2 * * * UTC
+    now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+    (line,) = schedule_lines(settings, now=now)
+    assert line.startswith("nightly: 30 2 * * * (UTC); next tick 2026-12-03T02:30:00+00:00")
+    assert "never succeeded" in line and line.endswith("OVERDUE")
+    said: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="recon.scheduler"):
+        sched = build_scheduler(settings, stop=threading.Event(), announce=said.append,
+                                runner=lambda *a, **k: JobResult("r", "nightly", "clean", 1))
+    assert len(said) == 1 and said[0].startswith("nightly: no success since its tick")
+    assert "catching up once now" in said[0] and "not replayed" in said[0]
+    assert said[0] in caplog.text
+    assert sched.get_job("catch-up") is not None
