@@ -21,6 +21,10 @@ here now, and every floor asks :class:`DataLayout` for a path::
     DATA/crash/                             crash logs of unexpected errors
     DATA/demo/                              the demo's sandbox tenant
 
+``<run_id>`` is a job attempt's id (``<run>`` for attempt 1, ``<run>.a<N>`` for a retry:
+:func:`core.ledger.attempt_id`) or the id of a snapshot extracted by hand; the snapshot and the
+run directory of one attempt share it.
+
 The file names inside a run directory are constants here too, so the writer (reconcile,
 repair, reports) and every reader agree by construction.
 """

@@ -40,10 +40,27 @@ from core.layout import DataLayout
 from core.localdb import migrations as mig
 
 _TABLES: dict[str, str] = {}
+
+
+def _job_runs_run(conn: mig.Conn) -> None:
+    """Migration 2: ``job_runs.run``, the job run an attempt belongs to (issue 17: one run id;
+    attempts are ``<run>`` and ``<run>.a<N>``). An attempt recorded before it is its own run.
+    The ledger is declared in :mod:`core.ledger`; a file without it is left alone (the table
+    is created at its current shape when a job first runs)."""
+    if not conn.fetch("SELECT count(*) FROM information_schema.tables "
+                      "WHERE table_name = 'job_runs'")[0][0]:
+        return
+    conn.execute("ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS run VARCHAR")
+    conn.execute("UPDATE job_runs SET run = run_id WHERE run IS NULL")
+
+
 # The state file's migrations, in order (append only; never edit a released one). Version 1
 # is the state as recon wrote it before versioning: its tables are the registered ones.
+# They live here, not beside their tables, so every process knows every version whatever it
+# imported (a file is never "too new" for a command that did not import a floor).
 MIGRATIONS: list[mig.Migration] = [
     mig.Migration(1, "baseline: recon_schema_migrations records the state's schema version"),
+    mig.Migration(2, "job_runs.run: the job run an attempt belongs to", run=_job_runs_run),
 ]
 
 

@@ -112,6 +112,9 @@ class ExtractOptions:
     zuora_version: str | None = None
     deleted_retention: dt.timedelta = DELETED_RETENTION
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # the snapshot's id (default: a new one): a job attempt names its snapshot after itself
+    # (``<run>`` or ``<run>.a<N>``), so the run, its snapshot and its run directory share it
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -398,7 +401,7 @@ class _Run:
         self.data_dir, self.specs, self.allow, self.lag = data_dir, specs, allow, lag
         self.started = opt.clock()
         self.t0 = time.monotonic()
-        self.run_id = new_run_id(self.started)
+        self.run_id = opt.run_id or new_run_id(self.started)
         self.writer = SnapshotWriter(data_dir, self.run_id)
         self.manifest = Manifest(
             run_id=self.run_id, mode=mode, requested_mode=mode, started_at=utc_iso(self.started),

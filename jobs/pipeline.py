@@ -44,6 +44,10 @@ log = logging.getLogger("recon.jobs")
 
 @dataclass
 class JobResult:
+    """What one ``run_job`` did. ``run_id`` is the run's one id (what a person types);
+    ``attempt_id`` the attempt that finished it (``<run_id>`` or ``<run_id>.a<N>``, also its
+    snapshot's name)."""
+
     run_id: str
     job: str
     status: str  # clean | drift | failed | skipped
@@ -52,6 +56,7 @@ class JobResult:
     counts: dict[str, Any] = field(default_factory=dict)
     report_path: str | None = None
     snapshot_run: str | None = None
+    attempt_id: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -60,10 +65,10 @@ class JobResult:
 
 @dataclass
 class _Attempt:
-    """The attempt under way: a retry is a new history row (run id, trigger ``retry``,
-    attempt n+1) under the same idempotency key."""
+    """The attempt under way: a retry is a new history row (attempt id ``<run>.a<N>``, trigger
+    ``retry``, attempt n+1) under the same idempotency key and run."""
 
-    run_id: str
+    run_id: str  # this attempt's id (= its snapshot's and run directory's name)
     trigger: str
     number: int = 1
     # what the steps raised (recorded in the history): only that is retried, alerted and
@@ -87,13 +92,14 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
             sleep: Callable[[float], None] = time.sleep,
             steps: Callable[..., dict[str, Any]] | None = None) -> JobResult:
     """Run ``job`` once (with retries). Raises :class:`jobs.locks.JobLocked` when another run
-    of the job holds the lock; every other failure is recorded and returned."""
+    of the job holds the lock; every other failure is recorded and returned. ``trigger``
+    ``demo``: ``recon demo``'s run of the ``full`` steps (a manual run, labelled so)."""
     if job not in runs.JOBS:
         raise ReconError(f"unknown job {job!r}; jobs: {', '.join(runs.JOBS)}")
     stop = stop or threading.Event()
     say = progress or (lambda _m: None)
     when = scheduled_for.replace(tzinfo=None) if scheduled_for else None
-    run_id = runs.new_run_id(job)
+    run_id = runs.new_run_id()  # the run's one id; attempt 1 (and its snapshot) is named so
     date = day or (when.date() if when else runs.now_utc().date())
     # scheduled and catch-up ticks share the job+date key (a duplicate tick is a no-op); a
     # manual run has a key of its own and never takes a tick's
@@ -109,14 +115,16 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                        f"{taken['run_id']}")
                 rid = runs.record(st, job, key, trigger, "skipped", when, msg)
                 log.info(msg)
-                return JobResult(rid, job, "skipped", 0)
+                return JobResult(rid, job, "skipped", 0, attempt_id=rid)
         attempt = _Attempt(run_id, trigger)
 
         def one_attempt() -> dict[str, Any]:
             with StateDB(settings.data_dir) as st:
-                runs.start(st, attempt.run_id, job, key, attempt.trigger, when, attempt.number)
+                runs.start(st, attempt.run_id, job, key, attempt.trigger, when, attempt.number,
+                           run=run_id)
             try:
-                current_attempt.run_id = attempt.run_id
+                # the steps name the snapshot after the attempt, the report shows it
+                current_attempt.run_id, current_attempt.run = attempt.run_id, run_id
                 return do_steps(job, settings, stop=stop, progress=say)
             except Exception as e:  # recorded, alerted, maybe retried — never lost
                 attempt.step_error = e
@@ -125,13 +133,15 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                 log.warning("run %s of %s failed (attempt %d): %s: %s", attempt.run_id, job,
                             attempt.number, type(e).__name__, e)
                 raise
+            finally:
+                current_attempt.run_id = current_attempt.run = None
 
         def next_attempt(state: tenacity.RetryCallState) -> None:
             e = state.outcome.exception() if state.outcome else None
             say(f"transient failure ({type(e).__name__}); retrying in "
                 f"{state.upcoming_sleep:.0f}s")
             attempt.number += 1
-            attempt.trigger, attempt.run_id = "retry", runs.new_run_id(job)
+            attempt.trigger, attempt.run_id = "retry", runs.attempt_id(run_id, attempt.number)
 
         retrying = tenacity.Retrying(
             # jobs.retries extra attempts, each after jobs.retry_delay_s · 2^(n-1) seconds
@@ -146,16 +156,18 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
             if e is not attempt.step_error:
                 raise
             if not isinstance(e, JobAborted):  # a deploy's SIGTERM pages nobody
-                alerts.send(settings, alerts.payload("failed", job, attempt.run_id, "failed",
+                alerts.send(settings, alerts.payload("failed", job, run_id, "failed",
                                                      {"attempt": attempt.number}, None,
                                                      f"{type(e).__name__}: {e}"[:300]))
-            return JobResult(attempt.run_id, job, "failed", attempt.number, error=e)
-        run_id = attempt.run_id
+            _run_event(job, run_id, attempt.run_id, attempt.number, "failed", {}, e)
+            return JobResult(run_id, job, "failed", attempt.number, error=e,
+                             attempt_id=attempt.run_id)
         status = out["status"]
         with StateDB(settings.data_dir) as st:
-            runs.finish(st, run_id, status, counts=out["counts"],
+            runs.finish(st, attempt.run_id, status, counts=out["counts"],
                         report_path=out.get("report_path"),
                         snapshot_run=out.get("snapshot_run"))
+        _run_event(job, run_id, attempt.run_id, attempt.number, status, out["counts"])
         new = int(out["counts"].get("new", 0))
         if status == "drift" and new >= settings.alerts_new_drift_threshold:
             alerts.send(settings, alerts.payload("drift", job, run_id, status, out["counts"],
@@ -163,4 +175,16 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                                                  f"{new} new findings"))
         return JobResult(run_id, job, status, attempt.number, counts=out["counts"],
                          report_path=out.get("report_path"),
-                         snapshot_run=out.get("snapshot_run"))
+                         snapshot_run=out.get("snapshot_run"), attempt_id=attempt.run_id)
+
+
+def _run_event(job: str, run_id: str, attempt_id: str, number: int, status: str,
+               counts: dict[str, Any], error: BaseException | None = None) -> None:
+    """The run's end as one structured event (``--log-json``), after its steps' events."""
+    event: dict[str, Any] = {"event": "run", "run_id": run_id, "attempt_id": attempt_id,
+                             "job": job, "attempt": number, "status": status,
+                             "counts": counts}
+    if error is not None:
+        event.update(error_class=type(error).__name__, error=str(error)[:500])
+    log.info("run %s of %s: %s (attempt %d)", run_id, job, status, number,
+             extra={"event": event})

@@ -73,8 +73,12 @@ Time zones and DST
     failed, the second is simply another attempt at that date). The spring-forward run is
     dated that day as well. Or keep local schedules outside 01:00–03:30.
 
+On a terminal (``announce``: ``recon scheduler`` passes ``print`` when stdout is a tty; quiet
+under cron, systemd or Kubernetes) it prints each job's schedule and next tick at start-up, the
+catch-ups it is about to run, and after each tick the run's outcome and the job's next tick.
+
 Logging goes to the ``recon.scheduler`` logger (quiet by default: INFO for ticks, WARNING for
-missed / overdue / signals).
+catch-ups / missed / overdue / signals).
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
     EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     EVENT_SCHEDULER_STARTED,
@@ -394,12 +399,21 @@ def _safely(fn: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 # -- the scheduler ----------------------------------------------------------------------------
+def catch_up_message(job: str, tick: dt.datetime) -> str:
+    """What the scheduler logs (WARNING) and prints before a start-up catch-up."""
+    return (f"{job}: no success since its tick {tick.isoformat()}; catching up once now "
+            "(trigger catch-up, for that tick only: older missed ticks are not replayed; "
+            "findings are new or persisting against the last reconciled run, as in any run)")
+
+
 def build_scheduler(settings: Settings, *, runner: Runner = run_job, stop: threading.Event,
                     trigger_factory: TriggerFactory | None = None,
-                    catch_up: bool = True) -> BlockingScheduler:
+                    catch_up: bool = True,
+                    announce: Callable[[str], None] | None = None) -> BlockingScheduler:
     """A not-yet-started :class:`BlockingScheduler` with recon's jobs, listeners, the hourly
     overdue check and (``catch_up``) the start-up catch-up runs. ``trigger_factory`` replaces
-    the cron triggers (tests use a trigger that fires every second or two)."""
+    the cron triggers (tests use a trigger that fires every second or two); ``announce``
+    (a terminal) also gets the catch-ups and, after each tick, its outcome and next tick."""
     tz = schedule_tz(settings)
     triggers = job_triggers(settings, trigger_factory)
     ctx = Context(settings, runner, stop, triggers, tz)
@@ -414,8 +428,9 @@ def build_scheduler(settings: Settings, *, runner: Runner = run_job, stop: threa
                       replace_existing=True, **tick_options)
     if catch_up and (due := catch_up_due(settings, triggers)):
         for job, tick in due.items():
-            log.info("%s: no success since its tick %s; catching up once now", job,
-                     tick.isoformat())
+            log.warning("%s", catch_up_message(job, tick))
+            if announce is not None:
+                announce(catch_up_message(job, tick))
         sched.add_job(run_catch_ups, DateTrigger(dt.datetime.now(tz)), args=[ctx, due],
                       id=CATCH_UP, name="recon catch-up", misfire_grace_time=None,
                       replace_existing=True)
@@ -426,7 +441,45 @@ def build_scheduler(settings: Settings, *, runner: Runner = run_job, stop: threa
     sched.add_listener(_safely(lambda e: _on_missed(ctx, e)), EVENT_JOB_MISSED)
     sched.add_listener(_safely(lambda e: _on_max_instances(ctx, e)), EVENT_JOB_MAX_INSTANCES)
     sched.add_listener(_safely(_on_error), EVENT_JOB_ERROR)
+    if announce is not None:
+        sched.add_listener(_safely(lambda e: _on_executed(ctx, sched, announce, e)),
+                           EVENT_JOB_EXECUTED)
     return sched
+
+
+def _on_executed(ctx: Context, sched: BlockingScheduler, announce: Callable[[str], None],
+                 event: JobExecutionEvent) -> None:
+    """On a terminal: each tick's (or catch-up's) outcome and the job's next tick."""
+    results = event.retval if isinstance(event.retval, list) else [event.retval]
+    for r in results:
+        if not isinstance(r, JobResult):
+            continue
+        job = sched.get_job(r.job)
+        nxt = getattr(job, "next_run_time", None) if job is not None else None
+        why = f" ({type(r.error).__name__}: {r.error})" if r.error is not None else ""
+        announce(f"{r.job}: run {r.run_id} {r.status}{why}"
+                 + (f"; next tick {nxt.isoformat()} (UTC {naive_utc(nxt):%Y-%m-%d %H:%M})"
+                    if nxt else ""))
+
+
+def schedule_lines(settings: Settings, now: dt.datetime | None = None,
+                   trigger_factory: TriggerFactory | None = None) -> list[str]:
+    """What ``recon scheduler`` prints on a terminal at start-up: per enabled job its cron,
+    time zone, next tick (local and UTC), last scheduled success and whether it is overdue."""
+    rows = describe_schedule(settings, now, trigger_factory)
+    if not rows:
+        return ["no job scheduled ([schedule] has every job disabled); nothing to do"]
+    out = []
+    for r in rows:
+        last = r["last_success"]
+        since = (f"last success {last.get('run') or last['run_id']} at "
+                 f"{last['finished_at']:%Y-%m-%d %H:%M} UTC" if last else "never succeeded")
+        nxt = r["next_tick"]
+        out.append(f"{r['job']}: {r['cron']} ({r['timezone']}); next tick "
+                   f"{nxt.isoformat() if nxt else '-'}"
+                   + (f" (UTC {r['next_tick_utc']:%Y-%m-%d %H:%M})" if nxt else "")
+                   + f"; {since}" + ("; OVERDUE" if r["overdue"] else ""))
+    return out
 
 
 def describe_schedule(settings: Settings, now: dt.datetime | None = None,
@@ -452,12 +505,16 @@ def describe_schedule(settings: Settings, now: dt.datetime | None = None,
 
 
 def serve(settings: Settings, *, runner: Runner = run_job, install_signals: bool = True,
-          trigger_factory: TriggerFactory | None = None, catch_up: bool = True) -> int:
+          trigger_factory: TriggerFactory | None = None, catch_up: bool = True,
+          announce: Callable[[str], None] | None = None) -> int:
     """``recon scheduler``: run until SIGTERM/SIGINT, then let the current step finish or abort
-    cleanly and return 0."""
+    cleanly and return 0. ``announce``: where a terminal's lines go (None: quiet)."""
     stop = threading.Event()
+    if announce is not None:
+        for line in schedule_lines(settings, trigger_factory=trigger_factory):
+            announce(line)
     sched = build_scheduler(settings, runner=runner, stop=stop, trigger_factory=trigger_factory,
-                            catch_up=catch_up)
+                            catch_up=catch_up, announce=announce)
     stopper: list[threading.Thread] = []
 
     def shut() -> None:

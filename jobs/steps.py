@@ -14,7 +14,9 @@ so importing this module (the CLI's ``--help``, the scheduler) stays cheap.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,9 +29,12 @@ if TYPE_CHECKING:  # typing only: the steps import their floors lazily (cheap --
     from repair.plan import Plan
 
 Progress = Callable[[str], None]
-# The job attempt being run in this thread (``job_runs.run_id``), for the report's header:
-# set by :func:`jobs.pipeline.run_job`, absent for the demo and for tests that run steps alone.
+# The job attempt being run in this thread: ``run_id`` (``job_runs.run_id``, the attempt's id:
+# the extract step names the snapshot after it, the report's header shows it) and ``run`` (the
+# job run's one id). Set by :func:`jobs.pipeline.run_job` for the duration of one attempt;
+# None for tests that run the steps alone (the snapshot then gets a new id).
 current_attempt = threading.local()
+log = logging.getLogger("recon.jobs")
 
 
 class JobAborted(ReconError):
@@ -117,6 +122,8 @@ def _extract(run: StepRun) -> None:
     from reconcile.engine import resolve_snapshot
 
     options = run.extract_options or ExtractOptions()
+    if getattr(current_attempt, "run_id", None):  # one id: the attempt's snapshot is named so
+        options = replace(options, run_id=current_attempt.run_id)
     if run.job.scope == "catalog":
         cat = catalog_extract_options()
         options = replace(options, objects=cat.objects, local_tables=cat.local_tables)
@@ -260,10 +267,37 @@ def run_steps(job_name: str | Job, settings: Settings, *, stop: threading.Event,
             raise JobAborted(f"stopped before {step.title} (SIGTERM/SIGINT); the snapshot and "
                              "state written so far are consistent")
         progress(step.label(run) if step.label else step.title)
-        step.run(run)
+        before = dict(run.counts)
+        t0 = time.monotonic()
+        try:
+            step.run(run)
+        except Exception as e:
+            _step_event(run, step, "failed", time.monotonic() - t0, {}, e)
+            raise
+        _step_event(run, step, "ok", time.monotonic() - t0,
+                    {k: v for k, v in run.counts.items() if before.get(k) != v})
         if after is not None:
             after(step.name, run)
     return run.outcome()
+
+
+def _step_event(run: StepRun, step: Step, status: str, seconds: float,
+                counts: dict[str, Any], error: BaseException | None = None) -> None:
+    """One structured event per step, success included (``--log-json`` prints it as one JSON
+    object on stderr: run and attempt id, job, step, status, duration, the counts the step
+    added; quiet otherwise — INFO on ``recon.jobs``)."""
+    attempt = getattr(current_attempt, "run_id", None) or (
+        run.snapshot.run_id if run.snapshot is not None else None)
+    event = {"event": "step", "run_id": getattr(current_attempt, "run", None) or attempt,
+             "attempt_id": attempt, "job": run.job.name, "step": step.name, "status": status,
+             "duration_s": round(seconds, 3), "counts": counts}
+    if error is not None:
+        event["error_class"] = type(error).__name__
+        event["error"] = str(error)[:500]
+    log.info("step %s %s (%.1fs)%s",
+            step.name, status, seconds,
+            "; " + ", ".join(f"{k}={v}" for k, v in counts.items()) if counts else "",
+            extra={"event": event})
 
 
 def catalog_extract_options() -> Any:

@@ -189,3 +189,37 @@ def was_reconciled(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     return "reconcile_runs" in table_names(con) and bool(con.sql(
         "SELECT count(*) FROM reconcile_runs WHERE run_id = $r",
         params={"r": run_id}).fetchall()[0][0])
+
+
+FINDING_STATUSES = ("new", "persisting", "pending", "resolved")
+
+
+def latest_reconciled(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The newest reconciled run of any scope (None: none, or no table)."""
+    if "reconcile_runs" not in table_names(con):
+        return None
+    return con.sql("SELECT max(run_id) FROM reconcile_runs").fetchall()[0][0]
+
+
+def findings_of(con: duckdb.DuckDBPyConnection, run_id: str, *,
+                statuses: tuple[str, ...] = FINDING_STATUSES, rule: str | None = None,
+                obj: str | None = None) -> pl.DataFrame:
+    """A reconciled run's findings as stored (``drift`` rows: the drift output's columns),
+    filtered in SQL: ``statuses``; ``rule`` matches the rule or the drift id (``D11``),
+    ``obj`` the object or local table, both case-insensitively. Ordered as a person reads
+    them: severity, object, rule, key. Empty on a state file without the table."""
+    schema = {c: t for c, t in DRIFT_SCHEMA.items()}
+    if "drift" not in table_names(con):
+        return pl.DataFrame(schema=schema)
+    where = ["run_id = $run", "list_contains($statuses, status)"]
+    params: dict[str, Any] = {"run": run_id, "statuses": list(statuses)}
+    if rule:
+        where.append("(upper(rule) = upper($rule) OR upper(drift_id) = upper($rule))")
+        params["rule"] = rule
+    if obj:
+        where.append("lower(object) = lower($obj)")
+        params["obj"] = obj
+    return con.sql(
+        f"SELECT * FROM drift WHERE {' AND '.join(where)} ORDER BY CASE severity WHEN "
+        "'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, object, "
+        "coalesce(rule, drift_id), key, field", params=params).pl()

@@ -52,15 +52,20 @@ def write_text(path: Path, text: str) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per log line (``--log-json``), for log shippers."""
+    """One JSON object per log line (``--log-json``), for log shippers. A record carrying a
+    structured ``event`` (``extra={"event": {...}}``: each job step, each run's end) has its
+    fields at the top level beside ts/level/logger/message."""
 
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
                "level": record.levelname.lower(), "logger": record.name,
                "message": record.getMessage()}
+        event = getattr(record, "event", None)
+        if isinstance(event, dict):
+            out.update({k: v for k, v in event.items() if k not in out})
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(out)
+        return json.dumps(out, default=str)
 
 
 def setup_logging(args: argparse.Namespace) -> None:

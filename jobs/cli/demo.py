@@ -11,7 +11,9 @@ that copy only, past the change-fraction guard the small tenant's tiny catalog t
 
 Reusing the tenant keeps history meaningful: a second demo shows the same findings as
 persisting, and after ``--apply`` the next demo shows the repaired ones as resolved. The
-demo records no job history (it is not a scheduled job of the data directory).
+demo's run goes through :func:`jobs.pipeline.run_job` like ``recon run full`` (the job lock,
+the run history with trigger ``demo``, one run id for its snapshot and run directory), so
+``recon runs`` and ``recon status`` list it; it never alerts and never retries.
 
 Then the event path (issue 15): the callout receiver and its workers start in this process
 (real HTTP on loopback, Basic auth and HMAC with per-run random credentials, debounce
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import secrets
 import shutil
@@ -137,12 +140,14 @@ def demo_settings(settings: Settings, data: Path, tenant: Path, base_url: str,
 
     return replace(settings, zuora_client_secret=Secret(SECRET), zuora_base_url=base_url,
                    local_database_url=duckdb_url((tenant / "local.duckdb").resolve()),
-                   data_dir=data, repair_auto=apply)
+                   data_dir=data, repair_auto=apply, jobs_retries=0,
+                   alerts_webhook_url=Secret(None))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate or reuse the tenant, serve it, run the ``full`` sequence, print a summary."""
     require_sandbox("recon demo")
+    from jobs.pipeline import run_job
     from jobs.steps import run_steps
     from sandbox.generate.run import Options, generate
     from sandbox.server import SandboxServer
@@ -173,24 +178,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         srv.store.preload()
         run_settings = demo_settings(settings, data, tenant, srv.url, args.apply)
         show = _Show(args, tenant, srv.url, progress)
-        try:
-            run_steps("full", run_settings, stop=threading.Event(),
-                      progress=progress or (lambda _m: None), force_apply=True, after=show)
-        except ReconError:
+        result = run_job("full", run_settings, trigger="demo", progress=progress,
+                         stop=threading.Event(),
+                         steps=functools.partial(run_steps, force_apply=True, after=show))
+        if result.status == "failed":
             if "extract" in show.done and "reconcile" not in show.done:
                 # the run stops, but its report still says why (PARTIAL — NOT RECONCILED)
                 _partial_report(data, show.run.manifest.run_id, run_settings)
-            raise
+            assert result.error is not None
+            raise result.error
         run = show.run
         if run.counts.get("repair") == "refused":
             print(f"recon: the demo's repair was refused: {run.counts.get('repair_refusal')}",
                   file=sys.stderr)
             return EXIT_ERROR
         if not args.quiet:
-            s, result, paths = run.result.summary["by_status"], run.result, run.report
-            print(f"\n{paths.label} — {s.get('new', 0):,} new, {s.get('persisting', 0):,} "
-                  f"persisting, {s.get('resolved', 0):,} resolved since "
-                  f"{result.previous_run or 'no previous run'}, {s.get('pending', 0):,} pending")
+            s, rec, paths = run.result.summary["by_status"], run.result, run.report
+            print(f"\nrun {result.run_id}: {paths.label} — {s.get('new', 0):,} new, "
+                  f"{s.get('persisting', 0):,} persisting, {s.get('resolved', 0):,} resolved "
+                  f"since {rec.previous_run or 'no previous run'}, {s.get('pending', 0):,} "
+                  "pending")
             print(f"report: {paths.html}  ({paths.html_bytes / 1e6:.1f} MB, {paths.seconds:.1f}s)")
             print(f"json:   {paths.json}")
         port = _port(sock)  # uvicorn closes the socket when it stops

@@ -93,8 +93,12 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                             "volume check"},
     "runs": {0: "listed", 2: f"{_ALWAYS_2}, unreadable state"},
     "runs show": {0: "shown", 2: f"{_ALWAYS_2}, no such run"},
-    "status": {0: "no job overdue", 1: "a job is overdue",
+    "status": {0: "every job's latest attempt succeeded (or is running) and none is overdue",
+               1: "a job's latest attempt failed (or its tick was missed), or a job is "
+                  "overdue (each named)",
                2: f"{_ALWAYS_2}, unreadable state"},
+    "findings": {0: "listed (an empty list too)",
+                 2: f"{_ALWAYS_2}, no such run, or it was not reconciled"},
     "scheduler": {0: "stopped by a signal", 2: f"{_ALWAYS_2}, unreadable schedule"},
     "callouts serve": {0: "stopped by a signal after draining the syncs in flight",
                        2: f"{_ALWAYS_2}, no authentication configured, port taken, inbox "

@@ -119,12 +119,15 @@ def _fail(e: ReconError) -> int:
 
 
 def cmd_repair_plan(args: argparse.Namespace) -> int:
+    from jobs.runs import target_of
     from reconcile.engine import resolve_snapshot, run_dir
     from repair.plan import write_plan
     from repair.planner import build_plan, summary_text
 
     settings = _settings(args)
-    run = args.run or resolve_snapshot(settings.data_dir, None).run_id
+    # the run id (or an attempt's, a snapshot's) → the attempt that reconciled
+    run = target_of(settings.data_dir, args.run) or resolve_snapshot(settings.data_dir,
+                                                                     None).run_id
     plan = build_plan(settings.data_dir, run, only=args.only,
                       local_database_url=settings.local_database_url)
     out = Path(args.out) if args.out else run_dir(settings.data_dir, plan.run_id) / (
@@ -186,6 +189,10 @@ def run_history(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
         df = list_applies(settings)
+        if args.run:  # the applies of plans made from that run (its run id or an attempt's)
+            from jobs.runs import target_of
+
+            df = df.filter(df["run_id"] == target_of(settings.data_dir, args.run))
     except ReconError as e:
         return _fail(e)
     if getattr(args, "quiet", False):
@@ -245,11 +252,14 @@ def add_parser(subparsers: Any) -> None:
 
     hist = sub.add_parser("history", help="list applies and reverts")
     hist.add_argument("--limit", type=LIMIT_OR_ALL, default=0, help="only the last N (0: all)")
+    add_run(hist, "only the applies of plans made from this run (run id, or an attempt's or "
+            "snapshot's id)")
     hist.set_defaults(func=run_history)
 
     rplan = sub.add_parser("plan", help="plan repairs of a reconciled run (writes only "
                            "the plan file)")
-    add_run(rplan, "run id (default: the latest complete snapshot)")
+    add_run(rplan, "run id, or an attempt's or snapshot's id (default: the latest complete "
+            "snapshot)")
     rplan.add_argument("--only", metavar="OBJECT|RULE",
                        help="only findings of this object, local table or rule (e.g. D11)")
     rplan.add_argument("--out", metavar="PLAN", type=PathArg(OUT_FILE),

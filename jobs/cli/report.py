@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="write a run's drift report (self-contained HTML + JSON)",
         description=__doc__.split("\n\n")[1] if __doc__ else None)
-    add_run(p, "run id (default: the newest run)", metavar="RUN")
+    add_run(p, "run id, or an attempt's or snapshot's id (default: the newest run)",
+            metavar="RUN")
     p.add_argument("--out", metavar="DIR", type=PathArg(OUT_DIR),
                    help="directory to write report.html and report.json into (default: "
                    "DATA/runs/<run_id>/)")
@@ -49,10 +50,14 @@ def _from_args(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.runs import resolve_run
     from reports import build_report
 
-    paths = build_report(settings.data_dir, args.run, settings=settings, out_dir=args.out,
-                         mask_pii=args.mask_pii, read_applies=args.with_applies)
+    # the run id (or an attempt's, a snapshot's): the attempt that reconciled, shown as such
+    ref = resolve_run(settings.data_dir, args.run) if args.run else None
+    paths = build_report(settings.data_dir, ref.target if ref else None, settings=settings,
+                         out_dir=args.out, mask_pii=args.mask_pii,
+                         read_applies=args.with_applies, job_run_id=ref.attempt if ref else None)
     if not getattr(args, "quiet", False):
         print(f"{paths.label}: report of run {paths.run_id} ({paths.findings:,} findings rows, "
               f"{paths.html_bytes / 1e6:.1f} MB, {paths.seconds:.1f}s)")

@@ -25,6 +25,7 @@ from jobs.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
     add_fail_on_drift,
+    add_json,
     add_lag_hours,
     add_log_json,
     progress_of,
@@ -46,6 +47,18 @@ def run_request(args: argparse.Namespace, settings: Settings
     return settings, {"trigger": "schedule" if args.scheduled else "manual", "day": args.date}
 
 
+def run_document(result: Any) -> dict[str, Any]:
+    """``recon run --json`` (docs/json/run.schema.json): the run's one id, the attempt that
+    finished it, its status, counts, report and snapshot, and the error of a failed run."""
+    err = result.error
+    return {"run_id": result.run_id, "attempt_id": result.attempt_id or result.run_id,
+            "job": result.job, "status": result.status, "attempt": result.attempt,
+            "counts": result.counts, "report_path": result.report_path,
+            "snapshot_run": result.snapshot_run,
+            "error": {"class": type(err).__name__, "message": str(err)[:2000]}
+            if err is not None else None}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.pipeline import run_job
 
@@ -53,7 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, request = run_request(args, _settings(args))
     progress = progress_of(args)
     result = run_job(args.job, settings, progress=progress, **request)
-    if not args.quiet or result.status == "failed":
+    if args.json:
+        from jobs.cli.jsonout import emit
+
+        emit("run", run_document(result))
+    elif not args.quiet or result.status == "failed":
         c = result.counts
         line = (f"{args.job} run {result.run_id}: {result.status}"
                 + (f" (attempt {result.attempt})" if result.attempt > 1 else ""))
@@ -85,4 +102,5 @@ def add_parser(sub: Any) -> None:
                      "never takes the slot of the day's scheduled run")
     add_lag_hours(run)
     add_log_json(run)
+    add_json(run, "print the run's outcome as JSON on stdout (docs/json/run.schema.json)")
     run.set_defaults(func=cmd_run)

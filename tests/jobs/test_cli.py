@@ -123,6 +123,57 @@ def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, 
     assert "repair plan:" in out and "report:" in out and "validated:" in out
     _assert_event_path_synced(tmp_path)
     assert "event path:" in out and "CALLOUT → SYNCED" in out
+    _assert_the_demo_run_is_one_run_in_the_history(tmp_path, manifests[0].parent.name, out,
+                                                   capsys)
+
+
+def _assert_the_demo_run_is_one_run_in_the_history(data: Path, run_id: str, printed: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17: the demo's run is in the history (`runs`, `status`) under the one id that
+    names its snapshot and run directory, and `runs show`, `report --run`, `repair plan --run`
+    and `findings --run` take that id; their JSON outputs keep their contracts."""
+    from tests.support.json_schema import check
+
+    cfg = data / "recon.toml"
+    cfg.write_text(f'[paths]\ndata_dir = "{data}"\n[local]\ndatabase_url = "duckdb:///'
+                   f'{data / "demo" / "local.duckdb"}"\n[schedule]\nnightly = ""\n'
+                   'catalog = ""\nfull = ""\n')
+
+    def recon(*argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["--config", str(cfg), *argv])
+        return code, capsys.readouterr().out
+
+    assert f"run {run_id}:" in printed, "the demo prints its run id"
+    code, out = recon("runs", "--json")
+    (row,) = check("runs", out)["runs"]
+    assert code == 0 and (row["run_id"], row["attempt_id"], row["job"], row["trigger"],
+                          row["status"]) == (run_id, run_id, "full", "demo", "drift")
+    code, out = recon("status", "--json")
+    (full,) = check("status", out)["jobs"]
+    assert code == 0 and full["job"] == "full" and full["state"] == "ok"
+    assert full["latest_attempt"]["run_id"] == run_id
+    assert full["last_success"]["run_id"] == run_id and full["last_success"]["trigger"] == "demo"
+    code, out = recon("runs", "show", run_id, "--json")
+    shown = check("runs show", out)
+    assert code == 0 and shown["attempt"]["snapshot_run"] == run_id
+    assert shown["run_dir"] == str(data / "runs" / run_id)
+    code, out = recon("report", "--run", run_id)
+    assert code == 0 and f"report of run {run_id}" in out
+    code, out = recon("repair", "plan", "--run", run_id, "--out", str(data / "again.json"))
+    plan = json.loads((data / "again.json").read_text())
+    assert code == 0 and plan["run_id"] == run_id
+    code, out = recon("findings", "--run", run_id, "--json")
+    found = check("findings", out)
+    assert code == 0 and found["run_id"] == run_id and found["count"] == len(found["findings"]) > 0
+    assert {f["status"] for f in found["findings"]} <= {"new", "pending"}
+    some = found["findings"][0]
+    code, out = recon("findings", "--run", run_id, "--object", some["object"].lower(),
+                      "--status", "all", "--json")
+    narrowed = check("findings", out)["findings"]
+    assert narrowed and {f["object"] for f in narrowed} == {some["object"]}
+    code, out = recon("findings", "--run", run_id, "--limit", "3")
+    assert code == 0 and "STATUS" in out and f"run {run_id}: {found['count']:,} findings" in out
 
 
 def _assert_event_path_synced(data: Path) -> None:

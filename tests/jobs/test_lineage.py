@@ -211,7 +211,7 @@ def test_a_manual_run_never_takes_a_ticks_key(tmp_path: Path) -> None:
     with StateDB(tmp_path) as st:
         keys = [r[0] for r in st.con.execute(
             "SELECT idem_key FROM job_runs ORDER BY started_at").fetchall()]
-    assert keys[0].startswith(f"nightly:{today.isoformat()}:manual:nightly-")
+    assert keys[0].startswith(f"nightly:{today.isoformat()}:manual:")
     assert keys[1:] == [f"nightly:{today.isoformat()}"] * 2 + ["nightly:2026-11-30"] * 2
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from core.config import Secret
 from jobs.pipeline import run_job
+from jobs.runs import resolve_run
 from tests.support.pipeline import SECRET, job_run_rows, steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,11 @@ def test_transient_failure_is_retried_and_recorded_as_attempt_2(env) -> None:
     assert first["error_class"] == "ExtractError" and "503" in first["error_message"]
     assert (second["status"], second["attempt"], second["trigger"]) == ("drift", 2, "retry")
     assert first["idem_key"] == second["idem_key"]
+    # one run id: attempt 2 is <run>.a2, names its snapshot, and the run id resolves to it
+    assert result.run_id == first["run_id"] == first["run"] == second["run"]
+    assert second["run_id"] == result.attempt_id == result.snapshot_run == f"{result.run_id}.a2"
+    assert (settings.data_dir / "snapshots" / second["run_id"]).is_dir()
+    assert resolve_run(settings.data_dir, result.run_id).target == second["run_id"]
 
 
 @pytest.mark.slow

@@ -4,6 +4,8 @@ codes for `run`, `runs` and `status`."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from jobs import runs
 from jobs.cli import main
 from jobs.locks import JobLocked
 from jobs.pipeline import JobResult, run_job
+from tests.support.json_schema import check
 from tests.support.pipeline import SECRET, job_run_rows, steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,11 +117,24 @@ def test_cli_run_exit_codes(env, tmp_path: Path, capsys: pytest.CaptureFixture[s
         out = capsys.readouterr()
         return code, out.out, out.err
 
-    code, out, err = recon("run", "nightly", "--fail-on-drift")
+    try:
+        code, out, err = recon("run", "nightly", "--fail-on-drift", "--json", "--log-json")
+    finally:
+        logging.getLogger("recon").handlers[:] = []  # --log-json's handler holds capsys' stderr
     assert code == 1, err
-    assert "nightly run nightly-" in out and SECRET not in out + err
+    done = check("run", out)  # the run's outcome, as its contract says
+    assert done["status"] == "drift" and done["attempt_id"] == done["run_id"] == \
+        done["snapshot_run"] and SECRET not in out + err
+    assert (settings.data_dir / "snapshots" / done["run_id"]).is_dir(), "one id: the snapshot"
+    # --log-json: one event per step, success included, then the run's
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    steps_ = [(e["step"], e["status"]) for e in events if e.get("event") == "step"]
+    assert steps_ == [(s, "ok") for s in ("extract", "validate", "reconcile", "plan", "report")]
+    assert all(e["run_id"] == done["run_id"] for e in events if "run_id" in e)
+    assert next(e for e in events if e.get("step") == "reconcile")["counts"]["new"] > 0
+    assert [e["status"] for e in events if e.get("event") == "run"] == ["drift"]
     code, out, _ = recon("runs")
-    assert code == 0 and "drift" in out
+    assert code == 0 and "drift" in out and done["run_id"] in out
     # `recon status` exits 0 when no job is overdue and 1 when one is; the schedules are set so
     # the answer does not depend on the time of day the test runs at ("" disables a job).
     def status(schedule: str) -> tuple[int, str, dict[str, list[str]]]:
@@ -126,7 +142,7 @@ def test_cli_run_exit_codes(env, tmp_path: Path, capsys: pytest.CaptureFixture[s
         sched.write_text(cfg.read_text() + schedule)
         code, out, err = recon("status", config=sched)
         return code, out + err, {line.split()[0]: line.split()
-                                 for line in out.splitlines()[1:]}
+                                 for line in out.splitlines()[1:] if line[:1].strip()}
 
     code, text, rows = status('[schedule]\nnightly = "* * * * *"\ncatalog = ""\nfull = ""\n')
     assert code == 0, text
@@ -134,7 +150,8 @@ def test_cli_run_exit_codes(env, tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, text, rows = status('[schedule]\nnightly = ""\ncatalog = "0 0 1 1 *"\nfull = ""\n'
                               '[jobs]\nmisfire_grace_hours = 0.01\n')
     assert code == 1, text
-    assert set(rows) == {"catalog"} and rows["catalog"][-1] == "OVERDUE", text
+    assert set(rows) == {"catalog", "nightly"}, text  # nightly: not scheduled, has history
+    assert rows["catalog"][-1] == "OVERDUE" and rows["nightly"][-1] == "ok", text
     assert "never" in rows["catalog"], text  # no catalog run ever succeeded
     e = {**os.environ, "PYTHONPATH": str(REPO), "RECON_ZUORA_CLIENT_SECRET": "nope"}
     bad = subprocess.run([sys.executable, "-m", "jobs.cli", "--config", str(cfg), "run",

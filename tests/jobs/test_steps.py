@@ -149,7 +149,10 @@ def test_transient_failures_are_retried_with_backoff_and_recorded_per_attempt(
         (1, "manual", "failed", "StateLockTimeout"), (2, "retry", "failed", "ExtractBusy"),
         (3, "retry", "clean", None)]
     assert len({r["idem_key"] for r in rows}) == 1 and len({r["run_id"] for r in rows}) == 3
-    assert rows[-1]["run_id"] == res.run_id and json.loads(rows[-1]["counts"]) == {"fine": 1}
+    assert rows[-1]["run_id"] == res.attempt_id and json.loads(rows[-1]["counts"]) == {"fine": 1}
+    # one run id: the attempts are <run>, <run>.a2, <run>.a3 of the one run
+    assert [r["run_id"] for r in rows] == [res.run_id, f"{res.run_id}.a2", f"{res.run_id}.a3"]
+    assert {r["run"] for r in rows} == {res.run_id}
 
 
 def test_retries_stop_when_exhausted_and_never_for_the_data_or_a_stop(tmp_path: Path) -> None:

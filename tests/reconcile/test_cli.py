@@ -75,6 +75,48 @@ def test_reconcile_again_marks_findings_persisting_and_fails_on_drift(demo_dir: 
     assert summary["summary"]["by_status"].get("new", 0) == 0
 
 
+@pytest.mark.slow
+def test_a_reconcile_by_hand_is_a_run_in_the_history(demo_dir: Path, capsys) -> None:
+    """Issue 17: a snapshot reconciled by hand (as if from `recon extract`) is a run — job
+    `reconcile`, trigger `manual`, its id the snapshot's — listed by `runs` and `status`;
+    `--json` keeps its contract. (A job's snapshot reconciled again, as the test above does,
+    stays that job's run; reconciling by hand again replaces the row: test_runs_cli.)"""
+    import shutil
+
+    from tests.support.json_schema import check
+
+    cfg = demo_dir / "recon.toml"
+    cfg.write_text(f'[paths]\ndata_dir = "{demo_dir}"\n[schedule]\nnightly = ""\n'
+                   'catalog = ""\nfull = ""\n')
+    hand = "20991231T000000000000Z-hand"  # the newest: as if `recon extract` made it now
+    src = demo_dir / "snapshots" / _runs(demo_dir)[-1].name
+    shutil.copytree(src, demo_dir / "snapshots" / hand)
+    manifest = demo_dir / "snapshots" / hand / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "run_id": hand}))
+
+    def recon(*argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["--config", str(cfg), *argv])
+        return code, capsys.readouterr().out
+
+    code, out = recon("reconcile", "--run", hand, "--json")
+    doc = check("reconcile", out)
+    assert code == 0 and doc["run_id"] == doc["snapshot_run"] == hand
+    assert doc["findings"] == sum(o["findings"] for o in doc["objects"]) > 0
+    assert doc["by_status"].get("persisting", 0) > 0 and Path(doc["drift_path"]).is_file()
+    code, out = recon("runs", "--json")
+    listed = check("runs", out)["runs"]
+    manual = [r for r in listed if r["job"] == "reconcile"]
+    assert code == 0 and len(manual) == 1
+    assert (manual[0]["run_id"], manual[0]["trigger"], manual[0]["status"]) == (
+        hand, "manual", "drift")
+    assert {r["trigger"] for r in listed if r["job"] == "full"} == {"demo"}
+    code, out = recon("status", "--json")
+    jobs = {j["job"]: j for j in check("status", out)["jobs"]}
+    assert code == 0 and jobs["reconcile"]["latest_attempt"]["run_id"] == hand
+    assert jobs["reconcile"]["schedule"] is None and jobs["reconcile"]["state"] == "ok"
+
+
 def test_reconcile_refuses_a_failed_snapshot_with_exit_2(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "recon.toml"
     cfg.write_text(f'[paths]\ndata_dir = "{tmp_path}"\n')
