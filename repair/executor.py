@@ -647,12 +647,22 @@ class Executor:
         * otherwise (no write of recon's explains it, or a revert undid it) a conflict."""
         if not conflicts or self.plan_id is None:
             return [(CONFLICT, d) for _, d, _ in conflicts]
-        keys = [json.dumps(_jd(op.key), sort_keys=True) for op, _, _ in conflicts]
-        writes = self._writes(table, sorted(set(keys)))
+        # the audit names a row by the key its operation used: the plan's (natural) key, or
+        # the primary key (a revert's operations, a delete's)
+        pk = primary_key(table)
+        keys = [{json.dumps(_jd(op.key), sort_keys=True)}
+                | ({json.dumps(_jd({pk: cur[pk]}), sort_keys=True)}
+                   if cur is not None and cur.get(pk) is not None else set())
+                for op, _, cur in conflicts]
+        writes = self._writes(table, sorted(set().union(*keys)))
         out: list[tuple[str, str]] = []
-        for (_op, detail, _), key in zip(conflicts, keys, strict=True):
-            hist = writes.get(key, [])
-            mine = [w for w in hist if w[2] == "apply" and w[3] == self.plan_id]
+        for (_op, detail, _), ks in zip(conflicts, keys, strict=True):
+            hist = sorted((w for k in ks for w in writes.get(k, [])),
+                          key=lambda w: (w[1], w[0]))
+            # this plan's writes of the row (a revert of its apply carries its plan id): they
+            # count only while the latest of them is an apply, not undone by a revert
+            ours = [w for w in hist if w[3] == self.plan_id]
+            mine = ours if ours and ours[-1][2] == "apply" else []
             last = hist[-1] if hist else None
             if last is not None and last[2] == "apply" and last[3] != self.plan_id and (
                     mine or self._newer(last)):
@@ -666,9 +676,9 @@ class Executor:
                 out.append((ALREADY, f"already applied by {last[0]} of this plan at "
                             f"{last[1]:%Y-%m-%d %H:%M:%S}Z (the row changed since, "
                             "outside recon)"))
-            elif mine and last is not None and last[2] == "revert":
-                out.append((CONFLICT, f"{detail} (applied by {mine[-1][0]} of this plan, "
-                            f"then reverted by {last[0]})"))
+            elif ours and not mine:
+                out.append((CONFLICT, f"{detail} (this plan's apply was reverted by "
+                            f"{ours[-1][0]})"))
             else:
                 out.append((CONFLICT, detail))
         return out

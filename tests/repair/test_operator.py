@@ -190,3 +190,31 @@ def test_printed_commands_are_quoted_absolute_and_round_trip(tmp_path: Path) -> 
     assert env == {"RECON_DATA_DIR": str(tmp_path / "d d")}
     assert argv == ["--config", str(tmp_path / "r.toml"), "repair", "apply", str(plan), "--yes"]
     assert json.dumps(text)  # one line, printable
+
+
+def test_a_newer_snapshots_apply_supersedes_an_older_plan_never_the_reverse(
+        env: str, tmp_path: Path) -> None:
+    """Never applied itself, an older plan meets rows a newer plan's apply wrote: superseded
+    (its snapshot is older). The newer plan meeting the older plan's writes: a conflict —
+    an older snapshot's values never count as newer."""
+    from tests.jobs.test_lineage import make
+
+    data = tmp_path / "data"
+    old_run = make(data, "20261101T000000000000Z-0old", age_days=3)
+    new_run = make(data, "20261103T000000000000Z-0new", age_days=1)
+    settings = settings_for(env, data)
+    older = write_plan(env, tmp_path / "older.json", account_updates(env, 1, suffix=" (old)"),
+                       plan_id="older", run_id=old_run)
+    newer = write_plan(env, tmp_path / "newer.json", account_updates(env, 1, suffix=" (new)"),
+                       plan_id="newer", run_id=new_run)
+    done = apply_plan(newer, settings, yes=True)
+    [o] = apply_plan(older, settings).outcomes
+    assert o.status == SUPERSEDED and "from newer data than this plan's snapshot" in o.detail
+    assert o.detail.startswith(f"superseded by apply {done.apply_id} (plan newer)")
+    # the other way round: the older plan applied first is no reason to skip the newer one
+    from repair.apply import revert_apply
+
+    revert_apply(done.apply_id, settings, yes=True)
+    assert apply_plan(older, settings, yes=True).ops_applied == 1
+    [o] = apply_plan(newer, settings).outcomes
+    assert o.status == "conflict", o.detail
