@@ -304,6 +304,11 @@ class Settings:
     sync_catalog_max_shrink: float = setting(
         0.5, "sync.catalog_max_shrink",
         "sync: refuse a catalog sync that removes more than this share of a table", gt=0, le=1)
+    # snapshot retention (issue 17): `recon snapshots prune`, and after each job run
+    snapshots_keep_days: float = setting(
+        0.0, "snapshots.keep_days",
+        "snapshots: after each job run, remove snapshots older than this many days that "
+        "nothing needs (0: never automatically; `recon snapshots prune --keep-days N`)", ge=0)
     # -- issue 15: the callout receiver, its inbox and workers, the shared request budget --
     callouts_host: str = setting("127.0.0.1", "callouts.host", "callouts: receiver bind address")
     callouts_port: int = setting(8809, "callouts.port", "callouts: receiver port", ge=1,

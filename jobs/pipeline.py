@@ -86,6 +86,26 @@ class _stop_requested(tenacity.stop.stop_base):  # noqa: N801 — tenacity's nam
         return self.stop.is_set()
 
 
+def _retain(settings: Settings, say: Progress) -> None:
+    """``snapshots.keep_days``: prune old snapshots after a run that finished (never fails
+    the run: a prune that cannot run is logged and tried again after the next one)."""
+    if settings.snapshots_keep_days <= 0:
+        return
+    from jobs.retention import prune_snapshots
+
+    try:
+        res = prune_snapshots(settings)
+    except Exception as e:  # noqa: BLE001 — retention must not fail the night's run
+        log.warning("snapshot prune failed: %s: %s", type(e).__name__, e)
+        return
+    if res.removed:
+        msg = (f"pruned {len(res.removed)} snapshot(s) older than "
+               f"{res.keep_days:g} days ({res.bytes_freed / 1e6:.1f} MB): "
+               + ", ".join(i.run_id for i in res.removed))
+        say(msg)
+        log.info(msg)
+
+
 def run_job(job: str, settings: Settings, *, trigger: str = "manual",
             scheduled_for: dt.datetime | None = None, day: dt.date | None = None,
             stop: threading.Event | None = None, progress: Progress | None = None,
@@ -168,6 +188,7 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                         report_path=out.get("report_path"),
                         snapshot_run=out.get("snapshot_run"))
         _run_event(job, run_id, attempt.run_id, attempt.number, status, out["counts"])
+        _retain(settings, say)
         new = int(out["counts"].get("new", 0))
         if status == "drift" and new >= settings.alerts_new_drift_threshold:
             alerts.send(settings, alerts.payload("drift", job, run_id, status, out["counts"],

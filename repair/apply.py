@@ -34,7 +34,7 @@ import polars as pl
 
 from core.config import Settings, redact_url
 from core.errors import ConfigError, LocalDatabaseError
-from core.localdb.connect import LocalDB, connect, require_exists
+from core.localdb.connect import LocalDB, connect
 from core.localdb.dialect import database_file
 from core.localdb.guards import triggers_on
 from core.localdb.identity import DatabaseIdentity, read_identity
@@ -55,6 +55,7 @@ from repair.executor import (
 )
 from repair.guards import (
     ApplyNotFound,
+    GuardTrip,
     RepairFailed,
     RepairRefused,
     check_fraction,
@@ -74,6 +75,7 @@ from repair.plan import (
     require_applicable,
     verify_chunks,
 )
+from repair.target import Target, require_target, resolve
 
 Progress = Callable[[str], None] | None
 
@@ -101,6 +103,10 @@ class ApplyResult:
     seconds: float
     reverts_apply_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    # the database it ran on and why that one (None: built by hand, e.g. in a test)
+    target: Target | None = None
+    # a dry run: the guards --yes would trip (an apply with --yes refuses instead)
+    guards: list[GuardTrip] = field(default_factory=list)
 
     @property
     def ops_planned(self) -> int:
@@ -114,6 +120,11 @@ class ApplyResult:
     @property
     def ops_skipped(self) -> int:
         return self.ops_planned - self.ops_applied
+
+    @property
+    def needs_a_person(self) -> bool:
+        """A real apply that skipped operations as conflicts or missing references."""
+        return not self.dry_run and bool(self.count(CONFLICT) or self.count(REF_MISSING))
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -242,8 +253,8 @@ def _summary(outcomes: list[Outcome]) -> tuple[str, str | None]:
     parts = []
     if already:
         parts.append(f"{already} already applied")
-    if synced:  # not a conflict: a targeted sync wrote a newer value (listed per operation)
-        parts.append(f"{synced} superseded by targeted syncs")
+    if synced:  # not a conflict: a newer apply or a sync wrote the row (listed per operation)
+        parts.append(f"{synced} superseded by later applies or syncs")
     if conflicts:
         parts.append(f"{conflicts} skipped as conflicts")
     if missing:
@@ -256,7 +267,10 @@ def _execute(sess: Session, batches: list[list[Op]] | Iterable[list[list[Op]]], 
              row: dict[str, Any], progress: Progress, hooks: BatchHooks = NO_HOOKS,
              superseded_after: dt.datetime | None = None,
              note: str | None = None,
-             writer: tuple[str, str] | None = None) -> tuple[str, list[Outcome]]:
+             writer: tuple[str, str] | None = None,
+             plan_id: str | None = None,
+             as_of: Callable[[str], dt.datetime | None] | None = None,
+             ) -> tuple[str, list[Outcome]]:
     """Run the batches; with ``yes`` record running → complete/partial/failed. ``note``
     leads the audit row's message (who asked for the apply, e.g. a sync and its trigger);
     ``writer``: the (kind, ident) each batch's transaction is marked with."""
@@ -278,14 +292,15 @@ def _execute(sess: Session, batches: list[list[Op]] | Iterable[list[list[Op]]], 
 
     if not yes:
         return "dry_run", run(Executor(sess, dry_run=True, apply_id=None, progress=progress,
-                                       superseded_after=superseded_after))
+                                       superseded_after=superseded_after, plan_id=plan_id,
+                                       as_of=as_of))
     stale = audit.mark_abandoned(sess)
     if stale and progress:
         progress(f"marked abandoned applies as failed: {', '.join(stale)}")
     audit.insert_apply(sess, row)
     ex = Executor(sess, dry_run=False, apply_id=apply_id, progress=progress,
                   hooks=hooks, superseded_after=superseded_after,
-                  writer=writer or (row["kind"], apply_id))
+                  writer=writer or (row["kind"], apply_id), plan_id=plan_id, as_of=as_of)
     try:
         outcomes = run(ex)
     except BaseException as e:
@@ -321,19 +336,56 @@ def _finish_on_a_new_session(url: str, apply_id: str, counts: tuple[int, int], m
             time.sleep(0.25)
 
 
+def _checks(yes: bool, checks: list[Callable[[], list[str]]]) -> tuple[list[str],
+                                                                        list[GuardTrip]]:
+    """Run the guards: with ``yes`` the first refusal raises; a dry run runs every one and
+    returns the trips ``--yes`` would refuse on, so a preview is always a preview. Returns
+    the notes of guards ``--force`` let through, and the trips."""
+    notes: list[str] = []
+    trips: list[GuardTrip] = []
+    for check in checks:
+        try:
+            notes += check() or []
+        except RepairRefused as e:
+            if yes:
+                raise
+            trips.append(GuardTrip.of(e))
+    return notes, trips
+
+
+def _as_of(settings: Settings) -> Callable[[str], dt.datetime | None]:
+    """run id → its snapshot's as-of time (cached; None: unknown or gone)."""
+    cache: dict[str, dt.datetime | None] = {}
+
+    def get(run_id: str) -> dt.datetime | None:
+        if run_id not in cache:
+            try:
+                cache[run_id] = snapshot_time(settings, run_id)
+            except Exception:  # noqa: BLE001 — an unreadable old manifest: unknown
+                cache[run_id] = None
+        return cache[run_id]
+    return get
+
+
 def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
                batch_size: int | None = None, force: bool = False, progress: Progress = None,
                now: dt.datetime | None = None, hooks: BatchHooks = NO_HOOKS,
-               note: str | None = None) -> ApplyResult:
+               note: str | None = None, db: str | None = None) -> ApplyResult:
     """Apply a repair plan to the local database (``yes=False``: dry run, writes nothing).
-    ``note``: leads the audit row's message (``recon repair history``): who asked for it.
-    A version 3 plan is streamed: one chunk file's operations in memory at a time."""
+    ``db``: the target URL (``--db``); else the plan's own DuckDB file, else
+    ``local.database_url`` (:mod:`repair.target`). ``note``: leads the audit row's message
+    (``recon repair history``): who asked for it. A version 3 plan is streamed: one chunk
+    file's operations in memory at a time.
+
+    A dry run is a preview: the target's identity is checked (a refusal raises), but the
+    other guards are only listed (``ApplyResult.guards``) with what ``--yes`` would say."""
     t0 = time.monotonic()
     plan = require_applicable(open_plan(plan_path))
     verify_chunks(plan)
     size = _batch_size(settings, batch_size)
     apply_id = new_apply_id("apply")
-    url = settings.local_database_url
+    target = resolve(settings, db, plan.local_identity)
+    url = target.url
     path = str(Path(plan_path).resolve())
     changes: dict[str, int] = {}
     written: set[str] = set()
@@ -351,41 +403,43 @@ def apply_plan(plan_path: str | Path, settings: Settings, *, yes: bool = False,
             seg = make_batches(ops, size)
             counted["batches"] += len(seg)
             yield seg
-    require_exists(url)
-    with RepairLock(url, apply_id, "apply"), connect(url) as db:
-        target = _target(db)
-        check_target(plan.local_identity, target, f"{'' if yes else 'a dry run of '}plan "
-                     f"{plan.plan_id} (snapshot {plan.run_id})", redact_url(url))
-        sess = Session(db)
+    require_target(target, plan.local_identity)
+    with RepairLock(url, apply_id, "apply"), connect(url) as conn:
+        ident = _target(conn)
+        what = f"{'' if yes else 'a dry run of '}plan {plan.plan_id} (snapshot {plan.run_id})"
+        check_target(plan.local_identity, ident, what, target.describe())
+        sess = Session(conn)
         audit.ensure_tables(sess)
         try:
-            check_plan(plan, settings, now)
-            _triggers(db, written, settings, f"{'' if yes else 'a dry run of '}plan "
-                      f"{plan.plan_id}")
-            notes = _fraction(sess, changes, settings, force, f"plan {plan.plan_id}")
+            notes, trips = _checks(yes, [
+                lambda: check_plan(plan, settings, now),
+                lambda: _triggers(conn, written, settings, f"plan {plan.plan_id}"),
+                lambda: _fraction(sess, changes, settings, force, f"plan {plan.plan_id}")])
         except RepairRefused as e:
-            if yes:
-                audit.insert_apply(sess, _apply_row(
-                    apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
-                    plan_path=path, ops=n_ops, status="refused",
-                    message=str(e)[:2000], target=target))
+            audit.insert_apply(sess, _apply_row(
+                apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
+                plan_path=path, ops=n_ops, status="refused",
+                message=str(e)[:2000], target=ident))
             raise
         if progress:
             for n in notes:
                 progress(n)
+            for t in trips:
+                progress(f"--yes would refuse ({t.guard}): {t.message}")
             progress(f"{'applying' if yes else 'dry run of'} plan {plan.plan_id}: "
                      f"{n_ops} operations in {len(plan.chunks or [None])} chunk(s), batches "
                      f"of up to {size}")
         row = _apply_row(apply_id, "apply", plan_id=plan.plan_id, run_id=plan.run_id,
-                         plan_path=path, ops=n_ops, status="running", target=target)
+                         plan_path=path, ops=n_ops, status="running", target=ident)
         status, outcomes = _execute(sess, segments(), yes=yes, apply_id=apply_id, row=row,
                                     progress=progress, hooks=hooks,
                                     superseded_after=snapshot_time(settings, plan.run_id),
-                                    note=note)
+                                    note=note, plan_id=plan.plan_id, as_of=_as_of(settings))
     return ApplyResult(apply_id=apply_id if yes else None, kind="apply", dry_run=not yes,
                        status=status, plan_id=plan.plan_id, run_id=plan.run_id,
                        batches=counted["batches"], outcomes=outcomes,
-                       seconds=time.monotonic() - t0, notes=notes)
+                       seconds=time.monotonic() - t0, notes=notes, target=target,
+                       guards=trips)
 
 
 def revert_ops(rows: pl.DataFrame) -> list[Op]:
@@ -425,29 +479,33 @@ def revert_ops(rows: pl.DataFrame) -> list[Op]:
 
 def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force: bool = False,
                  progress: Progress = None, batch_size: int | None = None,
-                 hooks: BatchHooks = NO_HOOKS) -> ApplyResult:
+                 hooks: BatchHooks = NO_HOOKS, db: str | None = None) -> ApplyResult:
     """Undo an apply from its audit (``yes=False``: dry run). Rows changed since the apply are
-    skipped and reported, never overwritten."""
+    skipped and reported, never overwritten. ``db``: the database holding the apply (``--db``;
+    default ``local.database_url``)."""
     t0 = time.monotonic()
     size = _batch_size(settings, batch_size)
     rid = new_apply_id("revert")
-    url = settings.local_database_url
-    require_exists(url)
+    where = resolve(settings, db)
+    url = where.url
+    require_target(where)
     with RepairLock(url, rid, "revert"), connect(url) as db:
         target = _target(db)
         what = f"{'' if yes else 'a dry run of '}reverting {apply_id}"
-        check_target(target, target, what, redact_url(url))  # refuses an unstamped target
+        # refuses an unstamped target
+        check_target(target, target, what, where.describe())
         sess = Session(db)
         audit.ensure_tables(sess)
         apply_id = _sync_apply(sess, apply_id)
         orig = audit.get_apply(sess, apply_id)
         if orig is None:
             raise ApplyNotFound(f"no apply {apply_id!r} in {audit.APPLIES} of the local "
-                                "database; `recon repair history` lists the applies")
+                                f"database {where.describe()}; `recon repair history` lists "
+                                "the applies of a database (--db URL for another one)")
         notes: list[str] = []
         if orig["target_identity"]:  # the database the apply wrote (a copy has the audit too)
             check_target(DatabaseIdentity.from_dict(json.loads(orig["target_identity"])),
-                         target, what, redact_url(url))
+                         target, what, where.describe())
         else:
             notes.append(f"{apply_id} was recorded before applies named their database; "
                          "reverting it from this database's own audit")
@@ -461,19 +519,22 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
         by_sync = (str(orig["run_id"] or "").startswith(SYNC_PREFIX)
                    or str(orig["plan_id"] or "").startswith(BACKFILL_PREFIX))
         try:
-            _triggers(db, {op.table for op in ops}, settings, what)
-            over = _fraction(sess, ops, settings, force or by_sync, f"reverting {apply_id}")
+            over, trips = _checks(yes, [
+                lambda: _triggers(db, {op.table for op in ops}, settings, what),
+                lambda: _fraction(sess, ops, settings, force or by_sync,
+                                  f"reverting {apply_id}")])
             notes += over if force or not by_sync else []
         except RepairRefused as e:
-            if yes:
-                audit.insert_apply(sess, _apply_row(
-                    rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
-                    plan_path=orig["plan_path"], ops=len(ops), status="refused",
-                    message=str(e)[:2000], reverts=apply_id, target=target))
+            audit.insert_apply(sess, _apply_row(
+                rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
+                plan_path=orig["plan_path"], ops=len(ops), status="refused",
+                message=str(e)[:2000], reverts=apply_id, target=target))
             raise
         if progress:
             for n in notes:
                 progress(n)
+            for t in trips:
+                progress(f"--yes would refuse ({t.guard}): {t.message}")
             progress(f"{'reverting' if yes else 'dry run of reverting'} {apply_id}: "
                      f"{len(ops)} operations in {len(batches)} batches")
         row = _apply_row(rid, "revert", plan_id=orig["plan_id"], run_id=orig["run_id"],
@@ -484,7 +545,8 @@ def revert_apply(apply_id: str, settings: Settings, *, yes: bool = False, force:
     return ApplyResult(apply_id=rid if yes else None, kind="revert", dry_run=not yes,
                        status=status, plan_id=orig["plan_id"], run_id=orig["run_id"],
                        batches=len(batches), outcomes=outcomes,
-                       seconds=time.monotonic() - t0, reverts_apply_id=apply_id, notes=notes)
+                       seconds=time.monotonic() - t0, reverts_apply_id=apply_id, notes=notes,
+                       target=where, guards=trips)
 
 
 SYNC_PREFIX = "sync-"  # sync.model.new_sync_id: a targeted sync's apply has it as run_id
@@ -502,11 +564,13 @@ def _sync_apply(sess: Session, apply_id: str) -> str:
     return rows[0][0] if rows else apply_id
 
 
-def list_applies(settings: Settings) -> pl.DataFrame:
-    """Every apply and revert recorded in the local database, oldest first."""
-    url = settings.local_database_url
+def list_applies(settings: Settings, db: str | None = None) -> pl.DataFrame:
+    """Every apply and revert recorded in the local database (``db``: ``--db``, default
+    ``local.database_url``), oldest first. A DuckDB file that does not exist holds none (and
+    is not created)."""
+    url = resolve(settings, db).url
     path = database_file(url)
     if path is not None and not path.exists():
         return audit.list_applies_empty()
-    with connect(url) as db:
-        return audit.list_applies(Session(db))
+    with connect(url) as conn:
+        return audit.list_applies(Session(conn))

@@ -9,7 +9,9 @@ execute as one statement without changing the outcome of the plan's order. Per r
    and batches — with one join per (table, match columns, column);
 2. the run is loaded into a temporary table (COPY on PostgreSQL, Arrow on DuckDB);
 3. one join reads the current rows (``FOR UPDATE`` on PostgreSQL) and every operation is
-   classified: apply, already applied, conflict, or referenced row missing;
+   classified: apply, already applied, conflict, or referenced row missing — a row that is
+   not as the plan expected but that recon itself wrote (the audit: an earlier apply of this
+   plan, or a newer apply or sync) is "already applied" or "superseded", never a conflict;
 4. one ``UPDATE … FROM`` / ``DELETE … USING`` / ``INSERT … SELECT … WHERE NOT EXISTS`` applies
    the operations to apply, re-checking every expected ``before`` value in SQL (optimistic
    concurrency), ``RETURNING`` the rows it wrote;
@@ -324,8 +326,16 @@ class Executor:
                  later: dict[int, dict[str, Any]] | None = None,
                  hooks: BatchHooks = NO_HOOKS,
                  superseded_after: dt.datetime | None = None,
-                 writer: tuple[str, str] | None = None) -> None:
+                 writer: tuple[str, str] | None = None,
+                 plan_id: str | None = None,
+                 as_of: Callable[[str], dt.datetime | None] | None = None) -> None:
         self.sess, self.dry_run, self.apply_id = sess, dry_run, apply_id
+        # the plan being applied: an operation a recorded apply of it already wrote is
+        # "already applied", not a conflict (re-applying a plan, or an older one)
+        self.plan_id = plan_id
+        # run id → the Zuora as-of time of that run's snapshot (None: unknown): an apply of
+        # another plan overwrote a row with newer values when its snapshot is newer
+        self.as_of = as_of
         # (kind, ident) each batch's transaction names as its writer (core.localdb.writer),
         # e.g. ("backfill", chunk id); None: not marked here
         self.writer = writer
@@ -384,8 +394,9 @@ class Executor:
                     n[o.status] += 1
                 verb = "would apply" if self.dry_run else "applied"
                 self.progress(f"batch {b}/{total}: {n[APPLIED]} {verb}, {n[ALREADY]} already "
-                              f"applied, {n[CONFLICT]} conflicts, {n[REF_MISSING]} missing "
-                              "references" + ("" if self.dry_run else ", committed"))
+                              f"applied, {n[SUPERSEDED]} superseded, {n[CONFLICT]} conflicts, "
+                              f"{n[REF_MISSING]} missing references"
+                              + ("" if self.dry_run else ", committed"))
             if self.hooks.committed and not self.dry_run:
                 self.hooks.committed(b)
         return self.outcomes
@@ -514,6 +525,7 @@ class Executor:
             found[r[0]].append(dict(zip(cols, r[1:], strict=True)))
 
         go: list[tuple[Op, dict[str, Any] | None]] = []
+        conflicts: list[tuple[Op, str, dict[str, Any] | None]] = []
         deleted = self.overlay.deleted.get(table, set()) if self.dry_run else set()
         for op in ops:
             matches = found.get(op.seq, [])
@@ -534,8 +546,15 @@ class Executor:
             status, detail, current = _classify(op, matches, self.later.get(op.seq))
             if status == APPLIED:
                 go.append((op, current))
+            elif status == CONFLICT:
+                conflicts.append((op, detail, current))
             else:
                 outcome(op, status, detail, current=current)
+        # a row recon itself wrote (this plan's earlier apply, a newer apply or a sync) is
+        # no conflict: "already applied" or "superseded by apply|sync X"
+        for (op, _, current), (status, why) in zip(
+                conflicts, self._explain_conflicts(table, conflicts), strict=True):
+            outcome(op, status, why, current=current)
         if not go:
             return []
 
@@ -595,6 +614,85 @@ class Executor:
                           None if before_img is None else json.dumps(_jd(before_img)),
                           None if after_img is None else json.dumps(_jd(after_img)), now))
         return audit
+
+    def _writes(self, table: str, keys: list[str]) -> dict[str, list[tuple]]:
+        """Audit key → recon's recorded writes of that row of ``table``, oldest first:
+        (apply id, applied at, kind, plan id, run id). Committed applies only (a dry run's
+        own writes are never recorded; this apply's are excluded by id)."""
+        from repair.audit import APPLIES, AUDIT
+
+        p = self.sess.ph
+        out: dict[str, list[tuple]] = defaultdict(list)
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            for k, *rest in self.sess.rows(
+                    f"SELECT a.key, a.apply_id, a.applied_at, ap.kind, ap.plan_id, ap.run_id "
+                    f"FROM {AUDIT} a JOIN {APPLIES} ap ON ap.apply_id = a.apply_id "
+                    f"WHERE a.table_name = {p} AND a.key IN ({', '.join([p] * len(part))}) "
+                    "ORDER BY a.applied_at, a.apply_id", [table, *part]):
+                if rest[0] != self.apply_id:
+                    out[str(k)].append(tuple(rest))
+        return out
+
+    def _explain_conflicts(self, table: str, conflicts: list[tuple[Op, str, Any]]
+                           ) -> list[tuple[str, str]]:
+        """(status, detail) of operations whose row is not as the plan expected, from the
+        audit of recon's own writes of those rows:
+
+        * a later apply (of another plan) or a sync overwrote the row after this plan's own
+          apply wrote it, or — never applied — after this plan's snapshot, with values at
+          least as new (its snapshot, or the sync's read, is newer): ``superseded`` by it;
+        * a recorded apply of this plan wrote the row (changed since outside recon):
+          ``already applied``;
+        * otherwise (no write of recon's explains it, or a revert undid it) a conflict."""
+        if not conflicts or self.plan_id is None:
+            return [(CONFLICT, d) for _, d, _ in conflicts]
+        # the audit names a row by the key its operation used: the plan's (natural) key, or
+        # the primary key (a revert's operations, a delete's)
+        pk = primary_key(table)
+        keys = [{json.dumps(_jd(op.key), sort_keys=True)}
+                | ({json.dumps(_jd({pk: cur[pk]}), sort_keys=True)}
+                   if cur is not None and cur.get(pk) is not None else set())
+                for op, _, cur in conflicts]
+        writes = self._writes(table, sorted(set().union(*keys)))
+        out: list[tuple[str, str]] = []
+        for (_op, detail, _), ks in zip(conflicts, keys, strict=True):
+            hist = sorted((w for k in ks for w in writes.get(k, [])),
+                          key=lambda w: (w[1], w[0]))
+            # this plan's writes of the row (a revert of its apply carries its plan id): they
+            # count only while the latest of them is an apply, not undone by a revert
+            ours = [w for w in hist if w[3] == self.plan_id]
+            mine = ours if ours and ours[-1][2] == "apply" else []
+            last = hist[-1] if hist else None
+            if last is not None and last[2] == "apply" and last[3] != self.plan_id and (
+                    mine or self._newer(last)):
+                sync = str(last[4] or "").startswith("sync-")
+                who = f"sync {last[4]}" if sync else f"apply {last[0]} (plan {last[3]})"
+                out.append((SUPERSEDED, f"superseded by {who}: it wrote this row at "
+                            f"{last[1]:%Y-%m-%d %H:%M:%S}Z"
+                            + (", after this plan's own apply" if mine else
+                               ", from newer data than this plan's snapshot")))
+            elif mine and last is mine[-1]:
+                out.append((ALREADY, f"already applied by {last[0]} of this plan at "
+                            f"{last[1]:%Y-%m-%d %H:%M:%S}Z (the row changed since, "
+                            "outside recon)"))
+            elif ours and not mine:
+                out.append((CONFLICT, f"{detail} (this plan's apply was reverted by "
+                            f"{ours[-1][0]})"))
+            else:
+                out.append((CONFLICT, detail))
+        return out
+
+    def _newer(self, write: tuple) -> bool:
+        """Whether another plan's apply (or a sync) wrote values newer than this plan's: the
+        sync read Zuora after this plan's snapshot, or the apply's snapshot is newer."""
+        if self.superseded_after is None:
+            return False
+        run_id = str(write[4] or "")
+        if run_id.startswith("sync-"):
+            return write[1] > self.superseded_after
+        t = self.as_of(run_id) if self.as_of and run_id else None
+        return t is not None and t > self.superseded_after
 
     def _synced(self, table: str) -> dict[str, tuple[str, dt.datetime]]:
         """Audit key → (sync id, when) of the rows of ``table`` that a targeted sync's apply

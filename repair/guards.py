@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings
@@ -30,15 +31,39 @@ from repair.plan import Plan
 
 
 class RepairRefused(ReconError):
-    """A guard refused the apply or revert; nothing was changed."""
+    """A guard refused the apply or revert; nothing was changed. ``guard`` names the guard
+    (a dry run lists the guards ``--yes`` would trip, :class:`GuardTrip`); ``override``: the
+    flag that lets it through, if any."""
+
+    guard = "refused"
+    override: str | None = None
+
+
+@dataclass(frozen=True)
+class GuardTrip:
+    """A guard a dry run found that ``--yes`` would trip: its name, the refusal ``--yes``
+    would print (which says what to do), and the flag that overrides it (None: nothing
+    does; fix the cause)."""
+
+    guard: str
+    message: str
+    override: str | None = None
+
+    @classmethod
+    def of(cls, e: RepairRefused) -> GuardTrip:
+        return cls(e.guard, str(e), e.override)
 
 
 class TargetNotStamped(RepairRefused):
     """The target database (or the plan's snapshot's database) has no recon identity."""
 
+    guard = "target identity"
+
 
 class TargetMismatch(RepairRefused):
     """The target database is not the one the plan (or the apply) was made for."""
+
+    guard = "target identity"
 
     def __init__(self, message: str, expected: DatabaseIdentity,
                  actual: DatabaseIdentity) -> None:
@@ -49,17 +74,26 @@ class TargetMismatch(RepairRefused):
 class SnapshotIncomplete(RepairRefused):
     """The plan was made from a snapshot that is not complete."""
 
+    guard = "snapshot complete"
+
 
 class ValidationFailed(RepairRefused):
     """The plan's run failed validation (or its validation could not be read)."""
+
+    guard = "validation passed"
 
 
 class PlanTooOld(RepairRefused):
     """The plan is older than ``repair.max_plan_age_hours``."""
 
+    guard = "plan age (repair.max_plan_age_hours)"
+
 
 class ChangeFractionExceeded(RepairRefused):
     """The plan would update or delete too large a fraction of a table."""
+
+    guard = "change fraction (repair.max_change_fraction)"
+    override = "--force"
 
     def __init__(self, message: str, table: str, count: int, rows: int) -> None:
         super().__init__(message)
@@ -69,6 +103,8 @@ class ChangeFractionExceeded(RepairRefused):
 class ForeignTrigger(RepairRefused):
     """A table the plan writes carries a trigger that is not recon's and not allowed."""
 
+    guard = "foreign triggers (repair.allowed_triggers)"
+
     def __init__(self, message: str, triggers: list[tuple[str, str]]) -> None:
         super().__init__(message)
         self.triggers = triggers  # (table, trigger)
@@ -76,6 +112,8 @@ class ForeignTrigger(RepairRefused):
 
 class LockHeld(RepairRefused):
     """Another apply or revert holds the repair lock."""
+
+    guard = "repair lock"
 
     def __init__(self, message: str, holder: dict | None = None) -> None:
         super().__init__(message)
@@ -94,13 +132,18 @@ def check_target(expected: DatabaseIdentity | None, actual: DatabaseIdentity | N
                  what: str, where: str) -> None:
     """Refuse unless ``actual`` (the target's identity; None: unstamped) is ``expected`` (the
     plan's; None: its snapshot's database was unstamped). ``where`` names the target (URL,
-    redacted). No flag overrides this."""
+    redacted, and where it came from). No flag overrides this; the refusal names the flag or
+    variable that points at the right database (:func:`repair.target.pointer`)."""
+    from repair.target import pointer
+
     if actual is None:
+        other = (f"; if it is not the database the plan was made for ({expected.describe()}), "
+                 f"{pointer(expected)}" if expected is not None else "")
         raise TargetNotStamped(
             f"refusing {what}: the target local database {where} has no recon identity, so "
             f"recon cannot tell whether it is the database the plan was made for; "
             f"{STAMP_HINT} on it (it creates only recon's own objects), then extract and plan "
-            "again")
+            f"again{other}")
     if expected is None:
         raise TargetNotStamped(
             f"refusing {what}: its snapshot was taken from a local database without a recon "
@@ -110,8 +153,8 @@ def check_target(expected: DatabaseIdentity | None, actual: DatabaseIdentity | N
         raise TargetMismatch(
             f"refusing {what}: it was made for {expected.describe()}, but the target "
             f"{where} is {actual.describe()}. A plan applies only to the database its "
-            "snapshot was taken from (--force does not change this): point "
-            "local.database_url at that database, or extract and plan again from this one.",
+            f"snapshot was taken from (--force does not change this): {pointer(expected)}, "
+            "or extract and plan again from this one.",
             expected, actual)
 
 

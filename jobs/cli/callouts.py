@@ -9,15 +9,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import sys
 from typing import Any
 
 from core.config import Settings
 from core.inbox import INBOX_FILE, Inbox, inbox_exists, open_inbox
 from jobs.cli.argtypes import IN_FILE, PORT, IntRange, PathArg
-from jobs.cli.common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, add_json, add_log_json, setup_logging
+from jobs.cli.common import (
+    EXIT_DRIFT,
+    EXIT_ERROR,
+    EXIT_OK,
+    add_json,
+    add_log_json,
+    context_of,
+    setup_logging,
+)
 from jobs.cli.common import settings_of as _settings
+from jobs.cli.jsonout import emit
 
 WORKERS = IntRange(0, 64, "a number of worker threads")
 DEAD_ID = IntRange(1, 2**62, "a dead letter's id (see `recon callouts status`)")
@@ -78,7 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     inbox = _existing_inbox(settings)
     if inbox is None:
         if args.json:
-            print(json.dumps({"inbox": None}))
+            emit("callouts status", {"inbox": None, "needs_a_person": False})
         else:
             print("no callout inbox yet: `recon callouts serve` creates it (with a DuckDB "
                   f"local side at {settings.data_dir / INBOX_FILE})")
@@ -92,12 +100,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = f"{inbox.kind} {inbox.where()}"
     stale = (health.oldest_pending_s or 0) > settings.callouts_alert_oldest_pending_s
     code = EXIT_DRIFT if dead or stale else EXIT_OK
+    retry = context_of(args).command("callouts", "retry", "--all-dead")
     if args.json:
-        print(json.dumps(_plain({
-            "inbox": where, "health": dataclasses.asdict(health),
+        emit("callouts status", _plain({
+            "inbox": where, "needs_a_person": code != EXIT_OK,
+            "health": dataclasses.asdict(health),
             "pending": [dataclasses.asdict(p) for p in pending],
             "dead_letters": [dataclasses.asdict(d) for d in dead],
-            "last_syncs": [dataclasses.asdict(e) for e in log]}), indent=2))
+            "last_syncs": [dataclasses.asdict(e) for e in log],
+            "next": [retry] if dead else []}))
         return code
     oldest = ("" if health.oldest_pending_s is None
               else f", oldest pending {health.oldest_pending_s:.0f}s"
@@ -115,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                  p.not_before.strftime("%H:%M:%S"), str(p.attempts),
                  (p.last_error or "")[:60]] for p in pending[:args.limit]])
     if dead:
-        print("\nDEAD LETTERS (`recon callouts retry ID|--all-dead` requeues)")
+        print(f"\nDEAD LETTERS (`{retry}` requeues them all; `recon callouts retry ID` one)")
         _table(["ID", "OBJECT", "KEY", "ATTEMPTS", "DEAD", "REASON"],
                [[str(d.id), d.object, d.key, str(d.attempts), _ago(d.dead_at, now),
                  d.reason[:80]] for d in dead[:args.limit]])

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from core.commands import CommandContext
 from core.config import Settings, load_settings
 from jobs.cli.argtypes import HOURS, IN_FILE, PathArg
 from jobs.cli.exit_codes import FAILED, NEEDS_A_PERSON, OK
@@ -33,6 +34,13 @@ def settings_of(args: argparse.Namespace) -> Settings:
     """The settings of this command line (``--config``, else $RECON_CONFIG or ./recon.toml,
     and RECON_* environment variables)."""
     return load_settings(getattr(args, "config", None))
+
+
+def context_of(args: argparse.Namespace, **env: str) -> CommandContext:
+    """What the commands this command prints share: its ``--config`` (absolute), and
+    ``env`` (``RECON_*`` values the pasted command needs, e.g. the demo's data directory)."""
+    config = getattr(args, "config", None)
+    return CommandContext(Path(config).resolve() if config else None, env)
 
 
 def progress_of(args: argparse.Namespace) -> Progress | None:

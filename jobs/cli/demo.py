@@ -44,11 +44,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from core.commands import CommandContext
 from core.config import Settings
 from core.errors import ReconError
 from core.layout import DataLayout
 from jobs.cli.argtypes import OUT_DIR, PathArg
-from jobs.cli.common import EXIT_ERROR, EXIT_OK, Progress
+from jobs.cli.common import EXIT_ERROR, EXIT_OK, Progress, context_of
 from jobs.cli.common import progress_of as _progress
 from jobs.cli.common import settings_of as _settings
 from jobs.cli.sandbox import generate_args, print_summary, require_sandbox
@@ -81,6 +82,7 @@ class _Show:
     progress: Progress | None
     done: list[str] = field(default_factory=list)
     run: Any = None  # jobs.steps.StepRun, once a step has run
+    ctx: CommandContext = field(default_factory=CommandContext)  # of the printed commands
 
     def __call__(self, step: str, run: Any) -> None:
         self.done.append(step)
@@ -107,28 +109,60 @@ class _Show:
             self._dry_run(run)
         elif step == "apply" and not quiet and run.applied is not None:
             done = run.applied
+            db = run.settings.local_database_url
             print(f"applied to the demo's local copy: {done.ops_applied:,} operations "
                   f"({done.status}, apply {done.apply_id}); run `recon demo` again to see "
                   "the repaired findings resolved")
+            if done.ops_applied:  # its tiny tables: the revert trips the fraction guard too
+                undo = self.ctx.command("repair", "revert", done.apply_id, "--db", db,
+                                        "--yes", "--force")
+                print(f"  undo:     {undo}")
+            print(f"  history:  {self.ctx.command('repair', 'history', '--db', db)}")
 
     def _dry_run(self, run: Any) -> None:
-        """The plan dry-run against the demo's local copy (``--force``: the small tenant
-        trips the change-fraction guard on its tiny catalog tables; what the guard said is
-        printed)."""
+        """The plan's dry run against the demo's local copy: a preview, with the guards an
+        apply would trip (the small tenant trips the change-fraction guard on its tiny
+        catalog tables), and the commands that preview, apply and list it — complete for this
+        demo (its data directory, its database, the config it ran with)."""
+        for line in demo_commands(run, self.ctx, self._dry(run), quiet=self.args.quiet):
+            print(line)
+
+    def _dry(self, run: Any) -> Any:
         from repair.apply import apply_plan
 
         if self.progress:
             self.progress("dry run of the repair plan")
-        dry = apply_plan(run.plan_path, run.settings, force=True, progress=self.progress)
-        if not self.args.quiet:
-            plan = run.plan
-            print(f"\nrepair plan: {len(plan.operations):,} operations, "
-                  f"{len(plan.needs_a_person):,} findings need a person; dry run against "
-                  f"the demo's local copy: {dry.ops_applied:,} would apply, "
-                  f"{dry.ops_skipped:,} would be skipped ({dry.seconds:.1f}s)")
-            for note in dry.notes:
-                print(f"  guard: {note}")
-            print(f"plan: {run.plan_path}")
+        return apply_plan(run.plan_path, run.settings, progress=self.progress)
+
+
+def demo_commands(run: Any, ctx: CommandContext, dry: Any, quiet: bool = False) -> list[str]:
+    """What the demo prints after its plan: the dry run's counts, the guards ``--yes`` would
+    trip, and the commands to preview, apply and list the repair of this demo's database."""
+    db = run.settings.local_database_url
+    plan = Path(run.plan_path)
+    force = ["--force"] if any(t.override == "--force" for t in dry.guards) else []
+    lines = [] if quiet else [
+        f"\nrepair plan: {dry.ops_planned:,} operations, "
+        f"{len(run.plan.needs_a_person):,} findings need a person; dry run against "
+        f"the demo's local copy: {dry.ops_applied:,} would apply, "
+        f"{dry.ops_skipped:,} would be skipped ({dry.seconds:.1f}s)",
+        *(f"  guard: {t.guard} would refuse --yes"
+          + (f" (the demo's tiny tables; {t.override} lets it through)" if t.override else
+             f": {t.message}") for t in dry.guards),
+        f"plan: {plan.resolve()}"]
+    lines += [
+        f"  preview:  {ctx.command('repair', 'apply', plan)}",
+        f"  apply:    {ctx.command('repair', 'apply', plan, '--yes', *force)}",
+        f"  history:  {ctx.command('repair', 'history', '--db', db)}"]
+    return [] if quiet else lines
+
+
+def demo_context(args: argparse.Namespace, settings: Settings, data: Path) -> CommandContext:
+    """The printed commands' context: the config the demo ran with, and its data directory
+    when ``--data-dir`` moved it away from the one a pasted command would find."""
+    env = ({} if data.resolve() == Path(settings.data_dir).resolve()
+           else {"RECON_DATA_DIR": str(data.resolve())})
+    return context_of(args, **env)
 
 
 def demo_settings(settings: Settings, data: Path, tenant: Path, base_url: str,
@@ -177,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             callout_retry_interval=EVENT_RETRY_S) as srv:
         srv.store.preload()
         run_settings = demo_settings(settings, data, tenant, srv.url, args.apply)
-        show = _Show(args, tenant, srv.url, progress)
+        show = _Show(args, tenant, srv.url, progress, ctx=demo_context(args, settings, data))
         result = run_job("full", run_settings, trigger="demo", progress=progress,
                          stop=threading.Event(),
                          steps=functools.partial(run_steps, force_apply=True, after=show))

@@ -56,11 +56,14 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                   1: "open drift, with `--fail-on-drift`",
                   2: f"{_ALWAYS_2}, no complete snapshot"},
     "repair plan": {0: "plan written", 2: f"{_ALWAYS_2}, run not reconciled"},
-    "repair apply": {0: "applied completely, or a dry run",
+    "repair apply": {0: "applied completely (already applied or superseded operations "
+                        "included), or a dry run — a preview even when a guard would refuse "
+                        "`--yes` (each guard listed)",
                      1: "partial: operations skipped as conflict or missing reference "
                         "(each listed)",
-                     2: f"{_ALWAYS_2}, refused by a guard, lock held, a batch failed "
-                        "(rolled back, cause named)"},
+                     2: f"{_ALWAYS_2}, the target is not the plan's database (the flag that "
+                        "points at it named) or does not exist, refused by a guard with "
+                        "`--yes`, lock held, a batch failed (rolled back, cause named)"},
     "repair revert": {0: "reverted completely, or a dry run",
                       1: "partial: rows changed since the apply were skipped (each listed)",
                       2: f"{_ALWAYS_2}, refused, lock held, unknown apply id, a batch failed"},
@@ -91,6 +94,10 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "snapshots accept": {0: "the drop is accepted: the snapshot is a base and a baseline",
                          2: f"{_ALWAYS_2}, no such snapshot, or it failed more than the "
                             "volume check"},
+    "snapshots prune": {0: "old snapshots removed (or listed, with `--dry-run`); the ones "
+                           "still needed kept, each with why",
+                        2: f"{_ALWAYS_2}, no retention given (`--keep-days` or "
+                           "`snapshots.keep_days`)"},
     "runs": {0: "listed", 2: f"{_ALWAYS_2}, unreadable state"},
     "runs show": {0: "shown", 2: f"{_ALWAYS_2}, no such run"},
     "status": {0: "every job's latest attempt succeeded (or is running) and none is overdue",

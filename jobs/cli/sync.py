@@ -17,7 +17,9 @@ import json
 import sys
 from typing import Any
 
-from jobs.cli.common import EXIT_ERROR, progress_of, settings_of
+from core.commands import CommandContext
+from jobs.cli.common import EXIT_ERROR, context_of, progress_of, settings_of
+from jobs.cli.jsonout import document, emit
 
 OBJECT_HELP = ("account ACCOUNT_ID|ACCOUNT_NUMBER…, contact CONTACT_ID…, subscription NAME…, "
                "catalog [PRODUCT_ID…] (no key: the whole catalog)")
@@ -26,14 +28,26 @@ OBJECT_HELP = ("account ACCOUNT_ID|ACCOUNT_NUMBER…, contact CONTACT_ID…, sub
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dt.datetime):
         return v.isoformat().replace("+00:00", "Z")
-    return str(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def result_doc(result: Any, ctx: CommandContext | None = None) -> dict[str, Any]:
+    """The :class:`sync.SyncResult` as its ``--json`` document (docs/json/sync.schema.json),
+    with the command that undoes it (``next``)."""
+    doc = _jsonable(dataclasses.asdict(result))
+    doc["seconds"] = round(result.seconds, 3)
+    doc["next"] = ([(ctx or CommandContext()).command("repair", "revert", result.sync_id)]
+                   if result.apply_id else [])
+    return doc
 
 
 def result_json(result: Any) -> str:
-    """The :class:`sync.SyncResult` as JSON (``--json``; the callout worker logs the same)."""
-    doc = dataclasses.asdict(result)
-    doc["seconds"] = round(result.seconds, 3)
-    return json.dumps(doc, indent=2, sort_keys=True, default=_jsonable)
+    """The result as JSON text, stamped with its contract's version (``--json``)."""
+    return json.dumps(document("sync", result_doc(result)), indent=2, default=str)
 
 
 def _key(key: dict[str, Any]) -> str:
@@ -52,7 +66,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     _record(settings, result)
     if args.json:
-        print(result_json(result))
+        emit("sync", result_doc(result, context_of(args)))
         return result.exit_code
     what = f"{result.object} {' '.join(result.keys) or '(whole catalog)'}"
     verb = "would change" if result.dry_run else "changed"
@@ -69,8 +83,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             rule = f" {lo.rule}" if lo.rule else ""
             print(f"  {lo.kind}{rule} {lo.object} {lo.key}: {lo.explanation}")
     if result.apply_id:
-        print(f"audit: apply {result.apply_id}; undo with `recon repair revert "
-              f"{result.sync_id}`")
+        undo = context_of(args).command("repair", "revert", result.sync_id)
+        print(f"audit: apply {result.apply_id}; undo with `{undo}` (a dry run; add --yes)")
     return result.exit_code
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from core.config import Settings
 from core.inbox import NewEvent, open_inbox
 from jobs.cli import main
+from tests.support.json_schema import check
 
 
 @pytest.fixture
@@ -29,6 +29,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_status_without_an_inbox(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["callouts", "status"]) == 0
     assert "no callout inbox yet" in capsys.readouterr().out
+    assert main(["callouts", "status", "--json"]) == 0
+    assert check("callouts status", capsys.readouterr().out)["inbox"] is None
 
 
 def test_status_retry_and_json(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,8 +46,9 @@ def test_status_retry_and_json(env: Settings, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "dead letters: 1" in out and "ISO 4217" in out and "C1" in out
     assert main(["callouts", "status", "--json"]) == 1
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["health"]["queue_depth"] == 1
+    doc = check("callouts status", capsys.readouterr().out)
+    assert doc["health"]["queue_depth"] == 1 and doc["needs_a_person"]
+    assert doc["next"] == ["recon callouts retry --all-dead"]
     [dead] = doc["dead_letters"]
     assert dead["key"] == "A1" and dead["notification_ids"] == ["n1"]
     assert main(["callouts", "retry", str(dead["id"])]) == 0

@@ -184,6 +184,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         # issue 16: the local-copy guards
         "RECON_LOCAL_GUARD_TABLES": "orders, billing_accounts",
         "RECON_REPAIR_ALLOWED_TRIGGERS": "orders.app_audit, touch_updated_at",
+        # issue 17: snapshot retention
+        "RECON_SNAPSHOTS_KEEP_DAYS": "14",
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -206,6 +208,7 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert s.alerts_webhook_url.get() == "https://hooks.example.com/T000/B000/XXXX"
     assert (s.sync_max_rows_per_key, s.sync_batch_threshold, s.sync_catalog_min_rows,
             s.sync_catalog_max_shrink) == (100, 20, 5, 0.25)
+    assert s.snapshots_keep_days == 14.0
     assert "XXXX" not in json.dumps(s.describe()), "a webhook URL is a secret"
     assert (s.callouts_host, s.callouts_port, s.callouts_metrics_port, s.callouts_user,
             s.callouts_max_body_bytes, s.callouts_debounce_catalog_s, s.callouts_max_attempts,
@@ -399,7 +402,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         assert documented_default(spec, default), \
             f"{spec.key}: README default {default!r}, declared {spec.default!r}"
     assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
-    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 58
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 59
 
 
 def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:

@@ -105,9 +105,12 @@ def test_argument_errors_exit_2(bad: list[str], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, capsys) -> None:
-    assert main(["demo", "--data-dir", str(tmp_path), "--accounts", "40"]) == 0
+def test_demo_generates_serves_and_extracts_a_complete_snapshot(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a pasted command must not need the demo's directory
+    assert main(["demo", "--data-dir", str(tmp_path / "d"), "--accounts", "40"]) == 0
     out = capsys.readouterr().out
+    home, tmp_path = tmp_path, tmp_path / "d"
     assert "snapshot:" in out
     manifests = list((tmp_path / "snapshots").glob("*/manifest.json"))
     assert len(manifests) == 1
@@ -123,8 +126,37 @@ def test_demo_generates_serves_and_extracts_a_complete_snapshot(tmp_path: Path, 
     assert "repair plan:" in out and "report:" in out and "validated:" in out
     _assert_event_path_synced(tmp_path)
     assert "event path:" in out and "CALLOUT → SYNCED" in out
+    _assert_printed_repair_commands_work(out, tmp_path, capsys, monkeypatch)
+    assert not (home / "data").exists()  # the default local.duckdb was never created
     _assert_the_demo_run_is_one_run_in_the_history(tmp_path, manifests[0].parent.name, out,
                                                    capsys)
+
+
+def _assert_printed_repair_commands_work(out: str, data: Path, capsys,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repair commands the demo printed, pasted as printed (after the event path: the
+    apply writes the demo's copy): the preview exits 0 on the demo's database, the apply
+    writes it and `repair history` (not the default data/local.duckdb) shows that apply; no
+    empty default database appears."""
+    from core.commands import split_command
+
+    def paste(lead: str) -> str:
+        line = next(x for x in out.splitlines() if x.strip().startswith(lead))
+        environ, argv = split_command(line.split(lead, 1)[1].strip())
+        with monkeypatch.context() as m:
+            for k, v in environ.items():
+                m.setenv(k, v)
+            assert main(argv) == 0, line
+        return capsys.readouterr().out
+
+    demo_db = str((data / "demo" / "local.duckdb").resolve())
+    preview = paste("preview:")
+    assert "DRY RUN, nothing was written" in preview and demo_db in preview
+    applied = paste("apply:")
+    apply_id = applied.split()[1]
+    assert apply_id.startswith("ap-") and "operations applied" in applied
+    assert apply_id in paste("history:")
+
 
 
 def _assert_the_demo_run_is_one_run_in_the_history(data: Path, run_id: str, printed: str,
@@ -174,6 +206,7 @@ def _assert_the_demo_run_is_one_run_in_the_history(data: Path, run_id: str, prin
     assert narrowed and {f["object"] for f in narrowed} == {some["object"]}
     code, out = recon("findings", "--run", run_id, "--limit", "3")
     assert code == 0 and "STATUS" in out and f"run {run_id}: {found['count']:,} findings" in out
+
 
 
 def _assert_event_path_synced(data: Path) -> None:

@@ -6,7 +6,6 @@ PostgreSQL is in tests/jobs/test_lineage_chain.py.)"""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from core.snapshot import Manifest, SnapshotWriter, last_passed, utc_iso
 from core.state import StateDB, fold_verdict
 from jobs.cli import main
 from jobs.lineage import LineageError, accept, choose, promote_marks, snapshot_rows
+from tests.support.json_schema import check
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 
@@ -165,7 +165,7 @@ def test_snapshots_cli_lists_and_accepts(settings: Settings, tmp_path: Path,
     make(data, "20261119T000000000000Z-oldr", age_days=3)
     drop = make(data, "20261120T000000000000Z-drop", age_days=2, verdict="volume-failed")
     assert main(["snapshots", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = check("snapshots", capsys.readouterr().out)["snapshots"]
     assert [r["verdict"] for r in rows] == ["failed", "passed"]
     assert main(["snapshots", "accept", drop]) == 2  # --reason is required
     assert "--reason" in capsys.readouterr().err

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from jobs.scheduler import run_tick
 from sandbox.generate.run import Options, generate
 from sandbox.server import SandboxServer
 from tests.support.extract import fast_options, next_second
+from tests.support.json_schema import check
 
 SECRET = "sandbox-secret"
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -190,7 +190,8 @@ def test_the_chain(tenants: tuple[Path, Path], tmp_path: Path, pg_url: str,
         assert marks_run(data) == {s4.run_id}
         capsys.readouterr()
         assert main(["--config", str(cfg), "snapshots", "--json"]) == 0
-        listed = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+        listed = {r["run_id"]: r
+                  for r in check("snapshots", capsys.readouterr().out)["snapshots"]}
         assert listed[s4.run_id]["verdict"] == "accepted"
         assert listed[s4.run_id]["accepted_reason"] == reason
         assert listed[s3.run_id]["base_run_id"] == s1.run_id

@@ -4,6 +4,7 @@ apply — on DuckDB and on a real PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -38,12 +39,13 @@ from tests.support.repair import (
 
 def _refused_unchanged(db_url: str, tmp_path: Path, plan: Path, exc: type, match: str,
                        **settings_kw: object) -> str:
-    """The apply (dry run and --yes) refuses with ``exc``; nothing changes; the --yes
-    refusal is recorded. Returns the message."""
+    """The apply with --yes refuses with ``exc`` (its dry run lists the guard and previews);
+    nothing changes; the --yes refusal is recorded. Returns the message."""
     settings = settings_for(db_url, tmp_path, **settings_kw)
     before = dump(db_url)
-    with pytest.raises(exc, match=match):
-        apply_plan(plan, settings)
+    dry = apply_plan(plan, settings)  # a dry run previews, naming the guard --yes trips
+    assert [t.guard for t in dry.guards] == [exc.guard] and re.search(match, dry.guards[0].message)
+    assert dry.ops_planned and one(db_url, f"SELECT count(*) FROM {audit.APPLIES}") == 0
     with pytest.raises(exc, match=match) as e:
         apply_plan(plan, settings, yes=True)
     assert dump(db_url) == before
@@ -51,6 +53,12 @@ def _refused_unchanged(db_url: str, tmp_path: Path, plan: Path, exc: type, match
     assert h["status"].to_list() == ["refused"] and h["message"][0] == str(e.value)
     assert one(db_url, f"SELECT count(*) FROM {audit.AUDIT}") == 0
     return str(e.value)
+
+
+def _passes(plan: Path, settings: object, n: int = 1, **kw: object) -> bool:
+    """The dry run finds no guard --yes would trip and would apply ``n`` operations."""
+    dry = apply_plan(plan, settings, **kw)
+    return dry.guards == [] and dry.ops_applied == n
 
 
 def test_incomplete_snapshot_is_refused(url: str, tmp_path: Path) -> None:
@@ -82,12 +90,12 @@ def test_validation_failures_recorded_in_state_are_refused(url: str, tmp_path: P
     plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1), validation="not_run")
     # a state without check_results, then only passes, warnings and other runs: applies
     duckdb.connect(str(data / "state.duckdb")).close()
-    assert apply_plan(plan, settings_for(url, data)).ops_applied == 1
+    assert _passes(plan, settings_for(url, data))
     (data / "state.duckdb").unlink()
     _state_checks(data, [("run-test", "balance_not_null", "error", "passed"),
                          ("run-test", "name_length", "warning", "failed"),
                          ("run-older", "currency_known", "error", "failed")])
-    assert apply_plan(plan, settings_for(url, data)).ops_applied == 1
+    assert _passes(plan, settings_for(url, data))
     (data / "state.duckdb").unlink()
     _state_checks(data, [("run-test", "currency_known", "error", "failed"),
                          ("run-test", "suite_broken", "error", "error")])
@@ -99,16 +107,15 @@ def test_a_plan_older_than_the_limit_is_refused(url: str, tmp_path: Path) -> Non
     plan = write_plan(url, tmp_path / "p.json", account_updates(url, 1), created_at=utc_iso(30))
     msg = _refused_unchanged(url, tmp_path, plan, PlanTooOld, "30.0 hours ago")
     assert "repair.max_plan_age_hours (24)" in msg
-    ok = apply_plan(plan, settings_for(url, tmp_path, repair_max_plan_age_hours=48.0))
-    assert ok.ops_applied == 1
+    assert _passes(plan, settings_for(url, tmp_path, repair_max_plan_age_hours=48.0))
     now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=10)  # the `now` parameter is honoured
-    assert apply_plan(plan, settings_for(url, tmp_path), now=now).ops_applied == 1
+    assert _passes(plan, settings_for(url, tmp_path), now=now)
 
 
 def test_changing_too_much_of_a_table_needs_force(url: str, tmp_path: Path) -> None:
     n = one(url, "SELECT count(*) FROM billing_accounts")  # 40: 2 rows = 5% pass, 3 do not
-    assert apply_plan(write_plan(url, tmp_path / "ok.json", account_updates(url, 2)),
-                      settings_for(url, tmp_path, repair_max_change_fraction=0.05)).ops_applied == 2
+    assert _passes(write_plan(url, tmp_path / "ok.json", account_updates(url, 2)),
+                   settings_for(url, tmp_path, repair_max_change_fraction=0.05), n=2)
     plan = write_plan(url, tmp_path / "p.json", account_updates(url, 3))
     msg = _refused_unchanged(url, tmp_path, plan, ChangeFractionExceeded, "--force",
                              repair_max_change_fraction=0.05)

@@ -328,7 +328,7 @@ def test_cli_dry_run_apply_history_revert(env: str, tmp_path: Path, capsys) -> N
     assert dump(env) != before
     assert _run("repair", "history") == 0
     out = capsys.readouterr().out
-    apply_id = out.split("\n")[1].split()[0]
+    apply_id = out.split("\n")[2].split()[0]
     assert apply_id.startswith("ap-") and "complete" in out and "plan-test (run-test)" in out
     assert _run("repair", "revert", apply_id, "--yes") == 0
     out = capsys.readouterr().out

@@ -86,21 +86,24 @@ def test_a_foreign_trigger_is_refused_unless_allowed(db_url: str, tmp_path: Path
     plan = guarded_plan(db_url, tmp_path / "p.json")
     settings = settings_for(db_url, tmp_path)
     before = dump(db_url)
+    dry = apply_plan(plan, settings)  # the dry run already says so, and previews
+    assert [t.guard for t in dry.guards] == [ForeignTrigger.guard]
     with pytest.raises(ForeignTrigger) as err:
-        apply_plan(plan, settings)  # the dry run already says so
+        apply_plan(plan, settings, yes=True)
     assert err.value.triggers == [("billing_accounts", "app_touch")]
     text = str(err.value)
     assert "app_touch on billing_accounts" in text and "repair.allowed_triggers" in text
+    assert dry.guards[0].message == text  # what --yes says
     monkeypatch.setenv("RECON_LOCAL_DATABASE_URL", db_url)
     monkeypatch.setenv("RECON_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("RECON_REPAIR_MAX_CHANGE_FRACTION", "1")
     assert main(["repair", "apply", str(plan), "--yes"]) == 2
     assert "app_touch" in capsys.readouterr().err
     assert dump(db_url) == before
-    assert list_applies(settings)["status"].to_list() == ["refused"]
+    assert list_applies(settings)["status"].to_list() == ["refused", "refused"]
     for allowed in ("app_touch", "billing_accounts.app_touch"):
         assert apply_plan(plan, dataclasses.replace(
-            settings, repair_allowed_triggers=allowed)).status == "dry_run"
+            settings, repair_allowed_triggers=allowed)).guards == []
     monkeypatch.setenv("RECON_REPAIR_ALLOWED_TRIGGERS", "billing_accounts.app_touch")
     assert main(["-q", "repair", "apply", str(plan), "--yes"]) == 0
     assert dump(db_url) != before

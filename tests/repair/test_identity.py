@@ -96,13 +96,18 @@ def refused_everywhere(plan: Path, target: str, data: Path, capsys) -> str:
     settings = settings_for(target, data)
     for kw in ({}, {"yes": True}, {"yes": True, "force": True}):
         with pytest.raises(TargetMismatch) as e:
-            apply_plan(plan, settings, **kw)
+            apply_plan(plan, settings, db=target, **kw)
     msg = str(e.value)
     expected, actual = e.value.expected, e.value.actual
     assert expected.uuid in msg and actual.uuid in msg and expected != actual
     assert "--force does not change this" in msg
+    # the refusal names what points at the plan's database (a DuckDB plan: the exact --db)
+    if expected.dialect == "duckdb":
+        assert f"add `--db duckdb:///{expected.path}`" in msg
+    else:
+        assert "RECON_LOCAL_DATABASE_URL" in msg and repr(expected.database) in msg
     capsys.readouterr()
-    code = _cli(target, data, "repair", "apply", str(plan), "--yes", "--force")
+    code = _cli(target, data, "repair", "apply", str(plan), "--db", target, "--yes", "--force")
     err = capsys.readouterr().err
     assert code == 2 and expected.uuid in err and actual.uuid in err, err
     assert "Traceback" not in err
@@ -192,8 +197,8 @@ def test_a_revert_on_a_copied_duckdb_file_is_refused(duckdb_url: str, tmp_path: 
     for kw in ({}, {"yes": True}, {"yes": True, "force": True}):
         with pytest.raises(TargetMismatch, match=f"DuckDB file {copy}"):
             revert_apply(done.apply_id, settings_for(copy_url, tmp_path), **kw)
-        with pytest.raises(TargetMismatch):
-            apply_plan(plan, settings_for(copy_url, tmp_path), **kw)
+        with pytest.raises(TargetMismatch, match=f"add `--db {duckdb_url}`"):
+            apply_plan(plan, settings_for(copy_url, tmp_path), db=copy_url, **kw)
     assert sha(copy) == before
 
 
@@ -210,13 +215,14 @@ def test_an_unstamped_database_is_refused_with_the_stamp_hint(backend: str, requ
     plan = write_plan(other, tmp_path / "p.json", [])
     before = tables_of(url)
     for kw in ({}, {"yes": True, "force": True}):
-        with pytest.raises(TargetNotStamped, match="run `recon db stamp`"):
-            apply_plan(plan, settings_for(url, tmp_path), **kw)
+        with pytest.raises(TargetNotStamped, match="run `recon db stamp`") as e:
+            apply_plan(plan, settings_for(url, tmp_path), db=url, **kw)
+        assert f"add `--db {other}`" in str(e.value)  # or it is the wrong database
         with pytest.raises(TargetNotStamped, match="run `recon db stamp`"):
             revert_apply("ap-x", settings_for(url, tmp_path), **kw)
     assert tables_of(url) == before  # not even the audit tables were created
     capsys.readouterr()
-    assert _cli(url, tmp_path, "repair", "apply", str(plan)) == 2
+    assert _cli(url, tmp_path, "repair", "apply", str(plan), "--db", url) == 2
     assert "run `recon db stamp`" in capsys.readouterr().err
     # a plan whose snapshot came from an unstamped database names no target: refused too
     make_db(url, {})

@@ -13,6 +13,7 @@ from core.inbox import open_inbox, read_activity
 from core.localdb.connect import connect
 from jobs.cli import main
 from sync import SyncBadRecord, SyncError, SyncRequest, sync_keys
+from tests.support.json_schema import check
 from tests.support.pg import outside_write
 from tests.sync.test_sync import local, mutate
 
@@ -42,8 +43,9 @@ def test_cli_prints_the_change_and_exits_0(world, tmp_path: Path, capsys) -> Non
     assert "would change" in out and "zuora_local_subscriptions" in out
     assert "turn_on_auto_renew__c" in out
     assert main(["--config", cfg, "sync", "subscription", sub["Name"], "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = check("sync", capsys.readouterr().out)
     assert doc["sync_id"].startswith("sync-") and doc["exit_code"] == 0
+    assert doc["next"] == [f"recon --config {Path(cfg).resolve()} repair revert {doc['sync_id']}"]
     assert [c["table"] for c in doc["changes"]] == ["zuora_local_subscriptions"]
     assert main(["--config", cfg, "repair", "history"]) == 0
     hist = capsys.readouterr().out

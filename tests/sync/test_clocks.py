@@ -87,7 +87,7 @@ def test_sync_and_nightly_interleavings(world) -> None:
     assert by[a["Id"]].detail.startswith(f"superseded by sync {sa.sync_id}")
     assert by[b["Id"]].status == APPLIED
     assert res.count(CONFLICT) == 0 and res.status == "complete"  # not a conflict
-    assert "superseded by targeted syncs" in (res_message(settings, res.apply_id) or "")
+    assert "superseded by later applies or syncs" in (res_message(settings, res.apply_id) or "")
     assert notes(settings, a["Id"]) == "zuora a2"  # the nightly did not write a1 back
 
     sb = out["sb"]  # read again after the nightly committed b1: b2 wins, nothing skipped
