@@ -25,9 +25,11 @@ from reports.model import SEVERITY_ORDER, STATUS_ORDER, ReportModel, to_json
 
 # columns coded through a dictionary in the island (few distinct values each)
 DICT_COLUMNS = ("object", "kind", "rule", "field", "severity", "action", "status",
-                "first_seen_run", "drift_id")
+                "first_seen_run", "drift_id", "entity_kind", "owner", "ack", "ack_lapsed",
+                "ack_by", "ack_until")
 TEXT_COLUMNS = ("key", "zuora_value", "local_value", "explanation", "subscription_name",
-                "account_id", "zuora_updated", "evidence")
+                "account_id", "zuora_updated", "evidence", "entity", "account_number",
+                "account_name", "product", "note", "fingerprint", "ack_note", "ack_at")
 ISLAND_COLUMNS = DICT_COLUMNS + TEXT_COLUMNS
 CELL_CAP = 400  # characters kept per text cell in the page (the twin keeps everything)
 _ORDER = {"severity": SEVERITY_ORDER, "status": STATUS_ORDER}

@@ -10,7 +10,7 @@ and any other exception into a one-line message plus a crash log (the traceback)
 
 The CLI is a thin layer: one module per command group (``jobs.cli.config``, ``db``,
 ``sandbox``, ``extract``, ``validate``, ``reconcile``, ``run``, ``runs`` (runs and status),
-``scheduler``, ``snapshots``, ``repair``, ``backfill``, ``sync``, ``catalog``, ``report``,
+``scheduler``, ``snapshots``, ``repair``, ``backfill``, ``sync``, ``catalog``, ``report``, ``findings``,
 ``callouts``, ``demo``), each registering its sub-commands with ``add_parser`` and calling down into the stages and jobs; the exit codes
 (``jobs.cli.exit_codes``) and shared options (``jobs.cli.common``) are declared once. The jobs
 themselves (``jobs.pipeline``, ``jobs.steps``, ``jobs.scheduler``) never import the CLI."""
@@ -38,6 +38,7 @@ from jobs.cli import (
     db,
     demo,
     extract,
+    findings,
     reconcile,
     repair,
     report,
@@ -53,7 +54,7 @@ from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_global_options
 
 # in `recon --help` order
 COMMAND_GROUPS = (config, db, sandbox, extract, validate, reconcile, run, runs, scheduler,
-                  snapshots, repair, backfill, sync, catalog, report, callouts, demo)
+                  snapshots, repair, backfill, sync, catalog, report, findings, callouts, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,4 +155,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # the argparse ``dest`` of each sub-command level (to name the command in a crash message)
 _SUBCOMMAND_DESTS = ("config_command", "db_command", "sandbox_command", "repair_command",
-                     "runs_command", "catalog_command")
+                     "runs_command", "catalog_command", "findings_command")

@@ -165,7 +165,7 @@ def test_raw_html_has_the_first_page_server_side_and_escapes_every_payload(
     html = runs["report"].html.read_text()
     # usable with JavaScript off: banner, tiles and the first page of findings are in the HTML
     assert 'data-banner="DRIFT"' in html
-    body = html.split('<table id="f-table">', 1)[1].split("</tbody>", 1)[0]
+    body = html.split('<table id="f-table" class="findings">', 1)[1].split("</tbody>", 1)[0]
     assert body.count('<tr class="row">') == min(50, runs["drift"].height)
     doc = _json(runs["report"].json)
     for key, value in (("drift", doc["summary"]["drift"]),
@@ -196,7 +196,9 @@ def test_raw_html_has_the_first_page_server_side_and_escapes_every_payload(
 def test_zuora_ids_link_through_the_template_and_empty_template_means_no_links(
         runs: dict[str, Any], tmp_path: Path) -> None:
     html = runs["report"].html.read_text()
-    assert f'href="https://zuora.example/apps/Contact/{runs["c2"]}"' in html
+    # Zuora ids are in each finding's detail (the page script); the accounts list links them
+    acct = runs["drift"].filter(pl.col("key") == runs["c2"])["account_id"][0]
+    assert f'href="https://zuora.example/apps/Account/{acct}"' in html
     plain = build_report(runs["data"], RUN2, settings=_settings(runs["data"], template=""),
                          out_dir=tmp_path)
     text = plain.html.read_text()
@@ -258,7 +260,8 @@ def test_a_run_without_a_saved_plan_says_so_and_how_to_make_one(
     """The report never plans (issue 14, d): run 1 has no repair-plan.json, so its report and
     the CLI say so and name the command; the exit code stays README's (0 written; with
     --fail-on-drift the banner's), and --no-plan is still accepted."""
-    hint = f"no repair-plan.json for this run (run `recon repair plan --run {RUN1}`)"
+    hint = (f"no repair-plan.json for this run (run `RECON_DATA_DIR={runs['data'].resolve()} "
+            f"recon repair plan --run {RUN1}`)")
     r = build_report(runs["data"], RUN1, settings=runs["settings"], out_dir=tmp_path / "r1")
     doc = _json(r.json)
     assert doc["repair"]["available"] is False and doc["repair"]["source"] == ""
@@ -270,7 +273,11 @@ def test_a_run_without_a_saved_plan_says_so_and_how_to_make_one(
     monkeypatch.delenv("RECON_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["report", "--run", RUN1, "--out", str(tmp_path / "o")]) == 0
-    assert f"repair: {hint}" in capsys.readouterr().out
+    out = capsys.readouterr().out  # the CLI's settings: the default DuckDB file, by path
+    assert (f"repair: no repair-plan.json for this run (run `RECON_DATA_DIR="
+            f"{runs['data'].resolve()} RECON_LOCAL_DATABASE_URL=duckdb:///"
+            f"{(tmp_path / 'data' / 'local.duckdb').resolve()} recon repair plan --run "
+            f"{RUN1}`)") in out
     assert main(["-q", "report", "--run", RUN1, "--out", str(tmp_path / "o"), "--no-plan",
                  "--fail-on-drift"]) == 1
     assert capsys.readouterr().out == ""
