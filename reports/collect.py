@@ -139,7 +139,8 @@ def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> p
                           "`recon reconcile` for this run") from e
 
 
-def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
+def run_snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
+    """The run's snapshot, complete or failed (None when it was deleted or never written)."""
     layout = DataLayout(data_dir)
     for candidate in (layout.snapshot_dir(run_id), layout.failed_snapshot_dir(run_id)):
         if (candidate / MANIFEST).is_file():
@@ -289,7 +290,7 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     """Everything the report of ``run_id`` (default: the newest run) needs."""
     data_dir = Path(data_dir)
     rid = resolve_run(data_dir, run_id)
-    snap = _snapshot(data_dir, rid)
+    snap = run_snapshot(data_dir, rid)
     rdir = run_dir(data_dir, rid)
     reconciled = (rdir / DRIFT_FILE).is_file() and (rdir / SUMMARY_FILE).is_file()
     drift = _read_parquet(rdir / DRIFT_FILE, DRIFT_SCHEMA) if reconciled else \
