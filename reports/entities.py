@@ -128,29 +128,34 @@ def _replace(expr: pl.Expr, old: pl.Expr, new: pl.Expr) -> pl.Expr:
     return pl.when(usable).then(expr.str.split(old).list.join(new)).otherwise(expr)
 
 
-def note_expr() -> pl.Expr:
-    """The explanation without what its row and group already show (see the module doc).
-    Needs the frame's drift columns plus ``account_number`` and ``_acct`` (the account id,
-    an Account finding's own key included)."""
-    obj, key, sub = pl.col("object"), pl.col("key"), pl.col("subscription_name")
-    e = pl.col("explanation").str.strip_prefix("resolved in this run: ")
+def with_note(f: pl.DataFrame) -> pl.DataFrame:
+    """``f`` with ``note``: the explanation without what its row and group already show (see
+    the module doc). Needs the drift columns plus ``account_number`` and ``_acct`` (the account
+    id, an Account finding's own key included). Each step is its own column, so the text is
+    computed once per step (a nested expression would repeat the steps below it)."""
+    obj, key, sub, n = pl.col("object"), pl.col("key"), pl.col("subscription_name"), pl.col("_n")
     own = obj + pl.lit(" ") + key
     ctx = pl.when(sub.is_not_null()).then(pl.lit(" of subscription ") + sub).otherwise(pl.lit(""))
-    e = e.str.strip_prefix(own + ctx + pl.lit(": "))
     # a field difference: the values have their own column
     said = (pl.col("field") + pl.lit(" is ") + pl.col("zuora_value") + pl.lit(" in Zuora but ")
             + pl.col("local_value") + pl.lit(" locally"))
-    e = pl.when((pl.col("kind") == "field_mismatch") & said.is_not_null()) \
-        .then(e.str.strip_prefix(said)).otherwise(e)
-    e = e.str.replace(r"^\s*\((.*)\):\s*(.+)$", "${1}; ${2}").str.replace(r"^[\s:]+", "")
-    # the row's own id elsewhere in the text ("held back …: Contact <id> is …")
-    e = _replace(e, own + ctx, pl.lit("this ") + obj)
-    e = _replace(e, own, pl.lit("this ") + obj)
-    # the account by its number; the group's subscription by "this subscription"
-    e = _replace(e, pl.col("_acct"), pl.col("account_number"))
-    e = _replace(e, sub, pl.lit("this subscription"))
-    first = e.str.slice(0, 1).str.to_uppercase()
-    return (first + e.str.slice(1)).alias("note")
+    steps = [
+        pl.col("explanation").str.strip_prefix("resolved in this run: "),
+        n.str.strip_prefix(own + ctx + pl.lit(": ")),
+        pl.when((pl.col("kind") == "field_mismatch") & said.is_not_null())
+        .then(n.str.strip_prefix(said)).otherwise(n),
+        n.str.replace(r"^\s*\((.*)\):\s*(.+)$", "${1}; ${2}").str.replace(r"^[\s:]+", ""),
+        # the row's own id elsewhere in the text ("held back …: Contact <id> is …")
+        _replace(n, own + ctx, pl.lit("this ") + obj),
+        _replace(n, own, pl.lit("this ") + obj),
+        # the account by its number; the group's subscription by "this subscription"
+        _replace(n, pl.col("_acct"), pl.col("account_number")),
+        _replace(n, sub, pl.lit("this subscription")),
+        n.str.slice(0, 1).str.to_uppercase() + n.str.slice(1),
+    ]
+    for step in steps:
+        f = f.with_columns(step.alias("_n"))
+    return f.rename({"_n": "note"})
 
 
 def with_entities(f: pl.DataFrame, names: EntityNames) -> pl.DataFrame:
@@ -169,5 +174,4 @@ def with_entities(f: pl.DataFrame, names: EntityNames) -> pl.DataFrame:
               .when(kind == ACCOUNT).then(pl.coalesce("account_number", "_acct"))
               .when(kind == PRODUCT).then(pl.col("product"))
               .otherwise(pl.col("object") + pl.lit(" ") + pl.col("key")))
-    return (out.with_columns(entity_kind=kind, entity=entity)
-            .with_columns(note_expr()).drop("_acct"))
+    return with_note(out.with_columns(entity_kind=kind, entity=entity)).drop("_acct")

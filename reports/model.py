@@ -644,17 +644,15 @@ def prepare_findings(drift: pl.DataFrame, *, mask_pii: bool = False,
     out = out.with_columns((owners or Owners()).expr())
     out = ack_states(out, acks if acks is not None else pl.DataFrame(schema=ACK_SCHEMA),
                      today or dt.datetime.now(dt.UTC).date())
+    # one sort: a group's place is its best finding's (status, then severity), ties by name;
+    # inside it the same reading order
     out = out.with_columns(
         pl.col("zuora_updated").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("zuora_updated"),
         pl.col("status").replace_strict(st, default=9, return_dtype=pl.Int32).alias("_st"),
         pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32).alias("_sev"),
-    ).sort(["_st", "_sev", "entity_kind", "entity", "object", "kind", "key", "field"],
-           nulls_last=True, maintain_order=True)
-    out = (out.with_row_index("_pos")
-           .with_columns(_g=pl.col("_pos").min().over("entity_kind", "entity"))
-           .sort(["_g", "_st", "_sev", "object", "key", "field"], nulls_last=True,
-                 maintain_order=True)
-           .drop("_pos", "_g", "_st", "_sev"))
+    ).with_columns(_g=(pl.col("_st") * 10 + pl.col("_sev")).min().over("entity_kind", "entity"))
+    out = out.sort(["_g", "entity_kind", "entity", "_st", "_sev", "object", "kind", "key",
+                    "field"], nulls_last=True, maintain_order=True).drop("_g", "_st", "_sev")
     if mask_pii:
         out = out.with_columns([mask_emails(pl.col(c)).alias(c) for c in
                                 ("key", "zuora_value", "local_value", "explanation", "evidence",

@@ -59,7 +59,7 @@
     if (DICT[col]) return v < 0 ? null : DICT[col][v];
     if (v === null || v === undefined) return null;
     if (col === 'zuora_updated') return new Date(v * 1000).toISOString().replace('.000Z', 'Z');
-    if (col === 'explanation' && MARKS.test(v)) {
+    if (col === 'note' && MARKS.test(v)) {
       return v.split('\ue000').join(C.key[i]).split('\ue001').join(C.zuora_value[i])
         .split('\ue002').join(C.local_value[i]);
     }
@@ -193,15 +193,21 @@
     rows.forEach(function (i) {
       var f = get('field', i), o = get('owner', i), s = get('status', i), v = SEV_ORDER.indexOf(get('severity', i));
       if (f && info.fields.indexOf(f) < 0) info.fields.push(f);
-      var rk = get('object', i) + '\u0001' + C.key[i];
+      var rk = C.object[i] + '\u0001' + C.key[i];
       if (!info.rows[rk]) { info.rows[rk] = 1; info.nrows++; }
       if (v >= 0 && v < info.sev) info.sev = v;
       info.statuses[s] = (info.statuses[s] || 0) + 1;
       if (o && info.owners.indexOf(o) < 0) info.owners.push(o);
       if (get('ack', i) === 'acknowledged') info.acked++;
-      if (!info.number && get('account_number', i)) { info.number = get('account_number', i); info.name = C.account_name[i]; }
+      if (!info.number && get('account_number', i)) { info.number = get('account_number', i); info.name = get('account_name', i); }
     });
     return info;
+  }
+  function groupRows(rows, k) {  // the contiguous run of rows[k]'s group in rows
+    var g = groupId(rows[k]), a = k, b = k;
+    while (a > 0 && groupId(rows[a - 1]) === g) a--;
+    while (b + 1 < rows.length && groupId(rows[b + 1]) === g) b++;
+    return rows.slice(a, b + 1);
   }
   function groupHeader(i, rows) {
     var tr = el('tr', 'gh'), th = el('th'), kind = get('entity_kind', i), ent = get('entity', i);
@@ -253,7 +259,7 @@
       var d = el('div'); add(d, el('dt', null, label)); var dd = el('dd'); add(dd, value); add(d, dd); add(dl, d);
     }
     var kind = get('kind', i), status = get('status', i), drift = get('drift_id', i), rule = get('rule', i);
-    var expl = get('explanation', i);
+    var expl = get('note', i);
     item('Explanation', expl && expl.slice(-1) === '\u2026' ? expl + ' (cut; full text in report.json)' : expl);
     var obj0 = get('object', i), key0 = get('key', i), ids = el('span');
     add(ids, obj0 + ' ', CAT[obj0] ? keyCell(obj0, key0) : document.createTextNode(key0 === null ? '' : key0));
@@ -278,15 +284,15 @@
     add(links, link('#findings?object=' + encodeURIComponent(obj) + (get('field', i) ? '&field=' + encodeURIComponent(get('field', i)) : ''), 'all findings like this'));
     item('Links', links);
     item('Owner', get('owner', i));
-    var fp = get('fingerprint', i), ack = get('ack', i);
+    var fp = get('fp', i), ack = get('ack', i);
     if (ack) item('Acknowledged', (ack === 'lapsed' ? 'lapsed (' + get('ack_lapsed', i) + '): ' : '') + 'by ' +
       (get('ack_by', i) || '?') + ' at ' + (get('ack_at', i) || '').replace('T', ' ').replace('Z', ' UTC') +
       (get('ack_until', i) ? ', until ' + get('ack_until', i) : '') + ': \u201c' + (get('ack_note', i) || '') + '\u201d');
-    item('Fingerprint', fp);
+    item('Fingerprint', fp ? fp + '\u2026 (whole in report.json)' : null);
     add(cell, dl);
     if (fp && status !== 'resolved') {
-      var cmd = ack === 'acknowledged' ? PREFIX + ' findings unack ' + fp.slice(0, 12)
-        : PREFIX + ' findings ack ' + fp.slice(0, 12) + " --note 'why this can wait'";
+      var cmd = ack === 'acknowledged' ? PREFIX + ' findings unack ' + fp
+        : PREFIX + ' findings ack ' + fp + " --note 'why this can wait'";
       add(cell, el('div', 'small muted', ack === 'acknowledged' ? 'Take the acknowledgement back' :
         'Acknowledge it (it stays here under \u201cacknowledged\u201d and stops alerting until it changes)'),
         el('pre', 'cmd', cmd));
@@ -312,9 +318,9 @@
   function haystack() {
     if (hay) return hay;
     hay = new Array(N);
-    var k = C.key, s = C.subscription_name, a = C.account_id, n = C.account_number, e = C.entity;
+    var k = C.key, s = C.subscription_name, a = C.account_id;
     for (var i = 0; i < N; i++) hay[i] = ((k[i] || '') + '\u0001' + (s[i] || '') + '\u0001' + (a[i] || '') +
-      '\u0001' + (n[i] || '') + '\u0001' + (e[i] || '')).toLowerCase();
+      '\u0001' + (get('account_number', i) || '') + '\u0001' + (get('entity', i) || '')).toLowerCase();
     return hay;
   }
   var orders = {};
@@ -364,8 +370,17 @@
       return true;
     };
   }
+  var gids = null;
+  function groupId(i) {  // one integer per (entity kind, entity): the default grouping's key
+    if (!gids) {
+      gids = new Int32Array(N);
+      var kinds = C.entity_kind, ents = C.entity, nk = DICT.entity_kind.length + 1;
+      for (var r = 0; r < N; r++) gids[r] = (ents[r] + 1) * nk + kinds[r] + 1;
+    }
+    return gids[i];
+  }
   function groupKey(st, i) {
-    if (st.group === 'entity') return get('entity_kind', i) + '\u0001' + get('entity', i);
+    if (st.group === 'entity') return groupId(i);
     if (st.group === 'object') return get('object', i);
     if (st.group === 'rule') return get('rule', i) || (get('drift_id', i) ? get('drift_id', i) + ' (row/field)' : '\u2014');
     return null;
@@ -379,6 +394,11 @@
       for (i = 0; i < N; i++) if (ok(i)) out.push(i);
     }
     var groups = null, members = null;
+    if (st.group === 'entity' && !idx) {
+      // the findings come grouped (reports.model.prepare_findings) and filtering keeps each
+      // group contiguous: the page finds a group's rows around it (groupRows), no bucketing
+      return {rows: out, groups: {}, members: null};
+    }
     if (st.group && st.group !== 'none') {
       var buckets = {}, names = [];
       out.forEach(function (r) {
@@ -387,10 +407,14 @@
         buckets[g].push(r);
       });
       if (st.group !== 'entity') names.sort();  // entities: in reading order (worst first)
+      else members = buckets;
       groups = {};
       out = [];
-      names.forEach(function (g) { groups[g] = buckets[g].length; out = out.concat(buckets[g]); });
-      members = buckets;
+      names.forEach(function (g) {  // push, not concat: linear for 100,000 findings in many groups
+        var b = buckets[g];
+        groups[g] = b.length;
+        for (var k = 0; k < b.length; k++) out.push(b[k]);
+      });
     }
     return {rows: out, groups: groups, members: members};
   }
@@ -466,7 +490,7 @@
       if (current.groups) {
         var g = groupKey(state, i);
         if (g !== last) {
-          if (state.group === 'entity') frag.appendChild(groupHeader(i, current.members[g]));
+          if (state.group === 'entity') frag.appendChild(groupHeader(i, current.members ? current.members[g] : groupRows(current.rows, k)));
           else {
             var gr = el('tr', 'grp'), gc = el('td', null, (state.group === 'object' ? 'Object ' : 'Rule / drift ') + g + ' \u2014 ' + fmt(current.groups[g]) + ' findings');
             gc.colSpan = NCOLS; gr.appendChild(gc); frag.appendChild(gr);
@@ -528,7 +552,7 @@
     people.slice((peoplePage - 1) * size, peoplePage * size).forEach(function (i) {
       var tr = el('tr');
       add(tr, td(sevBadge(get('severity', i))), td(get('object', i)), td(get('key', i), 'key'),
-        td(get('rule', i) || get('kind', i)), td(get('explanation', i)),
+        td(get('rule', i) || get('kind', i)), td(get('note', i)),
         td(drillLink('sub', get('subscription_name', i)), 'mono'), td(drillLink('account', get('account_id', i)), 'mono'));
       frag.appendChild(tr);
     });

@@ -326,7 +326,7 @@ def test_markup_and_template_syntax_in_data_render_as_text(runs: dict[str, Any],
     island = html.split('<script type="application/json" id="report-data">', 1)[1] \
         .split("</script>", 1)[0]
     assert not set("<>&") & set(island)
-    assert payload in json.loads(island)["findings"]["cols"]["explanation"]
+    assert payload in json.loads(island)["findings"]["cols"]["note"]
 
 
 def _model(runs: dict[str, Any], run: str, tmp_path: Path) -> tuple[Any, pl.DataFrame]:
