@@ -194,7 +194,7 @@ def _browser(page: Path) -> dict:
                    "location.hash.includes('severity=high')")
         time.sleep(0.3)
         filter_ms = c.evaluate("window.__reportLastRenderMs")
-        c.evaluate("document.querySelector('#f-table th[data-sort=key]').click()")
+        c.evaluate("document.querySelector('#f-table th[data-sort=entity]').click()")
         sort_ms = c.evaluate("window.__reportLastRenderMs")
         errors = c.recorded.errors
     return {

@@ -178,6 +178,70 @@ def _trigger_names(value: str) -> str:
     return value
 
 
+_OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def _owner_name(value: str) -> str:
+    if value and not _OWNER.fullmatch(value):
+        raise ValueError(f"owner {value!r} must be a short name (letters, digits, _ . @ -), "
+                         "e.g. billing or catalog-team")
+    return value
+
+
+def _owner_table(value: str, what: str) -> dict[str, str]:
+    """A ``[owners]`` sub-table (kept as JSON text, like ``callouts.events``): name -> owner."""
+    if not value:
+        return {}
+    try:
+        table = json.loads(value)
+    except ValueError as e:
+        raise ValueError(f"must be a table of {what} = owner (JSON in the environment): {e}") \
+            from e
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ValueError(f"must be a table of {what} = \"owner\" strings")
+    for owner in table.values():
+        _owner_name(owner)
+    return table
+
+
+def _owner_rules(value: str) -> str:
+    for code in _owner_table(value, "rule.<D-id>"):
+        if not re.fullmatch(r"D\d{2}", code):
+            raise ValueError(f"rule.{code}: a rule is named by its D-id, e.g. rule.D22")
+    return value
+
+
+def _owner_objects(value: str) -> str:
+    table = _owner_table(value, "object.<name>")
+    if table:
+        from core.catalog import BY_NAME, BY_TABLE, LOCAL_BY_NAME
+
+        known = set(BY_NAME) | set(BY_TABLE) | set(LOCAL_BY_NAME)
+        for name in table:
+            if name not in known:
+                raise ValueError(f"object.{name}: not an object or local table of the "
+                                 f"catalogue ({', '.join(sorted(BY_NAME))}, or a local table)")
+    return value
+
+
+def _owner_webhooks(value: Secret) -> Secret:
+    text = value.get()
+    if not text:
+        return value
+    try:
+        table = json.loads(text)
+    except ValueError:
+        raise ValueError("must be a table of webhook.<owner> = URL (JSON in the environment)") \
+            from None  # the text holds secrets: not repeated
+    if not isinstance(table, dict):
+        raise ValueError("must be a table of webhook.<owner> = URL")
+    for owner, url in table.items():
+        _owner_name(owner)
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ValueError(f"webhook.{owner} must be an http(s) URL")  # the URL: not shown
+    return value
+
+
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -290,6 +354,20 @@ class Settings:
                                          check=_secret_http_url)
     alerts_new_drift_threshold: int = setting(
         1, "alerts.new_drift_threshold", "alert when a run has at least this many new findings")
+    # owners (issue 17): who a finding belongs to, shown in the report and the alerts
+    owners_default: str = setting(
+        "", "owners.default", "owners: owner of a finding no rule or object names (empty: none)",
+        check=_owner_name)
+    owners_rule: str = setting(
+        "", "owners.rule", "owners: rule.<D-id> = owner, by rule or likely drift (JSON in env)",
+        check=_owner_rules)
+    owners_object: str = setting(
+        "", "owners.object", "owners: object.<object or local table> = owner (JSON in env)",
+        check=_owner_objects)
+    owners_webhook: Secret = setting(
+        Secret(None), "owners.webhook",
+        "owners: webhook.<owner> = URL, alerts of that owner's findings (a secret; JSON in env)",
+        check=_owner_webhooks)
     # targeted sync (issue 15, `recon sync`): guards sized for one key, not a whole table
     sync_max_rows_per_key: int = setting(
         5000, "sync.max_rows_per_key",
@@ -532,8 +610,9 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
                 files[_BY_FILE_KEY[dotted].name] = value
                 continue
             spec = _BY_KEY.get(dotted)
-            if spec is not None and spec.type is str and isinstance(value, dict):
-                # a table of tables for a text setting ([callouts.events.<kind>]): kept as JSON
+            if spec is not None and spec.type in (str, Secret) and isinstance(value, dict):
+                # a table for a text setting ([callouts.events.<kind>], [owners] rule.<D-id>):
+                # kept as JSON
                 value = json.dumps(value, sort_keys=True)
             if (spec is not None and spec.type is str and isinstance(value, list)
                     and all(isinstance(v, str) for v in value)):

@@ -53,6 +53,27 @@ def _job_runs_run(conn: mig.Conn) -> None:
     conn.execute("ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS run VARCHAR")
     conn.execute("UPDATE job_runs SET run = run_id WHERE run IS NULL")
 
+# Acknowledged findings (issue 17, ``recon findings ack``; read and written by
+# ``reconcile.acks``). Declared here, not in its module, because migration 3 creates it: every
+# process that opens the state must know the version, whatever it imported.
+FINDING_ACKS_DDL = """
+CREATE TABLE IF NOT EXISTS finding_acks (
+  fingerprint     VARCHAR PRIMARY KEY,  -- the finding (reconcile.history.FINGERPRINT)
+  object          VARCHAR NOT NULL,     -- what it is about, for listings and --rule/--key
+  key             VARCHAR NOT NULL,
+  kind            VARCHAR NOT NULL,
+  rule            VARCHAR,              -- the rule, else the likely drift (D-id)
+  field           VARCHAR,
+  zuora_value     VARCHAR,              -- the values the person saw: a change lapses the ack
+  local_value     VARCHAR,
+  first_seen_run  VARCHAR NOT NULL,     -- a finding that resolved and came back is new again
+  run_id          VARCHAR NOT NULL,     -- the run whose finding was acknowledged
+  note            VARCHAR NOT NULL,     -- why (the person's words)
+  acked_by        VARCHAR,              -- OS user
+  host            VARCHAR,
+  acked_at        TIMESTAMP NOT NULL,   -- UTC, naive
+  until           DATE                  -- lapses after this day (UTC); NULL: no date
+)"""
 
 # The state file's migrations, in order (append only; never edit a released one). Version 1
 # is the state as recon wrote it before versioning: its tables are the registered ones.
@@ -61,6 +82,8 @@ def _job_runs_run(conn: mig.Conn) -> None:
 MIGRATIONS: list[mig.Migration] = [
     mig.Migration(1, "baseline: recon_schema_migrations records the state's schema version"),
     mig.Migration(2, "job_runs.run: the job run an attempt belongs to", run=_job_runs_run),
+    mig.Migration(3, "finding_acks: acknowledged findings (recon findings ack)",
+                  (FINDING_ACKS_DDL,)),
 ]
 
 
@@ -104,6 +127,8 @@ CREATE TABLE IF NOT EXISTS extract_hwm (
   updated_at  TIMESTAMP NOT NULL     -- UTC, when this row was written
 )""")
 
+
+register_table("finding_acks", FINDING_ACKS_DDL)
 
 register_table("snapshot_checks", """
 CREATE TABLE IF NOT EXISTS snapshot_checks (

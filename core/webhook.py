@@ -15,15 +15,17 @@ from typing import Any
 
 import requests
 
-from core.config import Settings
+from core.config import Secret, Settings
 
 log = logging.getLogger("recon.alerts")
 
 
-def send(settings: Settings, body: dict[str, Any], timeout: float = 10.0) -> bool:
-    """POST ``body`` to the webhook; True when it answered 2xx, False when none is configured
-    or the delivery failed (logged)."""
-    url = settings.alerts_webhook_url.get()
+def send(settings: Settings, body: dict[str, Any], timeout: float = 10.0,
+         to: Secret | None = None) -> bool:
+    """POST ``body`` to the webhook (``to``: another one, e.g. an owner's own from
+    ``[owners]``); True when it answered 2xx, False when none is configured or the delivery
+    failed (logged)."""
+    url = (to if to is not None else settings.alerts_webhook_url).get()
     if not url:
         return False
     try:

@@ -189,11 +189,9 @@ def run_job(job: str, settings: Settings, *, trigger: str = "manual",
                         snapshot_run=out.get("snapshot_run"))
         _run_event(job, run_id, attempt.run_id, attempt.number, status, out["counts"])
         _retain(settings, say)
-        new = int(out["counts"].get("new", 0))
-        if status == "drift" and new >= settings.alerts_new_drift_threshold:
-            alerts.send(settings, alerts.payload("drift", job, run_id, status, out["counts"],
-                                                 out.get("report_path"),
-                                                 f"{new} new findings"))
+        # new findings and lapsed acknowledgements alert; acknowledged findings never do
+        alerts.drift(settings, job, run_id, status, out["counts"], out.get("report_path"),
+                     out.get("snapshot_run"))
         return JobResult(run_id, job, status, attempt.number, counts=out["counts"],
                          report_path=out.get("report_path"),
                          snapshot_run=out.get("snapshot_run"), attempt_id=attempt.run_id)

@@ -211,10 +211,32 @@ def _apply(run: StepRun) -> None:
     except RepairRefused as e:
         logging.getLogger("recon.jobs").warning("auto repair refused: %s", e)
         run.counts.update(repair="refused", repair_refusal=str(e)[:500])
+    else:
+        run.applied = res
+        applied = int(res.counts["applied"].sum()) if res.counts.height else 0
+        run.counts.update(repair=res.status, repair_apply_id=res.apply_id,
+                          repair_applied=applied)
+    _report_outcome(run)
+
+
+def _report_outcome(run: StepRun) -> None:
+    """Write the report again with the auto-apply's outcome (README: the nightly report
+    shows it). The first report stays if this one cannot be written: logged, not fatal."""
+    import logging
+
+    from core.errors import ReconError
+    from reports import build_report
+
+    if run.report is None or run.snapshot is None:
         return
-    run.applied = res
-    applied = int(res.counts["applied"].sum()) if res.counts.height else 0
-    run.counts.update(repair=res.status, repair_apply_id=res.apply_id, repair_applied=applied)
+    outcome = {k: v for k, v in run.counts.items() if k.startswith("repair")}
+    try:
+        run.report = build_report(run.data, run.snapshot.run_id, settings=run.settings,
+                                  read_inbox=True, auto_apply=outcome,
+                                  job_run_id=getattr(current_attempt, "run_id", None))
+    except ReconError as e:
+        logging.getLogger("recon.jobs").warning("report not rewritten after the auto-apply "
+                                                "(%s: %s)", type(e).__name__, e)
 
 
 STEPS: tuple[Step, ...] = (

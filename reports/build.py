@@ -47,7 +47,8 @@ class ReportPaths:
 def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: Settings,
                  out_dir: Path | str | None = None, mask_pii: bool = False,
                  read_applies: bool = False, read_inbox: bool = False,
-                 job_run_id: str | None = None, now: dt.datetime | None = None) -> ReportPaths:
+                 job_run_id: str | None = None, now: dt.datetime | None = None,
+                 auto_apply: dict[str, Any] | None = None) -> ReportPaths:
     """Write ``report.html`` and ``report.json`` for ``run_id`` (default: the newest run,
     failed extracts included) into ``out_dir`` (default ``DATA/runs/<run_id>/``).
 
@@ -59,6 +60,9 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
     is recon's own file and always read). ``mask_pii``: mask e-mail addresses (reports that leave the team).
     ``job_run_id``: the ``job_runs`` attempt this report belongs to (the nightly pipeline
     passes its own, so the header shows its trigger while the attempt is still running).
+    ``auto_apply``: what the nightly's apply step did (``repair.auto``), when it writes the
+    report again after applying: ``repair`` (applied, partial, refused, failed),
+    ``repair_apply_id``, ``repair_applied``, ``repair_refusal``.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -73,7 +77,7 @@ def build_report(data_dir: Path | str, run_id: str | None = None, *, settings: S
         raise ReportError(f"cannot create report directory {out}: {e.strerror}") from e
     t = time.perf_counter()
     model, findings = build_model(collected, settings, out_dir=out, mask_pii=mask_pii,
-                                  generated_at=now)
+                                  generated_at=now, auto_apply=auto_apply)
     timings["model"] = time.perf_counter() - t
     # both pages are rendered before either file is replaced, so a failure leaves the
     # previous report.json and report.html together (each written aside, then renamed)

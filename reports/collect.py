@@ -41,7 +41,10 @@ from core.state import StateUnreadable, open_read_only
 from expectations.quarantine import QUARANTINE_SCHEMA, read_quarantine
 from expectations.results import RESULT_SCHEMA, results_of
 from reconcile import history
+from reconcile.acks import ACK_SCHEMA, read_acks
 from reconcile.findings import DRIFT_SCHEMA
+from reports import commands
+from reports.entities import EntityNames, read_names
 from reports.errors import ReportError, RunNotFound
 
 
@@ -71,6 +74,10 @@ class Collected:
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
     # the event path's health at report time (core.inbox.read_health); None: no inbox here
     inbox_health: InboxHealth | None = None
+    # acknowledged findings (reconcile.acks; every stored ack, evaluated by the model)
+    acks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ACK_SCHEMA))
+    # account numbers and product names for the findings' ids (reports.entities)
+    names: EntityNames = field(default_factory=EntityNames.empty)
 
 
 def known_runs(data_dir: Path) -> list[str]:
@@ -132,7 +139,8 @@ def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> p
                           "`recon reconcile` for this run") from e
 
 
-def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
+def run_snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
+    """The run's snapshot, complete or failed (None when it was deleted or never written)."""
     layout = DataLayout(data_dir)
     for candidate in (layout.snapshot_dir(run_id), layout.failed_snapshot_dir(run_id)):
         if (candidate / MANIFEST).is_file():
@@ -143,7 +151,7 @@ def _snapshot(data_dir: Path, run_id: str) -> Snapshot | None:
 def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str | None = None,
                  snapshot_started: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"recon_runs": [], "last_clean": None, "checks": None, "job": None,
-                           "jobs": {}}
+                           "jobs": {}, "acks": pl.DataFrame(schema=ACK_SCHEMA)}
     with open_state(data_dir) as con:
         if con is None:
             return out
@@ -151,6 +159,7 @@ def _state_parts(data_dir: Path, run_id: str, trend_runs: int, job_run_id: str |
         out["recon_runs"] = history.recent_runs(con, run_id, trend_runs)
         out["last_clean"] = history.last_clean_run(con, run_id)
         out["checks"] = results_of(con, run_id)
+        out["acks"] = read_acks(con)
         attempts = ledger.job_runs(con)
         if attempts is not None:
             out["jobs"], out["job"] = _jobs(attempts, run_id, job_run_id, snapshot_started)
@@ -203,9 +212,12 @@ def _inbox_health(settings: Settings, *, read_database: bool
         return None, f"the callout inbox could not be read ({type(e).__name__})"
 
 
-def saved_plan_hint(run_id: str) -> str:
-    """What the report says when a reconciled run has no saved plan: how to make one."""
-    return f"no {PLAN_FILE} for this run (run `recon repair plan --run {run_id}`)"
+def saved_plan_hint(run_id: str, settings: Settings | None = None) -> str:
+    """What the report says when a reconciled run has no saved plan: how to make one (the
+    complete command for this run's data, :mod:`reports.commands`, when ``settings`` given)."""
+    cmd = (commands.recon(settings, "repair", "plan", "--run", run_id) if settings is not None
+           else f"recon repair plan --run {run_id}")
+    return f"no {PLAN_FILE} for this run (run `{cmd}`)"
 
 
 @dataclass(frozen=True)
@@ -238,7 +250,7 @@ def read_saved_plan(path: Path) -> SavedPlan:
 
 
 def _plan(data_dir: Path, run_id: str, snapshot: Snapshot | None,
-          reconciled: bool) -> tuple[SavedPlan | None, str | None]:
+          reconciled: bool, settings: Settings) -> tuple[SavedPlan | None, str | None]:
     """The run's saved repair plan, else why there is none. The report never plans itself:
     what it shows is exactly what ``recon repair apply`` would read."""
     from core.errors import ReconError
@@ -255,7 +267,7 @@ def _plan(data_dir: Path, run_id: str, snapshot: Snapshot | None,
         return None, "the run was not reconciled, so there is nothing to repair"
     if snapshot is None or not snapshot.complete:
         return None, "the run's snapshot is not available to plan from"
-    return None, saved_plan_hint(run_id)
+    return None, saved_plan_hint(run_id, settings)
 
 
 def _applies(settings: Settings, run_id: str) -> tuple[pl.DataFrame | None, str | None]:
@@ -278,7 +290,7 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     """Everything the report of ``run_id`` (default: the newest run) needs."""
     data_dir = Path(data_dir)
     rid = resolve_run(data_dir, run_id)
-    snap = _snapshot(data_dir, rid)
+    snap = run_snapshot(data_dir, rid)
     rdir = run_dir(data_dir, rid)
     reconciled = (rdir / DRIFT_FILE).is_file() and (rdir / SUMMARY_FILE).is_file()
     drift = _read_parquet(rdir / DRIFT_FILE, DRIFT_SCHEMA) if reconciled else \
@@ -301,7 +313,7 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
     except Exception as e:  # noqa: BLE001
         raise ReportError(f"quarantine files of run {rid} cannot be read: {e}") from e
     snaps = [s for s in list_snapshots(data_dir) if s.run_id <= rid]
-    plan, plan_error = _plan(data_dir, rid, snap, reconciled)
+    plan, plan_error = _plan(data_dir, rid, snap, reconciled, settings)
     applies, applies_error = _applies(settings, rid) if read_applies else (None, None)
     health, health_note = _inbox_health(settings, read_database=read_applies or read_inbox)
     return Collected(
@@ -317,4 +329,16 @@ def collect(data_dir: Path | str, run_id: str | None, *, settings: Settings,
         snapshots=snaps[-settings.report_trend_runs:], job=state["job"], jobs=state["jobs"],
         plan=plan, plan_error=plan_error, applies=applies,
         applies_error=applies_error, inbox_health=health,
-        notes=[health_note] if health_note else [])
+        notes=[health_note] if health_note else [], acks=state["acks"],
+        names=_names(snap, drift, data_dir, rid))
+
+
+def _names(snap: Snapshot | None, drift: pl.DataFrame, data_dir: Path,
+           run_id: str) -> EntityNames:
+    """Names for the findings' ids; a snapshot file that cannot be read is named in a typed
+    error (as a truncated drift.parquet is), never a crash."""
+    try:
+        return read_names(snap, drift)
+    except Exception as e:  # noqa: BLE001 - any reader error: name the run and the cause
+        raise ReportError(f"snapshot of run {run_id} under {data_dir} cannot be read for "
+                          f"account numbers and product names ({type(e).__name__}: {e})") from e

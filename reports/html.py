@@ -42,11 +42,15 @@ STATUS_ICON = {"new": "✚", "persisting": "↻", "pending": "⏳", "resolved": 
 KIND_SHORT = {"missing_in_local": "missing locally", "orphaned_in_local": "orphaned locally",
               "field_mismatch": "field differs", "duplicate_local": "duplicate",
               "rule_violation": "rule", "quarantined": "quarantined"}
-FINDING_COLUMNS = (("status", "Status"), ("severity", "Severity"), ("object", "Object"),
-                   ("key", "Key"), ("kind", "Kind"), ("rule", "Rule / drift"),
-                   ("field", "Field"), ("local_value", "Local (before) → Zuora (after)"),
-                   ("action", "Action"), ("explanation", "Explanation"),
-                   ("subscription_name", "Subscription"), ("account_id", "Account"))
+# The findings table: human identifiers first (Zuora ids are in each row's detail), widths
+# chosen so that the table fits 1,280 px without scrolling (report.css, table-layout: fixed).
+# (sort column, header, <col> class)
+FINDING_COLUMNS = (("status", "Status", "c-st"), ("entity", "Subscription / product", "c-ent"),
+                   ("account_number", "Account", "c-acct"), ("object", "Object · field", "c-obj"),
+                   ("local_value", "Local (before) → Zuora (after)", "c-val"),
+                   ("note", "Explanation", "c-note"), ("owner", "Owner", "c-own"),
+                   ("action", "Action", "c-act"))
+GROUP_WORDS = {"subscription": "Subscription", "account": "Account", "product": "Product"}
 TEMPLATE = "report.html.j2"
 
 
@@ -115,7 +119,8 @@ def environment() -> Environment:
                        urlq=lambda v: quote(str(v), safe=""), zip=_zip)
     env.globals.update(
         PAGE=PAGE, SEV_ICON=SEV_ICON, STATUS_ICON=STATUS_ICON, KIND_SHORT=KIND_SHORT,
-        FINDING_COLUMNS=FINDING_COLUMNS, PARTIAL_LABEL=PARTIAL_LABEL, DRIFT_TITLES=DRIFT_TITLES,
+        FINDING_COLUMNS=FINDING_COLUMNS, GROUP_WORDS=GROUP_WORDS, PARTIAL_LABEL=PARTIAL_LABEL,
+        DRIFT_TITLES=DRIFT_TITLES,
         KIND_WORDS=KIND_WORDS, STATUS_WORDS=STATUS_WORDS, ACTION_WORDS=ACTION_WORDS,
         SOURCE_WORDS=SOURCE_WORDS, diff_parts=diff_parts, delta_note=delta_note,
         spark=svg.sparkline)
@@ -146,7 +151,38 @@ def _choices(f: pl.DataFrame) -> dict[str, list[str]]:
     return {"object": uniq("object"), "kind": uniq("kind"), "rule": uniq("rule"),
             "drift_id": uniq("drift_id"), "field": uniq("field"),
             "severity": uniq("severity", SEVERITY_ORDER), "action": uniq("action"),
-            "status": uniq("status", STATUS_ORDER)}
+            "status": uniq("status", STATUS_ORDER), "owner": uniq("owner")}
+
+
+def group_summaries(f: pl.DataFrame, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What each group header of the first page says about its whole group (all its findings,
+    not only those on the page): counts, fields, worst severity, statuses, owners, acks. Keyed
+    like the page script's groups: ``entity_kind + "\x01" + entity``."""
+    keys = {(r["entity_kind"], r["entity"]) for r in rows}
+    if not keys:
+        return {}
+    sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    want = pl.DataFrame(list(keys), schema={"entity_kind": pl.String, "entity": pl.String},
+                        orient="row")
+    g = (f.join(want, on=["entity_kind", "entity"], how="semi", nulls_equal=True)
+         .group_by("entity_kind", "entity")
+         .agg(n=pl.len(), rows=pl.struct("object", "key").n_unique(),
+              fields=pl.col("field").drop_nulls().unique(maintain_order=True),
+              objects=pl.col("object").unique(maintain_order=True),
+              sev=pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32).min(),
+              statuses=pl.col("status").value_counts(sort=True),
+              owners=pl.col("owner").drop_nulls().unique(maintain_order=True),
+              acked=(pl.col("ack") == "acknowledged").sum(),
+              account_number=pl.col("account_number").drop_nulls().first(),
+              account_name=pl.col("account_name").drop_nulls().first(),
+              subscription=pl.col("subscription_name").drop_nulls().first()))
+    out = {}
+    for r in g.to_dicts():
+        counts = {d["status"]: d["count"] for d in r["statuses"]}
+        out[f"{r['entity_kind']}\x01{r['entity']}"] = {
+            **r, "statuses": [(s, counts[s]) for s in STATUS_ORDER if s in counts],
+            "severity": SEVERITY_ORDER[r["sev"]] if r["sev"] < len(SEVERITY_ORDER) else None}
+    return out
 
 
 def _trend_view(tr: Trends) -> dict[str, Any]:
@@ -190,7 +226,8 @@ def render(model: ReportModel, findings: pl.DataFrame, island_text: str) -> str:
         m=model, csp=csp,
         # recon's own assets and the island (escaped by json_out for <script>) are markup
         css=Markup(css), js=Markup(js), island=Markup(island_text),
-        choices=_choices(findings), first_page=findings.head(PAGE).to_dicts(),
+        choices=_choices(findings), first_page=(first := findings.head(PAGE).to_dicts()),
+        groups=group_summaries(findings, first),
         total=findings.height, people=people.head(PAGE).to_dicts(), people_total=people.height,
         trend=_trend_view(model.trends))
     return page + "\n"

@@ -3,8 +3,9 @@
 ``report.json`` is the model plus every finding as a record (all drift.parquet columns), for CI
 and scripts. The island is what the page's script needs, compact: findings column by column,
 low-cardinality columns as one character per finding coding into a dictionary, long texts cut
-at :data:`CELL_CAP` characters (the twin and drift.parquet keep them whole), explanations
-without the key and values they repeat, timestamps as epoch seconds. Both are built by polars
+at :data:`CELL_CAP` characters (the twin and drift.parquet keep them whole), the compact
+notes (reports.entities) instead of whole explanations, with markers for the key and values
+they still repeat, timestamps as epoch seconds. Both are built by polars
 and the C JSON encoder, never a Python loop per finding.
 
 The island sits inside ``<script type="application/json">``: ``<``, ``>`` and ``&`` are written
@@ -24,10 +25,18 @@ from reports.atomic import write_text_atomic
 from reports.model import SEVERITY_ORDER, STATUS_ORDER, ReportModel, to_json
 
 # columns coded through a dictionary in the island (few distinct values each)
+# (entity, account number and name repeat across the rows of one group: a dictionary holds each
+# once; with more values than the one-character alphabet they travel as a list of codes)
 DICT_COLUMNS = ("object", "kind", "rule", "field", "severity", "action", "status",
-                "first_seen_run", "drift_id")
-TEXT_COLUMNS = ("key", "zuora_value", "local_value", "explanation", "subscription_name",
-                "account_id", "zuora_updated", "evidence")
+                "first_seen_run", "drift_id", "entity_kind", "owner", "ack", "ack_lapsed",
+                "ack_by", "ack_until", "entity", "account_number", "account_name", "product")
+# The page shows the compact ``note``, not the whole ``explanation`` (its key, subscription and
+# values are in their own cells and in the detail; the whole text is in report.json), and the
+# fingerprint's first 12 characters (``fp``: what ``recon findings ack`` takes; unique
+# prefixes are enough)
+TEXT_COLUMNS = ("key", "zuora_value", "local_value", "note", "subscription_name",
+                "account_id", "zuora_updated", "evidence", "fp", "ack_note", "ack_at")
+FP_CHARS = 12
 ISLAND_COLUMNS = DICT_COLUMNS + TEXT_COLUMNS
 CELL_CAP = 400  # characters kept per text cell in the page (the twin keeps everything)
 _ORDER = {"severity": SEVERITY_ORDER, "status": STATUS_ORDER}
@@ -77,10 +86,10 @@ def _cut(col: str) -> pl.Expr:
             .then(pl.col(col).str.slice(0, CELL_CAP) + "…").otherwise(pl.col(col)))
 
 
-def _compact_explanation() -> pl.Expr:
-    """The explanation with its own key and values replaced by markers (values of 4+
-    characters only, so short values inside words are left alone)."""
-    expr = _cut("explanation")
+def _compact_explanation(col: str = "note") -> pl.Expr:
+    """The note with its own key and values replaced by markers (values of 4+ characters
+    only, so short values inside words are left alone)."""
+    expr = _cut(col)
     for col, mark in (("key", MARK_KEY), ("zuora_value", MARK_ZUORA),
                       ("local_value", MARK_LOCAL)):
         usable = pl.col(col).is_not_null() & (pl.col(col).str.len_chars() >= 4) & \
@@ -94,16 +103,16 @@ def _compact_explanation() -> pl.Expr:
 def island_findings(findings: pl.DataFrame) -> str:
     """The findings as columnar JSON text (already island-escaped): ``{"n", "cap",
     "alphabet", "dict": {col: [values]}, "cols": {col: codes | texts}}``; ``zuora_updated`` as
-    epoch seconds, explanations with key/value markers (see :data:`MARK_KEY`)."""
+    epoch seconds, notes with key/value markers (see :data:`MARK_KEY`)."""
     parts: list[str] = []
     dicts: dict[str, list[str]] = {}
     for name in DICT_COLUMNS:
         values, codes = _dictionary(findings[name], name)
         dicts[name] = values
         parts.append(f'"{name}":' + dumps(codes))
-    cut = findings.select(
-        *[_cut(c).alias(c) for c in TEXT_COLUMNS if c not in ("explanation", "zuora_updated")],
-        _compact_explanation().alias("explanation"),
+    cut = findings.with_columns(fp=pl.col("fingerprint").str.slice(0, FP_CHARS)).select(
+        *[_cut(c).alias(c) for c in TEXT_COLUMNS if c not in ("note", "zuora_updated")],
+        _compact_explanation().alias("note"),
         pl.col("zuora_updated").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False)
         .dt.epoch("s").alias("zuora_updated"))
     for name in TEXT_COLUMNS:

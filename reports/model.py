@@ -32,7 +32,11 @@ from core.layout import (
     SUMMARY_FILE,
     DataLayout,
 )
+from core.owners import Owners
+from reconcile.acks import ACKNOWLEDGED, LAPSED, ack_states
+from reports import commands
 from reports.collect import Collected
+from reports.entities import EntityNames, with_entities
 from reports.words import DRIFT_TITLES, SOURCE_WORDS, check_words
 
 SCHEMA_VERSION = 1
@@ -44,7 +48,8 @@ BANNERS = ("CLEAN", "DRIFT", "ERROR", "PARTIAL")
 PARTIAL_LABEL = "PARTIAL — NOT RECONCILED"
 UNKNOWN_UNLESS_RECONCILED = (
     "drift", "new", "persisting", "pending", "resolved", "missing_locally", "orphaned_locally",
-    "field_drift", "rule_violations", "auto", "human", "quarantined_findings", "needs_a_person")
+    "field_drift", "rule_violations", "auto", "human", "quarantined_findings", "needs_a_person",
+    "acknowledged", "groups")
 TOP_DRILL = 25  # subscriptions / accounts listed for drill-down
 FIELD_SAMPLES = 3  # before → after samples per field in the per-field table
 RULE_EXAMPLES = 3
@@ -80,6 +85,8 @@ class ReportSettings:
     zuora_url_template: str
     local_database: str  # "PostgreSQL" | "DuckDB file"
     mask_pii: bool
+    owners: bool = False  # [owners] names someone: the Owner column has something to say
+    repair_auto: bool = False  # the nightly applies auto repairs after its report
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,10 @@ class Summary:
     repair_operations: int | None
     repair_groups: int | None
     needs_a_person: int | None
+    acknowledged: int | None = None  # open findings a person acknowledged (still counted above)
+    ack_lapsed: int = 0  # findings whose acknowledgement lapsed (they alert again)
+    groups: int | None = None  # entities with open findings (subscriptions, accounts, products)
+    owners: dict[str, int] = field(default_factory=dict)  # open findings by owner
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,7 @@ class RuleRow:
     examples: tuple[str, ...]
     filter: str  # the findings table's hash filter
     command: str | None  # the suggested `recon repair plan … --only …`
+    owners: tuple[str, ...] = ()  # who owns its findings ([owners])
 
 
 @dataclass(frozen=True)
@@ -272,8 +284,9 @@ class DrillItem:
     findings: int
     objects: tuple[str, ...]
     human: int
-    other: tuple[str, ...]  # accounts of a subscription, subscriptions of an account
+    other: tuple[str, ...]  # account numbers of a subscription, subscriptions of an account
     severity: str | None
+    label: str | None = None  # an account's number (the id is what the drill-down matches)
 
 
 @dataclass(frozen=True)
@@ -393,6 +406,42 @@ class RepairPlan:
 
 
 @dataclass(frozen=True)
+class AutoApply:
+    """What the nightly's auto-apply (``repair.auto``) did with this run's plan."""
+
+    outcome: str  # pending | applied | partial | refused | failed | nothing to apply
+    apply_id: str | None
+    applied: int | None  # operations written
+    message: str | None  # the refusal or failure, in recon's words
+    undo: str | None  # the command that reverts it
+
+
+@dataclass(frozen=True)
+class AckRow:
+    """An acknowledged finding (or one whose acknowledgement lapsed), as the report lists it."""
+
+    fingerprint: str
+    entity: str | None
+    object: str
+    field: str | None
+    code: str | None  # rule or likely drift
+    status: str
+    note: str | None
+    by: str | None
+    at: str | None
+    until: str | None
+    lapsed: str | None  # why it no longer holds (None: it holds)
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class Acks:
+    acknowledged: tuple[AckRow, ...]
+    lapsed: tuple[AckRow, ...]
+    unack: str | None  # the command that takes the listed acks back (example)
+
+
+@dataclass(frozen=True)
 class Repair:
     source: str  # "file" (a saved plan) | "" (none)
     error: str | None  # why there is no plan, and how to make one
@@ -400,6 +449,7 @@ class Repair:
     applies_error: str | None
     needs_a_person: int | None
     available: bool
+    auto_apply: AutoApply | None = None  # with repair.auto: what the nightly did (or will)
     # its fields sit beside the ones above in report.json (absent when there is no plan)
     plan: RepairPlan | None = field(default=None, metadata={"inline": True})
 
@@ -487,6 +537,10 @@ class ReportModel:
     drift_titles: dict[str, str]
     notes: tuple[str, ...]
     event_path: EventPath | None = None
+    acks: Acks | None = None
+    # what the page's commands start with: the environment that reaches this run's data
+    # directory and database, then ``recon`` (reports.commands)
+    command_prefix: str = "recon"
 
 
 def to_json(value: Any) -> Any:
@@ -573,20 +627,36 @@ def _db_kind(url: str) -> str:
 
 
 # -- findings --------------------------------------------------------------------------------
-def prepare_findings(drift: pl.DataFrame, *, mask_pii: bool = False) -> pl.DataFrame:
-    """The run's findings in reading order (new before persisting before pending before
-    resolved, then severity, object, kind, key), timestamps as UTC text."""
+def prepare_findings(drift: pl.DataFrame, *, mask_pii: bool = False,
+                     names: EntityNames | None = None, owners: Owners | None = None,
+                     acks: pl.DataFrame | None = None,
+                     today: dt.date | None = None) -> pl.DataFrame:
+    """The run's findings grouped by the entity that broke (:mod:`reports.entities`), groups
+    in reading order (the group of the first finding that is new before persisting before
+    pending before resolved, then by severity), and inside a group the same order; with the
+    entity columns, the compact ``note``, the ``owner`` and the acknowledgement's state
+    (:func:`reconcile.acks.ack_states`). Timestamps as UTC text."""
+    from reconcile.acks import ACK_SCHEMA
+
     sev = {s: i for i, s in enumerate(SEVERITY_ORDER)}
     st = {s: i for i, s in enumerate(STATUS_ORDER)}
-    out = drift.with_columns(
+    out = with_entities(drift, names or EntityNames.empty())
+    out = out.with_columns((owners or Owners()).expr())
+    out = ack_states(out, acks if acks is not None else pl.DataFrame(schema=ACK_SCHEMA),
+                     today or dt.datetime.now(dt.UTC).date())
+    # one sort: a group's place is its best finding's (status, then severity), ties by name;
+    # inside it the same reading order
+    out = out.with_columns(
         pl.col("zuora_updated").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("zuora_updated"),
         pl.col("status").replace_strict(st, default=9, return_dtype=pl.Int32).alias("_st"),
         pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32).alias("_sev"),
-    ).sort(["_st", "_sev", "object", "kind", "key", "field"], nulls_last=True,
-           maintain_order=True).drop("_st", "_sev")
+    ).with_columns(_g=(pl.col("_st") * 10 + pl.col("_sev")).min().over("entity_kind", "entity"))
+    out = out.sort(["_g", "entity_kind", "entity", "_st", "_sev", "object", "kind", "key",
+                    "field"], nulls_last=True, maintain_order=True).drop("_g", "_st", "_sev")
     if mask_pii:
         out = out.with_columns([mask_emails(pl.col(c)).alias(c) for c in
-                                ("key", "zuora_value", "local_value", "explanation", "evidence")])
+                                ("key", "zuora_value", "local_value", "explanation", "evidence",
+                                 "note", "entity", "account_name")])
     return out
 
 
@@ -640,6 +710,10 @@ def summary_numbers(c: Collected, f: pl.DataFrame) -> Summary:
         "repair_operations": plan.operations if plan else None,
         "repair_groups": plan.summary.get("groups") if plan else None,
         "needs_a_person": int((open_["action"] == "human").sum()),
+        "acknowledged": int((open_["ack"] == ACKNOWLEDGED).sum()),
+        "ack_lapsed": int((f["ack"] == LAPSED).sum()),
+        "groups": open_.select("entity_kind", "entity").n_unique() if open_.height else 0,
+        "owners": _counts(open_, "owner"),
     }
     if not c.reconciled:  # nothing was compared: unknown, never "0 differences"
         out.update({k: None for k in UNKNOWN_UNLESS_RECONCILED})
@@ -894,7 +968,7 @@ def fields_table(c: Collected, f: pl.DataFrame) -> tuple[FieldRow, ...]:
     return tuple(out)
 
 
-def rules_table(c: Collected, f: pl.DataFrame) -> tuple[RuleRow, ...]:
+def rules_table(c: Collected, f: pl.DataFrame, settings: Settings) -> tuple[RuleRow, ...]:
     """The drift catalogue view: one row per cross-object rule or likely drift id."""
     if f.height == 0:
         return ()
@@ -917,7 +991,9 @@ def rules_table(c: Collected, f: pl.DataFrame) -> tuple[RuleRow, ...]:
         severity=pl.col("severity").replace_strict(sev, default=9, return_dtype=pl.Int32).min(),
         objects=pl.col("object").unique().sort(),
         kinds=pl.col("kind").unique().sort(),
-        examples=pl.col("key").filter(pl.col("status") != "resolved").head(RULE_EXAMPLES),
+        examples=pl.col("entity").filter(pl.col("status") != "resolved").unique(
+            maintain_order=True).head(RULE_EXAMPLES),
+        owners=pl.col("owner").filter(pl.col("status").is_in(OPEN)).drop_nulls().unique().sort(),
     ).sort(["open", "code", "is_rule"], descending=[True, False, False])  # a total order
     out = []
     for r in agg.to_dicts():
@@ -934,8 +1010,9 @@ def rules_table(c: Collected, f: pl.DataFrame) -> tuple[RuleRow, ...]:
             objects=tuple(r["objects"]), kinds=tuple(r["kinds"]),
             examples=tuple(r["examples"]),
             filter=(f"rule={code}" if r["is_rule"] else f"rule=-&drift={code}"),
-            command=(f"recon repair plan --run {c.run_id} --only {code}"
-                     if r["auto"] else None),
+            command=(commands.recon(settings, "repair", "plan", "--run", c.run_id, "--only",
+                                    code) if r["auto"] else None),
+            owners=tuple(r["owners"]),
         ))
     return tuple(out)
 
@@ -950,12 +1027,16 @@ def drill_lists(f: pl.DataFrame) -> Drill:
         g = (live.filter(pl.col(col).is_not_null()).group_by(col)
              .agg(findings=pl.len(), objects=pl.col("object").unique().sort(),
                   human=(pl.col("action") == "human").sum(), sev=pl.col("_sev").min(),
-                  other=pl.col("account_id" if col == "subscription_name"
-                               else "subscription_name").drop_nulls().unique().sort().head(3))
+                  label=pl.col("account_number").drop_nulls().first(),
+                  other=pl.coalesce("account_number", "account_id") if col == "subscription_name"
+                  else pl.col("subscription_name"))
+             .with_columns(pl.col("other").list.drop_nulls().list.unique().list.sort()
+                           .list.head(3))
              .sort(["findings", col], descending=[True, False]).head(TOP_DRILL))
         return tuple(DrillItem(id=r[col], findings=r["findings"], objects=tuple(r["objects"]),
                                human=r["human"], other=tuple(r["other"]),
-                               severity=SEVERITY_ORDER[r["sev"]] if r["sev"] < 4 else None)
+                               severity=SEVERITY_ORDER[r["sev"]] if r["sev"] < 4 else None,
+                               label=r["label"] if col == "account_id" else None)
                      for r in g.to_dicts())
 
     return Drill(subscriptions=top("subscription_name"), accounts=top("account_id"),
@@ -1026,9 +1107,40 @@ def validation_section(c: Collected, mask_pii: bool) -> Validation:
                       quarantine=Quarantine(rows=q.height, groups=tuple(groups)))
 
 
-def repair_section(c: Collected, numbers: Summary) -> Repair:
+def auto_apply_section(c: Collected, settings: Settings,
+                       given: dict[str, Any] | None) -> AutoApply | None:
+    """What ``repair.auto`` did with this run's plan: ``given`` by the nightly's apply step
+    (which renders the report again once it applied or was refused), else the outcome its
+    job recorded (``job_runs.counts``), else "pending" (this report was written before the
+    apply step). None when ``repair.auto`` is off and nothing was recorded."""
+    counts = given if given is not None else (_json_obj((c.job or {}).get("counts")) or {})
+    outcome = counts.get("repair")
+    if outcome is None and not settings.repair_auto:
+        return None
+    if outcome is None:
+        if c.plan is not None and c.plan.operations == 0:
+            outcome = "nothing to apply"
+        elif c.plan is None:
+            return AutoApply("nothing to apply", None, None, c.plan_error, None)
+        else:
+            outcome = "pending"
+    apply_id = counts.get("repair_apply_id")
+    undo = (commands.recon(settings, "repair", "revert", str(apply_id), "--yes")
+            if apply_id and counts.get("repair_applied") else None)
+    message = counts.get("repair_refusal") or counts.get("repair_error")
+    if outcome == "pending":
+        message = "the nightly applies the plan after writing this report; this page is " \
+                  "written again with the outcome"
+    return AutoApply(outcome=str(outcome), apply_id=apply_id,
+                     applied=counts.get("repair_applied"), message=message, undo=undo)
+
+
+def repair_section(c: Collected, numbers: Summary, settings: Settings,
+                   auto_apply: dict[str, Any] | None = None) -> Repair:
     """The run's saved plan as the report shows it (the report never plans: without a saved
-    plan, ``error`` says so and how to make one), and its applies when they were read."""
+    plan, ``error`` says so and how to make one), and its applies when they were read. Its
+    commands are complete for this run (:mod:`reports.commands`: real paths, the data
+    directory and database they must reach)."""
     plan = c.plan
     applies = []
     if c.applies is not None and c.applies.height:
@@ -1038,10 +1150,12 @@ def repair_section(c: Collected, numbers: Summary) -> Repair:
                                                                "os_user")})
     base = Repair(source="file" if plan else "", error=c.plan_error, applies=tuple(applies),
                   applies_error=c.applies_error, needs_a_person=numbers.needs_a_person,
-                  available=plan is not None)
+                  available=plan is not None,
+                  auto_apply=auto_apply_section(c, settings, auto_apply))
     if plan is None:
         return base
     s = plan.summary
+    plan_path = DataLayout(c.data_dir).run_dir(c.run_id) / PLAN_FILE
     steps = []
     for key, ops in (s.get("by_step_table") or {}).items():
         step, _, table = key.partition("/")
@@ -1066,10 +1180,10 @@ def repair_section(c: Collected, numbers: Summary) -> Repair:
         steps=tuple(steps), samples=tuple(samples),
         needs_a_person_by=s.get("needs_a_person") or {},
         not_planned=plan.not_planned[:200], not_planned_count=len(plan.not_planned),
-        commands=(f"recon repair plan --run {c.run_id}",
-                  f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json  "
-                  "# dry run: writes nothing",
-                  f"recon repair apply DATA/runs/{c.run_id}/repair-plan.json --yes")))
+        commands=(commands.recon(settings, "repair", "plan", "--run", c.run_id),
+                  commands.recon(settings, "repair", "apply", plan_path)
+                  + "  # dry run: writes nothing",
+                  commands.recon(settings, "repair", "apply", plan_path, "--yes"))))
 
 
 def _txt(v: Any) -> str | None:
@@ -1135,6 +1249,30 @@ def object_trend(tr: Trends) -> dict[str, list[int]]:
     return {o: [r.by_object.get(o, 0) for r in rec] for o in tr.objects}
 
 
+# -- acknowledgements -----------------------------------------------------------------------------
+ACK_ROWS = 200  # acknowledged (and lapsed) findings listed; the rest are in report.json
+
+
+def acks_section(f: pl.DataFrame, settings: Settings) -> Acks | None:
+    """The acknowledged findings and those whose acknowledgement lapsed (None: no ack touches
+    this run)."""
+    touched = f.filter(pl.col("ack").is_not_null())
+    if touched.height == 0:
+        return None
+
+    def rows(frame: pl.DataFrame) -> tuple[AckRow, ...]:
+        return tuple(AckRow(
+            fingerprint=r["fingerprint"], entity=r["entity"], object=r["object"],
+            field=r["field"], code=r["rule"] or r["drift_id"], status=r["status"],
+            note=r["ack_note"], by=r["ack_by"], at=r["ack_at"], until=r["ack_until"],
+            lapsed=r["ack_lapsed"], owner=r["owner"]) for r in frame.head(ACK_ROWS).to_dicts())
+
+    held = touched.filter(pl.col("ack") == ACKNOWLEDGED)
+    first = touched["fingerprint"][0]
+    return Acks(acknowledged=rows(held), lapsed=rows(touched.filter(pl.col("ack") == LAPSED)),
+                unack=commands.recon(settings, "findings", "unack", first[:12]))
+
+
 # -- the whole model --------------------------------------------------------------------------------
 def event_path_section(c: Collected) -> EventPath | None:
     """The event path's figures, when this run reconciled beside an inbox or one exists now."""
@@ -1162,14 +1300,19 @@ def event_path_section(c: Collected) -> EventPath | None:
 
 
 def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bool = False,
-                generated_at: dt.datetime | None = None) -> tuple[ReportModel, pl.DataFrame]:
-    """(model, findings): everything the renderers need."""
+                generated_at: dt.datetime | None = None,
+                auto_apply: dict[str, Any] | None = None) -> tuple[ReportModel, pl.DataFrame]:
+    """(model, findings): everything the renderers need. ``auto_apply``: the nightly apply
+    step's outcome (``repair``, ``repair_apply_id``, ``repair_applied``, ``repair_refusal``),
+    when it renders the report again after applying."""
     now = generated_at or dt.datetime.now(dt.UTC)
+    owners = Owners.of(settings)
 
     def rel(p: Path | str) -> str:
         return Path(os.path.relpath(Path(p).resolve(), out_dir.resolve())).as_posix()
 
-    f = prepare_findings(c.drift, mask_pii=mask_pii)
+    f = prepare_findings(c.drift, mask_pii=mask_pii, names=c.names, owners=owners,
+                         acks=c.acks, today=now.astimezone(dt.UTC).date())
     numbers = summary_numbers(c, f)
     tr = trends(c, settings, rel)
     rdir = DataLayout(c.data_dir).run_dir(c.run_id)
@@ -1195,16 +1338,17 @@ def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bo
                                 trend_runs=settings.report_trend_runs,
                                 zuora_url_template=settings.report_zuora_url_template,
                                 local_database=_db_kind(settings.local_database_url),
-                                mask_pii=mask_pii),
+                                mask_pii=mask_pii, owners=owners.configured,
+                                repair_auto=settings.repair_auto),
         run=run_header(c, settings, rel),
         status=status_banner(c, numbers),
         summary=numbers,
         objects=objects_table(c, f, object_trend(tr)),
         fields=fields_table(c, f),
-        rules=rules_table(c, f),
+        rules=rules_table(c, f, settings),
         drill=drill_lists(f),
         validation=validation_section(c, mask_pii),
-        repair=repair_section(c, numbers),
+        repair=repair_section(c, numbers, settings, auto_apply),
         trends=tr,
         artifacts=artifacts,
         catalogue={o.name: CatalogueEntry(table=o.table, key_column=o.key_column, zuora=True)
@@ -1212,5 +1356,7 @@ def build_model(c: Collected, settings: Settings, *, out_dir: Path, mask_pii: bo
         drift_titles=DRIFT_TITLES,
         notes=tuple(c.notes),
         event_path=event_path_section(c),
+        acks=acks_section(f, settings),
+        command_prefix=commands.prefix(settings),
     )
     return model, f

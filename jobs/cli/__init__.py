@@ -155,4 +155,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # the argparse ``dest`` of each sub-command level (to name the command in a crash message)
 _SUBCOMMAND_DESTS = ("config_command", "db_command", "sandbox_command", "repair_command",
-                     "runs_command", "catalog_command")
+                     "runs_command", "catalog_command", "findings_command")

@@ -87,6 +87,11 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                1: "report written, banner DRIFT, with `--fail-on-drift`",
                2: f"{_ALWAYS_2}, no report could be written; banner ERROR or PARTIAL, with "
                   "`--fail-on-drift`"},
+    "findings ack": {0: "acknowledged (each finding listed)",
+                     2: f"{_ALWAYS_2}, no such finding or an ambiguous prefix (named), a "
+                        "resolved finding, a date in the past"},
+    "findings unack": {0: "acknowledgements removed (each listed)",
+                       2: f"{_ALWAYS_2}, no such acknowledgement"},
     "run": {0: "job finished (drift or not, without `--fail-on-drift`), or a recorded no-op",
             1: "drift found, with `--fail-on-drift`",
             2: f"{_ALWAYS_2}, job failed (report says why), lock held by another run"},

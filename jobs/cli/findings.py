@@ -7,6 +7,10 @@ same rows as ``DATA/runs/<run>/drift.parquet``, statuses against the previous ru
 ``--run`` takes the run id (or an attempt's or snapshot's: :func:`jobs.runs.resolve_run`);
 without it, the newest reconciled run. ``--status open`` (the default) is every finding not
 resolved (new, persisting, pending); ``all`` adds the resolved ones.
+
+Sub-commands live in their own modules so the parts can grow apart: ``findings ack`` and
+``findings unack`` (:mod:`jobs.cli.findings_ack`: acknowledge a finding, or take an
+acknowledgement back); without a sub-command the group lists findings.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from jobs.cli.argtypes import LIMIT_OR_ALL
 from jobs.cli.common import EXIT_ERROR, EXIT_OK, add_json, add_run
 from jobs.cli.common import settings_of as _settings
+from jobs.cli.findings_ack import add_ack_parsers
 
 STATUS_CHOICES = ("open", "all", "new", "persisting", "pending", "resolved")
 # the columns a finding shows in JSON, in order (the drift output's, without its run_id)
@@ -102,7 +107,8 @@ def _print(run: str, target: str, args: argparse.Namespace, frame: Any, total: i
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    fp = sub.add_parser("findings", help="list a run's findings (table, or --json for scripts)",
+    fp = sub.add_parser("findings", help="list a run's findings (table, or --json for scripts); "
+                        "ack/unack them",
                         description=__doc__.split("\n\n")[1] if __doc__ else None)
     add_run(fp, "run id (default: the newest reconciled run)", metavar="RUN")
     fp.add_argument("--status", choices=STATUS_CHOICES, default="open",
@@ -114,4 +120,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     help="at most N findings (0: all; --json still counts them all)")
     add_json(fp, "print the findings as JSON (docs/json/findings.schema.json)")
     fp.set_defaults(func=cmd_findings, findings_command=None)
+    fsub = fp.add_subparsers(dest="findings_command", metavar="SUBCOMMAND", required=False)
+    add_ack_parsers(fsub)
     return fp

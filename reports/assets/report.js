@@ -31,8 +31,12 @@
     field_mismatch: 'field differs', duplicate_local: 'duplicate', rule_violation: 'rule',
     quarantined: 'quarantined'};
   var FILTERS = {object: 'object', kind: 'kind', rule: 'rule', drift: 'drift_id', field: 'field',
-    severity: 'severity', action: 'action', status: 'status'};
-  var NCOLS = 12;
+    severity: 'severity', action: 'action', status: 'status', owner: 'owner', ack: 'ack'};
+  var NCOLS = 8;
+  var GROUP_WORDS = {subscription: 'Subscription', account: 'Account', product: 'Product'};
+  var STATUS_ORDER = ['new', 'persisting', 'pending', 'resolved'];
+  var SEV_ORDER = ['critical', 'high', 'medium', 'low'];
+  var PREFIX = M.command_prefix || 'recon';
 
   // -- small helpers -------------------------------------------------------------------------
   function el(tag, cls, text) {
@@ -55,7 +59,7 @@
     if (DICT[col]) return v < 0 ? null : DICT[col][v];
     if (v === null || v === undefined) return null;
     if (col === 'zuora_updated') return new Date(v * 1000).toISOString().replace('.000Z', 'Z');
-    if (col === 'explanation' && MARKS.test(v)) {
+    if (col === 'note' && MARKS.test(v)) {
       return v.split('\ue000').join(C.key[i]).split('\ue001').join(C.zuora_value[i])
         .split('\ue002').join(C.local_value[i]);
     }
@@ -154,19 +158,79 @@
     return s;
   }
   function td(child, cls) { var c = el('td', cls); if (child !== null && child !== undefined) add(c, child); return c; }
+  function accountLink(i) {
+    var acct = get('account_id', i), num = get('account_number', i);
+    if (acct) return link('#drill?account=' + encodeURIComponent(acct), num || acct);
+    return num ? document.createTextNode(num) : null;
+  }
   function findingRow(i) {
-    var tr = el('tr', 'row'), obj = get('object', i), kind = get('kind', i), acct = get('account_id', i);
+    var ack = get('ack', i);
+    var tr = el('tr', ack === 'acknowledged' ? 'row acked' : 'row'), obj = get('object', i), kind = get('kind', i);
     tr.dataset.i = i;
-    var ex = el('div', null, get('explanation', i));
-    var ac = td(drillLink('account', acct), 'mono');
-    var ah = acct ? zuoraHref('Account', acct) : null;
-    if (ah) add(ac, ' ', link(ah, '\u2197', true));
+    var st = td(statusBadge(get('status', i)));
+    add(st, add(el('div', 'small'), sevBadge(get('severity', i))));
+    if (ack === 'acknowledged') {
+      var a = el('div', 'ack', '\u2713 acked');
+      a.title = 'acknowledged by ' + (get('ack_by', i) || '?') + ': ' + (get('ack_note', i) || '');
+      add(st, a);
+    } else if (ack === 'lapsed') add(st, el('div', 'small muted', 'ack lapsed: ' + get('ack_lapsed', i)));
+    var sub = get('subscription_name', i);
+    var ent = td(sub ? drillLink('sub', sub) : get('product', i), 'ent');
+    var what = td(null);
+    add(what, el('span', 'obj', obj), ' ', el('span', 'small muted', KIND_SHORT[kind] || kind));
+    if (get('field', i)) add(what, el('div', 'fld', get('field', i)));
+    if (get('rule', i) || get('drift_id', i)) add(what, add(el('div', 'small'), ruleCell(i)));
     var action = get('action', i);
-    add(tr, td(statusBadge(get('status', i))), td(sevBadge(get('severity', i))), td(obj),
-      td(keyCell(obj, get('key', i)), 'key'), td(KIND_SHORT[kind] || kind), td(ruleCell(i)),
-      td(get('field', i)), td(valuePair(get('local_value', i), get('zuora_value', i), kind), 'val'),
-      td(action === 'human' ? el('span', 'a-human', '\ud83d\udd12 human') : action),
-      td(ex, 'expl'), td(drillLink('sub', get('subscription_name', i)), 'mono'), ac);
+    add(tr, st, ent, td(accountLink(i), 'ent'), what,
+      td(valuePair(get('local_value', i), get('zuora_value', i), kind), 'val'),
+      td(el('div', null, get('note', i)), 'expl'), td(get('owner', i)),
+      td(action === 'human' ? el('span', 'a-human', '\u2691 human') : action));
+    return tr;
+  }
+  function groupInfo(rows) {
+    var info = {n: rows.length, fields: [], rows: {}, nrows: 0, sev: 9, statuses: {}, owners: [], acked: 0,
+      number: null, name: null};
+    rows.forEach(function (i) {
+      var f = get('field', i), o = get('owner', i), s = get('status', i), v = SEV_ORDER.indexOf(get('severity', i));
+      if (f && info.fields.indexOf(f) < 0) info.fields.push(f);
+      var rk = C.object[i] + '\u0001' + C.key[i];
+      if (!info.rows[rk]) { info.rows[rk] = 1; info.nrows++; }
+      if (v >= 0 && v < info.sev) info.sev = v;
+      info.statuses[s] = (info.statuses[s] || 0) + 1;
+      if (o && info.owners.indexOf(o) < 0) info.owners.push(o);
+      if (get('ack', i) === 'acknowledged') info.acked++;
+      if (!info.number && get('account_number', i)) { info.number = get('account_number', i); info.name = get('account_name', i); }
+    });
+    return info;
+  }
+  function groupRows(rows, k) {  // the contiguous run of rows[k]'s group in rows
+    var g = groupId(rows[k]), a = k, b = k;
+    while (a > 0 && groupId(rows[a - 1]) === g) a--;
+    while (b + 1 < rows.length && groupId(rows[b + 1]) === g) b++;
+    return rows.slice(a, b + 1);
+  }
+  function groupHeader(i, rows) {
+    var tr = el('tr', 'gh'), th = el('th'), kind = get('entity_kind', i), ent = get('entity', i);
+    th.colSpan = NCOLS; th.scope = 'rowgroup';
+    var g = groupInfo(rows), id = el('span', 'g-id');
+    if (kind === 'subscription') add(id, drillLink('sub', ent));
+    else if (kind === 'account' && get('account_id', i)) add(id, link('#drill?account=' + encodeURIComponent(get('account_id', i)), ent));
+    else add(id, kind === 'other' ? C.key[i] : ent);
+    add(th, el('span', 'g-kind', GROUP_WORDS[kind] || get('object', i)), ' ', id);
+    if (kind === 'account' && g.name) add(th, ' ', el('span', 'g-name', g.name));
+    if (kind === 'subscription' && g.number) add(th, ' ', el('span', 'muted', '\u00b7 account ' + g.number + (g.name ? ' ' + g.name : '')));
+    var sum = ' \u00b7 ' + fmt(g.n) + ' finding' + (g.n === 1 ? '' : 's');
+    if (g.fields.length) sum += ': ' + g.fields.slice(0, 6).join(', ') + (g.fields.length > 6 ? ' +' + (g.fields.length - 6) : '');
+    if (g.nrows > 1) sum += ' on ' + fmt(g.nrows) + ' rows';
+    var sp = el('span', 'g-sum', sum + ' \u00b7 ');
+    if (g.sev < 9) add(sp, sevBadge(SEV_ORDER[g.sev]));
+    var tail = '';
+    STATUS_ORDER.forEach(function (s) { if (g.statuses[s]) tail += ' \u00b7 ' + (ST_ICON[s] || '') + ' ' + fmt(g.statuses[s]) + ' ' + s; });
+    if (g.owners.length) tail += ' \u00b7 owner ' + g.owners.join(', ');
+    if (g.acked) tail += ' \u00b7 \u2713 ' + fmt(g.acked) + ' acknowledged';
+    add(sp, tail);
+    add(th, sp);
+    tr.appendChild(th);
     return tr;
   }
   function sqlStr(s) { return "'" + String(s).replace(/'/g, "''") + "'"; }
@@ -195,8 +259,17 @@
       var d = el('div'); add(d, el('dt', null, label)); var dd = el('dd'); add(dd, value); add(d, dd); add(dl, d);
     }
     var kind = get('kind', i), status = get('status', i), drift = get('drift_id', i), rule = get('rule', i);
-    var expl = get('explanation', i);
+    var expl = get('note', i);
     item('Explanation', expl && expl.slice(-1) === '\u2026' ? expl + ' (cut; full text in report.json)' : expl);
+    var obj0 = get('object', i), key0 = get('key', i), ids = el('span');
+    add(ids, obj0 + ' ', CAT[obj0] ? keyCell(obj0, key0) : document.createTextNode(key0 === null ? '' : key0));
+    var acct0 = get('account_id', i);
+    if (acct0) {
+      var ah0 = zuoraHref('Account', acct0);
+      add(ids, ' \u00b7 account ', ah0 ? link(ah0, acct0, true) : acct0);
+      if (get('account_name', i)) add(ids, ' (' + get('account_name', i) + ')');
+    }
+    item('Zuora ids', ids);
     item('Kind', kind);
     item('Status', status + (get('first_seen_run', i) ? ' \u00b7 first seen in ' + get('first_seen_run', i) : ''));
     item('Rule / drift', (rule ? rule + ' ' : '') + (drift ? '(' + drift + ': ' + (TITLES[drift] || '') + ')' : ''));
@@ -210,7 +283,20 @@
     if (get('subscription_name', i)) add(links, drillLink('sub', get('subscription_name', i)), ' \u00b7 ');
     add(links, link('#findings?object=' + encodeURIComponent(obj) + (get('field', i) ? '&field=' + encodeURIComponent(get('field', i)) : ''), 'all findings like this'));
     item('Links', links);
+    item('Owner', get('owner', i));
+    var fp = get('fp', i), ack = get('ack', i);
+    if (ack) item('Acknowledged', (ack === 'lapsed' ? 'lapsed (' + get('ack_lapsed', i) + '): ' : '') + 'by ' +
+      (get('ack_by', i) || '?') + ' at ' + (get('ack_at', i) || '').replace('T', ' ').replace('Z', ' UTC') +
+      (get('ack_until', i) ? ', until ' + get('ack_until', i) : '') + ': \u201c' + (get('ack_note', i) || '') + '\u201d');
+    item('Fingerprint', fp ? fp + '\u2026 (whole in report.json)' : null);
     add(cell, dl);
+    if (fp && status !== 'resolved') {
+      var cmd = ack === 'acknowledged' ? PREFIX + ' findings unack ' + fp
+        : PREFIX + ' findings ack ' + fp + " --note 'why this can wait'";
+      add(cell, el('div', 'small muted', ack === 'acknowledged' ? 'Take the acknowledgement back' :
+        'Acknowledge it (it stays here under \u201cacknowledged\u201d and stops alerting until it changes)'),
+        el('pre', 'cmd', cmd));
+    }
     var ev = get('evidence', i);
     if (ev) {
       var pretty = ev;
@@ -225,7 +311,7 @@
   // -- filtering and sorting ----------------------------------------------------------------------
   function defaults() {
     return {object: '', kind: '', rule: '', drift: '', field: '', severity: '', action: '', status: '',
-      q: '', group: '', size: 50, sort: '', desc: false, page: 1};
+      owner: '', ack: '', q: '', group: 'entity', size: 50, sort: '', desc: false, page: 1};
   }
   var state = defaults();
   var hay = null;
@@ -233,7 +319,8 @@
     if (hay) return hay;
     hay = new Array(N);
     var k = C.key, s = C.subscription_name, a = C.account_id;
-    for (var i = 0; i < N; i++) hay[i] = ((k[i] || '') + '\u0001' + (s[i] || '') + '\u0001' + (a[i] || '')).toLowerCase();
+    for (var i = 0; i < N; i++) hay[i] = ((k[i] || '') + '\u0001' + (s[i] || '') + '\u0001' + (a[i] || '') +
+      '\u0001' + (get('account_number', i) || '') + '\u0001' + (get('entity', i) || '')).toLowerCase();
     return hay;
   }
   var orders = {};
@@ -283,7 +370,17 @@
       return true;
     };
   }
+  var gids = null;
+  function groupId(i) {  // one integer per (entity kind, entity): the default grouping's key
+    if (!gids) {
+      gids = new Int32Array(N);
+      var kinds = C.entity_kind, ents = C.entity, nk = DICT.entity_kind.length + 1;
+      for (var r = 0; r < N; r++) gids[r] = (ents[r] + 1) * nk + kinds[r] + 1;
+    }
+    return gids[i];
+  }
   function groupKey(st, i) {
+    if (st.group === 'entity') return groupId(i);
     if (st.group === 'object') return get('object', i);
     if (st.group === 'rule') return get('rule', i) || (get('drift_id', i) ? get('drift_id', i) + ' (row/field)' : '\u2014');
     return null;
@@ -296,20 +393,30 @@
     } else {
       for (i = 0; i < N; i++) if (ok(i)) out.push(i);
     }
-    var groups = null;
-    if (st.group) {
+    var groups = null, members = null;
+    if (st.group === 'entity' && !idx) {
+      // the findings come grouped (reports.model.prepare_findings) and filtering keeps each
+      // group contiguous: the page finds a group's rows around it (groupRows), no bucketing
+      return {rows: out, groups: {}, members: null};
+    }
+    if (st.group && st.group !== 'none') {
       var buckets = {}, names = [];
       out.forEach(function (r) {
         var g = groupKey(st, r);
         if (!buckets[g]) { buckets[g] = []; names.push(g); }
         buckets[g].push(r);
       });
-      names.sort();
+      if (st.group !== 'entity') names.sort();  // entities: in reading order (worst first)
+      else members = buckets;
       groups = {};
       out = [];
-      names.forEach(function (g) { groups[g] = buckets[g].length; out = out.concat(buckets[g]); });
+      names.forEach(function (g) {  // push, not concat: linear for 100,000 findings in many groups
+        var b = buckets[g];
+        groups[g] = b.length;
+        for (var k = 0; k < b.length; k++) out.push(b[k]);
+      });
     }
-    return {rows: out, groups: groups};
+    return {rows: out, groups: groups, members: members};
   }
 
   // -- the findings explorer ------------------------------------------------------------------------
@@ -383,8 +490,12 @@
       if (current.groups) {
         var g = groupKey(state, i);
         if (g !== last) {
-          var gr = el('tr', 'grp'), gc = el('td', null, (state.group === 'object' ? 'Object ' : 'Rule / drift ') + g + ' \u2014 ' + fmt(current.groups[g]) + ' findings');
-          gc.colSpan = NCOLS; gr.appendChild(gc); frag.appendChild(gr); last = g;
+          if (state.group === 'entity') frag.appendChild(groupHeader(i, current.members ? current.members[g] : groupRows(current.rows, k)));
+          else {
+            var gr = el('tr', 'grp'), gc = el('td', null, (state.group === 'object' ? 'Object ' : 'Rule / drift ') + g + ' \u2014 ' + fmt(current.groups[g]) + ' findings');
+            gc.colSpan = NCOLS; gr.appendChild(gc); frag.appendChild(gr);
+          }
+          last = g;
         }
       }
       frag.appendChild(findingRow(i));
@@ -435,13 +546,13 @@
   function renderPeople() {
     var tbl = document.getElementById('people-table'), box = document.getElementById('people-pager');
     if (!tbl || !box) return;
-    if (!people) people = selectRows({action: 'human', status: 'open', q: '', group: '', sort: '', desc: false}).rows;
+    if (!people) people = selectRows({action: 'human', status: 'open', q: '', group: 'none', sort: '', desc: false}).rows;
     var size = 50, pages = Math.max(1, Math.ceil(people.length / size));
     var body = tbl.tBodies[0], frag = document.createDocumentFragment();
     people.slice((peoplePage - 1) * size, peoplePage * size).forEach(function (i) {
       var tr = el('tr');
       add(tr, td(sevBadge(get('severity', i))), td(get('object', i)), td(get('key', i), 'key'),
-        td(get('rule', i) || get('kind', i)), td(get('explanation', i)),
+        td(get('rule', i) || get('kind', i)), td(get('note', i)),
         td(drillLink('sub', get('subscription_name', i)), 'mono'), td(drillLink('account', get('account_id', i)), 'mono'));
       frag.appendChild(tr);
     });
@@ -491,7 +602,7 @@
         add(tr, td(statusBadge(get('status', i))), td(sevBadge(get('severity', i))), td(keyCell(o, get('key', i)), 'key'),
           td(KIND_SHORT[kind2] || kind2), td(ruleCell(i)), td(get('field', i)),
           td(valuePair(get('local_value', i), get('zuora_value', i), kind2), 'val'),
-          td(action === 'human' ? el('span', 'a-human', '\ud83d\udd12 human') : action), td(get('explanation', i), 'expl'));
+          td(action === 'human' ? el('span', 'a-human', '\u2691 human') : action), td(get('note', i), 'expl'));
         body.appendChild(tr);
       });
       tbl.appendChild(body);

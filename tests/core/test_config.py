@@ -186,6 +186,11 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "RECON_REPAIR_ALLOWED_TRIGGERS": "orders.app_audit, touch_updated_at",
         # issue 17: snapshot retention
         "RECON_SNAPSHOTS_KEEP_DAYS": "14",
+        # issue 17: owners
+        "RECON_OWNERS_DEFAULT": "data-eng",
+        "RECON_OWNERS_RULE": '{"D22": "catalog-team"}',
+        "RECON_OWNERS_OBJECT": '{"orders": "crm"}',
+        "RECON_OWNERS_WEBHOOK": '{"crm": "https://hooks.example.com/crm"}',
     }
     assert set(env) == set(ENV_VARS), "a new RECON_* variable needs a line in this test"
     s = load_settings(write(tmp_path, FULL_TOML), env=env)
@@ -402,7 +407,7 @@ def test_readme_settings_table_matches_the_declaration() -> None:
         assert documented_default(spec, default), \
             f"{spec.key}: README default {default!r}, declared {spec.default!r}"
     assert documented == [s.key for s in SETTINGS], "README: one row per setting, in order"
-    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 59
+    assert len(rows) == len(SETTINGS) == len(ENV_VARS) == 63
 
 
 def test_the_example_config_sets_exactly_the_defaults(tmp_path: Path) -> None:
@@ -523,3 +528,37 @@ def test_settings_built_in_code_stay_a_dataclass_and_can_be_validated() -> None:
         validate(replace(base, schedule_full="0 4 * * 9"))
     with pytest.raises(ConfigError, match=r"repair\.batch_size"):
         validate(replace(base, repair_batch_size=0))
+
+
+def test_owners_table_in_toml_and_env_and_its_webhooks_stay_secret(tmp_path: Path) -> None:
+    """``[owners]``: rule.<D-id>, object.<name>, default and webhook.<owner> (issue 17); the
+    precedence rule > object > likely drift > default; a bad name or URL names the key, and a
+    webhook URL is never printed."""
+    import polars as pl
+
+    from core.owners import Owners
+
+    hook = "https://hooks.example/T0/B0/own3r-t0ken"
+    path = write(tmp_path, '[owners]\ndefault = "data-eng"\nrule.D22 = "catalog-team"\n'
+                 'rule.D05 = "tz"\nobject.Subscription = "billing"\nobject.orders = "crm"\n'
+                 f'webhook.billing = "{hook}"\n')
+    s = load_settings(path, env={})
+    owners = Owners.of(s)
+    assert owners.rules == {"D22": "catalog-team", "D05": "tz"} and owners.default == "data-eng"
+    assert owners.webhook("billing").get() == hook and not owners.webhook("tz")
+    for text in (repr(s), str(s.describe()), str([r.value for r in explain_settings(path,
+                                                                                 env={})])):
+        assert "own3r-t0ken" not in text
+    f = pl.DataFrame({"object": ["Subscription", "Subscription", "ProductRatePlan", "Account"],
+                      "rule": ["D22", None, None, None], "drift_id": [None, "D05", "D05", None]})
+    assert f.select(owners.expr())["owner"].to_list() == ["catalog-team", "billing", "tz",
+                                                          "data-eng"]
+    env = load_settings(env={"RECON_OWNERS_OBJECT": '{"Contact": "crm"}'})
+    assert Owners.of(env).objects == {"Contact": "crm"}
+    for toml, says in (('[owners]\nrule.D5 = "x"\n', "rule.D5"),
+                       ('[owners]\nobject.Nope = "x"\n', "object.Nope"),
+                       ('[owners]\ndefault = "two words"\n', "owners.default"),
+                       ('[owners]\nwebhook.x = "ftp://secret-host/t0k"\n', "webhook.x")):
+        with pytest.raises(ConfigError, match=re.escape(says)) as e:
+            load_settings(write(tmp_path, toml, "bad.toml"), env={})
+        assert "secret-host" not in str(e.value)

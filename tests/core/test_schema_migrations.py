@@ -190,6 +190,8 @@ def test_stores_of_an_older_recon_are_upgraded_and_newer_ones_refused(
     # the state file: upgraded on opening, its rows intact; a newer one refused by name
     with StateDB(data) as st:
         assert st.schema_version() == STATE_MIGRATIONS[-1].version
+        # issue 17's migration 2: acknowledged findings
+        assert st.con.execute("SELECT count(*) FROM finding_acks").fetchall() == [(0,)]
         marks = st.hwms()
         assert marks["Account"].run_id == "run-old"
         assert marks["Account"].hwm == dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)

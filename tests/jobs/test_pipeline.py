@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -112,6 +113,11 @@ def test_alert_reaches_a_local_receiver_without_secrets(env) -> None:
     assert fail["recon"]["job"] == "nightly" and fail["recon"]["run_id"] == failed.run_id
     assert fail["recon"]["status"] == "failed" and "text" in fail
     assert drift["recon"]["counts"]["new"] >= 1 and drift["recon"]["report_path"]
+    # issue 17: the new findings, compactly, by identifiers only (no value, no e-mail)
+    lines = drift["recon"]["findings"]
+    assert lines and all(line["why"] == "new" for line in lines)
+    assert drift["text"].count("\n• ") == len(lines)
+    assert not re.search(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.", json.dumps(drift))
     text = json.dumps(_Receiver.bodies)
     for secret in ("wrong-secret-value", SECRET, "tok3n-secret", "postgresql://"):
         assert secret not in text.replace(_Receiver.bodies[0]["path"], ""), secret

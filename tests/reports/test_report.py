@@ -165,7 +165,7 @@ def test_raw_html_has_the_first_page_server_side_and_escapes_every_payload(
     html = runs["report"].html.read_text()
     # usable with JavaScript off: banner, tiles and the first page of findings are in the HTML
     assert 'data-banner="DRIFT"' in html
-    body = html.split('<table id="f-table">', 1)[1].split("</tbody>", 1)[0]
+    body = html.split('<table id="f-table" class="findings">', 1)[1].split("</tbody>", 1)[0]
     assert body.count('<tr class="row">') == min(50, runs["drift"].height)
     doc = _json(runs["report"].json)
     for key, value in (("drift", doc["summary"]["drift"]),
@@ -196,7 +196,9 @@ def test_raw_html_has_the_first_page_server_side_and_escapes_every_payload(
 def test_zuora_ids_link_through_the_template_and_empty_template_means_no_links(
         runs: dict[str, Any], tmp_path: Path) -> None:
     html = runs["report"].html.read_text()
-    assert f'href="https://zuora.example/apps/Contact/{runs["c2"]}"' in html
+    # Zuora ids are in each finding's detail (the page script); the accounts list links them
+    acct = runs["drift"].filter(pl.col("key") == runs["c2"])["account_id"][0]
+    assert f'href="https://zuora.example/apps/Account/{acct}"' in html
     plain = build_report(runs["data"], RUN2, settings=_settings(runs["data"], template=""),
                          out_dir=tmp_path)
     text = plain.html.read_text()
@@ -258,7 +260,8 @@ def test_a_run_without_a_saved_plan_says_so_and_how_to_make_one(
     """The report never plans (issue 14, d): run 1 has no repair-plan.json, so its report and
     the CLI say so and name the command; the exit code stays README's (0 written; with
     --fail-on-drift the banner's), and --no-plan is still accepted."""
-    hint = f"no repair-plan.json for this run (run `recon repair plan --run {RUN1}`)"
+    hint = (f"no repair-plan.json for this run (run `RECON_DATA_DIR={runs['data'].resolve()} "
+            f"recon repair plan --run {RUN1}`)")
     r = build_report(runs["data"], RUN1, settings=runs["settings"], out_dir=tmp_path / "r1")
     doc = _json(r.json)
     assert doc["repair"]["available"] is False and doc["repair"]["source"] == ""
@@ -270,7 +273,11 @@ def test_a_run_without_a_saved_plan_says_so_and_how_to_make_one(
     monkeypatch.delenv("RECON_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["report", "--run", RUN1, "--out", str(tmp_path / "o")]) == 0
-    assert f"repair: {hint}" in capsys.readouterr().out
+    out = capsys.readouterr().out  # the CLI's settings: the default DuckDB file, by path
+    assert (f"repair: no repair-plan.json for this run (run `RECON_DATA_DIR="
+            f"{runs['data'].resolve()} RECON_LOCAL_DATABASE_URL=duckdb:///"
+            f"{(tmp_path / 'data' / 'local.duckdb').resolve()} recon repair plan --run "
+            f"{RUN1}`)") in out
     assert main(["-q", "report", "--run", RUN1, "--out", str(tmp_path / "o"), "--no-plan",
                  "--fail-on-drift"]) == 1
     assert capsys.readouterr().out == ""
@@ -319,7 +326,7 @@ def test_markup_and_template_syntax_in_data_render_as_text(runs: dict[str, Any],
     island = html.split('<script type="application/json" id="report-data">', 1)[1] \
         .split("</script>", 1)[0]
     assert not set("<>&") & set(island)
-    assert payload in json.loads(island)["findings"]["cols"]["explanation"]
+    assert payload in json.loads(island)["findings"]["cols"]["note"]
 
 
 def _model(runs: dict[str, Any], run: str, tmp_path: Path) -> tuple[Any, pl.DataFrame]:
@@ -586,3 +593,366 @@ def test_a_run_that_validation_stopped_is_partial_with_the_reason(runs: dict[str
     assert doc["status"]["reasons"][0].startswith("validation stopped the run")
     assert "Account.Id: 3 duplicated Zuora keys" in doc["status"]["reasons"]
     assert doc["summary"]["drift"] is None and 'data-key="drift" data-value=""' in r.html.read_text()
+
+
+# -- issue 17: the report for the 3 a.m. reader, owners, acknowledgements, alerts ---------------
+# The page must fit these windows without scrolling sideways; what a reader looks for first
+# (every column header, the first group's identifier and its explanation) must be on screen,
+# and not merely inside a box that clips or scrolls it away.
+_VISIBLE = """((sel, scope) => {
+  const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+  const el = typeof sel === 'string' ? (scope || document).querySelector(sel) : sel;
+  if (!el) return 'missing: ' + sel;
+  const r = el.getBoundingClientRect();
+  if (r.width <= 0 || r.height <= 0) return 'empty box: ' + el.textContent;
+  if (r.left < 0 || r.right > vw + 0.5 || r.top < 0 || r.bottom > vh + 0.5)
+    return 'outside the viewport: ' + el.textContent.slice(0, 40) + ' ' + JSON.stringify(r);
+  for (let a = el.parentElement; a && a !== document.documentElement; a = a.parentElement) {
+    const s = getComputedStyle(a);
+    if (s.overflowX !== 'visible' || s.overflowY !== 'visible') {
+      const b = a.getBoundingClientRect();
+      if (r.left < b.left - 0.5 || r.right > b.right + 0.5 || a.scrollWidth > a.clientWidth + 1)
+        return 'clipped by ' + a.tagName + '.' + a.className + ': ' + el.textContent.slice(0, 40);
+    }
+  }
+  return 'ok';
+})"""
+
+
+def _show(c: Chromium, expr: str, top: int = 48) -> None:
+    """Scroll so that the element of ``expr`` sits just below the sticky navigation."""
+    c.evaluate(f"(() => {{ const e = {expr}; window.scrollTo(0, e.getBoundingClientRect().top"
+               f" + window.scrollY - {top}); }})()")
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (1400, 900)])
+def test_browser_findings_fit_the_window_grouped_by_what_broke(
+        runs: dict[str, Any], browser: Chromium, width: int, height: int) -> None:
+    browser.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                 deviceScaleFactor=1, mobile=False)
+    try:
+        _load(browser, runs["report"].html)
+        assert browser.evaluate("document.documentElement.scrollWidth <= "
+                                "document.documentElement.clientWidth")
+        _show(browser, "document.querySelector('#f-table thead')")
+        heads = browser.evaluate("[...document.querySelectorAll('#f-table thead th')]"
+                                 ".map(t => t.textContent)")
+        assert heads[:3] == ["Status", "Subscription / product", "Account"]  # people's ids first
+        for i in range(len(heads)):
+            assert browser.evaluate(f"{_VISIBLE}(document.querySelectorAll("
+                                    f"'#f-table thead th')[{i}])") == "ok", heads[i]
+        # the first group, and the first subscription's group: identifier and explanation
+        first_sub = ("[...document.querySelectorAll('#f-table tr.gh')].find(g => "
+                     "g.querySelector('.g-kind').textContent === 'Subscription')")
+        for group in ("document.querySelector('#f-table tr.gh')", first_sub):
+            _show(browser, group, top=90)
+            assert browser.evaluate(f"{_VISIBLE}({group}.querySelector('.g-id'))") == "ok"
+            expl = f"{group}.nextElementSibling.querySelector('td.expl')"
+            assert browser.evaluate(f"{_VISIBLE}({expl})") == "ok"
+            note = browser.evaluate(f"{expl}.textContent")
+            row_key = browser.evaluate(f"{group}.nextElementSibling.dataset.i")
+            assert note and row_key is not None
+        # one subscription with four fields off by a day is one group of four rows, named by
+        # its subscription, its explanation without the row's Zuora id
+        sub = runs["drift"].filter((pl.col("object") == "Subscription")
+                                   & (pl.col("drift_id") == "D05"))
+        assert sub["subscription_name"].n_unique() == 1 and sub.height == 4
+        name, zid = sub["subscription_name"][0], sub["key"][0]
+        group = ("[...document.querySelectorAll('#f-table tr.gh')].find(g => "
+                 f"g.querySelector('.g-id').textContent === '{name}')")
+        text = browser.evaluate(f"{group}.textContent")
+        assert "4 findings" in text and "account A" in text
+        rows = browser.evaluate(f"(() => {{ const out = []; let r = {group}.nextElementSibling;"
+                                " while (r && r.classList.contains('row')) {"
+                                " out.push(r.textContent); r = r.nextElementSibling; }"
+                                " return out; })()")
+        assert len(rows) == 4 and not any(zid in r for r in rows)
+        # drill-down from the group and the detail (with the Zuora id) still work
+        browser.evaluate(f"{group}.nextElementSibling.querySelector('td.expl').click()")
+        detail = browser.evaluate("document.querySelector('#f-table tr.detail').innerText")
+        assert zid in detail and "findings ack" in detail
+        browser.evaluate(f"{group}.querySelector('.g-id a').click()")
+        browser.wait_for("document.getElementById('drill-panel').innerText.length > 0")
+        assert name in browser.evaluate("document.getElementById('drill-panel').innerText")
+        assert browser.evaluate("document.documentElement.scrollWidth <= "
+                                "document.documentElement.clientWidth")
+        _clean(browser)
+    finally:
+        browser.send("Emulation.setDeviceMetricsOverride", width=1400, height=1000,
+                     deviceScaleFactor=1, mobile=False)
+
+
+def test_first_page_is_grouped_server_side_with_account_numbers(runs: dict[str, Any]) -> None:
+    """With JavaScript off the groups are there too, led by subscription names and account
+    numbers; report.json carries the entity columns and the compact note."""
+    doc = _json(runs["report"].json)
+    f = pl.DataFrame(doc["findings"])
+    # each group is contiguous, in reading order
+    seen: list[tuple[str, str]] = []
+    for k in zip(f["entity_kind"], f["entity"], strict=True):
+        if not seen or seen[-1] != k:
+            assert k not in seen, f"group {k} split"
+            seen.append(k)
+    subs = f.filter(pl.col("subscription_name").is_not_null())
+    assert (subs["entity"] == subs["subscription_name"]).all()
+    accts = f.filter(pl.col("entity_kind") == "account")
+    assert accts.height and accts["entity"].str.contains(r"^A\d{8}$").all()
+    for r in f.filter(pl.col("kind") == "field_mismatch").to_dicts():
+        assert r["key"] not in r["note"] and (r["subscription_name"] or "@@") not in r["note"]
+    html = runs["report"].html.read_text()
+    body = html.split('<table id="f-table" class="findings">', 1)[1].split("</tbody>", 1)[0]
+    first = f.row(0, named=True)
+    assert body.count('<tr class="gh">') == len(dict.fromkeys(
+        zip(f["entity_kind"][:50], f["entity"][:50], strict=True)))
+    head = body.split("</thead>", 1)[1].split("</tr>", 1)[0]
+    assert '<span class="g-id">' in head and first["entity"] in head
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data: Path,
+         *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("RECON_DATA_DIR", str(data))
+    monkeypatch.delenv("RECON_CONFIG", raising=False)
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ack_mutes_alerts_stays_visible_lapses_and_unack(
+        runs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    import duckdb
+
+    from repair.planner import build_plan
+    from reports.alerting import alert_findings
+
+    data = tmp_path / "data"
+    shutil.copytree(runs["data"], data)
+    monkeypatch.chdir(tmp_path)
+    settings = _settings(data)
+    drift = runs["drift"]
+    target = drift.filter((pl.col("key") == runs["c2"]) & (pl.col("status") == "new")).row(
+        0, named=True)
+    fp = target["fingerprint"]
+    before = alert_findings(data, RUN2, settings)
+    assert before.filter(pl.col("field") == target["field"]).height == 1
+    def planned() -> list[tuple[Any, ...]]:
+        return [(o.step, o.table, o.op, json.dumps(o.key, sort_keys=True, default=str),
+                 tuple(o.findings))
+                for o in build_plan(data, RUN2).operations]
+
+    plan_before = planned()
+    # typed refusals, exit 2, never a traceback
+    for argv, says in ((["findings", "ack", "0123456789ab", "--note", "x"], "no finding"),
+                       (["findings", "ack", fp[:4], "--note", "x"], "too short"),
+                       (["findings", "ack", fp, "--note", "x", "--until", "2000-01-01"],
+                        "in the past"),
+                       (["findings", "ack", "--rule", "D99", "--key", "nope", "--note", "x"],
+                        "no finding of rule D99"),
+                       (["findings", "unack", fp], "no single ack")):
+        code, _, err = _cli(monkeypatch, capsys, data, *argv)
+        assert code == 2 and says in err and "Traceback" not in err, (argv, err)
+    code, out, _ = _cli(monkeypatch, capsys, data, "findings", "ack", fp[:12], "--note",
+                        "known: the CRM import renames it tonight")
+    assert code == 0 and "acknowledged 1 finding" in out and fp[:12] in out
+    # muted in the alert, visible in the report under "acknowledged", repair unchanged
+    after = alert_findings(data, RUN2, settings)
+    assert after.height == before.height - 1
+    assert after.filter(pl.col("field") == target["field"]).height == 0
+    r = build_report(data, RUN2, settings=settings, out_dir=tmp_path / "o")
+    doc = _json(r.json)
+    acked = [x for x in doc["findings"] if x["fingerprint"] == fp][0]
+    assert acked["ack"] == "acknowledged" and acked["ack_by"] and acked["ack_note"]
+    assert doc["summary"]["acknowledged"] == 1 and doc["summary"]["drift"] == runs[
+        "report"].open_findings  # still drift: an ack hides nothing
+    assert doc["acks"]["acknowledged"][0]["fingerprint"] == fp
+    html = r.html.read_text()
+    assert 'id="acks-table"' in html and "the CRM import renames it tonight" in html
+    assert planned() == plan_before
+    # the date passes: lapsed, alerts again
+    code, _, _ = _cli(monkeypatch, capsys, data, "findings", "ack", fp, "--note", "till today",
+                      "--until", dt.datetime.now(dt.UTC).date().isoformat())
+    assert code == 0
+    later = dt.date.today() + dt.timedelta(days=2)
+    lapsed = alert_findings(data, RUN2, settings, today=later)
+    assert lapsed.filter(pl.col("why") == "acknowledgement lapsed: date passed").height == 1
+    # the values change: lapsed
+    con = duckdb.connect(str(data / "state.duckdb"))
+    con.execute("UPDATE finding_acks SET zuora_value = 'what it was' WHERE fingerprint = ?",
+                [fp])
+    con.close()
+    doc = _json(build_report(data, RUN2, settings=settings, out_dir=tmp_path / "p").json)
+    assert [x["ack_lapsed"] for x in doc["findings"] if x["fingerprint"] == fp] == [
+        "values changed"]
+    assert doc["acks"]["lapsed"][0]["lapsed"] == "values changed"
+    # resolution: acknowledged in run 1, resolved in run 2
+    gone = drift.filter(pl.col("status") == "resolved").row(0, named=True)
+    code, _, _ = _cli(monkeypatch, capsys, data, "findings", "ack", gone["fingerprint"],
+                      "--run", RUN1, "--note", "will fix")
+    assert code == 0
+    code, _, err = _cli(monkeypatch, capsys, data, "findings", "ack", gone["fingerprint"],
+                        "--note", "again")  # its latest run resolved it
+    assert code == 2 and "is resolved" in err
+    doc = _json(build_report(data, RUN2, settings=settings, out_dir=tmp_path / "q").json)
+    assert [x["ack"] for x in doc["findings"] if x["fingerprint"] == gone["fingerprint"]] == [
+        "lapsed"]
+    # by rule and key (the subscription name): every D05 finding of one subscription
+    sub = drift.filter((pl.col("object") == "Subscription") & (pl.col("drift_id") == "D05"))
+    code, out, _ = _cli(monkeypatch, capsys, data, "findings", "ack", "--rule", "D05", "--key",
+                        sub["subscription_name"][0], "--note", "tz fix deploys Monday")
+    assert code == 0 and "acknowledged 4 finding" in out
+    # unack: alerts again
+    code, out, _ = _cli(monkeypatch, capsys, data, "findings", "unack", fp[:10])
+    assert code == 0 and "removed 1" in out
+    assert alert_findings(data, RUN2, settings).filter(
+        pl.col("field") == target["field"]).height == 1
+    code, out, _ = _cli(monkeypatch, capsys, data, "findings", "unack", "--rule", "D05",
+                        "--key", sub["subscription_name"][0])
+    assert code == 0 and "removed 4" in out
+
+
+def test_ack_lapses_set_wise() -> None:
+    """:func:`reconcile.acks.ack_states` on every lapse at once (no loop per finding)."""
+    from reconcile.acks import ACK_SCHEMA, ack_states
+
+    today = dt.date(2026, 11, 10)
+    f = pl.DataFrame({
+        "fingerprint": ["a", "b", "c", "d", "e", "f"],
+        "status": ["persisting", "resolved", "new", "persisting", "persisting", "new"],
+        "first_seen_run": ["r1", "r1", "r3", "r1", "r1", "r3"],
+        "zuora_value": ["x", "x", "x", "y", None, "x"],
+        "local_value": ["w", "w", "w", "w", None, "w"]})
+    acks = pl.DataFrame({
+        "fingerprint": ["a", "b", "c", "d", "e"], "object": ["O"] * 5, "key": ["k"] * 5,
+        "kind": ["field_mismatch"] * 5, "rule": [None] * 5, "field": ["F"] * 5,
+        "zuora_value": ["x", "x", "x", "x", None], "local_value": ["w", "w", "w", "w", None],
+        "first_seen_run": ["r1"] * 5, "run_id": ["r1"] * 5, "note": ["n"] * 5,
+        "acked_by": ["ops"] * 5, "host": ["h"] * 5,
+        "acked_at": [dt.datetime(2026, 11, 1)] * 5,
+        "until": [None, None, None, None, dt.date(2026, 11, 9)]}, schema=ACK_SCHEMA)
+    out = ack_states(f, acks, today).sort("fingerprint")
+    assert out["ack"].to_list() == ["acknowledged", "lapsed", "lapsed", "lapsed", "lapsed", None]
+    assert out["ack_lapsed"].to_list() == [None, "resolved", "resolved and came back",
+                                           "values changed", "date passed", None]
+    assert ack_states(f, acks, dt.date(2026, 11, 9)).sort("fingerprint")["ack"][4] == \
+        "acknowledged"  # valid through its day
+
+
+def test_owners_in_report_and_alerts_and_owner_webhooks_get_their_own(
+        runs: dict[str, Any], tmp_path: Path) -> None:
+    import json as _json_mod
+
+    from jobs import alerts
+    from tests.support.jobs import Receiver
+
+    drift = runs["drift"]
+    with Receiver() as main_hook, Receiver() as billing_hook:
+        settings = _settings(
+            runs["data"], owners_default="data-eng",
+            owners_rule=_json_mod.dumps({"D11": "orders-team", "D05": "tz-team"}),
+            owners_object=_json_mod.dumps({"Subscription": "billing", "Contact": "crm"}),
+            owners_webhook=Secret(_json_mod.dumps({"billing": billing_hook.url})),
+            alerts_webhook_url=Secret(main_hook.url))
+        r = build_report(runs["data"], RUN2, settings=settings, out_dir=tmp_path)
+        doc = _json(r.json)
+        owner = {(x["object"], x["key"], x["field"]): x["owner"] for x in doc["findings"]}
+        for x in drift.to_dicts():
+            want = ("orders-team" if x["rule"] == "D11" else "billing"
+                    if x["object"] == "Subscription" else "crm" if x["object"] == "Contact"
+                    else "tz-team" if x["drift_id"] == "D05" else "data-eng")
+            assert owner[(x["object"], x["key"], x["field"])] == want, x
+        assert doc["settings"]["owners"] is True and doc["summary"]["owners"]
+        assert "orders-team" in r.html.read_text()
+        # the alert lists the new findings by identifiers only; the owner's hook gets its own
+        n = alerts.drift(settings, "nightly", "job-1", "drift", {"new": 1}, str(r.html), RUN2)
+        assert n == drift.filter(pl.col("status") == "new").height
+        bodies = main_hook.wait(1)
+    assert len(bodies) == 1 and not billing_hook.bodies  # billing owns no new finding
+    body = bodies[0]
+    lines = body["recon"]["findings"]
+    assert lines and set(lines[0]) == {"subscription_name", "account_number", "object", "rule",
+                                       "owner", "why", "fields", "findings"}
+    raw = main_hook.raw[0]
+    for x in drift.filter(pl.col("status") == "new").to_dicts():
+        for value in (x["zuora_value"], x["local_value"], x["key"], x["explanation"]):
+            if value and len(value) > 3 and value != x["subscription_name"]:
+                assert value not in raw, value
+    assert not re.search(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.", body["text"])
+    assert "T0KEN" not in raw
+    # an owner with a webhook gets the alert of its own findings only
+    with Receiver() as crm_hook:
+        s2 = replace_settings(settings, owners_webhook=Secret(_json_mod.dumps(
+            {"crm": crm_hook.url})), alerts_webhook_url=Secret(None))
+        alerts.drift(s2, "nightly", "job-1", "drift", {"new": 1}, None, RUN2)
+        got = crm_hook.wait(1)
+    assert len(got) == 1 and got[0]["recon"]["owner"] == "crm"
+    assert {x["owner"] for x in got[0]["recon"]["findings"]} == {"crm"}
+
+
+def replace_settings(settings: Settings, **kw: Any) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **kw)
+
+
+def test_auto_apply_outcome_and_pasteable_commands(
+        runs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With ``repair.auto`` the report says what the apply did (or that it is to come); the
+    commands it prints carry real paths and the data directory, and run as printed."""
+    import shlex
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(runs["data"], data)
+    settings = replace_settings(_settings(data), repair_auto=True,
+                                local_database_url="duckdb:///local.duckdb")
+    monkeypatch.chdir(tmp_path)
+    doc = _json(build_report(data, RUN2, settings=settings, out_dir=tmp_path / "a").json)
+    assert doc["repair"]["auto_apply"]["outcome"] == "pending"
+    r = build_report(data, RUN2, settings=settings, out_dir=tmp_path / "b",
+                     auto_apply={"repair": "refused", "repair_refusal": "would change 9% of "
+                                 "billing_accounts (limit 5%)"})
+    html = r.html.read_text()
+    assert 'data-outcome="refused"' in html and "would change 9% of billing_accounts" in html
+    # the nightly's apply step writes the run's report again with its outcome
+    from core.snapshot import find_complete
+    from jobs.steps import JOBS, StepRun, _report_outcome
+
+    step = StepRun(JOBS["nightly"], settings, lambda _m: None, report=r,
+                   snapshot=find_complete(data, RUN2),
+                   counts={"new": 1, "repair": "complete", "repair_apply_id": "ap-42",
+                           "repair_applied": 7, "repair_operations": 7})
+    _report_outcome(step)
+    page = (data / "runs" / RUN2 / "report.html").read_text()
+    assert 'data-outcome="complete"' in page and "ap-42" in page
+    assert "repair revert ap-42 --yes" in page
+    doc = _json(r.json)
+    cmds = doc["repair"]["commands"] + [x["command"] for x in doc["rules"] if x["command"]]
+    assert cmds and not any("DATA/" in c for c in cmds)
+    prefix = (f"RECON_DATA_DIR={data.resolve()} RECON_LOCAL_DATABASE_URL=duckdb:///"
+              f"{(tmp_path / 'local.duckdb').resolve()} recon")
+    assert all(c.startswith(prefix) for c in cmds) and doc["command_prefix"] == prefix
+    assert str((data / "runs" / RUN2 / "repair-plan.json").resolve()) in cmds[1]
+
+    def run(cmd: str) -> int:
+        """A printed command run as a shell would: its VAR=value words, then recon's argv
+        (in-process, from another directory)."""
+        words = shlex.split(cmd.split("  #")[0])
+        env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+        argv = words[len(env) + 1:]
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            m.delenv("RECON_CONFIG", raising=False)
+            m.chdir(tmp_path / "a")
+            code = main(["-q", *argv])
+        capsys.readouterr()
+        return code
+
+    assert run(cmds[0]) == 0  # recon repair plan --run RUN
+    assert (data / "runs" / RUN2 / "repair-plan.json").is_file()
+    fp = runs["drift"].filter(pl.col("status") == "new")["fingerprint"][0]
+    assert run(f"{doc['command_prefix']} findings ack {fp[:12]} --note 'why this can wait'") == 0
+    assert run(f"{doc['command_prefix']} findings unack {fp[:12]}") == 0

@@ -69,9 +69,11 @@ def test_island_findings_are_columnar_coded_compact_and_cut() -> None:
     assert _decode(data, "status") == ["new", "resolved"]
     assert _decode(data, "rule") == [None, None]
     assert isinstance(data["cols"]["object"], str) and len(data["cols"]["object"]) == 2
-    # the explanation does not repeat its key and values; the script puts them back
-    assert data["cols"]["explanation"][0] == f"</script> {MARK_KEY}: {MARK_ZUORA} vs {MARK_LOCAL}"
-    assert len(data["cols"]["explanation"][1]) == data["cap"] + 1  # cut, with an ellipsis
+    # the page carries the compact note, not repeating its key and values (the script puts
+    # them back), and no whole explanation (it is in report.json)
+    assert data["cols"]["note"][0] == f"</script> {MARK_KEY}: {MARK_ZUORA} vs {MARK_LOCAL}"
+    assert len(data["cols"]["note"][1]) == data["cap"] + 1  # cut, with an ellipsis
+    assert "explanation" not in data["cols"]
     assert data["cols"]["zuora_updated"] == [1793536200, None]  # epoch seconds
     assert not set('"\\<>&') & set(data["alphabet"])
 
