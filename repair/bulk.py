@@ -128,6 +128,7 @@ class _Run:
     after_cols: tuple[str, ...]
     before_cols: tuple[str, ...]
     refs: dict[str, _Ref] = field(default_factory=dict)
+    after_order: tuple[str, ...] = ()  # the after columns in the first operation's order
 
 
 # -- values: JSON text in, typed values; typed values out, the executor's JSON text ----------
@@ -154,9 +155,10 @@ def _json(expr: str, local_type: str) -> str:
     if base in ("DECIMAL", "NUMERIC"):
         inner = f"to_json(CAST({expr} AS text))::text"
     elif base in ("TIMESTAMP", "DATETIME"):
-        inner = (f"to_json(to_char({expr}, CASE WHEN date_trunc('second', {expr}) = {expr} "
-                 f"THEN 'YYYY-MM-DD\"T\"HH24:MI:SS' ELSE 'YYYY-MM-DD\"T\"HH24:MI:SS.US' END))"
-                 "::text")
+        # PostgreSQL's own JSON of a timestamp is Python's without microseconds (and cheaper
+        # than to_char); with them, Python keeps six digits where PostgreSQL trims zeros
+        inner = (f"CASE WHEN date_trunc('second', {expr}) = {expr} THEN to_json({expr})::text "
+                 f"ELSE to_json(to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'))::text END")
     elif base == "DATE":
         inner = f"to_json(to_char({expr}, 'YYYY-MM-DD'))::text"
     elif base == "BOOLEAN":
@@ -204,15 +206,16 @@ def _runs(frame: pl.DataFrame) -> tuple[list[_Run], duckdb.DuckDBPyConnection]:
     with_refs = {(t, o) for t, o in con.sql('SELECT DISTINCT "table", op FROM ref_ops')
                  .fetchall()}
     firsts = ", ".join(str(r.first) for r in runs)
-    shapes = {int(s): (tuple(k), tuple(a), tuple(b)) for s, k, a, b in con.sql(
-        f"SELECT seq, {_keys('key')}, {_keys('after')}, {_keys('before')} FROM ops "
+    shapes = {int(s): (tuple(k), tuple(a), tuple(b), tuple(o or ())) for s, k, a, b, o in con.sql(
+        f"SELECT seq, {_keys('key')}, {_keys('after')}, {_keys('before')}, json_keys(after) "
+        "FROM ops "
         f"WHERE seq IN ({firsts})").fetchall()}
     for r in runs:
         if r.op not in ("insert", "update"):
             raise RepairFailed(f"the bulk path applies inserts and updates of the rows it "
                                f"inserts, not a {r.op} ({r.table}); apply this plan with "
                                "`recon repair apply`")
-        r.key_cols, r.after_cols, r.before_cols = shapes[r.first]
+        r.key_cols, r.after_cols, r.before_cols, r.after_order = shapes[r.first]
         types = column_types(r.table)
         if r.op == "update" and not set(r.after_cols) <= set(r.before_cols):
             raise RepairFailed(f"updates of {r.table} without the expected current value of "
@@ -270,8 +273,10 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, run: _Run) -> bytes:
     it sets (a reference's: its JSON), taken out of the plan's JSON in DuckDB."""
     plain = [c for c in run.after_cols if c not in run.refs]
     refs = [c for c in run.after_cols if c in run.refs]
-    shape = (f"list_sort(json_keys(key)) = {list(run.key_cols)!r} AND {_keys('after')} = "
-             f"{list(run.after_cols)!r} AND (before IS NULL OR len(json_keys(before)) = 0)")
+    # the keys in the first operation's order (the planner's, every time), else sorted
+    shape = (f"list_sort(json_keys(key)) = {list(run.key_cols)!r} AND CASE WHEN "
+             f"json_keys(after) = {list(run.after_order)!r} THEN true ELSE {_keys('after')} = "
+             f"{list(run.after_cols)!r} END AND (before IS NULL OR len(json_keys(before)) = 0)")
     items = [f"v[{i + 1}] AS {c}" for i, c in enumerate(plain)]
     items += [f"CAST(json_extract(after, '$.\"{c}\"') AS VARCHAR) AS {c}" for c in refs]
     rows = con.sql(
