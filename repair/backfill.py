@@ -21,20 +21,25 @@ account's). Each chunk is
    the committed chunks wrote);
 2. written as one Parquet chunk of a version 3 plan (``DATA/backfills/<id>/plan.json`` and
    ``plan.ops/chunk-NNNNN.parquet``; :mod:`repair.plan`) and hashed;
-3. *applied* by the repair executor in ONE transaction marked as the ``backfill`` writer, with
-   its audit rows, its row in ``recon_repair_applies`` (an apply id of its own, so
-   ``recon repair history`` lists it and ``recon repair revert`` deletes its rows by key) and
-   its checkpoint row in ``recon_backfill_chunks``: committed together, or not at all.
+3. *applied* in ONE transaction marked as the ``backfill`` writer (set-based on PostgreSQL,
+   :mod:`repair.bulk`; by the repair executor on DuckDB), with its audit rows, its row in
+   ``recon_repair_applies`` (an apply id of its own, so ``recon repair history`` lists it and
+   ``recon repair revert`` deletes its rows by key) and its checkpoint row in
+   ``recon_backfill_chunks``: committed together, or not at all.
+
+On PostgreSQL chunk N+1 is planned (1–2, and :func:`repair.bulk.prepare`) on a thread with a
+connection of its own while chunk N applies (:class:`_Planner`).
 
 Killed (even ``kill -9``) at any point, a re-run with the same snapshot and chunk size continues
 after the last committed chunk; a chunk whose apply was reverted is filled again. Memory and
 plan size grow with a chunk: the Zuora side is first copied once into a DuckDB work file
 sorted by chunk (its zone maps let each chunk read only its own rows).
 
-Rows shared by several chunks are created once: a customer is created by the first chunk
-that meets its e-mail (its ``zuora_account_id`` and names come from the e-mail's first
-account, whichever chunk that is); a later chunk finds it in the target and only adds its
-memberships.
+Rows shared by several chunks are created once: a customer is created by the first chunk of
+the run that meets its e-mail (its ``zuora_account_id`` and names come from the e-mail's first
+account, whichever chunk that is); a later chunk of the run references it by e-mail (resolved
+when it applies, whether or not that chunk had committed when this one was planned) and only
+adds its memberships; a customer the target held before the run is referenced by its id.
 """
 
 from __future__ import annotations

@@ -7,15 +7,20 @@ of rows the target lacked when it was planned, and the Bill-To/Sold-To pointers 
 accounts it inserts (``update`` operations on rows the same chunk inserted), so they can be
 applied a table at a time, in SQL, from the plan's own rows:
 
-1. the chunk's operations (``seq, table, op, key, before, after``: the plan file's JSON text,
-   the very rows written to its Parquet chunk) are copied into a temporary table with one
-   ``COPY … (FORMAT csv)`` from an in-memory CSV of the Polars frame — no Python per row;
-2. the plan's *runs* — its operations of one table and kind — are found in SQL, with the
-   columns they set and the ``$ref`` values they hold (which table, match columns, column);
-3. per run, in the plan's order, ONE statement: every value cast from its JSON text to the
-   column's type (PostgreSQL's input functions parse exactly what the executor's ``COPY``
-   parses), each reference resolved by an index lookup on the referenced table as it is now —
-   after the earlier runs —, then ``INSERT … SELECT … WHERE NOT EXISTS … ON CONFLICT DO
+1. the plan's *runs* — its operations of one table and kind — are found in an in-memory
+   DuckDB over the plan rows (the plan file's JSON text, the very rows written to its Parquet
+   chunk), with the columns they set and the ``$ref`` values they hold (which table, match
+   columns, column); :func:`prepare`, which the backfill runs on its planning thread;
+2. each insert run's values are taken out of the JSON there (as text: JSON strings
+   unescaped, integers and booleans as written) and copied into a temporary table with one
+   typed column per column the run sets (a reference's column as JSONB) by one
+   ``COPY … (FORMAT csv)`` — PostgreSQL parses each value once, by the input function of its
+   column's type, which is what the executor's ``COPY`` and a cast from the JSON text use,
+   and parses no JSON but the references'; the update runs' operations go as JSON into one
+   temporary table;
+3. per run, in the plan's order, ONE statement: every value typed as its column's (see 2;
+   an update's cast from its JSON text), each reference resolved by an index lookup on the
+   referenced table as it is now — after the earlier runs —, then ``INSERT … SELECT … WHERE NOT EXISTS … ON CONFLICT DO
    NOTHING RETURNING`` the new rows (generated ids included) and, in the same statement,
    their audit rows (``recon_repair_audit``: the plan's seq, the resolved key, NULL before, the
    full row after) built in SQL in the executor's JSON encoding, so ``repair revert`` undoes a
