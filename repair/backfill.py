@@ -21,20 +21,25 @@ account's). Each chunk is
    the committed chunks wrote);
 2. written as one Parquet chunk of a version 3 plan (``DATA/backfills/<id>/plan.json`` and
    ``plan.ops/chunk-NNNNN.parquet``; :mod:`repair.plan`) and hashed;
-3. *applied* by the repair executor in ONE transaction marked as the ``backfill`` writer, with
-   its audit rows, its row in ``recon_repair_applies`` (an apply id of its own, so
-   ``recon repair history`` lists it and ``recon repair revert`` deletes its rows by key) and
-   its checkpoint row in ``recon_backfill_chunks``: committed together, or not at all.
+3. *applied* in ONE transaction marked as the ``backfill`` writer (set-based on PostgreSQL,
+   :mod:`repair.bulk`; by the repair executor on DuckDB), with its audit rows, its row in
+   ``recon_repair_applies`` (an apply id of its own, so ``recon repair history`` lists it and
+   ``recon repair revert`` deletes its rows by key) and its checkpoint row in
+   ``recon_backfill_chunks``: committed together, or not at all.
+
+On PostgreSQL chunk N+1 is planned (1–2, and :func:`repair.bulk.prepare`) on a thread with a
+connection of its own while chunk N applies (:class:`_Planner`).
 
 Killed (even ``kill -9``) at any point, a re-run with the same snapshot and chunk size continues
 after the last committed chunk; a chunk whose apply was reverted is filled again. Memory and
 plan size grow with a chunk: the Zuora side is first copied once into a DuckDB work file
 sorted by chunk (its zone maps let each chunk read only its own rows).
 
-Rows shared by several chunks are created once: a customer is created by the first chunk
-that meets its e-mail (its ``zuora_account_id`` and names come from the e-mail's first
-account, whichever chunk that is); a later chunk finds it in the target and only adds its
-memberships.
+Rows shared by several chunks are created once: a customer is created by the first chunk of
+the run that meets its e-mail (its ``zuora_account_id`` and names come from the e-mail's first
+account, whichever chunk that is); a later chunk of the run references it by e-mail (resolved
+when it applies, whether or not that chunk had committed when this one was planned) and only
+adds its memberships; a customer the target held before the run is referenced by its id.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +76,7 @@ from reconcile.rules.base import ns
 from repair import audit
 from repair.apply import BACKFILL_PREFIX, _apply_row, _execute, _target, new_apply_id
 from repair.audit import Session, utc_now
-from repair.bulk import apply_chunk
+from repair.bulk import Prepared, apply_chunk, prepare
 from repair.executor import APPLIED, CONFLICT, LOCK_TIMEOUT, REF_MISSING, BatchHooks
 from repair.guards import RepairFailed, RepairRefused, TargetNotStamped, failed_checks
 from repair.lock import RepairLock
@@ -367,7 +373,9 @@ def _customer_sql() -> str:
 
 def people_sql(chunk: int, now: str, finding: str) -> str:
     """D19 as a backfill makes it: a customer for each Sold-To e-mail of the chunk the target
-    lacks (first met here), and a membership of each of the chunk's accounts to it."""
+    lacks and no earlier chunk of this run creates (``bf_created``), and a membership of each
+    of the chunk's accounts to it (its id when the target held it before, else a reference by
+    e-mail, resolved at apply time)."""
     cust = {"email": "to_json(e.email)", "first_name": jv("e.first_name", "VARCHAR"),
             "last_name": jv("e.last_name", "VARCHAR"), "zuora_account_id": jv("e.zid", "VARCHAR"),
             "created_at": f"to_json('{now}')", "updated_at": f"to_json('{now}')"}
@@ -383,6 +391,7 @@ def people_sql(chunk: int, now: str, finding: str) -> str:
     FROM bf.emails e
     WHERE e.email IN (SELECT email FROM bf.people WHERE chunk = {chunk})
       AND e.email NOT IN (SELECT email FROM local.customers)
+      AND e.email NOT IN (SELECT email FROM bf_created)
     UNION ALL
     SELECT 'orders', 'people:' || p.email, 'billing_account_memberships', 'insert',
            json_object('customer_id', {member}, 'billing_account_id', {account}), NULL::JSON,
@@ -396,15 +405,21 @@ def people_sql(chunk: int, now: str, finding: str) -> str:
 
 
 def plan_chunk(con: duckdb.DuckDBPyConnection, chunk: int, keys: pl.DataFrame,
-               present: Present, now: dt.datetime, finding: str) -> pl.DataFrame:
+               present: Present, now: dt.datetime, finding: str,
+               created: pl.DataFrame | None = None) -> pl.DataFrame:
     """Chunk ``chunk``'s operations (plan rows, seq from 1): inserts of what the target lacks,
-    by the repair's own step queries over the chunk's Zuora rows."""
+    by the repair's own step queries over the chunk's Zuora rows. ``created``: the e-mails
+    (column ``email``) whose customer an earlier chunk of this run creates — not created
+    again, referenced by e-mail."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    if created is None:
+        created = pl.DataFrame(schema={"email": pl.String})
     missing = keys.join(present.have, on=["obj", "key"], how="anti")
     con.register("_bf_missing", missing.to_arrow())
     con.register("_bf_cust", present.customers.to_arrow())
     con.register("_bf_members", present.members.to_arrow())
     con.register("_bf_ns", present.namespaces.to_arrow())
+    con.register("_bf_created", created.select("email").to_arrow())
     try:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE auto AS
             SELECT obj AS object, key,
@@ -415,13 +430,14 @@ def plan_chunk(con: duckdb.DuckDBPyConnection, chunk: int, keys: pl.DataFrame,
                    '{finding}' AS fingerprint, NULL::JSON AS evidence
             FROM _bf_missing WHERE obj NOT IN ('ns', 'email')""")
         con.execute("CREATE OR REPLACE TEMP TABLE bf_members AS SELECT * FROM _bf_members")
+        con.execute("CREATE OR REPLACE TEMP TABLE bf_created AS SELECT email FROM _bf_created")
         con.execute("DELETE FROM local.customers")
         con.execute("INSERT INTO local.customers (id, email) SELECT id, email FROM _bf_cust")
         con.execute("DELETE FROM local.orders")
         con.execute("INSERT INTO local.orders (id, gl_namespace_id, trial) "
                     "SELECT row_number() OVER (), ns, false FROM _bf_ns")
     finally:
-        for name in ("_bf_missing", "_bf_cust", "_bf_members", "_bf_ns"):
+        for name in ("_bf_missing", "_bf_cust", "_bf_members", "_bf_ns", "_bf_created"):
             con.unregister(name)
     if chunk == 0:
         parts = [inserts_sql(get(n), stamp) for n in CATALOG_OBJECTS]
@@ -509,27 +525,30 @@ def backfill(settings: Settings, run_id: str | None = None, *,
                              operations=int(r["ops_planned"]), sha256=r["plan_sha256"] or "",
                              label=_label(c, r["first_key"], r["last_key"]))
                 for c, r in done.items()}
-            for chunk in range(0, last + 1):
-                n, first, lastk = ranges.get(chunk, (0, None, None))
-                if chunk in done:
-                    r = done[chunk]
-                    results.append(ChunkResult(
-                        chunk, "done_before", r["apply_id"], int(r["accounts"]), r["first_key"],
-                        r["last_key"], int(r["ops_planned"]), 0, plan_file=r["plan_file"],
-                        sha256=r["plan_sha256"]))
-                    continue
-                res = _run_chunk(sess, con, snap.run_id, bid, chunk, last, chunk_accounts,
-                                 (n, first, lastk), plan_path, target, executor)
-                results.append(res)
-                chunk_files[chunk] = PlanChunk(file=Path(res.plan_file or "").name,
-                                               operations=res.ops_planned,
-                                               sha256=res.sha256 or "",
-                                               label=_label(chunk, first, lastk))
-                _write_backfill_plan(plan_path, bid, snap.run_id, url, target, chunk_files)
-                say(f"chunk {chunk}/{last}: {res.ops_applied:,} of {res.ops_planned:,} "
-                    f"inserted ({res.seconds:.1f}s), apply {res.apply_id}")
-                if committed is not None:
-                    committed(chunk)
+            todo = [c for c in range(0, last + 1) if c not in done]
+            planner = _Planner(con, sess, url, bid, plan_path,
+                               {c: ranges.get(c, (0, None, None)) for c in todo},
+                               bulk=sess.pg and not executor)
+            with planner:
+                for chunk in range(0, last + 1):
+                    if chunk in done:
+                        r = done[chunk]
+                        results.append(ChunkResult(
+                            chunk, "done_before", r["apply_id"], int(r["accounts"]),
+                            r["first_key"], r["last_key"], int(r["ops_planned"]), 0,
+                            plan_file=r["plan_file"], sha256=r["plan_sha256"]))
+                        continue
+                    planned = planner.take(chunk)  # and the next one is planned meanwhile
+                    res = _apply_planned(sess, snap.run_id, bid, last, chunk_accounts,
+                                         planned, plan_path, target, executor)
+                    results.append(res)
+                    chunk_files[chunk] = planned.file
+                    _write_backfill_plan(plan_path, bid, snap.run_id, url, target,
+                                         chunk_files)
+                    say(f"chunk {chunk}/{last}: {res.ops_applied:,} of {res.ops_planned:,} "
+                        f"inserted ({res.seconds:.1f}s), apply {res.apply_id}")
+                    if committed is not None:
+                        committed(chunk)
             _write_backfill_plan(plan_path, bid, snap.run_id, url, target, chunk_files)
         finally:
             sdb.close()
@@ -543,21 +562,110 @@ def _label(chunk: int, first: str | None, last: str | None) -> str:
     return "the catalog" if chunk == 0 else f"accounts {first}…{last}"
 
 
-def _run_chunk(sess: Session, con: duckdb.DuckDBPyConnection, run_id: str, bid: str,
-               chunk: int, last: int, chunk_accounts: int,
-               span: tuple[int, str | None, str | None], plan_path: Path,
-               target: DatabaseIdentity, executor: bool = False) -> ChunkResult:
-    """Plan, write and apply one chunk (one transaction with its audit and checkpoint): on
+@dataclass
+class _Planned:
+    """A chunk planned and written, not applied yet."""
+
+    chunk: int
+    span: tuple[int, str | None, str | None]  # accounts, first and last account
+    frame: pl.DataFrame
+    file: PlanChunk
+    seconds: float
+    prepared: Prepared | None = None  # for the set-based path (repair.bulk.prepare)
+
+
+class _Planner:
+    """Plans the chunks to run, in order, each as soon as the one before it is planned: on
+    PostgreSQL on a thread of its own with a connection of its own, so chunk N+1 is planned
+    (DuckDB, releasing the GIL) while PostgreSQL applies chunk N; on DuckDB in line.
+
+    A chunk's plan reads what the target holds of its own keys, which no other chunk writes,
+    except the customers of e-mails shared with earlier chunks: the planner remembers the
+    e-mails whose customer an earlier chunk of this run creates (committed or in flight),
+    never plans them again and references them by e-mail (resolved at apply time to the
+    row that chunk inserted), so a plan never depends on whether the chunk before it has
+    committed yet, and a pipelined run writes what a sequential one writes. (Namespaces
+    used by earlier chunks' orders are carried over likewise.)"""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sess: Session, url: str, bid: str,
+                 plan_path: Path, spans: dict[int, tuple[int, str | None, str | None]],
+                 bulk: bool):
+        self.con, self.bid, self.plan_path, self.spans = con, bid, plan_path, spans
+        self.bulk = bulk
+        self.order = sorted(spans)
+        self.created: set[str] = set()
+        self.linked: set[str] = set()
+        self.threaded = sess.pg and len(self.order) > 1
+        self.db = connect(url) if self.threaded else None
+        self.sess = Session(self.db) if self.db is not None else sess
+        self.pool = ThreadPoolExecutor(1, "recon-backfill-plan") if self.threaded else None
+        self.pending: dict[int, Future[_Planned]] = {}
+
+    def __enter__(self) -> _Planner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Wait for a plan in flight (it uses the DuckDB connection the caller closes next),
+        then close the thread and the connection."""
+        for fut in self.pending.values():
+            fut.cancel()
+            try:
+                fut.result()
+            except BaseException:  # noqa: BLE001,S110 — the run failed already; the plan
+                pass  # of the next chunk is discarded with it
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.db is not None:
+            self.db.close()
+
+    def take(self, chunk: int) -> _Planned:
+        """Chunk ``chunk`` planned and written; the next chunk's planning started."""
+        fut = self.pending.pop(chunk, None)
+        planned = fut.result() if fut is not None else self._plan(chunk)
+        i = self.order.index(chunk)
+        if self.pool is not None and i + 1 < len(self.order):
+            nxt = self.order[i + 1]
+            self.pending[nxt] = self.pool.submit(self._plan, nxt)
+        return planned
+
+    def _plan(self, chunk: int) -> _Planned:
+        t0 = time.monotonic()
+        span = self.spans[chunk]
+        keys = _chunk_keys(self.con, chunk)
+        present = read_present(self.sess, keys)
+        created = pl.DataFrame({"email": sorted(self.created)}, schema={"email": pl.String})
+        present.customers = present.customers.filter(
+            ~pl.col("email").is_in(created["email"].implode()))
+        present.namespaces = pl.concat([present.namespaces, pl.DataFrame(
+            {"ns": sorted(self.linked)}, schema={"ns": pl.String})]).unique()
+        frame = plan_chunk(self.con, chunk, keys, present, utc_now(),
+                           f"{self.bid}.{chunk:05d}", created)
+        file = write_chunk(frame, ops_dir(self.plan_path) / f"chunk-{chunk:05d}.parquet",
+                           _label(chunk, span[1], span[2]))
+        ins = frame.filter(pl.col("op") == "insert")
+        self.created.update(ins.filter(pl.col("table") == "customers")["key"]
+                            .str.json_path_match("$.email").drop_nulls().to_list())
+        self.linked.update(ins.filter(pl.col("table") == "orders")["after"]
+                           .str.json_path_match("$.gl_namespace_id").drop_nulls().to_list())
+        prepared = None
+        if self.bulk:
+            try:
+                prepared = prepare(frame)
+            except RepairFailed:
+                prepared = None  # raised again when the chunk applies, in its transaction
+        return _Planned(chunk, span, frame, file, time.monotonic() - t0, prepared)
+
+
+def _apply_planned(sess: Session, run_id: str, bid: str, last: int, chunk_accounts: int,
+                   planned: _Planned, plan_path: Path, target: DatabaseIdentity,
+                   executor: bool = False) -> ChunkResult:
+    """Apply one planned chunk (one transaction with its audit and checkpoint): on
     PostgreSQL set-based (:mod:`repair.bulk`), on DuckDB — or with ``executor`` — by the
     generic executor."""
     t0 = time.monotonic()
-    n, first, lastk = span
+    chunk, frame, file = planned.chunk, planned.frame, planned.file
+    n, first, lastk = planned.span
     chunk_id = f"{bid}.{chunk:05d}"
-    keys = _chunk_keys(con, chunk)
-    present = read_present(sess, keys)
-    frame = plan_chunk(con, chunk, keys, present, utc_now(), chunk_id)
-    file = write_chunk(frame, ops_dir(plan_path) / f"chunk-{chunk:05d}.parquet",
-                       _label(chunk, first, lastk))
     apply_id = new_apply_id("apply")
     chunk_path = str((ops_dir(plan_path) / file.file).resolve())
     note = (f"backfill {bid} chunk {chunk} of {last}: {_label(chunk, first, lastk)} "
@@ -585,7 +693,8 @@ def _run_chunk(sess: Session, con: duckdb.DuckDBPyConnection, run_id: str, bid: 
 
     if sess.pg and not executor:
         status, applied, conflicts, missing = _apply_bulk(
-            sess, frame, apply_id, row, note, ("backfill", chunk_id), checkpoint)
+            sess, frame, apply_id, row, note, ("backfill", chunk_id), checkpoint,
+            planned.prepared)
     else:
         # one transaction: a chunk is committed whole or not at all
         ops: list[Op] = ops_from_frame(frame, plan_path)
@@ -598,12 +707,12 @@ def _run_chunk(sess: Session, con: duckdb.DuckDBPyConnection, run_id: str, bid: 
     return ChunkResult(
         chunk, "committed" if status == "complete" else status, apply_id, n, first, lastk,
         frame.height, applied, conflicts, missing, dict(counts), chunk_path, file.sha256,
-        time.monotonic() - t0)
+        planned.seconds + time.monotonic() - t0)
 
 
 def _apply_bulk(sess: Session, frame: pl.DataFrame, apply_id: str, row: dict[str, Any],
-                note: str, writer: tuple[str, str], checkpoint: Callable[[int], None]
-                ) -> tuple[str, int, int, int]:
+                note: str, writer: tuple[str, str], checkpoint: Callable[[int], None],
+                prepared: Prepared | None = None) -> tuple[str, int, int, int]:
     """A chunk's operations applied set-based (:func:`repair.bulk.apply_chunk`) in ONE
     transaction marked with the backfill's writer, with its audit and ``checkpoint``; the
     apply row recorded running → complete/partial (or failed, the transaction rolled back),
@@ -617,7 +726,8 @@ def _apply_bulk(sess: Session, frame: pl.DataFrame, apply_id: str, row: dict[str
             if timeout:
                 sess.run(timeout)
             mark(sess.db, *writer)
-            res = apply_chunk(sess, frame, apply_id=apply_id, now=utc_now())
+            res = apply_chunk(sess, frame, apply_id=apply_id, now=utc_now(),
+                              prepared=prepared)
             checkpoint(1)
     except BaseException as e:
         msg = str(e) if isinstance(e, RepairFailed) else (

@@ -7,15 +7,20 @@ of rows the target lacked when it was planned, and the Bill-To/Sold-To pointers 
 accounts it inserts (``update`` operations on rows the same chunk inserted), so they can be
 applied a table at a time, in SQL, from the plan's own rows:
 
-1. the chunk's operations (``seq, table, op, key, before, after``: the plan file's JSON text,
-   the very rows written to its Parquet chunk) are copied into a temporary table with one
-   ``COPY … (FORMAT csv)`` from an in-memory CSV of the Polars frame — no Python per row;
-2. the plan's *runs* — its operations of one table and kind — are found in SQL, with the
-   columns they set and the ``$ref`` values they hold (which table, match columns, column);
-3. per run, in the plan's order, ONE statement: every value cast from its JSON text to the
-   column's type (PostgreSQL's input functions parse exactly what the executor's ``COPY``
-   parses), each reference resolved by an index lookup on the referenced table as it is now —
-   after the earlier runs —, then ``INSERT … SELECT … WHERE NOT EXISTS … ON CONFLICT DO
+1. the plan's *runs* — its operations of one table and kind — are found in an in-memory
+   DuckDB over the plan rows (the plan file's JSON text, the very rows written to its Parquet
+   chunk), with the columns they set and the ``$ref`` values they hold (which table, match
+   columns, column); :func:`prepare`, which the backfill runs on its planning thread;
+2. each insert run's values are taken out of the JSON there (as text: JSON strings
+   unescaped, integers and booleans as written) and copied into a temporary table with one
+   typed column per column the run sets (a reference's column as JSONB) by one
+   ``COPY … (FORMAT csv)`` — PostgreSQL parses each value once, by the input function of its
+   column's type, which is what the executor's ``COPY`` and a cast from the JSON text use,
+   and parses no JSON but the references'; the update runs' operations go as JSON into one
+   temporary table;
+3. per run, in the plan's order, ONE statement: every value typed as its column's (see 2;
+   an update's cast from its JSON text), each reference resolved by an index lookup on the
+   referenced table as it is now — after the earlier runs —, then ``INSERT … SELECT … WHERE NOT EXISTS … ON CONFLICT DO
    NOTHING RETURNING`` the new rows (generated ids included) and, in the same statement,
    their audit rows (``recon_repair_audit``: the plan's seq, the resolved key, NULL before, the
    full row after) built in SQL in the executor's JSON encoding, so ``repair revert`` undoes a
@@ -48,6 +53,7 @@ import datetime as dt
 import io
 from dataclasses import dataclass, field
 
+import duckdb
 import polars as pl
 
 from repair.audit import AUDIT, Session
@@ -55,6 +61,7 @@ from repair.guards import RepairFailed
 from repair.plan import column_types, local_tables, parse_type, primary_key
 
 OPS = "_recon_bulk_ops"  # the chunk's operations (temporary, dropped at commit)
+RUN = "_recon_bulk_run"  # an insert run's rows, typed (temporary, dropped at commit)
 NEW = "_recon_bulk_new"  # primary keys of the rows this transaction inserted, per table
 WORK_MEM = "64MB"  # per sort or hash of one statement, for the chunk's transaction only
 _TEXT = ("VARCHAR", "TEXT", "CHAR", "CHARACTER VARYING", "CHARACTER")
@@ -126,6 +133,7 @@ class _Run:
     after_cols: tuple[str, ...]
     before_cols: tuple[str, ...]
     refs: dict[str, _Ref] = field(default_factory=dict)
+    after_order: tuple[str, ...] = ()  # the after columns in the first operation's order
 
 
 # -- values: JSON text in, typed values; typed values out, the executor's JSON text ----------
@@ -152,9 +160,10 @@ def _json(expr: str, local_type: str) -> str:
     if base in ("DECIMAL", "NUMERIC"):
         inner = f"to_json(CAST({expr} AS text))::text"
     elif base in ("TIMESTAMP", "DATETIME"):
-        inner = (f"to_json(to_char({expr}, CASE WHEN date_trunc('second', {expr}) = {expr} "
-                 f"THEN 'YYYY-MM-DD\"T\"HH24:MI:SS' ELSE 'YYYY-MM-DD\"T\"HH24:MI:SS.US' END))"
-                 "::text")
+        # PostgreSQL's own JSON of a timestamp is Python's without microseconds (and cheaper
+        # than to_char); with them, Python keeps six digits where PostgreSQL trims zeros
+        inner = (f"CASE WHEN date_trunc('second', {expr}) = {expr} THEN to_json({expr})::text "
+                 f"ELSE to_json(to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'))::text END")
     elif base == "DATE":
         inner = f"to_json(to_char({expr}, 'YYYY-MM-DD'))::text"
     elif base == "BOOLEAN":
@@ -177,58 +186,41 @@ def _object(alias: str, cols: list[str] | tuple[str, ...], types: dict[str, str]
     return "(" + " || ".join(parts) + " || '}')" if parts else "'{}'"
 
 
-# -- loading and reading the chunk -------------------------------------------------------------
-def _load(sess: Session, frame: pl.DataFrame) -> None:
-    """The chunk's operations into :data:`OPS` with one COPY (CSV text of the frame)."""
-    sess.run(f"CREATE TEMP TABLE {OPS} (seq BIGINT, tbl TEXT, op TEXT, has_ref BOOLEAN, "
-             "key JSONB, before JSONB, after JSONB) ON COMMIT DROP")
-    sess.run(f"CREATE TEMP TABLE {NEW} (tbl TEXT, pk TEXT) ON COMMIT DROP")
-    marker = '"$ref"'
-    rows = frame.select(
-        "seq", pl.col("table").alias("tbl"), "op",
-        (pl.col("key").str.contains(marker, literal=True)
-         | pl.col("after").fill_null("").str.contains(marker, literal=True)
-         | pl.col("before").fill_null("").str.contains(marker, literal=True)).alias("has_ref"),
-        "key", "before", "after")
-    buf = io.BytesIO()
-    rows.write_csv(buf, include_header=False, null_value="")
-    with sess.raw.cursor() as cur, cur.copy(
-            f"COPY {OPS} (seq, tbl, op, has_ref, key, before, after) FROM STDIN "
-            "(FORMAT csv)") as cp:
-        view = buf.getbuffer()
-        for i in range(0, len(view), 1 << 20):
-            cp.write(view[i:i + (1 << 20)])
-        del view
-    # the planner's row counts per table and kind (the audit's join is a hash join, not a
-    # nested loop); the JSON columns need no statistics
-    sess.run(f"ANALYZE {OPS} (seq, tbl, op, has_ref)")
+# -- reading and loading the chunk -------------------------------------------------------------
+def _paths(cols: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(f"'$.\"{c}\"'" for c in cols) + "]"
 
 
-def _columns(sess: Session, seqs: list[int]) -> dict[int, tuple[tuple[str, ...], ...]]:
-    """seq → the (key, after, before) columns of those operations (one scan)."""
-    def cols(part: str) -> str:
-        return (f"ARRAY(SELECT k FROM jsonb_object_keys(coalesce({part}, '{{}}')) k "
-                "ORDER BY k)")
-
-    return {int(s): (tuple(k), tuple(a), tuple(b)) for s, k, a, b in sess.rows(
-        f"SELECT seq, {cols('key')}, {cols('after')}, {cols('before')} FROM {OPS} "
-        "WHERE seq = ANY(%s)", [seqs])}
+def _keys(part: str) -> str:
+    """DuckDB SQL: the sorted keys of the JSON object ``part`` ([] for NULL)."""
+    return f"list_sort(coalesce(json_keys({part}), []))"
 
 
-def _runs(sess: Session) -> list[_Run]:
-    """The chunk's runs in the order of their first operation, with their columns and
-    references; refuses what one statement per run could misread (module doc)."""
-    runs = [_Run(t, o, int(a), int(b), int(n), (), (), ()) for t, o, a, b, n in sess.rows(
-        f"SELECT tbl, op, min(seq), max(seq), count(*) FROM {OPS} GROUP BY tbl, op "
-        "ORDER BY min(seq)")]
-    by = {(r.table, r.op): r for r in runs}
-    shapes = _columns(sess, [r.first for r in runs])
+def _runs(frame: pl.DataFrame) -> tuple[list[_Run], duckdb.DuckDBPyConnection]:
+    """The chunk's runs in execution order, with their columns and references, read from the
+    plan rows in an in-memory DuckDB (returned, the rows registered as ``ops``); refuses what
+    one statement per run could misread (module doc)."""
+    con = duckdb.connect()
+    con.register("ops", frame.select("seq", "table", "op", "key", "before", "after").to_arrow())
+    runs = [_Run(t, o, int(a), int(b), int(n), (), (), ()) for t, o, a, b, n in con.sql(
+        'SELECT "table", op, min(seq), max(seq), count(*) FROM ops GROUP BY ALL '
+        "ORDER BY min(seq)").fetchall()]
+    # the operations holding a reference (a few: the chunk's links), where references are read
+    con.execute("CREATE TEMP TABLE ref_ops AS SELECT * FROM ops WHERE " + " OR ".join(
+        f"contains(coalesce({p}, ''), '\"$ref\"')" for p in ("key", "before", "after")))
+    with_refs = {(t, o) for t, o in con.sql('SELECT DISTINCT "table", op FROM ref_ops')
+                 .fetchall()}
+    firsts = ", ".join(str(r.first) for r in runs)
+    shapes = {int(s): (tuple(k), tuple(a), tuple(b), tuple(o or ())) for s, k, a, b, o in con.sql(
+        f"SELECT seq, {_keys('key')}, {_keys('after')}, {_keys('before')}, json_keys(after) "
+        "FROM ops "
+        f"WHERE seq IN ({firsts})").fetchall()}
     for r in runs:
         if r.op not in ("insert", "update"):
             raise RepairFailed(f"the bulk path applies inserts and updates of the rows it "
                                f"inserts, not a {r.op} ({r.table}); apply this plan with "
                                "`recon repair apply`")
-        r.key_cols, r.after_cols, r.before_cols = shapes[r.first]
+        r.key_cols, r.after_cols, r.before_cols, r.after_order = shapes[r.first]
         types = column_types(r.table)
         if r.op == "update" and not set(r.after_cols) <= set(r.before_cols):
             raise RepairFailed(f"updates of {r.table} without the expected current value of "
@@ -237,29 +229,94 @@ def _runs(sess: Session) -> list[_Run]:
         if unknown:
             raise RepairFailed(f"operations on {r.table} name column(s) {', '.join(unknown)} "
                                f"it does not have")
-    for tbl, op, part, col, rtable, match, rcol in sess.rows(
-            f"SELECT DISTINCT o.tbl, o.op, e.part, e.col, e.v->'$ref'->>'table', "
-            f"ARRAY(SELECT m FROM jsonb_object_keys(e.v->'$ref'->'match') m ORDER BY m), "
-            f"e.v->'$ref'->>'column' FROM {OPS} o CROSS JOIN LATERAL ("
-            f"SELECT 'key' AS part, k AS col, v FROM jsonb_each(o.key) x(k, v) UNION ALL "
-            f"SELECT 'after', k, v FROM jsonb_each(coalesce(o.after, '{{}}')) x(k, v) "
-            f"UNION ALL SELECT 'before', k, v FROM jsonb_each(coalesce(o.before, '{{}}')) "
-            f"x(k, v)) e WHERE o.has_ref AND jsonb_typeof(e.v) = 'object'"):
-        run = by[(tbl, op)]
-        if part == "before" or (part == "key" and op != "insert"):
-            raise RepairFailed(f"a reference in the {part} of an {op} of {tbl} ({col}): the "
-                               "bulk path resolves references of the values it writes only")
-        if part == "key":
-            continue  # an insert's key is its after values (the executor's rule)
-        ref = _Ref(col, rtable, tuple(match), rcol)
-        if run.refs.get(col, ref) != ref:
-            raise RepairFailed(f"{tbl}.{col} references two different things in one chunk "
-                               f"({run.refs[col]} and {ref})")
-        if rtable not in local_tables() or not {rcol, *match} <= set(column_types(rtable)):
-            raise RepairFailed(f"{tbl}.{col} references {rtable}.{rcol} by "
-                               f"{', '.join(match)}, which is not a local table's columns")
-        run.refs[col] = ref
-    return _order(runs)
+        parts = [(part, c) for part, cols in (("key", r.key_cols), ("after", r.after_cols),
+                                              ("before", r.before_cols)) for c in cols]
+        if not parts or (r.table, r.op) not in with_refs:
+            continue
+        found = con.sql(" UNION ".join(_ref_sql(r, part, c) for part, c in parts)).fetchall()
+        for part, col, rtable, match, rcol in sorted(found, key=repr):
+            if part == "before" or (part == "key" and r.op != "insert"):
+                raise RepairFailed(f"a reference in the {part} of an {r.op} of {r.table} "
+                                   f"({col}): the bulk path resolves references of the values "
+                                   "it writes only")
+            if part == "key":
+                continue  # an insert's key is its after values (the executor's rule)
+            ref = _Ref(col, rtable, tuple(match), rcol)
+            if r.refs.get(col, ref) != ref:
+                raise RepairFailed(f"{r.table}.{col} references two different things in one "
+                                   f"chunk ({r.refs[col]} and {ref})")
+            if rtable not in local_tables() or not {rcol, *match} <= set(column_types(rtable)):
+                raise RepairFailed(f"{r.table}.{col} references {rtable}.{rcol} by "
+                                   f"{', '.join(match)}, which is not a local table's columns")
+            r.refs[col] = ref
+    return _order(runs), con
+
+
+def _ref_sql(run: _Run, part: str, col: str) -> str:
+    """DuckDB SQL: the (part, column, table, match columns, column) of the ``$ref`` values of
+    ``col`` in ``part`` of the run's operations."""
+    ref = f"json_extract({part}, '$.\"{col}\".\"$ref\"')"
+    match = _keys(f"json_extract({ref}, '$.match')")
+    return (f"SELECT '{part}', '{col}', json_extract_string({ref}, '$.table'), {match}, "
+            f"json_extract_string({ref}, '$.column') FROM ref_ops "
+            f"WHERE \"table\" = '{run.table}' AND op = '{run.op}' "
+            f"AND json_type({part}, '$.\"{col}\"') = 'OBJECT'")
+
+
+def _copy(sess: Session, table: str, cols: list[str], rows: bytes) -> None:
+    """CSV ``rows`` (columns ``cols``) into ``table`` with one ``COPY … (FORMAT csv)``."""
+    with sess.raw.cursor() as cur, cur.copy(
+            f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as cp:
+        view = memoryview(rows)
+        for i in range(0, len(view), 1 << 20):
+            cp.write(view[i:i + (1 << 20)])
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, run: _Run) -> bytes:
+    """An insert run's rows as CSV for :func:`_load_insert`: ``seq``, ``shape_ok`` (the
+    operation sets exactly the run's columns, as its first does) and the text of each value
+    it sets (a reference's: its JSON), taken out of the plan's JSON in DuckDB."""
+    plain = [c for c in run.after_cols if c not in run.refs]
+    refs = [c for c in run.after_cols if c in run.refs]
+    # the keys in the first operation's order (the planner's, every time), else sorted
+    shape = (f"list_sort(json_keys(key)) = {list(run.key_cols)!r} AND CASE WHEN "
+             f"json_keys(after) = {list(run.after_order)!r} THEN true ELSE {_keys('after')} = "
+             f"{list(run.after_cols)!r} END AND (before IS NULL OR len(json_keys(before)) = 0)")
+    items = [f"v[{i + 1}] AS {c}" for i, c in enumerate(plain)]
+    items += [f"CAST(json_extract(after, '$.\"{c}\"') AS VARCHAR) AS {c}" for c in refs]
+    rows = con.sql(
+        f"SELECT CAST(seq AS VARCHAR) AS seq, CAST(coalesce({shape}, false) AS VARCHAR) AS "
+        f"shape_ok, {', '.join(items)} FROM (SELECT *, json_extract_string(after, "
+        f"{_paths(plain)}) AS v FROM ops WHERE \"table\" = '{run.table}' AND op = 'insert')"
+    ).pl()
+    buf = io.BytesIO()
+    rows.write_csv(buf, include_header=False, null_value="", quote_style="non_numeric")
+    return buf.getvalue()
+
+
+def _load_insert(sess: Session, run: _Run, name: str, rows: bytes) -> None:
+    """An insert run's rows (:func:`_insert_rows`) into the temporary table ``name``, one
+    typed column per column it sets (a reference's JSONB): PostgreSQL parses each value once,
+    by its column type's input function (what the executor's COPY and a cast from the JSON
+    text use), and no JSON but the references'."""
+    types = column_types(run.table)
+    plain = [c for c in run.after_cols if c not in run.refs]
+    refs = [c for c in run.after_cols if c in run.refs]
+    decl = [f"{c} {_cast_type(types[c])}" for c in plain] + [f"{c} JSONB" for c in refs]
+    sess.run(f"CREATE TEMP TABLE {name} (seq BIGINT, shape_ok BOOLEAN, "
+             f"{', '.join(decl)}) ON COMMIT DROP")
+    _copy(sess, name, ["seq", "shape_ok", *plain, *refs], rows)
+
+
+def _load_ops(sess: Session, frame: pl.DataFrame) -> None:
+    """Operations other than inserts (the pointers' updates) into :data:`OPS` as JSON."""
+    sess.run(f"CREATE TEMP TABLE {OPS} (seq BIGINT, tbl TEXT, op TEXT, "
+             "key JSONB, before JSONB, after JSONB) ON COMMIT DROP")
+    buf = io.BytesIO()
+    frame.select("seq", pl.col("table").alias("tbl"), "op", "key", "before", "after").write_csv(
+        buf, include_header=False, null_value="", quote_style="non_numeric")
+    _copy(sess, OPS, ["seq", "tbl", "op", "key", "before", "after"], buf.getvalue())
+    sess.run(f"ANALYZE {OPS} (seq, tbl, op)")
 
 
 def _affects(w: _Run, ref: _Ref) -> bool:
@@ -303,23 +360,30 @@ def _order(runs: list[_Run]) -> list[_Run]:
 
 
 # -- one run -----------------------------------------------------------------------------------
-def _source(run: _Run, part: str, cols: tuple[str, ...]) -> tuple[list[str], list[str],
-                                                                   list[str]]:
+def _source(run: _Run, part: str, cols: tuple[str, ...], typed: bool = False
+            ) -> tuple[list[str], list[str], list[str]]:
     """Select-list items ``<prefix>_<col>`` of ``cols`` of ``o.<part>`` (references resolved
-    by lateral index lookups), the laterals, and the missing/ambiguous flags."""
+    by lateral index lookups), the laterals, and the missing/ambiguous flags. ``typed``: ``o``
+    is an insert run's table (:func:`_load_insert`): a typed column per column, a reference's
+    column JSONB."""
     types = column_types(run.table)
     prefix = part[0]
     items, joins, miss, amb = [], [], [], []
     for c in cols:
         ref = run.refs.get(c) if part == "after" else None
-        plain = _value(f"o.{part}", c, types[c])
+        if typed and ref is None:
+            items.append(f"o.{c} AS {prefix}_{c}")
+            continue
+        json = f"o.{c}" if typed else f"o.{part}->'{c}'"
+        plain = (f"CAST({json} #>> '{{}}' AS {_cast_type(types[c])})" if typed
+                 else _value(f"o.{part}", c, types[c]))
         if ref is None:
             items.append(f"{plain} AS {prefix}_{c}")
             continue
         alias = f"r_{c}"
-        is_ref = f"jsonb_typeof(o.{part}->'{c}') = 'object'"
+        is_ref = f"jsonb_typeof({json}) = 'object'"
         rtypes = column_types(ref.table)
-        where = f"o.{part}->'{c}'->'$ref'->'match'"
+        where = f"{json}->'$ref'->'match'"
         match = " AND ".join(f"u.{m} = {_value(where, m, rtypes[m])}" for m in ref.match)
         joins.append(f"LEFT JOIN LATERAL (SELECT min(u.{ref.column}) AS v, count(*) AS n "
                      f"FROM {ref.table} u WHERE {is_ref} AND {match}) {alias} ON true")
@@ -343,10 +407,11 @@ def _shape_ok(run: _Run) -> str:
                                                 ("before", run.before_cols)))
 
 
-def _insert_sql(run: _Run, track: bool) -> str:
+def _insert_sql(run: _Run, track: bool, source: str) -> str:
+    """One insert run from its typed table ``source`` (:func:`_load_insert`)."""
     table, types = run.table, column_types(run.table)
     cols = list(types)
-    items, joins, (miss, amb) = _source(run, "after", run.after_cols)
+    items, joins, (miss, amb) = _source(run, "after", run.after_cols, typed=True)
     keys = [f"a_{k}" for k in run.key_cols]
     on_src = " AND ".join(f"cur.{k} = p.a_{k}" for k in run.key_cols)
     on_ins = " AND ".join(f"i.{k} = p.a_{k}" for k in run.key_cols)
@@ -356,10 +421,8 @@ def _insert_sql(run: _Run, track: bool) -> str:
                  "FROM ins i)") if track else ""
     return f"""
     WITH src AS MATERIALIZED (
-        SELECT o.seq, {', '.join(items)}, ({miss}) AS miss, ({amb}) AS amb,
-               {_shape_ok(run)} AS shape_ok
-        FROM {OPS} o {' '.join(joins)}
-        WHERE o.tbl = '{table}' AND o.op = 'insert'),
+        SELECT o.seq, {', '.join(items)}, ({miss}) AS miss, ({amb}) AS amb, o.shape_ok
+        FROM {source} o {' '.join(joins)}),
     pick AS MATERIALIZED (
         SELECT DISTINCT ON ({', '.join(keys)}) * FROM src WHERE NOT miss AND NOT amb
         ORDER BY {', '.join(keys)}, seq),
@@ -433,32 +496,61 @@ def _update_sql(run: _Run) -> str:
            (SELECT count(*) FROM aud), (SELECT count(*) FROM src WHERE NOT shape_ok)"""
 
 
+@dataclass
+class Prepared:
+    """A chunk made ready for :func:`apply_chunk` without the database (by whoever planned
+    it, e.g. on the backfill's planning thread while the chunk before applies): its runs in
+    execution order and each insert run's rows as CSV."""
+
+    runs: list[_Run]
+    rows: dict[int, bytes]  # index in runs → CSV (insert runs)
+
+
+def prepare(frame: pl.DataFrame) -> Prepared:
+    """The runs of the chunk ``frame`` and its insert runs' typed rows; raises
+    :class:`~repair.guards.RepairFailed` for a plan one statement per run could misread."""
+    runs, con = _runs(frame)
+    try:
+        return Prepared(runs, {i: _insert_rows(con, r) for i, r in enumerate(runs)
+                               if r.op == "insert"})
+    finally:
+        con.close()
+
+
 def apply_chunk(sess: Session, frame: pl.DataFrame, *, apply_id: str, now: dt.datetime,
-                batch: int = 1) -> BulkResult:
+                batch: int = 1, prepared: Prepared | None = None) -> BulkResult:
     """Apply a plan chunk's operations (rows of :data:`repair.plan.OPS_SCHEMA`) in the
     caller's PostgreSQL transaction, audited under ``apply_id`` as ``batch``; see the module
-    doc. Raises :class:`~repair.guards.RepairFailed` for a plan it cannot apply as it means
-    (the caller rolls back: nothing is written)."""
+    doc. ``prepared``: :func:`prepare` of ``frame``, done already. Raises
+    :class:`~repair.guards.RepairFailed` for a plan it cannot apply as it means (the caller
+    rolls back: nothing is written)."""
     if not sess.pg:
         raise RepairFailed("the bulk path needs PostgreSQL; on DuckDB the executor applies")
     out = BulkResult()
     if frame.height == 0:
         return out
+    ready = prepared or prepare(frame)
     # a chunk's sorts and hashes (tens of thousands of rows) in memory, not in temp files
     sess.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    _load(sess, frame)
-    runs = _runs(sess)
+    runs = ready.runs
     updated = {r.table for r in runs if r.op == "update"}
+    if updated:
+        sess.run(f"CREATE TEMP TABLE {NEW} (tbl TEXT, pk TEXT) ON COMMIT DROP")
+        _load_ops(sess, frame.filter(pl.col("op") != "insert"))
     params = {"apply_id": apply_id, "batch": batch, "now": now}
-    for run in runs:
+    for i, run in enumerate(runs):
         if run.op == "update":  # its rows' count, else the planner loops over them per row
             sess.run(f"ANALYZE {NEW}")
-        sql = _insert_sql(run, run.table in updated) if run.op == "insert" else _update_sql(run)
+            sql = _update_sql(run)
+        else:
+            source = f"{RUN}{i}"
+            _load_insert(sess, run, source, ready.rows[i])
+            sql = _insert_sql(run, run.table in updated, source)
         n, miss, applied, bad = sess.rows(sql, params)[0]
         if bad:
             raise RepairFailed(f"{bad} {run.op}(s) of {run.table} set other columns than "
-                               f"the first one (seq {run.first}) does: apply this plan with "
-                               "`recon repair apply`")
+                               f"the first one (seq {run.first}) does: apply this plan "
+                               "with `recon repair apply`")
         out.runs.append(RunResult(run.table, run.op, int(n), int(applied), int(miss),
                                   int(n) - int(miss) - int(applied)))
     return out

@@ -41,7 +41,7 @@ from repair.apply import list_applies, revert_apply
 from repair.audit import Session, utc_now
 from repair.backfill import backfill, backfill_id_of
 from repair.bulk import apply_chunk
-from repair.plan import iter_chunks, open_plan, verify_chunks
+from repair.plan import OPS_SCHEMA, iter_chunks, open_plan, verify_chunks
 from tests.support.pg import pg_schema
 from tests.support.repair import REPO, one, rows
 from tests.support.snapshots import write_snapshot
@@ -321,6 +321,37 @@ def test_reverting_a_chunk_deletes_its_rows_and_a_rerun_fills_it_again(
             assert filled[table] == full[table], table
     assert len(filled["billing_accounts"]) == ACCOUNTS
 
+def test_the_set_based_path_keeps_empty_texts_nulls_and_odd_characters(pg_url: str) -> None:
+    """Values go to PostgreSQL as typed CSV columns: an empty text stays empty, a NULL stays
+    NULL, quotes, commas, backslashes and line breaks arrive as written; the audit encodes
+    timestamps as the executor does (microseconds only when not zero)."""
+    _empty(pg_url)
+    odd = 'a,"b"\nc\\d ü'
+    afters = [{"email": "one@example.com", "first_name": "", "last_name": odd, "company": None,
+               "billable": True, "confirmed_at": "2026-01-02T03:04:05.500000",
+               "created_at": "2026-01-02T03:04:05.000000"},
+              {"email": "two@example.com", "first_name": None, "last_name": "\\N",
+               "company": "", "billable": False, "confirmed_at": None,
+               "created_at": "2026-01-02T03:04:06.000000"}]
+    frame = pl.DataFrame(
+        [(i + 1, "orders", f"people:{a['email']}", "customers", "insert",
+          json.dumps({"email": a["email"]}), None, json.dumps(a), "test", ["f"])
+         for i, a in enumerate(afters)], schema=OPS_SCHEMA, orient="row")
+    with connect(pg_url) as db:
+        sess = Session(db)
+        with sess.transaction(rollback=True):
+            db.execute(hatch_sql("test-bulk-values"))
+            res = apply_chunk(sess, frame, apply_id="ap-test-values", now=utc_now())
+            assert res.applied == 2
+            got = sess.rows("SELECT first_name, last_name, company, billable FROM customers "
+                            "ORDER BY email")
+            audit = [json.loads(a) for (a,) in sess.rows(
+                "SELECT after FROM recon_repair_audit WHERE apply_id = 'ap-test-values' "
+                "ORDER BY seq")]
+    assert got == [("", odd, None, True), (None, "\\N", "", False)]
+    assert audit[0]["confirmed_at"] == "2026-01-02T03:04:05.500000"
+    assert audit[0]["created_at"] == "2026-01-02T03:04:05"
+    assert audit[1]["confirmed_at"] is None and audit[1]["company"] == ""
 
 
 def _audit(url: str) -> list[tuple]:
