@@ -42,7 +42,7 @@ chromium:
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# The floors (.importlinter, README "Architecture"): an upward import, or production code
+# The floors (.importlinter, docs/architecture.md "Architecture"): an upward import, or production code
 # importing the sandbox or the tests, fails here. tests/test_architecture.py proves it can fail.
 arch: setup
 	$(BIN)/lint-imports --no-cache --no-logo

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import requests
 
-# kind → (default path, payload for a key): the receiver's defaults (README "Event kinds")
+# kind → (default path, payload for a key): the receiver's defaults (docs/callouts.md "Event kinds")
 KINDS = {
     "contact": ("/callouts/contact",
                 lambda k: {"ContactId": f"c{k}", "AccountId": f"a{k}", "ChangeType": "UPDATE"}),

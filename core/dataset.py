@@ -1,6 +1,6 @@
 """The dataset directory: the Zuora sandbox's input and the generator's output.
 
-Layout (documented in README "Dataset format")::
+Layout (documented in docs/sandbox.md "Dataset format")::
 
     DIR/zuora/<Object>.jsonl     one file per catalogue object, JSON Lines, Zuora field names,
                                  values as Zuora sends them (dateTimes with the tenant offset);
@@ -56,7 +56,7 @@ def _line_text(path: Path, number: int, line: bytes) -> str:
         raise DatasetError(
             f"{path}: line {number} is not UTF-8 text (byte {e.start + 1}: "
             f"{line[e.start:e.start + 1]!r}); JSON Lines are UTF-8 — carry raw bytes in a "
-            f'"{RAW}" member (field -> base64), see README "Dataset format"') from None
+            f'"{RAW}" member (field -> base64), see docs/sandbox.md "Dataset format"') from None
 
 
 def _check_line(path: Path, number: int, line: bytes, spec: ObjectSpec) -> set[str]:

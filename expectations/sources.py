@@ -3,7 +3,7 @@
 * A **snapshot** (``DATA/snapshots/<run_id>/``, has ``manifest.json``): typed Parquet, read a
   frame at a time and only the columns a check needs, so a 100,000-account snapshot never
   sits in memory whole; business-rule views read the Parquet files directly in DuckDB.
-* A **dataset** (the generator's format, README "Dataset format"): the Zuora side is typed
+* A **dataset** (the generator's format, docs/sandbox.md "Dataset format"): the Zuora side is typed
   here exactly as the extractor types it (``core.values.parse_frame``, rejects included);
   the local side is ``DIR/local.duckdb`` or, for small hand-written fixtures,
   ``DIR/local/<table>.jsonl``: one JSON object per line keyed by local column names, values

@@ -153,7 +153,7 @@ def _validate(run: StepRun) -> None:
 def _reconcile(run: StepRun) -> None:
     """Reconcile the snapshot with the event path's per-key activity (the callout inbox), so
     that keys a targeted sync wrote after the snapshot, or whose callout is in flight, are
-    ``pending`` instead of planned over a fresher local copy (README "Two clocks")."""
+    ``pending`` instead of planned over a fresher local copy (docs/pipeline.md "Two clocks")."""
     from core.inbox import read_activity
     from reconcile.engine import reconcile_snapshot
 

@@ -370,7 +370,7 @@ def _misfits(con: duckdb.DuckDBPyConnection, spec: ObjectSpec,
           action = CASE WHEN m.blocked THEN 'human' ELSE f.action END,
           explanation = f.explanation || CASE WHEN m.blocked
               THEN format(' — not inserted: Zuora''s value does not fit NOT NULL {{}}; widen '
-                          'the column (README "Values that do not fit locally") and re-run',
+                          'the column (docs/catalogue.md "Values that do not fit locally") and re-run',
                           m.which)
               ELSE format(' — inserted with NULL in {{}}: Zuora''s value does not fit '
                           '(a person widens the column)', m.which) END,

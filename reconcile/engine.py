@@ -1,6 +1,6 @@
 """One reconciliation of one complete snapshot: diff, rules, annotation, grace, history.
 
-Writes ``DATA/runs/<run_id>/drift.parquet`` (the output contract, README "Drift output"),
+Writes ``DATA/runs/<run_id>/drift.parquet`` (the output contract, docs/pipeline.md "Drift output"),
 ``object_stats.parquet``, ``field_stats.parquet`` and ``summary.json``, and the same drift
 rows into recon's state table ``drift``. The run id is the snapshot's run id: one nightly run
 is one extract, one validation, one reconciliation.

@@ -2,7 +2,7 @@
 
 The diff and every rule ``INSERT … BY NAME`` into the temporary table ``findings``; later steps
 fill in what a step does not know (action of an orphan, grace-window status, history). The
-published contract (README "Drift output") is the column list of :data:`DRIFT_SCHEMA`.
+published contract (docs/pipeline.md "Drift output") is the column list of :data:`DRIFT_SCHEMA`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SQL building blocks for repair plans: values as JSON, projected Zuora rows, references.
 
-Plan values are JSON (README "Repair plans"): decimals, dates and timestamps travel as strings
+Plan values are JSON (docs/repair.md "Repair plans"): decimals, dates and timestamps travel as strings
 so nothing is lost to floating point; booleans and integers stay JSON scalars. A value the
 planner cannot know (the local surrogate id of a row an earlier step inserts) is a reference
 ``{"$ref": {"table", "match", "column"}}`` the executor resolves inside the transaction.

@@ -1,6 +1,6 @@
 """Gather everything one run's report shows, read-only, from the files and state recon wrote.
 
-Sources (README "Drift output", "Validation", "Repair plans"): the run directory
+Sources (docs/pipeline.md "Drift output", "Validation", "Repair plans"): the run directory
 (``drift.parquet``, ``object_stats.parquet``, ``field_stats.parquet``, ``summary.json``,
 ``quarantine/``, ``repair-plan.json``), the snapshot's manifest (complete or ``.failed``) and
 recon's state (``reconcile_runs``, ``check_results``, and the jobs layer's ``job_runs`` when it

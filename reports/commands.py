@@ -8,7 +8,7 @@ directory), plus ``RECON_LOCAL_DATABASE_URL=duckdb:////abs/local.duckdb`` when t
 database is a DuckDB file (an absolute path; no secret in it). A PostgreSQL URL is never
 printed (it may carry a password): the command then relies on the ``local.database_url`` of
 the configuration named by ``--config`` (when the report knows the file) or of the reader's
-own. The environment beats the file (README "Configuration"), so the data directory of the
+own. The environment beats the file (docs/configuration.md "Configuration"), so the data directory of the
 prefix wins over the file's.
 """
 

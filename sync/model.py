@@ -17,7 +17,7 @@ from core.errors import ReconError, TransientError
 # number; a contact id; a subscription name; a product id (catalog; no key = the whole catalog).
 SYNC_OBJECTS: tuple[str, ...] = ("account", "contact", "subscription", "catalog")
 
-# exit codes of one sync (README "Exit codes"): consistent / something left for a person /
+# exit codes of one sync (docs/cli.md "Exit codes"): consistent / something left for a person /
 # could not sync
 SYNC_OK, SYNC_LEFT, SYNC_FAILED = 0, 1, 2
 

@@ -127,7 +127,7 @@ class Field:
     # Why this local column departs from the seed's schema (e.g. an input of the order
     # derivation seed 003 does not store). Such a column is additive and nullable: ``recon db
     # init`` creates it with the table and adds it to an existing database (``ADD COLUMN IF
-    # NOT EXISTS``); README "The local schema" lists every one.
+    # NOT EXISTS``); docs/local-database.md "The local schema" lists every one.
     deviation: str = ""
 
     @property

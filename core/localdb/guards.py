@@ -55,7 +55,7 @@ _IS_RECON = f"coalesce(current_setting('{SETTING}', true), '') ~ '{WRITER_PATTER
 HATCH_SQL = f"SELECT set_config('{SETTING}', 'hatch:<who>', true);"
 _HATCH = HATCH_SQL.replace("'", "''")
 _HINT = (f"an administrator writes by hand in one transaction: BEGIN; {_HATCH} <statement>; "
-         "COMMIT; (README \"Local copy guards\")")
+         "COMMIT; (docs/local-database.md \"Local copy guards\")")
 
 # An escape-hatch write is logged (recon_hatch_log, recon's own table beside the audit: once
 # per transaction, table and operation) so it stays distinguishable after its label is gone;
@@ -222,7 +222,7 @@ class GuardSet:
     def render(self, remove: bool = False) -> str:
         """The DDL as one script (``recon db guards --print``), for an application's
         migrations; run it in one transaction."""
-        head = ("-- recon: local copy guards, generated from the catalogue (README \"Local "
+        head = ("-- recon: local copy guards, generated from the catalogue (docs/catalogue.md \"Local "
                 "copy guards\").\n-- Run in one transaction; `recon db check` compares what is "
                 "installed with this.\n")
         if remove:

@@ -54,5 +54,5 @@ def mark(db: Any, kind: str, ident: str) -> None:
 
 def hatch_sql(who: str) -> str:
     """The statement an administrator types first in a transaction to write the local copy
-    by hand (README "Local copy guards": the escape hatch)."""
+    by hand (docs/local-database.md "Local copy guards": the escape hatch)."""
     return f"SELECT set_config('{SETTING}', '{label('hatch', who)}', true);"

@@ -205,7 +205,7 @@ def add_parser(sub: Any) -> None:
     guards = db_sub.add_parser(
         "guards", help="install, print or remove the local-copy guards (PostgreSQL)",
         description="The read-only guards of the local copy, generated from the catalogue "
-        "(README \"Local copy guards\"): without options installs them (idempotent; also "
+        "(docs/local-database.md \"Local copy guards\"): without options installs them (idempotent; also "
         "takes out guards local.guard_tables no longer names). PostgreSQL only: DuckDB has no "
         "triggers.")
     add_db(guards)

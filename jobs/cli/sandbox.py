@@ -233,7 +233,7 @@ def add_parser(sub: Any) -> None:
     srv.add_argument("--faults", help="fault spec, e.g. aqua_file:truncate_csv:1,oauth:429:2")
     co = srv.add_argument_group(
         "callouts", "send Zuora's callouts for every mutation to a receiver (recon callouts "
-        "serve): each event kind to its default path on --callout-url (README \"The Zuora "
+        "serve): each event kind to its default path on --callout-url (docs/sandbox.md \"The Zuora "
         "sandbox server\")")
     co.add_argument("--callout-url", metavar="BASE_URL",
                     help="the receiver's base URL, e.g. http://127.0.0.1:8809")

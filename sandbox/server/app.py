@@ -61,7 +61,7 @@ class _RateWindow:
 
 
 class SandboxServer:
-    """A Zuora tenant over HTTP, served from a dataset directory (README "Dataset format").
+    """A Zuora tenant over HTTP, served from a dataset directory (docs/sandbox.md "Dataset format").
 
     With ``callout_url`` every mutation sends Zuora's callouts to that receiver
     (:mod:`sandbox.server.callouts`; the other ``callout_*`` options are its delivery knobs,

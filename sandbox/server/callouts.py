@@ -3,7 +3,7 @@ the store) becomes the Zuora callout(s) recon's receiver subscribes to, delivere
 with Zuora's semantics (docs/zuora-api.md §5) — so the event path can be tested end to end, lost,
 late and out-of-order deliveries included.
 
-Which mutation sends which event (README "Callouts from the sandbox" has the same table):
+Which mutation sends which event (docs/sandbox.md "Callouts from the sandbox" has the same table):
 
 - Contact insert/update/delete → ``contact``: ContactId, AccountId, ChangeType.
 - Account insert/update/delete (BillToId/SoldToId changes included) → ``account``: AccountId,

@@ -373,10 +373,11 @@ def test_client_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
 
 # -- README's table is the declaration, row for row ---------------------------------------------
 def readme_settings_rows() -> list[list[str]]:
-    """The cells of README's settings table (section "Configuration"), header excluded."""
-    text = (REPO / "README.md").read_text()
+    """The cells of the settings table (docs/configuration.md), header excluded."""
+    text = (REPO / "docs" / "configuration.md").read_text()
     section = text[text.index("\n## Configuration\n"):]
-    section = section[:section.index("\n## ", 1)]
+    if "\n## " in section[1:]:
+        section = section[:section.index("\n## ", 1)]
     lines = [ln for ln in section.splitlines() if ln.startswith("|")]
     assert lines[0].startswith("| setting | TOML key | environment | default |"), lines[0]
     return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines[2:]]

@@ -84,9 +84,10 @@ def test_the_copy_tables_and_the_mixed_tables_come_from_the_catalogue() -> None:
 
 
 def test_readme_lists_the_rules_of_every_table() -> None:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "local-database.md").read_text()
     assert guards.markdown() in readme, \
-        "README's guard table differs from core.localdb.guards.markdown(); paste it"
+        "docs/local-database.md's guard table differs from core.localdb.guards.markdown(); " \
+        "paste it"
 
 
 # -- copy tables ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from tests.support.pg import outside_write
 from tests.support.repair import account_updates, make_db, one, write_plan
 
 REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
+README = REPO / "docs" / "cli.md"  # the command reference (README links it)
 
 
 # -- the parser, walked -------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_every_command_has_a_row_in_the_exit_code_table_and_readme_shows_it() ->
     assert declared - runnable == set(), "EXIT_CODES names commands the parser does not have"
     assert all(set(c) <= {0, 1, 2} and 2 in c for c in exit_codes.EXIT_CODES.values())
     assert exit_codes.markdown() in README.read_text(), \
-        "README's exit-code table differs from jobs.cli.exit_codes.markdown(); paste it"
+        "docs/cli.md's exit-code table differs from jobs.cli.exit_codes.markdown(); paste it"
 
 
 def test_every_numeric_and_path_option_is_typed() -> None:

@@ -1,4 +1,4 @@
-"""`recon reconcile` reads the callout inbox's per-key activity (README "Two clocks"): a key a
+"""`recon reconcile` reads the callout inbox's per-key activity (docs/pipeline.md "Two clocks"): a key a
 targeted sync wrote after the snapshot is ``pending``, not drift; without an inbox nothing is
 held and none is created by looking."""
 

@@ -21,7 +21,7 @@ from tests.support.worlds import fresh_world
 
 
 def _as_json(v: object) -> object:
-    """A local value as plan JSON carries it (README "Repair plans")."""
+    """A local value as plan JSON carries it (docs/repair.md "Repair plans")."""
     if isinstance(v, dt.datetime):
         return v.strftime("%Y-%m-%dT%H:%M:%S.%f")
     if isinstance(v, dt.date):

@@ -5,7 +5,7 @@ instances of one kind of drift (domain.md §5) in a clean :class:`World` and rec
 finding the reconciler must produce, one label row. Scenarios claim the subscriptions and
 accounts they touch so that two scenarios never overlap and each label stays exact.
 
-Label columns (README "Labels file"):
+Label columns (docs/sandbox.md "Labels file"):
 
 ========  ===================================================================================
 scenario  D01…D26
