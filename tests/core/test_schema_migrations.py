@@ -39,7 +39,9 @@ BASE_COMMITS = ("a16424a",)
 # ones and never changes theirs); 4d10f6f is issue 16's (the local copy gains a column,
 # rate plans' amendment_type, its read-only guards and views; recon's objects the backfill
 # checkpoint).
-SAME_SCHEMA_COMMITS = ("5304606", "4d10f6f")
+# d856705 is issue 17's (the state file gains the run id and acknowledgements; recon's objects
+# are already current). Each with the version of recon's objects it writes.
+SAME_SCHEMA_COMMITS = {"5304606": 2, "4d10f6f": 2, "d856705": 4}
 
 # Runs with the OLD code on sys.path: a DuckDB and a PostgreSQL local database, each with an
 # apply (audit rows), and a state file with high-water marks and a job run.
@@ -105,10 +107,10 @@ def old_code(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return _export(request.param, tmp_path_factory)
 
 
-@pytest.fixture(scope="module", params=SAME_SCHEMA_COMMITS)
+@pytest.fixture(scope="module", params=sorted(SAME_SCHEMA_COMMITS))
 def house_code(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(request.param, tmp_path_factory)
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    return _export(request.param, tmp_path_factory), SAME_SCHEMA_COMMITS[request.param]
 
 
 def _run_old(old: Path, duck: str, pg: str, data: Path, script: str = _OLD) -> dict[str, str]:
@@ -210,25 +212,32 @@ def test_stores_of_an_older_recon_are_upgraded_and_newer_ones_refused(
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_stores_of_the_house_layout_bases_are_upgraded_and_take_the_inbox_beside_them(
-        house_code: Path, duckdb_url: str, pg_url: str, tmp_path: Path, capsys) -> None:
-    """Stores written by the code of issue 15's and issue 16's base commits: one schema
-    version older (issue 16 added the backfill checkpoint) and one local column short (rate
-    plans' amendment_type). Until ``db init`` the local export refuses, naming the column
-    and the statement that adds it; ``db init`` upgrades them in place and installs the
-    guards; their applies stay listed and revertible (through the guards), their plans
+        house_code: tuple[Path, int], duckdb_url: str, pg_url: str, tmp_path: Path,
+        capsys) -> None:
+    """Stores written by the code of issue 15's, 16's and 17's base commits. The first two:
+    recon's objects at schema version 2 (issue 16 added the backfill checkpoint and the hatch
+    log) and one local column short (rate plans' amendment_type): until ``db init`` the local
+    export refuses, naming the column and the statement that adds it. ``db init`` upgrades
+    them in place and installs the guards; the state file (issue 17: run ids,
+    acknowledgements) upgrades on opening; their applies stay listed and revertible (through the guards), their plans
     readable, their state file intact; the callout inbox is created beside them (in the
     PostgreSQL local database, in a SQLite file for the DuckDB one) without touching them."""
     data = tmp_path / "data"
     data.mkdir()
-    applied = _run_old(house_code, duckdb_url, pg_url, data, _OLD_HOUSE)
+    code_dir, wrote = house_code
+    applied = _run_old(code_dir, duckdb_url, pg_url, data, _OLD_HOUSE)
     for name, url in (("duck", duckdb_url), ("pg", pg_url)):
         with connect(url) as db:  # version 3 (the backfill checkpoint) came in issue 16
-            assert recon_objects.version(db) == 2 < recon_objects.LATEST
-        with pytest.raises(LocalDatabaseError, match=r"zuora_local_rate_plans\.amendment_type"
-                           r".*ALTER TABLE zuora_local_rate_plans ADD COLUMN amendment_type"):
-            export_local(url, tmp_path / f"export-{name}")
+            assert recon_objects.version(db) == wrote <= recon_objects.LATEST
+        if wrote < 3:  # before issue 16: rate plans had no amendment_type
+            with pytest.raises(LocalDatabaseError,
+                               match=r"zuora_local_rate_plans\.amendment_type.*ALTER TABLE "
+                                     r"zuora_local_rate_plans ADD COLUMN amendment_type"):
+                export_local(url, tmp_path / f"export-{name}")
         code, out, err = _cli(capsys, "db", "init", "--db", url)
-        assert code == 0 and f"schema {recon_objects.LATEST} (upgraded from 2)" in out, err
+        upgraded = (f"(upgraded from {wrote})" if wrote < recon_objects.LATEST
+                    else "(up to date)")
+        assert code == 0 and f"schema {recon_objects.LATEST} {upgraded}" in out, err
         with connect(url) as db:
             assert missing_columns(db) == []
         code, out, err = _cli(capsys, "db", "check", "--db", url)
