@@ -88,13 +88,21 @@ class Secret:
         raise ValueError(f"must be a string, got a {type(value).__name__}")
 
 
+_QUERY_SECRET = re.compile(r"(?i)(^|&)(password|passfile|sslpassword)=[^&]*")
+
+
 def redact_url(url: str) -> str:
-    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``; anything else unchanged."""
+    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``, and a password given as a
+    query parameter (libpq's ``?password=…``, ``sslpassword``, ``passfile``) → ``***``;
+    anything else unchanged."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        parts = parts._replace(query=_QUERY_SECRET.sub(r"\1\2=***", parts.query))
+    out = urlunsplit(parts)
+    return url if out == urlunsplit(urlsplit(url)) else out
 
 
 # -- checks a declaration can name (each raises ValueError with the problem, not the key) -------

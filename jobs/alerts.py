@@ -98,16 +98,20 @@ def drift(settings: Settings, job: str, run_id: str, status: str, counts: dict[s
             send(settings, payload("drift", job, run_id, status, counts, report_path,
                                    f"{new} new findings"))
         return new
-    if found.height >= settings.alerts_new_drift_threshold and found.height:
-        lines, more = compact_lines(found, TOP_LINES)
-        send(settings, drift_payload(job, run_id, status, counts, report_path, lines, more,
-                                     found.height))
-    owners = Owners.of(settings)
-    for owner in owners.with_webhooks():
-        mine = found.filter(found["owner"] == owner)
-        if mine.height:
-            lines, more = compact_lines(mine, TOP_LINES)
-            webhook.send(settings, drift_payload(job, run_id, status, counts, report_path,
-                                                 lines, more, mine.height, owner=owner),
-                         to=owners.webhook(owner))
+    try:  # the run is recorded already: a fault here costs the alert's detail, not the run
+        if found.height >= settings.alerts_new_drift_threshold and found.height:
+            lines, more = compact_lines(found, TOP_LINES)
+            send(settings, drift_payload(job, run_id, status, counts, report_path, lines,
+                                         more, found.height))
+        owners = Owners.of(settings)
+        for owner in owners.with_webhooks():
+            mine = found.filter(found["owner"] == owner)
+            if mine.height:
+                lines, more = compact_lines(mine, TOP_LINES)
+                webhook.send(settings, drift_payload(job, run_id, status, counts,
+                                                     report_path, lines, more, mine.height,
+                                                     owner=owner),
+                             to=owners.webhook(owner))
+    except Exception as e:  # noqa: BLE001
+        log.warning("drift alert of run %s not sent in full (%s)", run_id, type(e).__name__)
     return found.height

@@ -137,11 +137,14 @@ def _build(db: LocalDB, name: str, definition: str) -> bool:
     except Exception as e:  # psycopg's UniqueViolation, without importing the driver here
         if _index_state(db, name) is False:
             db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        if getattr(e, "sqlstate", None) != "23505":  # not unique_violation: say what it was
+            raise ConstrainError(f"building unique index {name} on orders failed ({why}); "
+                                 "nothing else was changed") from e
         raise ConstrainError(
-            f"building unique index {name} on orders failed ({type(e).__name__}: "
-            f"{str(e).strip().splitlines()[0]}): a duplicate order was written meanwhile; "
-            "dedupe it (`recon reconcile`, then `recon repair plan` and `recon repair apply`) "
-            "and run `recon db constrain` again") from e
+            f"building unique index {name} on orders failed ({why}): a duplicate order was "
+            "written meanwhile; dedupe it (`recon reconcile`, then `recon repair plan` and "
+            "`recon repair apply`) and run `recon db constrain` again") from e
     return True
 
 

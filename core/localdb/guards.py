@@ -80,8 +80,8 @@ BEGIN
   RAISE EXCEPTION USING ERRCODE = '{ERRCODE}',
     MESSAGE = format('%s on %s refused: %s is a read-only copy of Zuora that only recon '
       'writes. Change the record in Zuora and run `recon sync` (or apply a repair plan: '
-      '`recon repair apply`); an administrator can use the escape hatch (README "Local '
-      'copy guards")', TG_OP, TG_TABLE_NAME, TG_TABLE_NAME),
+      '`recon repair apply`); an administrator can use the escape hatch (docs/local-database.md '
+      '"Local copy guards")', TG_OP, TG_TABLE_NAME, TG_TABLE_NAME),
     HINT = '{_HINT}';
 END;
 """
@@ -109,8 +109,8 @@ BEGIN
       MESSAGE = format('UPDATE of %s.%s refused: the Zuora-owned and derived columns of %s '
         'are written only by recon ({GUARD_TABLES_SETTING}). Change the record in Zuora and '
         'run `recon sync`; local metadata columns, INSERT and DELETE stay the '
-        'application''s; an administrator can use the escape hatch (README "Local copy '
-        'guards")', TG_TABLE_NAME, array_to_string(changed, ', '), TG_TABLE_NAME),
+        'application''s; an administrator can use the escape hatch (docs/local-database.md '
+        '"Local copy guards")', TG_TABLE_NAME, array_to_string(changed, ', '), TG_TABLE_NAME),
       HINT = '{_HINT}';
   END IF;
   RETURN NEW;
@@ -222,9 +222,9 @@ class GuardSet:
     def render(self, remove: bool = False) -> str:
         """The DDL as one script (``recon db guards --print``), for an application's
         migrations; run it in one transaction."""
-        head = ("-- recon: local copy guards, generated from the catalogue (docs/catalogue.md \"Local "
-                "copy guards\").\n-- Run in one transaction; `recon db check` compares what is "
-                "installed with this.\n")
+        head = ("-- recon: local copy guards, generated from the catalogue "
+                "(docs/local-database.md \"Local copy guards\").\n-- Run in one transaction; "
+                "`recon db check` compares what is installed with this.\n")
         if remove:
             head = "-- recon: remove the local copy guards.\n"
         stmts = self.removal_statements() if remove else self.statements()
@@ -475,7 +475,7 @@ def check(db: Any, guards: GuardSet) -> list[Finding]:
 
 def markdown(objects: Sequence[ObjectSpec] = OBJECTS,
              local_tables: Sequence[LocalTable] = LOCAL_TABLES) -> str:
-    """README's table of the rules per table (``tests/core/test_guards.py`` checks README
+    """docs/local-database.md's table of the rules per table (``tests/core/test_guards.py`` checks it
     holds exactly this)."""
     lines = ["| table | guard | rule |", "|---|---|---|"]
     for t in copy_tables(objects):

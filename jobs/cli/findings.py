@@ -49,7 +49,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
     from reconcile.history import findings_of, latest_reconciled, was_reconciled
 
     settings = _settings(args)
-    ref = runs.resolve_run(settings.data_dir, args.run) if args.run else None
+    ref = runs.resolve_run(settings.data_dir, args.list_run) if args.list_run else None
     with open_read_only(settings.data_dir) as con:
         target = ref.target if ref else (latest_reconciled(con) if con is not None else None)
         if target is None:
@@ -57,11 +57,11 @@ def cmd_findings(args: argparse.Namespace) -> int:
                   "(or `recon extract` and `recon reconcile`) first", file=sys.stderr)
             return EXIT_ERROR
         if con is None or not was_reconciled(con, target):
-            print(f"recon: error: run {args.run!r} was not reconciled (see `recon runs`; "
+            print(f"recon: error: run {args.list_run!r} was not reconciled (see `recon runs`; "
                   "`recon findings` without --run reads the newest reconciled run)",
                   file=sys.stderr)
             return EXIT_ERROR
-        frame = findings_of(con, target, statuses=_statuses(args.status), rule=args.rule,
+        frame = findings_of(con, target, statuses=_statuses(args.status), rule=args.list_rule,
                             obj=args.object)
     run = ref.run if ref else runs.resolve_run(settings.data_dir, target).run
     total = frame.height
@@ -70,7 +70,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
     if args.json:
         emit("findings", {
             "run_id": run, "snapshot_run": target,
-            "filters": {"status": args.status, "rule": args.rule, "object": args.object,
+            "filters": {"status": args.status, "rule": args.list_rule, "object": args.object,
                         "limit": args.limit or None},
             "count": total,
             "findings": [{k: _json_value(r.get(k)) for k in FIELDS}
@@ -87,7 +87,7 @@ def _json_value(v: Any) -> Any:
 
 
 def _print(run: str, target: str, args: argparse.Namespace, frame: Any, total: int) -> None:
-    filters = ", ".join(f"{k} {v}" for k, v in (("rule", args.rule), ("object", args.object))
+    filters = ", ".join(f"{k} {v}" for k, v in (("rule", args.list_rule), ("object", args.object))
                         if v)
     attempt = f" (attempt {target})" if target != run else ""
     print(f"run {run}{attempt}: {total:,} findings, status {args.status}"
@@ -110,10 +110,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     fp = sub.add_parser("findings", help="list a run's findings (table, or --json for scripts); "
                         "ack/unack them",
                         description=__doc__.split("\n\n")[1] if __doc__ else None)
-    add_run(fp, "run id (default: the newest reconciled run)", metavar="RUN")
+    # own dests: `findings ack` declares --run/--rule too, and argparse would let the
+    # sub-command's defaults overwrite the group's values
+    add_run(fp, "run id (default: the newest reconciled run)", metavar="RUN", dest="list_run")
     fp.add_argument("--status", choices=STATUS_CHOICES, default="open",
                     help="open (default: new, persisting, pending), all, or one status")
-    fp.add_argument("--rule", metavar="R", help="only this rule or drift id (e.g. D11)")
+    fp.add_argument("--rule", metavar="R", dest="list_rule",
+                    help="only this rule or drift id (e.g. D11)")
     fp.add_argument("--object", metavar="O",
                     help="only this Zuora object or local table (e.g. Subscription, orders)")
     fp.add_argument("--limit", type=LIMIT_OR_ALL, default=0,

@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from core.errors import ConfigError
 from jobs.cli.common import EXIT_OK
 from jobs.cli.common import settings_of as _settings
 
@@ -64,14 +65,29 @@ def _label(r: dict[str, Any]) -> str:
     return f"{r['fingerprint'][:12]}  {what}"
 
 
+def _refuse_group_options(args: argparse.Namespace) -> None:
+    """``recon findings --run X ack …`` would put X on the listing, not on the ack: refuse
+    rather than ack in another run than the one named."""
+    misplaced = [f for f, v in (("--run", getattr(args, "list_run", None)),
+                                ("--rule", getattr(args, "list_rule", None))) if v]
+    if misplaced:
+        raise ConfigError(f"{' and '.join(misplaced)} before `{args.findings_command}` "
+                          f"belong to the listing; put them after it: recon findings "
+                          f"{args.findings_command} … {' '.join(misplaced)} …")
+
+
 def cmd_ack(args: argparse.Namespace) -> int:
     from core.state import StateDB
+    from jobs import runs
     from reconcile.acks import add_acks, select_findings
 
+    _refuse_group_options(args)
     settings = _settings(args)
+    # the run id (or an attempt's or snapshot's) → the attempt whose findings are stored
+    run = runs.target_of(settings.data_dir, args.run) if args.run else None
     with StateDB(settings.data_dir) as st:
         rows = select_findings(st.con, args.fingerprints, rule=args.rule, key=args.key,
-                               run=args.run)
+                               run=run)
         acks = add_acks(st, rows, args.note, until=args.until)
     if not args.quiet:
         until = f" until {args.until} (UTC)" if args.until else ""
@@ -88,6 +104,7 @@ def cmd_unack(args: argparse.Namespace) -> int:
     from core.state import StateDB
     from reconcile.acks import remove_acks
 
+    _refuse_group_options(args)
     settings = _settings(args)
     with StateDB(settings.data_dir) as st:
         gone = remove_acks(st, args.fingerprints, rule=args.rule, key=args.key)

@@ -109,11 +109,13 @@ def _db_flag(result: Any) -> list[str]:
     ``local.database_url`` and its URL carries no password (else nothing: the reader passes
     the same --db; a password is never printed)."""
     from repair.target import FROM_SETTINGS
+    from reports.commands import duckdb_absolute
 
     t = result.target
-    if t is None or t.source == FROM_SETTINGS or redact_url(t.url) != t.url:
+    if t is None or t.source == FROM_SETTINGS:
         return []
-    return ["--db", t.url]
+    duck = duckdb_absolute(t.url)  # only a DuckDB file's URL is printed: no secret in it
+    return ["--db", duck] if duck else []
 
 
 def next_commands(result: Any, ctx: CommandContext, plan: str | Path | None = None

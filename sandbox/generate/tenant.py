@@ -6,7 +6,7 @@ versions (create, seat changes, add-ons, T&C changes, owner transfers, renewals,
 each version with new Ids for itself and its whole subtree; charges are segmented (a new
 segment per seat change and per renewal; contiguous; one last segment); ChargeNumber is stable
 across versions; prices are copied from the catalog at booking time. Distribution choices are
-assumptions (domain.md says so) and are documented in docs/sandbox.md "Tenant generator".
+assumptions (domain.md says so) and are documented in docs/sandbox.md "The tenant generator".
 """
 
 from __future__ import annotations

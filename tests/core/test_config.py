@@ -355,6 +355,11 @@ def test_settings_repr_and_describe_hide_secrets() -> None:
          "postgresql://recon:***@db/cdot?sslmode=require"),
         ("postgresql://recon@db/cdot", "postgresql://recon@db/cdot"),
         ("duckdb:///data/local.duckdb", "duckdb:///data/local.duckdb"),
+        # libpq also takes the password as a query parameter
+        ("postgresql://recon@db/cdot?password=s3cret&sslmode=require",
+         "postgresql://recon@db/cdot?password=***&sslmode=require"),
+        ("postgresql://recon@db/cdot?sslmode=require&sslpassword=k3y",
+         "postgresql://recon@db/cdot?sslmode=require&sslpassword=***"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:

@@ -229,3 +229,16 @@ def test_scheduler_lines_for_a_terminal_and_its_catch_ups_are_logged(tmp_path: P
     assert "catching up once now" in said[0] and "not replayed" in said[0]
     assert said[0] in caplog.text
     assert sched.get_job("catch-up") is not None
+
+
+def test_findings_options_before_ack_are_refused_not_dropped(tmp_path: Path, capsys,
+                                                             monkeypatch) -> None:
+    """`findings --run X ack …` would put X on the listing: argparse lets the sub-command's
+    own --run default overwrite it, so the ack would silently ignore the run named. It is
+    refused with where the option belongs; after the sub-command it is the ack's."""
+    monkeypatch.setenv("RECON_DATA_DIR", str(tmp_path))
+    code = main(["findings", "--run", "R1", "ack", "abcdef12", "--note", "known"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--run before `ack` belong to the listing" in err, err
+    code = main(["findings", "--rule", "D11", "unack", "abcdef12"])
+    assert code == 2 and "--rule before `unack`" in capsys.readouterr().err
