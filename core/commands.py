@@ -16,6 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def duckdb_absolute(url: str) -> str | None:
+    """``duckdb:///rel/x.duckdb`` → ``duckdb:////abs/rel/x.duckdb`` (None: not a DuckDB
+    file URL, e.g. PostgreSQL or ``:memory:``): the one kind of database URL a printed
+    command may carry, since it holds no secret."""
+    from core.localdb.dialect import Dialect, duckdb_path
+
+    if Dialect.from_url(url) is not Dialect.DUCKDB:
+        return None
+    path = duckdb_path(url)
+    if not path or path == ":memory:":
+        return None
+    return "duckdb:///" + Path(path).resolve().as_posix()
+
+
 def _text(v: str | Path) -> str:
     return str(v.resolve()) if isinstance(v, Path) else str(v)
 

@@ -14,39 +14,30 @@ prefix wins over the file's.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
+from core.commands import CommandContext, duckdb_absolute
 from core.config import Settings
-from core.localdb.dialect import Dialect, duckdb_path
+
+__all__ = ["context", "duckdb_absolute", "prefix", "recon"]
 
 
-def duckdb_absolute(url: str) -> str | None:
-    """``duckdb:///rel/x.duckdb`` → ``duckdb:////abs/rel/x.duckdb`` (None: not a DuckDB
-    file URL, e.g. PostgreSQL or ``:memory:``)."""
-    if Dialect.from_url(url) is not Dialect.DUCKDB:
-        return None
-    path = duckdb_path(url)
-    if not path or path == ":memory:":
-        return None
-    return "duckdb:///" + Path(path).resolve().as_posix()
+def context(settings: Settings, config_file: Path | str | None = None) -> CommandContext:
+    """The run's data directory (absolute) and, for a DuckDB file, its absolute URL, as
+    ``RECON_*`` variables in front; the config file when the report knows it."""
+    env = {"RECON_DATA_DIR": Path(settings.data_dir).resolve().as_posix()}
+    duck = duckdb_absolute(settings.local_database_url)
+    if duck:
+        env["RECON_LOCAL_DATABASE_URL"] = duck
+    return CommandContext(Path(config_file) if config_file else None, env)
 
 
 def prefix(settings: Settings, config_file: Path | str | None = None) -> str:
     """``RECON_DATA_DIR=… [RECON_LOCAL_DATABASE_URL=…] recon [--config FILE]``."""
-    env = [f"RECON_DATA_DIR={shlex.quote(Path(settings.data_dir).resolve().as_posix())}"]
-    duck = duckdb_absolute(settings.local_database_url)
-    if duck:
-        env.append(f"RECON_LOCAL_DATABASE_URL={shlex.quote(duck)}")
-    words = [*env, "recon"]
-    if config_file:
-        words += ["--config", shlex.quote(Path(config_file).resolve().as_posix())]
-    return " ".join(words)
+    return context(settings, config_file).command()
 
 
 def recon(settings: Settings, *args: str | Path, config_file: Path | str | None = None) -> str:
     """One pasteable command line: the prefix, then ``args`` (paths made absolute and every
     word shell-quoted)."""
-    words = [shlex.quote(Path(a).resolve().as_posix() if isinstance(a, Path) else a)
-             for a in args]
-    return " ".join([prefix(settings, config_file), *words])
+    return context(settings, config_file).command(*args)

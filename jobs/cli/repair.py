@@ -108,8 +108,8 @@ def _db_flag(result: Any) -> list[str]:
     """``--db URL`` for a follow-up command when this one ran on a database other than
     ``local.database_url`` and its URL carries no password (else nothing: the reader passes
     the same --db; a password is never printed)."""
+    from core.commands import duckdb_absolute
     from repair.target import FROM_SETTINGS
-    from reports.commands import duckdb_absolute
 
     t = result.target
     if t is None or t.source == FROM_SETTINGS:
